@@ -1,0 +1,201 @@
+// gru_step_fwd: one timestep of one layer and direction. The input projection
+// gx = x W_ihᵀ + b_ih is already computed for all steps (gemm); this kernel does the
+// recurrent matmul h W_hhᵀ + b_hh for its tile of units and batch rows, then the gates,
+// the candidate and the interpolation, and saves what backward needs.
+//
+// Workgroup: WG units (j) x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)).
+// The step index arrives through a dynamic offset into a uniform array written once
+// per shape, so no buffer is written between steps.
+//
+// Entries:
+//   step_fused      reset-after: r, z, n and h' in one pass.
+//   step_gates      reset-before, phase 1: r, z and r*h (n needs r of every unit).
+//   step_candidate  reset-before, phase 2: n = tanh(gx_n + W_hn (r*h) + b_hn) and h'.
+
+struct StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
+struct StepDims {
+    batch: u32, hidden: u32, out_stride: u32, out_offset: u32,
+    reverse: u32, seq_len: u32, _p0: u32, _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> sp: StepParams;
+@group(0) @binding(1) var<uniform> dims: StepDims;
+@group(0) @binding(2) var<storage, read> gx: array<f32>;          // [T, B, 3H] time order, b_ih included
+@group(0) @binding(3) var<storage, read> w_t: array<f32>;         // [H, 3H] = W_hhᵀ
+@group(0) @binding(4) var<storage, read> b_hh: array<f32>;        // [3H]
+@group(0) @binding(5) var<storage, read> lengths: array<u32>;     // [B]
+@group(0) @binding(6) var<storage, read_write> hs: array<f32>;    // [T+1, B, H] step order
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;   // [T, B, out_stride] time order
+@group(0) @binding(8) var<storage, read_write> saved: array<f32>; // [T, B, 4H] step order: r, z, n, extra
+
+const WG: u32 = 64u; // units per workgroup, also the k chunk
+const TB: u32 = 4u;  // batch rows per workgroup
+
+var<workgroup> v_tile: array<f32, 256>; // [TB][WG] chunk of the vector multiplied by W_hh
+
+struct Acc { r: array<f32, TB>, z: array<f32, TB>, n: array<f32, TB> }
+
+fn sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+// Overflow-free tanh (some drivers' builtin returns NaN for large |x|).
+fn tanh_(x: f32) -> f32 {
+    let e = exp(-2.0 * abs(x));
+    let t = (1.0 - e) / (1.0 + e);
+    return select(-t, t, x >= 0.0);
+}
+
+fn time_of_step() -> u32 {
+    return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
+}
+
+// acc[i] = sum_k W_g[j, k] v[b0 + i, k] for the gate blocks asked for, where v is h_prev
+// (hs[s]) or r*h (slot 3 of saved[s]). Must be called in uniform control flow.
+fn recurrent_matvec(j: u32, lx: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want_n: bool) -> Acc {
+    var acc: Acc;
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    for (var k0 = 0u; k0 < nh; k0 += WG) {
+        let k = k0 + lx;
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            var v = 0.0;
+            if (b < nb && k < nh) {
+                if (from_rh) { v = saved[(s * nb + b) * 4u * nh + 3u * nh + k]; }
+                else { v = hs[(s * nb + b) * nh + k]; }
+            }
+            v_tile[i * WG + lx] = v;
+        }
+        workgroupBarrier();
+        if (j < nh) {
+            let kend = min(WG, nh - k0);
+            for (var kk = 0u; kk < kend; kk++) {
+                let row = (k0 + kk) * 3u * nh;
+                if (want_rz) {
+                    let wr = w_t[row + j];
+                    let wz = w_t[row + nh + j];
+                    for (var i = 0u; i < TB; i++) {
+                        let v = v_tile[i * WG + kk];
+                        acc.r[i] = fma(wr, v, acc.r[i]);
+                        acc.z[i] = fma(wz, v, acc.z[i]);
+                    }
+                }
+                if (want_n) {
+                    let wn = w_t[row + 2u * nh + j];
+                    for (var i = 0u; i < TB; i++) {
+                        acc.n[i] = fma(wn, v_tile[i * WG + kk], acc.n[i]);
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    return acc;
+}
+
+// Row b past its length: state frozen, output zero.
+fn freeze(s: u32, t: u32, b: u32, j: u32) {
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    hs[((s + 1u) * nb + b) * nh + j] = hs[(s * nb + b) * nh + j];
+    out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = 0.0;
+}
+
+// ... and nothing saved (backward checks the length itself; zeros keep buffers clean).
+fn clear_saved(s: u32, b: u32, j: u32) {
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    let sv = (s * nb + b) * 4u * nh + j;
+    saved[sv] = 0.0;
+    saved[sv + nh] = 0.0;
+    saved[sv + 2u * nh] = 0.0;
+    saved[sv + 3u * nh] = 0.0;
+}
+
+fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    let hp = hs[(s * nb + b) * nh + j];
+    let h = (1.0 - z) * n + z * hp;
+    hs[((s + 1u) * nb + b) * nh + j] = h;
+    out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = h;
+}
+
+@compute @workgroup_size(64)
+fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let j = wg.x * WG + lx;
+    let b0 = wg.y * TB;
+    let s = sp.step;
+    let t = time_of_step();
+    let acc = recurrent_matvec(j, lx, b0, s, false, true, true);
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    if (j >= nh) { return; }
+    for (var i = 0u; i < TB; i++) {
+        let b = b0 + i;
+        if (b >= nb) { break; }
+        if (t >= lengths[b]) { freeze(s, t, b, j); clear_saved(s, b, j); continue; }
+        let g = (t * nb + b) * 3u * nh;
+        let r = sigmoid(gx[g + j] + acc.r[i] + b_hh[j]);
+        let z = sigmoid(gx[g + nh + j] + acc.z[i] + b_hh[nh + j]);
+        let hn = acc.n[i] + b_hh[2u * nh + j];
+        let n = tanh_(gx[g + 2u * nh + j] + r * hn);
+        let sv = (s * nb + b) * 4u * nh + j;
+        saved[sv] = r;
+        saved[sv + nh] = z;
+        saved[sv + 2u * nh] = n;
+        saved[sv + 3u * nh] = hn;
+        finish(s, t, b, j, z, n);
+    }
+}
+
+@compute @workgroup_size(64)
+fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let j = wg.x * WG + lx;
+    let b0 = wg.y * TB;
+    let s = sp.step;
+    let t = time_of_step();
+    let acc = recurrent_matvec(j, lx, b0, s, false, true, false);
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    if (j >= nh) { return; }
+    for (var i = 0u; i < TB; i++) {
+        let b = b0 + i;
+        if (b >= nb) { break; }
+        let sv = (s * nb + b) * 4u * nh + j;
+        if (t >= lengths[b]) { clear_saved(s, b, j); continue; }
+        let g = (t * nb + b) * 3u * nh;
+        let r = sigmoid(gx[g + j] + acc.r[i] + b_hh[j]);
+        let z = sigmoid(gx[g + nh + j] + acc.z[i] + b_hh[nh + j]);
+        saved[sv] = r;
+        saved[sv + nh] = z;
+        saved[sv + 3u * nh] = r * hs[(s * nb + b) * nh + j];
+    }
+}
+
+@compute @workgroup_size(64)
+fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let j = wg.x * WG + lx;
+    let b0 = wg.y * TB;
+    let s = sp.step;
+    let t = time_of_step();
+    let acc = recurrent_matvec(j, lx, b0, s, true, false, true);
+    let nb = dims.batch;
+    let nh = dims.hidden;
+    if (j >= nh) { return; }
+    for (var i = 0u; i < TB; i++) {
+        let b = b0 + i;
+        if (b >= nb) { break; }
+        // Phase 1 already cleared saved; rows of other units still read its r*h slot.
+        if (t >= lengths[b]) { freeze(s, t, b, j); continue; }
+        let g = (t * nb + b) * 3u * nh;
+        let n = tanh_(gx[g + 2u * nh + j] + acc.n[i] + b_hh[2u * nh + j]);
+        let sv = (s * nb + b) * 4u * nh + j;
+        let z = saved[sv + nh];
+        saved[sv + 2u * nh] = n;
+        finish(s, t, b, j, z, n);
+    }
+}

@@ -1,0 +1,70 @@
+//! The one error type of the crate.
+
+/// Every fallible operation in gru-engine returns this error.
+#[derive(Debug, thiserror::Error)]
+pub enum GruError {
+    /// A tensor had the wrong number of elements or dimensions.
+    #[error("shape mismatch for {what}: expected {expected}, found {found}")]
+    Shape {
+        what: String,
+        expected: String,
+        found: String,
+    },
+    /// A configuration value is impossible (zero sizes, a bidirectional cell, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An input value is impossible (a sequence length of 0 or longer than T, ...).
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// A parameter name that the model does not have.
+    #[error("unknown parameter `{name}`; this model has: {known}")]
+    UnknownParameter { name: String, known: String },
+    /// An operation needs an earlier one (backward before forward, ...).
+    #[error("{0}")]
+    State(String),
+    /// No adapter matched the request.
+    #[error("no GPU adapter found: {0}")]
+    NoAdapter(String),
+    /// The adapter refused to create a device.
+    #[error("could not create a device on `{adapter}`: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    /// A buffer would exceed what the device can bind.
+    #[error("{what} needs {bytes} bytes but the device allows at most {limit} bytes per buffer; use a smaller batch or sequence")]
+    TooLarge { what: String, bytes: u64, limit: u64 },
+    /// wgpu reported a validation error (a bug in gru-engine, or an unsupported device).
+    #[error("GPU validation error: {0}")]
+    Validation(String),
+    /// The device ran out of memory.
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// The device was lost or a wait on it failed.
+    #[error("GPU device lost or unresponsive: {0}")]
+    DeviceLost(String),
+}
+
+/// `Result` with [`GruError`].
+pub type Result<T> = std::result::Result<T, GruError>;
+
+impl GruError {
+    /// Shape error helper: `what` expected `expected` elements, found `found`.
+    pub(crate) fn shape(what: impl Into<String>, expected: impl ToString, found: impl ToString) -> Self {
+        GruError::Shape {
+            what: what.into(),
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+}
+
+/// Checks that `data` holds `dims.product()` values; `dims_text` names them, e.g. "[T, B, I]".
+pub(crate) fn check_len(what: &str, found: usize, dims: &[usize], dims_text: &str) -> Result<()> {
+    let expected: usize = dims.iter().product();
+    if found != expected {
+        return Err(GruError::shape(
+            what,
+            format!("{expected} values ({dims_text} = {dims:?})"),
+            format!("{found} values"),
+        ));
+    }
+    Ok(())
+}

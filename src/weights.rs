@@ -1,0 +1,214 @@
+//! Parameters in PyTorch's `nn.GRU` layout and names.
+//!
+//! Per layer k and direction (suffix `_reverse` for the reverse one):
+//!
+//! | name | shape | rows |
+//! | --- | --- | --- |
+//! | `weight_ih_l{k}` | [3H, I_k] row-major | r, z, n |
+//! | `weight_hh_l{k}` | [3H, H] row-major | r, z, n |
+//! | `bias_ih_l{k}` | [3H] | r, z, n |
+//! | `bias_hh_l{k}` | [3H] | r, z, n |
+
+use crate::config::GruConfig;
+use crate::error::{GruError, Result};
+use crate::rng::Rng;
+
+/// The four tensors of one layer and direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirWeights<R = f32> {
+    /// [3H, I_k] row-major, gate blocks r, z, n.
+    pub w_ih: Vec<R>,
+    /// [3H, H] row-major, gate blocks r, z, n.
+    pub w_hh: Vec<R>,
+    /// [3H]; all zeros when the config has no bias.
+    pub b_ih: Vec<R>,
+    /// [3H]; all zeros when the config has no bias.
+    pub b_hh: Vec<R>,
+}
+
+/// All parameters of a GRU stack; `dirs[layer * num_directions + direction]`.
+///
+/// The element type is `f32` for real use; the CPU reference also runs on `f64`
+/// (see [`GruWeights::cast`]) for gradient checks.
+///
+/// ```
+/// use gru_engine::{GruConfig, GruWeights};
+/// let mut w = GruWeights::init(GruConfig::new(3, 4), 42);
+/// assert_eq!(w.get("weight_hh_l0").unwrap().len(), 3 * 4 * 4);
+/// w.set("bias_ih_l0", &[0.0; 12]).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct GruWeights<R = f32> {
+    pub config: GruConfig,
+    pub dirs: Vec<DirWeights<R>>,
+}
+
+/// Which of the four tensors of a layer and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorKind {
+    WeightIh,
+    WeightHh,
+    BiasIh,
+    BiasHh,
+}
+
+/// A parameter's place in the stack, parsed from or printed as its PyTorch name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorId {
+    pub layer: usize,
+    pub reverse: bool,
+    pub kind: TensorKind,
+}
+
+impl TensorId {
+    /// `weight_ih_l0`, `bias_hh_l1_reverse`, ...
+    pub fn name(&self) -> String {
+        let base = match self.kind {
+            TensorKind::WeightIh => "weight_ih",
+            TensorKind::WeightHh => "weight_hh",
+            TensorKind::BiasIh => "bias_ih",
+            TensorKind::BiasHh => "bias_hh",
+        };
+        let suffix = if self.reverse { "_reverse" } else { "" };
+        format!("{base}_l{}{suffix}", self.layer)
+    }
+}
+
+impl<R: Copy + Default> GruWeights<R> {
+    /// All-zero parameters of the right shapes.
+    pub fn zeros(config: GruConfig) -> Self {
+        let h = config.hidden_size;
+        let dirs = (0..config.num_layers * config.num_directions())
+            .map(|i| {
+                let layer = i / config.num_directions();
+                DirWeights {
+                    w_ih: vec![R::default(); 3 * h * config.layer_input_size(layer)],
+                    w_hh: vec![R::default(); 3 * h * h],
+                    b_ih: vec![R::default(); 3 * h],
+                    b_hh: vec![R::default(); 3 * h],
+                }
+            })
+            .collect();
+        GruWeights { config, dirs }
+    }
+
+    /// Every parameter the config has, in PyTorch's `state_dict` order.
+    pub fn tensor_ids(&self) -> Vec<TensorId> {
+        let mut ids = Vec::new();
+        for layer in 0..self.config.num_layers {
+            for d in 0..self.config.num_directions() {
+                let reverse = d == 1;
+                let mut kinds = vec![TensorKind::WeightIh, TensorKind::WeightHh];
+                if self.config.bias {
+                    kinds.extend([TensorKind::BiasIh, TensorKind::BiasHh]);
+                }
+                ids.extend(kinds.into_iter().map(|kind| TensorId { layer, reverse, kind }));
+            }
+        }
+        ids
+    }
+
+    /// The shape of a parameter: [3H, I_k], [3H, H] or [3H].
+    pub fn shape_of(&self, id: TensorId) -> Vec<usize> {
+        let h = self.config.hidden_size;
+        match id.kind {
+            TensorKind::WeightIh => vec![3 * h, self.config.layer_input_size(id.layer)],
+            TensorKind::WeightHh => vec![3 * h, h],
+            TensorKind::BiasIh | TensorKind::BiasHh => vec![3 * h],
+        }
+    }
+
+    /// Parses a PyTorch name into a place in this stack.
+    pub fn parse_name(&self, name: &str) -> Result<TensorId> {
+        self.tensor_ids()
+            .into_iter()
+            .find(|id| id.name() == name)
+            .ok_or_else(|| GruError::UnknownParameter {
+                name: name.to_string(),
+                known: self.tensor_ids().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// The tensor for `id`.
+    pub fn tensor(&self, id: TensorId) -> &[R] {
+        let d = &self.dirs[id.layer * self.config.num_directions() + id.reverse as usize];
+        match id.kind {
+            TensorKind::WeightIh => &d.w_ih,
+            TensorKind::WeightHh => &d.w_hh,
+            TensorKind::BiasIh => &d.b_ih,
+            TensorKind::BiasHh => &d.b_hh,
+        }
+    }
+
+    /// The tensor for `id`, mutable.
+    pub fn tensor_mut(&mut self, id: TensorId) -> &mut Vec<R> {
+        let nd = self.config.num_directions();
+        let d = &mut self.dirs[id.layer * nd + id.reverse as usize];
+        match id.kind {
+            TensorKind::WeightIh => &mut d.w_ih,
+            TensorKind::WeightHh => &mut d.w_hh,
+            TensorKind::BiasIh => &mut d.b_ih,
+            TensorKind::BiasHh => &mut d.b_hh,
+        }
+    }
+
+    /// The parameter named `name` (PyTorch naming).
+    pub fn get(&self, name: &str) -> Result<&[R]> {
+        Ok(self.tensor(self.parse_name(name)?))
+    }
+
+    /// Replaces the parameter named `name` with `data` (row-major, PyTorch shape).
+    pub fn set(&mut self, name: &str, data: &[R]) -> Result<()> {
+        let id = self.parse_name(name)?;
+        let shape = self.shape_of(id);
+        let expected: usize = shape.iter().product();
+        if data.len() != expected {
+            return Err(GruError::shape(
+                name,
+                format!("{expected} values (shape {shape:?})"),
+                format!("{} values", data.len()),
+            ));
+        }
+        self.tensor_mut(id).copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Converts every value with `f`.
+    pub fn map<S>(&self, f: impl Fn(R) -> S + Copy) -> GruWeights<S> {
+        let conv = |v: &Vec<R>| v.iter().map(|&x| f(x)).collect::<Vec<S>>();
+        GruWeights {
+            config: self.config,
+            dirs: self
+                .dirs
+                .iter()
+                .map(|d| DirWeights {
+                    w_ih: conv(&d.w_ih),
+                    w_hh: conv(&d.w_hh),
+                    b_ih: conv(&d.b_ih),
+                    b_hh: conv(&d.b_hh),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl GruWeights<f32> {
+    /// PyTorch's initialisation: every value uniform in ±1/sqrt(H), drawn from a seeded generator.
+    /// With `bias = false` the biases stay zero.
+    pub fn init(config: GruConfig, seed: u64) -> Self {
+        let mut w = Self::zeros(config);
+        let k = 1.0 / (config.hidden_size.max(1) as f32).sqrt();
+        let mut rng = Rng::new(seed);
+        for id in w.tensor_ids() {
+            for v in w.tensor_mut(id).iter_mut() {
+                *v = rng.uniform(-k, k);
+            }
+        }
+        w
+    }
+
+    /// The same parameters in another float type (`f64` for gradient checks).
+    pub fn cast<S: crate::cpu::Real>(&self) -> GruWeights<S> {
+        self.map(|x| S::from_f64(x as f64))
+    }
+}

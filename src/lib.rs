@@ -31,6 +31,7 @@ pub mod sequence;
 pub mod weights;
 
 pub use config::{GruConfig, GruVariant};
+pub use gpu::{AdapterSummary, DeviceRequest, GpuContext, GpuGru};
 pub use error::{GruError, Result};
 
 pub use sequence::{GruGrads, SequenceInput};

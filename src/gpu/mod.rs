@@ -1,1 +1,13 @@
+//! The GPU path: device context, kernels and their cache, workspaces, and the layer.
 
+mod backward;
+pub mod context;
+mod forward;
+pub(crate) mod kernels;
+mod layer;
+mod ops;
+mod params;
+mod workspace;
+
+pub use context::{best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext};
+pub use layer::GpuGru;

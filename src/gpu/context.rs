@@ -1,0 +1,312 @@
+//! Adapter and device selection, limits and features, error capture, readback.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GruError, Result};
+use crate::gpu::kernels::KernelCache;
+
+/// What `gru devices` prints about one adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    /// Position in [`list_adapters`]; pass it as [`DeviceRequest::adapter_index`].
+    pub index: usize,
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub shader_f16: bool,
+    pub subgroup: bool,
+}
+
+impl AdapterSummary {
+    /// A CPU rasterizer such as llvmpipe or SwiftShader.
+    pub fn is_software(&self) -> bool {
+        self.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+/// Which adapter to open.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceRequest {
+    /// Backends to consider (Vulkan, Metal, DX12, GL).
+    pub backends: wgpu::Backends,
+    /// An index from [`list_adapters`]; `None` picks the best (discrete > integrated > software).
+    pub adapter_index: Option<usize>,
+}
+
+impl Default for DeviceRequest {
+    fn default() -> Self {
+        DeviceRequest { backends: wgpu::Backends::all(), adapter_index: None }
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn rank(device_type: wgpu::DeviceType, backend: wgpu::Backend) -> (u8, u8) {
+    let device = match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match backend {
+        wgpu::Backend::Vulkan => 0,
+        wgpu::Backend::Metal => 0,
+        wgpu::Backend::Dx12 => 1,
+        _ => 2,
+    };
+    (device, backend)
+}
+
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance(backends).enumerate_adapters(backends))
+}
+
+fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features();
+    AdapterSummary {
+        index,
+        name: info.name,
+        backend: info.backend,
+        device_type: info.device_type,
+        driver: info.driver,
+        driver_info: info.driver_info,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        subgroup: features.contains(wgpu::Features::SUBGROUP),
+    }
+}
+
+/// Every adapter wgpu finds on these backends, in a stable order.
+pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    enumerate(backends).iter().enumerate().map(|(i, a)| summarize(i, a)).collect()
+}
+
+/// The index [`GpuContext::new`] picks when no index is given, if any adapter exists.
+pub fn best_adapter_index(adapters: &[AdapterSummary]) -> Option<usize> {
+    adapters
+        .iter()
+        .min_by_key(|a| (rank(a.device_type, a.backend), a.index))
+        .map(|a| a.index)
+}
+
+/// One opened device with its queue and the caches that live as long as it does.
+///
+/// Cheap to share: wrap it in an `Arc` (the constructors do) and hand it to every layer.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) kernels: KernelCache,
+    lost: Arc<AtomicBool>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuContext({} on {:?})", self.info.name, self.info.backend)
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter on any backend.
+    pub fn new_default() -> Result<Arc<Self>> {
+        Self::new(&DeviceRequest::default())
+    }
+
+    /// Opens the adapter that `request` names, with every limit the adapter allows
+    /// (so large sequences fit in one storage binding where the hardware can).
+    pub fn new(request: &DeviceRequest) -> Result<Arc<Self>> {
+        let adapters = enumerate(request.backends);
+        let summaries: Vec<_> = adapters.iter().enumerate().map(|(i, a)| summarize(i, a)).collect();
+        let index = match request.adapter_index {
+            Some(i) if i < adapters.len() => i,
+            Some(i) => {
+                return Err(GruError::NoAdapter(format!(
+                    "adapter index {i} requested, but only {} adapter(s) found (see `gru devices`)",
+                    adapters.len()
+                )))
+            }
+            None => best_adapter_index(&summaries).ok_or_else(|| {
+                GruError::NoAdapter(format!(
+                    "wgpu found no adapter on backends {:?}; install a Vulkan driver (for example Mesa's mesa-vulkan-drivers)",
+                    request.backends
+                ))
+            })?,
+        };
+        let adapter = &adapters[index];
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("gru-engine"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            GruError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() }
+        })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_flag = lost.clone();
+        device.set_device_lost_callback(move |_reason, _msg| lost_flag.store(true, Ordering::SeqCst));
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            kernels: KernelCache::default(),
+            lost,
+            uncaptured,
+        }))
+    }
+
+    /// Name, backend, type and driver of the adapter.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// A CPU rasterizer (llvmpipe, SwiftShader): correct but about a thousand times slower than a GPU.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
+    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        self.check_health()?;
+        if let Some(e) = o {
+            return Err(GruError::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = v {
+            return Err(GruError::Validation(e.to_string()));
+        }
+        out
+    }
+
+    /// Device lost or an error outside any scope: report it once.
+    pub(crate) fn check_health(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(GruError::DeviceLost(format!("{} was lost", self.info.name)));
+        }
+        if let Some(e) = self.uncaptured.lock().ok().and_then(|mut s| s.take()) {
+            return Err(GruError::Validation(e));
+        }
+        Ok(())
+    }
+
+    /// Blocks until the queue is idle.
+    pub fn wait_idle(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| GruError::DeviceLost(e.to_string()))?;
+        self.check_health()
+    }
+
+    /// Creates a buffer, refusing sizes past the device's storage binding limit.
+    pub(crate) fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        let limit = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(GruError::TooLarge { what: label.to_string(), bytes, limit });
+        }
+        // Bindings may not be empty; round up to a 16-byte multiple.
+        let size = bytes.max(16).div_ceil(16) * 16;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer of `len` f32 values.
+    pub(crate) fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        use wgpu::BufferUsages as U;
+        self.buffer(label, 4 * len as u64, U::STORAGE | U::COPY_DST | U::COPY_SRC)
+    }
+
+    /// A uniform buffer holding `bytes`.
+    pub(crate) fn uniform(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        use wgpu::BufferUsages as U;
+        let buf = self.buffer(label, bytes.len() as u64, U::UNIFORM | U::COPY_DST)?;
+        self.queue.write_buffer(&buf, 0, bytes);
+        Ok(buf)
+    }
+
+    /// Copies `parts` (buffer, first f32, count) into `staging` in one submission and
+    /// reads them back, one `Vec` per part.
+    pub(crate) fn read_f32(&self, staging: &wgpu::Buffer, parts: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>> {
+        let total: usize = parts.iter().map(|p| p.2).sum();
+        if total == 0 {
+            return Ok(parts.iter().map(|_| Vec::new()).collect());
+        }
+        self.scoped(|| {
+            let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            let mut at = 0u64;
+            for (buf, first, len) in parts {
+                enc.copy_buffer_to_buffer(buf, 4 * *first as u64, staging, at, 4 * *len as u64);
+                at += 4 * *len as u64;
+            }
+            self.queue.submit([enc.finish()]);
+            let slice = staging.slice(..4 * total as u64);
+            let (tx, rx) = std::sync::mpsc::channel();
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            self.wait_idle()?;
+            rx.recv()
+                .map_err(|_| GruError::DeviceLost("buffer mapping never completed".into()))?
+                .map_err(|e| GruError::DeviceLost(format!("buffer mapping failed: {e}")))?;
+            let out = {
+                let view = slice
+                    .get_mapped_range()
+                    .map_err(|e| GruError::DeviceLost(format!("buffer mapping failed: {e:?}")))?;
+                let all: &[f32] = bytemuck::cast_slice(&view);
+                let mut at = 0;
+                parts
+                    .iter()
+                    .map(|p| {
+                        let v = all[at..at + p.2].to_vec();
+                        at += p.2;
+                        v
+                    })
+                    .collect()
+            };
+            staging.unmap();
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! One `include_str!` per shader file, the binding layout of each entry point, and a
+//! pipeline cache keyed by kernel and override constants. Shader modules compile once per
+//! device; pipelines once per (kernel, constants).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GruError, Result};
+use crate::gpu::context::GpuContext;
+
+/// A kernel source file under `shaders/`; the file name is the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Shader {
+    Gemm,
+    Colsum,
+    Transpose,
+    StepFwd,
+    StepBwd,
+}
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::Colsum => include_str!("../../shaders/colsum.wgsl"),
+            Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
+            Shader::StepFwd => include_str!("../../shaders/gru_step_fwd.wgsl"),
+            Shader::StepBwd => include_str!("../../shaders/gru_step_bwd.wgsl"),
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Shader::Gemm => "gemm",
+            Shader::Colsum => "colsum",
+            Shader::Transpose => "transpose",
+            Shader::StepFwd => "gru_step_fwd",
+            Shader::StepBwd => "gru_step_bwd",
+        }
+    }
+}
+
+/// An entry point of a shader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Gemm,
+    Colsum,
+    Transpose,
+    StepFused,
+    StepGates,
+    StepCandidate,
+    BwdFused,
+    BwdCandidate,
+    BwdRz,
+}
+
+/// How an entry point binds slot `i` of group 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Uniform,
+    /// Uniform at a dynamic offset: the step index.
+    StepUniform,
+    Read,
+    ReadWrite,
+}
+
+use Slot::{Read as R, ReadWrite as W, StepUniform as S, Uniform as U};
+
+impl Kernel {
+    pub(crate) fn shader(self) -> Shader {
+        match self {
+            Kernel::Gemm => Shader::Gemm,
+            Kernel::Colsum => Shader::Colsum,
+            Kernel::Transpose => Shader::Transpose,
+            Kernel::StepFused | Kernel::StepGates | Kernel::StepCandidate => Shader::StepFwd,
+            Kernel::BwdFused | Kernel::BwdCandidate | Kernel::BwdRz => Shader::StepBwd,
+        }
+    }
+    pub(crate) fn entry(self) -> &'static str {
+        match self {
+            Kernel::Gemm => "gemm",
+            Kernel::Colsum => "colsum",
+            Kernel::Transpose => "transpose",
+            Kernel::StepFused => "step_fused",
+            Kernel::StepGates => "step_gates",
+            Kernel::StepCandidate => "step_candidate",
+            Kernel::BwdFused => "bwd_fused",
+            Kernel::BwdCandidate => "bwd_candidate",
+            Kernel::BwdRz => "bwd_rz",
+        }
+    }
+    /// Mirrors the `@binding` declarations of the shader file.
+    pub(crate) fn slots(self) -> &'static [Slot] {
+        match self.shader() {
+            Shader::Gemm => &[U, R, R, R, W],
+            Shader::Colsum | Shader::Transpose => &[U, R, W],
+            Shader::StepFwd => &[S, U, R, R, R, R, W, W, W],
+            Shader::StepBwd => &[S, U, R, R, R, R, R, W, W, W],
+        }
+    }
+}
+
+/// Size of the uniform a step slot binds (`StepParams` in the step shaders).
+pub(crate) const STEP_PARAMS_BYTES: u64 = 16;
+
+/// A compiled pipeline and the layout its bind groups use.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+type PipelineKey = (Kernel, Vec<(&'static str, u32)>);
+
+/// Shader modules and pipelines of one device.
+#[derive(Default)]
+pub(crate) struct KernelCache {
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+fn poisoned() -> GruError {
+    GruError::State("kernel cache lock poisoned by an earlier panic".into())
+}
+
+impl GpuContext {
+    /// The pipeline for `kernel` specialised with override `constants` (booleans as 0/1).
+    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &[(&'static str, u32)]) -> Result<Arc<Pipeline>> {
+        let key = (kernel, constants.to_vec());
+        if let Some(p) = self.kernels.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
+            return Ok(p.clone());
+        }
+        let built = self.scoped(|| {
+            let module = {
+                let mut modules = self.kernels.modules.lock().map_err(|_| poisoned())?;
+                modules
+                    .entry(kernel.shader())
+                    .or_insert_with(|| {
+                        self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(kernel.shader().label()),
+                            source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
+                        })
+                    })
+                    .clone()
+            };
+            let entries: Vec<_> = kernel
+                .slots()
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
+                    binding: i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: match slot {
+                        Slot::Uniform | Slot::StepUniform => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Uniform,
+                            has_dynamic_offset: *slot == Slot::StepUniform,
+                            min_binding_size: None,
+                        },
+                        Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: *slot == Slot::Read },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                    },
+                    count: None,
+                })
+                .collect();
+            let label = kernel.entry();
+            let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &entries,
+            });
+            let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let consts: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
+            let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(kernel.entry()),
+                compilation_options: wgpu::PipelineCompilationOptions { constants: &consts, ..Default::default() },
+                cache: None,
+            });
+            Ok(Arc::new(Pipeline { pipeline, layout }))
+        })?;
+        self.kernels.pipelines.lock().map_err(|_| poisoned())?.insert(key, built.clone());
+        Ok(built)
+    }
+}

@@ -1,0 +1,103 @@
+//! Every activation buffer for one (T, B), allocated once, with the recorded forward and
+//! backward dispatch lists that bind them.
+
+use crate::config::GruConfig;
+use crate::error::{GruError, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::ops::{step_slots, Dispatch};
+use crate::gpu::params::GpuParams;
+use crate::gpu::{backward, forward};
+
+/// Buffers of one layer and direction that backward needs from forward.
+pub(crate) struct DirBuffers {
+    pub hs: wgpu::Buffer,    // [T+1, B, H] step order: hs[0] = h0, hs[T] = h_n
+    pub saved: wgpu::Buffer, // [T, B, 4H] step order: r, z, n, (W_hn h + b_hn | r*h)
+    pub d_hs: wgpu::Buffer,  // [T+1, B, H] step order: d_hs[T] = d h_n, d_hs[0] = d h0
+}
+
+pub(crate) struct Workspace {
+    pub t_len: usize,
+    pub batch: usize,
+    pub x: wgpu::Buffer,       // [T, B, I] time-major
+    pub lengths: wgpu::Buffer, // [B] u32
+    pub outs: Vec<wgpu::Buffer>, // per layer [T, B, dirs*H]
+    /// Per layer: dL/d(layer input) [T, B, I_k]; `d_ins[k]` is layer k-1's output gradient.
+    pub d_ins: Vec<wgpu::Buffer>,
+    pub d_out_top: wgpu::Buffer, // [T, B, dirs*H]
+    pub gx: wgpu::Buffer,        // [T, B, 3H] time order, shared by every layer and direction
+    pub d_gx: wgpu::Buffer,      // [T, B, 3H] time order, shared
+    pub d_gh: wgpu::Buffer,      // [T, B, 3H] step order, shared
+    pub dirs: Vec<DirBuffers>,
+    pub step_slots: wgpu::Buffer,
+    pub slot_stride: u32,
+    pub staging: wgpu::Buffer,
+    pub forward: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+}
+
+impl Workspace {
+    pub(crate) fn new(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, t_len: usize, batch: usize) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let nd = cfg.num_directions();
+        let tb = t_len * batch;
+        let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
+        if tb.div_ceil(64) > max_groups {
+            return Err(GruError::Input(format!(
+                "T*B = {tb} rows exceed what one dispatch covers on this device ({} rows); split the batch",
+                max_groups * 64
+            )));
+        }
+        let mut outs = Vec::new();
+        let mut d_ins = Vec::new();
+        for l in 0..cfg.num_layers {
+            outs.push(ctx.storage(&format!("output_l{l}"), tb * nd * h)?);
+            d_ins.push(ctx.storage(&format!("d_input_l{l}"), tb * cfg.layer_input_size(l))?);
+        }
+        let mut dirs = Vec::new();
+        for idx in 0..cfg.num_layers * nd {
+            dirs.push(DirBuffers {
+                hs: ctx.storage(&format!("hs_{idx}"), (t_len + 1) * batch * h)?,
+                saved: ctx.storage(&format!("saved_{idx}"), tb * 4 * h)?,
+                d_hs: ctx.storage(&format!("d_hs_{idx}"), (t_len + 1) * batch * h)?,
+            });
+        }
+        let param_total = cfg.param_count() + cfg.num_layers * nd * 6 * h; // biases even when off
+        let ld_bh = cfg.num_layers * nd * batch * h;
+        let staging_len = (tb * nd * h + ld_bh).max(tb * cfg.input_size + ld_bh + param_total);
+        let (step_slots, slot_stride) = step_slots(ctx, t_len)?;
+        let mut ws = Workspace {
+            t_len,
+            batch,
+            x: ctx.storage("input", tb * cfg.input_size)?,
+            lengths: ctx.storage("lengths", batch)?,
+            outs,
+            d_ins,
+            d_out_top: ctx.storage("d_output", tb * nd * h)?,
+            gx: ctx.storage("gx", tb * 3 * h)?,
+            d_gx: ctx.storage("d_gx", tb * 3 * h)?,
+            d_gh: ctx.storage("d_gh", tb * 3 * h)?,
+            dirs,
+            step_slots,
+            slot_stride,
+            staging: ctx.buffer(
+                "staging",
+                4 * staging_len as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?,
+            forward: Vec::new(),
+            backward: Vec::new(),
+        };
+        ws.forward = forward::plan(ctx, cfg, params, &ws)?;
+        ws.backward = backward::plan(ctx, cfg, params, &ws)?;
+        Ok(ws)
+    }
+
+    /// The input buffer of layer `l`: the sequence for layer 0, else the layer below's output.
+    pub(crate) fn layer_input(&self, l: usize) -> &wgpu::Buffer {
+        if l == 0 {
+            &self.x
+        } else {
+            &self.outs[l - 1]
+        }
+    }
+}

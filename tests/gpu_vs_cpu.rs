@@ -1,0 +1,237 @@
+//! Every GPU kernel against the CPU reference (run in f64): forward outputs, h_n and every
+//! gradient, over awkward shapes (sizes of 1, primes, non-multiples of the 64-wide
+//! workgroups and 4-row batch tiles), 1-3 layers, both directions, per-row lengths and
+//! both variants.
+//!
+//! Tolerance: |gpu - cpu| <= ATOL·max(1, max|cpu|) + RTOL·|cpu|. The GPU sums in f32
+//! in a different order than the reference; over T·B = 165 rows and K up to 390 terms
+//! the rounding stays well under these bounds.
+
+mod common;
+
+use common::*;
+use gru_engine::rng::Rng;
+use gru_engine::*;
+
+const ATOL: f64 = 2e-5;
+const RTOL: f64 = 1e-4;
+
+#[track_caller]
+fn check(what: &str, got: &[f32], want: &[f64], case: &str) {
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    assert_close(what, got, want, ATOL * scale, RTOL, case);
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    variant: GruVariant,
+    i: usize,
+    h: usize,
+    t: usize,
+    b: usize,
+    layers: usize,
+    bidir: bool,
+    lengths: bool,
+    h0: bool,
+    bias: bool,
+    batch_first: bool,
+}
+
+fn lengths_for(t: usize, b: usize) -> Vec<usize> {
+    // Full, shortest (1) and in-between lengths, in a scrambled order.
+    (0..b).map(|r| if r == 0 { t } else { 1 + (r * 7 + 3) % t }).collect()
+}
+
+/// Runs one case on both paths and compares everything.
+fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) {
+    let name = format!("{c:?} seed {seed}");
+    let cfg = GruConfig::new(c.i, c.h).layers(c.layers).bidirectional(c.bidir).variant(c.variant).bias(c.bias);
+    let w = GruWeights::init(cfg, seed);
+    let mut rng = Rng::new(seed ^ 0xABCD);
+    let ld = c.layers * cfg.num_directions();
+    let x = random(&mut rng, c.t * c.b * c.i, 1.0);
+    let h0 = random(&mut rng, ld * c.b * c.h, 0.5);
+    let lengths = lengths_for(c.t, c.b);
+    let dy = random(&mut rng, c.t * c.b * cfg.output_size(), 1.0);
+    let dhn = random(&mut rng, ld * c.b * c.h, 1.0);
+
+    let mut input = SequenceInput::new(&x[..], c.t, c.b).batch_first(c.batch_first);
+    if c.h0 {
+        input = input.h0(&h0);
+    }
+    if c.lengths {
+        input = input.lengths(&lengths);
+    }
+    let mut gpu = GpuGru::new(ctx.clone(), &w).unwrap();
+    gpu.forward(&input).unwrap();
+    let out = gpu.read_output().unwrap();
+    let h_n = gpu.read_h_n().unwrap();
+    let grads = gpu.backward(&dy, Some(&dhn)).unwrap();
+
+    let w64 = w.cast::<f64>();
+    let (x64, h064) = (to_f64(&x), to_f64(&h0));
+    let mut input64 = SequenceInput::new(&x64[..], c.t, c.b).batch_first(c.batch_first);
+    if c.h0 {
+        input64 = input64.h0(&h064);
+    }
+    if c.lengths {
+        input64 = input64.lengths(&lengths);
+    }
+    let fwd = cpu::forward(&w64, &input64).unwrap();
+    let want = cpu::backward(&w64, &fwd, &to_f64(&dy), Some(&to_f64(&dhn))).unwrap();
+
+    check("output", &out, &fwd.output, &name);
+    check("h_n", &h_n, &fwd.h_n, &name);
+    check("d_input", &grads.d_input, &want.d_input, &name);
+    check("d_h0", &grads.d_h0, &want.d_h0, &name);
+    for id in want.d_weights.tensor_ids() {
+        check(&format!("d_{}", id.name()), grads.d_weights.tensor(id), want.d_weights.tensor(id), &name);
+    }
+}
+
+/// The full matrix H × B × T × variant; layers, direction, lengths, h0 and layout rotate
+/// with the case number so each appears with every size.
+fn matrix(variant: GruVariant) {
+    let Some(ctx) = gpu() else { return };
+    let mut n = 0;
+    for &h in &[1, 3, 17, 64, 130] {
+        for &b in &[1, 5] {
+            for &t in &[1, 7, 33] {
+                let c = Case {
+                    variant,
+                    i: if h == 3 { 5 } else { h + 2 },
+                    h,
+                    t,
+                    b,
+                    layers: 1 + n % 3,
+                    bidir: n % 2 == 1,
+                    lengths: n % 4 != 0,
+                    h0: n % 3 != 1,
+                    bias: n % 5 != 2,
+                    batch_first: n % 7 == 3,
+                };
+                run_case(&ctx, c, 100 + n as u64);
+                n += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn reset_after_matches_reference() {
+    matrix(GruVariant::ResetAfter);
+}
+
+#[test]
+fn reset_before_matches_reference() {
+    matrix(GruVariant::ResetBefore);
+}
+
+#[test]
+fn three_bidirectional_layers_with_lengths() {
+    let Some(ctx) = gpu() else { return };
+    for (k, variant) in [GruVariant::ResetAfter, GruVariant::ResetBefore].into_iter().enumerate() {
+        let c = Case {
+            variant,
+            i: 7,
+            h: 67,
+            t: 13,
+            b: 9,
+            layers: 3,
+            bidir: true,
+            lengths: true,
+            h0: true,
+            bias: true,
+            batch_first: false,
+        };
+        run_case(&ctx, c, 7 + k as u64);
+    }
+}
+
+#[test]
+fn runs_are_bitwise_deterministic() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = GruConfig::new(6, 70).layers(2).bidirectional(true);
+    let w = GruWeights::init(cfg, 3);
+    let mut rng = Rng::new(4);
+    let (t, b) = (9, 6);
+    let x = random(&mut rng, t * b * 6, 1.0);
+    let dy = random(&mut rng, t * b * 140, 1.0);
+    let lengths = lengths_for(t, b);
+    let run = || {
+        let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+        g.forward(&SequenceInput::new(&x, t, b).lengths(&lengths)).unwrap();
+        let out = g.read_output().unwrap();
+        let grads = g.backward(&dy, None).unwrap();
+        (out, grads)
+    };
+    let (o1, g1) = run();
+    let (o2, g2) = run();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&o1), bits(&o2), "output differs between identical runs");
+    assert_eq!(bits(&g1.d_input), bits(&g2.d_input), "d_input differs between identical runs");
+    assert_eq!(g1.d_weights, g2.d_weights, "weight gradients differ between identical runs");
+}
+
+#[test]
+fn cell_steps_equal_the_full_sequence() {
+    let Some(ctx) = gpu() else { return };
+    for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+        let cfg = GruConfig::new(4, 19).layers(2).variant(variant);
+        let w = GruWeights::init(cfg, 11);
+        let mut rng = Rng::new(12);
+        let (t, b) = (6, 3);
+        let x = random(&mut rng, t * b * 4, 1.0);
+        let h0 = random(&mut rng, 2 * b * 19, 0.5);
+        let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+        g.forward(&SequenceInput::new(&x, t, b).h0(&h0)).unwrap();
+        let out = g.read_output().unwrap();
+        let h_n = g.read_h_n().unwrap();
+
+        let mut h_gpu = h0.clone();
+        let mut h_cpu = h0.clone();
+        for s in 0..t {
+            let xs = &x[s * b * 4..(s + 1) * b * 4];
+            h_gpu = g.step(xs, &h_gpu, b).unwrap();
+            h_cpu = cpu::cell_step(&w, xs, &h_cpu, b).unwrap();
+            // The top layer's state is the sequence output at this step.
+            let top = &h_gpu[b * 19..];
+            let want = to_f64(&out[s * b * 19..(s + 1) * b * 19]);
+            check("cell output vs sequence output", top, &want, &format!("{variant:?} step {s}"));
+            check("GPU cell vs CPU cell", &h_gpu, &to_f64(&h_cpu), &format!("{variant:?} step {s}"));
+        }
+        check("cell final state vs h_n", &h_gpu, &to_f64(&h_n), &format!("{variant:?}"));
+    }
+}
+
+#[test]
+fn weights_round_trip_through_the_device() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = GruConfig::new(5, 9).layers(2).bidirectional(true);
+    let w = GruWeights::init(cfg, 5);
+    let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+    assert_eq!(g.read_weights().unwrap(), w);
+    let w2 = GruWeights::init(cfg, 6);
+    g.set_weights(&w2).unwrap();
+    assert_eq!(g.read_weights().unwrap(), w2);
+}
+
+#[test]
+fn non_finite_inputs_pass_through_like_pytorch() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = GruConfig::new(2, 3);
+    let w = GruWeights::init(cfg, 1);
+    // Row 0 sees a NaN at t = 1; row 1 stays finite.
+    let mut x = vec![0.5f32; 3 * 2 * 2];
+    x[(2) * 2] = f32::NAN;
+    let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+    g.forward(&SequenceInput::new(&x, 3, 2)).unwrap();
+    let out = g.read_output().unwrap();
+    let cpu_out = cpu::forward(&w, &SequenceInput::new(&x, 3, 2)).unwrap().output;
+    for (i, (a, b)) in out.iter().zip(&cpu_out).enumerate() {
+        assert_eq!(a.is_nan(), b.is_nan(), "NaN pattern differs at {i}: gpu {a} cpu {b}");
+    }
+    assert!(out[..3].iter().all(|v| v.is_finite()), "t = 0 precedes the NaN");
+    assert!(out[6..9].iter().all(|v| v.is_nan()), "row 0 at t = 1 must be NaN");
+    assert!(out[9..12].iter().all(|v| v.is_finite()), "row 1 never sees the NaN");
+}

@@ -42,6 +42,12 @@ pub struct GpuGru {
     last: Option<LastForward>,
 }
 
+impl std::fmt::Debug for GpuGru {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuGru").field("config", &self.config).field("device", &self.ctx).finish()
+    }
+}
+
 impl GpuGru {
     /// Allocates the parameter buffers on `ctx` and uploads `weights`.
     pub fn new(ctx: Arc<GpuContext>, weights: &GruWeights) -> Result<Self> {

@@ -134,7 +134,16 @@ impl GpuContext {
     /// Opens the adapter that `request` names, with every limit the adapter allows
     /// (so large sequences fit in one storage binding where the hardware can).
     pub fn new(request: &DeviceRequest) -> Result<Arc<Self>> {
-        let adapters = enumerate(request.backends);
+        // Without an explicit index, look at Vulkan/Metal/DX12 first: GL is the fallback
+        // (and probing it prints windowing-system noise on headless machines).
+        let primary = request.backends & wgpu::Backends::PRIMARY;
+        let mut adapters = Vec::new();
+        if request.adapter_index.is_none() && !primary.is_empty() {
+            adapters = enumerate(primary);
+        }
+        if adapters.is_empty() {
+            adapters = enumerate(request.backends);
+        }
         let summaries: Vec<_> = adapters.iter().enumerate().map(|(i, a)| summarize(i, a)).collect();
         let index = match request.adapter_index {
             Some(i) if i < adapters.len() => i,

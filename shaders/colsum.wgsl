@@ -1,22 +1,27 @@
-// colsum: out[n] (+)= sum over m of x[m*ld + n], for n < N. One thread per column,
-// rows in order: the bias gradients, deterministic and without atomics.
+// colsum: out[z, n] (+)= sum over rows m of slice z of x[m*N + n]. One thread per
+// column and slice, rows in order; with several slices reduce_slices.wgsl adds them in
+// order. The bias gradients, deterministic and without atomics. Slices keep each
+// invocation under llvmpipe's 65535 loop iterations.
 
-struct ColsumParams { m: u32, n: u32, ld: u32, _p0: u32 }
+struct ColsumParams { m: u32, n: u32, rows_per_slice: u32, _p0: u32 }
 
 override ACCUMULATE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: ColsumParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;         // [M, ld]
-@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [N]
+@group(0) @binding(1) var<storage, read> x: array<f32>;         // [M, N]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [slices, N]
 
 @compute @workgroup_size(64)
 fn colsum(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = gid.x;
     if (n >= p.n) { return; }
+    let m0 = gid.y * p.rows_per_slice;
+    let m1 = min(m0 + p.rows_per_slice, p.m);
     var s = 0.0;
-    for (var m = 0u; m < p.m; m++) {
-        s += x[m * p.ld + n];
+    for (var m = m0; m < m1; m++) {
+        s += x[m * p.n + n];
     }
-    if (ACCUMULATE) { s += out[n]; }
-    out[n] = s;
+    let idx = gid.y * p.n + n;
+    if (ACCUMULATE) { s += out[idx]; }
+    out[idx] = s;
 }

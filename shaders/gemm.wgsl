@@ -4,11 +4,17 @@
 // c[off_c + m*ldc + n]. Row-major throughout; offsets and leading dimensions let one
 // kernel read column blocks (a gate's rows of W, the r*h slot of the saved activations).
 // Each output is summed by one thread in a fixed k order: deterministic, no atomics.
+//
+// Split-K: workgroup z covers k in [z*k_slice, (z+1)*k_slice) and writes its partial
+// product to slice z of c (c[off_c + z*m*ldc + ...]); reduce_slices.wgsl then adds the
+// slices in order. This spreads the weight-gradient GEMMs (K = T·B) over more
+// workgroups, and keeps each invocation under llvmpipe's limit of 65535 loop
+// iterations per invocation, past which it silently stops looping.
 
 struct GemmParams {
     m: u32, n: u32, k: u32, lda: u32,
     ldb: u32, ldc: u32, off_a: u32, off_b: u32,
-    off_c: u32, _p0: u32, _p1: u32, _p2: u32,
+    off_c: u32, k_slice: u32, _p0: u32, _p1: u32,
 }
 
 override TRANS_A: bool = false;
@@ -37,7 +43,9 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
     var acc: array<f32, 16>;
-    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+    let k_begin = wg.z * p.k_slice;
+    let k_end = min(k_begin + p.k_slice, p.k);
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         for (var i = 0u; i < 4u; i++) {
             let e = li + i * WG;
             // Pick the element order that makes neighbouring threads read neighbouring addresses.
@@ -45,7 +53,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             if (TRANS_A) { ka = e / TM; mm = e % TM; } else { mm = e / TK; ka = e % TK; }
             var va = 0.0;
             let gm = row0 + mm; let gka = k0 + ka;
-            if (gm < p.m && gka < p.k) {
+            if (gm < p.m && gka < k_end) {
                 if (TRANS_A) { va = a[p.off_a + gka * p.lda + gm]; } else { va = a[p.off_a + gm * p.lda + gka]; }
             }
             a_tile[ka * TM + mm] = va;
@@ -54,7 +62,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             if (TRANS_B) { nn = e / TK; kb = e % TK; } else { kb = e / TN; nn = e % TN; }
             var vb = 0.0;
             let gn = col0 + nn; let gkb = k0 + kb;
-            if (gn < p.n && gkb < p.k) {
+            if (gn < p.n && gkb < k_end) {
                 if (TRANS_B) { vb = b[p.off_b + gn * p.ldb + gkb]; } else { vb = b[p.off_b + gkb * p.ldb + gn]; }
             }
             b_tile[kb * TN + nn] = vb;
@@ -75,6 +83,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
         }
         workgroupBarrier();
     }
+    let c_slice = p.off_c + wg.z * p.m * p.ldc;
     for (var i = 0u; i < 4u; i++) {
         let m = row0 + lid.y + 16u * i;
         if (m >= p.m) { continue; }
@@ -83,7 +92,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             if (n >= p.n) { continue; }
             var v = acc[i * 4u + j];
             if (BIAS) { v += bias[n]; }
-            let idx = p.off_c + m * p.ldc + n;
+            let idx = c_slice + m * p.ldc + n;
             if (ACCUMULATE) { v += c[idx]; }
             c[idx] = v;
         }

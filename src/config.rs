@@ -93,7 +93,8 @@ impl GruConfig {
         let h = self.hidden_size;
         (0..self.num_layers)
             .map(|l| {
-                let per_dir = 3 * h * (self.layer_input_size(l) + h) + if self.bias { 6 * h } else { 0 };
+                let per_dir =
+                    3 * h * (self.layer_input_size(l) + h) + if self.bias { 6 * h } else { 0 };
                 per_dir * self.num_directions()
             })
             .sum()
@@ -101,13 +102,19 @@ impl GruConfig {
     /// Rejects zero sizes.
     pub fn validate(&self) -> Result<()> {
         if self.input_size == 0 {
-            return Err(GruError::Config("input_size must be at least 1, found 0".into()));
+            return Err(GruError::Config(
+                "input_size must be at least 1, found 0".into(),
+            ));
         }
         if self.hidden_size == 0 {
-            return Err(GruError::Config("hidden_size must be at least 1, found 0".into()));
+            return Err(GruError::Config(
+                "hidden_size must be at least 1, found 0".into(),
+            ));
         }
         if self.num_layers == 0 {
-            return Err(GruError::Config("num_layers must be at least 1, found 0".into()));
+            return Err(GruError::Config(
+                "num_layers must be at least 1, found 0".into(),
+            ));
         }
         Ok(())
     }

@@ -30,7 +30,11 @@ pub enum GruError {
     RequestDevice { adapter: String, reason: String },
     /// A buffer would exceed what the device can bind.
     #[error("{what} needs {bytes} bytes but the device allows at most {limit} bytes per buffer; use a smaller batch or sequence")]
-    TooLarge { what: String, bytes: u64, limit: u64 },
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
     /// wgpu reported a validation error (a bug in gru-engine, or an unsupported device).
     #[error("GPU validation error: {0}")]
     Validation(String),
@@ -47,7 +51,11 @@ pub type Result<T> = std::result::Result<T, GruError>;
 
 impl GruError {
     /// Shape error helper: `what` expected `expected` elements, found `found`.
-    pub(crate) fn shape(what: impl Into<String>, expected: impl ToString, found: impl ToString) -> Self {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        expected: impl ToString,
+        found: impl ToString,
+    ) -> Self {
         GruError::Shape {
             what: what.into(),
             expected: expected.to_string(),

@@ -31,8 +31,8 @@ pub mod sequence;
 pub mod weights;
 
 pub use config::{GruConfig, GruVariant};
-pub use gpu::{AdapterSummary, DeviceRequest, GpuContext, GpuGru};
 pub use error::{GruError, Result};
+pub use gpu::{AdapterSummary, DeviceRequest, GpuContext, GpuGru};
 
 pub use sequence::{GruGrads, SequenceInput};
 pub use weights::{DirWeights, GruWeights, TensorId, TensorKind};

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gru_engine::gpu::{best_adapter_index, list_adapters};
 
 #[derive(Parser)]
-#[command(name = "gru", version, about = "GRU training and inference on any Vulkan/Metal/DX12/GL GPU")]
+#[command(
+    name = "gru",
+    version,
+    about = "GRU training and inference on any Vulkan/Metal/DX12/GL GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,11 +59,26 @@ fn devices(backend: Backend) {
         println!("no GPU adapter found: device auto would run on the CPU reference path");
         return;
     }
-    let primary: Vec<_> = adapters.iter().filter(|a| a.backend != wgpu::Backend::Gl).cloned().collect();
-    let best = best_adapter_index(if primary.is_empty() { &adapters } else { &primary });
+    let primary: Vec<_> = adapters
+        .iter()
+        .filter(|a| a.backend != wgpu::Backend::Gl)
+        .cloned()
+        .collect();
+    let best = best_adapter_index(if primary.is_empty() {
+        &adapters
+    } else {
+        &primary
+    });
     for a in &adapters {
-        let mark = if Some(a.index) == best { "  <- auto" } else { "" };
-        println!("[{}] {} ({:?}, {:?}){mark}", a.index, a.name, a.backend, a.device_type);
+        let mark = if Some(a.index) == best {
+            "  <- auto"
+        } else {
+            ""
+        };
+        println!(
+            "[{}] {} ({:?}, {:?}){mark}",
+            a.index, a.name, a.backend, a.device_type
+        );
         println!("    driver: {} {}", a.driver, a.driver_info);
         println!(
             "    max storage buffer binding: {}, max buffer: {}, workgroup storage: {} KiB, storage buffers per stage: {}",
@@ -68,7 +87,11 @@ fn devices(backend: Backend) {
             a.max_compute_workgroup_storage_size / 1024,
             a.max_storage_buffers_per_shader_stage
         );
-        println!("    SHADER_F16: {}, SUBGROUP: {}", yes(a.shader_f16), yes(a.subgroup));
+        println!(
+            "    SHADER_F16: {}, SUBGROUP: {}",
+            yes(a.shader_f16),
+            yes(a.subgroup)
+        );
     }
     if let Some(b) = best.map(|i| &adapters[i]) {
         if b.is_software() {

@@ -37,7 +37,14 @@ pub struct SequenceInput<'a, R = f32> {
 impl<'a, R> SequenceInput<'a, R> {
     /// Time-major input [T, B, I] with zero initial state and full lengths.
     pub fn new(data: &'a [R], seq_len: usize, batch: usize) -> Self {
-        SequenceInput { data, seq_len, batch, batch_first: false, h0: None, lengths: None }
+        SequenceInput {
+            data,
+            seq_len,
+            batch,
+            batch_first: false,
+            h0: None,
+            lengths: None,
+        }
     }
     /// Declares `data` as [B, T, I]; the output then is [B, T, dirs·H].
     pub fn batch_first(mut self, yes: bool) -> Self {
@@ -64,12 +71,20 @@ impl<'a, R> SequenceInput<'a, R> {
         config.validate()?;
         let (t, b) = (self.seq_len, self.batch);
         if t == 0 {
-            return Err(GruError::Input("sequence length T must be at least 1, found 0".into()));
+            return Err(GruError::Input(
+                "sequence length T must be at least 1, found 0".into(),
+            ));
         }
         if b == 0 {
-            return Err(GruError::Input("batch size B must be at least 1, found 0".into()));
+            return Err(GruError::Input(
+                "batch size B must be at least 1, found 0".into(),
+            ));
         }
-        let dims = if self.batch_first { "[B, T, I]" } else { "[T, B, I]" };
+        let dims = if self.batch_first {
+            "[B, T, I]"
+        } else {
+            "[T, B, I]"
+        };
         let shape = if self.batch_first {
             [b, t, config.input_size]
         } else {
@@ -78,7 +93,12 @@ impl<'a, R> SequenceInput<'a, R> {
         check_len("input", self.data.len(), &shape, dims)?;
         if let Some(h0) = self.h0 {
             let ld = config.num_layers * config.num_directions();
-            check_len("h0", h0.len(), &[ld, b, config.hidden_size], "[layers*dirs, B, H]")?;
+            check_len(
+                "h0",
+                h0.len(),
+                &[ld, b, config.hidden_size],
+                "[layers*dirs, B, H]",
+            )?;
         }
         if let Some(lengths) = self.lengths {
             check_len("lengths", lengths.len(), &[b], "[B]")?;

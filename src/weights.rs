@@ -102,7 +102,11 @@ impl<R: Copy + Default> GruWeights<R> {
                 if self.config.bias {
                     kinds.extend([TensorKind::BiasIh, TensorKind::BiasHh]);
                 }
-                ids.extend(kinds.into_iter().map(|kind| TensorId { layer, reverse, kind }));
+                ids.extend(kinds.into_iter().map(|kind| TensorId {
+                    layer,
+                    reverse,
+                    kind,
+                }));
             }
         }
         ids
@@ -125,7 +129,12 @@ impl<R: Copy + Default> GruWeights<R> {
             .find(|id| id.name() == name)
             .ok_or_else(|| GruError::UnknownParameter {
                 name: name.to_string(),
-                known: self.tensor_ids().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
+                known: self
+                    .tensor_ids()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 

@@ -35,17 +35,25 @@ struct Case {
     h0: bool,
     bias: bool,
     batch_first: bool,
+    /// Batch rows per device workspace (`None`: the device limit decides).
+    chunk: Option<usize>,
 }
 
 fn lengths_for(t: usize, b: usize) -> Vec<usize> {
     // Full, shortest (1) and in-between lengths, in a scrambled order.
-    (0..b).map(|r| if r == 0 { t } else { 1 + (r * 7 + 3) % t }).collect()
+    (0..b)
+        .map(|r| if r == 0 { t } else { 1 + (r * 7 + 3) % t })
+        .collect()
 }
 
 /// Runs one case on both paths and compares everything.
 fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) {
     let name = format!("{c:?} seed {seed}");
-    let cfg = GruConfig::new(c.i, c.h).layers(c.layers).bidirectional(c.bidir).variant(c.variant).bias(c.bias);
+    let cfg = GruConfig::new(c.i, c.h)
+        .layers(c.layers)
+        .bidirectional(c.bidir)
+        .variant(c.variant)
+        .bias(c.bias);
     let w = GruWeights::init(cfg, seed);
     let mut rng = Rng::new(seed ^ 0xABCD);
     let ld = c.layers * cfg.num_directions();
@@ -63,6 +71,7 @@ fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) {
         input = input.lengths(&lengths);
     }
     let mut gpu = GpuGru::new(ctx.clone(), &w).unwrap();
+    gpu.set_batch_chunk(c.chunk);
     gpu.forward(&input).unwrap();
     let out = gpu.read_output().unwrap();
     let h_n = gpu.read_h_n().unwrap();
@@ -85,7 +94,12 @@ fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) {
     check("d_input", &grads.d_input, &want.d_input, &name);
     check("d_h0", &grads.d_h0, &want.d_h0, &name);
     for id in want.d_weights.tensor_ids() {
-        check(&format!("d_{}", id.name()), grads.d_weights.tensor(id), want.d_weights.tensor(id), &name);
+        check(
+            &format!("d_{}", id.name()),
+            grads.d_weights.tensor(id),
+            want.d_weights.tensor(id),
+            &name,
+        );
     }
 }
 
@@ -109,6 +123,7 @@ fn matrix(variant: GruVariant) {
                     h0: n % 3 != 1,
                     bias: n % 5 != 2,
                     batch_first: n % 7 == 3,
+                    chunk: None,
                 };
                 run_case(&ctx, c, 100 + n as u64);
                 n += 1;
@@ -130,7 +145,10 @@ fn reset_before_matches_reference() {
 #[test]
 fn three_bidirectional_layers_with_lengths() {
     let Some(ctx) = gpu() else { return };
-    for (k, variant) in [GruVariant::ResetAfter, GruVariant::ResetBefore].into_iter().enumerate() {
+    for (k, variant) in [GruVariant::ResetAfter, GruVariant::ResetBefore]
+        .into_iter()
+        .enumerate()
+    {
         let c = Case {
             variant,
             i: 7,
@@ -143,9 +161,79 @@ fn three_bidirectional_layers_with_lengths() {
             h0: true,
             bias: true,
             batch_first: false,
+            chunk: None,
         };
         run_case(&ctx, c, 7 + k as u64);
     }
+}
+
+/// Batches split into chunks of rows (as for buffers past the binding limit) give the
+/// same results; parameter gradients add up across chunks.
+#[test]
+fn batch_chunks_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    for (k, variant) in [GruVariant::ResetAfter, GruVariant::ResetBefore]
+        .into_iter()
+        .enumerate()
+    {
+        for chunk in [1, 2, 4] {
+            let c = Case {
+                variant,
+                i: 3,
+                h: 17,
+                t: 7,
+                b: 5,
+                layers: 2,
+                bidir: true,
+                lengths: true,
+                h0: true,
+                bias: true,
+                batch_first: k == 1,
+                chunk: Some(chunk),
+            };
+            run_case(&ctx, c, 40 + chunk as u64);
+        }
+    }
+}
+
+/// The largest case: [T, B, 4H] saved activations of 136 MB, past llvmpipe's 128 MiB
+/// storage binding limit, so the batch runs in chunks. T·B·H = 512·260·64 = 8.5M.
+#[test]
+fn past_the_storage_binding_limit() {
+    let Some(ctx) = gpu() else { return };
+    let (t, b, i, h) = (512, 260, 8, 64);
+    let limit = ctx.limits().max_storage_buffer_binding_size as u64;
+    if (t * b * 4 * h * 4) as u64 <= limit {
+        eprintln!("this adapter binds {limit} bytes; the case fits without splitting");
+    }
+    let cfg = GruConfig::new(i, h);
+    let w = GruWeights::init(cfg, 9);
+    let mut rng = Rng::new(10);
+    let x = random(&mut rng, t * b * i, 1.0);
+    let dy = random(&mut rng, t * b * h, 0.1);
+    let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+    g.forward(&SequenceInput::new(&x, t, b)).unwrap();
+    let h_n = g.read_h_n().unwrap();
+    let grads = g.backward(&dy, None).unwrap();
+    let w64 = w.cast::<f64>();
+    let x64 = to_f64(&x);
+    let fwd = cpu::forward(&w64, &SequenceInput::new(&x64, t, b)).unwrap();
+    let want = cpu::backward(&w64, &fwd, &to_f64(&dy), None).unwrap();
+    check("h_n", &h_n, &fwd.h_n, "large");
+    // Weight gradients sum T·B = 133,120 terms: f32 rounding grows with sqrt of that.
+    let scaled = |v: &[f64]| v.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    for id in want.d_weights.tensor_ids() {
+        let wt = want.d_weights.tensor(id);
+        assert_close(
+            &format!("d_{}", id.name()),
+            grads.d_weights.tensor(id),
+            wt,
+            1e-4 * scaled(wt),
+            1e-3,
+            "large",
+        );
+    }
+    check("d_input", &grads.d_input, &want.d_input, "large");
 }
 
 #[test]
@@ -160,7 +248,8 @@ fn runs_are_bitwise_deterministic() {
     let lengths = lengths_for(t, b);
     let run = || {
         let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
-        g.forward(&SequenceInput::new(&x, t, b).lengths(&lengths)).unwrap();
+        g.forward(&SequenceInput::new(&x, t, b).lengths(&lengths))
+            .unwrap();
         let out = g.read_output().unwrap();
         let grads = g.backward(&dy, None).unwrap();
         (out, grads)
@@ -168,9 +257,20 @@ fn runs_are_bitwise_deterministic() {
     let (o1, g1) = run();
     let (o2, g2) = run();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&o1), bits(&o2), "output differs between identical runs");
-    assert_eq!(bits(&g1.d_input), bits(&g2.d_input), "d_input differs between identical runs");
-    assert_eq!(g1.d_weights, g2.d_weights, "weight gradients differ between identical runs");
+    assert_eq!(
+        bits(&o1),
+        bits(&o2),
+        "output differs between identical runs"
+    );
+    assert_eq!(
+        bits(&g1.d_input),
+        bits(&g2.d_input),
+        "d_input differs between identical runs"
+    );
+    assert_eq!(
+        g1.d_weights, g2.d_weights,
+        "weight gradients differ between identical runs"
+    );
 }
 
 #[test]
@@ -197,10 +297,25 @@ fn cell_steps_equal_the_full_sequence() {
             // The top layer's state is the sequence output at this step.
             let top = &h_gpu[b * 19..];
             let want = to_f64(&out[s * b * 19..(s + 1) * b * 19]);
-            check("cell output vs sequence output", top, &want, &format!("{variant:?} step {s}"));
-            check("GPU cell vs CPU cell", &h_gpu, &to_f64(&h_cpu), &format!("{variant:?} step {s}"));
+            check(
+                "cell output vs sequence output",
+                top,
+                &want,
+                &format!("{variant:?} step {s}"),
+            );
+            check(
+                "GPU cell vs CPU cell",
+                &h_gpu,
+                &to_f64(&h_cpu),
+                &format!("{variant:?} step {s}"),
+            );
         }
-        check("cell final state vs h_n", &h_gpu, &to_f64(&h_n), &format!("{variant:?}"));
+        check(
+            "cell final state vs h_n",
+            &h_gpu,
+            &to_f64(&h_n),
+            &format!("{variant:?}"),
+        );
     }
 }
 
@@ -227,11 +342,26 @@ fn non_finite_inputs_pass_through_like_pytorch() {
     let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
     g.forward(&SequenceInput::new(&x, 3, 2)).unwrap();
     let out = g.read_output().unwrap();
-    let cpu_out = cpu::forward(&w, &SequenceInput::new(&x, 3, 2)).unwrap().output;
+    let cpu_out = cpu::forward(&w, &SequenceInput::new(&x, 3, 2))
+        .unwrap()
+        .output;
     for (i, (a, b)) in out.iter().zip(&cpu_out).enumerate() {
-        assert_eq!(a.is_nan(), b.is_nan(), "NaN pattern differs at {i}: gpu {a} cpu {b}");
+        assert_eq!(
+            a.is_nan(),
+            b.is_nan(),
+            "NaN pattern differs at {i}: gpu {a} cpu {b}"
+        );
     }
-    assert!(out[..3].iter().all(|v| v.is_finite()), "t = 0 precedes the NaN");
-    assert!(out[6..9].iter().all(|v| v.is_nan()), "row 0 at t = 1 must be NaN");
-    assert!(out[9..12].iter().all(|v| v.is_finite()), "row 1 never sees the NaN");
+    assert!(
+        out[..3].iter().all(|v| v.is_finite()),
+        "t = 0 precedes the NaN"
+    );
+    assert!(
+        out[6..9].iter().all(|v| v.is_nan()),
+        "row 0 at t = 1 must be NaN"
+    );
+    assert!(
+        out[9..12].iter().all(|v| v.is_finite()),
+        "row 1 never sees the NaN"
+    );
 }

@@ -24,7 +24,9 @@ struct Problem {
 
 impl Problem {
     fn loss(&self, w: &GruWeights<f64>, x: &[f64], h0: &[f64]) -> f64 {
-        let input = SequenceInput::new(x, self.t, self.b).h0(h0).lengths(&self.lengths);
+        let input = SequenceInput::new(x, self.t, self.b)
+            .h0(h0)
+            .lengths(&self.lengths);
         let f = cpu::forward(w, &input).unwrap();
         let a: f64 = f.output.iter().zip(&self.r1).map(|(o, r)| o * r).sum();
         let b: f64 = f.h_n.iter().zip(&self.r2).map(|(o, r)| o * r).sum();
@@ -55,7 +57,9 @@ fn gradcheck(cfg: GruConfig, case: &str) {
         r2: randv(&mut rng, ld * b * cfg.hidden_size, 1.0),
     };
     let w = GruWeights::init(cfg, 22).cast::<f64>();
-    let input = SequenceInput::new(&p.x[..], t, b).h0(&p.h0).lengths(&p.lengths);
+    let input = SequenceInput::new(&p.x[..], t, b)
+        .h0(&p.h0)
+        .lengths(&p.lengths);
     let fwd = cpu::forward(&w, &input).unwrap();
     let g = cpu::backward(&w, &fwd, &p.r1, Some(&p.r2)).unwrap();
     let eps = 1e-6;
@@ -67,7 +71,12 @@ fn gradcheck(cfg: GruConfig, case: &str) {
             let mut wm = w.clone();
             wm.tensor_mut(id)[k] -= eps;
             let numeric = (p.loss(&wp, &p.x, &p.h0) - p.loss(&wm, &p.x, &p.h0)) / (2.0 * eps);
-            agree(&format!("d_{}[{k}]", id.name()), g.d_weights.tensor(id)[k], numeric, case);
+            agree(
+                &format!("d_{}[{k}]", id.name()),
+                g.d_weights.tensor(id)[k],
+                numeric,
+                case,
+            );
             checked += 1;
         }
     }
@@ -89,18 +98,27 @@ fn gradcheck(cfg: GruConfig, case: &str) {
     // Rows past their length must get no input gradient.
     let i = cfg.input_size;
     let past = &g.d_input[(2 * b + 1) * i..(2 * b + 2) * i]; // t = 2, row 1 (length 2)
-    assert!(past.iter().all(|&v| v == 0.0), "input past a row's length must have zero gradient");
+    assert!(
+        past.iter().all(|&v| v == 0.0),
+        "input past a row's length must have zero gradient"
+    );
 }
 
 #[test]
 fn reset_after_two_bidirectional_layers() {
-    gradcheck(GruConfig::new(3, 4).layers(2).bidirectional(true), "reset-after");
+    gradcheck(
+        GruConfig::new(3, 4).layers(2).bidirectional(true),
+        "reset-after",
+    );
 }
 
 #[test]
 fn reset_before_two_bidirectional_layers() {
     gradcheck(
-        GruConfig::new(3, 4).layers(2).bidirectional(true).variant(GruVariant::ResetBefore),
+        GruConfig::new(3, 4)
+            .layers(2)
+            .bidirectional(true)
+            .variant(GruVariant::ResetBefore),
         "reset-before",
     );
 }

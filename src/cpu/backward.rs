@@ -18,10 +18,19 @@ pub fn backward<R: Real>(
     let (t_len, b_len, h) = (fwd.seq_len, fwd.batch, cfg.hidden_size);
     let nd = cfg.num_directions();
     let bh = b_len * h;
-    let dims = if fwd.batch_first { "[B, T, dirs*H]" } else { "[T, B, dirs*H]" };
+    let dims = if fwd.batch_first {
+        "[B, T, dirs*H]"
+    } else {
+        "[T, B, dirs*H]"
+    };
     check_len("d_output", d_output.len(), &[t_len, b_len, nd * h], dims)?;
     if let Some(d) = d_h_n {
-        check_len("d_h_n", d.len(), &[cfg.num_layers * nd, b_len, h], "[layers*dirs, B, H]")?;
+        check_len(
+            "d_h_n",
+            d.len(),
+            &[cfg.num_layers * nd, b_len, h],
+            "[layers*dirs, B, H]",
+        )?;
     }
     let one = R::from_f64(1.0);
     // Gradient of the current layer's output, time-major [T, B, dirs·H].
@@ -87,7 +96,11 @@ pub fn backward<R: Real>(
                             dh_prev[j] += d_rh[j] * r;
                         }
                         outer_acc(&mut g.w_hh[..2 * h * h], &dgh[..2 * h], h_prev);
-                        outer_acc(&mut g.w_hh[2 * h * h..], &dgh[2 * h..], &c.extra[row..row + h]);
+                        outer_acc(
+                            &mut g.w_hh[2 * h * h..],
+                            &dgh[2 * h..],
+                            &c.extra[row..row + h],
+                        );
                         matvec_t_acc(&p.w_hh[..2 * h * h], &dgh[..2 * h], &mut dh_prev);
                     } else {
                         outer_acc(&mut g.w_hh, &dgh, h_prev);
@@ -118,5 +131,9 @@ pub fn backward<R: Real>(
     } else {
         d_out
     };
-    Ok(GruGrads { d_input, d_h0, d_weights })
+    Ok(GruGrads {
+        d_input,
+        d_h0,
+        d_weights,
+    })
 }

@@ -154,7 +154,12 @@ pub fn cell_step<R: Real>(w: &GruWeights<R>, x: &[R], h: &[R], batch: usize) -> 
             "a single-step cell cannot be bidirectional: the reverse direction needs the whole sequence".into(),
         ));
     }
-    check_len("cell state h", h.len(), &[cfg.num_layers, batch, cfg.hidden_size], "[layers, B, H]")?;
+    check_len(
+        "cell state h",
+        h.len(),
+        &[cfg.num_layers, batch, cfg.hidden_size],
+        "[layers, B, H]",
+    )?;
     let input = SequenceInput::new(x, 1, batch).h0(h);
     Ok(forward(w, &input)?.h_n)
 }

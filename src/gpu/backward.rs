@@ -7,25 +7,66 @@ use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::forward::step_dims;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::{colsum, gemm, Dispatch, GemmFlags, GemmParams, StepKernel};
+use crate::gpu::ops::{
+    colsum, colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams, StepKernel,
+};
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 
-pub(crate) fn plan(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, ws: &Workspace) -> Result<Vec<Dispatch>> {
+/// With `accumulate_grads` the parameter gradients are added to what the buffers hold
+/// (batch chunks after the first); otherwise they overwrite it.
+/// f32 values of split-K / long-colsum scratch the plans of this shape need.
+pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
+    let h = cfg.hidden_size;
+    (0..cfg.num_layers)
+        .flat_map(|l| {
+            let i = cfg.layer_input_size(l);
+            [
+                gemm_scratch(tb, 3 * h, i), // forward input projection
+                gemm_scratch(3 * h, i, tb),
+                gemm_scratch(3 * h, h, tb),
+                gemm_scratch(tb, i, 3 * h),
+                colsum_scratch(tb, 3 * h),
+            ]
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+pub(crate) fn plan(
+    ctx: &GpuContext,
+    cfg: &GruConfig,
+    params: &GpuParams,
+    ws: &Workspace,
+    accumulate_grads: bool,
+) -> Result<Vec<Dispatch>> {
     let h = cfg.hidden_size as u32;
     let nd = cfg.num_directions();
     let tb = (ws.t_len * ws.batch) as u32;
     let mut list = Vec::new();
     for l in (0..cfg.num_layers).rev() {
         let i = cfg.layer_input_size(l) as u32;
-        let d_out = if l + 1 == cfg.num_layers { &ws.d_out_top } else { &ws.d_ins[l + 1] };
+        let d_out = if l + 1 == cfg.num_layers {
+            &ws.d_out_top
+        } else {
+            &ws.d_ins[l + 1]
+        };
         for d in 0..nd {
             let idx = l * nd + d;
             let p = &params.dirs[idx];
             let buf = &ws.dirs[idx];
             let dims = step_dims(cfg, ws, d);
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs = [d_out, &buf.saved, &buf.hs, &p.w_hh, &ws.lengths, &buf.d_hs, &ws.d_gx, &ws.d_gh];
+            let bufs = [
+                d_out,
+                &buf.saved,
+                &buf.hs,
+                &p.w_hh,
+                &ws.lengths,
+                &buf.d_hs,
+                &ws.d_gx,
+                &ws.d_gh,
+            ];
             let kernels = match cfg.variant {
                 GruVariant::ResetAfter => vec![Kernel::BwdFused],
                 GruVariant::ResetBefore => vec![Kernel::BwdCandidate, Kernel::BwdRz],
@@ -38,15 +79,68 @@ pub(crate) fn plan(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, ws: &W
                 list.extend(kernels.iter().map(|k| k.at(s, ws.slot_stride)));
             }
 
-            let at = GemmFlags { trans_a: true, ..Default::default() };
+            let at = GemmFlags {
+                trans_a: true,
+                accumulate: accumulate_grads,
+                ..Default::default()
+            };
             // d_w_ih [3H, I] = d_gxᵀ [3H, T·B] · X [T·B, I]
-            let gp = GemmParams { m: 3 * h, n: i, k: tb, lda: 3 * h, ldb: i, ldc: i, ..Default::default() };
-            list.push(gemm(ctx, "gemm_d_w_ih", gp, at, &ws.d_gx, ws.layer_input(l), &p.b_ih, &p.d_w_ih)?);
-            list.push(colsum(ctx, "colsum_d_b_ih", tb as usize, 3 * h as usize, 3 * h as usize, &ws.d_gx, &p.d_b_ih)?);
+            let gp = GemmParams {
+                m: 3 * h,
+                n: i,
+                k: tb,
+                lda: 3 * h,
+                ldb: i,
+                ldc: i,
+                ..Default::default()
+            };
+            list.extend(gemm(
+                ctx,
+                "gemm_d_w_ih",
+                gp,
+                at,
+                &ws.d_gx,
+                ws.layer_input(l),
+                None,
+                &p.d_w_ih,
+                &ws.scratch,
+            )?);
+            list.extend(colsum(
+                ctx,
+                "colsum_d_b_ih",
+                tb as usize,
+                3 * h as usize,
+                &ws.d_gx,
+                &p.d_b_ih,
+                accumulate_grads,
+                &ws.scratch,
+            )?);
             // d_w_hh [3H, H] = d_ghᵀ · H_prev; for reset-before the n rows see r*h instead.
-            let rz_rows = if cfg.variant == GruVariant::ResetAfter { 3 * h } else { 2 * h };
-            let gp = GemmParams { m: rz_rows, n: h, k: tb, lda: 3 * h, ldb: h, ldc: h, ..Default::default() };
-            list.push(gemm(ctx, "gemm_d_w_hh", gp, at, &ws.d_gh, &buf.hs, &p.b_hh, &p.d_w_hh)?);
+            let rz_rows = if cfg.variant == GruVariant::ResetAfter {
+                3 * h
+            } else {
+                2 * h
+            };
+            let gp = GemmParams {
+                m: rz_rows,
+                n: h,
+                k: tb,
+                lda: 3 * h,
+                ldb: h,
+                ldc: h,
+                ..Default::default()
+            };
+            list.extend(gemm(
+                ctx,
+                "gemm_d_w_hh",
+                gp,
+                at,
+                &ws.d_gh,
+                &buf.hs,
+                None,
+                &p.d_w_hh,
+                &ws.scratch,
+            )?);
             if cfg.variant == GruVariant::ResetBefore {
                 let gp = GemmParams {
                     m: h,
@@ -60,13 +154,53 @@ pub(crate) fn plan(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, ws: &W
                     off_c: 2 * h * h,
                     ..Default::default()
                 };
-                list.push(gemm(ctx, "gemm_d_w_hn", gp, at, &ws.d_gh, &buf.saved, &p.b_hh, &p.d_w_hh)?);
+                list.extend(gemm(
+                    ctx,
+                    "gemm_d_w_hn",
+                    gp,
+                    at,
+                    &ws.d_gh,
+                    &buf.saved,
+                    None,
+                    &p.d_w_hh,
+                    &ws.scratch,
+                )?);
             }
-            list.push(colsum(ctx, "colsum_d_b_hh", tb as usize, 3 * h as usize, 3 * h as usize, &ws.d_gh, &p.d_b_hh)?);
+            list.extend(colsum(
+                ctx,
+                "colsum_d_b_hh",
+                tb as usize,
+                3 * h as usize,
+                &ws.d_gh,
+                &p.d_b_hh,
+                accumulate_grads,
+                &ws.scratch,
+            )?);
             // dX [T·B, I] (+)= d_gx [T·B, 3H] · W_ih [3H, I]; the reverse direction adds.
-            let gp = GemmParams { m: tb, n: i, k: 3 * h, lda: 3 * h, ldb: i, ldc: i, ..Default::default() };
-            let flags = GemmFlags { accumulate: d == 1, ..Default::default() };
-            list.push(gemm(ctx, "gemm_d_input", gp, flags, &ws.d_gx, &p.w_ih, &p.b_ih, &ws.d_ins[l])?);
+            let gp = GemmParams {
+                m: tb,
+                n: i,
+                k: 3 * h,
+                lda: 3 * h,
+                ldb: i,
+                ldc: i,
+                ..Default::default()
+            };
+            let flags = GemmFlags {
+                accumulate: d == 1,
+                ..Default::default()
+            };
+            list.extend(gemm(
+                ctx,
+                "gemm_d_input",
+                gp,
+                flags,
+                &ws.d_gx,
+                &p.w_ih,
+                None,
+                &ws.d_ins[l],
+                &ws.scratch,
+            )?);
         }
     }
     Ok(list)

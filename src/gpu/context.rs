@@ -42,7 +42,10 @@ pub struct DeviceRequest {
 
 impl Default for DeviceRequest {
     fn default() -> Self {
-        DeviceRequest { backends: wgpu::Backends::all(), adapter_index: None }
+        DeviceRequest {
+            backends: wgpu::Backends::all(),
+            adapter_index: None,
+        }
     }
 }
 
@@ -95,7 +98,11 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
 
 /// Every adapter wgpu finds on these backends, in a stable order.
 pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
-    enumerate(backends).iter().enumerate().map(|(i, a)| summarize(i, a)).collect()
+    enumerate(backends)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summarize(i, a))
+        .collect()
 }
 
 /// The index [`GpuContext::new`] picks when no index is given, if any adapter exists.
@@ -121,7 +128,11 @@ pub struct GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuContext({} on {:?})", self.info.name, self.info.backend)
+        write!(
+            f,
+            "GpuContext({} on {:?})",
+            self.info.name, self.info.backend
+        )
     }
 }
 
@@ -144,7 +155,11 @@ impl GpuContext {
         if adapters.is_empty() {
             adapters = enumerate(request.backends);
         }
-        let summaries: Vec<_> = adapters.iter().enumerate().map(|(i, a)| summarize(i, a)).collect();
+        let summaries: Vec<_> = adapters
+            .iter()
+            .enumerate()
+            .map(|(i, a)| summarize(i, a))
+            .collect();
         let index = match request.adapter_index {
             Some(i) if i < adapters.len() => i,
             Some(i) => {
@@ -171,11 +186,15 @@ impl GpuContext {
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            GruError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() }
+            GruError::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            }
         })?;
         let lost = Arc::new(AtomicBool::new(false));
         let lost_flag = lost.clone();
-        device.set_device_lost_callback(move |_reason, _msg| lost_flag.store(true, Ordering::SeqCst));
+        device
+            .set_device_lost_callback(move |_reason, _msg| lost_flag.store(true, Ordering::SeqCst));
         let uncaptured = Arc::new(Mutex::new(None));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -240,16 +259,37 @@ impl GpuContext {
     /// Blocks until the queue is idle.
     pub fn wait_idle(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| GruError::DeviceLost(e.to_string()))?;
         self.check_health()
     }
 
-    /// Creates a buffer, refusing sizes past the device's storage binding limit.
-    pub(crate) fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
-        let limit = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+    /// The largest buffer a kernel can bind whole, in bytes.
+    pub(crate) fn storage_limit(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Creates a buffer, refusing sizes past what it can be used for.
+    pub(crate) fn buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let limit = if usage.contains(wgpu::BufferUsages::STORAGE) {
+            self.storage_limit()
+        } else {
+            self.limits.max_buffer_size
+        };
         if bytes > limit {
-            return Err(GruError::TooLarge { what: label.to_string(), bytes, limit });
+            return Err(GruError::TooLarge {
+                what: label.to_string(),
+                bytes,
+                limit,
+            });
         }
         // Bindings may not be empty; round up to a 16-byte multiple.
         let size = bytes.max(16).div_ceil(16) * 16;
@@ -264,7 +304,20 @@ impl GpuContext {
     /// A storage buffer of `len` f32 values.
     pub(crate) fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         use wgpu::BufferUsages as U;
-        self.buffer(label, 4 * len as u64, U::STORAGE | U::COPY_DST | U::COPY_SRC)
+        self.buffer(
+            label,
+            4 * len as u64,
+            U::STORAGE | U::COPY_DST | U::COPY_SRC,
+        )
+    }
+
+    /// A host-readable buffer of `len` f32 values for readback.
+    pub(crate) fn staging(&self, len: usize) -> Result<wgpu::Buffer> {
+        self.buffer(
+            "staging",
+            4 * len as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )
     }
 
     /// A uniform buffer holding `bytes`.
@@ -277,13 +330,21 @@ impl GpuContext {
 
     /// Copies `parts` (buffer, first f32, count) into `staging` in one submission and
     /// reads them back, one `Vec` per part.
-    pub(crate) fn read_f32(&self, staging: &wgpu::Buffer, parts: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>> {
+    pub(crate) fn read_f32(
+        &self,
+        staging: &wgpu::Buffer,
+        parts: &[(&wgpu::Buffer, usize, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
         let total: usize = parts.iter().map(|p| p.2).sum();
         if total == 0 {
             return Ok(parts.iter().map(|_| Vec::new()).collect());
         }
         self.scoped(|| {
-            let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("readback"),
+                });
             let mut at = 0u64;
             for (buf, first, len) in parts {
                 enc.copy_buffer_to_buffer(buf, 4 * *first as u64, staging, at, 4 * *len as u64);

@@ -22,7 +22,12 @@ pub(crate) fn step_dims(cfg: &GruConfig, ws: &Workspace, dir: usize) -> StepDims
     }
 }
 
-pub(crate) fn plan(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, ws: &Workspace) -> Result<Vec<Dispatch>> {
+pub(crate) fn plan(
+    ctx: &GpuContext,
+    cfg: &GruConfig,
+    params: &GpuParams,
+    ws: &Workspace,
+) -> Result<Vec<Dispatch>> {
     let h = cfg.hidden_size;
     let nd = cfg.num_directions();
     let tb = ws.t_len * ws.batch;
@@ -33,7 +38,14 @@ pub(crate) fn plan(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, ws: &W
             let idx = l * nd + d;
             let p = &params.dirs[idx];
             let buf = &ws.dirs[idx];
-            list.push(transpose(ctx, "transpose_w_hh", 3 * h, h, &p.w_hh, &p.w_hh_t)?);
+            list.push(transpose(
+                ctx,
+                "transpose_w_hh",
+                3 * h,
+                h,
+                &p.w_hh,
+                &p.w_hh_t,
+            )?);
             // gx [T·B, 3H] = X [T·B, I] · W_ihᵀ + b_ih
             let gp = GemmParams {
                 m: tb as u32,
@@ -44,11 +56,32 @@ pub(crate) fn plan(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, ws: &W
                 ldc: 3 * h as u32,
                 ..Default::default()
             };
-            let flags = GemmFlags { trans_b: true, bias: true, ..Default::default() };
-            list.push(gemm(ctx, "gemm_input_projection", gp, flags, ws.layer_input(l), &p.w_ih, &p.b_ih, &ws.gx)?);
+            let flags = GemmFlags {
+                trans_b: true,
+                ..Default::default()
+            };
+            list.extend(gemm(
+                ctx,
+                "gemm_input_projection",
+                gp,
+                flags,
+                ws.layer_input(l),
+                &p.w_ih,
+                Some(&p.b_ih),
+                &ws.gx,
+                &ws.scratch,
+            )?);
             let dims = step_dims(cfg, ws, d);
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs = [&ws.gx, &p.w_hh_t, &p.b_hh, &ws.lengths, &buf.hs, &ws.outs[l], &buf.saved];
+            let bufs = [
+                &ws.gx,
+                &p.w_hh_t,
+                &p.b_hh,
+                &ws.lengths,
+                &buf.hs,
+                &ws.outs[l],
+                &buf.saved,
+            ];
             let kernels = match cfg.variant {
                 GruVariant::ResetAfter => vec![Kernel::StepFused],
                 GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],

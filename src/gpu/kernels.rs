@@ -14,6 +14,7 @@ pub(crate) enum Shader {
     Gemm,
     Colsum,
     Transpose,
+    ReduceSlices,
     StepFwd,
     StepBwd,
 }
@@ -24,6 +25,7 @@ impl Shader {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::Colsum => include_str!("../../shaders/colsum.wgsl"),
             Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
+            Shader::ReduceSlices => include_str!("../../shaders/reduce_slices.wgsl"),
             Shader::StepFwd => include_str!("../../shaders/gru_step_fwd.wgsl"),
             Shader::StepBwd => include_str!("../../shaders/gru_step_bwd.wgsl"),
         }
@@ -33,6 +35,7 @@ impl Shader {
             Shader::Gemm => "gemm",
             Shader::Colsum => "colsum",
             Shader::Transpose => "transpose",
+            Shader::ReduceSlices => "reduce_slices",
             Shader::StepFwd => "gru_step_fwd",
             Shader::StepBwd => "gru_step_bwd",
         }
@@ -45,6 +48,7 @@ pub(crate) enum Kernel {
     Gemm,
     Colsum,
     Transpose,
+    ReduceSlices,
     StepFused,
     StepGates,
     StepCandidate,
@@ -71,6 +75,7 @@ impl Kernel {
             Kernel::Gemm => Shader::Gemm,
             Kernel::Colsum => Shader::Colsum,
             Kernel::Transpose => Shader::Transpose,
+            Kernel::ReduceSlices => Shader::ReduceSlices,
             Kernel::StepFused | Kernel::StepGates | Kernel::StepCandidate => Shader::StepFwd,
             Kernel::BwdFused | Kernel::BwdCandidate | Kernel::BwdRz => Shader::StepBwd,
         }
@@ -80,6 +85,7 @@ impl Kernel {
             Kernel::Gemm => "gemm",
             Kernel::Colsum => "colsum",
             Kernel::Transpose => "transpose",
+            Kernel::ReduceSlices => "reduce_slices",
             Kernel::StepFused => "step_fused",
             Kernel::StepGates => "step_gates",
             Kernel::StepCandidate => "step_candidate",
@@ -92,6 +98,7 @@ impl Kernel {
     pub(crate) fn slots(self) -> &'static [Slot] {
         match self.shader() {
             Shader::Gemm => &[U, R, R, R, W],
+            Shader::ReduceSlices => &[U, R, R, W],
             Shader::Colsum | Shader::Transpose => &[U, R, W],
             Shader::StepFwd => &[S, U, R, R, R, R, W, W, W],
             Shader::StepBwd => &[S, U, R, R, R, R, R, W, W, W],
@@ -124,9 +131,19 @@ fn poisoned() -> GruError {
 
 impl GpuContext {
     /// The pipeline for `kernel` specialised with override `constants` (booleans as 0/1).
-    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &[(&'static str, u32)]) -> Result<Arc<Pipeline>> {
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<Pipeline>> {
         let key = (kernel, constants.to_vec());
-        if let Some(p) = self.kernels.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
+        if let Some(p) = self
+            .kernels
+            .pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let built = self.scoped(|| {
@@ -135,10 +152,11 @@ impl GpuContext {
                 modules
                     .entry(kernel.shader())
                     .or_insert_with(|| {
-                        self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(kernel.shader().label()),
-                            source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
-                        })
+                        self.device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(kernel.shader().label()),
+                                source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
+                            })
                     })
                     .clone()
             };
@@ -156,7 +174,9 @@ impl GpuContext {
                             min_binding_size: None,
                         },
                         Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage { read_only: *slot == Slot::Read },
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: *slot == Slot::Read,
+                            },
                             has_dynamic_offset: false,
                             min_binding_size: None,
                         },
@@ -165,27 +185,40 @@ impl GpuContext {
                 })
                 .collect();
             let label = kernel.entry();
-            let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(label),
-                entries: &entries,
-            });
-            let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(label),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(label),
+                    entries: &entries,
+                });
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(label),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
             let consts: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
-            let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(kernel.entry()),
-                compilation_options: wgpu::PipelineCompilationOptions { constants: &consts, ..Default::default() },
-                cache: None,
-            });
+            let pipeline = self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(label),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(kernel.entry()),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &consts,
+                        ..Default::default()
+                    },
+                    cache: None,
+                });
             Ok(Arc::new(Pipeline { pipeline, layout }))
         })?;
-        self.kernels.pipelines.lock().map_err(|_| poisoned())?.insert(key, built.clone());
+        self.kernels
+            .pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key, built.clone());
         Ok(built)
     }
 }

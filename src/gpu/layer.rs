@@ -13,14 +13,48 @@ use crate::gpu::workspace::Workspace;
 use crate::sequence::{swap_leading_axes, GruGrads, SequenceInput};
 use crate::weights::GruWeights;
 
-/// Workspaces kept per layer; the oldest shape is dropped past this.
-const MAX_WORKSPACES: usize = 4;
+/// Shapes whose workspaces a layer keeps; the oldest is dropped past this.
+const MAX_RUNS: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
 struct LastForward {
     t_len: usize,
     batch: usize,
     batch_first: bool,
+}
+
+/// The workspaces of one (T, B): one per chunk of batch rows, so that no buffer exceeds
+/// the device's storage binding limit. Usually a single chunk.
+struct Run {
+    t_len: usize,
+    batch: usize,
+    /// (first row, workspace) per chunk.
+    chunks: Vec<(usize, Workspace)>,
+}
+
+/// Rows [b0, b0+bc) of a [d0, B, f] array, as [d0, bc, f].
+fn gather_rows(data: &[f32], d0: usize, batch: usize, f: usize, b0: usize, bc: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(d0 * bc * f);
+    for i in 0..d0 {
+        out.extend_from_slice(&data[(i * batch + b0) * f..(i * batch + b0 + bc) * f]);
+    }
+    out
+}
+
+/// Writes [d0, bc, f] `src` into rows [b0, b0+bc) of the [d0, B, f] array `dst`.
+fn scatter_rows(
+    dst: &mut [f32],
+    src: &[f32],
+    d0: usize,
+    batch: usize,
+    f: usize,
+    b0: usize,
+    bc: usize,
+) {
+    for i in 0..d0 {
+        dst[(i * batch + b0) * f..(i * batch + b0 + bc) * f]
+            .copy_from_slice(&src[i * bc * f..(i + 1) * bc * f]);
+    }
 }
 
 /// A GRU stack (PyTorch `nn.GRU` semantics) whose passes run on the GPU.
@@ -38,13 +72,17 @@ pub struct GpuGru {
     ctx: Arc<GpuContext>,
     config: GruConfig,
     params: GpuParams,
-    workspaces: Vec<Workspace>,
+    runs: Vec<Run>,
     last: Option<LastForward>,
+    batch_chunk: Option<usize>,
 }
 
 impl std::fmt::Debug for GpuGru {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuGru").field("config", &self.config).field("device", &self.ctx).finish()
+        f.debug_struct("GpuGru")
+            .field("config", &self.config)
+            .field("device", &self.ctx)
+            .finish()
     }
 }
 
@@ -54,7 +92,14 @@ impl GpuGru {
         weights.config.validate()?;
         let config = weights.config;
         let params = ctx.scoped(|| GpuParams::new(&ctx, &config))?;
-        let mut gru = GpuGru { ctx, config, params, workspaces: Vec::new(), last: None };
+        let mut gru = GpuGru {
+            ctx,
+            config,
+            params,
+            runs: Vec::new(),
+            last: None,
+            batch_chunk: None,
+        };
         gru.set_weights(weights)?;
         Ok(gru)
     }
@@ -72,11 +117,20 @@ impl GpuGru {
     /// Replaces every parameter; `weights` must have this layer's configuration.
     pub fn set_weights(&mut self, weights: &GruWeights) -> Result<()> {
         if weights.config != self.config {
-            return Err(GruError::shape("weights config", format!("{:?}", self.config), format!("{:?}", weights.config)));
+            return Err(GruError::shape(
+                "weights config",
+                format!("{:?}", self.config),
+                format!("{:?}", weights.config),
+            ));
         }
         for id in weights.tensor_ids() {
             let shape = weights.shape_of(id);
-            check_len(&id.name(), weights.tensor(id).len(), &shape, &format!("{shape:?}"))?;
+            check_len(
+                &id.name(),
+                weights.tensor(id).len(),
+                &shape,
+                &format!("{shape:?}"),
+            )?;
         }
         self.params.upload(&self.ctx, weights);
         Ok(())
@@ -85,37 +139,83 @@ impl GpuGru {
     /// Reads the parameters back from the device.
     pub fn read_weights(&mut self) -> Result<GruWeights> {
         let template = GruWeights::zeros(self.config);
-        let total: usize = template.dirs.iter().map(|d| d.w_ih.len() + d.w_hh.len() + 6 * self.config.hidden_size).sum();
-        let staging = self.ctx.buffer(
-            "weights_staging",
-            4 * total as u64,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
+        let total: usize = template
+            .dirs
+            .iter()
+            .map(|d| d.w_ih.len() + d.w_hh.len() + 6 * self.config.hidden_size)
+            .sum();
+        let staging = self.ctx.staging(total)?;
         let parts = self.params.parts(&template, false);
         let data = self.ctx.read_f32(&staging, &parts)?;
         Ok(weights_from_parts(self.config, data.into_iter()))
     }
 
-    fn workspace_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
-        if let Some(i) = self.workspaces.iter().position(|w| w.t_len == t_len && w.batch == batch) {
-            return Ok(i);
-        }
-        let ws = self.ctx.scoped(|| Workspace::new(&self.ctx, &self.config, &self.params, t_len, batch))?;
-        if self.workspaces.len() == MAX_WORKSPACES {
-            self.workspaces.remove(0);
-        }
-        self.workspaces.push(ws);
-        Ok(self.workspaces.len() - 1)
+    /// Caps the batch rows one device workspace holds (`None`: as many as the device's
+    /// storage binding limit allows). Larger batches run in chunks inside the same
+    /// submission; results do not change, only peak buffer sizes.
+    pub fn set_batch_chunk(&mut self, rows: Option<usize>) {
+        self.batch_chunk = rows.filter(|&r| r > 0);
+        self.runs.clear();
+        self.last = None;
     }
 
-    fn current(&self) -> Result<(&Workspace, LastForward)> {
-        let last = self.last.ok_or_else(|| GruError::State("no forward pass has run on this layer yet".into()))?;
-        let ws = self
-            .workspaces
+    fn run_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
+        if let Some(i) = self
+            .runs
             .iter()
-            .find(|w| w.t_len == last.t_len && w.batch == last.batch)
-            .ok_or_else(|| GruError::State("the forward pass's workspace was evicted; run forward again".into()))?;
-        Ok((ws, last))
+            .position(|r| r.t_len == t_len && r.batch == batch)
+        {
+            return Ok(i);
+        }
+        let mut rows = Workspace::max_rows(&self.ctx, &self.config, t_len);
+        if let Some(cap) = self.batch_chunk {
+            rows = rows.min(cap);
+        }
+        if rows == 0 {
+            let h = self.config.hidden_size;
+            return Err(GruError::TooLarge {
+                what: format!("one batch row of T = {t_len} steps (saved activations [T, 1, 4H] with H = {h})"),
+                bytes: 16 * (t_len * h) as u64,
+                limit: self.ctx.storage_limit(),
+            });
+        }
+        let (ctx, cfg, params) = (&self.ctx, &self.config, &self.params);
+        let chunks = ctx.scoped(|| {
+            (0..batch)
+                .step_by(rows)
+                .map(|b0| {
+                    Ok((
+                        b0,
+                        Workspace::new(ctx, cfg, params, t_len, rows.min(batch - b0), b0 > 0)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        if self.runs.len() == MAX_RUNS {
+            self.runs.remove(0);
+        }
+        self.runs.push(Run {
+            t_len,
+            batch,
+            chunks,
+        });
+        Ok(self.runs.len() - 1)
+    }
+
+    fn current(&self) -> Result<(&Run, LastForward)> {
+        let last = self
+            .last
+            .ok_or_else(|| GruError::State("no forward pass has run on this layer yet".into()))?;
+        let run = self
+            .runs
+            .iter()
+            .find(|r| r.t_len == last.t_len && r.batch == last.batch)
+            .ok_or_else(|| {
+                GruError::State(
+                    "the forward pass's workspace was evicted; run forward again".into(),
+                )
+            })?;
+        Ok((run, last))
     }
 
     /// Runs the whole stack over `input` in one submission. The results stay on the
@@ -124,103 +224,192 @@ impl GpuGru {
     pub fn forward(&mut self, input: &SequenceInput) -> Result<()> {
         input.validate(&self.config)?;
         let (t_len, batch) = (input.seq_len, input.batch);
-        let idx = self.workspace_index(t_len, batch)?;
-        let ctx = &self.ctx;
-        let ws = &self.workspaces[idx];
-        let h = self.config.hidden_size;
-        let bh = batch * h;
+        let idx = self.run_index(t_len, batch)?;
+        let (ctx, cfg) = (&self.ctx, &self.config);
+        let run = &self.runs[idx];
+        let (h, ld) = (cfg.hidden_size, run.chunks[0].1.dirs.len());
+        let x = if input.batch_first {
+            swap_leading_axes(input.data, batch, t_len, cfg.input_size)
+        } else {
+            input.data.to_vec()
+        };
         ctx.scoped(|| {
             let q = &ctx.queue;
-            if input.batch_first {
-                let x = swap_leading_axes(input.data, batch, t_len, self.config.input_size);
-                q.write_buffer(&ws.x, 0, bytemuck::cast_slice(&x));
-            } else {
-                q.write_buffer(&ws.x, 0, bytemuck::cast_slice(input.data));
-            }
-            let lengths: Vec<u32> = (0..batch).map(|b| input.length_of(b) as u32).collect();
-            q.write_buffer(&ws.lengths, 0, bytemuck::cast_slice(&lengths));
-            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gru_forward") });
-            for (i, dir) in ws.dirs.iter().enumerate() {
-                match input.h0 {
-                    Some(h0) => q.write_buffer(&dir.hs, 0, bytemuck::cast_slice(&h0[i * bh..(i + 1) * bh])),
-                    None => enc.clear_buffer(&dir.hs, 0, Some(4 * bh as u64)),
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("gru_forward"),
+                });
+            for (b0, ws) in &run.chunks {
+                let (b0, bc) = (*b0, ws.batch);
+                let bh = bc * h;
+                q.write_buffer(
+                    &ws.x,
+                    0,
+                    bytemuck::cast_slice(&gather_rows(&x, t_len, batch, cfg.input_size, b0, bc)),
+                );
+                let lengths: Vec<u32> = (b0..b0 + bc).map(|b| input.length_of(b) as u32).collect();
+                q.write_buffer(&ws.lengths, 0, bytemuck::cast_slice(&lengths));
+                let h0 = input.h0.map(|h0| gather_rows(h0, ld, batch, h, b0, bc));
+                for (i, dir) in ws.dirs.iter().enumerate() {
+                    match &h0 {
+                        Some(h0) => q.write_buffer(
+                            &dir.hs,
+                            0,
+                            bytemuck::cast_slice(&h0[i * bh..(i + 1) * bh]),
+                        ),
+                        None => enc.clear_buffer(&dir.hs, 0, Some(4 * bh as u64)),
+                    }
                 }
+                encode(&mut enc, "gru_forward", &ws.forward);
             }
-            encode(&mut enc, "gru_forward", &ws.forward);
             q.submit([enc.finish()]);
             Ok(())
         })?;
-        self.last = Some(LastForward { t_len, batch, batch_first: input.batch_first });
+        self.last = Some(LastForward {
+            t_len,
+            batch,
+            batch_first: input.batch_first,
+        });
         Ok(())
     }
 
     /// The last forward's output: [T, B, dirs·H], or [B, T, dirs·H] for batch-first input.
     pub fn read_output(&self) -> Result<Vec<f32>> {
-        let (ws, last) = self.current()?;
+        let (run, last) = self.current()?;
         let f = self.config.output_size();
-        let top = &ws.outs[self.config.num_layers - 1];
-        let mut data = self.ctx.read_f32(&ws.staging, &[(top, 0, last.t_len * last.batch * f)])?;
-        let out = data.pop().unwrap_or_default();
-        Ok(if last.batch_first { swap_leading_axes(&out, last.t_len, last.batch, f) } else { out })
+        let mut out = vec![0.0; last.t_len * last.batch * f];
+        for (b0, ws) in &run.chunks {
+            let top = &ws.outs[self.config.num_layers - 1];
+            let part = self
+                .ctx
+                .read_f32(&ws.staging, &[(top, 0, last.t_len * ws.batch * f)])?
+                .concat();
+            scatter_rows(&mut out, &part, last.t_len, last.batch, f, *b0, ws.batch);
+        }
+        Ok(if last.batch_first {
+            swap_leading_axes(&out, last.t_len, last.batch, f)
+        } else {
+            out
+        })
     }
 
     /// The last forward's final state h_n: [layers·dirs, B, H].
     pub fn read_h_n(&self) -> Result<Vec<f32>> {
-        let (ws, last) = self.current()?;
-        let bh = last.batch * self.config.hidden_size;
-        let parts: Vec<_> = ws.dirs.iter().map(|d| (&d.hs, last.t_len * bh, bh)).collect();
-        Ok(self.ctx.read_f32(&ws.staging, &parts)?.concat())
+        let (run, last) = self.current()?;
+        let h = self.config.hidden_size;
+        let ld = run.chunks[0].1.dirs.len();
+        let mut h_n = vec![0.0; ld * last.batch * h];
+        for (b0, ws) in &run.chunks {
+            let bh = ws.batch * h;
+            let parts: Vec<_> = ws
+                .dirs
+                .iter()
+                .map(|d| (&d.hs, last.t_len * bh, bh))
+                .collect();
+            let part = self.ctx.read_f32(&ws.staging, &parts)?.concat();
+            scatter_rows(&mut h_n, &part, ld, last.batch, h, *b0, ws.batch);
+        }
+        Ok(h_n)
     }
 
     /// Backpropagates through the last forward. `d_output` has the output's layout;
     /// `d_h_n` is [layers·dirs, B, H] (zeros when `None`). Returns every gradient.
     pub fn backward(&mut self, d_output: &[f32], d_h_n: Option<&[f32]>) -> Result<GruGrads> {
-        let (ws, last) = self.current()?;
+        let (run, last) = self.current()?;
         let cfg = self.config;
         let (t_len, batch, h) = (last.t_len, last.batch, cfg.hidden_size);
         let f = cfg.output_size();
-        let bh = batch * h;
-        let dims = if last.batch_first { "[B, T, dirs*H]" } else { "[T, B, dirs*H]" };
+        let ld = run.chunks[0].1.dirs.len();
+        let dims = if last.batch_first {
+            "[B, T, dirs*H]"
+        } else {
+            "[T, B, dirs*H]"
+        };
         check_len("d_output", d_output.len(), &[t_len, batch, f], dims)?;
         if let Some(d) = d_h_n {
-            check_len("d_h_n", d.len(), &[ws.dirs.len(), batch, h], "[layers*dirs, B, H]")?;
+            check_len("d_h_n", d.len(), &[ld, batch, h], "[layers*dirs, B, H]")?;
         }
+        let d_out = if last.batch_first {
+            swap_leading_axes(d_output, batch, t_len, f)
+        } else {
+            d_output.to_vec()
+        };
         let ctx = &self.ctx;
         ctx.scoped(|| {
             let q = &ctx.queue;
-            if last.batch_first {
-                q.write_buffer(&ws.d_out_top, 0, bytemuck::cast_slice(&swap_leading_axes(d_output, batch, t_len, f)));
-            } else {
-                q.write_buffer(&ws.d_out_top, 0, bytemuck::cast_slice(d_output));
-            }
-            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gru_backward") });
-            let at = 4 * (t_len * bh) as u64;
-            for (i, dir) in ws.dirs.iter().enumerate() {
-                match d_h_n {
-                    Some(d) => q.write_buffer(&dir.d_hs, at, bytemuck::cast_slice(&d[i * bh..(i + 1) * bh])),
-                    None => enc.clear_buffer(&dir.d_hs, at, Some(4 * bh as u64)),
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("gru_backward"),
+                });
+            // Chunk 0 overwrites the parameter gradients, later chunks add to them.
+            for (b0, ws) in &run.chunks {
+                let (b0, bc) = (*b0, ws.batch);
+                let bh = bc * h;
+                q.write_buffer(
+                    &ws.d_out_top,
+                    0,
+                    bytemuck::cast_slice(&gather_rows(&d_out, t_len, batch, f, b0, bc)),
+                );
+                let d_h_n = d_h_n.map(|d| gather_rows(d, ld, batch, h, b0, bc));
+                let at = 4 * (t_len * bh) as u64;
+                for (i, dir) in ws.dirs.iter().enumerate() {
+                    match &d_h_n {
+                        Some(d) => q.write_buffer(
+                            &dir.d_hs,
+                            at,
+                            bytemuck::cast_slice(&d[i * bh..(i + 1) * bh]),
+                        ),
+                        None => enc.clear_buffer(&dir.d_hs, at, Some(4 * bh as u64)),
+                    }
                 }
+                encode(&mut enc, "gru_backward", &ws.backward);
             }
-            encode(&mut enc, "gru_backward", &ws.backward);
             q.submit([enc.finish()]);
             Ok(())
         })?;
+        let mut d_x = vec![0.0; t_len * batch * cfg.input_size];
+        let mut d_h0 = vec![0.0; ld * batch * h];
+        for (b0, ws) in &run.chunks {
+            let bc = ws.batch;
+            let mut parts = vec![(&ws.d_ins[0], 0, t_len * bc * cfg.input_size)];
+            parts.extend(ws.dirs.iter().map(|d| (&d.d_hs, 0, bc * h)));
+            let mut data = ctx.read_f32(&ws.staging, &parts)?.into_iter();
+            let part_x = data.next().unwrap_or_default();
+            scatter_rows(&mut d_x, &part_x, t_len, batch, cfg.input_size, *b0, bc);
+            scatter_rows(
+                &mut d_h0,
+                &data.collect::<Vec<_>>().concat(),
+                ld,
+                batch,
+                h,
+                *b0,
+                bc,
+            );
+        }
         let template = GruWeights::zeros(cfg);
-        let mut parts = vec![(&ws.d_ins[0], 0, t_len * batch * cfg.input_size)];
-        parts.extend(ws.dirs.iter().map(|d| (&d.d_hs, 0, bh)));
-        parts.extend(self.params.parts(&template, true));
-        let mut data = ctx.read_f32(&ws.staging, &parts)?.into_iter();
-        let d_x = data.next().unwrap_or_default();
-        let d_h0: Vec<f32> = data.by_ref().take(ws.dirs.len()).collect::<Vec<_>>().concat();
-        let mut d_weights = weights_from_parts(cfg, data);
+        let grads = ctx.read_f32(
+            &run.chunks[0].1.staging,
+            &self.params.parts(&template, true),
+        )?;
+        let mut d_weights = weights_from_parts(cfg, grads.into_iter());
         if !cfg.bias {
             for g in &mut d_weights.dirs {
                 g.b_ih.fill(0.0);
                 g.b_hh.fill(0.0);
             }
         }
-        let d_input = if last.batch_first { swap_leading_axes(&d_x, t_len, batch, cfg.input_size) } else { d_x };
-        Ok(GruGrads { d_input, d_h0, d_weights })
+        let d_input = if last.batch_first {
+            swap_leading_axes(&d_x, t_len, batch, cfg.input_size)
+        } else {
+            d_x
+        };
+        Ok(GruGrads {
+            d_input,
+            d_h0,
+            d_weights,
+        })
     }
 
     /// One timestep through every layer (a stacked `GRUCell`) for streaming inference:
@@ -234,7 +423,12 @@ impl GpuGru {
         }
         let cfg = self.config;
         check_len("cell input x", x.len(), &[batch, cfg.input_size], "[B, I]")?;
-        check_len("cell state h", h.len(), &[cfg.num_layers, batch, cfg.hidden_size], "[layers, B, H]")?;
+        check_len(
+            "cell state h",
+            h.len(),
+            &[cfg.num_layers, batch, cfg.hidden_size],
+            "[layers, B, H]",
+        )?;
         self.forward(&SequenceInput::new(x, 1, batch).h0(h))?;
         self.read_h_n()
     }

@@ -22,6 +22,20 @@ pub(crate) struct GemmParams {
     pub off_a: u32,
     pub off_b: u32,
     pub off_c: u32,
+    /// Rows of K per split-K slice; set by [`gemm`].
+    pub k_slice: u32,
+    pub _pad: [u32; 2],
+}
+
+/// `ReduceParams` in reduce_slices.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub(crate) struct ReduceParams {
+    pub m: u32,
+    pub n: u32,
+    pub slices: u32,
+    pub ld: u32,
+    pub off: u32,
     pub _pad: [u32; 3],
 }
 
@@ -60,6 +74,7 @@ pub(crate) struct StepDims {
 
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 48);
 const _: () = assert!(std::mem::size_of::<Dims4>() == 16);
+const _: () = assert!(std::mem::size_of::<ReduceParams>() == 32);
 const _: () = assert!(std::mem::size_of::<StepParams>() as u64 == STEP_PARAMS_BYTES);
 const _: () = assert!(std::mem::size_of::<StepDims>() == 32);
 
@@ -74,7 +89,10 @@ pub(crate) struct Dispatch {
 
 /// Replays `list` into one compute pass (wgpu orders the dispatches and their barriers).
 pub(crate) fn encode(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispatch]) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
     for d in list {
         pass.set_pipeline(&d.pipeline.pipeline);
         match d.offset {
@@ -89,13 +107,25 @@ fn groups(n: usize, per: u32) -> u32 {
     (n as u32).div_ceil(per).max(1)
 }
 
-fn bind(ctx: &GpuContext, p: &Pipeline, label: &str, resources: Vec<wgpu::BindingResource<'_>>) -> wgpu::BindGroup {
+fn bind(
+    ctx: &GpuContext,
+    p: &Pipeline,
+    label: &str,
+    resources: Vec<wgpu::BindingResource<'_>>,
+) -> wgpu::BindGroup {
     let entries: Vec<_> = resources
         .into_iter()
         .enumerate()
-        .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+        .map(|(i, resource)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource,
+        })
         .collect();
-    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &p.layout, entries: &entries })
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &p.layout,
+        entries: &entries,
+    })
 }
 
 /// Options of a GEMM, each a pipeline override.
@@ -104,62 +134,275 @@ pub(crate) struct GemmFlags {
     pub trans_a: bool,
     pub trans_b: bool,
     pub accumulate: bool,
-    pub bias: bool,
 }
 
-/// C = op(A) · op(B) (+ bias) (+ C); see gemm.wgsl for the meaning of `p`.
+/// Most K rows one GEMM invocation covers: about K/16·17 loop iterations must stay under
+/// llvmpipe's 65535 per invocation.
+const MAX_K_SLICE: usize = 16384;
+/// Fewest K rows worth a slice of their own.
+const MIN_K_SLICE: usize = 1024;
+/// Workgroups a split GEMM aims for, so wide GPUs have work for every core.
+const TARGET_WORKGROUPS: usize = 256;
+/// Rows per colsum slice (one loop iteration each).
+const COLSUM_ROWS: usize = 4096;
+
+/// (slices, rows per slice) for a GEMM of this shape.
+fn split_k(m: usize, n: usize, k: usize) -> (usize, usize) {
+    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    let needed = k.div_ceil(MAX_K_SLICE);
+    let wanted = TARGET_WORKGROUPS
+        .div_ceil(tiles)
+        .min(k.div_ceil(MIN_K_SLICE));
+    let slices = needed.max(wanted).max(1);
+    let k_slice = k.div_ceil(slices).div_ceil(16) * 16;
+    (k.div_ceil(k_slice.max(1)).max(1), k_slice.max(16))
+}
+
+/// f32 values of scratch a GEMM of this shape needs (0 when it runs unsplit).
+pub(crate) fn gemm_scratch(m: usize, n: usize, k: usize) -> usize {
+    match split_k(m, n, k) {
+        (1, _) => 0,
+        (s, _) => s * m * n,
+    }
+}
+
+/// f32 values of scratch a column sum over `m` rows of `n` columns needs.
+pub(crate) fn colsum_scratch(m: usize, n: usize) -> usize {
+    match m.div_ceil(COLSUM_ROWS) {
+        0 | 1 => 0,
+        s => s * n,
+    }
+}
+
+/// out[off + m·ld + n] (+)= Σ_z part[z, m, n] (+ bias[n]).
+#[allow(clippy::too_many_arguments)]
+fn reduce_slices(
+    ctx: &GpuContext,
+    label: &str,
+    r: ReduceParams,
+    accumulate: bool,
+    bias: Option<&wgpu::Buffer>,
+    part: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let pipeline = ctx.pipeline(
+        Kernel::ReduceSlices,
+        &[
+            ("ACCUMULATE", accumulate as u32),
+            ("BIAS", bias.is_some() as u32),
+        ],
+    )?;
+    let params = ctx.uniform(label, bytemuck::bytes_of(&r))?;
+    let bias = bias.unwrap_or(part);
+    let bind_group = bind(
+        ctx,
+        &pipeline,
+        label,
+        vec![
+            params.as_entire_binding(),
+            part.as_entire_binding(),
+            bias.as_entire_binding(),
+            out.as_entire_binding(),
+        ],
+    );
+    let total = groups(r.m as usize * r.n as usize, 64);
+    let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
+    Ok(Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups: [gx, total.div_ceil(gx), 1],
+    })
+}
+
+/// C = op(A) · op(B) (+ bias) (+ C); see gemm.wgsl for the meaning of `p`. Long K runs
+/// as split-K slices into `scratch` (at least [`gemm_scratch`] values) plus a reduction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     ctx: &GpuContext,
     label: &str,
-    p: GemmParams,
+    mut p: GemmParams,
     f: GemmFlags,
     a: &wgpu::Buffer,
     b: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
     c: &wgpu::Buffer,
-) -> Result<Dispatch> {
+    scratch: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let (slices, k_slice) = split_k(p.m as usize, p.n as usize, p.k as usize);
+    p.k_slice = k_slice as u32;
+    let split = slices > 1;
     let pipeline = ctx.pipeline(
         Kernel::Gemm,
         &[
             ("TRANS_A", f.trans_a as u32),
             ("TRANS_B", f.trans_b as u32),
-            ("ACCUMULATE", f.accumulate as u32),
-            ("BIAS", f.bias as u32),
+            ("ACCUMULATE", (f.accumulate && !split) as u32),
+            ("BIAS", (bias.is_some() && !split) as u32),
         ],
     )?;
+    let final_c = (p.off_c, p.ldc);
+    if split {
+        p.off_c = 0;
+        p.ldc = p.n;
+    }
     let params = ctx.uniform(label, bytemuck::bytes_of(&p))?;
+    let target = if split { scratch } else { c };
+    let bias_binding = bias.unwrap_or(b);
     let bind_group = bind(
         ctx,
         &pipeline,
         label,
-        vec![params.as_entire_binding(), a.as_entire_binding(), b.as_entire_binding(), bias.as_entire_binding(), c.as_entire_binding()],
+        vec![
+            params.as_entire_binding(),
+            a.as_entire_binding(),
+            b.as_entire_binding(),
+            bias_binding.as_entire_binding(),
+            target.as_entire_binding(),
+        ],
     );
-    Ok(Dispatch { pipeline, bind_group, offset: None, groups: [groups(p.n as usize, 64), groups(p.m as usize, 64), 1] })
+    let mut list = vec![Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups: [
+            groups(p.n as usize, 64),
+            groups(p.m as usize, 64),
+            slices as u32,
+        ],
+    }];
+    if split {
+        let r = ReduceParams {
+            m: p.m,
+            n: p.n,
+            slices: slices as u32,
+            ld: final_c.1,
+            off: final_c.0,
+            _pad: [0; 3],
+        };
+        list.push(reduce_slices(
+            ctx,
+            label,
+            r,
+            f.accumulate,
+            bias,
+            scratch,
+            c,
+        )?);
+    }
+    Ok(list)
 }
 
-/// out[N] = column sums of x[M, ld].
-pub(crate) fn colsum(ctx: &GpuContext, label: &str, m: usize, n: usize, ld: usize, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<Dispatch> {
-    let pipeline = ctx.pipeline(Kernel::Colsum, &[("ACCUMULATE", 0)])?;
-    let params = ctx.uniform(label, bytemuck::bytes_of(&Dims4 { a: m as u32, b: n as u32, c: ld as u32, _pad: 0 }))?;
-    let bind_group = bind(ctx, &pipeline, label, vec![params.as_entire_binding(), x.as_entire_binding(), out.as_entire_binding()]);
-    Ok(Dispatch { pipeline, bind_group, offset: None, groups: [groups(n, 64), 1, 1] })
+/// out[N] (+)= column sums of x[M, N]; long columns run in slices through `scratch`
+/// (at least [`colsum_scratch`] values).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn colsum(
+    ctx: &GpuContext,
+    label: &str,
+    m: usize,
+    n: usize,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    accumulate: bool,
+    scratch: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let slices = m.div_ceil(COLSUM_ROWS).max(1);
+    let split = slices > 1;
+    let pipeline = ctx.pipeline(
+        Kernel::Colsum,
+        &[("ACCUMULATE", (accumulate && !split) as u32)],
+    )?;
+    let params = ctx.uniform(
+        label,
+        bytemuck::bytes_of(&Dims4 {
+            a: m as u32,
+            b: n as u32,
+            c: COLSUM_ROWS as u32,
+            _pad: 0,
+        }),
+    )?;
+    let target = if split { scratch } else { out };
+    let bind_group = bind(
+        ctx,
+        &pipeline,
+        label,
+        vec![
+            params.as_entire_binding(),
+            x.as_entire_binding(),
+            target.as_entire_binding(),
+        ],
+    );
+    let mut list = vec![Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups: [groups(n, 64), slices as u32, 1],
+    }];
+    if split {
+        let r = ReduceParams {
+            m: 1,
+            n: n as u32,
+            slices: slices as u32,
+            ld: n as u32,
+            off: 0,
+            _pad: [0; 3],
+        };
+        list.push(reduce_slices(
+            ctx, label, r, accumulate, None, scratch, out,
+        )?);
+    }
+    Ok(list)
 }
 
 /// dst[C, R] = src[R, C]ᵀ.
-pub(crate) fn transpose(ctx: &GpuContext, label: &str, rows: usize, cols: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
+pub(crate) fn transpose(
+    ctx: &GpuContext,
+    label: &str,
+    rows: usize,
+    cols: usize,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Result<Dispatch> {
     let pipeline = ctx.pipeline(Kernel::Transpose, &[])?;
-    let params = ctx.uniform(label, bytemuck::bytes_of(&Dims4 { a: rows as u32, b: cols as u32, c: 0, _pad: 0 }))?;
-    let bind_group = bind(ctx, &pipeline, label, vec![params.as_entire_binding(), src.as_entire_binding(), dst.as_entire_binding()]);
-    Ok(Dispatch { pipeline, bind_group, offset: None, groups: [groups(cols, 16), groups(rows, 16), 1] })
+    let params = ctx.uniform(
+        label,
+        bytemuck::bytes_of(&Dims4 {
+            a: rows as u32,
+            b: cols as u32,
+            c: 0,
+            _pad: 0,
+        }),
+    )?;
+    let bind_group = bind(
+        ctx,
+        &pipeline,
+        label,
+        vec![
+            params.as_entire_binding(),
+            src.as_entire_binding(),
+            dst.as_entire_binding(),
+        ],
+    );
+    Ok(Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups: [groups(cols, 16), groups(rows, 16), 1],
+    })
 }
 
 /// The uniform array of step slots [T] at `stride` bytes apart, written once per shape.
 pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
-    let stride = (ctx.limits.min_uniform_buffer_offset_alignment as usize).max(STEP_PARAMS_BYTES as usize);
+    let stride =
+        (ctx.limits.min_uniform_buffer_offset_alignment as usize).max(STEP_PARAMS_BYTES as usize);
     let mut bytes = vec![0u8; t_len * stride];
     for s in 0..t_len {
-        let slot = StepParams { step: s as u32, time_fwd: s as u32, time_rev: (t_len - 1 - s) as u32, _pad: 0 };
+        let slot = StepParams {
+            step: s as u32,
+            time_fwd: s as u32,
+            time_rev: (t_len - 1 - s) as u32,
+            _pad: 0,
+        };
         bytes[s * stride..s * stride + 16].copy_from_slice(bytemuck::bytes_of(&slot));
     }
     Ok((ctx.uniform("step_slots", &bytes)?, stride as u32))
@@ -194,8 +437,16 @@ impl StepKernel {
         res.extend(buffers.iter().map(|b| b.as_entire_binding()));
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
         // Workgroups: 64 units x 4 batch rows (WG and TB in the shaders).
-        let groups = [groups(d.hidden as usize, 64), groups(d.batch as usize, 4), 1];
-        Ok(StepKernel { pipeline, bind_group, groups })
+        let groups = [
+            groups(d.hidden as usize, 64),
+            groups(d.batch as usize, 4),
+            1,
+        ];
+        Ok(StepKernel {
+            pipeline,
+            bind_group,
+            groups,
+        })
     }
 
     /// The dispatch for step `s`, reading slot `s` of the step array.
@@ -205,6 +456,199 @@ impl StepKernel {
             bind_group: self.bind_group.clone(),
             offset: Some(s as u32 * stride),
             groups: self.groups,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The building-block kernels against plain loops, over awkward shapes.
+    use super::*;
+    use crate::rng::Rng;
+
+    fn ctx() -> Option<std::sync::Arc<GpuContext>> {
+        match GpuContext::new_default() {
+            Ok(c) => Some(c),
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("CI is set but no GPU adapter: {e}")
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn run(ctx: &GpuContext, list: &[Dispatch]) {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        encode(&mut enc, "test", list);
+        ctx.queue.submit([enc.finish()]);
+    }
+
+    fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+        let b = ctx.storage("test", data.len()).unwrap();
+        ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+        b
+    }
+
+    fn read(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
+        let staging = ctx.staging(len).unwrap();
+        ctx.read_f32(&staging, &[(b, 0, len)]).unwrap().concat()
+    }
+
+    #[track_caller]
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                ((*g as f64) - w).abs() <= 1e-5 * scale,
+                "{what}: index {i}: got {g} want {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn gemm_all_transposes_and_offsets() {
+        let Some(ctx) = ctx() else { return };
+        let mut rng = Rng::new(1);
+        // (12, 8, 70_000) runs split-K; (5, 3, 2000) splits for parallelism.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (5, 3, 7),
+            (67, 129, 17),
+            (64, 64, 64),
+            (130, 2, 65),
+            (5, 3, 2000),
+            (12, 8, 70_000),
+        ] {
+            for (ta, tb, acc, bias) in [
+                (false, false, false, false),
+                (true, false, true, false),
+                (false, true, false, true),
+                (true, true, true, true),
+            ] {
+                let (off_a, off_b, off_c) = (3, 5, 2);
+                let (lda, ldb, ldc) = (
+                    if ta { m + 1 } else { k + 2 },
+                    if tb { k + 3 } else { n + 1 },
+                    n + 4,
+                );
+                let rows_a = if ta { k } else { m };
+                let rows_b = if tb { n } else { k };
+                let a = rng.uniform_vec(off_a + rows_a * lda, -1.0, 1.0);
+                let b = rng.uniform_vec(off_b + rows_b * ldb, -1.0, 1.0);
+                let bv = rng.uniform_vec(n, -1.0, 1.0);
+                let c0 = rng.uniform_vec(off_c + m * ldc, -1.0, 1.0);
+                let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut s = 0.0f64;
+                        for kk in 0..k {
+                            let av = if ta {
+                                a[off_a + kk * lda + i]
+                            } else {
+                                a[off_a + i * lda + kk]
+                            };
+                            let bw = if tb {
+                                b[off_b + j * ldb + kk]
+                            } else {
+                                b[off_b + kk * ldb + j]
+                            };
+                            s += av as f64 * bw as f64;
+                        }
+                        if bias {
+                            s += bv[j] as f64;
+                        }
+                        let idx = off_c + i * ldc + j;
+                        want[idx] = if acc { want[idx] + s } else { s };
+                    }
+                }
+                let (ab, bb, biasb, cb) = (
+                    upload(&ctx, &a),
+                    upload(&ctx, &b),
+                    upload(&ctx, &bv),
+                    upload(&ctx, &c0),
+                );
+                let p = GemmParams {
+                    m: m as u32,
+                    n: n as u32,
+                    k: k as u32,
+                    lda: lda as u32,
+                    ldb: ldb as u32,
+                    ldc: ldc as u32,
+                    off_a: off_a as u32,
+                    off_b: off_b as u32,
+                    off_c: off_c as u32,
+                    ..Default::default()
+                };
+                let f = GemmFlags {
+                    trans_a: ta,
+                    trans_b: tb,
+                    accumulate: acc,
+                };
+                let scratch = ctx
+                    .storage("scratch", gemm_scratch(m, n, k).max(1))
+                    .unwrap();
+                let bias_buf = bias.then_some(&biasb);
+                run(
+                    &ctx,
+                    &gemm(&ctx, "gemm", p, f, &ab, &bb, bias_buf, &cb, &scratch).unwrap(),
+                );
+                close(
+                    &read(&ctx, &cb, c0.len()),
+                    &want,
+                    &format!("gemm m{m} n{n} k{k} {f:?}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn colsum_long_and_narrow() {
+        let Some(ctx) = ctx() else { return };
+        let mut rng = Rng::new(2);
+        for &(m, n) in &[(1, 1), (7, 3), (1000, 65), (70_000, 12)] {
+            for acc in [false, true] {
+                let x = rng.uniform_vec(m * n, -1.0, 1.0);
+                let o = rng.uniform_vec(n, -1.0, 1.0);
+                let want: Vec<f64> = (0..n)
+                    .map(|j| {
+                        (0..m).map(|i| x[i * n + j] as f64).sum::<f64>()
+                            + if acc { o[j] as f64 } else { 0.0 }
+                    })
+                    .collect();
+                let (xb, ob) = (upload(&ctx, &x), upload(&ctx, &o));
+                let scratch = ctx.storage("scratch", colsum_scratch(m, n).max(1)).unwrap();
+                run(
+                    &ctx,
+                    &colsum(&ctx, "colsum", m, n, &xb, &ob, acc, &scratch).unwrap(),
+                );
+                let got = read(&ctx, &ob, n);
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    // f32 sums of m terms of size <= 1: error grows like sqrt(m)·eps·|partial sums|.
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-4 * (m as f64).sqrt(),
+                        "colsum m{m} n{n}: column {j}: got {g} want {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_odd_shapes() {
+        let Some(ctx) = ctx() else { return };
+        let mut rng = Rng::new(3);
+        for &(r, c) in &[(1, 1), (3, 17), (33, 5), (192, 64)] {
+            let x = rng.uniform_vec(r * c, -1.0, 1.0);
+            let want: Vec<f64> = (0..c * r).map(|i| x[(i % r) * c + i / r] as f64).collect();
+            let (xb, ob) = (upload(&ctx, &x), ctx.storage("t", r * c).unwrap());
+            run(
+                &ctx,
+                &[transpose(&ctx, "transpose", r, c, &xb, &ob).unwrap()],
+            );
+            close(
+                &read(&ctx, &ob, r * c),
+                &want,
+                &format!("transpose {r}x{c}"),
+            );
         }
     }
 }

@@ -31,7 +31,12 @@ impl GpuParams {
         for idx in 0..config.num_layers * nd {
             let layer = idx / nd;
             let i = config.layer_input_size(layer);
-            let name = |base: &str| format!("{base}_l{layer}{}", if idx % nd == 1 { "_reverse" } else { "" });
+            let name = |base: &str| {
+                format!(
+                    "{base}_l{layer}{}",
+                    if idx % nd == 1 { "_reverse" } else { "" }
+                )
+            };
             dirs.push(DirParams {
                 w_ih: ctx.storage(&name("weight_ih"), 3 * h * i)?,
                 w_hh: ctx.storage(&name("weight_hh"), 3 * h * h)?,
@@ -50,16 +55,24 @@ impl GpuParams {
     /// Uploads `w` (shapes already checked against the config).
     pub(crate) fn upload(&self, ctx: &GpuContext, w: &GruWeights) {
         for (p, d) in self.dirs.iter().zip(&w.dirs) {
-            ctx.queue.write_buffer(&p.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
-            ctx.queue.write_buffer(&p.w_hh, 0, bytemuck::cast_slice(&d.w_hh));
-            ctx.queue.write_buffer(&p.b_ih, 0, bytemuck::cast_slice(&d.b_ih));
-            ctx.queue.write_buffer(&p.b_hh, 0, bytemuck::cast_slice(&d.b_hh));
+            ctx.queue
+                .write_buffer(&p.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
+            ctx.queue
+                .write_buffer(&p.w_hh, 0, bytemuck::cast_slice(&d.w_hh));
+            ctx.queue
+                .write_buffer(&p.b_ih, 0, bytemuck::cast_slice(&d.b_ih));
+            ctx.queue
+                .write_buffer(&p.b_hh, 0, bytemuck::cast_slice(&d.b_hh));
         }
     }
 
     /// (buffer, first, len) of the four values or the four gradients of every direction,
     /// in `GruWeights` order, for one readback.
-    pub(crate) fn parts<'a>(&'a self, template: &GruWeights, grads: bool) -> Vec<(&'a wgpu::Buffer, usize, usize)> {
+    pub(crate) fn parts<'a>(
+        &'a self,
+        template: &GruWeights,
+        grads: bool,
+    ) -> Vec<(&'a wgpu::Buffer, usize, usize)> {
         let mut parts = Vec::new();
         for (p, d) in self.dirs.iter().zip(&template.dirs) {
             let bufs = if grads {
@@ -75,7 +88,10 @@ impl GpuParams {
 }
 
 /// Rebuilds `GruWeights` from readback parts in [`GpuParams::parts`] order.
-pub(crate) fn weights_from_parts(config: GruConfig, mut parts: impl Iterator<Item = Vec<f32>>) -> GruWeights {
+pub(crate) fn weights_from_parts(
+    config: GruConfig,
+    mut parts: impl Iterator<Item = Vec<f32>>,
+) -> GruWeights {
     let mut w = GruWeights::zeros(config);
     for d in &mut w.dirs {
         *d = DirWeights {

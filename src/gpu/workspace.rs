@@ -2,7 +2,7 @@
 //! backward dispatch lists that bind them.
 
 use crate::config::GruConfig;
-use crate::error::{GruError, Result};
+use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{step_slots, Dispatch};
 use crate::gpu::params::GpuParams;
@@ -18,8 +18,8 @@ pub(crate) struct DirBuffers {
 pub(crate) struct Workspace {
     pub t_len: usize,
     pub batch: usize,
-    pub x: wgpu::Buffer,       // [T, B, I] time-major
-    pub lengths: wgpu::Buffer, // [B] u32
+    pub x: wgpu::Buffer,         // [T, B, I] time-major
+    pub lengths: wgpu::Buffer,   // [B] u32
     pub outs: Vec<wgpu::Buffer>, // per layer [T, B, dirs*H]
     /// Per layer: dL/d(layer input) [T, B, I_k]; `d_ins[k]` is layer k-1's output gradient.
     pub d_ins: Vec<wgpu::Buffer>,
@@ -27,6 +27,7 @@ pub(crate) struct Workspace {
     pub gx: wgpu::Buffer,        // [T, B, 3H] time order, shared by every layer and direction
     pub d_gx: wgpu::Buffer,      // [T, B, 3H] time order, shared
     pub d_gh: wgpu::Buffer,      // [T, B, 3H] step order, shared
+    pub scratch: wgpu::Buffer,   // split-K partial products [slices, M, N], shared
     pub dirs: Vec<DirBuffers>,
     pub step_slots: wgpu::Buffer,
     pub slot_stride: u32,
@@ -36,17 +37,19 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    pub(crate) fn new(ctx: &GpuContext, cfg: &GruConfig, params: &GpuParams, t_len: usize, batch: usize) -> Result<Self> {
+    /// `accumulate_grads`: this workspace is a later batch chunk whose parameter gradients
+    /// add to those of the chunks before it.
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        cfg: &GruConfig,
+        params: &GpuParams,
+        t_len: usize,
+        batch: usize,
+        accumulate_grads: bool,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let nd = cfg.num_directions();
         let tb = t_len * batch;
-        let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
-        if tb.div_ceil(64) > max_groups {
-            return Err(GruError::Input(format!(
-                "T*B = {tb} rows exceed what one dispatch covers on this device ({} rows); split the batch",
-                max_groups * 64
-            )));
-        }
         let mut outs = Vec::new();
         let mut d_ins = Vec::new();
         for l in 0..cfg.num_layers {
@@ -63,7 +66,9 @@ impl Workspace {
         }
         let param_total = cfg.param_count() + cfg.num_layers * nd * 6 * h; // biases even when off
         let ld_bh = cfg.num_layers * nd * batch * h;
-        let staging_len = (tb * nd * h + ld_bh).max(tb * cfg.input_size + ld_bh + param_total);
+        let staging_len = (tb * nd * h + ld_bh)
+            .max(tb * cfg.input_size + ld_bh)
+            .max(param_total);
         let (step_slots, slot_stride) = step_slots(ctx, t_len)?;
         let mut ws = Workspace {
             t_len,
@@ -76,20 +81,33 @@ impl Workspace {
             gx: ctx.storage("gx", tb * 3 * h)?,
             d_gx: ctx.storage("d_gx", tb * 3 * h)?,
             d_gh: ctx.storage("d_gh", tb * 3 * h)?,
+            scratch: ctx.storage("scratch", backward::scratch_len(cfg, tb))?,
             dirs,
             step_slots,
             slot_stride,
-            staging: ctx.buffer(
-                "staging",
-                4 * staging_len as u64,
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            )?,
+            staging: ctx.staging(staging_len)?,
             forward: Vec::new(),
             backward: Vec::new(),
         };
         ws.forward = forward::plan(ctx, cfg, params, &ws)?;
-        ws.backward = backward::plan(ctx, cfg, params, &ws)?;
+        ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads)?;
         Ok(ws)
+    }
+
+    /// The most batch rows one workspace of `t_len` steps can hold on this device: every
+    /// buffer must fit in one storage binding and every GEMM grid in one dispatch.
+    pub(crate) fn max_rows(ctx: &GpuContext, cfg: &GruConfig, t_len: usize) -> usize {
+        let h = cfg.hidden_size;
+        let widest_input = (0..cfg.num_layers)
+            .map(|l| cfg.layer_input_size(l))
+            .max()
+            .unwrap_or(0);
+        let floats_per_row =
+            (t_len * (4 * h).max(cfg.output_size()).max(widest_input)).max((t_len + 1) * h);
+        let limit = ctx.storage_limit() / 4;
+        let by_memory = limit as usize / floats_per_row.max(1);
+        let by_grid = ctx.limits.max_compute_workgroups_per_dimension as usize * 64 / t_len.max(1);
+        by_memory.min(by_grid)
     }
 
     /// The input buffer of layer `l`: the sequence for layer 0, else the layer below's output.

@@ -12,7 +12,11 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
     static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
     CTX.get_or_init(|| match GpuContext::new_default() {
         Ok(ctx) => {
-            eprintln!("GPU tests run on: {} ({:?})", ctx.adapter_info().name, ctx.adapter_info().backend);
+            eprintln!(
+                "GPU tests run on: {} ({:?})",
+                ctx.adapter_info().name,
+                ctx.adapter_info().backend
+            );
             Some(ctx)
         }
         Err(e) if std::env::var_os("CI").is_some() => {
@@ -34,7 +38,13 @@ pub fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
 /// worst index, both values and the case.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64, case: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length {} vs reference {} ({case})", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length {} vs reference {} ({case})",
+        got.len(),
+        want.len()
+    );
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();

@@ -48,7 +48,7 @@ fn cpu_rejects_bad_shapes_and_lengths() {
     let f = cpu::forward(&w, &SequenceInput::new(&x, 5, 2)).unwrap();
     let m = msg(cpu::backward(&w, &f, &[0.0; 3], None));
     assert!(m.contains("d_output"), "{m}");
-    let m = msg(cpu::backward(&w, &f, &vec![0.0; 40], Some(&[0.0; 3])));
+    let m = msg(cpu::backward(&w, &f, &[0.0; 40], Some(&[0.0; 3])));
     assert!(m.contains("d_h_n"), "{m}");
 }
 

@@ -202,7 +202,7 @@ fn batch_chunks_match_reference() {
 fn past_the_storage_binding_limit() {
     let Some(ctx) = gpu() else { return };
     let (t, b, i, h) = (512, 260, 8, 64);
-    let limit = ctx.limits().max_storage_buffer_binding_size as u64;
+    let limit = ctx.limits().max_storage_buffer_binding_size;
     if (t * b * 4 * h * 4) as u64 <= limit {
         eprintln!("this adapter binds {limit} bytes; the case fits without splitting");
     }

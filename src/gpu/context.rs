@@ -87,7 +87,7 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         device_type: info.device_type,
         driver: info.driver,
         driver_info: info.driver_info,
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
@@ -269,7 +269,9 @@ impl GpuContext {
 
     /// The largest buffer a kernel can bind whole, in bytes.
     pub(crate) fn storage_limit(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Creates a buffer, refusing sizes past what it can be used for.

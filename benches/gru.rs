@@ -1,1 +1,170 @@
-fn main() {}
+//! GRU forward and forward+backward throughput, GPU against the CPU reference in the same
+//! run. FLOPs per sequence batch: 6·B·T·H·(I+H) forward, three times that for
+//! forward+backward (the matmuls only; the gate arithmetic is not counted).
+//!
+//! `cargo bench --bench gru` runs every shape; `GRU_BENCH_QUICK=1` only the two small
+//! ones; `GRU_BENCH_NO_CPU=1` skips the reference. A table with GFLOP/s and the ratio to
+//! the CPU reference is printed at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gru_engine::rng::Rng;
+use gru_engine::{cpu, GpuContext, GpuGru, GruConfig, GruWeights, SequenceInput};
+
+/// (name, B, T, I, H).
+const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
+    ("small", 16, 32, 64, 64),
+    ("medium", 32, 64, 128, 128),
+    ("large", 64, 100, 256, 512),
+];
+
+/// Mean seconds per iteration, by (shape, pass, device).
+static RESULTS: Mutex<BTreeMap<(usize, &'static str, &'static str), (Duration, u64)>> =
+    Mutex::new(BTreeMap::new());
+
+fn record(shape: usize, pass: &'static str, device: &'static str, d: Duration, iters: u64) {
+    let mut r = RESULTS.lock().unwrap();
+    let e = r
+        .entry((shape, pass, device))
+        .or_insert((Duration::ZERO, 0));
+    e.0 += d;
+    e.1 += iters;
+}
+
+fn flops(b: usize, t: usize, i: usize, h: usize) -> u64 {
+    6 * (b * t * h * (i + h)) as u64
+}
+
+fn bench(c: &mut Criterion) {
+    let quick = std::env::var_os("GRU_BENCH_QUICK").is_some();
+    let with_cpu = std::env::var_os("GRU_BENCH_NO_CPU").is_none();
+    let ctx = match GpuContext::new_default() {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            eprintln!("no GPU adapter ({e}); timing the CPU reference only");
+            None
+        }
+    };
+    let device_name = ctx.as_ref().map_or("none".to_string(), |c| {
+        format!("{} ({:?})", c.adapter_info().name, c.adapter_info().backend)
+    });
+    for (si, &(name, b, t, i, h)) in SHAPES.iter().enumerate() {
+        if quick && si == 2 {
+            continue;
+        }
+        let cfg = GruConfig::new(i, h);
+        let w = GruWeights::init(cfg, 1);
+        let mut rng = Rng::new(2);
+        let x = rng.uniform_vec(t * b * i, -1.0, 1.0);
+        let dy = rng.uniform_vec(t * b * h, -1.0, 1.0);
+        let input = SequenceInput::new(&x, t, b);
+        let f = flops(b, t, i, h);
+        let mut group = c.benchmark_group(format!("gru_{name}_B{b}_T{t}_I{i}_H{h}"));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500));
+        if si == 2 {
+            group.measurement_time(Duration::from_secs(1));
+        }
+        if let Some(ctx) = &ctx {
+            let mut gru = GpuGru::new(ctx.clone(), &w).unwrap();
+            gru.forward(&input).unwrap(); // builds the workspace and pipelines once
+            ctx.wait_idle().unwrap();
+            group.throughput(Throughput::Elements(f));
+            group.bench_function("gpu_forward", |bn| {
+                bn.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        gru.forward(&input).unwrap();
+                    }
+                    ctx.wait_idle().unwrap();
+                    let d = start.elapsed();
+                    record(si, "forward", "gpu", d, iters);
+                    d
+                })
+            });
+            group.throughput(Throughput::Elements(3 * f));
+            group.bench_function("gpu_forward_backward", |bn| {
+                bn.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        gru.forward(&input).unwrap();
+                        gru.backward_on_device(&dy, None).unwrap();
+                    }
+                    ctx.wait_idle().unwrap();
+                    let d = start.elapsed();
+                    record(si, "forward+backward", "gpu", d, iters);
+                    d
+                })
+            });
+        }
+        if with_cpu {
+            group.throughput(Throughput::Elements(f));
+            group.bench_function("cpu_forward", |bn| {
+                bn.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        std::hint::black_box(cpu::forward(&w, &input).unwrap());
+                    }
+                    let d = start.elapsed();
+                    record(si, "forward", "cpu", d, iters);
+                    d
+                })
+            });
+            group.throughput(Throughput::Elements(3 * f));
+            group.bench_function("cpu_forward_backward", |bn| {
+                bn.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let fwd = cpu::forward(&w, &input).unwrap();
+                        std::hint::black_box(cpu::backward(&w, &fwd, &dy, None).unwrap());
+                    }
+                    let d = start.elapsed();
+                    record(si, "forward+backward", "cpu", d, iters);
+                    d
+                })
+            });
+        }
+        group.finish();
+    }
+    print_table(&device_name);
+}
+
+fn print_table(device: &str) {
+    let r = RESULTS.lock().unwrap();
+    println!("\nGPU: {device}; CPU: the reference (one thread, f32)");
+    println!("| shape (B, T, I, H) | pass | GPU ms/seq | GPU GFLOP/s | CPU ms/seq | CPU GFLOP/s | GPU/CPU speed-up |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (si, &(_, b, t, i, h)) in SHAPES.iter().enumerate() {
+        for (pass, mult) in [("forward", 1), ("forward+backward", 3)] {
+            let f = (mult * flops(b, t, i, h)) as f64;
+            let mean = |dev| {
+                r.get(&(si, pass, dev))
+                    .map(|(d, n)| d.as_secs_f64() / *n as f64)
+            };
+            let (g, c) = (mean("gpu"), mean("cpu"));
+            if g.is_none() && c.is_none() {
+                continue;
+            }
+            let ms = |v: Option<f64>| v.map_or("-".into(), |s| format!("{:.2}", s * 1e3));
+            let gf = |v: Option<f64>| v.map_or("-".into(), |s| format!("{:.2}", f / s / 1e9));
+            let ratio = match (g, c) {
+                (Some(g), Some(c)) => format!("{:.1}x", c / g),
+                _ => "-".into(),
+            };
+            println!(
+                "| ({b}, {t}, {i}, {h}) | {pass} | {} | {} | {} | {} | {ratio} |",
+                ms(g),
+                gf(g),
+                ms(c),
+                gf(c)
+            );
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

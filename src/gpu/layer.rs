@@ -74,6 +74,7 @@ pub struct GpuGru {
     params: GpuParams,
     runs: Vec<Run>,
     last: Option<LastForward>,
+    grads_ready: bool,
     batch_chunk: Option<usize>,
 }
 
@@ -98,6 +99,7 @@ impl GpuGru {
             params,
             runs: Vec::new(),
             last: None,
+            grads_ready: false,
             batch_chunk: None,
         };
         gru.set_weights(weights)?;
@@ -316,6 +318,13 @@ impl GpuGru {
     /// Backpropagates through the last forward. `d_output` has the output's layout;
     /// `d_h_n` is [layers·dirs, B, H] (zeros when `None`). Returns every gradient.
     pub fn backward(&mut self, d_output: &[f32], d_h_n: Option<&[f32]>) -> Result<GruGrads> {
+        self.backward_on_device(d_output, d_h_n)?;
+        self.read_grads()
+    }
+
+    /// Like [`GpuGru::backward`] but leaves the gradients on the device (one submission,
+    /// no readback); read them with [`GpuGru::read_grads`].
+    pub fn backward_on_device(&mut self, d_output: &[f32], d_h_n: Option<&[f32]>) -> Result<()> {
         let (run, last) = self.current()?;
         let cfg = self.config;
         let (t_len, batch, h) = (last.t_len, last.batch, cfg.hidden_size);
@@ -369,6 +378,21 @@ impl GpuGru {
             q.submit([enc.finish()]);
             Ok(())
         })?;
+        self.grads_ready = true;
+        Ok(())
+    }
+
+    /// The gradients of the last [`GpuGru::backward_on_device`].
+    pub fn read_grads(&self) -> Result<GruGrads> {
+        let (run, last) = self.current()?;
+        if !self.grads_ready {
+            return Err(GruError::State(
+                "no backward pass has run since the last forward".into(),
+            ));
+        }
+        let (ctx, cfg) = (&self.ctx, self.config);
+        let (t_len, batch, h) = (last.t_len, last.batch, cfg.hidden_size);
+        let ld = run.chunks[0].1.dirs.len();
         let mut d_x = vec![0.0; t_len * batch * cfg.input_size];
         let mut d_h0 = vec![0.0; ld * batch * h];
         for (b0, ws) in &run.chunks {

@@ -4,6 +4,10 @@
 // the candidate and the interpolation, and saves what backward needs.
 //
 // Workgroup: WG units (j) x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)).
+// Each thread keeps 3·TB accumulators; per k it reads its own three W_hhᵀ values
+// (neighbouring threads, neighbouring addresses) and TB state values shared by the whole
+// workgroup (broadcast). No shared memory and no barriers: on llvmpipe barriers are
+// coroutine switches that cost more than the loads a shared tile would save.
 // The step index arrives through a dynamic offset into a uniform array written once
 // per shape, so no buffer is written between steps.
 //
@@ -28,10 +32,8 @@ struct StepDims {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;   // [T, B, out_stride] time order
 @group(0) @binding(8) var<storage, read_write> saved: array<f32>; // [T, B, 4H] step order: r, z, n, extra
 
-const WG: u32 = 64u; // units per workgroup, also the k chunk
-const TB: u32 = 4u;  // batch rows per workgroup
-
-var<workgroup> v_tile: array<f32, 256>; // [TB][WG] chunk of the vector multiplied by W_hh
+const WG: u32 = 64u; // units per workgroup
+const TB: u32 = 8u;  // batch rows per workgroup
 
 struct Acc { r: array<f32, TB>, z: array<f32, TB>, n: array<f32, TB> }
 
@@ -52,46 +54,34 @@ fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
 }
 
-// acc[i] = sum_k W_g[j, k] v[b0 + i, k] for the gate blocks asked for, where v is h_prev
-// (hs[s]) or r*h (slot 3 of saved[s]). Must be called in uniform control flow.
-fn recurrent_matvec(j: u32, lx: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want_n: bool) -> Acc {
+// acc[i] = Σ_k W_g[j, k] v[b0 + i, k] for the gate blocks g asked for, where v is h_prev
+// (hs[s]) or r*h (slot 3 of saved[s]). Rows past B repeat the last row (unused).
+fn recurrent_matvec(j: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want_n: bool) -> Acc {
     var acc: Acc;
     let nb = dims.batch;
     let nh = dims.hidden;
-    for (var k0 = 0u; k0 < nh; k0 += WG) {
-        let k = k0 + lx;
+    if (j >= nh) { return acc; }
+    for (var k = 0u; k < nh; k++) {
+        let row = k * 3u * nh;
+        var v: array<f32, TB>;
         for (var i = 0u; i < TB; i++) {
-            let b = b0 + i;
-            var v = 0.0;
-            if (b < nb && k < nh) {
-                if (from_rh) { v = saved[(s * nb + b) * 4u * nh + 3u * nh + k]; }
-                else { v = hs[(s * nb + b) * nh + k]; }
-            }
-            v_tile[i * WG + lx] = v;
+            let b = min(b0 + i, nb - 1u);
+            if (from_rh) { v[i] = saved[(s * nb + b) * 4u * nh + 3u * nh + k]; } else { v[i] = hs[(s * nb + b) * nh + k]; }
         }
-        workgroupBarrier();
-        if (j < nh) {
-            let kend = min(WG, nh - k0);
-            for (var kk = 0u; kk < kend; kk++) {
-                let row = (k0 + kk) * 3u * nh;
-                if (want_rz) {
-                    let wr = w_t[row + j];
-                    let wz = w_t[row + nh + j];
-                    for (var i = 0u; i < TB; i++) {
-                        let v = v_tile[i * WG + kk];
-                        acc.r[i] = fma(wr, v, acc.r[i]);
-                        acc.z[i] = fma(wz, v, acc.z[i]);
-                    }
-                }
-                if (want_n) {
-                    let wn = w_t[row + 2u * nh + j];
-                    for (var i = 0u; i < TB; i++) {
-                        acc.n[i] = fma(wn, v_tile[i * WG + kk], acc.n[i]);
-                    }
-                }
+        if (want_rz) {
+            let wr = w_t[row + j];
+            let wz = w_t[row + nh + j];
+            for (var i = 0u; i < TB; i++) {
+                acc.r[i] = fma(wr, v[i], acc.r[i]);
+                acc.z[i] = fma(wz, v[i], acc.z[i]);
             }
         }
-        workgroupBarrier();
+        if (want_n) {
+            let wn = w_t[row + 2u * nh + j];
+            for (var i = 0u; i < TB; i++) {
+                acc.n[i] = fma(wn, v[i], acc.n[i]);
+            }
+        }
     }
     return acc;
 }
@@ -130,7 +120,7 @@ fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = recurrent_matvec(j, lx, b0, s, false, true, true);
+    let acc = recurrent_matvec(j, b0, s, false, true, true);
     let nb = dims.batch;
     let nh = dims.hidden;
     if (j >= nh) { return; }
@@ -158,7 +148,7 @@ fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = recurrent_matvec(j, lx, b0, s, false, true, false);
+    let acc = recurrent_matvec(j, b0, s, false, true, false);
     let nb = dims.batch;
     let nh = dims.hidden;
     if (j >= nh) { return; }
@@ -182,7 +172,7 @@ fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = recurrent_matvec(j, lx, b0, s, true, false, true);
+    let acc = recurrent_matvec(j, b0, s, true, false, true);
     let nb = dims.batch;
     let nh = dims.hidden;
     if (j >= nh) { return; }

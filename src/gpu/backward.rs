@@ -67,13 +67,23 @@ pub(crate) fn plan(
                 &ws.d_gx,
                 &ws.d_gh,
             ];
+            let reset_before = cfg.variant == GruVariant::ResetBefore;
             let kernels = match cfg.variant {
-                GruVariant::ResetAfter => vec![Kernel::BwdFused],
-                GruVariant::ResetBefore => vec![Kernel::BwdCandidate, Kernel::BwdRz],
+                GruVariant::ResetAfter => vec![Kernel::BwdGates, Kernel::BwdState],
+                GruVariant::ResetBefore => {
+                    vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
+                }
             };
             let kernels = kernels
                 .into_iter()
-                .map(|k| StepKernel::new(ctx, k, &ws.step_slots, &dims_buf, &dims, &bufs))
+                .map(|k| {
+                    let constants: &[(&'static str, u32)] = if k == Kernel::BwdGates {
+                        &[("RESET_BEFORE", reset_before as u32)]
+                    } else {
+                        &[]
+                    };
+                    StepKernel::new(ctx, k, constants, &ws.step_slots, &dims_buf, &dims, &bufs)
+                })
                 .collect::<Result<Vec<_>>>()?;
             for s in (0..ws.t_len).rev() {
                 list.extend(kernels.iter().map(|k| k.at(s, ws.slot_stride)));

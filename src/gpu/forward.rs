@@ -88,7 +88,7 @@ pub(crate) fn plan(
             };
             let kernels = kernels
                 .into_iter()
-                .map(|k| StepKernel::new(ctx, k, &ws.step_slots, &dims_buf, &dims, &bufs))
+                .map(|k| StepKernel::new(ctx, k, &[], &ws.step_slots, &dims_buf, &dims, &bufs))
                 .collect::<Result<Vec<_>>>()?;
             for s in 0..ws.t_len {
                 list.extend(kernels.iter().map(|k| k.at(s, ws.slot_stride)));

@@ -52,7 +52,8 @@ pub(crate) enum Kernel {
     StepFused,
     StepGates,
     StepCandidate,
-    BwdFused,
+    BwdGates,
+    BwdState,
     BwdCandidate,
     BwdRz,
 }
@@ -77,7 +78,9 @@ impl Kernel {
             Kernel::Transpose => Shader::Transpose,
             Kernel::ReduceSlices => Shader::ReduceSlices,
             Kernel::StepFused | Kernel::StepGates | Kernel::StepCandidate => Shader::StepFwd,
-            Kernel::BwdFused | Kernel::BwdCandidate | Kernel::BwdRz => Shader::StepBwd,
+            Kernel::BwdGates | Kernel::BwdState | Kernel::BwdCandidate | Kernel::BwdRz => {
+                Shader::StepBwd
+            }
         }
     }
     pub(crate) fn entry(self) -> &'static str {
@@ -89,7 +92,8 @@ impl Kernel {
             Kernel::StepFused => "step_fused",
             Kernel::StepGates => "step_gates",
             Kernel::StepCandidate => "step_candidate",
-            Kernel::BwdFused => "bwd_fused",
+            Kernel::BwdGates => "bwd_gates",
+            Kernel::BwdState => "bwd_state",
             Kernel::BwdCandidate => "bwd_candidate",
             Kernel::BwdRz => "bwd_rz",
         }

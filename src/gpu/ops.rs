@@ -136,6 +136,9 @@ pub(crate) struct GemmFlags {
     pub accumulate: bool,
 }
 
+/// Rows per GEMM workgroup (`TM` in gemm.wgsl).
+const GEMM_ROWS: u32 = 64;
+
 /// Most K rows one GEMM invocation covers: about K/16·17 loop iterations must stay under
 /// llvmpipe's 65535 per invocation.
 const MAX_K_SLICE: usize = 16384;
@@ -148,7 +151,7 @@ const COLSUM_ROWS: usize = 4096;
 
 /// (slices, rows per slice) for a GEMM of this shape.
 fn split_k(m: usize, n: usize, k: usize) -> (usize, usize) {
-    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    let tiles = m.div_ceil(GEMM_ROWS as usize) * n.div_ceil(64);
     let needed = k.div_ceil(MAX_K_SLICE);
     let wanted = TARGET_WORKGROUPS
         .div_ceil(tiles)
@@ -267,7 +270,7 @@ pub(crate) fn gemm(
         offset: None,
         groups: [
             groups(p.n as usize, 64),
-            groups(p.m as usize, 64),
+            groups(p.m as usize, GEMM_ROWS),
             slices as u32,
         ],
     }];
@@ -391,6 +394,11 @@ pub(crate) fn transpose(
     })
 }
 
+/// Units per step workgroup (`WG` in the step shaders).
+pub(crate) const STEP_UNITS: u32 = 64;
+/// Batch rows per step workgroup (`TB` in the step shaders).
+pub(crate) const STEP_ROWS: u32 = 8;
+
 /// The uniform array of step slots [T] at `stride` bytes apart, written once per shape.
 pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
     let stride =
@@ -420,12 +428,13 @@ impl StepKernel {
     pub(crate) fn new(
         ctx: &GpuContext,
         kernel: Kernel,
+        constants: &[(&'static str, u32)],
         slots: &wgpu::Buffer,
         dims: &wgpu::Buffer,
         d: &StepDims,
         buffers: &[&wgpu::Buffer],
     ) -> Result<Self> {
-        let pipeline = ctx.pipeline(kernel, &[])?;
+        let pipeline = ctx.pipeline(kernel, constants)?;
         let mut res = vec![
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: slots,
@@ -438,8 +447,8 @@ impl StepKernel {
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
         // Workgroups: 64 units x 4 batch rows (WG and TB in the shaders).
         let groups = [
-            groups(d.hidden as usize, 64),
-            groups(d.batch as usize, 4),
+            groups(d.hidden as usize, STEP_UNITS),
+            groups(d.batch as usize, STEP_ROWS),
             1,
         ];
         Ok(StepKernel {
@@ -594,7 +603,7 @@ mod tests {
                 close(
                     &read(&ctx, &cb, c0.len()),
                     &want,
-                    &format!("gemm m{m} n{n} k{k} {f:?}"),
+                    &format!("gemm m{m} n{n} k{k} bias {bias} {f:?}"),
                 );
             }
         }
@@ -630,6 +639,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The tile sizes the host dispatches with are the ones the shaders declare.
+    #[test]
+    fn host_tile_sizes_match_the_shaders() {
+        let konst = |src: &str, name: &str| -> u32 {
+            let line = src
+                .lines()
+                .find(|l| l.starts_with(&format!("const {name}: u32 = ")))
+                .unwrap();
+            let value = line.split('=').nth(1).unwrap().trim();
+            value
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        };
+        let fwd = include_str!("../../shaders/gru_step_fwd.wgsl");
+        let bwd = include_str!("../../shaders/gru_step_bwd.wgsl");
+        let gemm = include_str!("../../shaders/gemm.wgsl");
+        for src in [fwd, bwd] {
+            assert_eq!(konst(src, "WG"), STEP_UNITS);
+            assert_eq!(konst(src, "TB"), STEP_ROWS);
+        }
+        assert_eq!(konst(gemm, "TM"), GEMM_ROWS);
+        assert_eq!(konst(gemm, "TN"), 64);
     }
 
     #[test]

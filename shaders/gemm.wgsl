@@ -1,4 +1,10 @@
 // gemm: C[M, N] = op(A)[M, K] · op(B)[K, N] (+ bias[N]) (+ C when ACCUMULATE).
+//
+// A workgroup of 64 threads computes a 64 x 64 tile of C; each thread an 8 x 8 block
+// held in registers. Per depth step of TK, the workgroup stages op(A) and op(B) tiles in
+// shared memory as vec4s, and each thread reads two vec4s of each for 64 FMAs. Few loads
+// per FMA matter on every device, and most on llvmpipe, which pays per lane for every
+// load that is not a register.
 // op(A)(m, k) = TRANS_A ? a[off_a + k*lda + m] : a[off_a + m*lda + k]
 // op(B)(k, n) = TRANS_B ? b[off_b + n*ldb + k] : b[off_b + k*ldb + n]
 // c[off_c + m*ldc + n]. Row-major throughout; offsets and leading dimensions let one
@@ -28,69 +34,69 @@ override BIAS: bool = false;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;    // [N] (unused without BIAS)
 @group(0) @binding(4) var<storage, read_write> c: array<f32>; // [M, N] with stride ldc
 
-const TM: u32 = 64u;  // tile rows
-const TN: u32 = 64u;  // tile columns
-const TK: u32 = 16u;  // depth per shared-memory stage
-const WG: u32 = 256u; // 16 x 16 threads, each 4 x 4 outputs
+const TM: u32 = 64u; // tile rows
+const TN: u32 = 64u; // tile columns
+const TK: u32 = 16u; // depth per shared-memory stage
+const WG: u32 = 64u; // threads: 8 x 8, each 8 x 8 outputs
 
-var<workgroup> a_tile: array<f32, 1024>; // [TK][TM]
-var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
+var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: rows 4q..4q+3 at depth kk
+var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: columns 4q..4q+3 at depth kk
 
-@compute @workgroup_size(16, 16)
-fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
+fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
+    if (m >= p.m || k >= k_end) { return 0.0; }
+    if (TRANS_A) { return a[p.off_a + k * p.lda + m]; }
+    return a[p.off_a + m * p.lda + k];
+}
+
+fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
+    if (n >= p.n || k >= k_end) { return 0.0; }
+    if (TRANS_B) { return b[p.off_b + n * p.ldb + k]; }
+    return b[p.off_b + k * p.ldb + n];
+}
+
+@compute @workgroup_size(64)
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
-    var acc: array<f32, 16>;
+    let tx = li % 8u;
+    let ty = li / 8u;
+    var acc: array<vec4<f32>, 16>; // [8 rows][2 vec4 of columns]
     let k_begin = wg.z * p.k_slice;
     let k_end = min(k_begin + p.k_slice, p.k);
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         for (var i = 0u; i < 4u; i++) {
-            let e = li + i * WG;
-            // Pick the element order that makes neighbouring threads read neighbouring addresses.
-            var mm: u32; var ka: u32;
-            if (TRANS_A) { ka = e / TM; mm = e % TM; } else { mm = e / TK; ka = e % TK; }
-            var va = 0.0;
-            let gm = row0 + mm; let gka = k0 + ka;
-            if (gm < p.m && gka < k_end) {
-                if (TRANS_A) { va = a[p.off_a + gka * p.lda + gm]; } else { va = a[p.off_a + gm * p.lda + gka]; }
-            }
-            a_tile[ka * TM + mm] = va;
-
-            var nn: u32; var kb: u32;
-            if (TRANS_B) { nn = e / TK; kb = e % TK; } else { kb = e / TN; nn = e % TN; }
-            var vb = 0.0;
-            let gn = col0 + nn; let gkb = k0 + kb;
-            if (gn < p.n && gkb < k_end) {
-                if (TRANS_B) { vb = b[p.off_b + gn * p.ldb + gkb]; } else { vb = b[p.off_b + gkb * p.ldb + gn]; }
-            }
-            b_tile[kb * TN + nn] = vb;
+            let e = li + i * WG; // vec4 slot: depth e / 16, quad e % 16
+            let kk = e / 16u;
+            let q4 = (e % 16u) * 4u;
+            let k = k0 + kk;
+            a_tile[e] = vec4<f32>(load_a(row0 + q4, k, k_end), load_a(row0 + q4 + 1u, k, k_end),
+                                  load_a(row0 + q4 + 2u, k, k_end), load_a(row0 + q4 + 3u, k, k_end));
+            b_tile[e] = vec4<f32>(load_b(k, col0 + q4, k_end), load_b(k, col0 + q4 + 1u, k_end),
+                                  load_b(k, col0 + q4 + 2u, k_end), load_b(k, col0 + q4 + 3u, k_end));
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = a_tile[kk * TM + lid.y + 16u * i];
-                bv[i] = b_tile[kk * TN + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
-                }
+            let a0 = a_tile[kk * 16u + ty * 2u];
+            let a1 = a_tile[kk * 16u + ty * 2u + 1u];
+            let b0 = b_tile[kk * 16u + tx * 2u];
+            let b1 = b_tile[kk * 16u + tx * 2u + 1u];
+            for (var r = 0u; r < 4u; r++) {
+                acc[r * 2u] = fma(vec4<f32>(a0[r]), b0, acc[r * 2u]);
+                acc[r * 2u + 1u] = fma(vec4<f32>(a0[r]), b1, acc[r * 2u + 1u]);
+                acc[8u + r * 2u] = fma(vec4<f32>(a1[r]), b0, acc[8u + r * 2u]);
+                acc[8u + r * 2u + 1u] = fma(vec4<f32>(a1[r]), b1, acc[8u + r * 2u + 1u]);
             }
         }
         workgroupBarrier();
     }
     let c_slice = p.off_c + wg.z * p.m * p.ldc;
-    for (var i = 0u; i < 4u; i++) {
-        let m = row0 + lid.y + 16u * i;
-        if (m >= p.m) { continue; }
-        for (var j = 0u; j < 4u; j++) {
-            let n = col0 + lid.x + 16u * j;
-            if (n >= p.n) { continue; }
-            var v = acc[i * 4u + j];
+    for (var r = 0u; r < 8u; r++) {
+        let m = row0 + ty * 8u + r;
+        if (m >= p.m) { break; }
+        for (var j = 0u; j < 8u; j++) {
+            let n = col0 + tx * 8u + j;
+            if (n >= p.n) { break; }
+            var v = acc[r * 2u + j / 4u][j % 4u];
             if (BIAS) { v += bias[n]; }
             let idx = c_slice + m * p.ldc + n;
             if (ACCUMULATE) { v += c[idx]; }

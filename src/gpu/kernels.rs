@@ -118,6 +118,7 @@ pub(crate) const STEP_PARAMS_BYTES: u64 = 16;
 pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    pub kernel: Kernel,
 }
 
 type PipelineKey = (Kernel, Vec<(&'static str, u32)>);
@@ -216,7 +217,7 @@ impl GpuContext {
                     },
                     cache: None,
                 });
-            Ok(Arc::new(Pipeline { pipeline, layout }))
+            Ok(Arc::new(Pipeline { pipeline, layout, kernel }))
         })?;
         self.kernels
             .pipelines

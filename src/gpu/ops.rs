@@ -141,7 +141,7 @@ const GEMM_ROWS: u32 = 64;
 
 /// Most K rows one GEMM invocation covers: about K/16·17 loop iterations must stay under
 /// llvmpipe's 65535 per invocation.
-const MAX_K_SLICE: usize = 16384;
+const MAX_K_SLICE: usize = 8192;
 /// Fewest K rows worth a slice of their own.
 const MIN_K_SLICE: usize = 1024;
 /// Workgroups a split GEMM aims for, so wide GPUs have work for every core.

@@ -13,7 +13,8 @@
 //
 // d_hs[s] needs the gate gradients of every unit, a dependency across the whole grid, so
 // it waits for the next dispatch rather than recomputing them in every workgroup.
-// Workgroup: WG units x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)). The matvec
+// Workgroup: WG units x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)); the
+// matvec entries run WG / UT threads of UT units each. The matvec
 // loop reads dGh at addresses shared by the workgroup (broadcast) and W_hh along k
 // (neighbouring threads, neighbouring addresses), with no shared memory or barriers.
 
@@ -38,6 +39,7 @@ override RESET_BEFORE: bool = false;
 
 const WG: u32 = 64u; // units per workgroup
 const TB: u32 = 8u;  // batch rows per workgroup
+const UT: u32 = 2u;  // state units per thread in the matvec entries: k and k + WG / UT
 
 fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
@@ -66,18 +68,23 @@ fn store_gate(s: u32, t: u32, b: u32, j: u32, g: u32, gx: f32, gh: f32) {
     d_gh[(s * nb + b) * 3u * nh + g * nh + j] = gh;
 }
 
-// acc[i] = Σ_{c in [c0, c1)} dGh[s, b0 + i, c] · W_hh[c, k]. Rows past B repeat the last
-// row (results unused) so the loop has no per-row branch.
-fn state_matvec(k: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, TB> {
-    var acc: array<f32, TB>;
+// acc[u * TB + i] = Σ_{c in [c0, c1)} dGh[s, b0 + i, c] · W_hh[c, k_u] with
+// k_u = k0 + u·WG/UT. Units past H and rows past B repeat the last one (unused), so the
+// loop has no branch. Written out for UT = 2: llvmpipe runs a loop over units slower.
+fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * TB> {
+    var acc: array<f32, UT * TB>;
     let nb = dims.batch;
     let nh = dims.hidden;
-    let kk = min(k, nh - 1u);
+    let k1 = min(k0, nh - 1u);
+    let k2 = min(k0 + WG / UT, nh - 1u);
     for (var c = c0; c < c1; c++) {
-        let w = w_hh[c * nh + kk];
+        let w1 = w_hh[c * nh + k1];
+        let w2 = w_hh[c * nh + k2];
         for (var i = 0u; i < TB; i++) {
             let b = min(b0 + i, nb - 1u);
-            acc[i] = fma(d_gh[(s * nb + b) * 3u * nh + c], w, acc[i]);
+            let g = d_gh[(s * nb + b) * 3u * nh + c];
+            acc[i] = fma(g, w1, acc[i]);
+            acc[TB + i] = fma(g, w2, acc[TB + i]);
         }
     }
     return acc;
@@ -121,74 +128,84 @@ fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let k = wg.x * WG + lx;
+    let k0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = state_matvec(k, b0, s, 0u, 3u * nh);
-    if (k >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = b0 + i;
-        if (b >= nb) { break; }
-        let idx = (s * nb + b) * nh + k;
-        if (t >= lengths[b]) {
-            d_hs[idx] = d_hs[idx + nb * nh]; // frozen: dh passes through
-        } else {
-            d_hs[idx] = dh_total(s, t, b, k) * saved_at(s, b, 1u, k) + acc[i];
+    let acc = state_matvec(k0, b0, s, 0u, 3u * nh);
+    for (var u = 0u; u < UT; u++) {
+        let k = k0 + u * (WG / UT);
+        if (k >= nh) { break; }
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            if (b >= nb) { break; }
+            let idx = (s * nb + b) * nh + k;
+            if (t >= lengths[b]) {
+                d_hs[idx] = d_hs[idx + nb * nh]; // frozen: dh passes through
+            } else {
+                d_hs[idx] = dh_total(s, t, b, k) * saved_at(s, b, 1u, k) + acc[u * TB + i];
+            }
         }
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let k = wg.x * WG + lx;
+    let k0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let d_rh = state_matvec(k, b0, s, 2u * nh, 3u * nh);
-    if (k >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = b0 + i;
-        if (b >= nb) { break; }
-        let idx = (s * nb + b) * nh + k;
-        if (t >= lengths[b]) {
-            store_gate(s, t, b, k, 0u, 0.0, 0.0);
-            store_gate(s, t, b, k, 1u, 0.0, 0.0);
-            d_hs[idx] = d_hs[idx + nb * nh];
-            continue;
+    let d_rh = state_matvec(k0, b0, s, 2u * nh, 3u * nh);
+    for (var u = 0u; u < UT; u++) {
+        let k = k0 + u * (WG / UT);
+        if (k >= nh) { break; }
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            if (b >= nb) { break; }
+            let idx = (s * nb + b) * nh + k;
+            if (t >= lengths[b]) {
+                store_gate(s, t, b, k, 0u, 0.0, 0.0);
+                store_gate(s, t, b, k, 1u, 0.0, 0.0);
+                d_hs[idx] = d_hs[idx + nb * nh];
+                continue;
+            }
+            let dh = dh_total(s, t, b, k);
+            let r = saved_at(s, b, 0u, k);
+            let z = saved_at(s, b, 1u, k);
+            let n = saved_at(s, b, 2u, k);
+            let hp = h_prev(s, b, k);
+            let drh = d_rh[u * TB + i];
+            let ga_r = drh * hp * r * (1.0 - r);
+            let ga_z = dh * (hp - n) * z * (1.0 - z);
+            store_gate(s, t, b, k, 0u, ga_r, ga_r);
+            store_gate(s, t, b, k, 1u, ga_z, ga_z);
+            d_hs[idx] = dh * z + drh * r;
         }
-        let dh = dh_total(s, t, b, k);
-        let r = saved_at(s, b, 0u, k);
-        let z = saved_at(s, b, 1u, k);
-        let n = saved_at(s, b, 2u, k);
-        let hp = h_prev(s, b, k);
-        let ga_r = d_rh[i] * hp * r * (1.0 - r);
-        let ga_z = dh * (hp - n) * z * (1.0 - z);
-        store_gate(s, t, b, k, 0u, ga_r, ga_r);
-        store_gate(s, t, b, k, 1u, ga_z, ga_z);
-        d_hs[idx] = dh * z + d_rh[i] * r;
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let k = wg.x * WG + lx;
+    let k0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = state_matvec(k, b0, s, 0u, 2u * nh);
-    if (k >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = b0 + i;
-        if (b >= nb) { break; }
-        if (t < lengths[b]) { d_hs[(s * nb + b) * nh + k] += acc[i]; }
+    let acc = state_matvec(k0, b0, s, 0u, 2u * nh);
+    for (var u = 0u; u < UT; u++) {
+        let k = k0 + u * (WG / UT);
+        if (k >= nh) { break; }
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            if (b >= nb) { break; }
+            if (t < lengths[b]) { d_hs[(s * nb + b) * nh + k] += acc[u * TB + i]; }
+        }
     }
 }

@@ -4,9 +4,9 @@
 // the candidate and the interpolation, and saves what backward needs.
 //
 // Workgroup: WG units (j) x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)).
-// Each thread keeps 3·TB accumulators; per k it reads its own three W_hhᵀ values
-// (neighbouring threads, neighbouring addresses) and TB state values shared by the whole
-// workgroup (broadcast). No shared memory and no barriers: on llvmpipe barriers are
+// Each thread handles UT units for TB rows (3·UT·TB accumulators); per k it reads its
+// own 3·UT W_hhᵀ values (neighbouring threads, neighbouring addresses) and TB state
+// values shared by the whole workgroup (broadcast), each used for 3·UT FMAs. No shared memory and no barriers: on llvmpipe barriers are
 // coroutine switches that cost more than the loads a shared tile would save.
 // The step index arrives through a dynamic offset into a uniform array written once
 // per shape, so no buffer is written between steps.
@@ -34,8 +34,10 @@ struct StepDims {
 
 const WG: u32 = 64u; // units per workgroup
 const TB: u32 = 8u;  // batch rows per workgroup
+const UT: u32 = 2u;  // units per thread: j and j + WG / UT (threads per workgroup: WG / UT)
 
-struct Acc { r: array<f32, TB>, z: array<f32, TB>, n: array<f32, TB> }
+// Index u * TB + i: unit u of the thread, batch row b0 + i.
+struct Acc { r: array<f32, UT * TB>, z: array<f32, UT * TB>, n: array<f32, UT * TB> }
 
 fn sigmoid(x: f32) -> f32 {
     if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
@@ -54,13 +56,16 @@ fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
 }
 
-// acc[i] = Σ_k W_g[j, k] v[b0 + i, k] for the gate blocks g asked for, where v is h_prev
-// (hs[s]) or r*h (slot 3 of saved[s]). Rows past B repeat the last row (unused).
-fn recurrent_matvec(j: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want_n: bool) -> Acc {
+// acc[u * TB + i] = Σ_k W_g[j_u, k] v[b0 + i, k] for the gate blocks g asked for, with
+// j_u = j0 + u·WG/UT and v = h_prev (hs[s]) or r*h (slot 3 of saved[s]). Units past H
+// and rows past B repeat the last one (results unused).
+fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want_n: bool) -> Acc {
     var acc: Acc;
     let nb = dims.batch;
     let nh = dims.hidden;
-    if (j >= nh) { return acc; }
+    // Written out for UT = 2: llvmpipe runs loops over a unit index much slower.
+    let j1 = min(j0, nh - 1u);
+    let j2 = min(j0 + WG / UT, nh - 1u);
     for (var k = 0u; k < nh; k++) {
         let row = k * 3u * nh;
         var v: array<f32, TB>;
@@ -69,17 +74,23 @@ fn recurrent_matvec(j: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want_
             if (from_rh) { v[i] = saved[(s * nb + b) * 4u * nh + 3u * nh + k]; } else { v[i] = hs[(s * nb + b) * nh + k]; }
         }
         if (want_rz) {
-            let wr = w_t[row + j];
-            let wz = w_t[row + nh + j];
+            let wr1 = w_t[row + j1];
+            let wz1 = w_t[row + nh + j1];
+            let wr2 = w_t[row + j2];
+            let wz2 = w_t[row + nh + j2];
             for (var i = 0u; i < TB; i++) {
-                acc.r[i] = fma(wr, v[i], acc.r[i]);
-                acc.z[i] = fma(wz, v[i], acc.z[i]);
+                acc.r[i] = fma(wr1, v[i], acc.r[i]);
+                acc.z[i] = fma(wz1, v[i], acc.z[i]);
+                acc.r[TB + i] = fma(wr2, v[i], acc.r[TB + i]);
+                acc.z[TB + i] = fma(wz2, v[i], acc.z[TB + i]);
             }
         }
         if (want_n) {
-            let wn = w_t[row + 2u * nh + j];
+            let wn1 = w_t[row + 2u * nh + j1];
+            let wn2 = w_t[row + 2u * nh + j2];
             for (var i = 0u; i < TB; i++) {
-                acc.n[i] = fma(wn, v[i], acc.n[i]);
+                acc.n[i] = fma(wn1, v[i], acc.n[i]);
+                acc.n[TB + i] = fma(wn2, v[i], acc.n[TB + i]);
             }
         }
     }
@@ -114,78 +125,89 @@ fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
     out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = h;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let j = wg.x * WG + lx;
+    let j0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = recurrent_matvec(j, b0, s, false, true, true);
+    let acc = recurrent_matvec(j0, b0, s, false, true, true);
     let nb = dims.batch;
     let nh = dims.hidden;
-    if (j >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = b0 + i;
-        if (b >= nb) { break; }
-        if (t >= lengths[b]) { freeze(s, t, b, j); clear_saved(s, b, j); continue; }
-        let g = (t * nb + b) * 3u * nh;
-        let r = sigmoid(gx[g + j] + acc.r[i] + b_hh[j]);
-        let z = sigmoid(gx[g + nh + j] + acc.z[i] + b_hh[nh + j]);
-        let hn = acc.n[i] + b_hh[2u * nh + j];
-        let n = tanh_(gx[g + 2u * nh + j] + r * hn);
-        let sv = (s * nb + b) * 4u * nh + j;
-        saved[sv] = r;
-        saved[sv + nh] = z;
-        saved[sv + 2u * nh] = n;
-        saved[sv + 3u * nh] = hn;
-        finish(s, t, b, j, z, n);
+    for (var u = 0u; u < UT; u++) {
+        let j = j0 + u * (WG / UT);
+        if (j >= nh) { break; }
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            if (b >= nb) { break; }
+            if (t >= lengths[b]) { freeze(s, t, b, j); clear_saved(s, b, j); continue; }
+            let g = (t * nb + b) * 3u * nh;
+            let a = u * TB + i;
+            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[j]);
+            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[nh + j]);
+            let hn = acc.n[a] + b_hh[2u * nh + j];
+            let n = tanh_(gx[g + 2u * nh + j] + r * hn);
+            let sv = (s * nb + b) * 4u * nh + j;
+            saved[sv] = r;
+            saved[sv + nh] = z;
+            saved[sv + 2u * nh] = n;
+            saved[sv + 3u * nh] = hn;
+            finish(s, t, b, j, z, n);
+        }
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let j = wg.x * WG + lx;
+    let j0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = recurrent_matvec(j, b0, s, false, true, false);
+    let acc = recurrent_matvec(j0, b0, s, false, true, false);
     let nb = dims.batch;
     let nh = dims.hidden;
-    if (j >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = b0 + i;
-        if (b >= nb) { break; }
-        let sv = (s * nb + b) * 4u * nh + j;
-        if (t >= lengths[b]) { clear_saved(s, b, j); continue; }
-        let g = (t * nb + b) * 3u * nh;
-        let r = sigmoid(gx[g + j] + acc.r[i] + b_hh[j]);
-        let z = sigmoid(gx[g + nh + j] + acc.z[i] + b_hh[nh + j]);
-        saved[sv] = r;
-        saved[sv + nh] = z;
-        saved[sv + 3u * nh] = r * hs[(s * nb + b) * nh + j];
+    for (var u = 0u; u < UT; u++) {
+        let j = j0 + u * (WG / UT);
+        if (j >= nh) { break; }
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            if (b >= nb) { break; }
+            let sv = (s * nb + b) * 4u * nh + j;
+            if (t >= lengths[b]) { clear_saved(s, b, j); continue; }
+            let g = (t * nb + b) * 3u * nh;
+            let a = u * TB + i;
+            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[j]);
+            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[nh + j]);
+            saved[sv] = r;
+            saved[sv + nh] = z;
+            saved[sv + 3u * nh] = r * hs[(s * nb + b) * nh + j];
+        }
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let j = wg.x * WG + lx;
+    let j0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
-    let acc = recurrent_matvec(j, b0, s, true, false, true);
+    let acc = recurrent_matvec(j0, b0, s, true, false, true);
     let nb = dims.batch;
     let nh = dims.hidden;
-    if (j >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = b0 + i;
-        if (b >= nb) { break; }
-        // Phase 1 already cleared saved; rows of other units still read its r*h slot.
-        if (t >= lengths[b]) { freeze(s, t, b, j); continue; }
-        let g = (t * nb + b) * 3u * nh;
-        let n = tanh_(gx[g + 2u * nh + j] + acc.n[i] + b_hh[2u * nh + j]);
-        let sv = (s * nb + b) * 4u * nh + j;
-        let z = saved[sv + nh];
-        saved[sv + 2u * nh] = n;
-        finish(s, t, b, j, z, n);
+    for (var u = 0u; u < UT; u++) {
+        let j = j0 + u * (WG / UT);
+        if (j >= nh) { break; }
+        for (var i = 0u; i < TB; i++) {
+            let b = b0 + i;
+            if (b >= nb) { break; }
+            // Phase 1 already cleared saved; rows of other units still read its r*h slot.
+            if (t >= lengths[b]) { freeze(s, t, b, j); continue; }
+            let g = (t * nb + b) * 3u * nh;
+            let n = tanh_(gx[g + 2u * nh + j] + acc.n[u * TB + i] + b_hh[2u * nh + j]);
+            let sv = (s * nb + b) * 4u * nh + j;
+            let z = saved[sv + nh];
+            saved[sv + 2u * nh] = n;
+            finish(s, t, b, j, z, n);
+        }
     }
 }

@@ -217,7 +217,11 @@ impl GpuContext {
                     },
                     cache: None,
                 });
-            Ok(Arc::new(Pipeline { pipeline, layout, kernel }))
+            Ok(Arc::new(Pipeline {
+                pipeline,
+                layout,
+                kernel,
+            }))
         })?;
         self.kernels
             .pipelines

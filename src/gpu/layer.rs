@@ -455,7 +455,11 @@ impl GpuGru {
         let mut out = Vec::new();
         for (name, backward) in names {
             let list = if backward { &ws.backward } else { &ws.forward };
-            let picked: Vec<_> = list.iter().filter(|d| d.pipeline.kernel.entry() == name).cloned().collect();
+            let picked: Vec<_> = list
+                .iter()
+                .filter(|d| d.pipeline.kernel.entry() == name)
+                .cloned()
+                .collect();
             let mut best = f64::MAX;
             for _ in 0..3 {
                 let start = std::time::Instant::now();

@@ -21,9 +21,11 @@ const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
     ("large", 64, 100, 256, 512),
 ];
 
-/// Mean seconds per iteration, by (shape, pass, device).
-static RESULTS: Mutex<BTreeMap<(usize, &'static str, &'static str), (Duration, u64)>> =
-    Mutex::new(BTreeMap::new());
+/// (shape index, pass, device).
+type Key = (usize, &'static str, &'static str);
+
+/// Total time and iterations, by key.
+static RESULTS: Mutex<BTreeMap<Key, (Duration, u64)>> = Mutex::new(BTreeMap::new());
 
 fn record(shape: usize, pass: &'static str, device: &'static str, d: Duration, iters: u64) {
     let mut r = RESULTS.lock().unwrap();

@@ -6,8 +6,11 @@ pub enum GruError {
     /// A tensor had the wrong number of elements or dimensions.
     #[error("shape mismatch for {what}: expected {expected}, found {found}")]
     Shape {
+        /// The tensor or argument.
         what: String,
+        /// What it should have been.
         expected: String,
+        /// What it was.
         found: String,
     },
     /// A configuration value is impossible (zero sizes, a bidirectional cell, ...).
@@ -18,7 +21,12 @@ pub enum GruError {
     Input(String),
     /// A parameter name that the model does not have.
     #[error("unknown parameter `{name}`; this model has: {known}")]
-    UnknownParameter { name: String, known: String },
+    UnknownParameter {
+        /// The name asked for.
+        name: String,
+        /// The names the model has, comma-separated.
+        known: String,
+    },
     /// An operation needs an earlier one (backward before forward, ...).
     #[error("{0}")]
     State(String),
@@ -27,12 +35,20 @@ pub enum GruError {
     NoAdapter(String),
     /// The adapter refused to create a device.
     #[error("could not create a device on `{adapter}`: {reason}")]
-    RequestDevice { adapter: String, reason: String },
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason.
+        reason: String,
+    },
     /// A buffer would exceed what the device can bind.
     #[error("{what} needs {bytes} bytes but the device allows at most {limit} bytes per buffer; use a smaller batch or sequence")]
     TooLarge {
+        /// The buffer.
         what: String,
+        /// Its size.
         bytes: u64,
+        /// The device's limit.
         limit: u64,
     },
     /// wgpu reported a validation error (a bug in gru-engine, or an unsupported device).

@@ -22,6 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod cpu;
 pub mod error;
@@ -36,3 +38,8 @@ pub use gpu::{AdapterSummary, DeviceRequest, GpuContext, GpuGru};
 
 pub use sequence::{GruGrads, SequenceInput};
 pub use weights::{DirWeights, GruWeights, TensorId, TensorKind};
+
+/// The README's Rust example, compiled by `cargo test --doc`.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

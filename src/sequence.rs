@@ -112,6 +112,28 @@ impl<'a, R> SequenceInput<'a, R> {
     }
 }
 
+/// Checks the arguments of a single-step cell: `x` [B, I], `h` [layers, B, H], and that
+/// the stack is unidirectional.
+pub(crate) fn validate_cell<R>(config: &GruConfig, x: &[R], h: &[R], batch: usize) -> Result<()> {
+    if config.bidirectional {
+        return Err(GruError::Config(
+            "a single-step cell cannot be bidirectional: the reverse direction needs the whole sequence".into(),
+        ));
+    }
+    check_len(
+        "cell input x",
+        x.len(),
+        &[batch, config.input_size],
+        "[B, I]",
+    )?;
+    check_len(
+        "cell state h",
+        h.len(),
+        &[config.num_layers, batch, config.hidden_size],
+        "[layers, B, H]",
+    )
+}
+
 /// Gradients of a backward pass, in the same layouts as the forward's inputs.
 #[derive(Debug, Clone)]
 pub struct GruGrads<R = f32> {

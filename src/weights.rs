@@ -39,24 +39,33 @@ pub struct DirWeights<R = f32> {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct GruWeights<R = f32> {
+    /// The stack these parameters belong to.
     pub config: GruConfig,
+    /// One entry per layer and direction: `layer * num_directions + direction`.
     pub dirs: Vec<DirWeights<R>>,
 }
 
 /// Which of the four tensors of a layer and direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorKind {
+    /// `weight_ih` [3H, I_k].
     WeightIh,
+    /// `weight_hh` [3H, H].
     WeightHh,
+    /// `bias_ih` [3H].
     BiasIh,
+    /// `bias_hh` [3H].
     BiasHh,
 }
 
 /// A parameter's place in the stack, parsed from or printed as its PyTorch name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorId {
+    /// Layer k of the stack.
     pub layer: usize,
+    /// The reverse direction (`_reverse` suffix).
     pub reverse: bool,
+    /// Which of the four tensors.
     pub kind: TensorKind,
 }
 
@@ -180,6 +189,17 @@ impl<R: Copy + Default> GruWeights<R> {
         }
         self.tensor_mut(id).copy_from_slice(data);
         Ok(())
+    }
+
+    /// Sets the bias vectors to zero when the config has no bias (they then stay out of
+    /// every computation and every gradient).
+    pub fn zero_biases_if_absent(&mut self) {
+        if !self.config.bias {
+            for d in &mut self.dirs {
+                d.b_ih.fill(R::default());
+                d.b_hh.fill(R::default());
+            }
+        }
     }
 
     /// Converts every value with `f`.

@@ -120,12 +120,7 @@ pub fn backward<R: Real>(
         }
         d_out = d_x;
     }
-    if !cfg.bias {
-        for g in &mut d_weights.dirs {
-            g.b_ih.iter_mut().for_each(|v| *v = R::default());
-            g.b_hh.iter_mut().for_each(|v| *v = R::default());
-        }
-    }
+    d_weights.zero_biases_if_absent();
     let d_input = if fwd.batch_first {
         swap_leading_axes(&d_out, t_len, b_len, cfg.input_size)
     } else {

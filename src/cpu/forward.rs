@@ -2,8 +2,8 @@
 
 use super::{matvec_acc, sigmoid, Real};
 use crate::config::GruVariant;
-use crate::error::{check_len, GruError, Result};
-use crate::sequence::{swap_leading_axes, SequenceInput};
+use crate::error::Result;
+use crate::sequence::{swap_leading_axes, validate_cell, SequenceInput};
 use crate::weights::GruWeights;
 
 /// What one layer and direction saved for backward, indexed by step s
@@ -148,18 +148,7 @@ pub fn forward<R: Real>(w: &GruWeights<R>, input: &SequenceInput<R>) -> Result<C
 /// One timestep through every layer (a stacked `GRUCell`): `x` [B, I], `h` [layers, B, H]
 /// in, the new state [layers, B, H] out. The last layer's slice is the output.
 pub fn cell_step<R: Real>(w: &GruWeights<R>, x: &[R], h: &[R], batch: usize) -> Result<Vec<R>> {
-    let cfg = w.config;
-    if cfg.bidirectional {
-        return Err(GruError::Config(
-            "a single-step cell cannot be bidirectional: the reverse direction needs the whole sequence".into(),
-        ));
-    }
-    check_len(
-        "cell state h",
-        h.len(),
-        &[cfg.num_layers, batch, cfg.hidden_size],
-        "[layers, B, H]",
-    )?;
+    validate_cell(&w.config, x, h, batch)?;
     let input = SequenceInput::new(x, 1, batch).h0(h);
     Ok(forward(w, &input)?.h_n)
 }

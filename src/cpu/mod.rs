@@ -27,9 +27,13 @@ pub trait Real:
     + Sync
     + 'static
 {
+    /// Converts from f64 (rounding for f32).
     fn from_f64(x: f64) -> Self;
+    /// Converts to f64 exactly.
     fn to_f64(self) -> f64;
+    /// e^self.
     fn exp(self) -> Self;
+    /// Hyperbolic tangent.
     fn tanh(self) -> Self;
 }
 

@@ -11,16 +11,27 @@ use crate::gpu::kernels::KernelCache;
 pub struct AdapterSummary {
     /// Position in [`list_adapters`]; pass it as [`DeviceRequest::adapter_index`].
     pub index: usize,
+    /// Adapter name, e.g. "NVIDIA H100" or "llvmpipe (LLVM 15.0.6, 256 bits)".
     pub name: String,
+    /// Vulkan, Metal, DX12 or GL.
     pub backend: wgpu::Backend,
+    /// Discrete, integrated, virtual, CPU (software) or other.
     pub device_type: wgpu::DeviceType,
+    /// Driver name.
     pub driver: String,
+    /// Driver version details.
     pub driver_info: String,
+    /// Largest storage buffer a kernel can bind, in bytes.
     pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, in bytes.
     pub max_buffer_size: u64,
+    /// Shared memory per workgroup, in bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Storage buffers one kernel may bind.
     pub max_storage_buffers_per_shader_stage: u32,
+    /// Whether f16 arithmetic in shaders is available.
     pub shader_f16: bool,
+    /// Whether subgroup operations are available.
     pub subgroup: bool,
 }
 

@@ -10,7 +10,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::ops::encode;
 use crate::gpu::params::{weights_from_parts, GpuParams};
 use crate::gpu::workspace::Workspace;
-use crate::sequence::{swap_leading_axes, GruGrads, SequenceInput};
+use crate::sequence::{swap_leading_axes, validate_cell, GruGrads, SequenceInput};
 use crate::weights::GruWeights;
 
 /// Shapes whose workspaces a layer keeps; the oldest is dropped past this.
@@ -418,12 +418,7 @@ impl GpuGru {
             &self.params.parts(&template, true),
         )?;
         let mut d_weights = weights_from_parts(cfg, grads.into_iter());
-        if !cfg.bias {
-            for g in &mut d_weights.dirs {
-                g.b_ih.fill(0.0);
-                g.b_hh.fill(0.0);
-            }
-        }
+        d_weights.zero_biases_if_absent();
         let d_input = if last.batch_first {
             swap_leading_axes(&d_x, t_len, batch, cfg.input_size)
         } else {
@@ -479,19 +474,7 @@ impl GpuGru {
     /// `x` [B, I] and state `h` [layers, B, H] in, the new state [layers, B, H] out; its
     /// last layer's slice is the output. Unidirectional stacks only.
     pub fn step(&mut self, x: &[f32], h: &[f32], batch: usize) -> Result<Vec<f32>> {
-        if self.config.bidirectional {
-            return Err(GruError::Config(
-                "a single-step cell cannot be bidirectional: the reverse direction needs the whole sequence".into(),
-            ));
-        }
-        let cfg = self.config;
-        check_len("cell input x", x.len(), &[batch, cfg.input_size], "[B, I]")?;
-        check_len(
-            "cell state h",
-            h.len(),
-            &[cfg.num_layers, batch, cfg.hidden_size],
-            "[layers, B, H]",
-        )?;
+        validate_cell(&self.config, x, h, batch)?;
         self.forward(&SequenceInput::new(x, 1, batch).h0(h))?;
         self.read_h_n()
     }

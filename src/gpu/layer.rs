@@ -2,6 +2,7 @@
 //! per-shape workspaces; each pass writes its inputs, replays a recorded dispatch list in
 //! one submission and reads nothing back until asked.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::GruConfig;
@@ -32,13 +33,23 @@ struct Run {
     chunks: Vec<(usize, Workspace)>,
 }
 
-/// Rows [b0, b0+bc) of a [d0, B, f] array, as [d0, bc, f].
-fn gather_rows(data: &[f32], d0: usize, batch: usize, f: usize, b0: usize, bc: usize) -> Vec<f32> {
+/// Rows [b0, b0+bc) of a [d0, B, f] array, as [d0, bc, f]; borrowed when that is all rows.
+fn gather_rows(
+    data: &[f32],
+    d0: usize,
+    batch: usize,
+    f: usize,
+    b0: usize,
+    bc: usize,
+) -> Cow<'_, [f32]> {
+    if b0 == 0 && bc == batch {
+        return Cow::Borrowed(data);
+    }
     let mut out = Vec::with_capacity(d0 * bc * f);
     for i in 0..d0 {
         out.extend_from_slice(&data[(i * batch + b0) * f..(i * batch + b0 + bc) * f]);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Writes [d0, bc, f] `src` into rows [b0, b0+bc) of the [d0, B, f] array `dst`.
@@ -230,10 +241,10 @@ impl GpuGru {
         let (ctx, cfg) = (&self.ctx, &self.config);
         let run = &self.runs[idx];
         let (h, ld) = (cfg.hidden_size, run.chunks[0].1.dirs.len());
-        let x = if input.batch_first {
-            swap_leading_axes(input.data, batch, t_len, cfg.input_size)
+        let x: Cow<[f32]> = if input.batch_first {
+            Cow::Owned(swap_leading_axes(input.data, batch, t_len, cfg.input_size))
         } else {
-            input.data.to_vec()
+            Cow::Borrowed(input.data)
         };
         ctx.scoped(|| {
             let q = &ctx.queue;
@@ -339,10 +350,10 @@ impl GpuGru {
         if let Some(d) = d_h_n {
             check_len("d_h_n", d.len(), &[ld, batch, h], "[layers*dirs, B, H]")?;
         }
-        let d_out = if last.batch_first {
-            swap_leading_axes(d_output, batch, t_len, f)
+        let d_out: Cow<[f32]> = if last.batch_first {
+            Cow::Owned(swap_leading_axes(d_output, batch, t_len, f))
         } else {
-            d_output.to_vec()
+            Cow::Borrowed(d_output)
         };
         let ctx = &self.ctx;
         ctx.scoped(|| {

@@ -128,6 +128,30 @@ fn bind(
     })
 }
 
+/// A dispatch of `kernel` whose binding 0 is a uniform holding `params` and whose
+/// bindings 1.. are `buffers`, in order.
+fn param_dispatch(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    constants: &[(&'static str, u32)],
+    label: &str,
+    params: &[u8],
+    buffers: &[&wgpu::Buffer],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let pipeline = ctx.pipeline(kernel, constants)?;
+    let params = ctx.uniform(label, params)?;
+    let mut resources = vec![params.as_entire_binding()];
+    resources.extend(buffers.iter().map(|b| b.as_entire_binding()));
+    let bind_group = bind(ctx, &pipeline, label, resources);
+    Ok(Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups,
+    })
+}
+
 /// Options of a GEMM, each a pipeline override.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct GemmFlags {
@@ -188,34 +212,22 @@ fn reduce_slices(
     part: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let pipeline = ctx.pipeline(
-        Kernel::ReduceSlices,
-        &[
-            ("ACCUMULATE", accumulate as u32),
-            ("BIAS", bias.is_some() as u32),
-        ],
-    )?;
-    let params = ctx.uniform(label, bytemuck::bytes_of(&r))?;
-    let bias = bias.unwrap_or(part);
-    let bind_group = bind(
-        ctx,
-        &pipeline,
-        label,
-        vec![
-            params.as_entire_binding(),
-            part.as_entire_binding(),
-            bias.as_entire_binding(),
-            out.as_entire_binding(),
-        ],
-    );
     let total = groups(r.m as usize * r.n as usize, 64);
     let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
-    Ok(Dispatch {
-        pipeline,
-        bind_group,
-        offset: None,
-        groups: [gx, total.div_ceil(gx), 1],
-    })
+    let constants = [
+        ("ACCUMULATE", accumulate as u32),
+        ("BIAS", bias.is_some() as u32),
+    ];
+    let buffers = [part, bias.unwrap_or(part), out];
+    param_dispatch(
+        ctx,
+        Kernel::ReduceSlices,
+        &constants,
+        label,
+        bytemuck::bytes_of(&r),
+        &buffers,
+        [gx, total.div_ceil(gx), 1],
+    )
 }
 
 /// C = op(A) · op(B) (+ bias) (+ C); see gemm.wgsl for the meaning of `p`. Long K runs
@@ -235,45 +247,32 @@ pub(crate) fn gemm(
     let (slices, k_slice) = split_k(p.m as usize, p.n as usize, p.k as usize);
     p.k_slice = k_slice as u32;
     let split = slices > 1;
-    let pipeline = ctx.pipeline(
-        Kernel::Gemm,
-        &[
-            ("TRANS_A", f.trans_a as u32),
-            ("TRANS_B", f.trans_b as u32),
-            ("ACCUMULATE", (f.accumulate && !split) as u32),
-            ("BIAS", (bias.is_some() && !split) as u32),
-        ],
-    )?;
+    let constants = [
+        ("TRANS_A", f.trans_a as u32),
+        ("TRANS_B", f.trans_b as u32),
+        ("ACCUMULATE", (f.accumulate && !split) as u32),
+        ("BIAS", (bias.is_some() && !split) as u32),
+    ];
     let final_c = (p.off_c, p.ldc);
     if split {
         p.off_c = 0;
         p.ldc = p.n;
     }
-    let params = ctx.uniform(label, bytemuck::bytes_of(&p))?;
-    let target = if split { scratch } else { c };
-    let bias_binding = bias.unwrap_or(b);
-    let bind_group = bind(
+    let buffers = [a, b, bias.unwrap_or(b), if split { scratch } else { c }];
+    let grid = [
+        groups(p.n as usize, 64),
+        groups(p.m as usize, GEMM_ROWS),
+        slices as u32,
+    ];
+    let mut list = vec![param_dispatch(
         ctx,
-        &pipeline,
+        Kernel::Gemm,
+        &constants,
         label,
-        vec![
-            params.as_entire_binding(),
-            a.as_entire_binding(),
-            b.as_entire_binding(),
-            bias_binding.as_entire_binding(),
-            target.as_entire_binding(),
-        ],
-    );
-    let mut list = vec![Dispatch {
-        pipeline,
-        bind_group,
-        offset: None,
-        groups: [
-            groups(p.n as usize, 64),
-            groups(p.m as usize, GEMM_ROWS),
-            slices as u32,
-        ],
-    }];
+        bytemuck::bytes_of(&p),
+        &buffers,
+        grid,
+    )?];
     if split {
         let r = ReduceParams {
             m: p.m,
@@ -311,36 +310,24 @@ pub(crate) fn colsum(
 ) -> Result<Vec<Dispatch>> {
     let slices = m.div_ceil(COLSUM_ROWS).max(1);
     let split = slices > 1;
-    let pipeline = ctx.pipeline(
-        Kernel::Colsum,
-        &[("ACCUMULATE", (accumulate && !split) as u32)],
-    )?;
-    let params = ctx.uniform(
-        label,
-        bytemuck::bytes_of(&Dims4 {
-            a: m as u32,
-            b: n as u32,
-            c: COLSUM_ROWS as u32,
-            _pad: 0,
-        }),
-    )?;
-    let target = if split { scratch } else { out };
-    let bind_group = bind(
+    let params = Dims4 {
+        a: m as u32,
+        b: n as u32,
+        c: COLSUM_ROWS as u32,
+        _pad: 0,
+    };
+    let constants = [("ACCUMULATE", (accumulate && !split) as u32)];
+    let buffers = [x, if split { scratch } else { out }];
+    let grid = [groups(n, 64), slices as u32, 1];
+    let mut list = vec![param_dispatch(
         ctx,
-        &pipeline,
+        Kernel::Colsum,
+        &constants,
         label,
-        vec![
-            params.as_entire_binding(),
-            x.as_entire_binding(),
-            target.as_entire_binding(),
-        ],
-    );
-    let mut list = vec![Dispatch {
-        pipeline,
-        bind_group,
-        offset: None,
-        groups: [groups(n, 64), slices as u32, 1],
-    }];
+        bytemuck::bytes_of(&params),
+        &buffers,
+        grid,
+    )?];
     if split {
         let r = ReduceParams {
             m: 1,
@@ -366,32 +353,22 @@ pub(crate) fn transpose(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let pipeline = ctx.pipeline(Kernel::Transpose, &[])?;
-    let params = ctx.uniform(
-        label,
-        bytemuck::bytes_of(&Dims4 {
-            a: rows as u32,
-            b: cols as u32,
-            c: 0,
-            _pad: 0,
-        }),
-    )?;
-    let bind_group = bind(
+    let params = Dims4 {
+        a: rows as u32,
+        b: cols as u32,
+        c: 0,
+        _pad: 0,
+    };
+    let grid = [groups(cols, 16), groups(rows, 16), 1];
+    param_dispatch(
         ctx,
-        &pipeline,
+        Kernel::Transpose,
+        &[],
         label,
-        vec![
-            params.as_entire_binding(),
-            src.as_entire_binding(),
-            dst.as_entire_binding(),
-        ],
-    );
-    Ok(Dispatch {
-        pipeline,
-        bind_group,
-        offset: None,
-        groups: [groups(cols, 16), groups(rows, 16), 1],
-    })
+        bytemuck::bytes_of(&params),
+        &[src, dst],
+        grid,
+    )
 }
 
 /// Units per step workgroup (`WG` in the step shaders).

@@ -30,7 +30,7 @@ pub struct SequenceInput<'a, R = f32> {
     pub batch_first: bool,
     /// [layers·dirs, B, H]; zeros when absent.
     pub h0: Option<&'a [R]>,
-    /// [B] valid steps per row, each in 1..=T; all T when absent.
+    /// `[B]` valid steps per row, each in 1..=T; all T when absent.
     pub lengths: Option<&'a [usize]>,
 }
 

@@ -6,8 +6,8 @@
 //! | --- | --- | --- |
 //! | `weight_ih_l{k}` | [3H, I_k] row-major | r, z, n |
 //! | `weight_hh_l{k}` | [3H, H] row-major | r, z, n |
-//! | `bias_ih_l{k}` | [3H] | r, z, n |
-//! | `bias_hh_l{k}` | [3H] | r, z, n |
+//! | `bias_ih_l{k}` | `[3H]` | r, z, n |
+//! | `bias_hh_l{k}` | `[3H]` | r, z, n |
 
 use crate::config::GruConfig;
 use crate::error::{GruError, Result};
@@ -20,9 +20,9 @@ pub struct DirWeights<R = f32> {
     pub w_ih: Vec<R>,
     /// [3H, H] row-major, gate blocks r, z, n.
     pub w_hh: Vec<R>,
-    /// [3H]; all zeros when the config has no bias.
+    /// `[3H]`; all zeros when the config has no bias.
     pub b_ih: Vec<R>,
-    /// [3H]; all zeros when the config has no bias.
+    /// `[3H]`; all zeros when the config has no bias.
     pub b_hh: Vec<R>,
 }
 
@@ -52,9 +52,9 @@ pub enum TensorKind {
     WeightIh,
     /// `weight_hh` [3H, H].
     WeightHh,
-    /// `bias_ih` [3H].
+    /// `bias_ih` `[3H]`.
     BiasIh,
-    /// `bias_hh` [3H].
+    /// `bias_hh` `[3H]`.
     BiasHh,
 }
 
@@ -121,7 +121,7 @@ impl<R: Copy + Default> GruWeights<R> {
         ids
     }
 
-    /// The shape of a parameter: [3H, I_k], [3H, H] or [3H].
+    /// The shape of a parameter: [3H, I_k], [3H, H] or `[3H]`.
     pub fn shape_of(&self, id: TensorId) -> Vec<usize> {
         let h = self.config.hidden_size;
         match id.kind {

@@ -393,3 +393,51 @@ impl GpuContext {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// wgpu's default for an uncaptured error is a panic; gru-engine must return it.
+    #[test]
+    fn validation_errors_come_back_as_errors() {
+        let ctx = match GpuContext::new_default() {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("CI is set but no GPU adapter: {e}")
+            }
+            Err(_) => return,
+        };
+        // MAP_READ may only be combined with COPY_DST: an invalid buffer descriptor.
+        let r = ctx.scoped(|| {
+            ctx.buffer(
+                "bad",
+                64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            )?;
+            Ok(())
+        });
+        match r {
+            Err(GruError::Validation(msg)) => {
+                assert!(msg.contains("bad") || !msg.is_empty(), "{msg}")
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        // The device is still usable afterwards.
+        ctx.scoped(|| ctx.storage("fine", 4).map(|_| ())).unwrap();
+    }
+
+    #[test]
+    fn oversized_buffers_are_refused_before_wgpu_sees_them() {
+        let Ok(ctx) = GpuContext::new_default() else {
+            return;
+        };
+        let too_big = ctx.storage_limit() + 4;
+        match ctx.buffer("huge", too_big, wgpu::BufferUsages::STORAGE) {
+            Err(GruError::TooLarge { what, bytes, .. }) => {
+                assert!(what == "huge" && bytes == too_big)
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+}

@@ -95,7 +95,7 @@ fn devices(backend: Backend) {
     }
     if let Some(b) = best.map(|i| &adapters[i]) {
         if b.is_software() {
-            println!("note: only a software adapter ({}) is available: correct but about 1-2 GFLOP/s, not a GPU", b.name);
+            println!("note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU", b.name);
         }
     }
 }

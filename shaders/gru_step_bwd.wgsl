@@ -14,9 +14,9 @@
 // d_hs[s] needs the gate gradients of every unit, a dependency across the whole grid, so
 // it waits for the next dispatch rather than recomputing them in every workgroup.
 // Workgroup: WG units x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)); the
-// matvec entries run WG / UT threads of UT units each. The matvec
-// loop reads dGh at addresses shared by the workgroup (broadcast) and W_hh along k
-// (neighbouring threads, neighbouring addresses), with no shared memory or barriers.
+// matvec entries run WG / UT threads of UT units each. Their loop reads dGh at
+// addresses shared by the workgroup (broadcast) and W_hh along k (neighbouring threads,
+// neighbouring addresses), with no shared memory or barriers.
 
 struct StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
 struct StepDims {

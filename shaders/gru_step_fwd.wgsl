@@ -6,8 +6,9 @@
 // Workgroup: WG units (j) x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)).
 // Each thread handles UT units for TB rows (3·UT·TB accumulators); per k it reads its
 // own 3·UT W_hhᵀ values (neighbouring threads, neighbouring addresses) and TB state
-// values shared by the whole workgroup (broadcast), each used for 3·UT FMAs. No shared memory and no barriers: on llvmpipe barriers are
-// coroutine switches that cost more than the loads a shared tile would save.
+// values shared by the whole workgroup (broadcast), each used for 3·UT FMAs. No shared
+// memory and no barriers: on llvmpipe barriers are coroutine switches that cost more
+// than the loads a shared tile would save.
 // The step index arrives through a dynamic offset into a uniform array written once
 // per shape, so no buffer is written between steps.
 //

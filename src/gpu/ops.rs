@@ -422,7 +422,7 @@ impl StepKernel {
         ];
         res.extend(buffers.iter().map(|b| b.as_entire_binding()));
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
-        // Workgroups: 64 units x 4 batch rows (WG and TB in the shaders).
+        // Workgroups of STEP_UNITS units x STEP_ROWS batch rows (WG and TB in the shaders).
         let groups = [
             groups(d.hidden as usize, STEP_UNITS),
             groups(d.batch as usize, STEP_ROWS),

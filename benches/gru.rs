@@ -71,64 +71,72 @@ fn bench(c: &mut Criterion) {
         if si == 2 {
             group.measurement_time(Duration::from_secs(1));
         }
+        // One timed case: `run` does one iteration, `sync` waits for the device once.
+        let mut case = |name: &str,
+                        pass: &'static str,
+                        dev: &'static str,
+                        mult: u64,
+                        run: &mut dyn FnMut(),
+                        sync: &dyn Fn()| {
+            group.throughput(Throughput::Elements(mult * f));
+            group.bench_function(name, |bn| {
+                bn.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        run();
+                    }
+                    sync();
+                    let d = start.elapsed();
+                    record(si, pass, dev, d, iters);
+                    d
+                })
+            });
+        };
         if let Some(ctx) = &ctx {
-            let mut gru = GpuGru::new(ctx.clone(), &w).unwrap();
-            gru.forward(&input).unwrap(); // builds the workspace and pipelines once
+            let gru = std::cell::RefCell::new(GpuGru::new(ctx.clone(), &w).unwrap());
+            gru.borrow_mut().forward(&input).unwrap(); // builds the workspace and pipelines once
             ctx.wait_idle().unwrap();
-            group.throughput(Throughput::Elements(f));
-            group.bench_function("gpu_forward", |bn| {
-                bn.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        gru.forward(&input).unwrap();
-                    }
-                    ctx.wait_idle().unwrap();
-                    let d = start.elapsed();
-                    record(si, "forward", "gpu", d, iters);
-                    d
-                })
-            });
-            group.throughput(Throughput::Elements(3 * f));
-            group.bench_function("gpu_forward_backward", |bn| {
-                bn.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        gru.forward(&input).unwrap();
-                        gru.backward_on_device(&dy, None).unwrap();
-                    }
-                    ctx.wait_idle().unwrap();
-                    let d = start.elapsed();
-                    record(si, "forward+backward", "gpu", d, iters);
-                    d
-                })
-            });
+            let sync = || ctx.wait_idle().unwrap();
+            case(
+                "gpu_forward",
+                "forward",
+                "gpu",
+                1,
+                &mut || gru.borrow_mut().forward(&input).unwrap(),
+                &sync,
+            );
+            let mut fb = || {
+                let mut g = gru.borrow_mut();
+                g.forward(&input).unwrap();
+                g.backward_on_device(&dy, None).unwrap();
+            };
+            case(
+                "gpu_forward_backward",
+                "forward+backward",
+                "gpu",
+                3,
+                &mut fb,
+                &sync,
+            );
         }
         if with_cpu {
-            group.throughput(Throughput::Elements(f));
-            group.bench_function("cpu_forward", |bn| {
-                bn.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        std::hint::black_box(cpu::forward(&w, &input).unwrap());
-                    }
-                    let d = start.elapsed();
-                    record(si, "forward", "cpu", d, iters);
-                    d
-                })
-            });
-            group.throughput(Throughput::Elements(3 * f));
-            group.bench_function("cpu_forward_backward", |bn| {
-                bn.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let fwd = cpu::forward(&w, &input).unwrap();
-                        std::hint::black_box(cpu::backward(&w, &fwd, &dy, None).unwrap());
-                    }
-                    let d = start.elapsed();
-                    record(si, "forward+backward", "cpu", d, iters);
-                    d
-                })
-            });
+            let none = || {};
+            let mut fwd = || {
+                std::hint::black_box(cpu::forward(&w, &input).unwrap());
+            };
+            case("cpu_forward", "forward", "cpu", 1, &mut fwd, &none);
+            let mut fb = || {
+                let fwd = cpu::forward(&w, &input).unwrap();
+                std::hint::black_box(cpu::backward(&w, &fwd, &dy, None).unwrap());
+            };
+            case(
+                "cpu_forward_backward",
+                "forward+backward",
+                "cpu",
+                3,
+                &mut fb,
+                &none,
+            );
         }
         group.finish();
     }

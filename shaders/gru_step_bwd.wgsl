@@ -21,7 +21,7 @@
 struct StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
 struct StepDims {
     batch: u32, hidden: u32, out_stride: u32, out_offset: u32,
-    reverse: u32, seq_len: u32, _p0: u32, _p1: u32,
+    reverse: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 override RESET_BEFORE: bool = false;

@@ -68,8 +68,7 @@ pub(crate) struct StepDims {
     pub out_stride: u32,
     pub out_offset: u32,
     pub reverse: u32,
-    pub seq_len: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 48);

@@ -28,8 +28,10 @@ pub mod config;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod rng;
 pub mod sequence;
+pub mod train;
 pub mod weights;
 
 pub use config::{GruConfig, GruVariant};

@@ -32,3 +32,33 @@ impl Rng {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
 }
+
+impl Rng {
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.next_f64().max(1e-300);
+        let u2 = self.next_f64();
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+/// The integer hash of dropout.wgsl and sample.wgsl (PCG output function).
+pub(crate) fn pcg(v: u32) -> u32 {
+    let s = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
+    (w >> 22) ^ w
+}
+
+/// Dropout mask of dropout.wgsl: element `i` of site `site` survives step seed `seed`.
+pub(crate) fn dropout_keeps(seed: u32, site: u32, i: u32, threshold: u32) -> bool {
+    pcg(i ^ pcg(seed ^ pcg(site))) >= threshold
+}
+
+/// (threshold, scale) of a dropout rate: keep when hash >= threshold, scale 1/(1-p).
+pub(crate) fn dropout_threshold(p: f32) -> (u32, f32) {
+    if p <= 0.0 {
+        return (0, 1.0);
+    }
+    let t = (p as f64 * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+    (t, 1.0 / (1.0 - p))
+}

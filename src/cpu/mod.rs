@@ -35,6 +35,8 @@ pub trait Real:
     fn exp(self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
 }
 
 macro_rules! impl_real {
@@ -52,13 +54,17 @@ macro_rules! impl_real {
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
             }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
         }
     };
 }
 impl_real!(f32);
 impl_real!(f64);
 
-pub(crate) fn sigmoid<R: Real>(x: R) -> R {
+/// The logistic function.
+pub fn sigmoid<R: Real>(x: R) -> R {
     let one = R::from_f64(1.0);
     one / (one + (-x).exp())
 }

@@ -17,10 +17,37 @@ pub(crate) enum Shader {
     ReduceSlices,
     StepFwd,
     StepBwd,
+    Embedding,
+    Dropout,
+    Loss,
+    Metrics,
+    GradNorm,
+    Optimizer,
+    MaxNorm,
+    StridedCopy,
 }
 
+/// Every shader file, for tests that walk them all.
+#[cfg(test)]
+pub(crate) const ALL_SHADERS: [Shader; 14] = [
+    Shader::Gemm,
+    Shader::Colsum,
+    Shader::Transpose,
+    Shader::ReduceSlices,
+    Shader::StepFwd,
+    Shader::StepBwd,
+    Shader::Embedding,
+    Shader::Dropout,
+    Shader::Loss,
+    Shader::Metrics,
+    Shader::GradNorm,
+    Shader::Optimizer,
+    Shader::MaxNorm,
+    Shader::StridedCopy,
+];
+
 impl Shader {
-    fn source(self) -> &'static str {
+    pub(crate) fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::Colsum => include_str!("../../shaders/colsum.wgsl"),
@@ -28,6 +55,14 @@ impl Shader {
             Shader::ReduceSlices => include_str!("../../shaders/reduce_slices.wgsl"),
             Shader::StepFwd => include_str!("../../shaders/gru_step_fwd.wgsl"),
             Shader::StepBwd => include_str!("../../shaders/gru_step_bwd.wgsl"),
+            Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
+            Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Metrics => include_str!("../../shaders/metrics.wgsl"),
+            Shader::GradNorm => include_str!("../../shaders/grad_norm.wgsl"),
+            Shader::Optimizer => include_str!("../../shaders/optimizer.wgsl"),
+            Shader::MaxNorm => include_str!("../../shaders/max_norm.wgsl"),
+            Shader::StridedCopy => include_str!("../../shaders/strided_copy.wgsl"),
         }
     }
     fn label(self) -> &'static str {
@@ -38,6 +73,14 @@ impl Shader {
             Shader::ReduceSlices => "reduce_slices",
             Shader::StepFwd => "gru_step_fwd",
             Shader::StepBwd => "gru_step_bwd",
+            Shader::Embedding => "embedding",
+            Shader::Dropout => "dropout",
+            Shader::Loss => "loss",
+            Shader::Metrics => "metrics",
+            Shader::GradNorm => "grad_norm",
+            Shader::Optimizer => "optimizer",
+            Shader::MaxNorm => "max_norm",
+            Shader::StridedCopy => "strided_copy",
         }
     }
 }
@@ -56,6 +99,20 @@ pub(crate) enum Kernel {
     BwdState,
     BwdCandidate,
     BwdRz,
+    EmbedFwd,
+    EmbedBwd,
+    Dropout,
+    CrossEntropy,
+    BinaryCrossEntropy,
+    MeanSquaredError,
+    MetricsAdd,
+    SumSq,
+    ClipScale,
+    Sgd,
+    Adam,
+    MaxNormRows,
+    MaxNormPairs,
+    StridedCopy,
 }
 
 /// How an entry point binds slot `i` of group 0.
@@ -81,6 +138,16 @@ impl Kernel {
             Kernel::BwdGates | Kernel::BwdState | Kernel::BwdCandidate | Kernel::BwdRz => {
                 Shader::StepBwd
             }
+            Kernel::EmbedFwd | Kernel::EmbedBwd => Shader::Embedding,
+            Kernel::Dropout => Shader::Dropout,
+            Kernel::CrossEntropy | Kernel::BinaryCrossEntropy | Kernel::MeanSquaredError => {
+                Shader::Loss
+            }
+            Kernel::MetricsAdd => Shader::Metrics,
+            Kernel::SumSq | Kernel::ClipScale => Shader::GradNorm,
+            Kernel::Sgd | Kernel::Adam => Shader::Optimizer,
+            Kernel::MaxNormRows | Kernel::MaxNormPairs => Shader::MaxNorm,
+            Kernel::StridedCopy => Shader::StridedCopy,
         }
     }
     pub(crate) fn entry(self) -> &'static str {
@@ -96,16 +163,39 @@ impl Kernel {
             Kernel::BwdState => "bwd_state",
             Kernel::BwdCandidate => "bwd_candidate",
             Kernel::BwdRz => "bwd_rz",
+            Kernel::EmbedFwd => "embed_fwd",
+            Kernel::EmbedBwd => "embed_bwd",
+            Kernel::Dropout => "dropout",
+            Kernel::CrossEntropy => "cross_entropy",
+            Kernel::BinaryCrossEntropy => "binary_cross_entropy",
+            Kernel::MeanSquaredError => "mean_squared_error",
+            Kernel::MetricsAdd => "metrics_add",
+            Kernel::SumSq => "sumsq",
+            Kernel::ClipScale => "clip_scale",
+            Kernel::Sgd => "sgd",
+            Kernel::Adam => "adam",
+            Kernel::MaxNormRows => "max_norm_rows",
+            Kernel::MaxNormPairs => "max_norm_pairs",
+            Kernel::StridedCopy => "strided_copy",
         }
     }
     /// Mirrors the `@binding` declarations of the shader file.
     pub(crate) fn slots(self) -> &'static [Slot] {
+        if self == Kernel::MaxNormRows {
+            return &[U, W];
+        }
         match self.shader() {
             Shader::Gemm => &[U, R, R, R, W],
             Shader::ReduceSlices => &[U, R, R, W],
             Shader::Colsum | Shader::Transpose => &[U, R, W],
             Shader::StepFwd => &[S, U, R, R, R, R, W, W, W],
             Shader::StepBwd => &[S, U, R, R, R, R, R, W, W, W],
+            Shader::Embedding => &[U, R, R, W],
+            Shader::Dropout | Shader::GradNorm => &[U, U, R, W],
+            Shader::Loss => &[U, R, R, W, W],
+            Shader::Metrics | Shader::StridedCopy => &[U, R, W],
+            Shader::Optimizer => &[U, U, R, R, W, W, W],
+            Shader::MaxNorm => &[U, W, W],
         }
     }
 }
@@ -229,5 +319,26 @@ impl GpuContext {
             .map_err(|_| poisoned())?
             .insert(key, built.clone());
         Ok(built)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WGSL has no includes: the shaders that read the per-step training uniform each
+    /// declare it, and must agree with each other (and with `TrainStep` in train/gpu.rs).
+    #[test]
+    fn train_step_struct_is_declared_identically() {
+        let decl = |s: Shader| {
+            let src = s.source();
+            let at = src.find("struct TrainStep").expect("TrainStep declared");
+            src[at..at + src[at..].find('}').unwrap()].to_string()
+        };
+        let first = decl(Shader::Dropout);
+        for s in [Shader::GradNorm, Shader::Optimizer] {
+            assert_eq!(decl(s), first, "{}", s.label());
+        }
+        assert_eq!(ALL_SHADERS.len(), 14);
     }
 }

@@ -5,9 +5,9 @@ pub mod context;
 mod forward;
 pub(crate) mod kernels;
 mod layer;
-mod ops;
-mod params;
-mod workspace;
+pub(crate) mod ops;
+pub(crate) mod params;
+pub(crate) mod workspace;
 
 pub use context::{best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext};
 pub use layer::GpuGru;

@@ -106,6 +106,14 @@ fn groups(n: usize, per: u32) -> u32 {
     (n as u32).div_ceil(per).max(1)
 }
 
+/// Grid for one invocation per element in workgroups of 64, 2-D past the per-dimension
+/// limit (the kernels flatten `gid.y * num_workgroups.x * 64 + gid.x`).
+pub(crate) fn flat_grid(ctx: &GpuContext, n: usize) -> [u32; 3] {
+    let total = groups(n, 64);
+    let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
+    [gx, total.div_ceil(gx), 1]
+}
+
 fn bind(
     ctx: &GpuContext,
     p: &Pipeline,
@@ -129,7 +137,7 @@ fn bind(
 
 /// A dispatch of `kernel` whose binding 0 is a uniform holding `params` and whose
 /// bindings 1.. are `buffers`, in order.
-fn param_dispatch(
+pub(crate) fn param_dispatch(
     ctx: &GpuContext,
     kernel: Kernel,
     constants: &[(&'static str, u32)],

@@ -1,0 +1,40 @@
+// embedding: the lookup table of a token model and its gradient.
+//   embed_fwd: out[n, j] = table[tokens[n], j]
+//   embed_bwd: d_table[v, j] = sum of d_x[p, j] over the positions p holding token v,
+//              in the order the host listed them (ids = [offsets (V+1) | positions (N)]),
+//              so the scatter-add is deterministic and needs no float atomics.
+
+struct EmbedParams { n: u32, dim: u32, vocab: u32, _p0: u32 }
+
+@group(0) @binding(0) var<uniform> p: EmbedParams;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    // A 2-D grid when the elements pass 65535 workgroups of 64.
+    return gid.y * nwg.x * 64u + gid.x;
+}
+
+@compute @workgroup_size(64)
+fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat(gid, nwg);
+    if (e >= p.n * p.dim) { return; }
+    let row = e / p.dim;
+    let j = e % p.dim;
+    dst[e] = src[ids[row] * p.dim + j];
+}
+
+@compute @workgroup_size(64)
+fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat(gid, nwg);
+    if (e >= p.vocab * p.dim) { return; }
+    let v = e / p.dim;
+    let j = e % p.dim;
+    let base = p.vocab + 1u;
+    var s = 0.0;
+    for (var k = ids[v]; k < ids[v + 1u]; k++) {
+        s += src[ids[base + k] * p.dim + j];
+    }
+    dst[e] = s;
+}

@@ -1,0 +1,42 @@
+// Global gradient norm for clipping, computed on the device in a fixed order.
+//   sumsq:      norms[index] = sum of grad^2 over one tensor (one workgroup).
+//   clip_scale: norms[count] = min(1, clip_norm / (sqrt(total) + 1e-6)) as in PyTorch's
+//               clip_grad_norm_, norms[count + 1] = sqrt(total), the norm before clipping.
+
+struct TensorParams { n: u32, index: u32, count: u32, _p0: u32 }
+struct TrainStep {
+    lr: f32, beta1: f32, beta2: f32, eps: f32,
+    weight_decay: f32, momentum: f32, bc1: f32, bc2: f32,
+    clip_value: f32, clip_norm: f32, seed: u32, decoupled: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: TensorParams;
+@group(0) @binding(1) var<uniform> step: TrainStep;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> norms: array<f32>;
+
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn sumsq(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var i = lid; i < p.n; i += 64u) {
+        s += grad[i] * grad[i];
+    }
+    part[lid] = s;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w >>= 1u) {
+        if (lid < w) { part[lid] += part[lid + w]; }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { norms[p.index] = part[0]; }
+}
+
+@compute @workgroup_size(1)
+fn clip_scale() {
+    var total = 0.0;
+    for (var i = 0u; i < p.count; i++) { total += norms[i]; }
+    let norm = sqrt(total);
+    norms[p.count] = min(1.0, step.clip_norm / (norm + 1e-6));
+    norms[p.count + 1u] = norm;
+}

@@ -1,0 +1,93 @@
+// Losses from logits, one invocation per row: the per-row loss and hit go to stats
+// [rows, 3] = (loss, correct, counted) and the logit gradient, already divided by the
+// batch's count (inv_count), to d_logits. Targets are u32: class ids for cross-entropy
+// and f32 bit patterns for binary cross-entropy and MSE; IGNORE (a NaN pattern no
+// real target has) marks padding in all three.
+
+struct LossParams { rows: u32, cols: u32, inv_count: f32, _p0: u32 }
+
+const IGNORE: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> p: LossParams;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;       // [rows, cols]
+@group(0) @binding(2) var<storage, read> targets: array<u32>;      // [rows] or [rows, cols]
+@group(0) @binding(3) var<storage, read_write> d_logits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;  // [rows, 3]
+
+fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.y * nwg.x * 64u + gid.x;
+}
+
+// Sparse softmax cross-entropy: loss = logsumexp(x) - x[target], accuracy = argmax hit.
+@compute @workgroup_size(64)
+fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_index(gid, nwg);
+    if (row >= p.rows) { return; }
+    let base = row * p.cols;
+    let t = targets[row];
+    if (t == IGNORE) {
+        for (var c = 0u; c < p.cols; c++) { d_logits[base + c] = 0.0; }
+        stats[row * 3u] = 0.0;
+        stats[row * 3u + 1u] = 0.0;
+        stats[row * 3u + 2u] = 0.0;
+        return;
+    }
+    var mx = logits[base];
+    var arg = 0u;
+    for (var c = 1u; c < p.cols; c++) {
+        let v = logits[base + c];
+        if (v > mx) { mx = v; arg = c; }
+    }
+    var sum = 0.0;
+    for (var c = 0u; c < p.cols; c++) { sum += exp(logits[base + c] - mx); }
+    let lse = mx + log(sum);
+    for (var c = 0u; c < p.cols; c++) {
+        let prob = exp(logits[base + c] - lse);
+        d_logits[base + c] = (prob - select(0.0, 1.0, c == t)) * p.inv_count;
+    }
+    stats[row * 3u] = lse - logits[base + t];
+    stats[row * 3u + 1u] = select(0.0, 1.0, arg == t);
+    stats[row * 3u + 2u] = 1.0;
+}
+
+// Binary cross-entropy from one logit per row: max(x, 0) - x y + log(1 + e^-|x|).
+@compute @workgroup_size(64)
+fn binary_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_index(gid, nwg);
+    if (row >= p.rows) { return; }
+    let x = logits[row];
+    if (targets[row] == IGNORE) {
+        d_logits[row] = 0.0;
+        stats[row * 3u] = 0.0;
+        stats[row * 3u + 1u] = 0.0;
+        stats[row * 3u + 2u] = 0.0;
+        return;
+    }
+    let y = bitcast<f32>(targets[row]);
+    stats[row * 3u] = max(x, 0.0) - x * y + log(1.0 + exp(-abs(x)));
+    stats[row * 3u + 1u] = select(0.0, 1.0, (x > 0.0) == (y > 0.5));
+    stats[row * 3u + 2u] = 1.0;
+    d_logits[row] = (1.0 / (1.0 + exp(-x)) - y) * p.inv_count;
+}
+
+// Mean squared error over every output of the row; counted = targets not IGNORE.
+@compute @workgroup_size(64)
+fn mean_squared_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_index(gid, nwg);
+    if (row >= p.rows) { return; }
+    var s = 0.0;
+    var counted = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let t = targets[row * p.cols + c];
+        var e = 0.0;
+        if (t != IGNORE) {
+            e = logits[row * p.cols + c] - bitcast<f32>(t);
+            counted += 1.0;
+        }
+        s += e * e;
+        d_logits[row * p.cols + c] = 2.0 * e * p.inv_count;
+    }
+    stats[row * 3u] = s;
+    stats[row * 3u + 1u] = 0.0;
+    stats[row * 3u + 2u] = counted;
+}

@@ -1,0 +1,206 @@
+//! Training on the GPU against the CPU reference trainer: every model kind, loss,
+//! optimiser, clipping, dropout, max-norm and stateful carrying, step by step.
+
+mod common;
+
+use common::{assert_close, gpu, to_f64};
+use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams, IGNORE};
+use gru_engine::rng::Rng;
+use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
+use gru_engine::GruVariant;
+
+/// Owned data for one batch.
+struct Data {
+    tokens: Vec<u32>,
+    features: Vec<f32>,
+    classes: Vec<u32>,
+    values: Vec<f32>,
+    lengths: Option<Vec<usize>>,
+    b: usize,
+    t: usize,
+}
+
+impl Data {
+    fn batch(&self) -> Batch<'_> {
+        let mut batch = if self.tokens.is_empty() {
+            Batch::features(&self.features, self.b, self.t)
+        } else {
+            Batch::tokens(&self.tokens, self.b, self.t)
+        };
+        batch = if self.classes.is_empty() {
+            batch.values(&self.values)
+        } else {
+            batch.classes(&self.classes)
+        };
+        if let Some(l) = &self.lengths {
+            batch = batch.lengths(l);
+        }
+        batch
+    }
+}
+
+/// Random inputs and targets fitting `cfg`.
+fn data(cfg: &ModelConfig, b: usize, t: usize, lengths: bool, rng: &mut Rng) -> Data {
+    let per_step = cfg.head == gru_engine::model::Head::EveryStep;
+    let rows = if per_step { b * t } else { b };
+    let mut d = Data {
+        tokens: vec![],
+        features: vec![],
+        classes: vec![],
+        values: vec![],
+        lengths: None,
+        b,
+        t,
+    };
+    match cfg.input {
+        ModelInput::Tokens { vocab, .. } => {
+            d.tokens = (0..b * t)
+                .map(|_| (rng.next_u64() % vocab as u64) as u32)
+                .collect()
+        }
+        ModelInput::Features(n) => d.features = rng.uniform_vec(b * t * n, -1.0, 1.0),
+    }
+    match cfg.loss {
+        gru_engine::model::Loss::CrossEntropy => {
+            d.classes = (0..rows)
+                .map(|_| (rng.next_u64() % cfg.outputs as u64) as u32)
+                .collect();
+            if per_step && rows > 2 {
+                d.classes[1] = IGNORE; // padding inside the batch is skipped
+            }
+        }
+        gru_engine::model::Loss::BinaryCrossEntropy => {
+            d.values = (0..rows).map(|_| (rng.next_u64() % 2) as f32).collect()
+        }
+        gru_engine::model::Loss::MeanSquaredError => {
+            d.values = rng.uniform_vec(rows * cfg.outputs, -1.0, 1.0)
+        }
+    }
+    if lengths {
+        d.lengths = Some(
+            (0..b)
+                .map(|r| if r % 2 == 0 { t } else { 1 + (r % t) })
+                .collect(),
+        );
+    }
+    d
+}
+
+/// Trains the same model on both trainers for `steps` batches and compares losses and
+/// parameters after every step.
+fn compare(
+    name: &str,
+    cfg: ModelConfig,
+    opts: TrainOptions,
+    b: usize,
+    t: usize,
+    lengths: bool,
+    steps: usize,
+) {
+    let Some(ctx) = gpu() else { return };
+    let params = ModelParams::init(cfg, 11).unwrap();
+    let mut cpu = CpuTrainer::new(params.clone(), opts).unwrap();
+    let mut gpu = GpuTrainer::new(ctx, &params, opts).unwrap();
+    let mut rng = Rng::new(5);
+    for step in 0..steps {
+        let d = data(&cfg, b, t, lengths, &mut rng);
+        cpu.train_step(&d.batch()).unwrap();
+        gpu.train_step(&d.batch()).unwrap();
+        let (mc, mg) = (
+            cpu.take_metrics(Split::Train).unwrap(),
+            gpu.take_metrics(Split::Train).unwrap(),
+        );
+        let case = format!("{name}, step {step}");
+        assert_close("loss", &[mg.loss as f32], &[mc.loss], 1e-4, 1e-4, &case);
+        assert_eq!(mg.count, mc.count, "{case}: counted targets");
+        assert_eq!(mg.accuracy.is_some(), mc.accuracy.is_some(), "{case}");
+        let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
+        for ((info, a), g) in pc.infos().iter().zip(pc.tensors()).zip(pg.tensors()) {
+            assert_close(&info.name, g, &to_f64(a), 2e-4, 1e-3, &case);
+        }
+    }
+    // Evaluation and prediction agree too (no dropout).
+    let d = data(&cfg, b, t, lengths, &mut rng);
+    cpu.evaluate(&d.batch()).unwrap();
+    gpu.evaluate(&d.batch()).unwrap();
+    let (ec, eg) = (
+        cpu.take_metrics(Split::Eval).unwrap(),
+        gpu.take_metrics(Split::Eval).unwrap(),
+    );
+    assert_close("eval loss", &[eg.loss as f32], &[ec.loss], 1e-4, 1e-4, name);
+    let (yc, yg) = (
+        cpu.predict(&d.batch()).unwrap(),
+        gpu.predict(&d.batch()).unwrap(),
+    );
+    assert_close("predict", &yg, &to_f64(&yc), 1e-4, 1e-3, name);
+    let (sc, sg) = (
+        cpu.optimizer_state().unwrap(),
+        gpu.optimizer_state().unwrap(),
+    );
+    assert_eq!(sc.step, sg.step);
+}
+
+#[test]
+fn language_model_two_layers_dropout_adam_clipnorm_maxnorm() {
+    let cfg = ModelConfig::language_model(7, 5, 9).layers(2).dropout(0.25);
+    let opts = TrainOptions::adam(1e-2)
+        .clip_norm(0.5)
+        .max_norm(1.0)
+        .seed(3);
+    compare("lm", cfg, opts, 3, 6, false, 4);
+}
+
+#[test]
+fn classifier_bidirectional_reset_before_sgd_clipvalue_lengths() {
+    let cfg = ModelConfig::classifier(ModelInput::Features(3), 7, 3)
+        .bidirectional(true)
+        .variant(GruVariant::ResetBefore);
+    let opts = TrainOptions::sgd(0.1, 0.9).clip_value(0.05);
+    compare("classifier", cfg, opts, 5, 4, true, 4);
+}
+
+#[test]
+fn binary_classifier_tokens_adamw_dropout_bidirectional() {
+    let cfg = ModelConfig::classifier(
+        ModelInput::Tokens {
+            vocab: 11,
+            embed_dim: 3,
+        },
+        5,
+        1,
+    )
+    .layers(2)
+    .bidirectional(true)
+    .dropout(0.3);
+    compare("binary", cfg, TrainOptions::adamw(5e-3), 4, 5, true, 3);
+}
+
+#[test]
+fn forecaster_hidden_one_and_sixty_seven() {
+    for h in [1, 67] {
+        let cfg = ModelConfig::forecaster(2, h, 2);
+        compare(
+            &format!("forecaster H={h}"),
+            cfg,
+            TrainOptions::adam(1e-2).max_norm(0.5),
+            2,
+            7,
+            false,
+            3,
+        );
+    }
+}
+
+#[test]
+fn stateful_language_model_carries_state() {
+    let cfg = ModelConfig::language_model(5, 4, 6).layers(2);
+    compare(
+        "stateful",
+        cfg,
+        TrainOptions::adam(1e-2).stateful(true),
+        2,
+        5,
+        false,
+        4,
+    );
+}

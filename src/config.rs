@@ -3,7 +3,9 @@
 use crate::error::{GruError, Result};
 
 /// Which candidate formula the layer uses (DESIGN.md section 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum GruVariant {
     /// `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`: PyTorch, cuDNN, Keras `reset_after=True`.
     #[default]

@@ -57,6 +57,22 @@ pub enum GruError {
     /// The device ran out of memory.
     #[error("GPU out of memory: {0}")]
     OutOfMemory(String),
+    /// A checkpoint or weights file is unreadable, incomplete or for another model.
+    #[error("bad checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The device was lost or a wait on it failed.
     #[error("GPU device lost or unresponsive: {0}")]
     DeviceLost(String),

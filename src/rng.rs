@@ -11,6 +11,10 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng { state: seed }
     }
+    /// The generator's state: `Rng::new(r.state())` continues exactly where `r` is.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

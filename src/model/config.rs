@@ -4,7 +4,7 @@ use crate::config::{GruConfig, GruVariant};
 use crate::error::{GruError, Result};
 
 /// What the model reads at each timestep.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ModelInput {
     /// Token ids through an `Embedding(vocab, embed_dim)` table.
     Tokens {
@@ -18,7 +18,7 @@ pub enum ModelInput {
 }
 
 /// Which GRU outputs the dense head sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Head {
     /// Every timestep (Keras `return_sequences=True`): a language model.
     EveryStep,
@@ -28,7 +28,7 @@ pub enum Head {
 }
 
 /// The training loss; each is computed from logits, numerically stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     /// Sparse softmax cross-entropy over `outputs` classes, mean over valid targets.
     CrossEntropy,
@@ -47,7 +47,7 @@ pub enum Loss {
 /// assert_eq!(lm.gru_config().input_size, 32);
 /// assert_eq!(clf.outputs, 2);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {
     /// Tokens or numeric features.
     pub input: ModelInput,

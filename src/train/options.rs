@@ -3,7 +3,7 @@
 use crate::error::{GruError, Result};
 
 /// The update rule, with PyTorch's semantics.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Optimizer {
     /// `torch.optim.SGD` with optional momentum (no dampening, no Nesterov).
     Sgd {
@@ -23,7 +23,7 @@ pub enum Optimizer {
 /// let opts = TrainOptions::adam(2e-3).clip_norm(1.0).max_norm(3.0);
 /// assert_eq!(opts.optimizer, Optimizer::Adam);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
     /// Update rule.
     pub optimizer: Optimizer,

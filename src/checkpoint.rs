@@ -1,0 +1,424 @@
+//! Checkpoints: one safetensors file holding every parameter (under PyTorch
+//! `state_dict` names: `embedding.weight`, `gru.weight_ih_l0`, ..., `fc.weight`,
+//! `fc.bias`), the optimiser's moments (`optimizer.m.<name>`, `optimizer.v.<name>`),
+//! a stateful model's carried state (`state.h`), and metadata (model config, training
+//! options, step, vocabulary, data RNG state, loss) as JSON strings.
+//!
+//! Files are written atomically (temporary file, fsync, rename, fsync of the folder),
+//! so a crash mid-write leaves the previous checkpoint intact. [`CheckpointDir`] keeps
+//! `last.safetensors` and `best.safetensors` (lowest loss), like Keras'
+//! `ModelCheckpoint(save_best_only=True)`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{GruError, Result};
+use crate::model::{ModelConfig, ModelParams};
+use crate::train::{OptimizerState, TrainOptions, Trainer};
+
+/// Value of the `format` metadata key.
+pub const FORMAT: &str = "gru-engine/1";
+
+/// Everything needed to resume training or to run a trained model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The parameters (and with them the model config).
+    pub params: ModelParams,
+    /// Optimiser moments and step count (absent in weights-only files).
+    pub optimizer: Option<OptimizerState>,
+    /// The options training ran with.
+    pub options: Option<TrainOptions>,
+    /// A stateful model's carried state [layers·dirs, B, H] and its B.
+    pub carried_state: Option<(Vec<f32>, usize)>,
+    /// The token vocabulary, one string per id (a token model's alphabet).
+    pub vocab: Option<Vec<String>>,
+    /// State of the caller's data-order generator ([`crate::rng::Rng::state`]).
+    pub rng_state: Option<u64>,
+    /// The loss this checkpoint was chosen by.
+    pub loss: Option<f64>,
+    /// Free-form metadata (epoch, data file, ...).
+    pub extra: HashMap<String, String>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> GruError {
+    GruError::Checkpoint {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GruError + '_ {
+    move |source| GruError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Checkpoint {
+    /// Parameters only.
+    pub fn from_params(params: ModelParams) -> Self {
+        Checkpoint {
+            params,
+            optimizer: None,
+            options: None,
+            carried_state: None,
+            vocab: None,
+            rng_state: None,
+            loss: None,
+            extra: HashMap::new(),
+        }
+    }
+
+    /// Parameters, optimiser state, options and carried state of a trainer.
+    pub fn from_trainer(t: &mut dyn Trainer) -> Result<Self> {
+        let mut c = Self::from_params(t.params()?);
+        c.optimizer = Some(t.optimizer_state()?);
+        c.options = Some(*t.options());
+        if let Some(h) = t.carried_state()? {
+            let g = t.config().gru_config();
+            let per_batch = g.num_layers * g.num_directions() * g.hidden_size;
+            let batch = h.len() / per_batch.max(1);
+            c.carried_state = Some((h, batch));
+        }
+        Ok(c)
+    }
+
+    /// Loads parameters, optimiser state and carried state into `t` (same model).
+    pub fn restore(&self, t: &mut dyn Trainer) -> Result<()> {
+        t.set_params(&self.params)?;
+        if let Some(s) = &self.optimizer {
+            t.set_optimizer_state(s)?;
+        }
+        t.set_carried_state(self.carried_state.as_ref().map(|(h, b)| (h.as_slice(), *b)))
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let infos = self.params.infos();
+        let tensors = self.params.tensors();
+        let mut named: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+        for (info, data) in infos.iter().zip(&tensors) {
+            named.push((info.name.clone(), info.shape.clone(), data));
+        }
+        if let Some(o) = &self.optimizer {
+            for (info, (m, v)) in infos.iter().zip(o.m.iter().zip(&o.v)) {
+                named.push((format!("optimizer.m.{}", info.name), info.shape.clone(), m));
+                named.push((format!("optimizer.v.{}", info.name), info.shape.clone(), v));
+            }
+        }
+        if let Some((h, b)) = &self.carried_state {
+            let g = self.params.config.gru_config();
+            let shape = vec![g.num_layers * g.num_directions(), *b, g.hidden_size];
+            named.push(("state.h".into(), shape, h));
+        }
+        let views = named
+            .iter()
+            .map(|(n, shape, data)| {
+                TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| GruError::State(format!("tensor {n}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut meta = self.extra.clone();
+        let json = |v: serde_json::Result<String>| v.map_err(|e| GruError::State(e.to_string()));
+        meta.insert("format".into(), FORMAT.into());
+        meta.insert(
+            "model".into(),
+            json(serde_json::to_string(&self.params.config))?,
+        );
+        if let Some(o) = &self.options {
+            meta.insert("train".into(), json(serde_json::to_string(o))?);
+        }
+        if let Some(o) = &self.optimizer {
+            meta.insert("step".into(), o.step.to_string());
+        }
+        if let Some(v) = &self.vocab {
+            meta.insert("vocab".into(), json(serde_json::to_string(v))?);
+        }
+        if let Some(r) = self.rng_state {
+            meta.insert("rng_state".into(), r.to_string());
+        }
+        if let Some(l) = self.loss {
+            meta.insert("loss".into(), l.to_string());
+        }
+        safetensors::serialize(views, Some(meta)).map_err(|e| GruError::State(e.to_string()))
+    }
+
+    /// Writes the checkpoint to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Reads a checkpoint, checking every tensor's presence, dtype and shape against the
+    /// model config it records.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = fs::read(path).map_err(io(path))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses a checkpoint's bytes; `path` only names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(path, format!("not a safetensors file ({e})")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(path, format!("not a safetensors file ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let get = |k: &str| meta.get(k).map(String::as_str);
+        match get("format") {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(bad(
+                    path,
+                    format!("format is `{other}`, expected `{FORMAT}`"),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    path,
+                    "no `format` metadata: not a gru-engine checkpoint",
+                ))
+            }
+        }
+        let config: ModelConfig =
+            serde_json::from_str(get("model").ok_or_else(|| bad(path, "no `model` metadata"))?)
+                .map_err(|e| bad(path, format!("model metadata: {e}")))?;
+        config.validate().map_err(|e| bad(path, e.to_string()))?;
+        let mut params = ModelParams::zeros(config);
+        let infos = params.infos();
+        let mut expected: Vec<String> = Vec::new();
+        for (info, dst) in infos.iter().zip(params.tensors_mut()) {
+            *dst = read_f32(&st, &info.name, &info.shape, path)?;
+            expected.push(info.name.clone());
+        }
+        let optimizer = match get("step") {
+            Some(step) => {
+                let step = step
+                    .parse()
+                    .map_err(|_| bad(path, format!("step `{step}` is not a number")))?;
+                let (mut m, mut v) = (Vec::new(), Vec::new());
+                for info in &infos {
+                    let (mn, vn) = (
+                        format!("optimizer.m.{}", info.name),
+                        format!("optimizer.v.{}", info.name),
+                    );
+                    m.push(read_f32(&st, &mn, &info.shape, path)?);
+                    v.push(read_f32(&st, &vn, &info.shape, path)?);
+                    expected.extend([mn, vn]);
+                }
+                Some(OptimizerState { step, m, v })
+            }
+            None => None,
+        };
+        let carried_state = match st.tensor("state.h") {
+            Ok(view) => {
+                let g = config.gru_config();
+                let b = view.shape().get(1).copied().unwrap_or(0);
+                let shape = [g.num_layers * g.num_directions(), b, g.hidden_size];
+                expected.push("state.h".into());
+                Some((read_f32(&st, "state.h", &shape, path)?, b))
+            }
+            Err(_) => None,
+        };
+        if let Some(extra) = st
+            .names()
+            .into_iter()
+            .find(|n| !expected.iter().any(|e| e == n))
+        {
+            return Err(bad(
+                path,
+                format!("unexpected tensor `{extra}` for this model"),
+            ));
+        }
+        let options = get("train")
+            .map(|s| serde_json::from_str(s).map_err(|e| bad(path, format!("train metadata: {e}"))))
+            .transpose()?;
+        let vocab = get("vocab")
+            .map(|s| serde_json::from_str(s).map_err(|e| bad(path, format!("vocab metadata: {e}"))))
+            .transpose()?;
+        let num = |k: &str| -> Result<Option<f64>> {
+            get(k)
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| bad(path, format!("`{k}` is not a number: `{s}`")))
+                })
+                .transpose()
+        };
+        let rng_state = get("rng_state")
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| bad(path, format!("`rng_state` is not a number: `{s}`")))
+            })
+            .transpose()?;
+        let loss = num("loss")?;
+        let known = [
+            "format",
+            "model",
+            "train",
+            "step",
+            "vocab",
+            "rng_state",
+            "loss",
+        ];
+        let extra = meta
+            .into_iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .collect();
+        Ok(Checkpoint {
+            params,
+            optimizer,
+            options,
+            carried_state,
+            vocab,
+            rng_state,
+            loss,
+            extra,
+        })
+    }
+}
+
+/// A tensor as f32: F32 as stored, F16 and BF16 widened; anything else is an error.
+fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Result<Vec<f32>> {
+    let view = st
+        .tensor(name)
+        .map_err(|_| bad(path, format!("missing tensor `{name}`")))?;
+    if view.shape() != shape {
+        return Err(bad(
+            path,
+            format!(
+                "tensor `{name}` has shape {:?}, this model expects {shape:?}",
+                view.shape()
+            ),
+        ));
+    }
+    let data = view.data();
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => return Err(bad(
+            path,
+            format!(
+                "tensor `{name}` has dtype {other:?}; expected F32 (F16 and BF16 are converted)"
+            ),
+        )),
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(bad(
+            path,
+            format!("tensor `{name}` holds a non-finite value at index {i}"),
+        ));
+    }
+    Ok(values)
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never a
+/// torn one: temporary file in the same folder, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad(path, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io(path))?;
+        // Make the rename itself durable (not supported on every platform).
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A folder holding `last.safetensors` and `best.safetensors`.
+///
+/// ```no_run
+/// use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
+/// # fn f(t: &mut dyn gru_engine::train::Trainer) -> gru_engine::Result<()> {
+/// let mut dir = CheckpointDir::open("runs/lm".as_ref())?;
+/// let mut c = Checkpoint::from_trainer(t)?;
+/// c.loss = Some(1.23);
+/// let improved = dir.save(&c)?; // writes last, and best when 1.23 beats the best so far
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    dir: PathBuf,
+    best: Option<f64>,
+}
+
+impl CheckpointDir {
+    /// Opens (creating if needed) a checkpoint folder; the best loss so far is read
+    /// from an existing `best.safetensors`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut d = CheckpointDir {
+            dir: dir.to_path_buf(),
+            best: None,
+        };
+        if d.best_path().exists() {
+            d.best = Checkpoint::load(&d.best_path())?.loss;
+        }
+        Ok(d)
+    }
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+    /// `last.safetensors`.
+    pub fn last_path(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+    /// `best.safetensors`.
+    pub fn best_path(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    /// The lowest loss saved as best so far.
+    pub fn best_loss(&self) -> Option<f64> {
+        self.best
+    }
+    /// Writes `last`, and `best` when `c.loss` is lower than every earlier best (or no
+    /// best exists). Returns whether `best` was written.
+    pub fn save(&mut self, c: &Checkpoint) -> Result<bool> {
+        let bytes = c.to_bytes()?;
+        write_atomic(&self.last_path(), &bytes)?;
+        let better = match (c.loss, self.best) {
+            (Some(l), Some(b)) => l < b,
+            (Some(_), None) => true,
+            (None, _) => !self.best_path().exists(),
+        };
+        if better {
+            write_atomic(&self.best_path(), &bytes)?;
+            self.best = c.loss;
+        }
+        Ok(better)
+    }
+}

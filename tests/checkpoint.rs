@@ -1,0 +1,226 @@
+//! Checkpoints: round trip, exact resume, best/last bookkeeping, and clear errors for
+//! broken or mismatched files.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{assert_close, gpu, to_f64};
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
+use gru_engine::model::{Batch, ModelConfig, ModelParams};
+use gru_engine::rng::Rng;
+use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
+use gru_engine::GruError;
+use safetensors::tensor::{Dtype, TensorView};
+
+fn cfg() -> ModelConfig {
+    ModelConfig::language_model(6, 4, 5).layers(2).dropout(0.2)
+}
+
+fn opts() -> TrainOptions {
+    TrainOptions::adam(1e-2)
+        .clip_norm(1.0)
+        .stateful(true)
+        .seed(9)
+}
+
+/// One batch drawn from `rng`: the data order is part of what a resume must restore.
+fn step(t: &mut dyn Trainer, rng: &mut Rng) {
+    let x: Vec<u32> = (0..2 * 5).map(|_| (rng.next_u64() % 6) as u32).collect();
+    let y: Vec<u32> = (0..2 * 5).map(|_| (rng.next_u64() % 6) as u32).collect();
+    t.train_step(&Batch::tokens(&x, 2, 5).classes(&y)).unwrap();
+}
+
+/// N steps, checkpoint to disk, a fresh trainer from the file, M more steps; returns the
+/// parameters, and those of N + M steps straight through.
+fn resume_vs_straight(
+    make: &dyn Fn(&ModelParams, TrainOptions) -> Box<dyn Trainer>,
+    dir: &Path,
+) -> (ModelParams, ModelParams) {
+    let init = ModelParams::init(cfg(), 4).unwrap();
+    let mut straight = make(&init, opts());
+    let mut rng = Rng::new(1);
+    for _ in 0..6 {
+        step(straight.as_mut(), &mut rng);
+    }
+    let mut first = make(&init, opts());
+    let mut rng = Rng::new(1);
+    for _ in 0..3 {
+        step(first.as_mut(), &mut rng);
+    }
+    let mut c = Checkpoint::from_trainer(first.as_mut()).unwrap();
+    c.rng_state = Some(rng.state());
+    let path = dir.join("mid.safetensors");
+    c.save(&path).unwrap();
+    drop(first);
+    let loaded = Checkpoint::load(&path).unwrap();
+    let mut resumed = make(&loaded.params, loaded.options.unwrap());
+    loaded.restore(resumed.as_mut()).unwrap();
+    let mut rng = Rng::new(loaded.rng_state.unwrap());
+    for _ in 0..3 {
+        step(resumed.as_mut(), &mut rng);
+    }
+    (resumed.params().unwrap(), straight.params().unwrap())
+}
+
+#[test]
+fn resume_on_the_cpu_reference_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |p: &ModelParams, o: TrainOptions| -> Box<dyn Trainer> {
+        Box::new(CpuTrainer::new(p.clone(), o).unwrap())
+    };
+    let (resumed, straight) = resume_vs_straight(&make, dir.path());
+    assert_eq!(resumed, straight);
+}
+
+#[test]
+fn resume_on_the_gpu_matches_straight_training() {
+    let Some(ctx) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let make = move |p: &ModelParams, o: TrainOptions| -> Box<dyn Trainer> {
+        Box::new(GpuTrainer::new(ctx.clone(), p, o).unwrap())
+    };
+    let (resumed, straight) = resume_vs_straight(&make, dir.path());
+    for ((info, a), b) in straight
+        .infos()
+        .iter()
+        .zip(straight.tensors())
+        .zip(resumed.tensors())
+    {
+        assert_close(&info.name, b, &to_f64(a), 1e-6, 1e-6, "gpu resume");
+    }
+}
+
+#[test]
+fn round_trip_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = CpuTrainer::new(ModelParams::init(cfg(), 2).unwrap(), opts()).unwrap();
+    step(&mut t, &mut Rng::new(3));
+    let mut c = Checkpoint::from_trainer(&mut t).unwrap();
+    c.vocab = Some(["a", "b", "c", "d", "e", "\n"].map(String::from).to_vec());
+    c.rng_state = Some(77);
+    c.loss = Some(1.5);
+    c.extra.insert("epoch".into(), "3".into());
+    assert!(c.carried_state.is_some());
+    let path = dir.path().join("c.safetensors");
+    c.save(&path).unwrap();
+    assert_eq!(Checkpoint::load(&path).unwrap(), c);
+}
+
+#[test]
+fn best_and_last_follow_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = CheckpointDir::open(dir.path()).unwrap();
+    let mut c = Checkpoint::from_params(ModelParams::init(cfg(), 1).unwrap());
+    for (loss, improves) in [(2.0, true), (1.0, true), (1.5, false)] {
+        c.loss = Some(loss);
+        assert_eq!(d.save(&c).unwrap(), improves, "loss {loss}");
+    }
+    assert_eq!(Checkpoint::load(&d.best_path()).unwrap().loss, Some(1.0));
+    assert_eq!(Checkpoint::load(&d.last_path()).unwrap().loss, Some(1.5));
+    // Reopening remembers the best; no temporary files are left behind.
+    assert_eq!(
+        CheckpointDir::open(dir.path()).unwrap().best_loss(),
+        Some(1.0)
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// Rewrites a valid checkpoint's tensors and metadata through `edit`.
+fn tampered(
+    edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+) -> Vec<u8> {
+    let c = Checkpoint::from_params(ModelParams::init(cfg(), 1).unwrap());
+    let bytes = c.to_bytes().unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors, &mut meta);
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+#[track_caller]
+fn expect_error(bytes: &[u8], needle: &str) {
+    match Checkpoint::from_bytes(bytes, Path::new("x.safetensors")) {
+        Err(GruError::Checkpoint { reason, path }) => {
+            assert_eq!(path, "x.safetensors");
+            assert!(
+                reason.contains(needle),
+                "`{reason}` should mention `{needle}`"
+            )
+        }
+        other => panic!("expected a checkpoint error mentioning `{needle}`, got {other:?}"),
+    }
+}
+
+#[test]
+fn broken_files_are_refused_with_the_reason() {
+    expect_error(b"definitely not safetensors", "not a safetensors file");
+    let good = Checkpoint::from_params(ModelParams::init(cfg(), 1).unwrap())
+        .to_bytes()
+        .unwrap();
+    expect_error(&good[..good.len() - 7], "not a safetensors file");
+    expect_error(
+        &tampered(|t, _| t.retain(|x| x.0 != "gru.weight_hh_l1")),
+        "missing tensor `gru.weight_hh_l1`",
+    );
+    expect_error(
+        &tampered(|t, _| {
+            let x = t.iter_mut().find(|x| x.0 == "fc.bias").unwrap();
+            x.1 = Dtype::I32;
+        }),
+        "dtype I32",
+    );
+    expect_error(
+        &tampered(|_, m| {
+            let other = ModelConfig::language_model(6, 4, 7).layers(2);
+            m.insert("model".into(), serde_json::to_string(&other).unwrap());
+        }),
+        "has shape [15, 4], this model expects [21, 4]",
+    );
+    expect_error(
+        &tampered(|_, m| drop(m.remove("format"))),
+        "not a gru-engine checkpoint",
+    );
+    expect_error(
+        &tampered(|t, _| t.push(("extra.weight".into(), Dtype::F32, vec![1], vec![0; 4]))),
+        "unexpected tensor `extra.weight`",
+    );
+    // F16 tensors are widened, not refused.
+    let f16 = tampered(|t, _| {
+        let x = t.iter_mut().find(|x| x.0 == "fc.bias").unwrap();
+        x.1 = Dtype::F16;
+        x.3 =
+            x.3.chunks(4)
+                .flat_map(|c| {
+                    half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()
+                })
+                .collect();
+    });
+    assert!(Checkpoint::from_bytes(&f16, Path::new("x")).is_ok());
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_refused_by_the_trainer() {
+    let c = Checkpoint::from_params(ModelParams::init(cfg(), 1).unwrap());
+    let other = ModelParams::init(ModelConfig::language_model(6, 4, 8), 1).unwrap();
+    let mut t = CpuTrainer::new(other, opts()).unwrap();
+    match c.restore(&mut t) {
+        Err(GruError::Shape { what, .. }) => assert_eq!(what, "model config"),
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+}

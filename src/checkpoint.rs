@@ -309,12 +309,14 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Resul
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        other => return Err(bad(
-            path,
-            format!(
+        other => {
+            return Err(bad(
+                path,
+                format!(
                 "tensor `{name}` has dtype {other:?}; expected F32 (F16 and BF16 are converted)"
             ),
-        )),
+            ))
+        }
     };
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(bad(

@@ -5,6 +5,7 @@
 mod common;
 
 use common::gpu;
+use gru_engine::generate::Sampling;
 use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
@@ -50,6 +51,19 @@ fn language_model_memorises_a_repeated_text() {
     }
     // Windows of the text: predictable everywhere but the first few characters.
     assert!(last < 0.1, "loss after 300 steps is {last}, expected < 0.1");
+    // Greedy generation continues the text it memorised.
+    let prompt: Vec<u32> = b"the gru"
+        .iter()
+        .map(|c| vocab.binary_search(c).unwrap() as u32)
+        .collect();
+    let out = t
+        .generate(&prompt, 40, &Sampling::greedy(), &mut |_| {})
+        .unwrap();
+    let text: String = out.iter().map(|&i| vocab[i as usize] as char).collect();
+    assert!(
+        text.starts_with(" engine learns. the gru engine"),
+        "generated {text:?}"
+    );
 }
 
 /// Rising (class 1) or falling (class 0) noisy ramps of random length.

@@ -21,5 +21,5 @@ fn every_shader_parses_and_validates() {
         .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
         count += 1;
     }
-    assert_eq!(count, 14, "expected the fourteen kernel files in shaders/");
+    assert_eq!(count, 15, "expected the fifteen kernel files in shaders/");
 }

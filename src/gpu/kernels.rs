@@ -25,11 +25,12 @@ pub(crate) enum Shader {
     Optimizer,
     MaxNorm,
     StridedCopy,
+    Sample,
 }
 
 /// Every shader file, for tests that walk them all.
 #[cfg(test)]
-pub(crate) const ALL_SHADERS: [Shader; 14] = [
+pub(crate) const ALL_SHADERS: [Shader; 15] = [
     Shader::Gemm,
     Shader::Colsum,
     Shader::Transpose,
@@ -44,6 +45,7 @@ pub(crate) const ALL_SHADERS: [Shader; 14] = [
     Shader::Optimizer,
     Shader::MaxNorm,
     Shader::StridedCopy,
+    Shader::Sample,
 ];
 
 impl Shader {
@@ -63,6 +65,7 @@ impl Shader {
             Shader::Optimizer => include_str!("../../shaders/optimizer.wgsl"),
             Shader::MaxNorm => include_str!("../../shaders/max_norm.wgsl"),
             Shader::StridedCopy => include_str!("../../shaders/strided_copy.wgsl"),
+            Shader::Sample => include_str!("../../shaders/sample.wgsl"),
         }
     }
     fn label(self) -> &'static str {
@@ -81,6 +84,7 @@ impl Shader {
             Shader::Optimizer => "optimizer",
             Shader::MaxNorm => "max_norm",
             Shader::StridedCopy => "strided_copy",
+            Shader::Sample => "sample",
         }
     }
 }
@@ -113,6 +117,7 @@ pub(crate) enum Kernel {
     MaxNormRows,
     MaxNormPairs,
     StridedCopy,
+    Sample,
 }
 
 /// How an entry point binds slot `i` of group 0.
@@ -148,6 +153,7 @@ impl Kernel {
             Kernel::Sgd | Kernel::Adam => Shader::Optimizer,
             Kernel::MaxNormRows | Kernel::MaxNormPairs => Shader::MaxNorm,
             Kernel::StridedCopy => Shader::StridedCopy,
+            Kernel::Sample => Shader::Sample,
         }
     }
     pub(crate) fn entry(self) -> &'static str {
@@ -177,6 +183,7 @@ impl Kernel {
             Kernel::MaxNormRows => "max_norm_rows",
             Kernel::MaxNormPairs => "max_norm_pairs",
             Kernel::StridedCopy => "strided_copy",
+            Kernel::Sample => "sample",
         }
     }
     /// Mirrors the `@binding` declarations of the shader file.
@@ -196,6 +203,7 @@ impl Kernel {
             Shader::Metrics | Shader::StridedCopy => &[U, R, W],
             Shader::Optimizer => &[U, U, R, R, W, W, W],
             Shader::MaxNorm => &[U, W, W],
+            Shader::Sample => &[U, R, W, W],
         }
     }
 }
@@ -339,6 +347,6 @@ mod tests {
         for s in [Shader::GradNorm, Shader::Optimizer] {
             assert_eq!(decl(s), first, "{}", s.label());
         }
-        assert_eq!(ALL_SHADERS.len(), 14);
+        assert_eq!(ALL_SHADERS.len(), 15);
     }
 }

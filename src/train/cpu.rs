@@ -3,6 +3,7 @@
 
 use crate::cpu::{self, sigmoid, Real};
 use crate::error::{GruError, Result};
+use crate::generate::{check_lm, Sampling};
 use crate::model::batch::Prepared;
 use crate::model::{Batch, Head, Loss, ModelConfig, ModelInput, ModelParams, ParamRole, IGNORE};
 use crate::rng::{dropout_keeps, dropout_threshold};
@@ -480,6 +481,27 @@ impl Trainer for CpuTrainer {
     fn carried_state(&mut self) -> Result<Option<Vec<f32>>> {
         Ok(self.carry.as_ref().map(|c| c.0.clone()))
     }
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u32>> {
+        check_lm(&self.params.config, prompt)?;
+        sampling.validate()?;
+        let (mut logits, mut h) = self.lm_step(prompt, None)?;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let tok = sampling.pick(&logits, i as u32);
+            on_token(tok);
+            out.push(tok);
+            if i + 1 < n {
+                (logits, h) = self.lm_step(&[tok], Some(&h))?;
+            }
+        }
+        Ok(out)
+    }
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
         self.carry = match state {
             Some((h, b)) => {
@@ -491,6 +513,17 @@ impl Trainer for CpuTrainer {
             None => None,
         };
         Ok(())
+    }
+}
+
+impl CpuTrainer {
+    /// Logits of the last step and the final state after running `tokens` from `h0`.
+    fn lm_step(&self, tokens: &[u32], h0: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let batch = Batch::tokens(tokens, 1, tokens.len());
+        let prep = batch.prepare(&self.params.config, false)?;
+        let out = pass(&self.params, &prep, None, h0, false)?;
+        let c = self.params.config.outputs;
+        Ok((out.logits[out.logits.len() - c..].to_vec(), out.h_n))
     }
 }
 

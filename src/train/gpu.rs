@@ -10,6 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
+use crate::generate::{check_lm, Sampling};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
@@ -66,6 +67,22 @@ struct CopyParams {
     dst_off: u32,
     _pad: [u32; 2],
 }
+
+/// `SampleParams` in sample.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+struct SampleParams {
+    cols: u32,
+    top_k: u32,
+    temperature: f32,
+    offset: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    _pad: [u32; 2],
+}
+
+/// Tokens drawn per submission while generating: each chunk is read back and streamed.
+const GEN_CHUNK: usize = 64;
 
 const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
 
@@ -1010,6 +1027,27 @@ impl Trainer for GpuTrainer {
         let staging = self.ctx.staging(parts.len() * per)?;
         Ok(Some(self.ctx.read_f32(&staging, &parts)?.concat()))
     }
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u32>> {
+        check_lm(&self.config, prompt)?;
+        sampling.validate()?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // The step shape first: building the prompt's shape can then only evict older ones.
+        self.shape_index(1, 1)?;
+        let wi = self.shape_index(prompt.len(), 1)?;
+        let si = self.shape_index(1, 1)?;
+        let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
+        self.write_inputs(wi, &prep);
+        self.ctx
+            .scoped(|| self.generate_on_device(wi, si, n, sampling, on_token))
+    }
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
         let Some((h, batch)) = state else {
             if let Some(c) = &mut self.carry {
@@ -1037,5 +1075,100 @@ impl Trainer for GpuTrainer {
             c.valid = true;
         }
         Ok(())
+    }
+}
+
+impl GpuTrainer {
+    /// Generation after the prompt's tokens are written to shape `wi`: one pass over the
+    /// prompt, then one pass per token over shape `si`, the sampled token fed back on the
+    /// device. `GEN_CHUNK` tokens per submission.
+    fn generate_on_device(
+        &self,
+        wi: usize,
+        si: usize,
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u32>> {
+        let ctx = &*self.ctx;
+        let (warm, step) = (&self.shapes[wi], &self.shapes[si]);
+        let (h, c) = (self.config.hidden_size, self.config.outputs);
+        for ws in &step.layers {
+            ctx.queue
+                .write_buffer(&ws.lengths, 0, bytemuck::bytes_of(&1u32));
+        }
+        let gen = ctx.storage("generated", n + 1)?;
+        let carry = (0..self.layers.len())
+            .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
+            .collect::<Result<Vec<_>>>()?;
+        let sample = |logits: &wgpu::Buffer, offset: usize| {
+            let sp = SampleParams {
+                cols: c as u32,
+                top_k: sampling.top_k.min(c) as u32,
+                temperature: sampling.temperature,
+                offset: offset as u32,
+                seed_lo: sampling.seed as u32,
+                seed_hi: (sampling.seed >> 32) as u32,
+                _pad: [0; 2],
+            };
+            param_dispatch(
+                ctx,
+                Kernel::Sample,
+                &[],
+                "sample",
+                bytemuck::bytes_of(&sp),
+                &[logits, &step.tokens, &gen],
+                [1, 1, 1],
+            )
+        };
+        let mut warm_list = warm.predict.clone();
+        warm_list.push(sample(&warm.logits, (warm.t_len - 1) * c)?);
+        let mut step_list = step.predict.clone();
+        step_list.push(sample(&step.logits, 0)?);
+        let bytes = 4 * h as u64;
+        let staging = ctx.staging(GEN_CHUNK)?;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let k = GEN_CHUNK.min(n - out.len());
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("generate"),
+                });
+            for i in out.len()..out.len() + k {
+                let (shape, list) = if i == 0 {
+                    (warm, &warm_list)
+                } else {
+                    (step, &step_list)
+                };
+                for (l, ws) in shape.layers.iter().enumerate() {
+                    if i == 0 {
+                        enc.clear_buffer(&ws.dirs[0].hs, 0, Some(bytes));
+                    } else {
+                        enc.copy_buffer_to_buffer(&carry[l], 0, &ws.dirs[0].hs, 0, bytes);
+                    }
+                }
+                encode(&mut enc, "generate_step", list);
+                for (l, ws) in shape.layers.iter().enumerate() {
+                    enc.copy_buffer_to_buffer(
+                        &ws.dirs[0].hs,
+                        shape.t_len as u64 * bytes,
+                        &carry[l],
+                        0,
+                        bytes,
+                    );
+                }
+            }
+            ctx.queue.submit([enc.finish()]);
+            let got = ctx
+                .read_f32(&staging, &[(&gen, 1 + out.len(), k)])?
+                .concat();
+            for v in got {
+                let tok = v.to_bits();
+                on_token(tok);
+                out.push(tok);
+            }
+        }
+        Ok(out)
     }
 }

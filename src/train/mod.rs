@@ -10,6 +10,7 @@ pub use gpu::GpuTrainer;
 pub use options::{Optimizer, OptimizerState, TrainOptions};
 
 use crate::error::Result;
+use crate::generate::Sampling;
 use crate::model::{Batch, ModelConfig, ModelParams};
 
 /// Loss and accuracy accumulated over some batches.
@@ -91,6 +92,15 @@ pub trait Trainer {
     fn carried_state(&mut self) -> Result<Option<Vec<f32>>>;
     /// Sets (Some) or drops (None) the carried state.
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()>;
+    /// Generates `n` tokens from a language model after warming its state on `prompt`,
+    /// step by step (the prefix is never re-run), calling `on_token` as tokens arrive.
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u32>>;
 }
 
 /// Totals of one batch's loss statistics: (loss sum, correct, counted).

@@ -1,0 +1,131 @@
+//! Text generation from a language model: sampling options and the reference sampler
+//! (the same procedure as shaders/sample.wgsl).
+
+use crate::error::{GruError, Result};
+use crate::model::{Head, ModelConfig, ModelInput};
+use crate::rng::pcg;
+
+/// How the next token is chosen.
+///
+/// ```
+/// use gru_engine::generate::Sampling;
+/// let s = Sampling::new(0.8).top_k(20).seed(7);
+/// assert!(Sampling::greedy().temperature == 0.0 && s.top_k == 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (ties at the k-th value are kept); 0 keeps all.
+    pub top_k: usize,
+    /// Seed of the draws: the same seed, prompt and model give the same text.
+    pub seed: u64,
+}
+
+impl Sampling {
+    /// Sampling at `temperature`, all tokens, seed 0.
+    pub fn new(temperature: f32) -> Self {
+        Sampling {
+            temperature,
+            top_k: 0,
+            seed: 0,
+        }
+    }
+    /// Greedy decoding.
+    pub fn greedy() -> Self {
+        Self::new(0.0)
+    }
+    /// Sets top-k.
+    pub fn top_k(mut self, k: usize) -> Self {
+        self.top_k = k;
+        self
+    }
+    /// Sets the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Rejects a negative or non-finite temperature.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(GruError::Config(format!(
+                "temperature must be >= 0 (0 = greedy), found {}",
+                self.temperature
+            )));
+        }
+        Ok(())
+    }
+
+    /// Picks a token from `logits` for draw number `n` (the reference of sample.wgsl).
+    pub fn pick(&self, logits: &[f32], n: u32) -> u32 {
+        let (mut best, mut mx) = (0usize, logits[0]);
+        for (c, &v) in logits.iter().enumerate().skip(1) {
+            if v > mx {
+                mx = v;
+                best = c;
+            }
+        }
+        if self.temperature <= 0.0 {
+            return best as u32;
+        }
+        let mut floor_v = -3.4e38f32;
+        if self.top_k > 0 && self.top_k < logits.len() {
+            let mut thr = 3.4e38f32;
+            for _ in 0..self.top_k {
+                let mut next = -3.4e38f32;
+                for &v in logits {
+                    if v < thr && v > next {
+                        next = v;
+                    }
+                }
+                thr = next;
+            }
+            floor_v = thr;
+        }
+        let t = self.temperature;
+        let total: f32 = logits
+            .iter()
+            .filter(|&&v| v >= floor_v)
+            .map(|&v| ((v - mx) / t).exp())
+            .sum();
+        let (lo, hi) = (self.seed as u32, (self.seed >> 32) as u32);
+        let u = (pcg(n ^ pcg(lo ^ pcg(hi))) >> 8) as f32 / 16_777_216.0;
+        let target = u * total;
+        let mut acc = 0.0f32;
+        for (c, &v) in logits.iter().enumerate() {
+            if v >= floor_v {
+                acc += ((v - mx) / t).exp();
+                if acc > target {
+                    return c as u32;
+                }
+            }
+        }
+        best as u32
+    }
+}
+
+/// Checks that `config` is a language model and `prompt` fits it.
+pub(crate) fn check_lm(config: &ModelConfig, prompt: &[u32]) -> Result<()> {
+    let ModelInput::Tokens { vocab, .. } = config.input else {
+        return Err(GruError::Config(
+            "generation needs a token model (this one reads numeric features)".into(),
+        ));
+    };
+    if config.head != Head::EveryStep || config.bidirectional {
+        return Err(GruError::Config(
+            "generation needs a unidirectional language model (a per-step head)".into(),
+        ));
+    }
+    if prompt.is_empty() {
+        return Err(GruError::Input(
+            "the prompt needs at least one token".into(),
+        ));
+    }
+    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
+        return Err(GruError::Input(format!(
+            "prompt token {bad} is outside the vocabulary of {vocab}"
+        )));
+    }
+    Ok(())
+}

@@ -204,3 +204,49 @@ fn stateful_language_model_carries_state() {
         4,
     );
 }
+
+#[test]
+fn summary_counts_match_pytorch_and_keras() {
+    // TensorFlow's text-generation tutorial (seed 000): 4,021,569 parameters in Keras.
+    let lm = ModelConfig::language_model(65, 256, 1024);
+    let rows = lm.layer_summaries();
+    assert_eq!(
+        rows.iter().map(|r| r.params).collect::<Vec<_>>(),
+        [16_640, 3_938_304, 66_625]
+    );
+    assert!(
+        lm.summary().contains("Total params: 4,021,569"),
+        "{}",
+        lm.summary()
+    );
+    // Seed 004: GRU(256) over 10 features -> Dense(1): 205,824 + 257.
+    let clf = ModelConfig::classifier(ModelInput::Features(10), 256, 1);
+    assert_eq!(clf.param_count(), 206_081);
+    assert_eq!(clf.layer_summaries()[0].output_shape, "(None, 256)");
+    // Two bidirectional layers: the second reads 2H features; equal to the parameters held.
+    let bi = ModelConfig::classifier(ModelInput::Features(3), 5, 2)
+        .layers(2)
+        .bidirectional(true);
+    let p = ModelParams::init(bi, 0).unwrap();
+    let held: usize = p.tensors().iter().map(|t| t.len()).sum();
+    assert_eq!(bi.param_count(), held);
+    assert_eq!(
+        bi.layer_summaries()[1].params,
+        2 * (3 * 5 * (10 + 5) + 6 * 5)
+    );
+}
+
+#[test]
+fn larger_awkward_shapes_match_the_reference() {
+    // 145 head rows (> one workgroup), vocab 67 and H = 65 (not multiples of 64).
+    let cfg = ModelConfig::language_model(67, 3, 65);
+    compare(
+        "lm large",
+        cfg,
+        TrainOptions::adam(1e-2).clip_norm(1.0),
+        5,
+        29,
+        false,
+        2,
+    );
+}

@@ -142,6 +142,8 @@ pub struct GpuTrainer {
     norms: wgpu::Buffer,
     /// Running (loss sum, correct, counted, batches) for training and evaluation.
     metrics: [wgpu::Buffer; 2],
+    /// Readback of the metrics and the norm, without a buffer per call.
+    small_staging: wgpu::Buffer,
     update: Vec<Dispatch>,
     shapes: Vec<Shape>,
     step: u64,
@@ -229,9 +231,10 @@ impl GpuTrainer {
                 ctx.storage("train_metrics", 4)?,
                 ctx.storage("eval_metrics", 4)?,
             ];
-            Ok((layers, tensors, step_uniform, norms, metrics))
+            let small_staging = ctx.staging(4)?;
+            Ok((layers, tensors, step_uniform, norms, metrics, small_staging))
         })?;
-        let (layers, tensors, step_uniform, norms, metrics) = built;
+        let (layers, tensors, step_uniform, norms, metrics, small_staging) = built;
         let mut t = GpuTrainer {
             ctx,
             config,
@@ -241,6 +244,7 @@ impl GpuTrainer {
             step_uniform,
             norms,
             metrics,
+            small_staging,
             update: Vec::new(),
             shapes: Vec::new(),
             step: 0,
@@ -895,10 +899,9 @@ impl GpuTrainer {
     /// The global gradient norm of the last training step, before clipping (a readback).
     pub fn last_grad_norm(&self) -> Result<f32> {
         let n = self.tensors.len();
-        let staging = self.ctx.staging(1)?;
         Ok(self
             .ctx
-            .read_f32(&staging, &[(&self.norms, n + 1, 1)])?
+            .read_f32(&self.small_staging, &[(&self.norms, n + 1, 1)])?
             .concat()[0])
     }
 
@@ -943,8 +946,10 @@ impl Trainer for GpuTrainer {
     }
     fn take_metrics(&mut self, split: Split) -> Result<Metrics> {
         let buf = &self.metrics[split as usize];
-        let staging = self.ctx.staging(4)?;
-        let t = self.ctx.read_f32(&staging, &[(buf, 0, 4)])?.concat();
+        let t = self
+            .ctx
+            .read_f32(&self.small_staging, &[(buf, 0, 4)])?
+            .concat();
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         enc.clear_buffer(buf, 0, None);
         self.ctx.queue.submit([enc.finish()]);

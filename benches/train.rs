@@ -21,8 +21,10 @@ const MODELS: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("medium", 65, 32, 128, 32, 64),
 ];
 
-static RESULTS: Mutex<BTreeMap<(usize, &'static str), (Duration, u64)>> =
-    Mutex::new(BTreeMap::new());
+/// Total time and iterations by (model, device).
+type Results = BTreeMap<(usize, &'static str), (Duration, u64)>;
+
+static RESULTS: Mutex<Results> = Mutex::new(BTreeMap::new());
 
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("GRU_BENCH_QUICK").is_some();

@@ -27,6 +27,21 @@ pub(crate) struct GemmParams {
     pub _pad: [u32; 2],
 }
 
+impl GemmParams {
+    /// C [m, n] = op(A) · op(B) over k, with leading dimensions and no offsets.
+    pub(crate) fn dims(m: usize, n: usize, k: usize, lda: usize, ldb: usize, ldc: usize) -> Self {
+        GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            lda: lda as u32,
+            ldb: ldb as u32,
+            ldc: ldc as u32,
+            ..Default::default()
+        }
+    }
+}
+
 /// `ReduceParams` in reduce_slices.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]

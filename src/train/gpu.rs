@@ -537,15 +537,7 @@ impl GpuTrainer {
                 list.push(self.dropout(HEAD_SITE, p, rows * f, &gathered, &head_in)?);
             }
             // logits [rows, C] = head_in [rows, F] · fc_wᵀ + fc_b
-            let gp = GemmParams {
-                m: rows as u32,
-                n: c as u32,
-                k: f as u32,
-                lda: f as u32,
-                ldb: f as u32,
-                ldc: c as u32,
-                ..Default::default()
-            };
+            let gp = GemmParams::dims(rows, c, f, f, f, c);
             let flags = GemmFlags {
                 trans_b: true,
                 ..Default::default()
@@ -609,15 +601,7 @@ impl GpuTrainer {
         let backward = || -> Result<Vec<Dispatch>> {
             let mut list = Vec::new();
             // d_fc_w [C, F] = d_logitsᵀ · head_in; d_fc_b = column sums; d_head_in = d_logits · fc_w
-            let gp = GemmParams {
-                m: c as u32,
-                n: f as u32,
-                k: rows as u32,
-                lda: c as u32,
-                ldb: f as u32,
-                ldc: f as u32,
-                ..Default::default()
-            };
+            let gp = GemmParams::dims(c, f, rows, c, f, f);
             let ta = GemmFlags {
                 trans_a: true,
                 ..Default::default()
@@ -643,15 +627,7 @@ impl GpuTrainer {
                 false,
                 &scratch,
             )?);
-            let gp = GemmParams {
-                m: rows as u32,
-                n: f as u32,
-                k: c as u32,
-                lda: c as u32,
-                ldb: f as u32,
-                ldc: f as u32,
-                ..Default::default()
-            };
+            let gp = GemmParams::dims(rows, f, c, c, f, f);
             list.extend(gemm(
                 ctx,
                 "gemm_d_head_input",

@@ -1,23 +1,72 @@
-//! The `gru` binary as a user runs it.
+//! The `gru` binary as a user runs it: every subcommand on tiny settings (on the software
+//! Vulkan device in CI), and bad input that must end in one clear error line and a
+//! non-zero exit, never a panic, never a lost checkpoint.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
-fn gru(args: &[&str]) -> std::process::Output {
+fn gru(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gru"))
         .args(args)
         .output()
         .expect("the gru binary runs")
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let o = gru(args);
+    assert!(
+        o.status.success(),
+        "gru {args:?} failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// The command fails with exit 1, one `error:` line naming `needle`, and no panic.
+#[track_caller]
+fn fails(args: &[&str], needle: &str) {
+    let o = gru(args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "gru {args:?} should fail:\n{}\n{err}",
+        stdout(&o)
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "gru {args:?} panicked:\n{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one error line expected from {args:?}:\n{err}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "`{}` should mention `{needle}`",
+        lines[0]
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 #[test]
 fn devices_lists_adapters_and_marks_the_auto_pick() {
-    let out = gru(&["devices"]);
-    assert!(
-        out.status.success(),
-        "gru devices failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ok(&["devices"]);
     if text.contains("no GPU adapter found") {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -52,15 +101,406 @@ fn devices_lists_adapters_and_marks_the_auto_pick() {
 fn bad_flags_give_one_error_and_a_nonzero_exit() {
     let out = gru(&["devices", "--backend", "quantum"]);
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid value 'quantum'"), "{err}");
-    let out = gru(&["frobnicate"]);
-    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid value 'quantum'"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!gru(&["frobnicate"]).status.success());
 }
 
 #[test]
-fn help_shows_examples() {
-    let out = gru(&["devices", "--help"]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("gru devices --backend vulkan"));
+fn every_subcommand_has_help_with_examples() {
+    for cmd in [
+        vec!["train"],
+        vec!["generate"],
+        vec!["classify", "train"],
+        vec!["classify", "eval"],
+        vec!["classify", "predict"],
+        vec!["forecast", "train"],
+        vec!["forecast", "predict"],
+        vec!["summary"],
+        vec!["devices"],
+        vec!["bench"],
+        vec!["example-data"],
+    ] {
+        let mut args = cmd.clone();
+        args.push("--help");
+        let text = ok(&args);
+        assert!(
+            text.contains("Example"),
+            "gru {cmd:?} --help has no examples:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn train_checkpoint_generate_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "hello gru engine. ".repeat(40)).unwrap();
+    let run = dir.path().join("run");
+    let base = [
+        "train",
+        "--text",
+        s(&text),
+        "-c",
+        s(&run),
+        "--hidden",
+        "16",
+        "--embed",
+        "8",
+        "--seq-len",
+        "12",
+        "--batch",
+        "4",
+        "--eval-every",
+        "5",
+        "--sample-length",
+        "20",
+        "--seed",
+        "3",
+    ];
+    let mut first = base.to_vec();
+    first.extend(["--steps", "10"]);
+    let out = ok(&first);
+    assert!(out.contains("step 10: training loss"), "{out}");
+    assert!(out.contains("sample (temperature 0.8"), "{out}");
+    for f in [
+        "last.safetensors",
+        "best.safetensors",
+        "metrics.csv",
+        "loss.svg",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header + 2 evaluations:\n{csv}");
+    assert!(std::fs::read_to_string(run.join("loss.svg"))
+        .unwrap()
+        .contains("<svg"));
+    // A second run into the same folder without --resume must not overwrite it.
+    let before = std::fs::read(run.join("last.safetensors")).unwrap();
+    fails(&first, "already holds a checkpoint");
+    assert_eq!(before, std::fs::read(run.join("last.safetensors")).unwrap());
+    // Resume to 15 steps: 3 evaluation rows, step count continues.
+    let mut resume = base.to_vec();
+    resume.extend(["--steps", "15", "--resume"]);
+    let out = ok(&resume);
+    assert!(out.contains("step 15: training loss"), "{out}");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    // Generation streams text from the folder's best checkpoint.
+    let out = ok(&[
+        "generate",
+        "-c",
+        s(&run),
+        "--prompt",
+        "hel",
+        "--length",
+        "30",
+        "--temperature",
+        "0",
+    ]);
+    assert!(
+        out.starts_with("hel") && out.trim_end().chars().count() >= 30,
+        "{out:?}"
+    );
+    // JSON logs for scripts.
+    let mut json = base.to_vec();
+    json.extend(["--steps", "5", "--json", "--force"]);
+    let out = ok(&json);
+    let first_line = out.lines().next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(first_line).unwrap();
+    assert_eq!(v["step"], 5);
+    // Generation errors.
+    fails(
+        &["generate", "-c", s(&run), "--prompt", "Z"],
+        "not in the model's vocabulary",
+    );
+    fails(
+        &["generate", "-c", s(&run), "--temperature", "-1"],
+        "temperature",
+    );
+}
+
+#[test]
+fn classify_train_eval_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ramps.csv");
+    ok(&[
+        "example-data",
+        "classify-numeric",
+        "--out",
+        s(&data),
+        "--rows",
+        "120",
+    ]);
+    let run = dir.path().join("clf");
+    let out = ok(&[
+        "classify",
+        "train",
+        "--data",
+        s(&data),
+        "--features",
+        "3",
+        "--hidden",
+        "12",
+        "--epochs",
+        "3",
+        "--max-norm",
+        "3",
+        "-c",
+        s(&run),
+        "--lr",
+        "0.01",
+    ]);
+    assert!(out.contains("epoch 3: training loss"), "{out}");
+    let out = ok(&["classify", "eval", "-c", s(&run), "--data", s(&data)]);
+    assert!(
+        out.contains("120 rows: loss") && out.contains("confusion matrix"),
+        "{out}"
+    );
+    assert!(out.contains("falling") && out.contains("rising"), "{out}");
+    let input = dir.path().join("new.csv");
+    std::fs::write(
+        &input,
+        "0.1,0,0,0.3,0,0,0.5,0,0\n0.5,0,0,0.2,0,0,-0.1,0,0\n",
+    )
+    .unwrap();
+    let out = ok(&["classify", "predict", "-c", s(&run), "--input", s(&input)]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    // Text rows, word tokens, a binary head.
+    let text = dir.path().join("reviews.csv");
+    ok(&[
+        "example-data",
+        "classify-text",
+        "--out",
+        s(&text),
+        "--rows",
+        "60",
+    ]);
+    let run2 = dir.path().join("txt");
+    let out = ok(&[
+        "classify",
+        "train",
+        "--data",
+        s(&text),
+        "--tokens",
+        "words",
+        "--binary",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "-c",
+        s(&run2),
+    ]);
+    assert!(out.contains("epoch 2"), "{out}");
+    // Unknown labels, ragged numeric rows, NaN, bad CSV quoting, a checkpoint of another task.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "sideways,1,2,3\n").unwrap();
+    fails(
+        &["classify", "eval", "-c", s(&run), "--data", s(&bad)],
+        "label `sideways` was not in the training data",
+    );
+    std::fs::write(&bad, "rising,1,2,3,4\n").unwrap();
+    fails(
+        &["classify", "eval", "-c", s(&run), "--data", s(&bad)],
+        "not a multiple of --features 3",
+    );
+    std::fs::write(&bad, "rising,1,NaN,3\n").unwrap();
+    fails(
+        &["classify", "eval", "-c", s(&run), "--data", s(&bad)],
+        "not a finite number",
+    );
+    std::fs::write(&bad, "a,\"unterminated\nb,2\n").unwrap();
+    fails(
+        &[
+            "classify",
+            "train",
+            "--data",
+            s(&bad),
+            "-c",
+            s(&dir.path().join("x")),
+        ],
+        "label",
+    );
+}
+
+#[test]
+fn forecast_train_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("load.csv");
+    ok(&[
+        "example-data",
+        "forecast",
+        "--out",
+        s(&data),
+        "--rows",
+        "300",
+    ]);
+    let run = dir.path().join("fc");
+    let out = ok(&[
+        "forecast",
+        "train",
+        "--data",
+        s(&data),
+        "--target",
+        "load",
+        "--window",
+        "12",
+        "--horizon",
+        "2",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "-c",
+        s(&run),
+    ]);
+    assert!(out.contains("naive last value MSE"), "{out}");
+    let out = ok(&["forecast", "predict", "-c", s(&run), "--data", s(&data)]);
+    assert_eq!(out.lines().count(), 3, "header + 2 forecasts:\n{out}");
+    assert!(out.starts_with("step,load"), "{out}");
+    let bad = dir.path().join("ragged.csv");
+    std::fs::write(&bad, "a,b\n1,2\n3\n").unwrap();
+    fails(
+        &[
+            "forecast",
+            "train",
+            "--data",
+            s(&bad),
+            "-c",
+            s(&dir.path().join("y")),
+        ],
+        "row 3 has 1 columns",
+    );
+    fails(
+        &[
+            "forecast",
+            "train",
+            "--data",
+            s(&data),
+            "--target",
+            "nope",
+            "-c",
+            s(&dir.path().join("z")),
+        ],
+        "--target `nope` is not a column",
+    );
+    fails(
+        &["classify", "eval", "-c", s(&run), "--data", s(&data)],
+        "not a classifier checkpoint",
+    );
+}
+
+#[test]
+fn summary_matches_pytorch_and_keras_counts() {
+    let out = ok(&[
+        "summary", "--kind", "lm", "--vocab", "65", "--embed", "256", "--hidden", "1024",
+    ]);
+    for n in ["16,640", "3,938,304", "66,625", "Total params: 4,021,569"] {
+        assert!(out.contains(n), "missing {n}:\n{out}");
+    }
+    // LSTM of the same sizes: 4·1024·(256+1024) + 8·1024 in PyTorch.
+    assert!(out.contains("5,251,072"), "{out}");
+    let out = ok(&[
+        "summary",
+        "--kind",
+        "classifier",
+        "--features",
+        "10",
+        "--hidden",
+        "256",
+        "--outputs",
+        "1",
+    ]);
+    assert!(
+        out.contains("205,824") && out.contains("Total params: 206,081"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bench_prints_a_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = dir;
+    let out = ok(&["bench", "--quick", "--seconds", "0.01", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 4);
+    assert!(v["results"][0]["cpu_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_input_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let c = d("run");
+    fails(
+        &["train", "--text", s(&d("missing.txt")), "-c", s(&c)],
+        "missing.txt",
+    );
+    std::fs::write(d("empty.txt"), "").unwrap();
+    fails(
+        &["train", "--text", s(&d("empty.txt")), "-c", s(&c)],
+        "is empty",
+    );
+    std::fs::write(d("bin.txt"), [0xffu8, 0xfe, 0x00, 0x41]).unwrap();
+    fails(
+        &["train", "--text", s(&d("bin.txt")), "-c", s(&c)],
+        "not UTF-8",
+    );
+    std::fs::write(d("short.txt"), "tiny").unwrap();
+    fails(
+        &["train", "--text", s(&d("short.txt")), "-c", s(&c)],
+        "fewer than one sequence",
+    );
+    fails(
+        &["train", "--hidden", "0", "-c", s(&c)],
+        "--hidden must be at least 1",
+    );
+    fails(
+        &["train", "--seq-len", "0", "-c", s(&c)],
+        "--seq-len must be at least 1",
+    );
+    fails(
+        &[
+            "classify",
+            "train",
+            "--data",
+            s(&d("nope.csv")),
+            "-c",
+            s(&c),
+        ],
+        "nope.csv",
+    );
+    std::fs::write(d("empty.csv"), "").unwrap();
+    fails(
+        &[
+            "classify",
+            "train",
+            "--data",
+            s(&d("empty.csv")),
+            "-c",
+            s(&c),
+        ],
+        "is empty",
+    );
+    // A corrupt checkpoint, and a checkpoint of a different model when resuming.
+    std::fs::create_dir_all(d("broken")).unwrap();
+    std::fs::write(d("broken").join("last.safetensors"), b"garbage").unwrap();
+    fails(
+        &["generate", "-c", s(&d("broken"))],
+        "not a safetensors file",
+    );
+    fails(
+        &["train", "-c", s(&d("broken")), "--resume"],
+        "not a safetensors file",
+    );
+    fails(&["generate", "-c", s(&d("nothing-here"))], "nothing-here");
+    fails(
+        &["train", "--device", "banana", "-c", s(&c)],
+        "--device must be auto, gpu, cpu or an adapter index",
+    );
 }

@@ -1,0 +1,154 @@
+//! Flags shared by the training commands: the GRU stack and the optimiser.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
+use gru_engine::model::ModelConfig;
+use gru_engine::train::TrainOptions;
+use gru_engine::{GruError, GruVariant, Result};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Variant {
+    /// PyTorch / cuDNN / Keras reset_after=True.
+    ResetAfter,
+    /// Cho et al. 2014 / Keras reset_after=False.
+    ResetBefore,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+/// The GRU stack.
+#[derive(Args, Clone, Debug)]
+pub struct StackArgs {
+    /// GRU units per direction (H).
+    #[arg(long, short = 'H')]
+    pub hidden: Option<usize>,
+    /// Stacked GRU layers.
+    #[arg(long, short = 'L', default_value_t = 1)]
+    pub layers: usize,
+    /// Candidate formula.
+    #[arg(long, value_enum, default_value_t = Variant::ResetAfter)]
+    pub variant: Variant,
+    /// Dropout between GRU layers and before the head (training only).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+}
+
+impl StackArgs {
+    pub fn apply(&self, cfg: ModelConfig) -> ModelConfig {
+        let v = match self.variant {
+            Variant::ResetAfter => GruVariant::ResetAfter,
+            Variant::ResetBefore => GruVariant::ResetBefore,
+        };
+        cfg.layers(self.layers).variant(v).dropout(self.dropout)
+    }
+}
+
+/// The optimiser and the regularisers.
+#[derive(Args, Clone, Debug)]
+pub struct OptimArgs {
+    /// Learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f32,
+    /// Update rule (PyTorch semantics).
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Weight decay (L2 for adam and sgd, decoupled for adamw; adamw defaults to 0.01).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Clip gradients to this global L2 norm (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_norm: f32,
+    /// Clamp each gradient value to +-this.
+    #[arg(long)]
+    pub clip_value: Option<f32>,
+    /// Keras max_norm constraint on the GRU's kernel, recurrent kernel and bias.
+    #[arg(long)]
+    pub max_norm: Option<f32>,
+    /// Seed of initialisation, data order and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl OptimArgs {
+    pub fn options(&self) -> TrainOptions {
+        let mut o = match self.optimizer {
+            OptimizerKind::Adam => TrainOptions::adam(self.lr),
+            OptimizerKind::Adamw => TrainOptions::adamw(self.lr),
+            OptimizerKind::Sgd => TrainOptions::sgd(self.lr, self.momentum),
+        };
+        if let Some(wd) = self.weight_decay {
+            o.weight_decay = wd;
+        }
+        if self.clip_norm > 0.0 {
+            o.clip_norm = Some(self.clip_norm);
+        }
+        o.clip_value = self.clip_value;
+        o.max_norm = self.max_norm;
+        o.seed = self.seed;
+        o
+    }
+}
+
+/// A count flag that must be at least 1.
+pub fn at_least_one(name: &str, v: usize) -> Result<usize> {
+    if v == 0 {
+        return Err(GruError::Config(format!(
+            "{name} must be at least 1, found 0"
+        )));
+    }
+    Ok(v)
+}
+
+/// Opens a checkpoint folder for a new run: refuses one that already holds a checkpoint
+/// unless resuming or forced, so a good checkpoint is never overwritten by accident.
+pub fn open_run_dir(dir: &Path, resume: bool, force: bool) -> Result<CheckpointDir> {
+    let d = CheckpointDir::open(dir)?;
+    if !resume && !force && (d.last_path().exists() || d.best_path().exists()) {
+        return Err(GruError::Config(format!(
+            "{} already holds a checkpoint; pass --resume to continue it, --force to start over, or another --checkpoint-dir",
+            dir.display()
+        )));
+    }
+    if force && !resume {
+        for p in [
+            d.last_path(),
+            d.best_path(),
+            dir.join("metrics.csv"),
+            dir.join("loss.svg"),
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+        return CheckpointDir::open(dir);
+    }
+    Ok(d)
+}
+
+/// A checkpoint from a file, or from a folder (its best, else its last).
+pub fn load_checkpoint(path: &Path) -> Result<(Checkpoint, PathBuf)> {
+    let file = if path.is_dir() {
+        let d = CheckpointDir::open(path)?;
+        if d.best_path().exists() {
+            d.best_path()
+        } else if d.last_path().exists() {
+            d.last_path()
+        } else {
+            return Err(GruError::Checkpoint {
+                path: path.display().to_string(),
+                reason: "the folder holds no best.safetensors or last.safetensors".into(),
+            });
+        }
+    } else {
+        path.to_path_buf()
+    };
+    Ok((Checkpoint::load(&file)?, file))
+}

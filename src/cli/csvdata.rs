@@ -1,0 +1,75 @@
+//! Reading CSV files for `classify` and `forecast`, with errors that name the file, the
+//! row and the value.
+
+use std::path::Path;
+
+use gru_engine::{GruError, Result};
+
+fn bad(path: &Path, msg: String) -> GruError {
+    GruError::Input(format!("{}: {msg}", path.display()))
+}
+
+/// Every record of a CSV file as strings (no header handling, rows may differ in length).
+/// Refuses missing, empty, binary and malformed files.
+pub fn records(path: &Path) -> Result<Vec<Vec<String>>> {
+    let bytes = std::fs::read(path).map_err(|source| GruError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        return Err(bad(
+            path,
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        ));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes.as_slice());
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| bad(path, format!("row {}: {e}", i + 1)))?;
+        if rec.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        rows.push(rec.iter().map(str::to_string).collect());
+    }
+    if rows.is_empty() {
+        return Err(bad(path, "is empty (no rows)".into()));
+    }
+    Ok(rows)
+}
+
+/// A numeric field, refusing non-numbers and NaN/infinities with their place.
+pub fn number(path: &Path, row: usize, col: usize, s: &str) -> Result<f32> {
+    let v: f32 = s.parse().map_err(|_| {
+        bad(
+            path,
+            format!("row {row}, column {}: `{s}` is not a number", col + 1),
+        )
+    })?;
+    if !v.is_finite() {
+        return Err(bad(
+            path,
+            format!("row {row}, column {}: {s} is not a finite number", col + 1),
+        ));
+    }
+    Ok(v)
+}
+
+/// True when every field parses as a number (NaN included: it is refused later with
+/// its place rather than turning the file into text).
+pub fn all_numeric<'a>(fields: impl IntoIterator<Item = &'a String>) -> bool {
+    let mut any = false;
+    for f in fields {
+        if f.parse::<f32>().is_err() {
+            return false;
+        }
+        any = true;
+    }
+    any
+}

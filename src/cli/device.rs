@@ -1,0 +1,119 @@
+//! `--device` and `--backend`: where a command runs, said in one line when it is not a
+//! hardware GPU.
+
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use gru_engine::gpu::{best_adapter_index, list_adapters, DeviceRequest, GpuContext};
+use gru_engine::model::ModelParams;
+use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
+use gru_engine::{GruError, Result};
+
+/// A graphics API wgpu can use.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Backend {
+    /// Every backend this build has.
+    All,
+    /// Vulkan (Linux, Windows, Android).
+    Vulkan,
+    /// Metal (macOS, iOS).
+    Metal,
+    /// Direct3D 12 (Windows).
+    Dx12,
+    /// OpenGL / GLES.
+    Gl,
+}
+
+impl Backend {
+    pub fn to_wgpu(self) -> wgpu::Backends {
+        match self {
+            Backend::All => wgpu::Backends::all(),
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// Device flags shared by every command that computes.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// auto (a hardware GPU if there is one, else a software adapter, else the CPU
+    /// reference), gpu (the best adapter, or fail), cpu (the CPU reference), or an adapter
+    /// index from `gru devices`.
+    #[arg(long, short = 'd', default_value = "auto")]
+    pub device: String,
+    /// Restrict adapters to one backend.
+    #[arg(long, value_enum, default_value_t = Backend::All)]
+    pub backend: Backend,
+}
+
+/// Where to run.
+pub enum Choice {
+    Gpu(Arc<GpuContext>),
+    Cpu,
+}
+
+impl DeviceArgs {
+    /// Opens the device. Unless `quiet`, says in one line (stderr) when the pick is a
+    /// software adapter or the CPU reference, so nobody mistakes it for their GPU.
+    pub fn open(&self, quiet: bool) -> Result<Choice> {
+        let backends = self.backend.to_wgpu();
+        let say = |line: String| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        };
+        let request = |index: Option<usize>| DeviceRequest {
+            backends,
+            adapter_index: index,
+        };
+        let ctx = match self.device.as_str() {
+            "cpu" => {
+                say("device: the CPU reference (--device cpu)".into());
+                return Ok(Choice::Cpu);
+            }
+            "auto" => {
+                let adapters = list_adapters(backends);
+                if best_adapter_index(&adapters).is_none() {
+                    say("note: no GPU adapter found; running on the CPU reference path".into());
+                    return Ok(Choice::Cpu);
+                }
+                GpuContext::new(&request(None))?
+            }
+            "gpu" => GpuContext::new(&request(None))?,
+            n => {
+                let index = n.parse::<usize>().map_err(|_| {
+                    GruError::Config(format!(
+                        "--device must be auto, gpu, cpu or an adapter index, found `{n}`"
+                    ))
+                })?;
+                GpuContext::new(&request(Some(index)))?
+            }
+        };
+        let info = ctx.adapter_info();
+        if ctx.is_software() {
+            say(format!(
+                "note: running on {} ({:?}), a software adapter: correct but slow, not a GPU",
+                info.name, info.backend
+            ));
+        } else {
+            say(format!("device: {} ({:?})", info.name, info.backend));
+        }
+        Ok(Choice::Gpu(ctx))
+    }
+
+    /// A trainer for `params` on the chosen device.
+    pub fn trainer(
+        &self,
+        params: &ModelParams,
+        opts: TrainOptions,
+        quiet: bool,
+    ) -> Result<Box<dyn Trainer>> {
+        Ok(match self.open(quiet)? {
+            Choice::Gpu(ctx) => Box::new(GpuTrainer::new(ctx, params, opts)?),
+            Choice::Cpu => Box::new(CpuTrainer::new(params.clone(), opts)?),
+        })
+    }
+}

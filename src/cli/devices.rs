@@ -1,0 +1,74 @@
+//! `gru devices`: the adapters wgpu finds, their limits and features, and the auto pick.
+
+use clap::Args;
+use gru_engine::gpu::{best_adapter_index, list_adapters};
+
+use crate::cli::device::Backend;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  gru devices\n  gru devices --backend vulkan")]
+pub struct DevicesArgs {
+    /// Only this backend.
+    #[arg(long, short, value_enum, default_value_t = Backend::All)]
+    pub backend: Backend,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes / (1 << 20))
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
+    let adapters = list_adapters(a.backend.to_wgpu());
+    if adapters.is_empty() {
+        println!("no GPU adapter found: device auto would run on the CPU reference path");
+        return Ok(0);
+    }
+    let primary: Vec<_> = adapters
+        .iter()
+        .filter(|a| a.backend != wgpu::Backend::Gl)
+        .cloned()
+        .collect();
+    let best = best_adapter_index(if primary.is_empty() {
+        &adapters
+    } else {
+        &primary
+    });
+    for a in &adapters {
+        let mark = if Some(a.index) == best {
+            "  <- auto"
+        } else {
+            ""
+        };
+        println!(
+            "[{}] {} ({:?}, {:?}){mark}",
+            a.index, a.name, a.backend, a.device_type
+        );
+        println!("    driver: {} {}", a.driver, a.driver_info);
+        println!(
+            "    max storage buffer binding: {}, max buffer: {}, workgroup storage: {} KiB, storage buffers per stage: {}",
+            mib(a.max_storage_buffer_binding_size),
+            mib(a.max_buffer_size),
+            a.max_compute_workgroup_storage_size / 1024,
+            a.max_storage_buffers_per_shader_stage
+        );
+        println!(
+            "    SHADER_F16: {}, SUBGROUP: {}",
+            yes(a.shader_f16),
+            yes(a.subgroup)
+        );
+    }
+    if let Some(b) = best.map(|i| &adapters[i]) {
+        if b.is_software() {
+            println!("note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU", b.name);
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,486 @@
+//! `gru forecast train|predict`: numeric CSV time series (one or more columns, optional
+//! header); windows of `--window` past steps predict the next `--horizon` values of the
+//! target column, compared with the naive last-value forecast.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use gru_engine::checkpoint::Checkpoint;
+use gru_engine::model::{Batch, ModelConfig, ModelParams};
+use gru_engine::rng::Rng;
+use gru_engine::train::{Split, Trainer};
+use gru_engine::{GruError, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::args::{at_least_one, load_checkpoint, open_run_dir, OptimArgs, StackArgs};
+use crate::cli::csvdata::{all_numeric, number, records};
+use crate::cli::device::DeviceArgs;
+use crate::cli::lm::INTERRUPTED_EXIT;
+use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+
+#[derive(Subcommand, Debug)]
+pub enum ForecastCommand {
+    /// Train a forecaster on a CSV time series.
+    #[command(after_help = "Examples:
+  gru example-data forecast --out data/load.csv
+  gru forecast train --data data/load.csv --target load --window 48 --horizon 6
+  gru forecast train --data prices.csv --window 30 --epochs 50 -c runs/prices")]
+    Train(TrainArgs),
+    /// Forecast the values after the end of a CSV series.
+    #[command(
+        after_help = "Example:\n  gru forecast predict --checkpoint runs/forecast --data data/load.csv"
+    )]
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The series: one row per timestep, one column per variable.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Column to forecast: a header name or a 0-based index.
+    #[arg(long, default_value = "0")]
+    pub target: String,
+    /// Past timesteps each forecast sees.
+    #[arg(long, short = 'w', default_value_t = 24)]
+    pub window: usize,
+    /// Future values forecast at once.
+    #[arg(long, default_value_t = 1)]
+    pub horizon: usize,
+    /// Fraction of the windows, the latest ones, held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_split: f64,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: u64,
+    #[arg(long, short = 'B', default_value_t = 32)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[arg(long, short = 'c', default_value = "runs/forecast")]
+    pub checkpoint_dir: PathBuf,
+    /// Continue from the folder's last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over even if the folder already holds a checkpoint.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[arg(long, short = 'c', default_value = "runs/forecast")]
+    pub checkpoint: PathBuf,
+    /// The series (same columns as for training); its last window is used.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// How a checkpoint reads a series; stored in its metadata as `forecast`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Format {
+    columns: Vec<String>,
+    target: usize,
+    window: usize,
+    horizon: usize,
+    /// Per column, from the training part: values are fed as (x - mean) / std.
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+/// The series [rows, columns] and its column names.
+fn series(path: &Path) -> Result<(Vec<Vec<f32>>, Vec<String>)> {
+    let mut rows = records(path)?;
+    let header = if all_numeric(rows[0].iter()) {
+        None
+    } else {
+        Some(rows.remove(0))
+    };
+    let width = rows.first().map_or(0, |r| r.len());
+    if width == 0 {
+        return Err(GruError::Input(format!(
+            "{}: has a header but no data rows",
+            path.display()
+        )));
+    }
+    let skip = usize::from(header.is_some());
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let row = i + 1 + skip;
+        if r.len() != width {
+            return Err(GruError::Input(format!(
+                "{}: row {row} has {} columns, the first data row has {width}",
+                path.display(),
+                r.len()
+            )));
+        }
+        out.push(
+            r.iter()
+                .enumerate()
+                .map(|(c, s)| number(path, row, c, s))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
+    let names = header.unwrap_or_else(|| (0..width).map(|c| format!("column {c}")).collect());
+    Ok((out, names))
+}
+
+/// (inputs [window·columns], targets [horizon]) normalised, for window start `s`.
+fn sample(rows: &[Vec<f32>], f: &Format, s: usize) -> (Vec<f32>, Vec<f32>) {
+    let norm = |c: usize, v: f32| (v - f.mean[c]) / f.std[c];
+    let x = rows[s..s + f.window]
+        .iter()
+        .flat_map(|r| r.iter().enumerate().map(move |(c, &v)| norm(c, v)))
+        .collect();
+    let y = rows[s + f.window..s + f.window + f.horizon]
+        .iter()
+        .map(|r| norm(f.target, r[f.target]))
+        .collect();
+    (x, y)
+}
+
+/// Model and naive (last value) MSE and MAE in the target's units over window starts.
+fn score(
+    t: &mut dyn Trainer,
+    rows: &[Vec<f32>],
+    f: &Format,
+    starts: &[usize],
+    b: usize,
+) -> Result<[f64; 4]> {
+    let (mut se, mut ae, mut nse, mut nae, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (sd, mu) = (f.std[f.target] as f64, f.mean[f.target] as f64);
+    for chunk in starts.chunks(b) {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for &s in chunk {
+            let (xi, yi) = sample(rows, f, s);
+            x.extend(xi);
+            y.extend(yi);
+        }
+        let pred = t.predict(&Batch::features(&x, chunk.len(), f.window))?;
+        for (k, &s) in chunk.iter().enumerate() {
+            let last = rows[s + f.window - 1][f.target] as f64;
+            for h in 0..f.horizon {
+                let truth = y[k * f.horizon + h] as f64 * sd + mu;
+                let p = pred[k * f.horizon + h] as f64 * sd + mu;
+                se += (p - truth).powi(2);
+                ae += (p - truth).abs();
+                nse += (last - truth).powi(2);
+                nae += (last - truth).abs();
+                n += 1.0;
+            }
+        }
+    }
+    Ok([se / n, ae / n, nse / n, nae / n])
+}
+
+fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
+    let bad = |reason: String| GruError::Checkpoint {
+        path: path.display().to_string(),
+        reason,
+    };
+    serde_json::from_str(
+        c.extra
+            .get("forecast")
+            .ok_or_else(|| bad("not a forecaster checkpoint (no `forecast` metadata)".into()))?,
+    )
+    .map_err(|e| bad(format!("forecast metadata: {e}")))
+}
+
+pub fn run(cmd: ForecastCommand) -> Result<u8> {
+    match cmd {
+        ForecastCommand::Train(a) => train(a),
+        ForecastCommand::Predict(a) => predict(a),
+    }
+}
+
+fn train(a: TrainArgs) -> Result<u8> {
+    let b = at_least_one("--batch", a.batch)?;
+    at_least_one("--window", a.window)?;
+    at_least_one("--horizon", a.horizon)?;
+    at_least_one("--epochs", a.epochs as usize)?;
+    if !(0.0..1.0).contains(&a.val_split) {
+        return Err(GruError::Config(format!(
+            "--val-split must be in [0, 1), found {}",
+            a.val_split
+        )));
+    }
+    let mut dir = open_run_dir(&a.checkpoint_dir, a.resume, a.force)?;
+    let quiet = a.output.quiet || a.output.json;
+    let (rows, names) = series(&a.data)?;
+    let resumed = if a.resume {
+        Some(Checkpoint::load(&dir.last_path())?)
+    } else {
+        None
+    };
+    let windows = |window: usize, horizon: usize| (rows.len() + 1).saturating_sub(window + horizon);
+    let f = match &resumed {
+        Some(c) => format_of(c, &dir.last_path())?,
+        None => {
+            let target = match a.target.parse::<usize>() {
+                Ok(i) if i < names.len() => i,
+                Ok(i) => {
+                    return Err(GruError::Config(format!(
+                        "--target {i}: the series has {} columns",
+                        names.len()
+                    )))
+                }
+                Err(_) => names.iter().position(|n| *n == a.target).ok_or_else(|| {
+                    GruError::Config(format!(
+                        "--target `{}` is not a column (columns: {})",
+                        a.target,
+                        names.join(", ")
+                    ))
+                })?,
+            };
+            let n = windows(a.window, a.horizon);
+            if n < 2 {
+                return Err(GruError::Input(format!(
+                    "{}: {} rows are too few for --window {} + --horizon {} (at least {} needed)",
+                    a.data.display(),
+                    rows.len(),
+                    a.window,
+                    a.horizon,
+                    a.window + a.horizon + 1
+                )));
+            }
+            // Statistics of the training part only, so validation stays unseen.
+            let train_rows = &rows[..rows.len() - ((n as f64 * a.val_split) as usize)];
+            let cols = names.len();
+            let mean: Vec<f32> = (0..cols)
+                .map(|c| train_rows.iter().map(|r| r[c]).sum::<f32>() / train_rows.len() as f32)
+                .collect();
+            let std: Vec<f32> = (0..cols)
+                .map(|c| {
+                    let v = train_rows
+                        .iter()
+                        .map(|r| (r[c] - mean[c]).powi(2))
+                        .sum::<f32>()
+                        / train_rows.len() as f32;
+                    if v > 0.0 {
+                        v.sqrt()
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            Format {
+                columns: names.clone(),
+                target,
+                window: a.window,
+                horizon: a.horizon,
+                mean,
+                std,
+            }
+        }
+    };
+    if f.columns.len() != names.len() {
+        return Err(GruError::Input(format!(
+            "{}: {} columns, the checkpoint was trained on {}",
+            a.data.display(),
+            names.len(),
+            f.columns.len()
+        )));
+    }
+    let n = windows(f.window, f.horizon);
+    let n_val = (n as f64 * a.val_split) as usize;
+    let train_starts: Vec<usize> = (0..n - n_val).collect();
+    let val_starts: Vec<usize> = (n - n_val..n).collect();
+    let (params, opts) = match &resumed {
+        Some(c) => (
+            c.params.clone(),
+            c.options.unwrap_or_else(|| a.optim.options()),
+        ),
+        None => {
+            let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(32))?;
+            let cfg = a
+                .stack
+                .apply(ModelConfig::forecaster(names.len(), hidden, f.horizon));
+            (ModelParams::init(cfg, a.optim.seed)?, a.optim.options())
+        }
+    };
+    let mut trainer = a.device.trainer(&params, opts, quiet)?;
+    let mut epoch = 0;
+    let mut rng = Rng::new(a.optim.seed);
+    if let Some(c) = &resumed {
+        c.restore(trainer.as_mut())?;
+        epoch = c
+            .extra
+            .get("epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
+    }
+    if !quiet {
+        eprintln!(
+            "forecasting `{}` {} step(s) ahead from {} past steps of {} column(s): {} windows ({} for validation), {} parameters, on {}",
+            f.columns[f.target],
+            f.horizon,
+            f.window,
+            f.columns.len(),
+            n,
+            n_val,
+            gru_engine::model::group_digits(trainer.config().param_count()),
+            trainer.device_name()
+        );
+    }
+    let per_epoch = train_starts.len().div_ceil(b) as u64;
+    catch_interrupt();
+    let rep = Reporter::new(
+        &a.output,
+        a.epochs * per_epoch,
+        epoch * per_epoch,
+        "windows",
+        Some(&a.checkpoint_dir),
+    )?;
+    let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
+    let save = |t: &mut dyn Trainer,
+                dir: &mut gru_engine::checkpoint::CheckpointDir,
+                rng: &Rng,
+                loss: f64,
+                epoch: u64|
+     -> Result<bool> {
+        let mut c = Checkpoint::from_trainer(t)?;
+        c.rng_state = Some(rng.state());
+        c.loss = Some(loss);
+        c.extra.insert("task".into(), "forecast".into());
+        c.extra.insert("forecast".into(), format_json.clone());
+        c.extra.insert("epoch".into(), epoch.to_string());
+        dir.save(&c)
+    };
+    let mut last_loss = f64::NAN;
+    while epoch < a.epochs {
+        let start = std::time::Instant::now();
+        let mut order = train_starts.clone();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        for (k, chunk) in order.chunks(b).enumerate() {
+            if interrupted() {
+                rep.finish();
+                save(trainer.as_mut(), &mut dir, &rng, last_loss, epoch)?;
+                eprintln!(
+                    "interrupted in epoch {}: checkpoint saved to {}; continue with --resume",
+                    epoch + 1,
+                    dir.last_path().display()
+                );
+                return Ok(INTERRUPTED_EXIT);
+            }
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            for &s in chunk {
+                let (xi, yi) = sample(&rows, &f, s);
+                x.extend(xi);
+                y.extend(yi);
+            }
+            trainer.train_step(&Batch::features(&x, chunk.len(), f.window).values(&y))?;
+            if k % 10 == 9 {
+                rep.progress(epoch * per_epoch + k as u64 + 1, last_loss, None, 0.0);
+            }
+        }
+        epoch += 1;
+        let m = trainer.take_metrics(Split::Train)?;
+        last_loss = m.loss;
+        // Validation loss in the training loss's (normalised) units, for best-model choice.
+        let val = if val_starts.is_empty() {
+            None
+        } else {
+            let s = score(trainer.as_mut(), &rows, &f, &val_starts, b)?;
+            Some(s[0] / (f.std[f.target] as f64).powi(2))
+        };
+        let rate = train_starts.len() as f64 / start.elapsed().as_secs_f64();
+        rep.progress(epoch * per_epoch, m.loss, None, rate);
+        rep.row(&Row {
+            step: epoch * per_epoch,
+            epoch: epoch as f64,
+            train_loss: m.loss,
+            train_acc: None,
+            val_loss: val,
+            val_acc: None,
+            rate,
+            elapsed: rep.start.elapsed().as_secs_f64(),
+        })?;
+        save(
+            trainer.as_mut(),
+            &mut dir,
+            &rng,
+            val.unwrap_or(m.loss),
+            epoch,
+        )?;
+    }
+    rep.finish();
+    println!("epoch {epoch}: training loss (normalised MSE) {last_loss:.5}");
+    for (name, starts) in [("training", &train_starts), ("validation", &val_starts)] {
+        if starts.is_empty() {
+            continue;
+        }
+        let [mse, mae, nmse, nmae] = score(trainer.as_mut(), &rows, &f, starts, b)?;
+        println!(
+            "{name} windows ({}): model MSE {mse:.4}, MAE {mae:.4}; naive last value MSE {nmse:.4}, MAE {nmae:.4} ({:.1}x lower MSE)",
+            starts.len(),
+            nmse / mse.max(1e-12)
+        );
+    }
+    println!(
+        "checkpoints: {} (best: {})",
+        dir.last_path().display(),
+        dir.best_path().display()
+    );
+    if let Some(p) = rep.plot_path() {
+        println!(
+            "metrics: {}, loss curve: {}",
+            p.with_file_name("metrics.csv").display(),
+            p.display()
+        );
+    }
+    Ok(0)
+}
+
+fn predict(a: PredictArgs) -> Result<u8> {
+    let (c, file) = load_checkpoint(&a.checkpoint)?;
+    let f = format_of(&c, &file)?;
+    let (rows, names) = series(&a.data)?;
+    if names.len() != f.columns.len() {
+        return Err(GruError::Input(format!(
+            "{}: {} columns, the model was trained on {}",
+            a.data.display(),
+            names.len(),
+            f.columns.len()
+        )));
+    }
+    if rows.len() < f.window {
+        return Err(GruError::Input(format!(
+            "{}: {} rows, fewer than the model's window of {}",
+            a.data.display(),
+            rows.len(),
+            f.window
+        )));
+    }
+    let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;
+    let s = rows.len() - f.window;
+    let x: Vec<f32> = rows[s..]
+        .iter()
+        .flat_map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(c, &v)| (v - f.mean[c]) / f.std[c])
+        })
+        .collect();
+    let pred = t.predict(&Batch::features(&x, 1, f.window))?;
+    println!("step,{}", f.columns[f.target]);
+    for (h, p) in pred.iter().enumerate() {
+        println!(
+            "{},{:.6}",
+            rows.len() + h + 1,
+            *p as f64 * f.std[f.target] as f64 + f.mean[f.target] as f64
+        );
+    }
+    Ok(0)
+}

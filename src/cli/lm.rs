@@ -1,0 +1,399 @@
+//! `gru train` and `gru generate`: a character language model.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use gru_engine::checkpoint::Checkpoint;
+use gru_engine::generate::Sampling;
+use gru_engine::model::{Batch, ModelConfig, ModelParams};
+use gru_engine::rng::Rng;
+use gru_engine::train::{Split, Trainer};
+use gru_engine::{GruError, Result};
+
+use crate::cli::args::{at_least_one, load_checkpoint, open_run_dir, OptimArgs, StackArgs};
+use crate::cli::corpus;
+use crate::cli::device::DeviceArgs;
+use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+
+/// Exit status after Ctrl-C (128 + SIGINT), once the checkpoint is saved.
+pub const INTERRUPTED_EXIT: u8 = 130;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  gru train                                   # the default model on the built-in corpus
+  gru train --text shakespeare.txt --hidden 256 --steps 5000 --checkpoint-dir runs/shakespeare
+  gru train --checkpoint-dir runs/shakespeare --text shakespeare.txt --resume --steps 8000
+  gru train --stateful --batch 16 --dropout 0.1 --device cpu")]
+pub struct TrainArgs {
+    /// UTF-8 text file to learn (default: the built-in corpus: gru-engine's own source
+    /// code, shaders and README).
+    #[arg(long, short)]
+    pub text: Option<PathBuf>,
+    /// Embedding size.
+    #[arg(long, short = 'E', default_value_t = 32)]
+    pub embed: usize,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Characters per training sequence (T).
+    #[arg(long, short = 'T', default_value_t = 64)]
+    pub seq_len: usize,
+    /// Sequences per batch (B).
+    #[arg(long, short = 'B', default_value_t = 32)]
+    pub batch: usize,
+    /// Total training steps (batches), counting those before a resume.
+    #[arg(long, short = 'n', default_value_t = 1200, conflicts_with = "epochs")]
+    pub steps: u64,
+    /// Train for this many passes over the text instead of --steps.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    /// Fraction of the text (its end) held out for validation.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_split: f64,
+    /// Evaluate, log and checkpoint every this many steps.
+    #[arg(long, default_value_t = 200)]
+    pub eval_every: u64,
+    /// Keras stateful=True: consecutive batches continue B parallel streams of the text,
+    /// each starting from the state the previous batch ended in.
+    #[arg(long)]
+    pub stateful: bool,
+    /// Folder for last.safetensors, best.safetensors, metrics.csv and loss.svg.
+    #[arg(long, short = 'c', default_value = "runs/lm")]
+    pub checkpoint_dir: PathBuf,
+    /// Continue from the folder's last checkpoint (model and optimiser from the file).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over even if the folder already holds a checkpoint.
+    #[arg(long)]
+    pub force: bool,
+    /// Characters of sample text printed at the end.
+    #[arg(long, default_value_t = 300)]
+    pub sample_length: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// A text file as UTF-8, refusing empty and binary files with the reason.
+pub fn read_text(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|source| GruError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if bytes.is_empty() {
+        return Err(GruError::Input(format!("{} is empty", path.display())));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        GruError::Input(format!(
+            "{} is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// The token ids of `text` in `vocab` (sorted characters), naming the first unknown one.
+fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
+    text.chars()
+        .map(|c| {
+            let s = c.to_string();
+            vocab.binary_search(&s).map(|i| i as u32).map_err(|_| {
+                GruError::Input(format!("character {c:?} is not in the model's vocabulary"))
+            })
+        })
+        .collect()
+}
+
+/// Next-token windows: inputs ids[s..s+T], targets ids[s+1..s+T+1], per row start.
+fn windows(ids: &[u32], starts: &[usize], t: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut x = Vec::with_capacity(starts.len() * t);
+    let mut y = Vec::with_capacity(starts.len() * t);
+    for &s in starts {
+        x.extend_from_slice(&ids[s..s + t]);
+        y.extend_from_slice(&ids[s + 1..s + t + 1]);
+    }
+    (x, y)
+}
+
+/// Mean loss and accuracy over up to 8 batches of consecutive windows of `val`.
+fn evaluate(
+    t: &mut dyn Trainer,
+    val: &[u32],
+    b: usize,
+    len: usize,
+) -> Result<Option<(f64, Option<f64>)>> {
+    let per = val.len().saturating_sub(1) / len;
+    if per == 0 {
+        return Ok(None);
+    }
+    let starts: Vec<usize> = (0..per.min(8 * b)).map(|i| i * len).collect();
+    for chunk in starts.chunks(b) {
+        let (x, y) = windows(val, chunk, len);
+        t.evaluate(&Batch::tokens(&x, chunk.len(), len).classes(&y))?;
+    }
+    let m = t.take_metrics(Split::Eval)?;
+    Ok(Some((m.loss, m.accuracy)))
+}
+
+pub fn train(a: TrainArgs) -> Result<u8> {
+    let (b, len) = (
+        at_least_one("--batch", a.batch)?,
+        at_least_one("--seq-len", a.seq_len)?,
+    );
+    at_least_one("--embed", a.embed)?;
+    at_least_one("--layers", a.stack.layers)?;
+    at_least_one("--eval-every", a.eval_every as usize)?;
+    if !(0.0..1.0).contains(&a.val_split) {
+        return Err(GruError::Config(format!(
+            "--val-split must be in [0, 1), found {}",
+            a.val_split
+        )));
+    }
+    let (text, source) = match &a.text {
+        Some(p) => (read_text(p)?, p.display().to_string()),
+        None => (corpus::text(), corpus::DESCRIPTION.to_string()),
+    };
+    let mut dir = open_run_dir(&a.checkpoint_dir, a.resume, a.force)?;
+    let quiet = a.output.quiet || a.output.json;
+    let resumed = if a.resume {
+        if !dir.last_path().exists() {
+            return Err(GruError::Config(format!(
+                "--resume: {} holds no last.safetensors to continue",
+                a.checkpoint_dir.display()
+            )));
+        }
+        Some(Checkpoint::load(&dir.last_path())?)
+    } else {
+        None
+    };
+    let vocab: Vec<String> = match &resumed {
+        Some(c) => c.vocab.clone().ok_or_else(|| GruError::Checkpoint {
+            path: dir.last_path().display().to_string(),
+            reason: "no vocabulary: not a language-model checkpoint".into(),
+        })?,
+        None => {
+            let mut v: Vec<String> = text.chars().map(String::from).collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+    };
+    let ids = encode(&text, &vocab)?;
+    let n_val = (ids.len() as f64 * a.val_split) as usize;
+    let (train_ids, val_ids) = ids.split_at(ids.len() - n_val);
+    if train_ids.len() < len + 1 {
+        return Err(GruError::Input(format!(
+            "{source} gives {} training characters, fewer than one sequence of --seq-len {len} + 1",
+            train_ids.len()
+        )));
+    }
+    let (params, opts) = match &resumed {
+        Some(c) => (
+            c.params.clone(),
+            c.options.unwrap_or_else(|| a.optim.options()),
+        ),
+        None => {
+            let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(128))?;
+            let cfg = a
+                .stack
+                .apply(ModelConfig::language_model(vocab.len(), a.embed, hidden));
+            (
+                ModelParams::init(cfg, a.optim.seed)?,
+                a.optim.options().stateful(a.stateful),
+            )
+        }
+    };
+    let mut trainer = a.device.trainer(&params, opts, quiet)?;
+    let mut step = 0;
+    let mut rng = Rng::new(a.optim.seed ^ 0x5eed);
+    if let Some(c) = &resumed {
+        c.restore(trainer.as_mut())?;
+        step = c.optimizer.as_ref().map_or(0, |o| o.step);
+        rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
+    }
+    let cfg = *trainer.config();
+    let per_epoch = (train_ids.len() - 1) / (b * len);
+    let per_epoch = per_epoch.max(1) as u64;
+    let total = a.epochs.map_or(a.steps, |e| e * per_epoch);
+    if !quiet {
+        eprintln!(
+            "training on {source}: {} characters ({} for validation), vocabulary {}, {} parameters, {} on {}",
+            ids.len(),
+            n_val,
+            vocab.len(),
+            gru_engine::model::group_digits(cfg.param_count()),
+            if step > 0 { format!("steps {step}..{total}") } else { format!("{total} steps") },
+            trainer.device_name()
+        );
+    }
+    catch_interrupt();
+    let rep = Reporter::new(&a.output, total, step, "tokens", Some(&a.checkpoint_dir))?;
+    let save = |t: &mut dyn Trainer,
+                dir: &mut gru_engine::checkpoint::CheckpointDir,
+                rng: &Rng,
+                loss: f64|
+     -> Result<bool> {
+        let mut c = Checkpoint::from_trainer(t)?;
+        c.vocab = Some(vocab.clone());
+        c.rng_state = Some(rng.state());
+        c.loss = Some(loss);
+        c.extra.insert("task".into(), "language-model".into());
+        dir.save(&c)
+    };
+    let stream_len = (train_ids.len() - 1) / b;
+    let (mut last_loss, mut last_acc) = (f64::NAN, None);
+    let mut last_val = None;
+    let mut window_start = std::time::Instant::now();
+    let mut window_steps = 0u64;
+    while step < total {
+        if interrupted() {
+            rep.finish();
+            let loss = last_val.unwrap_or(last_loss);
+            save(trainer.as_mut(), &mut dir, &rng, loss)?;
+            eprintln!(
+                "interrupted at step {step}: checkpoint saved to {}; continue with --resume",
+                dir.last_path().display()
+            );
+            return Ok(INTERRUPTED_EXIT);
+        }
+        let starts: Vec<usize> = if opts.stateful && stream_len > len {
+            // B streams through the text; a new epoch starts them again from zero state.
+            let k = (step % (stream_len / len) as u64) as usize;
+            if k == 0 {
+                trainer.set_carried_state(None)?;
+            }
+            (0..b).map(|r| r * stream_len + k * len).collect()
+        } else {
+            (0..b)
+                .map(|_| (rng.next_u64() % (train_ids.len() - len) as u64) as usize)
+                .collect()
+        };
+        let (x, y) = windows(train_ids, &starts, len);
+        trainer.train_step(&Batch::tokens(&x, b, len).classes(&y))?;
+        step += 1;
+        window_steps += 1;
+        let eval_now = step % a.eval_every == 0 || step == total;
+        if step % 10 == 0 || eval_now {
+            let m = trainer.take_metrics(Split::Train)?;
+            let rate =
+                (window_steps * (b * len) as u64) as f64 / window_start.elapsed().as_secs_f64();
+            (last_loss, last_acc) = (m.loss, m.accuracy);
+            rep.progress(step, m.loss, m.accuracy, rate);
+            if eval_now {
+                let val = evaluate(trainer.as_mut(), val_ids, b, len)?;
+                last_val = val.map(|v| v.0);
+                rep.row(&Row {
+                    step,
+                    epoch: step as f64 / per_epoch as f64,
+                    train_loss: m.loss,
+                    train_acc: m.accuracy,
+                    val_loss: val.map(|v| v.0),
+                    val_acc: val.and_then(|v| v.1),
+                    rate,
+                    elapsed: rep.start.elapsed().as_secs_f64(),
+                })?;
+                save(trainer.as_mut(), &mut dir, &rng, last_val.unwrap_or(m.loss))?;
+            }
+            window_start = std::time::Instant::now();
+            window_steps = 0;
+        }
+    }
+    rep.finish();
+    let val = last_val.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
+    let acc = last_acc.map_or(String::new(), |v| format!(", accuracy {v:.3}"));
+    println!(
+        "step {step}: training loss {last_loss:.4}{acc}{val} ({:.0} s)",
+        rep.start.elapsed().as_secs_f64()
+    );
+    println!(
+        "checkpoints: {} (best: {})",
+        dir.last_path().display(),
+        dir.best_path().display()
+    );
+    if let Some(p) = rep.plot_path() {
+        println!(
+            "metrics: {}, loss curve: {}",
+            p.with_file_name("metrics.csv").display(),
+            p.display()
+        );
+    }
+    if a.sample_length > 0 && !a.output.json {
+        let prompt: String = text.chars().take(3).collect();
+        println!("sample (temperature 0.8, prompt {prompt:?}):");
+        let prompt_ids = encode(&prompt, &vocab)?;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{prompt}");
+        trainer.generate(
+            &prompt_ids,
+            a.sample_length,
+            &Sampling::new(0.8).seed(a.optim.seed),
+            &mut |t| {
+                let _ = write!(out, "{}", vocab[t as usize]);
+            },
+        )?;
+        let _ = writeln!(out);
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  gru generate --checkpoint runs/lm --prompt 'fn main' --length 500
+  gru generate -c runs/lm/last.safetensors --temperature 0 --prompt 'pub struct'
+  gru generate -c runs/lm --top-k 5 --seed 7")]
+pub struct GenerateArgs {
+    /// Checkpoint file, or a folder (its best.safetensors, else last.safetensors).
+    #[arg(long, short = 'c', default_value = "runs/lm")]
+    pub checkpoint: PathBuf,
+    /// Text to start from (its characters must be in the model's vocabulary); default:
+    /// a newline if the vocabulary has one, else its first character.
+    #[arg(long, short)]
+    pub prompt: Option<String>,
+    /// Characters to generate.
+    #[arg(long, short = 'n', default_value_t = 500)]
+    pub length: usize,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, short, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Sample only among the k most likely characters (0: all).
+    #[arg(long, short = 'k', default_value_t = 0)]
+    pub top_k: usize,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// No device line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn generate(a: GenerateArgs) -> Result<u8> {
+    let (c, file) = load_checkpoint(&a.checkpoint)?;
+    let vocab = c.vocab.clone().ok_or_else(|| GruError::Checkpoint {
+        path: file.display().to_string(),
+        reason: "no vocabulary: not a language-model checkpoint".into(),
+    })?;
+    let prompt = a.prompt.clone().unwrap_or_else(|| {
+        if vocab.iter().any(|v| v == "\n") {
+            "\n".into()
+        } else {
+            vocab[0].clone()
+        }
+    });
+    let ids = encode(&prompt, &vocab)?;
+    let sampling = Sampling::new(a.temperature).top_k(a.top_k).seed(a.seed);
+    sampling.validate()?;
+    let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{prompt}");
+    t.generate(&ids, a.length, &sampling, &mut |tok| {
+        let _ = write!(out, "{}", vocab[tok as usize]);
+        let _ = out.flush();
+    })?;
+    let _ = writeln!(out);
+    Ok(0)
+}

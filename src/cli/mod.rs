@@ -1,0 +1,85 @@
+//! The `gru` command line: one module per subcommand, plus the flags and reporting they
+//! share.
+
+mod args;
+mod bench;
+mod classify;
+mod corpus;
+mod csvdata;
+mod device;
+mod devices;
+mod example_data;
+mod forecast;
+mod lm;
+mod report;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gru",
+    version,
+    about = "GRU training and inference on any Vulkan/Metal/DX12/GL GPU",
+    after_help = "Examples:
+  gru train                         # train the default character model on the built-in corpus
+  gru generate --prompt 'fn '       # text from it
+  gru example-data classify-text --out data/reviews.csv && gru classify train --data data/reviews.csv
+  gru example-data forecast --out data/load.csv && gru forecast train --data data/load.csv --target load
+  gru summary --kind lm --vocab 65 --embed 256 --hidden 1024
+  gru devices
+  gru bench --quick"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a character language model (default: a small one on the built-in corpus).
+    Train(lm::TrainArgs),
+    /// Generate text from a trained language model, streaming it.
+    Generate(lm::GenerateArgs),
+    /// Sequence classification from CSV: train, evaluate (with a confusion matrix), predict.
+    #[command(subcommand)]
+    Classify(classify::ClassifyCommand),
+    /// Time-series forecasting from CSV: train (against a naive baseline), predict.
+    #[command(subcommand)]
+    Forecast(forecast::ForecastCommand),
+    /// Print a model's layers, output shapes and parameter counts (Keras' model.summary()).
+    Summary(summary::SummaryArgs),
+    /// List the adapters wgpu finds, with the limits and features that matter, and mark
+    /// the one `--device auto` picks.
+    Devices(devices::DevicesArgs),
+    /// Time the standard GRU shapes, forward and forward+backward, on the device and on
+    /// the CPU reference.
+    Bench(bench::BenchArgs),
+    /// Write a synthetic data set for `classify` or `forecast`.
+    ExampleData(example_data::ExampleArgs),
+}
+
+/// Parses the command line, runs it, and turns any error into one line on stderr and a
+/// non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => lm::train(a),
+        Command::Generate(a) => lm::generate(a),
+        Command::Summary(a) => summary::summary(a),
+        Command::Devices(a) => devices::devices(a),
+        Command::Classify(c) => classify::run(c),
+        Command::Forecast(c) => forecast::run(c),
+        Command::Bench(a) => bench::bench(a),
+        Command::ExampleData(a) => example_data::example(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! What a long job shows: a progress bar on a terminal (hidden otherwise or with
+//! `--quiet`), JSON lines with `--json`, `metrics.csv` in the checkpoint folder and a loss
+//! curve drawn to `loss.svg`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use gru_engine::{GruError, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Output flags shared by the training commands.
+#[derive(Args, Clone, Debug)]
+pub struct OutputArgs {
+    /// No progress bar and no per-evaluation lines; errors and the final result only.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// One JSON object per evaluation on stdout (for scripts); no progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One evaluation's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Row {
+    pub step: u64,
+    pub epoch: f64,
+    pub train_loss: f64,
+    pub train_acc: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    /// Tokens (or sequences) per second since the previous row.
+    pub rate: f64,
+    pub elapsed: f64,
+}
+
+const HEADER: &str =
+    "step,epoch,train_loss,train_accuracy,val_loss,val_accuracy,rate_per_s,elapsed_s";
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+/// Set by Ctrl-C; training loops check it between steps.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler once.
+pub fn catch_interrupt() {
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+pub struct Reporter {
+    bar: ProgressBar,
+    out: OutputArgs,
+    csv: Option<PathBuf>,
+    unit: &'static str,
+    pub start: Instant,
+}
+
+impl Reporter {
+    /// A bar over `total` steps starting at `done`; `unit` names what the rate counts.
+    pub fn new(
+        out: &OutputArgs,
+        total: u64,
+        done: u64,
+        unit: &'static str,
+        dir: Option<&Path>,
+    ) -> Result<Self> {
+        let bar = if out.quiet || out.json {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        } else {
+            // indicatif hides itself when stderr is not a terminal.
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (ETA {eta})",
+            )
+            .map_err(|e| GruError::State(e.to_string()))?
+            .progress_chars("=> "),
+        );
+        bar.set_position(done);
+        let csv = match dir {
+            Some(d) => {
+                let path = d.join("metrics.csv");
+                if !path.exists() {
+                    std::fs::write(&path, format!("{HEADER}\n")).map_err(|source| {
+                        GruError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        }
+                    })?;
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Reporter {
+            bar,
+            out: out.clone(),
+            csv,
+            unit,
+            start: Instant::now(),
+        })
+    }
+
+    /// Moves the bar and shows the latest training figures.
+    pub fn progress(&self, step: u64, loss: f64, acc: Option<f64>, rate: f64) {
+        self.bar.set_position(step);
+        let acc = acc.map_or(String::new(), |a| format!(" acc {a:.3}"));
+        self.bar
+            .set_message(format!("loss {loss:.4}{acc} | {rate:.0} {}/s", self.unit));
+    }
+
+    /// Records an evaluation: a line above the bar (or a JSON object), a CSV row, the plot.
+    pub fn row(&self, r: &Row) -> Result<()> {
+        let val = match (r.val_loss, r.val_acc) {
+            (Some(l), Some(a)) => format!(", val loss {l:.4}, val acc {a:.3}"),
+            (Some(l), None) => format!(", val loss {l:.4}"),
+            _ => String::new(),
+        };
+        let acc = r
+            .train_acc
+            .map_or(String::new(), |a| format!(", acc {a:.3}"));
+        if self.out.json {
+            let j = serde_json::json!({
+                "step": r.step, "epoch": r.epoch, "train_loss": r.train_loss,
+                "train_accuracy": r.train_acc, "val_loss": r.val_loss, "val_accuracy": r.val_acc,
+                "rate_per_s": r.rate, "elapsed_s": r.elapsed,
+            });
+            println!("{j}");
+        } else if !self.out.quiet {
+            let line = format!(
+                "step {} (epoch {:.2}): loss {:.4}{acc}{val} | {:.0} {}/s",
+                r.step, r.epoch, r.train_loss, r.rate, self.unit
+            );
+            // Off a terminal the bar is hidden and so would be its lines: log them plainly.
+            if self.bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                self.bar.println(line);
+            }
+        }
+        if let Some(path) = &self.csv {
+            let line = format!(
+                "{},{:.4},{:.6},{},{},{},{:.1},{:.1}\n",
+                r.step,
+                r.epoch,
+                r.train_loss,
+                opt(r.train_acc),
+                opt(r.val_loss),
+                opt(r.val_acc),
+                r.rate,
+                r.elapsed
+            );
+            let io = |source| GruError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(line.as_bytes()))
+                .map_err(io)?;
+            plot(path, &path.with_file_name("loss.svg"))?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// The loss curve's path, when there is one.
+    pub fn plot_path(&self) -> Option<PathBuf> {
+        self.csv.as_ref().map(|p| p.with_file_name("loss.svg"))
+    }
+}
+
+/// Draws train and validation loss against the step from `metrics.csv`.
+pub fn plot(csv: &Path, svg: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let text = std::fs::read_to_string(csv).map_err(|source| GruError::Io {
+        path: csv.display().to_string(),
+        source,
+    })?;
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(step), Some(loss)) = (
+            f.first().and_then(|s| s.parse::<f64>().ok()),
+            f.get(2).and_then(|s| s.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        train.push((step, loss));
+        if let Some(v) = f.get(4).and_then(|s| s.parse::<f64>().ok()) {
+            val.push((step, v));
+        }
+    }
+    if train.is_empty() {
+        return Ok(());
+    }
+    let xmax = train.iter().chain(&val).map(|p| p.0).fold(1.0, f64::max);
+    let ymax = train.iter().chain(&val).map(|p| p.1).fold(0.0, f64::max) * 1.05 + 1e-9;
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(svg, (800, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("loss", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new(train.clone(), &BLUE))?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        if !val.is_empty() {
+            chart
+                .draw_series(LineSeries::new(val.clone(), &RED))?
+                .label("validation")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| GruError::State(format!("drawing {}: {e}", svg.display())))
+}

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use gru_engine::gpu::{best_adapter_index, list_adapters, DeviceRequest, GpuContext};
+use gru_engine::gpu::{
+    best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext,
+};
 use gru_engine::model::ModelParams;
 use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
 use gru_engine::{GruError, Result};
@@ -36,11 +38,23 @@ impl Backend {
     }
 }
 
+/// The adapter `--device auto` uses: the best by type and backend, leaving out software
+/// rasterisers behind GL, which are no faster than the CPU reference and are what a
+/// machine without a Vulkan driver still offers.
+pub fn auto_pick(adapters: &[AdapterSummary]) -> Option<usize> {
+    let usable: Vec<_> = adapters
+        .iter()
+        .filter(|a| !(a.is_software() && a.backend == wgpu::Backend::Gl))
+        .cloned()
+        .collect();
+    best_adapter_index(&usable)
+}
+
 /// Device flags shared by every command that computes.
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// auto (a hardware GPU if there is one, else a software adapter, else the CPU
-    /// reference), gpu (the best adapter, or fail), cpu (the CPU reference), or an adapter
+    /// auto (a hardware GPU if there is one, else a software Vulkan/Metal/DX12 adapter,
+    /// else the CPU reference), gpu (the best adapter, or fail), cpu (the CPU reference), or an adapter
     /// index from `gru devices`.
     #[arg(long, short = 'd', default_value = "auto")]
     pub device: String,
@@ -74,14 +88,13 @@ impl DeviceArgs {
                 say("device: the CPU reference (--device cpu)".into());
                 return Ok(Choice::Cpu);
             }
-            "auto" => {
-                let adapters = list_adapters(backends);
-                if best_adapter_index(&adapters).is_none() {
+            "auto" => match auto_pick(&list_adapters(backends)) {
+                Some(i) => GpuContext::new(&request(Some(i)))?,
+                None => {
                     say("note: no GPU adapter found; running on the CPU reference path".into());
                     return Ok(Choice::Cpu);
                 }
-                GpuContext::new(&request(None))?
-            }
+            },
             "gpu" => GpuContext::new(&request(None))?,
             n => {
                 let index = n.parse::<usize>().map_err(|_| {

@@ -1,9 +1,9 @@
 //! `gru devices`: the adapters wgpu finds, their limits and features, and the auto pick.
 
 use clap::Args;
-use gru_engine::gpu::{best_adapter_index, list_adapters};
+use gru_engine::gpu::list_adapters;
 
-use crate::cli::device::Backend;
+use crate::cli::device::{auto_pick, Backend};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  gru devices\n  gru devices --backend vulkan")]
@@ -31,16 +31,7 @@ pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
         println!("no GPU adapter found: device auto would run on the CPU reference path");
         return Ok(0);
     }
-    let primary: Vec<_> = adapters
-        .iter()
-        .filter(|a| a.backend != wgpu::Backend::Gl)
-        .cloned()
-        .collect();
-    let best = best_adapter_index(if primary.is_empty() {
-        &adapters
-    } else {
-        &primary
-    });
+    let best = auto_pick(&adapters);
     for a in &adapters {
         let mark = if Some(a.index) == best {
             "  <- auto"
@@ -65,10 +56,15 @@ pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
             yes(a.subgroup)
         );
     }
-    if let Some(b) = best.map(|i| &adapters[i]) {
-        if b.is_software() {
-            println!("note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU", b.name);
-        }
+    match best.map(|i| &adapters[i]) {
+        Some(b) if b.is_software() => println!(
+            "note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU",
+            b.name
+        ),
+        Some(_) => {}
+        None => println!(
+            "note: only software GL adapters: device auto would run on the CPU reference path"
+        ),
     }
     Ok(0)
 }

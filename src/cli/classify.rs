@@ -521,12 +521,12 @@ fn train(a: TrainArgs) -> Result<u8> {
     let cfg = *trainer.config();
     if !quiet {
         eprintln!(
-            "classifying {} rows ({} for validation) into {} labels ({}), {} input, {} parameters, on {}",
+            "classifying {} rows ({} for validation) into {} labels ({}) from {}; {} parameters, on {}",
             train_ex.len() + val_ex.len(),
             val_ex.len(),
             f.labels.len(),
             f.labels.join(", "),
-            if f.numeric { format!("numeric ({} per step)", f.features) } else { format!("{:?} text, vocabulary {}", f.tokens, vocab_list.len()) },
+            if f.numeric { format!("numeric ({} per step)", f.features) } else { format!("text in {} tokens (vocabulary {})", match f.tokens { Tokens::Chars => "character", Tokens::Words => "word" }, vocab_list.len()) },
             gru_engine::model::group_digits(cfg.param_count()),
             trainer.device_name()
         );

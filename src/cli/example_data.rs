@@ -10,7 +10,8 @@ use gru_engine::{GruError, Result};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Kind {
-    /// `label,text`: short product reviews, positive or negative by their words.
+    /// `label,text`: short product reviews, positive or negative by the majority of their
+    /// (possibly negated) judgements.
     ClassifyText,
     /// `label,v1,...`: noisy ramps of 3 features per step and random length, rising or falling.
     ClassifyNumeric,
@@ -63,17 +64,25 @@ pub fn example(a: ExampleArgs) -> Result<u8> {
             let filler = [
                 "the", "this", "it", "really", "is", "was", "and", "very", "quite", "my",
             ];
+            // Each clause praises or blames, sometimes negated ("not great" blames); the
+            // label is the majority of an odd number of clauses, so words must be weighed.
             for _ in 0..a.rows {
-                let positive = rng.next_u64().is_multiple_of(2);
                 let mut words = vec![pick(&mut rng, &filler), pick(&mut rng, &things)];
-                for _ in 0..1 + rng.next_u64() % 3 {
+                let mut score = 0i32;
+                for _ in 0..1 + 2 * (rng.next_u64() % 2) {
+                    let praise = rng.next_u64().is_multiple_of(2);
+                    let negated = rng.next_u64() % 10 < 3;
                     words.push(pick(&mut rng, &filler));
-                    words.push(pick(&mut rng, if positive { &good } else { &bad }));
+                    if negated {
+                        words.push("not");
+                    }
+                    words.push(pick(&mut rng, if praise { &good } else { &bad }));
+                    score += if praise != negated { 1 } else { -1 };
                 }
                 let _ = writeln!(
                     s,
                     "{},{}",
-                    if positive { "positive" } else { "negative" },
+                    if score > 0 { "positive" } else { "negative" },
                     words.join(" ")
                 );
             }

@@ -30,6 +30,7 @@ pub mod cpu;
 pub mod error;
 pub mod generate;
 pub mod gpu;
+pub mod interop;
 pub mod model;
 pub mod rng;
 pub mod sequence;

@@ -1,0 +1,594 @@
+//! Moving GRU weights between gru-engine, PyTorch and Keras.
+//!
+//! **PyTorch** (`nn.GRU` state dicts saved as safetensors): `weight_ih_l{k}` [3H, I_k],
+//! `weight_hh_l{k}` [3H, H], `bias_ih_l{k}`, `bias_hh_l{k}` [3H], suffix `_reverse`,
+//! gate rows r, z, n. This is also gru-engine's own layout, so import is a check of
+//! names and shapes. A module prefix (`gru.`, `rnn.`, `model.gru.`, ...) is detected and
+//! dropped; layers, direction, input and hidden sizes are inferred from the shapes.
+//!
+//! **Keras** (`GRU` layer weights, in safetensors or `.npz`): `kernel` [I, 3H],
+//! `recurrent_kernel` [H, 3H], `bias` [2, 3H] (reset_after=True: input bias, then
+//! recurrent bias) or [3H] (reset_after=False), gate columns z, r, h. A stack is named
+//! `layer{k}.kernel`, ...; a bidirectional layer `layer{k}.forward.kernel` and
+//! `layer{k}.backward.kernel`; a single layer may drop the `layer0.` prefix. Importing
+//! transposes each matrix and reorders the gate blocks (Keras z, r, h -> r, z, n):
+//!
+//! | gru-engine | Keras |
+//! | --- | --- |
+//! | `weight_ih` rows [0, H) (r) | `kernel[:, H:2H]ᵀ` |
+//! | `weight_ih` rows [H, 2H) (z) | `kernel[:, 0:H]ᵀ` |
+//! | `weight_ih` rows [2H, 3H) (n) | `kernel[:, 2H:3H]ᵀ` |
+//! | `weight_hh` (same blocks) | `recurrent_kernel` (same columns)ᵀ |
+//! | `bias_ih` / `bias_hh` | `bias[0]` / `bias[1]` (same reordering) |
+//! | reset-before: `bias_ih`, `bias_hh` = 0 | `bias` [3H] |
+//!
+//! Keras' update `h = z * h_prev + (1 - z) * h~` is the same as DESIGN.md's. Exporting a
+//! reset-before model to Keras folds `bias_hh` into `bias` (both sit inside the same
+//! nonlinearity, so the result is exact).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::config::{GruConfig, GruVariant};
+use crate::error::{GruError, Result};
+use crate::weights::{DirWeights, GruWeights};
+
+/// Which framework's names and layout a weights file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// `nn.GRU` state dict (also gru-engine's own).
+    PyTorch,
+    /// Keras `GRU` layer weights.
+    Keras,
+}
+
+/// A named f32 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// Values.
+    pub data: Vec<f32>,
+}
+
+/// Tensors by name.
+pub type Tensors = BTreeMap<String, Tensor>;
+
+fn bad(path: &Path, reason: impl Into<String>) -> GruError {
+    GruError::Checkpoint {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GruError + '_ {
+    move |source| GruError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Every tensor of a safetensors or `.npz` file as f32. F32, F16 and BF16 are accepted
+/// (the last two widened with `half`); integer tensors (lengths) are converted exactly
+/// when `allow_int`; any other dtype is an error naming the tensor.
+pub fn read_tensors(path: &Path, allow_int: bool) -> Result<Tensors> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    if bytes.starts_with(b"PK") {
+        return read_npz(&bytes, path);
+    }
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        bad(
+            path,
+            format!("neither a safetensors nor an .npz file ({e})"),
+        )
+    })?;
+    let mut out = Tensors::new();
+    for (name, view) in st.tensors() {
+        let d = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::I64 if allow_int => d
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+                .collect(),
+            Dtype::I32 if allow_int => d
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+                .collect(),
+            other => {
+                return Err(bad(
+                    path,
+                    format!("tensor `{name}` has dtype {other:?}; F32, F16 and BF16 are accepted"),
+                ))
+            }
+        };
+        out.insert(
+            name,
+            Tensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// An `.npz` archive of `.npy` arrays ('<f4' or '<f2', C or Fortran order).
+fn read_npz(bytes: &[u8], path: &Path) -> Result<Tensors> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| bad(path, format!("not a valid .npz archive ({e})")))?;
+    let mut out = Tensors::new();
+    for i in 0..zip.len() {
+        let mut f = zip
+            .by_index(i)
+            .map_err(|e| bad(path, format!("archive entry {i}: {e}")))?;
+        let name = f.name().trim_end_matches(".npy").to_string();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(io(path))?;
+        out.insert(
+            name.clone(),
+            parse_npy(&buf).map_err(|e| bad(path, format!("array `{name}`: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
+    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+        return Err("not an .npy array".into());
+    }
+    let (hlen, start) = if b[6] == 1 {
+        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+    };
+    let header = std::str::from_utf8(b.get(start..start + hlen).ok_or("truncated header")?)
+        .map_err(|_| "header is not text")?;
+    let field = |key: &str| -> std::result::Result<&str, String> {
+        let at = header
+            .find(&format!("'{key}'"))
+            .ok_or(format!("no `{key}` in the header"))?;
+        Ok(header[at + key.len() + 2..].trim_start_matches([':', ' ']))
+    };
+    let descr = field("descr")?;
+    let descr = descr
+        .trim_start_matches('\'')
+        .split('\'')
+        .next()
+        .unwrap_or("");
+    let fortran = field("fortran_order")?.starts_with("True");
+    let shape_text = field("shape")?;
+    let shape_text = &shape_text[1..shape_text.find(')').ok_or("bad shape")?];
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("bad shape entry `{s}`")))
+        .collect::<std::result::Result<_, _>>()?;
+    let body = &b[start + hlen..];
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = match descr {
+        "<f4" => body
+            .chunks_exact(4)
+            .take(n)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        "<f2" => body
+            .chunks_exact(2)
+            .take(n)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => return Err(format!("dtype `{other}`; float32 and float16 are accepted")),
+    };
+    if data.len() != n {
+        return Err(format!(
+            "holds {} values, its shape {shape:?} needs {n}",
+            data.len()
+        ));
+    }
+    let data = if fortran && shape.len() == 2 {
+        let (r, c) = (shape[0], shape[1]);
+        (0..r * c).map(|k| data[(k % c) * r + k / c]).collect()
+    } else if fortran && shape.len() > 2 {
+        return Err("Fortran-order arrays of more than 2 dimensions are not supported".into());
+    } else {
+        data
+    };
+    Ok(Tensor { shape, data })
+}
+
+/// Writes tensors as safetensors (F32), atomically, with string metadata.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &Tensors,
+    meta: BTreeMap<String, String>,
+) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(n, t)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), bytemuck::cast_slice(&t.data))
+                .map(|v| (n.clone(), v))
+                .map_err(|e| GruError::State(format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta = if meta.is_empty() {
+        None
+    } else {
+        Some(meta.into_iter().collect())
+    };
+    let bytes = safetensors::serialize(views, meta).map_err(|e| GruError::State(e.to_string()))?;
+    crate::checkpoint::write_atomic(path, &bytes)
+}
+
+/// Writes tensors as an uncompressed `.npz` (float32 `.npy` arrays), atomically.
+pub fn write_npz(path: &Path, tensors: &Tensors) -> Result<()> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let zerr =
+        |e: zip::result::ZipError| GruError::State(format!("writing {}: {e}", path.display()));
+    for (name, t) in tensors {
+        let shape = match t.shape.len() {
+            1 => format!("({},)", t.shape[0]),
+            _ => format!(
+                "({})",
+                t.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+        npy.extend((header.len() as u16).to_le_bytes());
+        npy.extend(header.as_bytes());
+        npy.extend(bytemuck::cast_slice::<f32, u8>(&t.data));
+        zip.start_file(format!("{name}.npy"), opts).map_err(zerr)?;
+        zip.write_all(&npy).map_err(io(path))?;
+    }
+    let bytes = zip.finish().map_err(zerr)?.into_inner();
+    crate::checkpoint::write_atomic(path, &bytes)
+}
+
+/// The common prefix ending in `.` before `weight_ih_l0` (empty when none).
+fn torch_prefix(t: &Tensors) -> Option<String> {
+    t.keys()
+        .find_map(|k| k.strip_suffix("weight_ih_l0").map(str::to_string))
+}
+
+fn take<'a>(t: &'a Tensors, name: &str, shape: &[usize], path: &Path) -> Result<&'a Tensor> {
+    let x = t
+        .get(name)
+        .ok_or_else(|| bad(path, format!("missing tensor `{name}`")))?;
+    if x.shape != shape {
+        return Err(bad(
+            path,
+            format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                x.shape
+            ),
+        ));
+    }
+    Ok(x)
+}
+
+/// A PyTorch `nn.GRU` state dict (any module prefix) as gru-engine weights. Tensors
+/// outside the prefix are ignored; inside it, every tensor must belong to the GRU.
+pub fn from_pytorch(t: &Tensors, path: &Path) -> Result<GruWeights> {
+    let prefix = torch_prefix(t).ok_or_else(|| {
+        bad(
+            path,
+            "no `weight_ih_l0` tensor: not a PyTorch nn.GRU state dict",
+        )
+    })?;
+    let ours: Tensors = t
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_string(), v.clone())))
+        .filter(|(k, _)| prefix.is_empty() || !k.contains('.'))
+        .collect();
+    let w0 = &ours["weight_ih_l0"];
+    let whh = ours
+        .get("weight_hh_l0")
+        .ok_or_else(|| bad(path, format!("missing tensor `{prefix}weight_hh_l0`")))?;
+    if w0.shape.len() != 2 || whh.shape.len() != 2 || w0.shape[0] % 3 != 0 {
+        return Err(bad(
+            path,
+            format!(
+                "`{prefix}weight_ih_l0` has shape {:?}, expected [3H, I]",
+                w0.shape
+            ),
+        ));
+    }
+    let (h, i) = (whh.shape[1], w0.shape[1]);
+    let layers = (0..)
+        .take_while(|k| ours.contains_key(&format!("weight_ih_l{k}")))
+        .count();
+    let bidirectional = ours.contains_key("weight_ih_l0_reverse");
+    let bias = ours.contains_key("bias_ih_l0");
+    let cfg = GruConfig::new(i, h)
+        .layers(layers)
+        .bidirectional(bidirectional)
+        .bias(bias);
+    cfg.validate().map_err(|e| bad(path, e.to_string()))?;
+    let mut w = GruWeights::zeros(cfg);
+    let mut used = 0;
+    for id in w.tensor_ids() {
+        let name = id.name();
+        let shape = w.shape_of(id);
+        let x = take(&ours, &name, &shape, path).map_err(|_| match ours.get(&name) {
+            Some(x) => bad(path, format!("tensor `{prefix}{name}` has shape {:?}, expected {shape:?} (I = {i}, H = {h}, {layers} layer(s){})", x.shape, if bidirectional { ", bidirectional" } else { "" })),
+            None => bad(path, format!("missing tensor `{prefix}{name}`")),
+        })?;
+        *w.tensor_mut(id) = x.data.clone();
+        used += 1;
+    }
+    if let Some(extra) = ours.keys().find(|k| w.parse_name(k).is_err()) {
+        return Err(bad(
+            path,
+            format!("unexpected tensor `{prefix}{extra}` for an nn.GRU"),
+        ));
+    }
+    if used != ours.len() {
+        return Err(bad(
+            path,
+            format!(
+                "{} GRU tensors under `{prefix}`, expected {used}",
+                ours.len()
+            ),
+        ));
+    }
+    Ok(w)
+}
+
+/// gru-engine weights as an `nn.GRU` state dict (names without a prefix). Only the
+/// reset-after variant exists in PyTorch.
+pub fn to_pytorch(w: &GruWeights) -> Result<Tensors> {
+    if w.config.variant != GruVariant::ResetAfter {
+        return Err(GruError::Config(
+            "PyTorch's nn.GRU is reset-after only; export a reset-before model to Keras (reset_after=False)".into(),
+        ));
+    }
+    Ok(w.tensor_ids()
+        .into_iter()
+        .map(|id| {
+            (
+                id.name(),
+                Tensor {
+                    shape: w.shape_of(id),
+                    data: w.tensor(id).to_vec(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Keras column block order z, r, h -> row block order r, z, n.
+const KERAS_BLOCK: [usize; 3] = [1, 0, 2];
+
+/// [rows, 3H] Keras matrix -> [3H, rows] gru-engine matrix with blocks reordered.
+fn keras_matrix(m: &Tensor, h: usize) -> Vec<f32> {
+    let rows = m.shape[0];
+    let mut out = vec![0.0; 3 * h * rows];
+    for (gate, &kb) in KERAS_BLOCK.iter().enumerate() {
+        for j in 0..h {
+            for r in 0..rows {
+                out[(gate * h + j) * rows + r] = m.data[r * 3 * h + kb * h + j];
+            }
+        }
+    }
+    out
+}
+
+/// Inverse of [`keras_matrix`].
+fn to_keras_matrix(w: &[f32], h: usize, rows: usize) -> Tensor {
+    let mut data = vec![0.0; rows * 3 * h];
+    for (gate, &kb) in KERAS_BLOCK.iter().enumerate() {
+        for j in 0..h {
+            for r in 0..rows {
+                data[r * 3 * h + kb * h + j] = w[(gate * h + j) * rows + r];
+            }
+        }
+    }
+    Tensor {
+        shape: vec![rows, 3 * h],
+        data,
+    }
+}
+
+fn keras_vec(b: &[f32], h: usize) -> Vec<f32> {
+    KERAS_BLOCK
+        .iter()
+        .flat_map(|&kb| b[kb * h..(kb + 1) * h].iter().copied())
+        .collect()
+}
+
+fn to_keras_vec(b: &[f32], h: usize) -> Vec<f32> {
+    let mut out = vec![0.0; 3 * h];
+    for (gate, &kb) in KERAS_BLOCK.iter().enumerate() {
+        out[kb * h..(kb + 1) * h].copy_from_slice(&b[gate * h..(gate + 1) * h]);
+    }
+    out
+}
+
+/// Name prefix of layer `k`, direction `d` in the Keras naming scheme.
+fn keras_prefix(k: usize, d: usize, bidirectional: bool) -> String {
+    match (bidirectional, d) {
+        (false, _) => format!("layer{k}."),
+        (true, 0) => format!("layer{k}.forward."),
+        (true, _) => format!("layer{k}.backward."),
+    }
+}
+
+/// Keras GRU layer weights as gru-engine weights; the variant follows the bias shape.
+pub fn from_keras(t: &Tensors, path: &Path) -> Result<GruWeights> {
+    // A single layer may be stored without the `layer0.` prefix.
+    let t: Tensors = if t.contains_key("kernel") {
+        t.iter()
+            .map(|(k, v)| (format!("layer0.{k}"), v.clone()))
+            .collect()
+    } else {
+        t.clone()
+    };
+    let bidirectional = t.contains_key("layer0.forward.kernel");
+    let first = keras_prefix(0, 0, bidirectional);
+    let k0 = t.get(&format!("{first}kernel")).ok_or_else(|| {
+        bad(
+            path,
+            "no `kernel` / `layer0.kernel` / `layer0.forward.kernel`: not Keras GRU weights",
+        )
+    })?;
+    let rk = t
+        .get(&format!("{first}recurrent_kernel"))
+        .ok_or_else(|| bad(path, format!("missing tensor `{first}recurrent_kernel`")))?;
+    if rk.shape.len() != 2 || rk.shape[1] != 3 * rk.shape[0] || k0.shape.len() != 2 {
+        return Err(bad(
+            path,
+            format!(
+                "`{first}recurrent_kernel` has shape {:?}, expected [H, 3H]",
+                rk.shape
+            ),
+        ));
+    }
+    let (i, h) = (k0.shape[0], rk.shape[0]);
+    let layers = (0..)
+        .take_while(|k| t.contains_key(&format!("{}kernel", keras_prefix(*k, 0, bidirectional))))
+        .count();
+    let reset_after = t
+        .get(&format!("{first}bias"))
+        .is_some_and(|b| b.shape.len() == 2);
+    let variant = if reset_after {
+        GruVariant::ResetAfter
+    } else {
+        GruVariant::ResetBefore
+    };
+    let cfg = GruConfig::new(i, h)
+        .layers(layers)
+        .bidirectional(bidirectional)
+        .variant(variant);
+    let mut w = GruWeights::zeros(cfg);
+    let nd = cfg.num_directions();
+    let mut used = 0;
+    for k in 0..layers {
+        let ik = cfg.layer_input_size(k);
+        for d in 0..nd {
+            let p = keras_prefix(k, d, bidirectional);
+            let kern = take(&t, &format!("{p}kernel"), &[ik, 3 * h], path)?;
+            let rec = take(&t, &format!("{p}recurrent_kernel"), &[h, 3 * h], path)?;
+            let bias_shape: Vec<usize> = if reset_after {
+                vec![2, 3 * h]
+            } else {
+                vec![3 * h]
+            };
+            let bias = take(&t, &format!("{p}bias"), &bias_shape, path)?;
+            used += 3;
+            w.dirs[k * nd + d] = DirWeights {
+                w_ih: keras_matrix(kern, h),
+                w_hh: keras_matrix(rec, h),
+                b_ih: keras_vec(&bias.data[..3 * h], h),
+                b_hh: if reset_after {
+                    keras_vec(&bias.data[3 * h..], h)
+                } else {
+                    vec![0.0; 3 * h]
+                },
+            };
+        }
+    }
+    if used != t.len() {
+        let known: Vec<String> = (0..layers)
+            .flat_map(|k| (0..nd).map(move |d| keras_prefix(k, d, bidirectional)))
+            .flat_map(|p| ["kernel", "recurrent_kernel", "bias"].map(|n| format!("{p}{n}")))
+            .collect();
+        let extra = t
+            .keys()
+            .find(|k| !known.contains(k))
+            .cloned()
+            .unwrap_or_default();
+        return Err(bad(
+            path,
+            format!("unexpected tensor `{extra}` for Keras GRU weights"),
+        ));
+    }
+    Ok(w)
+}
+
+/// gru-engine weights in Keras' layout and naming scheme (`layer{k}.[forward.|backward.]`).
+pub fn to_keras(w: &GruWeights) -> Tensors {
+    let cfg = w.config;
+    let (h, nd) = (cfg.hidden_size, cfg.num_directions());
+    let mut out = Tensors::new();
+    for k in 0..cfg.num_layers {
+        for d in 0..nd {
+            let p = keras_prefix(k, d, cfg.bidirectional);
+            let dw = &w.dirs[k * nd + d];
+            out.insert(
+                format!("{p}kernel"),
+                to_keras_matrix(&dw.w_ih, h, cfg.layer_input_size(k)),
+            );
+            out.insert(
+                format!("{p}recurrent_kernel"),
+                to_keras_matrix(&dw.w_hh, h, h),
+            );
+            let bias = match cfg.variant {
+                GruVariant::ResetAfter => {
+                    let mut b = to_keras_vec(&dw.b_ih, h);
+                    b.extend(to_keras_vec(&dw.b_hh, h));
+                    Tensor {
+                        shape: vec![2, 3 * h],
+                        data: b,
+                    }
+                }
+                GruVariant::ResetBefore => {
+                    let sum: Vec<f32> = dw.b_ih.iter().zip(&dw.b_hh).map(|(a, b)| a + b).collect();
+                    Tensor {
+                        shape: vec![3 * h],
+                        data: to_keras_vec(&sum, h),
+                    }
+                }
+            };
+            out.insert(format!("{p}bias"), bias);
+        }
+    }
+    out
+}
+
+/// Reads GRU weights from a file in `format`.
+pub fn load_gru(path: &Path, format: WeightFormat) -> Result<GruWeights> {
+    let t = read_tensors(path, false)?;
+    match format {
+        WeightFormat::PyTorch => from_pytorch(&t, path),
+        WeightFormat::Keras => from_keras(&t, path),
+    }
+}
+
+/// Writes GRU weights in `format`: safetensors, or `.npz` when the path ends in `.npz`.
+pub fn save_gru(path: &Path, w: &GruWeights, format: WeightFormat) -> Result<()> {
+    let t = match format {
+        WeightFormat::PyTorch => to_pytorch(w)?,
+        WeightFormat::Keras => to_keras(w),
+    };
+    if path.extension().is_some_and(|e| e == "npz") {
+        write_npz(path, &t)
+    } else {
+        write_safetensors(path, &t, BTreeMap::new())
+    }
+}

@@ -310,7 +310,7 @@ pub fn from_pytorch(t: &Tensors, path: &Path) -> Result<GruWeights> {
     let whh = ours
         .get("weight_hh_l0")
         .ok_or_else(|| bad(path, format!("missing tensor `{prefix}weight_hh_l0`")))?;
-    if w0.shape.len() != 2 || whh.shape.len() != 2 || w0.shape[0] % 3 != 0 {
+    if w0.shape.len() != 2 || whh.shape.len() != 2 || !w0.shape[0].is_multiple_of(3) {
         return Err(bad(
             path,
             format!(

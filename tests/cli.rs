@@ -127,6 +127,8 @@ fn every_subcommand_has_help_with_examples() {
         vec!["devices"],
         vec!["bench"],
         vec!["example-data"],
+        vec!["forward"],
+        vec!["convert"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

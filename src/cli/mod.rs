@@ -10,6 +10,7 @@ mod device;
 mod devices;
 mod example_data;
 mod forecast;
+mod interop;
 mod lm;
 mod report;
 mod summary;
@@ -49,6 +50,10 @@ enum Command {
     /// Time-series forecasting from CSV: train (against a naive baseline), predict.
     #[command(subcommand)]
     Forecast(forecast::ForecastCommand),
+    /// Run GRU weights from PyTorch or Keras over tensors in a file; write output and h_n.
+    Forward(interop::ForwardArgs),
+    /// Convert GRU weights between PyTorch (gru-engine's own layout) and Keras.
+    Convert(interop::ConvertArgs),
     /// Print a model's layers, output shapes and parameter counts (Keras' model.summary()).
     Summary(summary::SummaryArgs),
     /// List the adapters wgpu finds, with the limits and features that matter, and mark
@@ -73,6 +78,8 @@ pub fn main() -> ExitCode {
         Command::Classify(c) => classify::run(c),
         Command::Forecast(c) => forecast::run(c),
         Command::Bench(a) => bench::bench(a),
+        Command::Forward(a) => interop::forward(a),
+        Command::Convert(a) => interop::convert(a),
         Command::ExampleData(a) => example_data::example(a),
     };
     match result {

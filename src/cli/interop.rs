@@ -1,0 +1,220 @@
+//! `gru forward` and `gru convert`: running and moving GRU weights trained in PyTorch or
+//! Keras.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use gru_engine::interop::{
+    load_gru, read_tensors, save_gru, write_safetensors, Tensor, Tensors, WeightFormat,
+};
+use gru_engine::{cpu, GpuGru, GruError, Result, SequenceInput};
+
+use crate::cli::device::{Choice, DeviceArgs};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// nn.GRU state dict (weight_ih_l0, ...), also gru-engine's own layout.
+    Pytorch,
+    /// Keras GRU weights (kernel, recurrent_kernel, bias; layer{k}.[forward.|backward.]).
+    Keras,
+}
+
+impl Format {
+    fn to_lib(self) -> WeightFormat {
+        match self {
+            Format::Pytorch => WeightFormat::PyTorch,
+            Format::Keras => WeightFormat::Keras,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  gru forward --weights gru.safetensors --input x.safetensors --output y.safetensors
+  gru forward --weights keras_gru.npz --format keras --input x.safetensors --output y.safetensors --device cpu
+
+The input file holds `input` ([T, B, I], or [B, T, I] with --batch-first, the default for
+Keras) and optionally `h0` [layers*dirs, B, H] and `lengths` [B] (integers); --h0 and
+--lengths read them from other files instead. The output file gets `output` and `h_n`.")]
+pub struct ForwardArgs {
+    /// GRU weights (safetensors, or .npz for Keras).
+    #[arg(long, short)]
+    pub weights: PathBuf,
+    /// Names and layout of the weights.
+    #[arg(long, value_enum, default_value_t = Format::Pytorch)]
+    pub format: Format,
+    /// safetensors file with the `input` tensor (and optionally `h0`, `lengths`).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Where to write `output` and `h_n` (safetensors).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// File holding `h0` (default: the input file's, else zeros).
+    #[arg(long)]
+    pub h0: Option<PathBuf>,
+    /// File holding `lengths` (default: the input file's, else full length).
+    #[arg(long)]
+    pub lengths: Option<PathBuf>,
+    /// Input and output are [B, T, ...] (always so for --format keras).
+    #[arg(long)]
+    pub batch_first: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn tensor(path: &Path, name: &str, required: bool) -> Result<Option<Tensor>> {
+    let mut t = read_tensors(path, true)?;
+    match t.remove(name) {
+        Some(x) => Ok(Some(x)),
+        None if required => Err(GruError::Input(format!(
+            "{}: no `{name}` tensor (it has: {})",
+            path.display(),
+            t.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+        None => Ok(None),
+    }
+}
+
+pub fn forward(a: ForwardArgs) -> Result<u8> {
+    let w = load_gru(&a.weights, a.format.to_lib())?;
+    let cfg = w.config;
+    let x = tensor(&a.input, "input", true)?.unwrap_or(Tensor {
+        shape: vec![],
+        data: vec![],
+    });
+    let batch_first = a.batch_first || matches!(a.format, Format::Keras);
+    if x.shape.len() != 3 || x.shape[2] != cfg.input_size {
+        return Err(GruError::Shape {
+            what: "input".into(),
+            expected: format!(
+                "3 dimensions {} with I = {}",
+                if batch_first {
+                    "[B, T, I]"
+                } else {
+                    "[T, B, I]"
+                },
+                cfg.input_size
+            ),
+            found: format!("{:?}", x.shape),
+        });
+    }
+    let (t_len, b) = if batch_first {
+        (x.shape[1], x.shape[0])
+    } else {
+        (x.shape[0], x.shape[1])
+    };
+    let h0 = tensor(a.h0.as_deref().unwrap_or(&a.input), "h0", a.h0.is_some())?;
+    let lengths = tensor(
+        a.lengths.as_deref().unwrap_or(&a.input),
+        "lengths",
+        a.lengths.is_some(),
+    )?;
+    let lengths: Option<Vec<usize>> = lengths.map(|l| l.data.iter().map(|&v| v as usize).collect());
+    let mut input = SequenceInput::new(&x.data, t_len, b).batch_first(batch_first);
+    if let Some(h0) = &h0 {
+        input = input.h0(&h0.data);
+    }
+    if let Some(l) = &lengths {
+        input = input.lengths(l);
+    }
+    let (output, h_n) = match a.device.open(a.quiet)? {
+        Choice::Gpu(ctx) => {
+            let mut g = GpuGru::new(ctx, &w)?;
+            g.forward(&input)?;
+            (g.read_output()?, g.read_h_n()?)
+        }
+        Choice::Cpu => {
+            let f = cpu::forward(&w, &input)?;
+            (f.output, f.h_n)
+        }
+    };
+    let f = cfg.output_size();
+    let ld = cfg.num_layers * cfg.num_directions();
+    let out_shape = if batch_first {
+        vec![b, t_len, f]
+    } else {
+        vec![t_len, b, f]
+    };
+    let mut t = Tensors::new();
+    t.insert(
+        "output".into(),
+        Tensor {
+            shape: out_shape.clone(),
+            data: output,
+        },
+    );
+    t.insert(
+        "h_n".into(),
+        Tensor {
+            shape: vec![ld, b, cfg.hidden_size],
+            data: h_n,
+        },
+    );
+    write_safetensors(&a.output, &t, BTreeMap::new())?;
+    if !a.quiet {
+        eprintln!(
+            "{}: output {:?}, h_n [{ld}, {b}, {}] ({} layer(s), {}, I = {}, H = {}, {:?})",
+            a.output.display(),
+            out_shape,
+            cfg.hidden_size,
+            cfg.num_layers,
+            if cfg.bidirectional {
+                "bidirectional"
+            } else {
+                "unidirectional"
+            },
+            cfg.input_size,
+            cfg.hidden_size,
+            cfg.variant
+        );
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  gru convert --from keras --to pytorch keras_gru.npz gru.safetensors     # into gru-engine / PyTorch
+  gru convert --from pytorch --to keras gru.safetensors keras_gru.npz     # back to Keras
+  gru convert --from pytorch --to pytorch runs/lm/best.safetensors gru.safetensors  # the GRU of a checkpoint
+
+PyTorch input may carry a module prefix (gru., rnn., ...); the output is a plain nn.GRU
+state dict that loads with load_state_dict(strict=True). Keras output is .npz when the
+file name ends in .npz, else safetensors; load it with layer.set_weights([kernel,
+recurrent_kernel, bias]) per layer and direction.")]
+pub struct ConvertArgs {
+    /// Format of the input file.
+    #[arg(long, value_enum)]
+    pub from: Format,
+    /// Format to write.
+    #[arg(long, value_enum)]
+    pub to: Format,
+    /// Input weights (safetensors or .npz).
+    pub input: PathBuf,
+    /// Output file.
+    pub output: PathBuf,
+}
+
+pub fn convert(a: ConvertArgs) -> Result<u8> {
+    let w = load_gru(&a.input, a.from.to_lib())?;
+    save_gru(&a.output, &w, a.to.to_lib())?;
+    let c = w.config;
+    println!(
+        "wrote {} ({:?}): {} layer(s), {}, I = {}, H = {}, {:?}, {} parameters",
+        a.output.display(),
+        a.to,
+        c.num_layers,
+        if c.bidirectional {
+            "bidirectional"
+        } else {
+            "unidirectional"
+        },
+        c.input_size,
+        c.hidden_size,
+        c.variant,
+        gru_engine::model::group_digits(c.param_count())
+    );
+    Ok(0)
+}

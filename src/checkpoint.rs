@@ -295,29 +295,15 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Resul
             ),
         ));
     }
-    let data = view.data();
-    let values: Vec<f32> = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(bad(
-                path,
-                format!(
-                "tensor `{name}` has dtype {other:?}; expected F32 (F16 and BF16 are converted)"
+    let values = crate::interop::decode_floats(view.dtype(), view.data()).ok_or_else(|| {
+        bad(
+            path,
+            format!(
+                "tensor `{name}` has dtype {:?}; expected F32 (F16 and BF16 are converted)",
+                view.dtype()
             ),
-            ))
-        }
-    };
+        )
+    })?;
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(bad(
             path,

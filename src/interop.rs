@@ -89,33 +89,21 @@ pub fn read_tensors(path: &Path, allow_int: bool) -> Result<Tensors> {
     let mut out = Tensors::new();
     for (name, view) in st.tensors() {
         let d = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::I64 if allow_int => d
+        let data = match (view.dtype(), allow_int) {
+            (Dtype::I64, true) => d
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
                 .collect(),
-            Dtype::I32 if allow_int => d
+            (Dtype::I32, true) => d
                 .chunks_exact(4)
                 .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
                 .collect(),
-            other => {
-                return Err(bad(
+            (dtype, _) => decode_floats(dtype, d).ok_or_else(|| {
+                bad(
                     path,
-                    format!("tensor `{name}` has dtype {other:?}; F32, F16 and BF16 are accepted"),
-                ))
-            }
+                    format!("tensor `{name}` has dtype {dtype:?}; F32, F16 and BF16 are accepted"),
+                )
+            })?,
         };
         out.insert(
             name,
@@ -126,6 +114,26 @@ pub fn read_tensors(path: &Path, allow_int: bool) -> Result<Tensors> {
         );
     }
     Ok(out)
+}
+
+/// Little-endian F32, F16 or BF16 bytes as f32 (the last two widened with `half`);
+/// `None` for any other dtype.
+pub(crate) fn decode_floats(dtype: Dtype, d: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => d
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => d
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// An `.npz` archive of `.npy` arrays ('<f4' or '<f2', C or Fortran order).

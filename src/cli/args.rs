@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
 use gru_engine::model::ModelConfig;
+use gru_engine::rng::Rng;
 use gru_engine::train::TrainOptions;
+use gru_engine::train::Trainer;
 use gru_engine::{GruError, GruVariant, Result};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -151,4 +153,26 @@ pub fn load_checkpoint(path: &Path) -> Result<(Checkpoint, PathBuf)> {
         path.to_path_buf()
     };
     Ok((Checkpoint::load(&file)?, file))
+}
+
+/// Saves a training run's state: `last`, and `best` when `loss` improves on it. `task`
+/// names the command; `extra` adds its own metadata (data format, epoch, ...).
+pub fn save_run(
+    t: &mut dyn Trainer,
+    dir: &mut CheckpointDir,
+    rng: &Rng,
+    loss: f64,
+    vocab: Option<&[String]>,
+    task: &str,
+    extra: &[(&str, String)],
+) -> Result<bool> {
+    let mut c = Checkpoint::from_trainer(t)?;
+    c.vocab = vocab.map(<[String]>::to_vec);
+    c.rng_state = Some(rng.state());
+    c.loss = Some(loss);
+    c.extra.insert("task".into(), task.into());
+    for (k, v) in extra {
+        c.extra.insert((*k).into(), v.clone());
+    }
+    dir.save(&c)
 }

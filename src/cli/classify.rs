@@ -13,7 +13,9 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::args::{at_least_one, load_checkpoint, open_run_dir, OptimArgs, StackArgs};
+use crate::cli::args::{
+    at_least_one, load_checkpoint, open_run_dir, save_run, OptimArgs, StackArgs,
+};
 use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
 use crate::cli::lm::INTERRUPTED_EXIT;
@@ -542,20 +544,17 @@ fn train(a: TrainArgs) -> Result<u8> {
         Some(&a.checkpoint_dir),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
+    let vocab_saved = (!f.numeric).then_some(vocab_list.as_slice());
     let save = |t: &mut dyn Trainer,
                 dir: &mut gru_engine::checkpoint::CheckpointDir,
                 rng: &Rng,
                 loss: f64,
-                epoch: u64|
-     -> Result<bool> {
-        let mut c = Checkpoint::from_trainer(t)?;
-        c.vocab = (!f.numeric).then(|| vocab_list.clone());
-        c.rng_state = Some(rng.state());
-        c.loss = Some(loss);
-        c.extra.insert("task".into(), "classify".into());
-        c.extra.insert("classify".into(), format_json.clone());
-        c.extra.insert("epoch".into(), epoch.to_string());
-        dir.save(&c)
+                epoch: u64| {
+        let extra = [
+            ("classify", format_json.clone()),
+            ("epoch", epoch.to_string()),
+        ];
+        save_run(t, dir, rng, loss, vocab_saved, "classify", &extra)
     };
     let mut last = (f64::NAN, 0.0, None);
     while epoch < a.epochs {
@@ -624,18 +623,7 @@ fn train(a: TrainArgs) -> Result<u8> {
         "epoch {epoch}: training loss {:.4}, accuracy {:.3}{val}",
         last.0, last.1
     );
-    println!(
-        "checkpoints: {} (best: {})",
-        dir.last_path().display(),
-        dir.best_path().display()
-    );
-    if let Some(p) = rep.plot_path() {
-        println!(
-            "metrics: {}, loss curve: {}",
-            p.with_file_name("metrics.csv").display(),
-            p.display()
-        );
-    }
+    rep.print_paths(&dir);
     Ok(0)
 }
 

@@ -12,7 +12,9 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::args::{at_least_one, load_checkpoint, open_run_dir, OptimArgs, StackArgs};
+use crate::cli::args::{
+    at_least_one, load_checkpoint, open_run_dir, save_run, OptimArgs, StackArgs,
+};
 use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
 use crate::cli::lm::INTERRUPTED_EXIT;
@@ -346,15 +348,12 @@ fn train(a: TrainArgs) -> Result<u8> {
                 dir: &mut gru_engine::checkpoint::CheckpointDir,
                 rng: &Rng,
                 loss: f64,
-                epoch: u64|
-     -> Result<bool> {
-        let mut c = Checkpoint::from_trainer(t)?;
-        c.rng_state = Some(rng.state());
-        c.loss = Some(loss);
-        c.extra.insert("task".into(), "forecast".into());
-        c.extra.insert("forecast".into(), format_json.clone());
-        c.extra.insert("epoch".into(), epoch.to_string());
-        dir.save(&c)
+                epoch: u64| {
+        let extra = [
+            ("forecast", format_json.clone()),
+            ("epoch", epoch.to_string()),
+        ];
+        save_run(t, dir, rng, loss, None, "forecast", &extra)
     };
     let mut last_loss = f64::NAN;
     while epoch < a.epochs {
@@ -428,18 +427,7 @@ fn train(a: TrainArgs) -> Result<u8> {
             nmse / mse.max(1e-12)
         );
     }
-    println!(
-        "checkpoints: {} (best: {})",
-        dir.last_path().display(),
-        dir.best_path().display()
-    );
-    if let Some(p) = rep.plot_path() {
-        println!(
-            "metrics: {}, loss curve: {}",
-            p.with_file_name("metrics.csv").display(),
-            p.display()
-        );
-    }
+    rep.print_paths(&dir);
     Ok(0)
 }
 

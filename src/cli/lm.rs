@@ -11,7 +11,9 @@ use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 
-use crate::cli::args::{at_least_one, load_checkpoint, open_run_dir, OptimArgs, StackArgs};
+use crate::cli::args::{
+    at_least_one, load_checkpoint, open_run_dir, save_run, OptimArgs, StackArgs,
+};
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
 use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
@@ -231,18 +233,11 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     }
     catch_interrupt();
     let rep = Reporter::new(&a.output, total, step, "tokens", Some(&a.checkpoint_dir))?;
-    let save = |t: &mut dyn Trainer,
-                dir: &mut gru_engine::checkpoint::CheckpointDir,
-                rng: &Rng,
-                loss: f64|
-     -> Result<bool> {
-        let mut c = Checkpoint::from_trainer(t)?;
-        c.vocab = Some(vocab.clone());
-        c.rng_state = Some(rng.state());
-        c.loss = Some(loss);
-        c.extra.insert("task".into(), "language-model".into());
-        dir.save(&c)
-    };
+    let save =
+        |t: &mut dyn Trainer,
+         dir: &mut gru_engine::checkpoint::CheckpointDir,
+         rng: &Rng,
+         loss: f64| { save_run(t, dir, rng, loss, Some(&vocab), "language-model", &[]) };
     let stream_len = (train_ids.len() - 1) / b;
     let (mut last_loss, mut last_acc) = (f64::NAN, None);
     let mut last_val = None;
@@ -308,18 +303,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         "step {step}: training loss {last_loss:.4}{acc}{val} ({:.0} s)",
         rep.start.elapsed().as_secs_f64()
     );
-    println!(
-        "checkpoints: {} (best: {})",
-        dir.last_path().display(),
-        dir.best_path().display()
-    );
-    if let Some(p) = rep.plot_path() {
-        println!(
-            "metrics: {}, loss curve: {}",
-            p.with_file_name("metrics.csv").display(),
-            p.display()
-        );
-    }
+    rep.print_paths(&dir);
     if a.sample_length > 0 && !a.output.json {
         let prompt: String = text.chars().take(3).collect();
         println!("sample (temperature 0.8, prompt {prompt:?}):");

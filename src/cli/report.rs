@@ -178,6 +178,22 @@ impl Reporter {
         self.bar.finish_and_clear();
     }
 
+    /// Prints where the checkpoints, the metrics and the loss curve are.
+    pub fn print_paths(&self, dir: &gru_engine::checkpoint::CheckpointDir) {
+        println!(
+            "checkpoints: {} (best: {})",
+            dir.last_path().display(),
+            dir.best_path().display()
+        );
+        if let Some(p) = self.plot_path() {
+            println!(
+                "metrics: {}, loss curve: {}",
+                p.with_file_name("metrics.csv").display(),
+                p.display()
+            );
+        }
+    }
+
     /// The loss curve's path, when there is one.
     pub fn plot_path(&self) -> Option<PathBuf> {
         self.csv.as_ref().map(|p| p.with_file_name("loss.svg"))

@@ -614,3 +614,57 @@ fn auto_without_an_adapter_uses_the_cpu_reference() {
     assert_eq!(err.matches("CPU reference path").count(), 1, "{err}");
     assert!(stdout(&o).contains("step 2: training loss"));
 }
+
+/// Re-running a command with the default folder starts `runs/lm-2` instead of refusing
+/// or clobbering `runs/lm`; generate and --resume pick the newest run.
+#[test]
+fn default_run_folders_never_clobber_and_the_newest_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.txt"), "abcabcabd ".repeat(30)).unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_gru"))
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let train = [
+        "train",
+        "--text",
+        "t.txt",
+        "--hidden",
+        "8",
+        "--embed",
+        "4",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--steps",
+        "3",
+        "--sample-length",
+        "0",
+    ];
+    assert!(run(&train).contains("runs/lm/last.safetensors"));
+    assert!(run(&train).contains("runs/lm-2/last.safetensors"));
+    let mut resume = train[..train.len() - 4].to_vec();
+    resume.extend(["--sample-length", "0", "--resume", "--steps", "5"]);
+    let out = run(&resume);
+    assert!(
+        out.contains("step 5") && out.contains("runs/lm-2/last.safetensors"),
+        "{out}"
+    );
+    assert!(run(&["generate", "--prompt", "ab", "--length", "5"]).starts_with("ab"));
+    let o = Command::new(env!("CARGO_BIN_EXE_gru"))
+        .current_dir(dir.path())
+        .args(["classify", "eval", "--data", "t.txt"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("no trained model under runs/classify*"),
+        "{}",
+        stderr(&o)
+    );
+}

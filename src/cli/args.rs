@@ -176,3 +176,81 @@ pub fn save_run(
     }
     dir.save(&c)
 }
+
+fn holds_checkpoint(d: &Path) -> bool {
+    d.join("last.safetensors").exists() || d.join("best.safetensors").exists()
+}
+
+/// Folders `runs/<base>` and `runs/<base>-N` that hold a checkpoint, newest first (by the
+/// time of their last write).
+fn runs_of(base: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("runs") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n == base
+                || n.strip_prefix(&format!("{base}-"))
+                    .is_some_and(|k| k.parse::<u32>().is_ok())
+        })
+        .map(|e| e.path())
+        .filter(|p| holds_checkpoint(p))
+        .map(|p| {
+            let t = ["last.safetensors", "best.safetensors"]
+                .iter()
+                .filter_map(|f| std::fs::metadata(p.join(f)).and_then(|m| m.modified()).ok())
+                .max()
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, p)
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The folder a training run writes to. Explicit: as given (refused if it holds a
+/// checkpoint, unless resuming or forced). Default: `runs/<base>`, or the first free
+/// `runs/<base>-N` when that is taken, so re-running a command never clobbers a model;
+/// with `--resume`, the newest earlier run.
+pub fn run_dir(
+    explicit: Option<&Path>,
+    base: &str,
+    resume: bool,
+    force: bool,
+) -> Result<(PathBuf, CheckpointDir)> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if resume => runs_of(base).into_iter().next().ok_or_else(|| {
+            GruError::Config(format!(
+                "--resume: no earlier run under runs/{base}*; pass --checkpoint-dir"
+            ))
+        })?,
+        None if force => PathBuf::from(format!("runs/{base}")),
+        None => (1..)
+            .map(|i| {
+                PathBuf::from(if i == 1 {
+                    format!("runs/{base}")
+                } else {
+                    format!("runs/{base}-{i}")
+                })
+            })
+            .find(|p| !holds_checkpoint(p))
+            .unwrap_or_default(),
+    };
+    let dir = open_run_dir(&path, resume, force)?;
+    Ok((path, dir))
+}
+
+/// The checkpoint a command reads: as given, or the newest run under `runs/<base>*`.
+pub fn model_path(explicit: Option<&Path>, base: &str, train: &str) -> Result<PathBuf> {
+    match explicit {
+        Some(p) => Ok(p.to_path_buf()),
+        None => runs_of(base).into_iter().next().ok_or_else(|| {
+            GruError::Config(format!(
+                "no trained model under runs/{base}*: train one with `{train}` or pass --checkpoint"
+            ))
+        }),
+    }
+}

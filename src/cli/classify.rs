@@ -14,7 +14,7 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, open_run_dir, save_run, OptimArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, run_dir, save_run, OptimArgs, StackArgs,
 };
 use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
@@ -98,8 +98,10 @@ pub struct TrainArgs {
     pub batch: usize,
     #[command(flatten)]
     pub optim: OptimArgs,
-    #[arg(long, short = 'c', default_value = "runs/classify")]
-    pub checkpoint_dir: PathBuf,
+    /// Folder for last/best checkpoints, metrics.csv and loss.svg (default: runs/classify, or
+    /// the first free runs/classify-N).
+    #[arg(long, short = 'c')]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Continue from the folder's last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -114,8 +116,10 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    #[arg(long, short = 'c', default_value = "runs/classify")]
-    pub checkpoint: PathBuf,
+    /// Checkpoint file or folder (its best, else last; default: the newest run under
+    /// runs/classify*).
+    #[arg(long, short = 'c')]
+    pub checkpoint: Option<PathBuf>,
     /// Labelled rows, as for training.
     #[arg(long)]
     pub data: PathBuf,
@@ -129,8 +133,10 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    #[arg(long, short = 'c', default_value = "runs/classify")]
-    pub checkpoint: PathBuf,
+    /// Checkpoint file or folder (its best, else last; default: the newest run under
+    /// runs/classify*).
+    #[arg(long, short = 'c')]
+    pub checkpoint: Option<PathBuf>,
     /// Rows without a label: text, or numbers.
     #[arg(long)]
     pub input: PathBuf,
@@ -392,7 +398,7 @@ fn train(a: TrainArgs) -> Result<u8> {
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
     at_least_one("--epochs", a.epochs as usize)?;
-    let mut dir = open_run_dir(&a.checkpoint_dir, a.resume, a.force)?;
+    let (run_path, mut dir) = run_dir(a.checkpoint_dir.as_deref(), "classify", a.resume, a.force)?;
     let quiet = a.output.quiet || a.output.json;
     let resumed = if a.resume {
         Some(Checkpoint::load(&dir.last_path())?)
@@ -541,7 +547,7 @@ fn train(a: TrainArgs) -> Result<u8> {
         a.epochs * per_epoch,
         epoch * per_epoch,
         "sequences",
-        Some(&a.checkpoint_dir),
+        Some(&run_path),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
     let vocab_saved = (!f.numeric).then_some(vocab_list.as_slice());
@@ -629,7 +635,11 @@ fn train(a: TrainArgs) -> Result<u8> {
 
 fn eval(a: EvalArgs) -> Result<u8> {
     let b = at_least_one("--batch", a.batch)?;
-    let (c, file) = load_checkpoint(&a.checkpoint)?;
+    let (c, file) = load_checkpoint(&model_path(
+        a.checkpoint.as_deref(),
+        "classify",
+        "gru classify train",
+    )?)?;
     let (f, vocab) = format_of(&c, &file)?;
     let ex = examples(&a.data, true, &f, &vocab)?;
     let ids = class_ids(&a.data, &ex, &f.labels)?;
@@ -661,7 +671,11 @@ fn eval(a: EvalArgs) -> Result<u8> {
 
 fn predict(a: PredictArgs) -> Result<u8> {
     let b = at_least_one("--batch", a.batch)?;
-    let (c, file) = load_checkpoint(&a.checkpoint)?;
+    let (c, file) = load_checkpoint(&model_path(
+        a.checkpoint.as_deref(),
+        "classify",
+        "gru classify train",
+    )?)?;
     let (f, vocab) = format_of(&c, &file)?;
     let ex = examples(&a.input, false, &f, &vocab)?;
     let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;

@@ -13,7 +13,7 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, open_run_dir, save_run, OptimArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, run_dir, save_run, OptimArgs, StackArgs,
 };
 use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
@@ -60,8 +60,10 @@ pub struct TrainArgs {
     pub batch: usize,
     #[command(flatten)]
     pub optim: OptimArgs,
-    #[arg(long, short = 'c', default_value = "runs/forecast")]
-    pub checkpoint_dir: PathBuf,
+    /// Folder for last/best checkpoints, metrics.csv and loss.svg (default: runs/forecast, or
+    /// the first free runs/forecast-N).
+    #[arg(long, short = 'c')]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Continue from the folder's last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -76,8 +78,10 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    #[arg(long, short = 'c', default_value = "runs/forecast")]
-    pub checkpoint: PathBuf,
+    /// Checkpoint file or folder (its best, else last; default: the newest run under
+    /// runs/forecast*).
+    #[arg(long, short = 'c')]
+    pub checkpoint: Option<PathBuf>,
     /// The series (same columns as for training); its last window is used.
     #[arg(long)]
     pub data: PathBuf,
@@ -215,7 +219,7 @@ fn train(a: TrainArgs) -> Result<u8> {
             a.val_split
         )));
     }
-    let mut dir = open_run_dir(&a.checkpoint_dir, a.resume, a.force)?;
+    let (run_path, mut dir) = run_dir(a.checkpoint_dir.as_deref(), "forecast", a.resume, a.force)?;
     let quiet = a.output.quiet || a.output.json;
     let (rows, names) = series(&a.data)?;
     let resumed = if a.resume {
@@ -341,7 +345,7 @@ fn train(a: TrainArgs) -> Result<u8> {
         a.epochs * per_epoch,
         epoch * per_epoch,
         "windows",
-        Some(&a.checkpoint_dir),
+        Some(&run_path),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
     let save = |t: &mut dyn Trainer,
@@ -432,7 +436,11 @@ fn train(a: TrainArgs) -> Result<u8> {
 }
 
 fn predict(a: PredictArgs) -> Result<u8> {
-    let (c, file) = load_checkpoint(&a.checkpoint)?;
+    let (c, file) = load_checkpoint(&model_path(
+        a.checkpoint.as_deref(),
+        "forecast",
+        "gru forecast train",
+    )?)?;
     let f = format_of(&c, &file)?;
     let (rows, names) = series(&a.data)?;
     if names.len() != f.columns.len() {

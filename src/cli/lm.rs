@@ -12,7 +12,7 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, open_run_dir, save_run, OptimArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, run_dir, save_run, OptimArgs, StackArgs,
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
@@ -62,8 +62,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stateful: bool,
     /// Folder for last.safetensors, best.safetensors, metrics.csv and loss.svg.
-    #[arg(long, short = 'c', default_value = "runs/lm")]
-    pub checkpoint_dir: PathBuf,
+    /// Folder for last/best checkpoints, metrics.csv and loss.svg (default: runs/lm, or
+    /// the first free runs/lm-N).
+    #[arg(long, short = 'c')]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Continue from the folder's last checkpoint (model and optimiser from the file).
     #[arg(long)]
     pub resume: bool,
@@ -158,13 +160,13 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         Some(p) => (read_text(p)?, p.display().to_string()),
         None => (corpus::text(), corpus::DESCRIPTION.to_string()),
     };
-    let mut dir = open_run_dir(&a.checkpoint_dir, a.resume, a.force)?;
+    let (run_path, mut dir) = run_dir(a.checkpoint_dir.as_deref(), "lm", a.resume, a.force)?;
     let quiet = a.output.quiet || a.output.json;
     let resumed = if a.resume {
         if !dir.last_path().exists() {
             return Err(GruError::Config(format!(
                 "--resume: {} holds no last.safetensors to continue",
-                a.checkpoint_dir.display()
+                run_path.display()
             )));
         }
         Some(Checkpoint::load(&dir.last_path())?)
@@ -232,7 +234,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         );
     }
     catch_interrupt();
-    let rep = Reporter::new(&a.output, total, step, "tokens", Some(&a.checkpoint_dir))?;
+    let rep = Reporter::new(&a.output, total, step, "tokens", Some(&run_path))?;
     let save =
         |t: &mut dyn Trainer,
          dir: &mut gru_engine::checkpoint::CheckpointDir,
@@ -330,8 +332,10 @@ pub fn train(a: TrainArgs) -> Result<u8> {
   gru generate -c runs/lm --top-k 5 --seed 7")]
 pub struct GenerateArgs {
     /// Checkpoint file, or a folder (its best.safetensors, else last.safetensors).
-    #[arg(long, short = 'c', default_value = "runs/lm")]
-    pub checkpoint: PathBuf,
+    /// Checkpoint file or folder (its best, else last; default: the newest run under
+    /// runs/lm*).
+    #[arg(long, short = 'c')]
+    pub checkpoint: Option<PathBuf>,
     /// Text to start from (its characters must be in the model's vocabulary); default:
     /// a newline if the vocabulary has one, else its first character.
     #[arg(long, short)]
@@ -356,7 +360,7 @@ pub struct GenerateArgs {
 }
 
 pub fn generate(a: GenerateArgs) -> Result<u8> {
-    let (c, file) = load_checkpoint(&a.checkpoint)?;
+    let (c, file) = load_checkpoint(&model_path(a.checkpoint.as_deref(), "lm", "gru train")?)?;
     let vocab = c.vocab.clone().ok_or_else(|| GruError::Checkpoint {
         path: file.display().to_string(),
         reason: "no vocabulary: not a language-model checkpoint".into(),

@@ -206,7 +206,7 @@ fn runs_of(base: &str) -> Vec<PathBuf> {
             (t, p)
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|e| std::cmp::Reverse(e.0));
     found.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -59,7 +59,10 @@ impl Sampling {
 
     /// Picks a token from `logits` for draw number `n` (the reference of sample.wgsl).
     pub fn pick(&self, logits: &[f32], n: u32) -> u32 {
-        let (mut best, mut mx) = (0usize, logits[0]);
+        let Some(&first) = logits.first() else {
+            return 0;
+        };
+        let (mut best, mut mx) = (0usize, first);
         for (c, &v) in logits.iter().enumerate().skip(1) {
             if v > mx {
                 mx = v;

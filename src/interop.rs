@@ -157,7 +157,7 @@ fn read_npz(bytes: &[u8], path: &Path) -> Result<Tensors> {
 }
 
 fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
-    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+    if b.len() < 12 || &b[..6] != b"\x93NUMPY" {
         return Err("not an .npy array".into());
     }
     let (hlen, start) = if b[6] == 1 {
@@ -180,8 +180,11 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         .next()
         .unwrap_or("");
     let fortran = field("fortran_order")?.starts_with("True");
-    let shape_text = field("shape")?;
-    let shape_text = &shape_text[1..shape_text.find(')').ok_or("bad shape")?];
+    let shape_text = field("shape")?
+        .strip_prefix('(')
+        .and_then(|t| t.split_once(')'))
+        .map(|(inside, _)| inside)
+        .ok_or("bad shape")?;
     let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)
@@ -189,7 +192,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         .map(|s| s.parse().map_err(|_| format!("bad shape entry `{s}`")))
         .collect::<std::result::Result<_, _>>()?;
     let body = &b[start + hlen..];
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape too large")?;
     let data: Vec<f32> = match descr {
         "<f4" => body
             .chunks_exact(4)

@@ -375,3 +375,26 @@ fn gru_forward_and_convert_from_the_command_line() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a PyTorch nn.GRU state dict"));
 }
+
+#[test]
+fn broken_npz_archives_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.npz");
+    let w = GruWeights::init(GruConfig::new(2, 3), 1);
+    save_gru(&path, &w, WeightFormat::Keras).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    // Truncations and byte flips anywhere must give an error, never a panic.
+    for cut in [4, 30, 60, good.len() / 2, good.len() - 3] {
+        std::fs::write(&path, &good[..cut]).unwrap();
+        assert!(
+            load_gru(&path, WeightFormat::Keras).is_err(),
+            "cut at {cut}"
+        );
+    }
+    for at in (0..good.len()).step_by(7) {
+        let mut b = good.clone();
+        b[at] ^= 0x5a;
+        std::fs::write(&path, &b).unwrap();
+        let _ = load_gru(&path, WeightFormat::Keras);
+    }
+}

@@ -590,7 +590,14 @@ fn train(a: TrainArgs) -> Result<u8> {
                 bt.classes(&c)
             })?;
             if k % 10 == 9 {
-                rep.progress(epoch * per_epoch + k as u64 + 1, last.0, Some(last.1), 0.0);
+                let seen = ((k + 1) * b).min(train_ex.len()) as f64;
+                let acc = (!last.0.is_nan()).then_some(last.1);
+                rep.progress(
+                    epoch * per_epoch + k as u64 + 1,
+                    last.0,
+                    acc,
+                    seen / start.elapsed().as_secs_f64(),
+                );
             }
         }
         epoch += 1;

@@ -385,7 +385,13 @@ fn train(a: TrainArgs) -> Result<u8> {
             }
             trainer.train_step(&Batch::features(&x, chunk.len(), f.window).values(&y))?;
             if k % 10 == 9 {
-                rep.progress(epoch * per_epoch + k as u64 + 1, last_loss, None, 0.0);
+                let seen = ((k + 1) * b).min(train_starts.len()) as f64;
+                rep.progress(
+                    epoch * per_epoch + k as u64 + 1,
+                    last_loss,
+                    None,
+                    seen / start.elapsed().as_secs_f64(),
+                );
             }
         }
         epoch += 1;

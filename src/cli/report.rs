@@ -112,11 +112,17 @@ impl Reporter {
     }
 
     /// Moves the bar and shows the latest training figures.
+    /// (`loss` is NaN before the first figure is read back: shown as `-`.)
     pub fn progress(&self, step: u64, loss: f64, acc: Option<f64>, rate: f64) {
         self.bar.set_position(step);
+        let loss = if loss.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{loss:.4}")
+        };
         let acc = acc.map_or(String::new(), |a| format!(" acc {a:.3}"));
         self.bar
-            .set_message(format!("loss {loss:.4}{acc} | {rate:.0} {}/s", self.unit));
+            .set_message(format!("loss {loss}{acc} | {rate:.0} {}/s", self.unit));
     }
 
     /// Records an evaluation: a line above the bar (or a JSON object), a CSV row, the plot.

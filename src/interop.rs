@@ -1,14 +1,14 @@
 //! Moving GRU weights between gru-engine, PyTorch and Keras.
 //!
 //! **PyTorch** (`nn.GRU` state dicts saved as safetensors): `weight_ih_l{k}` [3H, I_k],
-//! `weight_hh_l{k}` [3H, H], `bias_ih_l{k}`, `bias_hh_l{k}` [3H], suffix `_reverse`,
+//! `weight_hh_l{k}` [3H, H], `bias_ih_l{k}`, `bias_hh_l{k}` `[3H]`, suffix `_reverse`,
 //! gate rows r, z, n. This is also gru-engine's own layout, so import is a check of
 //! names and shapes. A module prefix (`gru.`, `rnn.`, `model.gru.`, ...) is detected and
 //! dropped; layers, direction, input and hidden sizes are inferred from the shapes.
 //!
 //! **Keras** (`GRU` layer weights, in safetensors or `.npz`): `kernel` [I, 3H],
 //! `recurrent_kernel` [H, 3H], `bias` [2, 3H] (reset_after=True: input bias, then
-//! recurrent bias) or [3H] (reset_after=False), gate columns z, r, h. A stack is named
+//! recurrent bias) or `[3H]` (reset_after=False), gate columns z, r, h. A stack is named
 //! `layer{k}.kernel`, ...; a bidirectional layer `layer{k}.forward.kernel` and
 //! `layer{k}.backward.kernel`; a single layer may drop the `layer0.` prefix. Importing
 //! transposes each matrix and reorders the gate blocks (Keras z, r, h -> r, z, n):
@@ -20,7 +20,7 @@
 //! | `weight_ih` rows [2H, 3H) (n) | `kernel[:, 2H:3H]ᵀ` |
 //! | `weight_hh` (same blocks) | `recurrent_kernel` (same columns)ᵀ |
 //! | `bias_ih` / `bias_hh` | `bias[0]` / `bias[1]` (same reordering) |
-//! | reset-before: `bias_ih`, `bias_hh` = 0 | `bias` [3H] |
+//! | reset-before: `bias_ih`, `bias_hh` = 0 | `bias` `[3H]` |
 //!
 //! Keras' update `h = z * h_prev + (1 - z) * h~` is the same as DESIGN.md's. Exporting a
 //! reset-before model to Keras folds `bias_hh` into `bias` (both sit inside the same

@@ -158,7 +158,7 @@ struct Format {
     labels: Vec<String>,
 }
 
-/// One row: its label (if any) and its sequence (token ids or [T·features] values).
+/// One row: its label (if any) and its sequence (token ids or `[T·features]` values).
 struct Example {
     label: Option<String>,
     tokens: Vec<u32>,

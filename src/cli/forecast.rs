@@ -140,7 +140,7 @@ fn series(path: &Path) -> Result<(Vec<Vec<f32>>, Vec<String>)> {
     Ok((out, names))
 }
 
-/// (inputs [window·columns], targets [horizon]) normalised, for window start `s`.
+/// (inputs `[window·columns]`, targets `[horizon]`) normalised, for window start `s`.
 fn sample(rows: &[Vec<f32>], f: &Format, s: usize) -> (Vec<f32>, Vec<f32>) {
     let norm = |c: usize, v: f32| (v - f.mean[c]) / f.std[c];
     let x = rows[s..s + f.window]

@@ -398,7 +398,7 @@ pub(crate) const STEP_UNITS: u32 = 64;
 /// Batch rows per step workgroup (`TB` in the step shaders).
 pub(crate) const STEP_ROWS: u32 = 8;
 
-/// The uniform array of step slots [T] at `stride` bytes apart, written once per shape.
+/// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
 pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
     let stride =
         (ctx.limits.min_uniform_buffer_offset_alignment as usize).max(STEP_PARAMS_BYTES as usize);

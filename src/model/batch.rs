@@ -22,7 +22,7 @@ pub enum BatchInputs<'a> {
 pub enum BatchTargets<'a> {
     /// No targets (prediction only).
     None,
-    /// Class ids for cross-entropy: [B, T] for a per-step head, [B] for a last-state
+    /// Class ids for cross-entropy: [B, T] for a per-step head, `[B]` for a last-state
     /// head; [`IGNORE`] skips a position.
     Classes(&'a [u32]),
     /// Values for binary cross-entropy (0 or 1) or MSE: [B, T, outputs] per step,

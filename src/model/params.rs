@@ -16,13 +16,13 @@ pub enum ParamRole {
     GruKernel,
     /// A GRU recurrent kernel `weight_hh` [3H, H] (Keras `recurrent_kernel`).
     GruRecurrent,
-    /// A GRU `bias_ih` [3H].
+    /// A GRU `bias_ih` `[3H]`.
     GruBiasIh,
-    /// A GRU `bias_hh` [3H].
+    /// A GRU `bias_hh` `[3H]`.
     GruBiasHh,
     /// `fc.weight` [outputs, dirs·H].
     DenseWeight,
-    /// `fc.bias` [outputs].
+    /// `fc.bias` `[outputs]`.
     DenseBias,
 }
 
@@ -67,7 +67,7 @@ pub struct ModelParams<R = f32> {
     pub gru: GruWeights<R>,
     /// `fc.weight` [outputs, dirs·H] (PyTorch `nn.Linear` layout).
     pub fc_weight: Vec<R>,
-    /// `fc.bias` [outputs].
+    /// `fc.bias` `[outputs]`.
     pub fc_bias: Vec<R>,
 }
 

@@ -52,6 +52,33 @@ impl StackArgs {
     }
 }
 
+/// Where a training run writes, and whether it continues an earlier one.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Folder for last/best checkpoints, metrics.csv and loss.svg (default: runs/<task>,
+    /// or the first free runs/<task>-N).
+    #[arg(long, short = 'c')]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the folder's last checkpoint (default folder: the newest run).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over even if the folder already holds a checkpoint.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl RunArgs {
+    /// The run folder for task `base` (see [`run_dir`]).
+    pub fn open(&self, base: &str) -> Result<(PathBuf, CheckpointDir)> {
+        run_dir(
+            self.checkpoint_dir.as_deref(),
+            base,
+            self.resume,
+            self.force,
+        )
+    }
+}
+
 /// The optimiser and the regularisers.
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {

@@ -14,7 +14,7 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, run_dir, save_run, OptimArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
@@ -98,16 +98,8 @@ pub struct TrainArgs {
     pub batch: usize,
     #[command(flatten)]
     pub optim: OptimArgs,
-    /// Folder for last/best checkpoints, metrics.csv and loss.svg (default: runs/classify, or
-    /// the first free runs/classify-N).
-    #[arg(long, short = 'c')]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the folder's last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
-    /// Start over even if the folder already holds a checkpoint.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -398,9 +390,9 @@ fn train(a: TrainArgs) -> Result<u8> {
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
     at_least_one("--epochs", a.epochs as usize)?;
-    let (run_path, mut dir) = run_dir(a.checkpoint_dir.as_deref(), "classify", a.resume, a.force)?;
+    let (run_path, mut dir) = a.run.open("classify")?;
     let quiet = a.output.quiet || a.output.json;
-    let resumed = if a.resume {
+    let resumed = if a.run.resume {
         Some(Checkpoint::load(&dir.last_path())?)
     } else {
         None

@@ -12,7 +12,7 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, run_dir, save_run, OptimArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
@@ -62,16 +62,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stateful: bool,
     /// Folder for last.safetensors, best.safetensors, metrics.csv and loss.svg.
-    /// Folder for last/best checkpoints, metrics.csv and loss.svg (default: runs/lm, or
-    /// the first free runs/lm-N).
-    #[arg(long, short = 'c')]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the folder's last checkpoint (model and optimiser from the file).
-    #[arg(long)]
-    pub resume: bool,
-    /// Start over even if the folder already holds a checkpoint.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Characters of sample text printed at the end.
     #[arg(long, default_value_t = 300)]
     pub sample_length: usize,
@@ -160,9 +152,9 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         Some(p) => (read_text(p)?, p.display().to_string()),
         None => (corpus::text(), corpus::DESCRIPTION.to_string()),
     };
-    let (run_path, mut dir) = run_dir(a.checkpoint_dir.as_deref(), "lm", a.resume, a.force)?;
+    let (run_path, mut dir) = a.run.open("lm")?;
     let quiet = a.output.quiet || a.output.json;
-    let resumed = if a.resume {
+    let resumed = if a.run.resume {
         if !dir.last_path().exists() {
             return Err(GruError::Config(format!(
                 "--resume: {} holds no last.safetensors to continue",

@@ -632,17 +632,34 @@ fn train(a: TrainArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// A trained classifier for eval and predict: its parameters, row format and vocabulary.
+/// The device is opened only after the data has been read, so bad input fails first.
+struct Trained {
+    params: ModelParams,
+    format: Format,
+    vocab: HashMap<String, u32>,
+}
+
+fn load_trained(checkpoint: Option<&Path>) -> Result<Trained> {
+    let (c, file) = load_checkpoint(&model_path(checkpoint, "classify", "gru classify train")?)?;
+    let (format, vocab) = format_of(&c, &file)?;
+    Ok(Trained {
+        params: c.params,
+        format,
+        vocab,
+    })
+}
+
 fn eval(a: EvalArgs) -> Result<u8> {
     let b = at_least_one("--batch", a.batch)?;
-    let (c, file) = load_checkpoint(&model_path(
-        a.checkpoint.as_deref(),
-        "classify",
-        "gru classify train",
-    )?)?;
-    let (f, vocab) = format_of(&c, &file)?;
+    let Trained {
+        params,
+        format: f,
+        vocab,
+    } = load_trained(a.checkpoint.as_deref())?;
     let ex = examples(&a.data, true, &f, &vocab)?;
     let ids = class_ids(&a.data, &ex, &f.labels)?;
-    let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;
+    let mut t = a.device.trainer(&params, Default::default(), a.quiet)?;
     let (loss, acc) = eval_set(t.as_mut(), &ex, &ids, &f, b)?;
     let pred = predict_set(t.as_mut(), &ex, &f, b)?;
     let n = f.labels.len();
@@ -670,14 +687,13 @@ fn eval(a: EvalArgs) -> Result<u8> {
 
 fn predict(a: PredictArgs) -> Result<u8> {
     let b = at_least_one("--batch", a.batch)?;
-    let (c, file) = load_checkpoint(&model_path(
-        a.checkpoint.as_deref(),
-        "classify",
-        "gru classify train",
-    )?)?;
-    let (f, vocab) = format_of(&c, &file)?;
+    let Trained {
+        params,
+        format: f,
+        vocab,
+    } = load_trained(a.checkpoint.as_deref())?;
     let ex = examples(&a.input, false, &f, &vocab)?;
-    let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;
+    let mut t = a.device.trainer(&params, Default::default(), a.quiet)?;
     println!("row,label,probability");
     for (i, (p, prob)) in predict_set(t.as_mut(), &ex, &f, b)?.into_iter().enumerate() {
         println!("{},{},{prob:.4}", i + 1, f.labels[p]);

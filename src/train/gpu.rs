@@ -84,6 +84,27 @@ struct SampleParams {
 /// Tokens drawn per submission while generating: each chunk is read back and streamed.
 const GEN_CHUNK: usize = 64;
 
+impl CopyParams {
+    /// Between direction `d`'s final state, row T of its [T+1, B, H] state buffer, and
+    /// columns [d·H, (d+1)·H) of the head's [B, dirs·H] input: `gather` copies the state
+    /// to the head, otherwise the head's gradient goes back to that row of dh.
+    fn last_state(batch: usize, h: usize, nd: usize, t_len: usize, d: usize, gather: bool) -> Self {
+        let state = ((h as u32), (t_len * batch * h) as u32);
+        let head = ((nd * h) as u32, (d * h) as u32);
+        let ((src_stride, src_off), (dst_stride, dst_off)) =
+            if gather { (state, head) } else { (head, state) };
+        CopyParams {
+            rows: batch as u32,
+            width: h as u32,
+            src_stride,
+            src_off,
+            dst_stride,
+            dst_off,
+            _pad: [0; 2],
+        }
+    }
+}
+
 const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
 
 /// One parameter tensor on the device with its gradient and optimiser moments.
@@ -521,15 +542,7 @@ impl GpuTrainer {
             }
             if feat.is_some() {
                 for d in 0..nd {
-                    let cp = CopyParams {
-                        rows: batch as u32,
-                        width: h as u32,
-                        src_stride: h as u32,
-                        src_off: (tb * h) as u32,
-                        dst_stride: f as u32,
-                        dst_off: (d * h) as u32,
-                        _pad: [0; 2],
-                    };
+                    let cp = CopyParams::last_state(batch, h, nd, t_len, d, true);
                     list.push(self.strided_copy(cp, &top.dirs[d].hs, &gathered)?);
                 }
             }
@@ -650,15 +663,7 @@ impl GpuTrainer {
             }
             if feat.is_some() {
                 for d in 0..nd {
-                    let cp = CopyParams {
-                        rows: batch as u32,
-                        width: h as u32,
-                        src_stride: f as u32,
-                        src_off: (d * h) as u32,
-                        dst_stride: h as u32,
-                        dst_off: (tb * h) as u32,
-                        _pad: [0; 2],
-                    };
+                    let cp = CopyParams::last_state(batch, h, nd, t_len, d, false);
                     list.push(self.strided_copy(cp, &d_gathered, &top.dirs[d].d_hs)?);
                 }
             }

@@ -188,8 +188,33 @@ impl Checkpoint {
             serde_json::from_str(get("model").ok_or_else(|| bad(path, "no `model` metadata"))?)
                 .map_err(|e| bad(path, format!("model metadata: {e}")))?;
         config.validate().map_err(|e| bad(path, e.to_string()))?;
+        let infos = crate::model::param_infos(&config);
+        // Every tensor the config implies must be in the file with its shape before
+        // anything is allocated: sizes come from metadata, which may lie.
+        for info in &infos {
+            check_present(&st, &info.name, &info.shape, path)?;
+        }
+        if let Some(v) = get("vocab") {
+            let n = serde_json::from_str::<Vec<String>>(v)
+                .map_err(|e| bad(path, format!("vocab metadata: {e}")))?
+                .len();
+            match config.input {
+                crate::model::ModelInput::Tokens { vocab, .. } if vocab == n => {}
+                crate::model::ModelInput::Tokens { vocab, .. } => {
+                    return Err(bad(
+                        path,
+                        format!("the vocabulary lists {n} tokens, the model's embedding has {vocab}"),
+                    ))
+                }
+                crate::model::ModelInput::Features(_) => {
+                    return Err(bad(
+                        path,
+                        format!("a vocabulary of {n} tokens for a model with numeric input"),
+                    ))
+                }
+            }
+        }
         let mut params = ModelParams::zeros(config);
-        let infos = params.infos();
         let mut expected: Vec<String> = Vec::new();
         for (info, dst) in infos.iter().zip(params.tensors_mut()) {
             *dst = read_f32(&st, &info.name, &info.shape, path)?;
@@ -218,6 +243,12 @@ impl Checkpoint {
             Ok(view) => {
                 let g = config.gru_config();
                 let b = view.shape().get(1).copied().unwrap_or(0);
+                if b == 0 {
+                    return Err(bad(
+                        path,
+                        format!("tensor `state.h` has shape {:?}, expected [layers·dirs, B >= 1, H]", view.shape()),
+                    ));
+                }
                 let shape = [g.num_layers * g.num_directions(), b, g.hidden_size];
                 expected.push("state.h".into());
                 Some((read_f32(&st, "state.h", &shape, path)?, b))
@@ -279,6 +310,23 @@ impl Checkpoint {
             extra,
         })
     }
+}
+
+/// Checks that `name` is in the file with `shape` without reading its values.
+fn check_present(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Result<()> {
+    let view = st
+        .tensor(name)
+        .map_err(|_| bad(path, format!("missing tensor `{name}`")))?;
+    if view.shape() != shape {
+        return Err(bad(
+            path,
+            format!(
+                "tensor `{name}` has shape {:?}, this model expects {shape:?}",
+                view.shape()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A tensor as f32: F32 as stored, F16 and BF16 widened; anything else is an error.
@@ -373,9 +421,22 @@ impl CheckpointDir {
             best: None,
         };
         if d.best_path().exists() {
-            d.best = Checkpoint::load(&d.best_path())?.loss;
+            // A non-finite loss never counts as best (an older file may hold one).
+            d.best = Checkpoint::load(&d.best_path())?
+                .loss
+                .filter(|l| l.is_finite());
         }
         Ok(d)
+    }
+    /// A checkpoint folder for a run that starts over (`--force`): files already there
+    /// are not read, and are replaced (atomically, never deleted first) by the new run's
+    /// saves; its first finite loss becomes `best`.
+    pub fn fresh(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(CheckpointDir {
+            dir: dir.to_path_buf(),
+            best: None,
+        })
     }
     /// The folder.
     pub fn path(&self) -> &Path {
@@ -393,15 +454,17 @@ impl CheckpointDir {
     pub fn best_loss(&self) -> Option<f64> {
         self.best
     }
-    /// Writes `last`, and `best` when `c.loss` is lower than every earlier best (or no
-    /// best exists). Returns whether `best` was written.
+    /// Writes `last`, and `best` when `c.loss` is finite and lower than every earlier
+    /// best (or no best exists). A checkpoint without a loss (saved before any
+    /// evaluation) or with a non-finite one is written as `last` only. Returns whether
+    /// `best` was written.
     pub fn save(&mut self, c: &Checkpoint) -> Result<bool> {
         let bytes = c.to_bytes()?;
         write_atomic(&self.last_path(), &bytes)?;
-        let better = match (c.loss, self.best) {
+        let better = match (c.loss.filter(|l| l.is_finite()), self.best) {
             (Some(l), Some(b)) => l < b,
             (Some(_), None) => true,
-            (None, _) => !self.best_path().exists(),
+            (None, _) => false,
         };
         if better {
             write_atomic(&self.best_path(), &bytes)?;

@@ -2,6 +2,12 @@
 
 use crate::error::{GruError, Result};
 
+/// Most stacked layers a config may have (deeper stacks are typos or crafted files).
+pub const MAX_LAYERS: usize = 4096;
+/// Most parameters a model may have: 2^40 (4 TiB of f32), past any single machine, so
+/// that sizes from a typo or a crafted file are refused before anything is allocated.
+pub const MAX_PARAMS: u64 = 1 << 40;
+
 /// Which candidate formula the layer uses (DESIGN.md section 1).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
@@ -91,18 +97,77 @@ impl GruConfig {
         self.num_directions() * self.hidden_size
     }
     /// Parameters in total, as PyTorch counts them: per layer and direction 3H(I+H) (+6H with bias).
+    /// Meaningful for a config that passed [`GruConfig::validate`] (which refuses counts
+    /// that overflow); see [`GruConfig::checked_param_count`].
     pub fn param_count(&self) -> usize {
-        let h = self.hidden_size;
-        (0..self.num_layers)
-            .map(|l| {
-                let per_dir =
-                    3 * h * (self.layer_input_size(l) + h) + if self.bias { 6 * h } else { 0 };
-                per_dir * self.num_directions()
-            })
-            .sum()
+        self.checked_param_count().unwrap_or(u64::MAX) as usize
     }
-    /// Rejects zero sizes.
+    /// [`GruConfig::param_count`] in u64, `None` when it overflows (sizes from a crafted
+    /// file or a typo).
+    pub fn checked_param_count(&self) -> Option<u64> {
+        let h = self.hidden_size as u64;
+        let mut total: u64 = 0;
+        for l in 0..self.num_layers {
+            let fan = (self.layer_input_size(l) as u64).checked_add(h)?;
+            let mut per_dir = h.checked_mul(3)?.checked_mul(fan)?;
+            if self.bias {
+                per_dir = per_dir.checked_add(h.checked_mul(6)?)?;
+            }
+            total = total.checked_add(per_dir.checked_mul(self.num_directions() as u64)?)?;
+        }
+        Some(total)
+    }
+    /// Every parameter tensor, in PyTorch's `state_dict` order.
+    pub fn tensor_ids(&self) -> Vec<crate::weights::TensorId> {
+        use crate::weights::{TensorId, TensorKind};
+        let mut ids = Vec::new();
+        for layer in 0..self.num_layers {
+            for d in 0..self.num_directions() {
+                let reverse = d == 1;
+                let mut kinds = vec![TensorKind::WeightIh, TensorKind::WeightHh];
+                if self.bias {
+                    kinds.extend([TensorKind::BiasIh, TensorKind::BiasHh]);
+                }
+                ids.extend(kinds.into_iter().map(|kind| TensorId {
+                    layer,
+                    reverse,
+                    kind,
+                }));
+            }
+        }
+        ids
+    }
+    /// The shape of a parameter: [3H, I_k], [3H, H] or `[3H]`.
+    pub fn shape_of(&self, id: crate::weights::TensorId) -> Vec<usize> {
+        use crate::weights::TensorKind;
+        let h = self.hidden_size;
+        match id.kind {
+            TensorKind::WeightIh => vec![3 * h, self.layer_input_size(id.layer)],
+            TensorKind::WeightHh => vec![3 * h, h],
+            TensorKind::BiasIh | TensorKind::BiasHh => vec![3 * h],
+        }
+    }
+    /// Rejects zero sizes, more than [`MAX_LAYERS`] layers, and parameter counts above
+    /// [`MAX_PARAMS`] (or that overflow), naming the value.
     pub fn validate(&self) -> Result<()> {
+        if self.num_layers > MAX_LAYERS {
+            return Err(GruError::Config(format!(
+                "num_layers must be at most {MAX_LAYERS}, found {}",
+                self.num_layers
+            )));
+        }
+        match self.checked_param_count() {
+            Some(n) if n <= MAX_PARAMS => {}
+            found => {
+                return Err(GruError::Config(format!(
+                    "a GRU with input_size {}, hidden_size {} and {} layer(s) has {}, more than the {MAX_PARAMS} gru-engine supports",
+                    self.input_size,
+                    self.hidden_size,
+                    self.num_layers,
+                    found.map_or("a parameter count past 2^64".into(), |n| format!("{n} parameters"))
+                )))
+            }
+        }
         if self.input_size == 0 {
             return Err(GruError::Config(
                 "input_size must be at least 1, found 0".into(),

@@ -51,6 +51,18 @@ pub enum GruError {
         /// The device's limit.
         limit: u64,
     },
+    /// A run or a file would need more host memory than this process can get.
+    #[error("{what} needs about {needed} of memory, but only {available} is available; {hint}")]
+    HostMemory {
+        /// The run, model or file.
+        what: String,
+        /// Bytes it needs, in words.
+        needed: String,
+        /// Bytes available, in words.
+        available: String,
+        /// What to shrink.
+        hint: String,
+    },
     /// wgpu reported a validation error (a bug in gru-engine, or an unsupported device).
     #[error("GPU validation error: {0}")]
     Validation(String),

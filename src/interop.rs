@@ -136,42 +136,104 @@ pub(crate) fn decode_floats(dtype: Dtype, d: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// An `.npz` archive of `.npy` arrays ('<f4' or '<f2', C or Fortran order).
+/// Longest `.npy` header accepted (numpy writes under 100 bytes; version 1 allows 64 KiB).
+const MAX_NPY_HEADER: usize = 1 << 20;
+
+/// An `.npz` archive of `.npy` arrays ('<f4' or '<f2', C or Fortran order). Each member
+/// is inflated only as far as its `.npy` header declares, and only when that size fits
+/// in memory, so a small archive cannot expand into gigabytes it never declared.
 fn read_npz(bytes: &[u8], path: &Path) -> Result<Tensors> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| bad(path, format!("not a valid .npz archive ({e})")))?;
     let mut out = Tensors::new();
     for i in 0..zip.len() {
-        let mut f = zip
+        let f = zip
             .by_index(i)
             .map_err(|e| bad(path, format!("archive entry {i}: {e}")))?;
         let name = f.name().trim_end_matches(".npy").to_string();
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(io(path))?;
-        out.insert(
-            name.clone(),
-            parse_npy(&buf).map_err(|e| bad(path, format!("array `{name}`: {e}")))?,
-        );
+        let t = read_npy(f, path, &name)?;
+        out.insert(name, t);
     }
     Ok(out)
 }
 
-fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
-    if b.len() < 12 || &b[..6] != b"\x93NUMPY" {
-        return Err("not an .npy array".into());
+/// One `.npy` array from a reader: the header, then exactly the bytes it declares.
+fn read_npy(mut r: impl Read, path: &Path, name: &str) -> Result<Tensor> {
+    let err = |m: String| bad(path, format!("array `{name}`: {m}"));
+    let mut pre = [0u8; 10];
+    r.read_exact(&mut pre)
+        .map_err(|_| err("not an .npy array (shorter than its magic)".into()))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err(err("not an .npy array".into()));
     }
-    let (hlen, start) = if b[6] == 1 {
-        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
-    } else {
-        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+    let hlen = match pre[6] {
+        1 => u16::from_le_bytes([pre[8], pre[9]]) as usize,
+        2 | 3 => {
+            let mut rest = [0u8; 2];
+            r.read_exact(&mut rest)
+                .map_err(|_| err("truncated header".into()))?;
+            u32::from_le_bytes([pre[8], pre[9], rest[0], rest[1]]) as usize
+        }
+        v => return Err(err(format!(".npy version {v} is not supported"))),
     };
-    let header = std::str::from_utf8(b.get(start..start + hlen).ok_or("truncated header")?)
-        .map_err(|_| "header is not text")?;
+    if hlen > MAX_NPY_HEADER {
+        return Err(err(format!(
+            "header of {hlen} bytes, more than the {MAX_NPY_HEADER} accepted"
+        )));
+    }
+    let mut header = vec![0u8; hlen];
+    r.read_exact(&mut header)
+        .map_err(|_| err("truncated header".into()))?;
+    let h = parse_npy_header(&header).map_err(err)?;
+    let body_len = h
+        .count
+        .checked_mul(h.item)
+        .ok_or_else(|| err(format!("shape {:?} is too large", h.shape)))?;
+    crate::budget::check_host_bytes(
+        &format!("{}: array `{name}` of shape {:?}", path.display(), h.shape),
+        (body_len as u64).saturating_mul(2),
+        "the file declares more data than fits",
+    )?;
+    let mut body = crate::budget::try_with_capacity::<u8>(body_len, name)?;
+    // One byte past the declared size tells a member that holds more than it declares.
+    r.take(body_len as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| err(format!("inflating: {e}")))?;
+    if body.len() != body_len {
+        return Err(err(format!(
+            "holds {} data bytes, its shape {:?} needs {body_len}",
+            if body.len() > body_len {
+                "more".to_string()
+            } else {
+                body.len().to_string()
+            },
+            h.shape
+        )));
+    }
+    decode_npy(h, &body).map_err(err)
+}
+
+/// What an `.npy` header declares.
+struct NpyHeader {
+    shape: Vec<usize>,
+    fortran: bool,
+    /// Bytes per value.
+    item: usize,
+    /// Values.
+    count: usize,
+    half: bool,
+}
+
+fn parse_npy_header(raw: &[u8]) -> std::result::Result<NpyHeader, String> {
+    let header = std::str::from_utf8(raw).map_err(|_| "header is not text")?;
     let field = |key: &str| -> std::result::Result<&str, String> {
         let at = header
             .find(&format!("'{key}'"))
             .ok_or(format!("no `{key}` in the header"))?;
-        Ok(header[at + key.len() + 2..].trim_start_matches([':', ' ']))
+        Ok(header
+            .get(at + key.len() + 2..)
+            .unwrap_or("")
+            .trim_start_matches([':', ' ']))
     };
     let descr = field("descr")?;
     let descr = descr
@@ -191,39 +253,52 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| format!("bad shape entry `{s}`")))
         .collect::<std::result::Result<_, _>>()?;
-    let body = &b[start + hlen..];
-    let n = shape
+    let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape too large")?;
-    let data: Vec<f32> = match descr {
-        "<f4" => body
-            .chunks_exact(4)
-            .take(n)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        "<f2" => body
-            .chunks_exact(2)
-            .take(n)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+    let (item, half) = match descr {
+        "<f4" => (4, false),
+        "<f2" => (2, true),
         other => return Err(format!("dtype `{other}`; float32 and float16 are accepted")),
     };
-    if data.len() != n {
-        return Err(format!(
-            "holds {} values, its shape {shape:?} needs {n}",
-            data.len()
-        ));
-    }
-    let data = if fortran && shape.len() == 2 {
-        let (r, c) = (shape[0], shape[1]);
-        (0..r * c).map(|k| data[(k % c) * r + k / c]).collect()
-    } else if fortran && shape.len() > 2 {
+    if fortran && shape.len() > 2 {
         return Err("Fortran-order arrays of more than 2 dimensions are not supported".into());
+    }
+    Ok(NpyHeader {
+        shape,
+        fortran,
+        item,
+        count,
+        half,
+    })
+}
+
+fn decode_npy(h: NpyHeader, body: &[u8]) -> std::result::Result<Tensor, String> {
+    let data: Vec<f32> = if h.half {
+        body.chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect()
+    } else {
+        body.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let data = if h.fortran && h.shape.len() == 2 {
+        let (r, c) = (h.shape[0], h.shape[1]);
+        (0..r * c).map(|k| data[(k % c) * r + k / c]).collect()
     } else {
         data
     };
-    Ok(Tensor { shape, data })
+    Ok(Tensor {
+        shape: h.shape,
+        data,
+    })
+}
+
+/// Parses a whole `.npy` file's bytes.
+pub fn parse_npy(b: &[u8]) -> Result<Tensor> {
+    read_npy(b, Path::new("<npy>"), "array")
 }
 
 /// Writes tensors as safetensors (F32), atomically, with string metadata.
@@ -344,16 +419,19 @@ pub fn from_pytorch(t: &Tensors, path: &Path) -> Result<GruWeights> {
         .bidirectional(bidirectional)
         .bias(bias);
     cfg.validate().map_err(|e| bad(path, e.to_string()))?;
-    let mut w = GruWeights::zeros(cfg);
-    let mut used = 0;
-    for id in w.tensor_ids() {
+    // Shapes first, values after: nothing is allocated from sizes the data does not back.
+    for id in cfg.tensor_ids() {
         let name = id.name();
-        let shape = w.shape_of(id);
-        let x = take(&ours, &name, &shape, path).map_err(|_| match ours.get(&name) {
+        let shape = cfg.shape_of(id);
+        take(&ours, &name, &shape, path).map_err(|_| match ours.get(&name) {
             Some(x) => bad(path, format!("tensor `{prefix}{name}` has shape {:?}, expected {shape:?} (I = {i}, H = {h}, {layers} layer(s){})", x.shape, if bidirectional { ", bidirectional" } else { "" })),
             None => bad(path, format!("missing tensor `{prefix}{name}`")),
         })?;
-        *w.tensor_mut(id) = x.data.clone();
+    }
+    let mut w = GruWeights::zeros(cfg);
+    let mut used = 0;
+    for id in w.tensor_ids() {
+        *w.tensor_mut(id) = ours[&id.name()].data.clone();
         used += 1;
     }
     if let Some(extra) = ours.keys().find(|k| w.parse_name(k).is_err()) {
@@ -499,23 +577,35 @@ pub fn from_keras(t: &Tensors, path: &Path) -> Result<GruWeights> {
         .layers(layers)
         .bidirectional(bidirectional)
         .variant(variant);
-    let mut w = GruWeights::zeros(cfg);
+    cfg.validate().map_err(|e| bad(path, e.to_string()))?;
     let nd = cfg.num_directions();
-    let mut used = 0;
+    let bias_shape: Vec<usize> = if reset_after {
+        vec![2, 3 * h]
+    } else {
+        vec![3 * h]
+    };
+    // Every tensor with its shape first: the sizes come from the file and are only
+    // trusted once the data they imply is there.
+    let mut found = Vec::new();
     for k in 0..layers {
         let ik = cfg.layer_input_size(k);
         for d in 0..nd {
             let p = keras_prefix(k, d, bidirectional);
-            let kern = take(&t, &format!("{p}kernel"), &[ik, 3 * h], path)?;
-            let rec = take(&t, &format!("{p}recurrent_kernel"), &[h, 3 * h], path)?;
-            let bias_shape: Vec<usize> = if reset_after {
-                vec![2, 3 * h]
-            } else {
-                vec![3 * h]
-            };
-            let bias = take(&t, &format!("{p}bias"), &bias_shape, path)?;
-            used += 3;
-            w.dirs[k * nd + d] = DirWeights {
+            found.push((
+                take(&t, &format!("{p}kernel"), &[ik, 3 * h], path)?,
+                take(&t, &format!("{p}recurrent_kernel"), &[h, 3 * h], path)?,
+                take(&t, &format!("{p}bias"), &bias_shape, path)?,
+            ));
+        }
+    }
+    let mut w = GruWeights {
+        config: cfg,
+        dirs: Vec::new(),
+    };
+    let used = 3 * found.len();
+    {
+        for (kern, rec, bias) in found {
+            w.dirs.push(DirWeights {
                 w_ih: keras_matrix(kern, h),
                 w_hh: keras_matrix(rec, h),
                 b_ih: keras_vec(&bias.data[..3 * h], h),
@@ -524,7 +614,7 @@ pub fn from_keras(t: &Tensors, path: &Path) -> Result<GruWeights> {
                 } else {
                     vec![0.0; 3 * h]
                 },
-            };
+            });
         }
     }
     if used != t.len() {

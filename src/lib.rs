@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;

@@ -103,32 +103,12 @@ impl<R: Copy + Default> GruWeights<R> {
 
     /// Every parameter the config has, in PyTorch's `state_dict` order.
     pub fn tensor_ids(&self) -> Vec<TensorId> {
-        let mut ids = Vec::new();
-        for layer in 0..self.config.num_layers {
-            for d in 0..self.config.num_directions() {
-                let reverse = d == 1;
-                let mut kinds = vec![TensorKind::WeightIh, TensorKind::WeightHh];
-                if self.config.bias {
-                    kinds.extend([TensorKind::BiasIh, TensorKind::BiasHh]);
-                }
-                ids.extend(kinds.into_iter().map(|kind| TensorId {
-                    layer,
-                    reverse,
-                    kind,
-                }));
-            }
-        }
-        ids
+        self.config.tensor_ids()
     }
 
     /// The shape of a parameter: [3H, I_k], [3H, H] or `[3H]`.
     pub fn shape_of(&self, id: TensorId) -> Vec<usize> {
-        let h = self.config.hidden_size;
-        match id.kind {
-            TensorKind::WeightIh => vec![3 * h, self.config.layer_input_size(id.layer)],
-            TensorKind::WeightHh => vec![3 * h, h],
-            TensorKind::BiasIh | TensorKind::BiasHh => vec![3 * h],
-        }
+        self.config.shape_of(id)
     }
 
     /// Parses a PyTorch name into a place in this stack.

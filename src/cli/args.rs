@@ -10,6 +10,8 @@ use gru_engine::train::TrainOptions;
 use gru_engine::train::Trainer;
 use gru_engine::{GruError, GruVariant, Result};
 
+use crate::cli::run_folder::{runs_of, RunPlan};
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Variant {
     /// PyTorch / cuDNN / Keras reset_after=True.
@@ -68,9 +70,10 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The run folder for task `base` (see [`run_dir`]).
-    pub fn open(&self, base: &str) -> Result<(PathBuf, CheckpointDir)> {
-        run_dir(
+    /// The run folder for task `base`, chosen and checked; nothing is created until
+    /// [`RunPlan::start`].
+    pub fn plan(&self, base: &str) -> Result<RunPlan> {
+        RunPlan::new(
             self.checkpoint_dir.as_deref(),
             base,
             self.resume,
@@ -109,7 +112,14 @@ pub struct OptimArgs {
 }
 
 impl OptimArgs {
-    pub fn options(&self) -> TrainOptions {
+    /// The options, validated: every flag is checked before a run is built.
+    pub fn options(&self) -> Result<TrainOptions> {
+        if !(self.clip_norm >= 0.0 && self.clip_norm.is_finite()) {
+            return Err(GruError::Config(format!(
+                "--clip-norm must be >= 0 (0 turns clipping off), found {}",
+                self.clip_norm
+            )));
+        }
         let mut o = match self.optimizer {
             OptimizerKind::Adam => TrainOptions::adam(self.lr),
             OptimizerKind::Adamw => TrainOptions::adamw(self.lr),
@@ -124,7 +134,11 @@ impl OptimArgs {
         o.clip_value = self.clip_value;
         o.max_norm = self.max_norm;
         o.seed = self.seed;
-        o
+        o.validate().map_err(|e| match e {
+            GruError::Config(m) => GruError::Config(format!("{m} (check the optimiser flags)")),
+            e => e,
+        })?;
+        Ok(o)
     }
 }
 
@@ -136,30 +150,6 @@ pub fn at_least_one(name: &str, v: usize) -> Result<usize> {
         )));
     }
     Ok(v)
-}
-
-/// Opens a checkpoint folder for a new run: refuses one that already holds a checkpoint
-/// unless resuming or forced, so a good checkpoint is never overwritten by accident.
-pub fn open_run_dir(dir: &Path, resume: bool, force: bool) -> Result<CheckpointDir> {
-    let d = CheckpointDir::open(dir)?;
-    if !resume && !force && (d.last_path().exists() || d.best_path().exists()) {
-        return Err(GruError::Config(format!(
-            "{} already holds a checkpoint; pass --resume to continue it, --force to start over, or another --checkpoint-dir",
-            dir.display()
-        )));
-    }
-    if force && !resume {
-        for p in [
-            d.last_path(),
-            d.best_path(),
-            dir.join("metrics.csv"),
-            dir.join("loss.svg"),
-        ] {
-            let _ = std::fs::remove_file(p);
-        }
-        return CheckpointDir::open(dir);
-    }
-    Ok(d)
 }
 
 /// A checkpoint from a file, or from a folder (its best, else its last).
@@ -182,13 +172,14 @@ pub fn load_checkpoint(path: &Path) -> Result<(Checkpoint, PathBuf)> {
     Ok((Checkpoint::load(&file)?, file))
 }
 
-/// Saves a training run's state: `last`, and `best` when `loss` improves on it. `task`
+/// Saves a training run's state: `last`, and `best` when `loss` (from an evaluation)
+/// is finite and improves on it; `None` (no evaluation yet) saves `last` only. `task`
 /// names the command; `extra` adds its own metadata (data format, epoch, ...).
 pub fn save_run(
     t: &mut dyn Trainer,
     dir: &mut CheckpointDir,
     rng: &Rng,
-    loss: f64,
+    loss: Option<f64>,
     vocab: Option<&[String]>,
     task: &str,
     extra: &[(&str, String)],
@@ -196,78 +187,12 @@ pub fn save_run(
     let mut c = Checkpoint::from_trainer(t)?;
     c.vocab = vocab.map(<[String]>::to_vec);
     c.rng_state = Some(rng.state());
-    c.loss = Some(loss);
+    c.loss = loss;
     c.extra.insert("task".into(), task.into());
     for (k, v) in extra {
         c.extra.insert((*k).into(), v.clone());
     }
     dir.save(&c)
-}
-
-fn holds_checkpoint(d: &Path) -> bool {
-    d.join("last.safetensors").exists() || d.join("best.safetensors").exists()
-}
-
-/// Folders `runs/<base>` and `runs/<base>-N` that hold a checkpoint, newest first (by the
-/// time of their last write).
-fn runs_of(base: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("runs") else {
-        return Vec::new();
-    };
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n == base
-                || n.strip_prefix(&format!("{base}-"))
-                    .is_some_and(|k| k.parse::<u32>().is_ok())
-        })
-        .map(|e| e.path())
-        .filter(|p| holds_checkpoint(p))
-        .map(|p| {
-            let t = ["last.safetensors", "best.safetensors"]
-                .iter()
-                .filter_map(|f| std::fs::metadata(p.join(f)).and_then(|m| m.modified()).ok())
-                .max()
-                .unwrap_or(std::time::UNIX_EPOCH);
-            (t, p)
-        })
-        .collect();
-    found.sort_by_key(|e| std::cmp::Reverse(e.0));
-    found.into_iter().map(|(_, p)| p).collect()
-}
-
-/// The folder a training run writes to. Explicit: as given (refused if it holds a
-/// checkpoint, unless resuming or forced). Default: `runs/<base>`, or the first free
-/// `runs/<base>-N` when that is taken, so re-running a command never clobbers a model;
-/// with `--resume`, the newest earlier run.
-pub fn run_dir(
-    explicit: Option<&Path>,
-    base: &str,
-    resume: bool,
-    force: bool,
-) -> Result<(PathBuf, CheckpointDir)> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None if resume => runs_of(base).into_iter().next().ok_or_else(|| {
-            GruError::Config(format!(
-                "--resume: no earlier run under runs/{base}*; pass --checkpoint-dir"
-            ))
-        })?,
-        None if force => PathBuf::from(format!("runs/{base}")),
-        None => (1..)
-            .map(|i| {
-                PathBuf::from(if i == 1 {
-                    format!("runs/{base}")
-                } else {
-                    format!("runs/{base}-{i}")
-                })
-            })
-            .find(|p| !holds_checkpoint(p))
-            .unwrap_or_default(),
-    };
-    let dir = open_run_dir(&path, resume, force)?;
-    Ok((path, dir))
 }
 
 /// The checkpoint a command reads: as given, or the newest run under `runs/<base>*`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use gru_engine::checkpoint::Checkpoint;
-use gru_engine::model::{Batch, Loss, ModelConfig, ModelInput, ModelParams};
+use gru_engine::model::{Batch, Head, Loss, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -35,6 +35,25 @@ pub enum Tokens {
     Chars,
     /// One token per whitespace-separated word.
     Words,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Header {
+    /// A first row that does not look like data (see --help) is a header.
+    Auto,
+    Yes,
+    No,
+}
+
+/// Whether the CSV's first row is a header.
+#[derive(Args, Clone, Debug)]
+pub struct HeaderArgs {
+    /// First row is a header: auto detects one (training: its label occurs nowhere
+    /// else while every other label occurs at least 5 times; eval: its label is not one
+    /// the model knows while every other row's is; numeric rows: its values are not
+    /// numbers while every other row's are).
+    #[arg(long, value_enum, default_value_t = Header::Auto)]
+    pub header: Header,
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +100,15 @@ pub struct TrainArgs {
     /// Longest sequence kept; longer ones are cut.
     #[arg(long, default_value_t = 200)]
     pub max_len: usize,
+    /// Text input: keep at most this many tokens in the vocabulary, `<unk>` included
+    /// (the most frequent first, ties by first occurrence; Keras' `max_tokens`).
+    #[arg(long)]
+    pub max_vocab: Option<usize>,
+    /// Text input: keep only tokens seen at least this many times (others read as `<unk>`).
+    #[arg(long, default_value_t = 1)]
+    pub min_count: usize,
+    #[command(flatten)]
+    pub header: HeaderArgs,
     /// Embedding size (text input).
     #[arg(long, short = 'E', default_value_t = 32)]
     pub embed: usize,
@@ -115,6 +143,8 @@ pub struct EvalArgs {
     /// Labelled rows, as for training.
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub header: HeaderArgs,
     #[arg(long, short = 'B', default_value_t = 64)]
     pub batch: usize,
     #[command(flatten)]
@@ -132,6 +162,8 @@ pub struct PredictArgs {
     /// Rows without a label: text, or numbers.
     #[arg(long)]
     pub input: PathBuf,
+    #[command(flatten)]
+    pub header: HeaderArgs,
     #[arg(long, short = 'B', default_value_t = 64)]
     pub batch: usize,
     #[command(flatten)]
@@ -148,6 +180,11 @@ struct Format {
     features: usize,
     max_len: usize,
     labels: Vec<String>,
+    /// The vocabulary cap and minimum count it was built with (absent in older files).
+    #[serde(default)]
+    max_vocab: Option<usize>,
+    #[serde(default)]
+    min_count: Option<usize>,
 }
 
 /// One row: its label (if any) and its sequence (token ids or `[T·features]` values).
@@ -165,18 +202,77 @@ fn split_text(text: &str, tokens: Tokens) -> Vec<String> {
     }
 }
 
+/// Rows of a CSV file with the header decision already applied: the rows, and the
+/// 1-based file row number of the first one.
+struct Rows {
+    rows: Vec<Vec<String>>,
+    first_row: usize,
+}
+
+/// Applies `--header` to `rows`: `looks_like_header` is the auto rule for this use.
+/// Says which was chosen (unless quiet) when a header was taken.
+fn apply_header(
+    path: &Path,
+    mut rows: Vec<Vec<String>>,
+    h: Header,
+    looks_like_header: impl FnOnce(&[Vec<String>]) -> bool,
+    quiet: bool,
+) -> Rows {
+    let header = match h {
+        Header::Yes => true,
+        Header::No => false,
+        Header::Auto => looks_like_header(&rows),
+    };
+    if !header || rows.is_empty() {
+        return Rows { rows, first_row: 1 };
+    }
+    let first = rows.remove(0);
+    if !quiet {
+        let shown: String = first.join(",").chars().take(60).collect();
+        eprintln!(
+            "{}: first row `{shown}` taken as a header ({}; --header no keeps it as data)",
+            path.display(),
+            if h == Header::Auto {
+                "detected"
+            } else {
+                "--header yes"
+            }
+        );
+    }
+    Rows { rows, first_row: 2 }
+}
+
+/// Training rule: the first row's label occurs nowhere else while every other label
+/// occurs at least 5 times; or, for numeric rows, only the first row is not numbers.
+fn training_header(rows: &[Vec<String>]) -> bool {
+    if rows.len() < 3 {
+        return false;
+    }
+    let rest = &rows[1..];
+    if !all_numeric(rows[0].iter().skip(1)) && rest.iter().all(|r| all_numeric(r.iter().skip(1)))
+    {
+        return true;
+    }
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for r in rest {
+        *counts.entry(r[0].as_str()).or_default() += 1;
+    }
+    !counts.contains_key(rows[0][0].as_str()) && counts.values().all(|&c| c >= 5)
+}
+
 /// Parses rows; `labelled`: the first field is the label. `vocab` maps tokens to ids
 /// (0 is the unknown/padding token).
 fn examples(
     path: &Path,
+    rows: &Rows,
     labelled: bool,
     f: &Format,
     vocab: &HashMap<String, u32>,
 ) -> Result<Vec<Example>> {
     let first = usize::from(labelled);
     let mut out = Vec::new();
-    for (i, rec) in records(path)?.into_iter().enumerate() {
-        let row = i + 1;
+    for (i, rec) in rows.rows.iter().enumerate() {
+        let row = i + rows.first_row;
         if rec.len() <= first {
             return Err(GruError::Input(format!(
                 "{}: row {row} has no {}",
@@ -214,6 +310,7 @@ fn examples(
             let text = rest.join(",");
             e.tokens = split_text(&text, f.tokens)
                 .iter()
+                .take(f.max_len)
                 .map(|t| vocab.get(t).copied().unwrap_or(0))
                 .collect();
             if e.tokens.is_empty() {
@@ -222,33 +319,77 @@ fn examples(
                     path.display()
                 )));
             }
-            e.len = e.tokens.len().min(f.max_len);
-            e.tokens.truncate(e.len);
+            e.len = e.tokens.len();
         }
         out.push(e);
     }
     Ok(out)
 }
 
+/// Labels as a short text: all of them when few, else the first few and the count.
+fn summarize_labels(labels: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if labels.len() <= SHOWN {
+        labels.join(", ")
+    } else {
+        format!(
+            "{}, ... ({} labels)",
+            labels[..SHOWN].join(", "),
+            gru_engine::model::group_digits(labels.len())
+        )
+    }
+}
+
 /// Class ids of labelled examples, refusing labels the model was not trained on.
-fn class_ids(path: &Path, ex: &[Example], labels: &[String]) -> Result<Vec<u32>> {
+fn class_ids(path: &Path, rows: &Rows, ex: &[Example], labels: &[String]) -> Result<Vec<u32>> {
+    let index: HashMap<&str, u32> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as u32))
+        .collect();
     ex.iter()
         .enumerate()
         .map(|(i, e)| {
             let l = e.label.as_deref().unwrap_or_default();
-            labels
-                .iter()
-                .position(|x| x == l)
-                .map(|p| p as u32)
-                .ok_or_else(|| {
-                    GruError::Input(format!(
-                        "{}: row {}: label `{l}` was not in the training data (known: {})",
-                        path.display(),
-                        i + 1,
-                        labels.join(", ")
-                    ))
-                })
+            index.get(l).copied().ok_or_else(|| {
+                GruError::Input(format!(
+                    "{}: row {}: label `{l}` was not in the training data (known: {})",
+                    path.display(),
+                    i + rows.first_row,
+                    summarize_labels(labels)
+                ))
+            })
         })
+        .collect()
+}
+
+/// The text vocabulary of the training rows: `<unk>` (id 0), then the tokens within
+/// `max_len` of each row seen at least `min_count` times, most frequent first (ties by
+/// first occurrence), at most `max_vocab` entries in all.
+fn build_vocab(
+    rows: &[&Vec<String>],
+    tokens: Tokens,
+    max_len: usize,
+    max_vocab: Option<usize>,
+    min_count: usize,
+) -> Vec<String> {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    for r in rows {
+        for t in split_text(&r[1..].join(","), tokens).into_iter().take(max_len) {
+            let next = counts.len();
+            counts.entry(t).or_insert((0, next)).0 += 1;
+        }
+    }
+    let mut kept: Vec<(String, (usize, usize))> = counts
+        .into_iter()
+        .filter(|(_, (c, _))| *c >= min_count)
+        .collect();
+    kept.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
+    if let Some(n) = max_vocab {
+        kept.truncate(n.saturating_sub(1));
+    }
+    std::iter::once("<unk>".to_string())
+        .chain(kept.into_iter().map(|(t, _)| t))
         .collect()
 }
 
@@ -355,6 +496,8 @@ fn predict_set(
     Ok(out)
 }
 
+/// A classifier checkpoint's row format and vocabulary, checked against its model once,
+/// here: every later index (labels by class, tokens by id) is then in range.
 fn format_of(c: &Checkpoint, path: &Path) -> Result<(Format, HashMap<String, u32>)> {
     let bad = |reason: String| GruError::Checkpoint {
         path: path.display().to_string(),
@@ -366,6 +509,44 @@ fn format_of(c: &Checkpoint, path: &Path) -> Result<(Format, HashMap<String, u32
             .ok_or_else(|| bad("not a classifier checkpoint (no `classify` metadata)".into()))?,
     )
     .map_err(|e| bad(format!("classify metadata: {e}")))?;
+    let cfg = &c.params.config;
+    if f.features == 0 || f.max_len == 0 {
+        return Err(bad(format!(
+            "classify metadata: features {} and max_len {} must be at least 1",
+            f.features, f.max_len
+        )));
+    }
+    if cfg.head != Head::LastState {
+        return Err(bad("not a classifier: its head reads every step".into()));
+    }
+    match (f.numeric, cfg.input) {
+        (true, ModelInput::Features(n)) if n == f.features => {}
+        (false, ModelInput::Tokens { vocab, .. })
+            if c.vocab.as_ref().is_some_and(|v| v.len() == vocab) => {}
+        _ => {
+            return Err(bad(format!(
+                "classify metadata ({}, {} features, {} vocabulary entries) does not fit the model's input {:?}",
+                if f.numeric { "numeric" } else { "text" },
+                f.features,
+                c.vocab.as_ref().map_or(0, Vec::len),
+                cfg.input
+            )))
+        }
+    }
+    let classes = match cfg.loss {
+        Loss::BinaryCrossEntropy => 2,
+        _ => cfg.outputs,
+    };
+    if f.labels.len() != classes {
+        return Err(bad(format!(
+            "{} labels for a model with {classes} classes",
+            f.labels.len()
+        )));
+    }
+    let distinct: std::collections::HashSet<&String> = f.labels.iter().collect();
+    if distinct.len() != f.labels.len() {
+        return Err(bad("the labels are not distinct".into()));
+    }
     let vocab = c
         .vocab
         .clone()
@@ -386,30 +567,71 @@ pub fn run(cmd: ClassifyCommand) -> Result<u8> {
 }
 
 fn train(a: TrainArgs) -> Result<u8> {
+    // Every flag is checked before anything is read, built or written.
     let b = at_least_one("--batch", a.batch)?;
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
     at_least_one("--epochs", a.epochs as usize)?;
-    let (run_path, mut dir) = a.run.open("classify")?;
+    at_least_one("--min-count", a.min_count)?;
+    let embed = at_least_one("--embed", a.embed)?;
+    let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(64))?;
+    if let Some(n) = a.max_vocab {
+        if n < 2 {
+            return Err(GruError::Config(format!(
+                "--max-vocab must be at least 2 (<unk> and one token), found {n}"
+            )));
+        }
+    }
+    if !(0.0..1.0).contains(&a.val_split) {
+        return Err(GruError::Config(format!(
+            "--val-split must be in [0, 1), found {}",
+            a.val_split
+        )));
+    }
+    let flag_opts = a.optim.options()?;
     let quiet = a.output.quiet || a.output.json;
-    let resumed = if a.run.resume {
-        Some(Checkpoint::load(&dir.last_path())?)
+    let plan = a.run.plan("classify")?;
+    let resumed = plan.resume_checkpoint()?;
+    let rows = apply_header(
+        &a.data,
+        records(&a.data)?,
+        a.header.header,
+        training_header,
+        quiet,
+    );
+    if rows.rows.is_empty() {
+        return Err(GruError::Input(format!(
+            "{}: no data rows after the header",
+            a.data.display()
+        )));
+    }
+    // Rows held out for validation when there is no --val file: spread over the file
+    // (not its tail, which may be one class).
+    let held_out: Vec<usize> = if a.val.is_some() {
+        Vec::new()
     } else {
-        None
+        let k = (rows.rows.len() as f64 * a.val_split) as usize;
+        let mut rng = Rng::new(a.optim.seed ^ 0xfeed);
+        let mut order: Vec<usize> = (0..rows.rows.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let mut take = order[..k].to_vec();
+        take.sort_unstable();
+        take
     };
     let (f, vocab_list) = match &resumed {
-        Some(c) => {
-            let (f, _) = format_of(c, &dir.last_path())?;
+        Some((c, file)) => {
+            let (f, _) = format_of(c, file)?;
             (f, c.vocab.clone().unwrap_or_default())
         }
         None => {
-            let rows = records(&a.data)?;
             let numeric = match a.input {
                 InputKind::Numeric => true,
                 InputKind::Text => false,
-                InputKind::Auto => rows.iter().all(|r| all_numeric(r.iter().skip(1))),
+                InputKind::Auto => rows.rows.iter().all(|r| all_numeric(r.iter().skip(1))),
             };
-            let mut labels: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+            let mut labels: Vec<String> = rows.rows.iter().map(|r| r[0].clone()).collect();
             labels.sort();
             labels.dedup();
             if labels.len() < 2 {
@@ -419,24 +641,36 @@ fn train(a: TrainArgs) -> Result<u8> {
                     labels.len()
                 )));
             }
-            let mut vocab = vec!["<unk>".to_string()];
-            if !numeric {
-                let mut toks: Vec<String> = rows
+            let vocab = if numeric {
+                Vec::new()
+            } else {
+                let mut skip = held_out.iter().peekable();
+                let train_rows: Vec<&Vec<String>> = rows
+                    .rows
                     .iter()
-                    .flat_map(|r| split_text(&r[1..].join(","), a.tokens))
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        if skip.peek() == Some(&i) {
+                            skip.next();
+                            false
+                        } else {
+                            true
+                        }
+                    })
+                    .map(|(_, r)| r)
                     .collect();
-                toks.sort();
-                toks.dedup();
-                vocab.extend(toks);
-            }
+                build_vocab(&train_rows, a.tokens, a.max_len, a.max_vocab, a.min_count)
+            };
             let f = Format {
                 numeric,
                 tokens: a.tokens,
                 features: a.features,
                 max_len: a.max_len,
                 labels,
+                max_vocab: a.max_vocab,
+                min_count: Some(a.min_count),
             };
-            (f, if numeric { Vec::new() } else { vocab })
+            (f, vocab)
         }
     };
     let vocab: HashMap<String, u32> = vocab_list
@@ -444,26 +678,26 @@ fn train(a: TrainArgs) -> Result<u8> {
         .enumerate()
         .map(|(i, t)| (t.clone(), i as u32))
         .collect();
-    let mut train_ex = examples(&a.data, true, &f, &vocab)?;
-    let mut train_ids = class_ids(&a.data, &train_ex, &f.labels)?;
+    let mut train_ex = examples(&a.data, &rows, true, &f, &vocab)?;
+    let mut train_ids = class_ids(&a.data, &rows, &train_ex, &f.labels)?;
     let (val_ex, val_ids) = match &a.val {
         Some(p) => {
-            let ex = examples(p, true, &f, &vocab)?;
-            let ids = class_ids(p, &ex, &f.labels)?;
+            let known: std::collections::HashSet<&str> =
+                f.labels.iter().map(String::as_str).collect();
+            let vrows = apply_header(
+                p,
+                records(p)?,
+                a.header.header,
+                |r| eval_header(r, &known, f.numeric),
+                quiet,
+            );
+            let ex = examples(p, &vrows, true, &f, &vocab)?;
+            let ids = class_ids(p, &vrows, &ex, &f.labels)?;
             (ex, ids)
         }
         None => {
-            // Hold out rows spread over the file (not its tail, which may be one class).
-            let k = (train_ex.len() as f64 * a.val_split) as usize;
-            let mut rng = Rng::new(a.optim.seed ^ 0xfeed);
-            let mut order: Vec<usize> = (0..train_ex.len()).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-            }
-            let mut take: Vec<usize> = order[..k].to_vec();
-            take.sort_unstable_by(|x, y| y.cmp(x));
             let (mut ex, mut ids) = (Vec::new(), Vec::new());
-            for i in take {
+            for &i in held_out.iter().rev() {
                 ex.push(train_ex.remove(i));
                 ids.push(train_ids.remove(i));
             }
@@ -476,19 +710,15 @@ fn train(a: TrainArgs) -> Result<u8> {
             a.data.display()
         )));
     }
-    let (params, opts) = match &resumed {
-        Some(c) => (
-            c.params.clone(),
-            c.options.unwrap_or_else(|| a.optim.options()),
-        ),
+    let (cfg, opts) = match &resumed {
+        Some((c, _)) => (c.params.config, c.options.unwrap_or(flag_opts)),
         None => {
-            let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(64))?;
             let input = if f.numeric {
                 ModelInput::Features(f.features)
             } else {
                 ModelInput::Tokens {
                     vocab: vocab_list.len(),
-                    embed_dim: at_least_one("--embed", a.embed)?,
+                    embed_dim: embed,
                 }
             };
             let binary = a.binary && f.labels.len() == 2;
@@ -503,13 +733,24 @@ fn train(a: TrainArgs) -> Result<u8> {
                 .stack
                 .apply(ModelConfig::classifier(input, hidden, classes))
                 .bidirectional(a.bidirectional);
-            (ModelParams::init(cfg, a.optim.seed)?, a.optim.options())
+            (cfg, flag_opts)
         }
     };
-    let mut trainer = a.device.trainer(&params, opts, quiet)?;
+    let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
+    let seed = a.optim.seed;
+    let mut trainer = a.device.build(
+        &cfg,
+        || match &resumed {
+            Some((c, _)) => Ok(c.params.clone()),
+            None => ModelParams::init(cfg, seed),
+        },
+        opts,
+        quiet,
+        (b, tmax),
+    )?;
     let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
-    if let Some(c) = &resumed {
+    if let Some((c, _)) = &resumed {
         c.restore(trainer.as_mut())?;
         epoch = c
             .extra
@@ -518,20 +759,32 @@ fn train(a: TrainArgs) -> Result<u8> {
             .unwrap_or(0);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
-    let cfg = *trainer.config();
+    // Everything is built: only now is the run folder created (or claimed) and locked.
+    let mut run = plan.start()?;
     if !quiet {
+        let rows_line = match &a.val {
+            Some(p) => format!(
+                "{} training rows, {} validation rows (from {})",
+                train_ex.len(),
+                val_ex.len(),
+                p.display()
+            ),
+            None => format!(
+                "{} training rows, {} validation rows (held out, --val-split {})",
+                train_ex.len(),
+                val_ex.len(),
+                a.val_split
+            ),
+        };
         eprintln!(
-            "classifying {} rows ({} for validation) into {} labels ({}) from {}; {} parameters, on {}",
-            train_ex.len() + val_ex.len(),
-            val_ex.len(),
+            "classifying {rows_line} into {} labels ({}) from {}; {} parameters, on {}",
             f.labels.len(),
-            f.labels.join(", "),
+            summarize_labels(&f.labels),
             if f.numeric { format!("numeric ({} per step)", f.features) } else { format!("text in {} tokens (vocabulary {})", match f.tokens { Tokens::Chars => "character", Tokens::Words => "word" }, vocab_list.len()) },
             gru_engine::model::group_digits(cfg.param_count()),
             trainer.device_name()
         );
     }
-    let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
     let per_epoch = train_ex.len().div_ceil(b) as u64;
     catch_interrupt();
     let rep = Reporter::new(
@@ -539,14 +792,14 @@ fn train(a: TrainArgs) -> Result<u8> {
         a.epochs * per_epoch,
         epoch * per_epoch,
         "sequences",
-        Some(&run_path),
+        Some(&run.path),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
     let vocab_saved = (!f.numeric).then_some(vocab_list.as_slice());
     let save = |t: &mut dyn Trainer,
                 dir: &mut gru_engine::checkpoint::CheckpointDir,
                 rng: &Rng,
-                loss: f64,
+                loss: Option<f64>,
                 epoch: u64| {
         let extra = [
             ("classify", format_json.clone()),
@@ -564,11 +817,12 @@ fn train(a: TrainArgs) -> Result<u8> {
         for (k, chunk) in order.chunks(b).enumerate() {
             if interrupted() {
                 rep.finish();
-                save(trainer.as_mut(), &mut dir, &rng, last.0, epoch)?;
+                // Not evaluated: saved as `last` only, never as `best`.
+                save(trainer.as_mut(), &mut run.dir, &rng, None, epoch)?;
                 eprintln!(
                     "interrupted in epoch {}: checkpoint saved to {}; continue with --resume",
                     epoch + 1,
-                    dir.last_path().display()
+                    run.dir.last_path().display()
                 );
                 return Ok(INTERRUPTED_EXIT);
             }
@@ -614,41 +868,79 @@ fn train(a: TrainArgs) -> Result<u8> {
         })?;
         save(
             trainer.as_mut(),
-            &mut dir,
+            &mut run.dir,
             &rng,
-            val.map_or(m.loss, |v| v.0),
+            Some(val.map_or(m.loss, |v| v.0)),
             epoch,
         )?;
     }
     rep.finish();
     let val = last.2.map_or(String::new(), |(l, acc)| {
-        format!("; validation loss {l:.4}, accuracy {acc:.3}")
+        format!("; validation loss {l:.4}, accuracy {acc:.4}")
     });
     println!(
-        "epoch {epoch}: training loss {:.4}, accuracy {:.3}{val}",
+        "epoch {epoch}: training loss {:.4}, accuracy {:.4}{val}",
         last.0, last.1
     );
-    rep.print_paths(&dir);
+    rep.print_paths(&run.dir);
     Ok(0)
 }
 
-/// A trained classifier for eval and predict: its parameters, row format and vocabulary.
-/// The device is opened only after the data has been read, so bad input fails first.
+/// Eval rule: the first row's label is not one the model knows while every other row's
+/// is; or, for numeric rows, only the first row is not numbers.
+fn eval_header(rows: &[Vec<String>], known: &std::collections::HashSet<&str>, numeric: bool) -> bool {
+    if rows.len() < 2 {
+        return false;
+    }
+    let rest = &rows[1..];
+    if numeric {
+        return !all_numeric(rows[0].iter().skip(1))
+            && rest.iter().all(|r| all_numeric(r.iter().skip(1)));
+    }
+    !known.contains(rows[0][0].as_str()) && rest.iter().all(|r| known.contains(r[0].as_str()))
+}
+
+/// A trained classifier for eval and predict: its parameters, row format, vocabulary,
+/// and which checkpoint it came from. The device is opened only after the data has been
+/// read, so bad input fails first.
 struct Trained {
     params: ModelParams,
     format: Format,
     vocab: HashMap<String, u32>,
+    from: String,
 }
 
 fn load_trained(checkpoint: Option<&Path>) -> Result<Trained> {
     let (c, file) = load_checkpoint(&model_path(checkpoint, "classify", "gru classify train")?)?;
     let (format, vocab) = format_of(&c, &file)?;
+    let kind = match file.file_name().and_then(|n| n.to_str()) {
+        Some("best.safetensors") => "best",
+        Some("last.safetensors") => "last",
+        _ => "file",
+    };
+    let mut at = Vec::new();
+    if let Some(e) = c.extra.get("epoch") {
+        at.push(format!("epoch {e}"));
+    }
+    if let Some(o) = &c.optimizer {
+        at.push(format!("step {}", o.step));
+    }
+    let from = format!(
+        "{} ({kind}{}{})",
+        file.display(),
+        if at.is_empty() { "" } else { ", " },
+        at.join(", ")
+    );
     Ok(Trained {
         params: c.params,
         format,
         vocab,
+        from,
     })
 }
+
+/// Most classes shown as a confusion matrix; past it, per-class figures.
+const MATRIX_CLASSES: usize = 20;
 
 fn eval(a: EvalArgs) -> Result<u8> {
     let b = at_least_one("--batch", a.batch)?;
@@ -656,31 +948,81 @@ fn eval(a: EvalArgs) -> Result<u8> {
         params,
         format: f,
         vocab,
+        from,
     } = load_trained(a.checkpoint.as_deref())?;
-    let ex = examples(&a.data, true, &f, &vocab)?;
-    let ids = class_ids(&a.data, &ex, &f.labels)?;
-    let mut t = a.device.trainer(&params, Default::default(), a.quiet)?;
+    let known: std::collections::HashSet<&str> = f.labels.iter().map(String::as_str).collect();
+    let rows = apply_header(
+        &a.data,
+        records(&a.data)?,
+        a.header.header,
+        |r| eval_header(r, &known, f.numeric),
+        a.quiet,
+    );
+    let ex = examples(&a.data, &rows, true, &f, &vocab)?;
+    let ids = class_ids(&a.data, &rows, &ex, &f.labels)?;
+    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
+    let cfg = params.config;
+    let mut t = a.device.build(
+        &cfg,
+        || Ok(params),
+        Default::default(),
+        a.quiet,
+        (b.min(ex.len().max(1)), tmax),
+    )?;
     let (loss, acc) = eval_set(t.as_mut(), &ex, &ids, &f, b)?;
     let pred = predict_set(t.as_mut(), &ex, &f, b)?;
     let n = f.labels.len();
-    let mut m = vec![vec![0usize; n]; n];
-    for (&y, &(p, _)) in ids.iter().zip(&pred) {
-        m[y as usize][p] += 1;
-    }
-    println!("{} rows: loss {loss:.4}, accuracy {acc:.3}", ex.len());
-    println!("confusion matrix (rows: true label, columns: predicted):");
-    let w = f.labels.iter().map(|l| l.len()).max().unwrap_or(1).max(6);
-    print!("{:>w$}", "");
-    for l in &f.labels {
-        print!(" {l:>w$}");
-    }
-    println!();
-    for (l, row) in f.labels.iter().zip(&m) {
-        print!("{l:>w$}");
-        for v in row {
-            print!(" {v:>w$}");
+    println!("checkpoint: {from}");
+    println!("{} rows: loss {loss:.4}, accuracy {acc:.4}", ex.len());
+    if n <= MATRIX_CLASSES {
+        let mut m = vec![vec![0usize; n]; n];
+        for (&y, &(p, _)) in ids.iter().zip(&pred) {
+            m[y as usize][p] += 1;
+        }
+        println!("confusion matrix (rows: true label, columns: predicted):");
+        let w = f.labels.iter().map(|l| l.len()).max().unwrap_or(1).max(6);
+        print!("{:>w$}", "");
+        for l in &f.labels {
+            print!(" {l:>w$}");
         }
         println!();
+        for (l, row) in f.labels.iter().zip(&m) {
+            print!("{l:>w$}");
+            for v in row {
+                print!(" {v:>w$}");
+            }
+            println!();
+        }
+    } else {
+        // Linear in the classes: true, predicted and correct counts per class.
+        let (mut truth, mut predicted, mut correct) = (vec![0usize; n], vec![0usize; n], vec![0usize; n]);
+        for (&y, &(p, _)) in ids.iter().zip(&pred) {
+            truth[y as usize] += 1;
+            predicted[p] += 1;
+            if y as usize == p {
+                correct[p] += 1;
+            }
+        }
+        let mut order: Vec<usize> = (0..n).filter(|&c| truth[c] > 0).collect();
+        order.sort_by(|&x, &y| truth[y].cmp(&truth[x]).then(x.cmp(&y)));
+        println!(
+            "{n} classes (a confusion matrix is printed for at most {MATRIX_CLASSES}); the {} most frequent in this data:",
+            order.len().min(MATRIX_CLASSES)
+        );
+        println!("{:>24} {:>8} {:>9} {:>7}", "label", "rows", "precision", "recall");
+        for &c in order.iter().take(MATRIX_CLASSES) {
+            let precision = if predicted[c] > 0 {
+                format!("{:.4}", correct[c] as f64 / predicted[c] as f64)
+            } else {
+                "-".into()
+            };
+            let label: String = f.labels[c].chars().take(24).collect();
+            println!(
+                "{label:>24} {:>8} {precision:>9} {:>7.4}",
+                truth[c],
+                correct[c] as f64 / truth[c] as f64
+            );
+        }
     }
     Ok(0)
 }
@@ -691,9 +1033,30 @@ fn predict(a: PredictArgs) -> Result<u8> {
         params,
         format: f,
         vocab,
+        ..
     } = load_trained(a.checkpoint.as_deref())?;
-    let ex = examples(&a.input, false, &f, &vocab)?;
-    let mut t = a.device.trainer(&params, Default::default(), a.quiet)?;
+    let rows = apply_header(
+        &a.input,
+        records(&a.input)?,
+        a.header.header,
+        |r| {
+            f.numeric
+                && r.len() >= 2
+                && !all_numeric(r[0].iter())
+                && r[1..].iter().all(|x| all_numeric(x.iter()))
+        },
+        a.quiet,
+    );
+    let ex = examples(&a.input, &rows, false, &f, &vocab)?;
+    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
+    let cfg = params.config;
+    let mut t = a.device.build(
+        &cfg,
+        || Ok(params),
+        Default::default(),
+        a.quiet,
+        (b.min(ex.len().max(1)), tmax),
+    )?;
     println!("row,label,probability");
     for (i, (p, prob)) in predict_set(t.as_mut(), &ex, &f, b)?.into_iter().enumerate() {
         println!("{},{},{prob:.4}", i + 1, f.labels[p]);

@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use gru_engine::gpu::{
     best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext,
 };
-use gru_engine::model::ModelParams;
+use gru_engine::budget::{Footprint, Placement};
+use gru_engine::model::{ModelConfig, ModelParams};
 use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
 use gru_engine::{GruError, Result};
 
@@ -117,16 +118,41 @@ impl DeviceArgs {
         Ok(Choice::Gpu(ctx))
     }
 
-    /// A trainer for `params` on the chosen device.
-    pub fn trainer(
+    /// A trainer on the chosen device, built only once the run is known to fit: the
+    /// memory a run of `cfg` on batches of `batch` x `seq_len` needs is compared with
+    /// what the host (and a software adapter, whose buffers are host memory) can give
+    /// *before* `params` makes the parameters; then the trainer reserves its buffers for
+    /// that shape, so a too-large batch fails here, before any batch is assembled.
+    pub fn build(
         &self,
-        params: &ModelParams,
+        cfg: &ModelConfig,
+        params: impl FnOnce() -> Result<ModelParams>,
         opts: TrainOptions,
         quiet: bool,
+        (batch, seq_len): (usize, usize),
     ) -> Result<Box<dyn Trainer>> {
-        Ok(match self.open(quiet)? {
-            Choice::Gpu(ctx) => Box::new(GpuTrainer::new(ctx, params, opts)?),
-            Choice::Cpu => Box::new(CpuTrainer::new(params.clone(), opts)?),
-        })
+        cfg.validate()?;
+        let choice = self.open(quiet)?;
+        let at = match &choice {
+            Choice::Cpu => Placement::Cpu,
+            Choice::Gpu(ctx) => Placement::Gpu {
+                shares_host: ctx.is_software(),
+            },
+        };
+        let what = format!(
+            "a model of {} parameters on batches of {batch} x {seq_len}",
+            gru_engine::model::group_digits(cfg.param_count())
+        );
+        Footprint::training(cfg, batch, seq_len, at).check(
+            &what,
+            "use a smaller --hidden, --embed, --layers, --batch or sequence length",
+        )?;
+        let params = params()?;
+        let mut t: Box<dyn Trainer> = match choice {
+            Choice::Gpu(ctx) => Box::new(GpuTrainer::new(ctx, &params, opts)?),
+            Choice::Cpu => Box::new(CpuTrainer::new(params, opts)?),
+        };
+        t.prepare(seq_len, batch)?;
+        Ok(t)
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use gru_engine::checkpoint::Checkpoint;
-use gru_engine::model::{Batch, ModelConfig, ModelParams};
+use gru_engine::model::{Batch, Head, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -180,17 +180,47 @@ fn score(
     Ok([se / n, ae / n, nse / n, nae / n])
 }
 
+/// A forecaster checkpoint's series format, checked against its model once, here: the
+/// column count, target, horizon and normalisation all fit, so later indexing is safe.
 fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
     let bad = |reason: String| GruError::Checkpoint {
         path: path.display().to_string(),
         reason,
     };
-    serde_json::from_str(
+    let f: Format = serde_json::from_str(
         c.extra
             .get("forecast")
             .ok_or_else(|| bad("not a forecaster checkpoint (no `forecast` metadata)".into()))?,
     )
-    .map_err(|e| bad(format!("forecast metadata: {e}")))
+    .map_err(|e| bad(format!("forecast metadata: {e}")))?;
+    let cfg = &c.params.config;
+    let cols = f.columns.len();
+    if cfg.input != ModelInput::Features(cols) || cfg.head != Head::LastState {
+        return Err(bad(format!(
+            "forecast metadata names {cols} columns, the model reads {:?}: not this model's format",
+            cfg.input
+        )));
+    }
+    if f.mean.len() != cols || f.std.len() != cols {
+        return Err(bad(format!(
+            "normalisation for {} / {} columns, the series has {cols}",
+            f.mean.len(),
+            f.std.len()
+        )));
+    }
+    if let Some(i) = (0..cols).find(|&i| !(f.mean[i].is_finite() && f.std[i].is_finite() && f.std[i] > 0.0)) {
+        return Err(bad(format!(
+            "column {i}: mean {} and std {} must be finite with std > 0",
+            f.mean[i], f.std[i]
+        )));
+    }
+    if f.target >= cols || f.window == 0 || f.horizon != cfg.outputs {
+        return Err(bad(format!(
+            "target {} of {cols} columns, window {}, horizon {} for a model of {} outputs",
+            f.target, f.window, f.horizon, cfg.outputs
+        )));
+    }
+    Ok(f)
 }
 
 pub fn run(cmd: ForecastCommand) -> Result<u8> {
@@ -211,17 +241,15 @@ fn train(a: TrainArgs) -> Result<u8> {
             a.val_split
         )));
     }
-    let (run_path, mut dir) = a.run.open("forecast")?;
+    let flag_opts = a.optim.options()?;
+    let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(32))?;
+    let plan = a.run.plan("forecast")?;
     let quiet = a.output.quiet || a.output.json;
     let (rows, names) = series(&a.data)?;
-    let resumed = if a.run.resume {
-        Some(Checkpoint::load(&dir.last_path())?)
-    } else {
-        None
-    };
+    let resumed = plan.resume_checkpoint()?;
     let windows = |window: usize, horizon: usize| (rows.len() + 1).saturating_sub(window + horizon);
     let f = match &resumed {
-        Some(c) => format_of(c, &dir.last_path())?,
+        Some((c, file)) => format_of(c, file)?,
         None => {
             let target = match a.target.parse::<usize>() {
                 Ok(i) if i < names.len() => i,
@@ -289,26 +317,41 @@ fn train(a: TrainArgs) -> Result<u8> {
         )));
     }
     let n = windows(f.window, f.horizon);
+    if n < 2 {
+        return Err(GruError::Input(format!(
+            "{}: {} rows are too few for the window {} + horizon {} (at least {} needed)",
+            a.data.display(),
+            rows.len(),
+            f.window,
+            f.horizon,
+            f.window + f.horizon + 1
+        )));
+    }
     let n_val = (n as f64 * a.val_split) as usize;
     let train_starts: Vec<usize> = (0..n - n_val).collect();
     let val_starts: Vec<usize> = (n - n_val..n).collect();
-    let (params, opts) = match &resumed {
-        Some(c) => (
-            c.params.clone(),
-            c.options.unwrap_or_else(|| a.optim.options()),
+    let (cfg, opts) = match &resumed {
+        Some((c, _)) => (c.params.config, c.options.unwrap_or(flag_opts)),
+        None => (
+            a.stack
+                .apply(ModelConfig::forecaster(names.len(), hidden, f.horizon)),
+            flag_opts,
         ),
-        None => {
-            let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(32))?;
-            let cfg = a
-                .stack
-                .apply(ModelConfig::forecaster(names.len(), hidden, f.horizon));
-            (ModelParams::init(cfg, a.optim.seed)?, a.optim.options())
-        }
     };
-    let mut trainer = a.device.trainer(&params, opts, quiet)?;
+    let seed = a.optim.seed;
+    let mut trainer = a.device.build(
+        &cfg,
+        || match &resumed {
+            Some((c, _)) => Ok(c.params.clone()),
+            None => ModelParams::init(cfg, seed),
+        },
+        opts,
+        quiet,
+        (b, f.window),
+    )?;
     let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
-    if let Some(c) = &resumed {
+    if let Some((c, _)) = &resumed {
         c.restore(trainer.as_mut())?;
         epoch = c
             .extra
@@ -317,6 +360,8 @@ fn train(a: TrainArgs) -> Result<u8> {
             .unwrap_or(0);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
+    // Everything is built: only now is the run folder created (or claimed) and locked.
+    let mut run = plan.start()?;
     if !quiet {
         eprintln!(
             "forecasting `{}` {} step(s) ahead from {} past steps of {} column(s): {} windows ({} for validation), {} parameters, on {}",
@@ -337,13 +382,13 @@ fn train(a: TrainArgs) -> Result<u8> {
         a.epochs * per_epoch,
         epoch * per_epoch,
         "windows",
-        Some(&run_path),
+        Some(&run.path),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
     let save = |t: &mut dyn Trainer,
                 dir: &mut gru_engine::checkpoint::CheckpointDir,
                 rng: &Rng,
-                loss: f64,
+                loss: Option<f64>,
                 epoch: u64| {
         let extra = [
             ("forecast", format_json.clone()),
@@ -361,11 +406,12 @@ fn train(a: TrainArgs) -> Result<u8> {
         for (k, chunk) in order.chunks(b).enumerate() {
             if interrupted() {
                 rep.finish();
-                save(trainer.as_mut(), &mut dir, &rng, last_loss, epoch)?;
+                // Not evaluated: saved as `last` only, never as `best`.
+                save(trainer.as_mut(), &mut run.dir, &rng, None, epoch)?;
                 eprintln!(
                     "interrupted in epoch {}: checkpoint saved to {}; continue with --resume",
                     epoch + 1,
-                    dir.last_path().display()
+                    run.dir.last_path().display()
                 );
                 return Ok(INTERRUPTED_EXIT);
             }
@@ -410,9 +456,9 @@ fn train(a: TrainArgs) -> Result<u8> {
         })?;
         save(
             trainer.as_mut(),
-            &mut dir,
+            &mut run.dir,
             &rng,
-            val.unwrap_or(m.loss),
+            Some(val.unwrap_or(m.loss)),
             epoch,
         )?;
     }
@@ -429,7 +475,7 @@ fn train(a: TrainArgs) -> Result<u8> {
             nmse / mse.max(1e-12)
         );
     }
-    rep.print_paths(&dir);
+    rep.print_paths(&run.dir);
     Ok(0)
 }
 
@@ -457,7 +503,14 @@ fn predict(a: PredictArgs) -> Result<u8> {
             f.window
         )));
     }
-    let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;
+    let cfg = c.params.config;
+    let mut t = a.device.build(
+        &cfg,
+        || Ok(c.params),
+        Default::default(),
+        a.quiet,
+        (1, f.window),
+    )?;
     let s = rows.len() - f.window;
     let x: Vec<f32> = rows[s..]
         .iter()

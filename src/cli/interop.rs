@@ -112,7 +112,24 @@ pub fn forward(a: ForwardArgs) -> Result<u8> {
         "lengths",
         a.lengths.is_some(),
     )?;
-    let lengths: Option<Vec<usize>> = lengths.map(|l| l.data.iter().map(|&v| v as usize).collect());
+    // Checked as read, so a -1 or a NaN is reported as itself, not as the 0 a cast makes.
+    let lengths: Option<Vec<usize>> = lengths
+        .map(|l| {
+            l.data
+                .iter()
+                .enumerate()
+                .map(|(row, &v)| {
+                    if v.fract() == 0.0 && v >= 1.0 && v <= t_len as f32 {
+                        Ok(v as usize)
+                    } else {
+                        Err(GruError::Input(format!(
+                            "lengths[{row}] = {v}, but every length must be a whole number in 1..={t_len} (T)"
+                        )))
+                    }
+                })
+                .collect::<gru_engine::Result<Vec<usize>>>()
+        })
+        .transpose()?;
     let mut input = SequenceInput::new(&x.data, t_len, b).batch_first(batch_first);
     if let Some(h0) = &h0 {
         input = input.h0(&h0.data);

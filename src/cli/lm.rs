@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use gru_engine::checkpoint::Checkpoint;
 use gru_engine::generate::Sampling;
-use gru_engine::model::{Batch, ModelConfig, ModelParams};
+use gru_engine::budget;
+use gru_engine::model::{Batch, Head, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -104,14 +105,15 @@ fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
 }
 
 /// Next-token windows: inputs ids[s..s+T], targets ids[s+1..s+T+1], per row start.
-fn windows(ids: &[u32], starts: &[usize], t: usize) -> (Vec<u32>, Vec<u32>) {
-    let mut x = Vec::with_capacity(starts.len() * t);
-    let mut y = Vec::with_capacity(starts.len() * t);
+fn windows(ids: &[u32], starts: &[usize], t: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    let n = starts.len().saturating_mul(t);
+    let mut x = budget::try_with_capacity(n, "a batch of token ids")?;
+    let mut y = budget::try_with_capacity(n, "a batch of targets")?;
     for &s in starts {
         x.extend_from_slice(&ids[s..s + t]);
         y.extend_from_slice(&ids[s + 1..s + t + 1]);
     }
-    (x, y)
+    Ok((x, y))
 }
 
 /// Mean loss and accuracy over up to 8 batches of consecutive windows of `val`.
@@ -127,14 +129,52 @@ fn evaluate(
     }
     let starts: Vec<usize> = (0..per.min(8 * b)).map(|i| i * len).collect();
     for chunk in starts.chunks(b) {
-        let (x, y) = windows(val, chunk, len);
+        let (x, y) = windows(val, chunk, len)?;
         t.evaluate(&Batch::tokens(&x, chunk.len(), len).classes(&y))?;
     }
     let m = t.take_metrics(Split::Eval)?;
     Ok(Some((m.loss, m.accuracy)))
 }
 
+/// The vocabulary of a language-model checkpoint, checked against its model once, here:
+/// a sorted list of distinct single characters, one per embedding row and head output.
+fn lm_vocab(c: &Checkpoint, file: &std::path::Path) -> Result<Vec<String>> {
+    let bad = |reason: String| GruError::Checkpoint {
+        path: file.display().to_string(),
+        reason,
+    };
+    let vocab = c
+        .vocab
+        .clone()
+        .ok_or_else(|| bad("no vocabulary: not a language-model checkpoint".into()))?;
+    let cfg = &c.params.config;
+    let ok = matches!(cfg.input, ModelInput::Tokens { vocab: n, .. } if n == vocab.len())
+        && cfg.head == Head::EveryStep
+        && cfg.outputs == vocab.len();
+    if !ok {
+        return Err(bad(format!(
+            "a vocabulary of {} characters does not fit the model (input {:?}, {} outputs): not a language model",
+            vocab.len(),
+            cfg.input,
+            cfg.outputs
+        )));
+    }
+    if let Some(i) = vocab.iter().position(|v| v.chars().count() != 1) {
+        return Err(bad(format!(
+            "vocabulary entry {i} is {:?}, not one character",
+            vocab[i]
+        )));
+    }
+    if vocab.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad(
+            "the vocabulary is not a sorted list of distinct characters".into(),
+        ));
+    }
+    Ok(vocab)
+}
+
 pub fn train(a: TrainArgs) -> Result<u8> {
+    // Every flag is checked before anything is read, built or written.
     let (b, len) = (
         at_least_one("--batch", a.batch)?,
         at_least_one("--seq-len", a.seq_len)?,
@@ -142,34 +182,23 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     at_least_one("--embed", a.embed)?;
     at_least_one("--layers", a.stack.layers)?;
     at_least_one("--eval-every", a.eval_every as usize)?;
+    let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(128))?;
     if !(0.0..1.0).contains(&a.val_split) {
         return Err(GruError::Config(format!(
             "--val-split must be in [0, 1), found {}",
             a.val_split
         )));
     }
+    let flag_opts = a.optim.options()?.stateful(a.stateful);
     let (text, source) = match &a.text {
         Some(p) => (read_text(p)?, p.display().to_string()),
         None => (corpus::text(), corpus::DESCRIPTION.to_string()),
     };
-    let (run_path, mut dir) = a.run.open("lm")?;
+    let plan = a.run.plan("lm")?;
     let quiet = a.output.quiet || a.output.json;
-    let resumed = if a.run.resume {
-        if !dir.last_path().exists() {
-            return Err(GruError::Config(format!(
-                "--resume: {} holds no last.safetensors to continue",
-                run_path.display()
-            )));
-        }
-        Some(Checkpoint::load(&dir.last_path())?)
-    } else {
-        None
-    };
+    let resumed = plan.resume_checkpoint()?;
     let vocab: Vec<String> = match &resumed {
-        Some(c) => c.vocab.clone().ok_or_else(|| GruError::Checkpoint {
-            path: dir.last_path().display().to_string(),
-            reason: "no vocabulary: not a language-model checkpoint".into(),
-        })?,
+        Some((c, file)) => lm_vocab(c, file)?,
         None => {
             let mut v: Vec<String> = text.chars().map(String::from).collect();
             v.sort();
@@ -186,30 +215,35 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             train_ids.len()
         )));
     }
-    let (params, opts) = match &resumed {
-        Some(c) => (
-            c.params.clone(),
-            c.options.unwrap_or_else(|| a.optim.options()),
+    let (cfg, opts) = match &resumed {
+        Some((c, _)) => (c.params.config, c.options.unwrap_or(flag_opts)),
+        None => (
+            a.stack
+                .apply(ModelConfig::language_model(vocab.len(), a.embed, hidden)),
+            flag_opts,
         ),
-        None => {
-            let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(128))?;
-            let cfg = a
-                .stack
-                .apply(ModelConfig::language_model(vocab.len(), a.embed, hidden));
-            (
-                ModelParams::init(cfg, a.optim.seed)?,
-                a.optim.options().stateful(a.stateful),
-            )
-        }
     };
-    let mut trainer = a.device.trainer(&params, opts, quiet)?;
+    let seed = a.optim.seed;
+    let mut trainer = a.device.build(
+        &cfg,
+        || match &resumed {
+            Some((c, _)) => Ok(c.params.clone()),
+            None => ModelParams::init(cfg, seed),
+        },
+        opts,
+        quiet,
+        (b, len),
+    )?;
     let mut step = 0;
     let mut rng = Rng::new(a.optim.seed ^ 0x5eed);
-    if let Some(c) = &resumed {
+    if let Some((c, _)) = &resumed {
         c.restore(trainer.as_mut())?;
         step = c.optimizer.as_ref().map_or(0, |o| o.step);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
+    // Everything is built: only now is the run folder created (or claimed) and locked.
+    let mut run = plan.start()?;
+    let run_path = run.path.clone();
     let cfg = *trainer.config();
     let per_epoch = (train_ids.len() - 1) / (b * len);
     let per_epoch = per_epoch.max(1) as u64;
@@ -227,11 +261,12 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     }
     catch_interrupt();
     let rep = Reporter::new(&a.output, total, step, "tokens", Some(&run_path))?;
-    let save =
-        |t: &mut dyn Trainer,
-         dir: &mut gru_engine::checkpoint::CheckpointDir,
-         rng: &Rng,
-         loss: f64| { save_run(t, dir, rng, loss, Some(&vocab), "language-model", &[]) };
+    let save = |t: &mut dyn Trainer,
+                dir: &mut gru_engine::checkpoint::CheckpointDir,
+                rng: &Rng,
+                loss: Option<f64>| {
+        save_run(t, dir, rng, loss, Some(&vocab), "language-model", &[])
+    };
     let stream_len = (train_ids.len() - 1) / b;
     let (mut last_loss, mut last_acc) = (f64::NAN, None);
     let mut last_val = None;
@@ -240,11 +275,11 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     while step < total {
         if interrupted() {
             rep.finish();
-            let loss = last_val.unwrap_or(last_loss);
-            save(trainer.as_mut(), &mut dir, &rng, loss)?;
+            // Not evaluated: saved as `last` only, never as `best`.
+            save(trainer.as_mut(), &mut run.dir, &rng, None)?;
             eprintln!(
                 "interrupted at step {step}: checkpoint saved to {}; continue with --resume",
-                dir.last_path().display()
+                run.dir.last_path().display()
             );
             return Ok(INTERRUPTED_EXIT);
         }
@@ -260,7 +295,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                 .map(|_| (rng.next_u64() % (train_ids.len() - len) as u64) as usize)
                 .collect()
         };
-        let (x, y) = windows(train_ids, &starts, len);
+        let (x, y) = windows(train_ids, &starts, len)?;
         trainer.train_step(&Batch::tokens(&x, b, len).classes(&y))?;
         step += 1;
         window_steps += 1;
@@ -284,7 +319,12 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                     rate,
                     elapsed: rep.start.elapsed().as_secs_f64(),
                 })?;
-                save(trainer.as_mut(), &mut dir, &rng, last_val.unwrap_or(m.loss))?;
+                save(
+                    trainer.as_mut(),
+                    &mut run.dir,
+                    &rng,
+                    Some(last_val.unwrap_or(m.loss)),
+                )?;
             }
             window_start = std::time::Instant::now();
             window_steps = 0;
@@ -297,7 +337,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         "step {step}: training loss {last_loss:.4}{acc}{val} ({:.0} s)",
         rep.start.elapsed().as_secs_f64()
     );
-    rep.print_paths(&dir);
+    rep.print_paths(&run.dir);
     if a.sample_length > 0 && !a.output.json {
         let prompt: String = text.chars().take(3).collect();
         println!("sample (temperature 0.8, prompt {prompt:?}):");
@@ -353,10 +393,7 @@ pub struct GenerateArgs {
 
 pub fn generate(a: GenerateArgs) -> Result<u8> {
     let (c, file) = load_checkpoint(&model_path(a.checkpoint.as_deref(), "lm", "gru train")?)?;
-    let vocab = c.vocab.clone().ok_or_else(|| GruError::Checkpoint {
-        path: file.display().to_string(),
-        reason: "no vocabulary: not a language-model checkpoint".into(),
-    })?;
+    let vocab = lm_vocab(&c, &file)?;
     let prompt = a.prompt.clone().unwrap_or_else(|| {
         if vocab.iter().any(|v| v == "\n") {
             "\n".into()
@@ -367,7 +404,14 @@ pub fn generate(a: GenerateArgs) -> Result<u8> {
     let ids = encode(&prompt, &vocab)?;
     let sampling = Sampling::new(a.temperature).top_k(a.top_k).seed(a.seed);
     sampling.validate()?;
-    let mut t = a.device.trainer(&c.params, Default::default(), a.quiet)?;
+    let cfg = c.params.config;
+    let mut t = a.device.build(
+        &cfg,
+        || Ok(c.params),
+        Default::default(),
+        a.quiet,
+        (1, ids.len().max(1)),
+    )?;
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{prompt}");
     t.generate(&ids, a.length, &sampling, &mut |tok| {

@@ -13,6 +13,7 @@ mod forecast;
 mod interop;
 mod lm;
 mod report;
+mod run_folder;
 mod summary;
 
 use std::process::ExitCode;

@@ -37,8 +37,7 @@ pub struct Row {
     pub elapsed: f64,
 }
 
-const HEADER: &str =
-    "step,epoch,train_loss,train_accuracy,val_loss,val_accuracy,rate_per_s,elapsed_s";
+use crate::cli::run_folder::METRICS_HEADER as HEADER;
 
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.6}"))

@@ -107,9 +107,25 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
-/// Every adapter wgpu finds on these backends, in a stable order.
-pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+/// The adapters of `backends`, GL only when no Vulkan/Metal/DX12 adapter exists (or GL
+/// is all that was asked for): probing GL prints windowing-system noise on headless
+/// machines ("XDG_RUNTIME_DIR is invalid ...") and it is the slowest path anyway.
+fn enumerate_preferred(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let primary = backends & wgpu::Backends::PRIMARY;
+    if !primary.is_empty() {
+        let found = enumerate(primary);
+        if !found.is_empty() {
+            return found;
+        }
+    }
     enumerate(backends)
+}
+
+/// Every adapter wgpu finds on these backends, in a stable order; GL adapters only when
+/// there is no Vulkan/Metal/DX12 adapter or only GL is asked for. The indices are the
+/// ones [`DeviceRequest::adapter_index`] takes.
+pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    enumerate_preferred(backends)
         .iter()
         .enumerate()
         .map(|(i, a)| summarize(i, a))
@@ -156,16 +172,8 @@ impl GpuContext {
     /// Opens the adapter that `request` names, with every limit the adapter allows
     /// (so large sequences fit in one storage binding where the hardware can).
     pub fn new(request: &DeviceRequest) -> Result<Arc<Self>> {
-        // Without an explicit index, look at Vulkan/Metal/DX12 first: GL is the fallback
-        // (and probing it prints windowing-system noise on headless machines).
-        let primary = request.backends & wgpu::Backends::PRIMARY;
-        let mut adapters = Vec::new();
-        if request.adapter_index.is_none() && !primary.is_empty() {
-            adapters = enumerate(primary);
-        }
-        if adapters.is_empty() {
-            adapters = enumerate(request.backends);
-        }
+        // The same list as `list_adapters`, so an index from `gru devices` means the same.
+        let adapters = enumerate_preferred(request.backends);
         let summaries: Vec<_> = adapters
             .iter()
             .enumerate()

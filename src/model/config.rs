@@ -1,6 +1,6 @@
 //! What a model is made of: its input, the GRU stack, the head and the loss.
 
-use crate::config::{GruConfig, GruVariant};
+use crate::config::{GruConfig, GruVariant, MAX_PARAMS};
 use crate::error::{GruError, Result};
 
 /// What the model reads at each timestep.
@@ -162,6 +162,17 @@ impl ModelConfig {
             }
         }
         self.gru_config().validate()?;
+        match self.checked_param_count() {
+            Some(n) if n <= MAX_PARAMS => {}
+            found => {
+                return Err(GruError::Config(format!(
+                    "the model has {}, more than the {MAX_PARAMS} gru-engine supports (embedding {:?}, {} outputs)",
+                    found.map_or("a parameter count past 2^64".into(), |n| format!("{n} parameters")),
+                    self.input,
+                    self.outputs
+                )))
+            }
+        }
         if self.outputs == 0 {
             return Err(GruError::Config(
                 "the dense head needs at least 1 output, found 0".into(),
@@ -190,11 +201,22 @@ impl ModelConfig {
     }
 
     /// Parameters in total: embedding + GRU (PyTorch/Keras count) + dense head.
+    /// Meaningful for a config that passed [`ModelConfig::validate`]; see
+    /// [`ModelConfig::checked_param_count`].
     pub fn param_count(&self) -> usize {
+        self.checked_param_count().unwrap_or(u64::MAX) as usize
+    }
+
+    /// [`ModelConfig::param_count`] in u64, `None` when it overflows.
+    pub fn checked_param_count(&self) -> Option<u64> {
         let embed = match self.input {
-            ModelInput::Tokens { vocab, embed_dim } => vocab * embed_dim,
+            ModelInput::Tokens { vocab, embed_dim } => (vocab as u64).checked_mul(embed_dim as u64)?,
             ModelInput::Features(_) => 0,
         };
-        embed + self.gru_config().param_count() + self.outputs * (self.head_input_size() + 1)
+        let head_in = (self.gru_config().num_directions() as u64).checked_mul(self.hidden_size as u64)?;
+        let head = (self.outputs as u64).checked_mul(head_in.checked_add(1)?)?;
+        embed
+            .checked_add(self.gru_config().checked_param_count()?)?
+            .checked_add(head)
     }
 }

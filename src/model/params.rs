@@ -81,11 +81,11 @@ pub fn param_infos(config: &ModelConfig) -> Vec<ParamInfo> {
             role: ParamRole::Embedding,
         });
     }
-    let template = GruWeights::<f32>::zeros(config.gru_config());
-    for id in template.tensor_ids() {
+    let g = config.gru_config();
+    for id in g.tensor_ids() {
         out.push(ParamInfo {
             name: format!("gru.{}", id.name()),
-            shape: template.shape_of(id),
+            shape: g.shape_of(id),
             role: match id.kind {
                 TensorKind::WeightIh => ParamRole::GruKernel,
                 TensorKind::WeightHh => ParamRole::GruRecurrent,

@@ -909,6 +909,9 @@ impl Trainer for GpuTrainer {
         let info = self.ctx.adapter_info();
         format!("{} ({:?})", info.name, info.backend)
     }
+    fn prepare(&mut self, seq_len: usize, batch: usize) -> Result<()> {
+        self.shape_index(seq_len, batch).map(|_| ())
+    }
     fn train_step(&mut self, batch: &Batch) -> Result<()> {
         let prep = batch.prepare(&self.config, true)?;
         let i = self.shape_index(prep.seq_len, prep.batch)?;

@@ -71,6 +71,13 @@ pub trait Trainer {
     fn options(&self) -> &TrainOptions;
     /// Where it runs, in words.
     fn device_name(&self) -> String;
+    /// Allocates what batches of `batch` rows of `seq_len` steps need, so a shape the
+    /// device cannot hold fails here rather than at the first step (GPU; a no-op on
+    /// the CPU, which allocates per step).
+    fn prepare(&mut self, seq_len: usize, batch: usize) -> Result<()> {
+        let _ = (seq_len, batch);
+        Ok(())
+    }
     /// One update: forward, loss, backward, clipping, optimiser, constraints. Loss and
     /// accuracy accumulate without a readback; see [`Trainer::take_metrics`].
     fn train_step(&mut self, batch: &Batch) -> Result<()>;

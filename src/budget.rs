@@ -1,0 +1,275 @@
+//! Memory budgets: what a model or a training run will allocate, computed from its sizes
+//! *before* anything is allocated and compared with the memory this process can really
+//! get, so an impossible configuration is an error naming the sizes instead of an abort
+//! or a visit from the kernel's OOM killer.
+//!
+//! ```
+//! use gru_engine::budget::{Footprint, Placement};
+//! use gru_engine::model::ModelConfig;
+//! let cfg = ModelConfig::language_model(65, 32, 128);
+//! let f = Footprint::training(&cfg, 32, 64, Placement::Cpu);
+//! assert!(f.host > 4 * cfg.param_count() as u64);
+//! assert_eq!(f.device, 0);
+//! ```
+
+use crate::error::{GruError, Result};
+use crate::model::{Head, ModelConfig, ModelInput};
+
+/// Where a run's tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The CPU reference: everything in host memory.
+    Cpu,
+    /// A GPU; `shares_host` when its memory is the host's (software adapters such as
+    /// llvmpipe), so device buffers count against host memory too.
+    Gpu {
+        /// Device allocations come out of host memory.
+        shares_host: bool,
+    },
+}
+
+/// Bytes a configuration needs, on the host and on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Footprint {
+    /// Host bytes (parameters and their copies, batches, and every tensor of the CPU path).
+    pub host: u64,
+    /// Device bytes (0 on the CPU path).
+    pub device: u64,
+    /// Whether device bytes come out of host memory.
+    pub shares_host: bool,
+}
+
+/// `a * b` in u64, saturating (a saturated figure is refused like any too-large one).
+fn mul(a: u64, b: u64) -> u64 {
+    a.saturating_mul(b)
+}
+
+/// Activation values (f32) one training step of (`batch`, `seq_len`) keeps: per GRU layer
+/// the outputs, their gradients, gate pre-activations and their gradients, the saved
+/// states; the embedding's output and gradient; the head's logits and their gradient.
+fn activation_values(cfg: &ModelConfig, batch: usize, seq_len: usize) -> u64 {
+    let g = cfg.gru_config();
+    let (h, nd) = (g.hidden_size as u64, g.num_directions() as u64);
+    let tb = mul(batch as u64, seq_len as u64);
+    let per_layer: u64 = (0..g.num_layers)
+        .map(|l| {
+            let width = mul(8, mul(nd, h))
+                .saturating_add(mul(9, h))
+                .saturating_add(g.layer_input_size(l) as u64);
+            mul(tb, width)
+        })
+        .fold(0, u64::saturating_add);
+    let embed = match cfg.input {
+        ModelInput::Tokens { embed_dim, .. } => mul(2 * tb, embed_dim as u64),
+        ModelInput::Features(n) => mul(tb, n as u64),
+    };
+    let rows = match cfg.head {
+        Head::EveryStep => tb,
+        Head::LastState => batch as u64,
+    };
+    let head = mul(rows, mul(2, cfg.outputs as u64))
+        .saturating_add(mul(rows, mul(2, cfg.head_input_size() as u64)));
+    per_layer.saturating_add(embed).saturating_add(head)
+}
+
+impl Footprint {
+    /// A training (or evaluation) run of `cfg` on batches of `batch` rows of `seq_len`
+    /// steps: parameters, gradients and two optimiser moments; the activations of one
+    /// step; on the host also the batch itself and the copies a checkpoint write makes
+    /// (parameters and moments read back, then serialised).
+    pub fn training(cfg: &ModelConfig, batch: usize, seq_len: usize, at: Placement) -> Self {
+        let params = mul(4, cfg.checked_param_count().unwrap_or(u64::MAX));
+        let state = mul(4, params); // parameters, gradients, m, v
+        let act = mul(4, activation_values(cfg, batch, seq_len));
+        // Token ids and targets of one batch, and the lists they are cut from.
+        let batch_bytes = mul(16, mul(batch as u64, seq_len as u64));
+        let checkpoint = mul(6, params);
+        match at {
+            Placement::Cpu => Footprint {
+                host: state
+                    .saturating_add(act)
+                    .saturating_add(batch_bytes)
+                    .saturating_add(checkpoint),
+                device: 0,
+                shares_host: false,
+            },
+            Placement::Gpu { shares_host } => Footprint {
+                host: params
+                    .saturating_add(batch_bytes)
+                    .saturating_add(checkpoint),
+                device: state.saturating_add(act),
+                shares_host,
+            },
+        }
+    }
+
+    /// Host bytes in all: host allocations, plus device ones where they share the host.
+    pub fn host_total(&self) -> u64 {
+        if self.shares_host {
+            self.host.saturating_add(self.device)
+        } else {
+            self.host
+        }
+    }
+
+    /// Refuses the footprint when it does not fit the memory this process can get;
+    /// `what` names the run and `hint` what to shrink.
+    pub fn check(&self, what: &str, hint: &str) -> Result<()> {
+        let need = self.host_total();
+        if let Some(avail) = available_host_memory() {
+            if need > avail {
+                let device = if self.shares_host && self.device > 0 {
+                    format!(
+                        " ({} for the software adapter's buffers)",
+                        human_bytes(self.device)
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(GruError::HostMemory {
+                    what: what.into(),
+                    needed: format!("{}{device}", human_bytes(need)),
+                    available: human_bytes(avail),
+                    hint: hint.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses to allocate `bytes` of host memory for `what` when the process cannot get
+/// them (see [`available_host_memory`]).
+pub fn check_host_bytes(what: &str, bytes: u64, hint: &str) -> Result<()> {
+    Footprint {
+        host: bytes,
+        device: 0,
+        shares_host: false,
+    }
+    .check(what, hint)
+}
+
+/// A vector of `n` default values, or an error naming `what` when the allocation fails
+/// (instead of aborting the process).
+pub fn try_vec<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        GruError::HostMemory {
+            what: what.into(),
+            needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
+            available: available_host_memory().map_or("less".into(), human_bytes),
+            hint: "use smaller sizes".into(),
+        }
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// An empty vector with room for `n` values, or an error naming `what`.
+pub fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| GruError::HostMemory {
+        what: what.into(),
+        needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
+        available: available_host_memory().map_or("less".into(), human_bytes),
+        hint: "use smaller sizes".into(),
+    })?;
+    Ok(v)
+}
+
+/// Bytes this process can still allocate: the least of the system's available memory,
+/// the cgroup's remaining allowance and the address-space limit (`ulimit -v`) less what
+/// is mapped already. `None` where none of these can be read (not Linux).
+pub fn available_host_memory() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let kib_field = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    let mut limits: Vec<u64> = Vec::new();
+    if let Some(m) = read("/proc/meminfo").and_then(|t| kib_field(&t, "MemAvailable:")) {
+        limits.push(m);
+    }
+    // cgroup v2: memory.max ("max" when unlimited) less memory.current.
+    if let (Some(max), Some(cur)) = (
+        read("/sys/fs/cgroup/memory.max").and_then(|s| s.trim().parse::<u64>().ok()),
+        read("/sys/fs/cgroup/memory.current").and_then(|s| s.trim().parse::<u64>().ok()),
+    ) {
+        limits.push(max.saturating_sub(cur));
+    }
+    // ulimit -v: the soft address-space limit less the current virtual size.
+    if let Some(lim) = read("/proc/self/limits").and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("Max address space"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<u64>().ok())
+    }) {
+        let used = read("/proc/self/status")
+            .and_then(|t| kib_field(&t, "VmSize:"))
+            .unwrap_or(0);
+        limits.push(lim.saturating_sub(used));
+    }
+    limits.into_iter().min()
+}
+
+/// `bytes` as "1.5 GiB", "12 MiB", "300 B".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes == u64::MAX {
+        return "more than 16 EiB".into();
+    }
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else if v < 10.0 {
+        format!("{v:.1} {}", UNITS[u])
+    } else {
+        format!("{v:.0} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(300), "300 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(120_000_000_000), "112 GiB");
+    }
+
+    #[test]
+    fn huge_models_do_not_fit() {
+        let cfg = ModelConfig::language_model(60, 32, 100_000);
+        let f = Footprint::training(&cfg, 32, 64, Placement::Cpu);
+        assert!(f.host > 100 * (1 << 30), "{}", f.host);
+        assert!(f.check("x", "y").is_err());
+        let f = Footprint::training(&cfg, 32, 64, Placement::Gpu { shares_host: false });
+        assert!(f.device > 100 * (1 << 30) && f.host > 100 * (1 << 30));
+    }
+
+    #[test]
+    fn batch_counts_activations() {
+        let cfg = ModelConfig::language_model(60, 32, 16);
+        let small = Footprint::training(&cfg, 16, 16, Placement::Gpu { shares_host: true });
+        let big = Footprint::training(&cfg, 100_000_000, 16, Placement::Gpu { shares_host: true });
+        assert!(small.host_total() < 1 << 24);
+        assert!(big.host_total() > 100 * (1 << 30));
+        assert!(big.check("x", "y").is_err());
+    }
+
+    #[test]
+    fn try_vec_fails_cleanly() {
+        assert!(try_vec::<f32>(usize::MAX / 2, "huge").is_err());
+        assert_eq!(try_vec::<f32>(3, "small").unwrap(), vec![0.0; 3]);
+    }
+}

@@ -153,13 +153,11 @@ pub fn check_host_bytes(what: &str, bytes: u64, hint: &str) -> Result<()> {
 /// (instead of aborting the process).
 pub fn try_vec<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        GruError::HostMemory {
-            what: what.into(),
-            needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
-            available: available_host_memory().map_or("less".into(), human_bytes),
-            hint: "use smaller sizes".into(),
-        }
+    v.try_reserve_exact(n).map_err(|_| GruError::HostMemory {
+        what: what.into(),
+        needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
+        available: available_host_memory().map_or("less".into(), human_bytes),
+        hint: "use smaller sizes".into(),
     })?;
     v.resize(n, T::default());
     Ok(v)

@@ -203,7 +203,9 @@ impl Checkpoint {
                 crate::model::ModelInput::Tokens { vocab, .. } => {
                     return Err(bad(
                         path,
-                        format!("the vocabulary lists {n} tokens, the model's embedding has {vocab}"),
+                        format!(
+                            "the vocabulary lists {n} tokens, the model's embedding has {vocab}"
+                        ),
                     ))
                 }
                 crate::model::ModelInput::Features(_) => {
@@ -246,7 +248,10 @@ impl Checkpoint {
                 if b == 0 {
                     return Err(bad(
                         path,
-                        format!("tensor `state.h` has shape {:?}, expected [layers·dirs, B >= 1, H]", view.shape()),
+                        format!(
+                            "tensor `state.h` has shape {:?}, expected [layers·dirs, B >= 1, H]",
+                            view.shape()
+                        ),
                     ));
                 }
                 let shape = [g.num_layers * g.num_directions(), b, g.hidden_size];

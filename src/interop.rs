@@ -151,7 +151,15 @@ fn read_npz(bytes: &[u8], path: &Path) -> Result<Tensors> {
             .by_index(i)
             .map_err(|e| bad(path, format!("archive entry {i}: {e}")))?;
         let name = f.name().trim_end_matches(".npy").to_string();
+        let declared = f.size();
         let t = read_npy(f, path, &name)?;
+        let needed = t.data.len() as u64 * 2;
+        if declared < needed {
+            return Err(bad(
+                path,
+                format!("array `{name}`: the archive says it holds {declared} bytes, its data needs at least {needed}"),
+            ));
+        }
         out.insert(name, t);
     }
     Ok(out)
@@ -194,8 +202,9 @@ fn read_npy(mut r: impl Read, path: &Path, name: &str) -> Result<Tensor> {
         (body_len as u64).saturating_mul(2),
         "the file declares more data than fits",
     )?;
-    let mut body = crate::budget::try_with_capacity::<u8>(body_len, name)?;
-    // One byte past the declared size tells a member that holds more than it declares.
+    // Grown as data really arrives (not reserved from the header's claim), and one byte
+    // past the declared size tells a member that holds more than it declares.
+    let mut body = Vec::new();
     r.take(body_len as u64 + 1)
         .read_to_end(&mut body)
         .map_err(|e| err(format!("inflating: {e}")))?;

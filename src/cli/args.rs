@@ -40,7 +40,7 @@ pub struct StackArgs {
     #[arg(long, value_enum, default_value_t = Variant::ResetAfter)]
     pub variant: Variant,
     /// Dropout between GRU layers and before the head (training only).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub dropout: f32,
 }
 
@@ -86,25 +86,25 @@ impl RunArgs {
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
     /// Learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 2e-3, allow_negative_numbers = true)]
     pub lr: f32,
     /// Update rule (PyTorch semantics).
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f32,
     /// Weight decay (L2 for adam and sgd, decoupled for adamw; adamw defaults to 0.01).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
     /// Clip gradients to this global L2 norm (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub clip_norm: f32,
     /// Clamp each gradient value to +-this.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub clip_value: Option<f32>,
     /// Keras max_norm constraint on the GRU's kernel, recurrent kernel and bias.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_norm: Option<f32>,
     /// Seed of initialisation, data order and dropout.
     #[arg(long, default_value_t = 42)]

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
 };
-use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
 use crate::cli::lm::INTERRUPTED_EXIT;
 use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+use gru_engine::csvdata::{all_numeric, number, records};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum InputKind {
@@ -249,8 +249,7 @@ fn training_header(rows: &[Vec<String>]) -> bool {
         return false;
     }
     let rest = &rows[1..];
-    if !all_numeric(rows[0].iter().skip(1)) && rest.iter().all(|r| all_numeric(r.iter().skip(1)))
-    {
+    if !all_numeric(rows[0].iter().skip(1)) && rest.iter().all(|r| all_numeric(r.iter().skip(1))) {
         return true;
     }
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -375,7 +374,10 @@ fn build_vocab(
 ) -> Vec<String> {
     let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
     for r in rows {
-        for t in split_text(&r[1..].join(","), tokens).into_iter().take(max_len) {
+        for t in split_text(&r[1..].join(","), tokens)
+            .into_iter()
+            .take(max_len)
+        {
             let next = counts.len();
             counts.entry(t).or_insert((0, next)).0 += 1;
         }
@@ -780,7 +782,18 @@ fn train(a: TrainArgs) -> Result<u8> {
             "classifying {rows_line} into {} labels ({}) from {}; {} parameters, on {}",
             f.labels.len(),
             summarize_labels(&f.labels),
-            if f.numeric { format!("numeric ({} per step)", f.features) } else { format!("text in {} tokens (vocabulary {})", match f.tokens { Tokens::Chars => "character", Tokens::Words => "word" }, vocab_list.len()) },
+            if f.numeric {
+                format!("numeric ({} per step)", f.features)
+            } else {
+                format!(
+                    "text in {} tokens (vocabulary {})",
+                    match f.tokens {
+                        Tokens::Chars => "character",
+                        Tokens::Words => "word",
+                    },
+                    vocab_list.len()
+                )
+            },
             gru_engine::model::group_digits(cfg.param_count()),
             trainer.device_name()
         );
@@ -888,7 +901,11 @@ fn train(a: TrainArgs) -> Result<u8> {
 
 /// Eval rule: the first row's label is not one the model knows while every other row's
 /// is; or, for numeric rows, only the first row is not numbers.
-fn eval_header(rows: &[Vec<String>], known: &std::collections::HashSet<&str>, numeric: bool) -> bool {
+fn eval_header(
+    rows: &[Vec<String>],
+    known: &std::collections::HashSet<&str>,
+    numeric: bool,
+) -> bool {
     if rows.len() < 2 {
         return false;
     }
@@ -995,7 +1012,8 @@ fn eval(a: EvalArgs) -> Result<u8> {
         }
     } else {
         // Linear in the classes: true, predicted and correct counts per class.
-        let (mut truth, mut predicted, mut correct) = (vec![0usize; n], vec![0usize; n], vec![0usize; n]);
+        let (mut truth, mut predicted, mut correct) =
+            (vec![0usize; n], vec![0usize; n], vec![0usize; n]);
         for (&y, &(p, _)) in ids.iter().zip(&pred) {
             truth[y as usize] += 1;
             predicted[p] += 1;
@@ -1009,7 +1027,10 @@ fn eval(a: EvalArgs) -> Result<u8> {
             "{n} classes (a confusion matrix is printed for at most {MATRIX_CLASSES}); the {} most frequent in this data:",
             order.len().min(MATRIX_CLASSES)
         );
-        println!("{:>24} {:>8} {:>9} {:>7}", "label", "rows", "precision", "recall");
+        println!(
+            "{:>24} {:>8} {:>9} {:>7}",
+            "label", "rows", "precision", "recall"
+        );
         for &c in order.iter().take(MATRIX_CLASSES) {
             let precision = if predicted[c] > 0 {
                 format!("{:.4}", correct[c] as f64 / predicted[c] as f64)

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
+use gru_engine::budget::{Footprint, Placement};
 use gru_engine::gpu::{
     best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext,
 };
-use gru_engine::budget::{Footprint, Placement};
 use gru_engine::model::{ModelConfig, ModelParams};
 use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
 use gru_engine::{GruError, Result};

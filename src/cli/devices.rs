@@ -56,7 +56,8 @@ pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
             yes(a.subgroup)
         );
     }
-    if matches!(a.backend, Backend::All) && !adapters.iter().any(|x| x.backend == wgpu::Backend::Gl) {
+    if matches!(a.backend, Backend::All) && !adapters.iter().any(|x| x.backend == wgpu::Backend::Gl)
+    {
         println!("(GL adapters are probed only when no Vulkan/Metal/DX12 adapter exists; `--backend gl` lists them)");
     }
     match best.map(|i| &adapters[i]) {

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
 };
-use crate::cli::csvdata::{all_numeric, number, records};
 use crate::cli::device::DeviceArgs;
 use crate::cli::lm::INTERRUPTED_EXIT;
 use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+use gru_engine::csvdata::{all_numeric, number, records};
 
 #[derive(Subcommand, Debug)]
 pub enum ForecastCommand {
@@ -208,7 +208,9 @@ fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
             f.std.len()
         )));
     }
-    if let Some(i) = (0..cols).find(|&i| !(f.mean[i].is_finite() && f.std[i].is_finite() && f.std[i] > 0.0)) {
+    if let Some(i) =
+        (0..cols).find(|&i| !(f.mean[i].is_finite() && f.std[i].is_finite() && f.std[i] > 0.0))
+    {
         return Err(bad(format!(
             "column {i}: mean {} and std {} must be finite with std > 0",
             f.mean[i], f.std[i]

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use gru_engine::budget;
 use gru_engine::checkpoint::Checkpoint;
 use gru_engine::generate::Sampling;
-use gru_engine::budget;
 use gru_engine::model::{Batch, Head, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};

@@ -5,7 +5,6 @@ mod args;
 mod bench;
 mod classify;
 mod corpus;
-mod csvdata;
 mod device;
 mod devices;
 mod example_data;

@@ -59,7 +59,7 @@ fn lock(dir: &Path) -> Result<File> {
     try_lock(dir)?.ok_or_else(|| {
         let pid = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap_or_default();
         let pid = pid.trim();
-        GruError::Config(format!(
+        GruError::State(format!(
             "{} is in use by another gru run{}; wait for it to finish or pass another --checkpoint-dir",
             dir.display(),
             if pid.is_empty() {
@@ -269,7 +269,9 @@ fn claim(base: &str) -> Result<(PathBuf, File)> {
             }
         }
     }
-    Err(GruError::Config(format!("no free folder under runs/{base}-N")))
+    Err(GruError::Config(format!(
+        "no free folder under runs/{base}-N"
+    )))
 }
 
 #[cfg(test)]

@@ -210,10 +210,13 @@ impl ModelConfig {
     /// [`ModelConfig::param_count`] in u64, `None` when it overflows.
     pub fn checked_param_count(&self) -> Option<u64> {
         let embed = match self.input {
-            ModelInput::Tokens { vocab, embed_dim } => (vocab as u64).checked_mul(embed_dim as u64)?,
+            ModelInput::Tokens { vocab, embed_dim } => {
+                (vocab as u64).checked_mul(embed_dim as u64)?
+            }
             ModelInput::Features(_) => 0,
         };
-        let head_in = (self.gru_config().num_directions() as u64).checked_mul(self.hidden_size as u64)?;
+        let head_in =
+            (self.gru_config().num_directions() as u64).checked_mul(self.hidden_size as u64)?;
         let head = (self.outputs as u64).checked_mul(head_in.checked_add(1)?)?;
         embed
             .checked_add(self.gru_config().checked_param_count()?)?

@@ -1,9 +1,9 @@
-//! Reading CSV files for `classify` and `forecast`, with errors that name the file, the
-//! row and the value.
+//! Reading CSV files (the `gru classify` and `gru forecast` data), with errors that name
+//! the file, the row and the value.
 
 use std::path::Path;
 
-use gru_engine::{GruError, Result};
+use crate::error::{GruError, Result};
 
 fn bad(path: &Path, msg: String) -> GruError {
     GruError::Input(format!("{}: {msg}", path.display()))
@@ -16,6 +16,11 @@ pub fn records(path: &Path) -> Result<Vec<Vec<String>>> {
         path: path.display().to_string(),
         source,
     })?;
+    records_from_bytes(&bytes, path)
+}
+
+/// [`records`] of a file's bytes; `path` only names it in errors.
+pub fn records_from_bytes(bytes: &[u8], path: &Path) -> Result<Vec<Vec<String>>> {
     if let Err(e) = std::str::from_utf8(&bytes) {
         return Err(bad(
             path,
@@ -29,7 +34,7 @@ pub fn records(path: &Path) -> Result<Vec<Vec<String>>> {
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
     let mut rows = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.map_err(|e| bad(path, format!("row {}: {e}", i + 1)))?;

@@ -69,6 +69,7 @@ enum Command {
 /// Parses the command line, runs it, and turns any error into one line on stderr and a
 /// non-zero exit.
 pub fn main() -> ExitCode {
+    quiet_headless_vulkan();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => lm::train(a),
@@ -88,5 +89,18 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Mesa's device-select Vulkan layer probes Wayland when it loads and, on a headless
+/// machine, prints "error: XDG_RUNTIME_DIR is invalid or not set" (twice) at every start,
+/// which a newcomer reads as gru's errors. The layer only reorders adapters, which gru
+/// ranks itself, so it is switched off where no Wayland display exists, unless the user
+/// set `NODEVICE_SELECT` already. Runs first, before any thread exists.
+fn quiet_headless_vulkan() {
+    if std::env::var_os("WAYLAND_DISPLAY").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
     }
 }

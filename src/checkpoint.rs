@@ -216,7 +216,7 @@ impl Checkpoint {
                 }
             }
         }
-        let mut params = ModelParams::zeros(config);
+        let mut params = ModelParams::try_zeros(config)?;
         let mut expected: Vec<String> = Vec::new();
         for (info, dst) in infos.iter().zip(params.tensors_mut()) {
             *dst = read_f32(&st, &info.name, &info.shape, path)?;

@@ -21,7 +21,7 @@ pub fn records(path: &Path) -> Result<Vec<Vec<String>>> {
 
 /// [`records`] of a file's bytes; `path` only names it in errors.
 pub fn records_from_bytes(bytes: &[u8], path: &Path) -> Result<Vec<Vec<String>>> {
-    if let Err(e) = std::str::from_utf8(&bytes) {
+    if let Err(e) = std::str::from_utf8(bytes) {
         return Err(bad(
             path,
             format!(

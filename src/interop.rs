@@ -437,7 +437,7 @@ pub fn from_pytorch(t: &Tensors, path: &Path) -> Result<GruWeights> {
             None => bad(path, format!("missing tensor `{prefix}{name}`")),
         })?;
     }
-    let mut w = GruWeights::zeros(cfg);
+    let mut w = GruWeights::try_zeros(cfg)?;
     let mut used = 0;
     for id in w.tensor_ids() {
         *w.tensor_mut(id) = ours[&id.name()].data.clone();

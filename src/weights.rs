@@ -84,6 +84,24 @@ impl TensorId {
 }
 
 impl<R: Copy + Default> GruWeights<R> {
+    /// [`GruWeights::zeros`] that returns an error instead of aborting when the memory
+    /// cannot be had (sizes from a user or a file).
+    pub fn try_zeros(config: GruConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        let mut dirs = Vec::new();
+        for i in 0..config.num_layers * config.num_directions() {
+            let layer = i / config.num_directions();
+            let what = "GRU weights";
+            dirs.push(DirWeights {
+                w_ih: crate::budget::try_vec(3 * h * config.layer_input_size(layer), what)?,
+                w_hh: crate::budget::try_vec(3 * h * h, what)?,
+                b_ih: crate::budget::try_vec(3 * h, what)?,
+                b_hh: crate::budget::try_vec(3 * h, what)?,
+            });
+        }
+        Ok(GruWeights { config, dirs })
+    }
+
     /// All-zero parameters of the right shapes.
     pub fn zeros(config: GruConfig) -> Self {
         let h = config.hidden_size;
@@ -206,14 +224,19 @@ impl GruWeights<f32> {
     /// With `bias = false` the biases stay zero.
     pub fn init(config: GruConfig, seed: u64) -> Self {
         let mut w = Self::zeros(config);
-        let k = 1.0 / (config.hidden_size.max(1) as f32).sqrt();
+        w.fill_init(seed);
+        w
+    }
+
+    /// Overwrites every value with [`GruWeights::init`]'s draws for `seed`.
+    pub(crate) fn fill_init(&mut self, seed: u64) {
+        let k = 1.0 / (self.config.hidden_size.max(1) as f32).sqrt();
         let mut rng = Rng::new(seed);
-        for id in w.tensor_ids() {
-            for v in w.tensor_mut(id).iter_mut() {
+        for id in self.tensor_ids() {
+            for v in self.tensor_mut(id).iter_mut() {
                 *v = rng.uniform(-k, k);
             }
         }
-        w
     }
 
     /// The same parameters in another float type (`f64` for gradient checks).

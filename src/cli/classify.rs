@@ -698,11 +698,23 @@ fn train(a: TrainArgs) -> Result<u8> {
             (ex, ids)
         }
         None => {
-            let (mut ex, mut ids) = (Vec::new(), Vec::new());
-            for &i in held_out.iter().rev() {
-                ex.push(train_ex.remove(i));
-                ids.push(train_ids.remove(i));
+            // One pass (removing rows one by one is quadratic in a large file).
+            let mut is_val = vec![false; train_ex.len()];
+            for &i in &held_out {
+                is_val[i] = true;
             }
+            let (mut ex, mut ids, mut keep_ex, mut keep_ids) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((e, y), v) in train_ex.drain(..).zip(train_ids.drain(..)).zip(is_val) {
+                if v {
+                    ex.push(e);
+                    ids.push(y);
+                } else {
+                    keep_ex.push(e);
+                    keep_ids.push(y);
+                }
+            }
+            (train_ex, train_ids) = (keep_ex, keep_ids);
             (ex, ids)
         }
     };

@@ -2,6 +2,7 @@
 //! `gru` (an `nn.GRU`) and `fc` (an `nn.Linear`) would name them in its `state_dict`.
 
 use crate::cpu::Real;
+use crate::budget::try_vec;
 use crate::error::{check_len, GruError, Result};
 use crate::model::config::{ModelConfig, ModelInput};
 use crate::rng::Rng;
@@ -109,6 +110,23 @@ pub fn param_infos(config: &ModelConfig) -> Vec<ParamInfo> {
 }
 
 impl<R: Copy + Default> ModelParams<R> {
+    /// [`ModelParams::zeros`] that returns an error instead of aborting when the memory
+    /// cannot be had (sizes from a user or a file).
+    pub fn try_zeros(config: ModelConfig) -> Result<Self> {
+        let what = "model parameters";
+        let embedding = match config.input {
+            ModelInput::Tokens { vocab, embed_dim } => try_vec(vocab * embed_dim, what)?,
+            ModelInput::Features(_) => Vec::new(),
+        };
+        Ok(ModelParams {
+            config,
+            embedding,
+            gru: GruWeights::try_zeros(config.gru_config())?,
+            fc_weight: try_vec(config.outputs * config.head_input_size(), what)?,
+            fc_bias: try_vec(config.outputs, what)?,
+        })
+    }
+
     /// All-zero parameters of the right shapes.
     pub fn zeros(config: ModelConfig) -> Self {
         let embedding = match config.input {
@@ -215,12 +233,12 @@ impl ModelParams<f32> {
     /// PyTorch's initialisation: embedding N(0, 1), GRU and dense U(-1/sqrt(fan), 1/sqrt(fan)).
     pub fn init(config: ModelConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let mut p = Self::zeros(config);
+        let mut p = Self::try_zeros(config)?;
         let mut rng = Rng::new(seed);
         for v in &mut p.embedding {
             *v = rng.normal();
         }
-        p.gru = GruWeights::init(config.gru_config(), rng.next_u64());
+        p.gru.fill_init(rng.next_u64());
         let bound = 1.0 / (config.head_input_size() as f32).sqrt();
         p.fc_weight = rng.uniform_vec(p.fc_weight.len(), -bound, bound);
         p.fc_bias = rng.uniform_vec(p.fc_bias.len(), -bound, bound);

@@ -149,29 +149,29 @@ pub fn check_host_bytes(what: &str, bytes: u64, hint: &str) -> Result<()> {
     .check(what, hint)
 }
 
-/// A vector of `n` default values, or an error naming `what` when the allocation fails
-/// (instead of aborting the process).
-pub fn try_vec<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| GruError::HostMemory {
+/// The error for a failed allocation of `n` values of `T` for `what`.
+fn alloc_error<T>(n: usize, what: &str) -> GruError {
+    GruError::HostMemory {
         what: what.into(),
         needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
         available: available_host_memory().map_or("less".into(), human_bytes),
         hint: "use smaller sizes".into(),
-    })?;
-    v.resize(n, T::default());
+    }
+}
+
+/// An empty vector with room for `n` values, or an error naming `what` when the
+/// allocation fails (instead of aborting the process).
+pub fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| alloc_error::<T>(n, what))?;
     Ok(v)
 }
 
-/// An empty vector with room for `n` values, or an error naming `what`.
-pub fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| GruError::HostMemory {
-        what: what.into(),
-        needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
-        available: available_host_memory().map_or("less".into(), human_bytes),
-        hint: "use smaller sizes".into(),
-    })?;
+/// A vector of `n` default values, or an error naming `what` when the allocation fails.
+pub fn try_vec<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(n, what)?;
+    v.resize(n, T::default());
     Ok(v)
 }
 

@@ -751,13 +751,10 @@ fn train(a: TrainArgs) -> Result<u8> {
         }
     };
     let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let seed = a.optim.seed;
-    let mut trainer = a.device.build(
+    let mut trainer = a.device.train_from(
         &cfg,
-        || match &resumed {
-            Some((c, _)) => Ok(c.params.clone()),
-            None => ModelParams::init(cfg, seed),
-        },
+        resumed.as_ref().map(|(c, _)| c),
+        a.optim.seed,
         opts,
         quiet,
         (b, tmax),
@@ -765,7 +762,6 @@ fn train(a: TrainArgs) -> Result<u8> {
     let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
     if let Some((c, _)) = &resumed {
-        c.restore(trainer.as_mut())?;
         epoch = c
             .extra
             .get("epoch")
@@ -968,6 +964,26 @@ fn load_trained(checkpoint: Option<&Path>) -> Result<Trained> {
     })
 }
 
+/// A trainer for eval or predict over `ex` in batches of up to `b` rows, checked to fit
+/// (see `DeviceArgs::build`) for the longest row.
+fn inference_trainer(
+    device: &DeviceArgs,
+    params: ModelParams,
+    quiet: bool,
+    b: usize,
+    ex: &[Example],
+) -> Result<Box<dyn Trainer>> {
+    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
+    let cfg = params.config;
+    device.build(
+        &cfg,
+        || Ok(params),
+        Default::default(),
+        quiet,
+        (b.min(ex.len().max(1)), tmax),
+    )
+}
+
 /// Most classes shown as a confusion matrix; past it, per-class figures.
 const MATRIX_CLASSES: usize = 20;
 
@@ -989,15 +1005,7 @@ fn eval(a: EvalArgs) -> Result<u8> {
     );
     let ex = examples(&a.data, &rows, true, &f, &vocab)?;
     let ids = class_ids(&a.data, &rows, &ex, &f.labels)?;
-    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let cfg = params.config;
-    let mut t = a.device.build(
-        &cfg,
-        || Ok(params),
-        Default::default(),
-        a.quiet,
-        (b.min(ex.len().max(1)), tmax),
-    )?;
+    let mut t = inference_trainer(&a.device, params, a.quiet, b, &ex)?;
     let (loss, acc) = eval_set(t.as_mut(), &ex, &ids, &f, b)?;
     let pred = predict_set(t.as_mut(), &ex, &f, b)?;
     let n = f.labels.len();
@@ -1081,15 +1089,7 @@ fn predict(a: PredictArgs) -> Result<u8> {
         a.quiet,
     );
     let ex = examples(&a.input, &rows, false, &f, &vocab)?;
-    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let cfg = params.config;
-    let mut t = a.device.build(
-        &cfg,
-        || Ok(params),
-        Default::default(),
-        a.quiet,
-        (b.min(ex.len().max(1)), tmax),
-    )?;
+    let mut t = inference_trainer(&a.device, params, a.quiet, b, &ex)?;
     println!("row,label,probability");
     for (i, (p, prob)) in predict_set(t.as_mut(), &ex, &f, b)?.into_iter().enumerate() {
         println!("{},{},{prob:.4}", i + 1, f.labels[p]);

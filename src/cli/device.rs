@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use gru_engine::budget::{Footprint, Placement};
+use gru_engine::checkpoint::Checkpoint;
 use gru_engine::gpu::{
     best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext,
 };
@@ -116,6 +117,35 @@ impl DeviceArgs {
             say(format!("device: {} ({:?})", info.name, info.backend));
         }
         Ok(Choice::Gpu(ctx))
+    }
+
+    /// A training run's trainer: a new model of `cfg` (initialised from `seed`), or the
+    /// resumed checkpoint's parameters, optimiser state and carried state; see
+    /// [`DeviceArgs::build`] for the checks made first.
+    pub fn train_from(
+        &self,
+        cfg: &ModelConfig,
+        resumed: Option<&Checkpoint>,
+        seed: u64,
+        opts: TrainOptions,
+        quiet: bool,
+        shape: (usize, usize),
+    ) -> Result<Box<dyn Trainer>> {
+        let cfg = *cfg;
+        let mut t = self.build(
+            &cfg,
+            || match resumed {
+                Some(c) => Ok(c.params.clone()),
+                None => ModelParams::init(cfg, seed),
+            },
+            opts,
+            quiet,
+            shape,
+        )?;
+        if let Some(c) = resumed {
+            c.restore(t.as_mut())?;
+        }
+        Ok(t)
     }
 
     /// A trainer on the chosen device, built only once the run is known to fit: the

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use gru_engine::checkpoint::Checkpoint;
-use gru_engine::model::{Batch, Head, ModelConfig, ModelInput, ModelParams};
+use gru_engine::model::{Batch, Head, ModelConfig, ModelInput};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -340,13 +340,10 @@ fn train(a: TrainArgs) -> Result<u8> {
             flag_opts,
         ),
     };
-    let seed = a.optim.seed;
-    let mut trainer = a.device.build(
+    let mut trainer = a.device.train_from(
         &cfg,
-        || match &resumed {
-            Some((c, _)) => Ok(c.params.clone()),
-            None => ModelParams::init(cfg, seed),
-        },
+        resumed.as_ref().map(|(c, _)| c),
+        a.optim.seed,
         opts,
         quiet,
         (b, f.window),
@@ -354,7 +351,6 @@ fn train(a: TrainArgs) -> Result<u8> {
     let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
     if let Some((c, _)) = &resumed {
-        c.restore(trainer.as_mut())?;
         epoch = c
             .extra
             .get("epoch")

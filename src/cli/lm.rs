@@ -7,7 +7,7 @@ use clap::Args;
 use gru_engine::budget;
 use gru_engine::checkpoint::Checkpoint;
 use gru_engine::generate::Sampling;
-use gru_engine::model::{Batch, Head, ModelConfig, ModelInput, ModelParams};
+use gru_engine::model::{Batch, Head, ModelConfig, ModelInput};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -223,13 +223,10 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             flag_opts,
         ),
     };
-    let seed = a.optim.seed;
-    let mut trainer = a.device.build(
+    let mut trainer = a.device.train_from(
         &cfg,
-        || match &resumed {
-            Some((c, _)) => Ok(c.params.clone()),
-            None => ModelParams::init(cfg, seed),
-        },
+        resumed.as_ref().map(|(c, _)| c),
+        a.optim.seed,
         opts,
         quiet,
         (b, len),
@@ -237,7 +234,6 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     let mut step = 0;
     let mut rng = Rng::new(a.optim.seed ^ 0x5eed);
     if let Some((c, _)) = &resumed {
-        c.restore(trainer.as_mut())?;
         step = c.optimizer.as_ref().map_or(0, |o| o.step);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }

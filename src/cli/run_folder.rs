@@ -138,7 +138,6 @@ pub struct RunPlan {
     path: Option<PathBuf>,
     base: String,
     resume: bool,
-    force: bool,
     /// Held from planning on when the folder exists already (resume, force, explicit).
     lock: Option<File>,
 }
@@ -170,7 +169,6 @@ impl RunPlan {
             path: path.clone(),
             base: base.into(),
             resume,
-            force,
             lock: None,
         };
         let Some(p) = path else {
@@ -234,7 +232,6 @@ impl RunPlan {
             let _ = std::fs::remove_file(path.join("loss.svg"));
             CheckpointDir::fresh(&path)?
         };
-        let _ = self.force;
         Ok(Run {
             path,
             dir,

@@ -1,8 +1,8 @@
 //! Every parameter of a model, named as a PyTorch module with submodules `embedding`,
 //! `gru` (an `nn.GRU`) and `fc` (an `nn.Linear`) would name them in its `state_dict`.
 
-use crate::cpu::Real;
 use crate::budget::try_vec;
+use crate::cpu::Real;
 use crate::error::{check_len, GruError, Result};
 use crate::model::config::{ModelConfig, ModelInput};
 use crate::rng::Rng;

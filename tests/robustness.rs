@@ -954,3 +954,47 @@ fn ctrl_c_before_the_first_evaluation_saves_last_only() {
         ],
     ));
 }
+
+#[test]
+fn huge_requests_stream_or_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let run = trained(d.path(), "lm");
+    // 10^11 tokens: streamed, never reserved up front; the reader leaving ends it.
+    let mut c = Command::new("sh")
+        .current_dir(d.path())
+        .args([
+            "-c",
+            &format!(
+                "ulimit -v {ULIMIT_KIB}; exec '{GRU}' generate -c '{}' -n 100000000000 --device cpu -q",
+                run.display()
+            ),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    std::io::Read::read_exact(c.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(c.stdout.take());
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // 10^11 rows of example data would be terabytes in memory.
+    let o = gru_limited(
+        d.path(),
+        &[
+            "example-data",
+            "forecast",
+            "--out",
+            "x.csv",
+            "--rows",
+            "100000000000",
+        ],
+    );
+    failed(&o, &["of memory"]);
+    assert!(!d.path().join("x.csv").exists());
+}

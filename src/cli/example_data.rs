@@ -43,6 +43,18 @@ fn pick<'a>(rng: &mut Rng, words: &[&'a str]) -> &'a str {
 
 pub fn example(a: ExampleArgs) -> Result<u8> {
     let mut rng = Rng::new(a.seed);
+    // The file is built in memory and written atomically: refuse a row count whose text
+    // cannot fit (bytes per row at most: text ~100, numeric 24 steps x 3 values, load).
+    let per_row: u64 = match a.kind {
+        Kind::ClassifyText => 128,
+        Kind::ClassifyNumeric => 24 * 3 * 9 + 16,
+        Kind::Forecast => 24,
+    };
+    gru_engine::budget::check_host_bytes(
+        &format!("{} rows of example data", a.rows),
+        (a.rows as u64).saturating_mul(per_row),
+        "use fewer --rows",
+    )?;
     let mut s = String::new();
     match a.kind {
         Kind::ClassifyText => {

@@ -104,6 +104,15 @@ fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// Writes a generated token. When the reader has gone (`gru generate | head`), the rest
+/// of a possibly long generation is pointless: stop quietly, as Unix tools do.
+fn emit(out: &mut impl Write, token: &str, flush: bool) {
+    let r = write!(out, "{token}").and_then(|()| if flush { out.flush() } else { Ok(()) });
+    if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+        std::process::exit(0);
+    }
+}
+
 /// Next-token windows: inputs ids[s..s+T], targets ids[s+1..s+T+1], per row start.
 fn windows(ids: &[u32], starts: &[usize], t: usize) -> Result<(Vec<u32>, Vec<u32>)> {
     let n = starts.len().saturating_mul(t);
@@ -344,9 +353,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             &prompt_ids,
             a.sample_length,
             &Sampling::new(0.8).seed(a.optim.seed),
-            &mut |t| {
-                let _ = write!(out, "{}", vocab[t as usize]);
-            },
+            &mut |t| emit(&mut out, &vocab[t as usize], false),
         )?;
         let _ = writeln!(out);
     }
@@ -411,8 +418,7 @@ pub fn generate(a: GenerateArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{prompt}");
     t.generate(&ids, a.length, &sampling, &mut |tok| {
-        let _ = write!(out, "{}", vocab[tok as usize]);
-        let _ = out.flush();
+        emit(&mut out, &vocab[tok as usize], true)
     })?;
     let _ = writeln!(out);
     Ok(0)

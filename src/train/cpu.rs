@@ -491,7 +491,8 @@ impl Trainer for CpuTrainer {
         check_lm(&self.params.config, prompt)?;
         sampling.validate()?;
         let (mut logits, mut h) = self.lm_step(prompt, None)?;
-        let mut out = Vec::with_capacity(n);
+        // Grown as tokens arrive: `n` is a request, not memory to reserve up front.
+        let mut out = Vec::with_capacity(n.min(1 << 16));
         for i in 0..n {
             let tok = sampling.pick(&logits, i as u32);
             on_token(tok);

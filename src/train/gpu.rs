@@ -1116,7 +1116,8 @@ impl GpuTrainer {
         step_list.push(sample(&step.logits, 0)?);
         let bytes = 4 * h as u64;
         let staging = ctx.staging(GEN_CHUNK)?;
-        let mut out = Vec::with_capacity(n);
+        // Grown as tokens arrive: `n` is a request, not memory to reserve up front.
+        let mut out = Vec::with_capacity(n.min(1 << 16));
         while out.len() < n {
             let k = GEN_CHUNK.min(n - out.len());
             let mut enc = ctx

@@ -60,7 +60,7 @@ fn activation_values(cfg: &ModelConfig, batch: usize, seq_len: usize) -> u64 {
         })
         .fold(0, u64::saturating_add);
     let embed = match cfg.input {
-        ModelInput::Tokens { embed_dim, .. } => mul(2 * tb, embed_dim as u64),
+        ModelInput::Tokens { embed_dim, .. } => mul(mul(2, tb), embed_dim as u64),
         ModelInput::Features(n) => mul(tb, n as u64),
     };
     let rows = match cfg.head {
@@ -128,7 +128,7 @@ impl Footprint {
                 };
                 return Err(GruError::HostMemory {
                     what: what.into(),
-                    needed: format!("{}{device}", human_bytes(need)),
+                    needed: format!("{}{device}", approx_bytes(need)),
                     available: human_bytes(avail),
                     hint: hint.into(),
                 });
@@ -153,7 +153,7 @@ pub fn check_host_bytes(what: &str, bytes: u64, hint: &str) -> Result<()> {
 fn alloc_error<T>(n: usize, what: &str) -> GruError {
     GruError::HostMemory {
         what: what.into(),
-        needed: human_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
+        needed: approx_bytes(mul(n as u64, std::mem::size_of::<T>() as u64)),
         available: available_host_memory().map_or("less".into(), human_bytes),
         hint: "use smaller sizes".into(),
     }
@@ -213,11 +213,20 @@ pub fn available_host_memory() -> Option<u64> {
     limits.into_iter().min()
 }
 
+/// "about 1.5 GiB", or "more than 16 EiB" for a saturated figure.
+fn approx_bytes(bytes: u64) -> String {
+    if bytes == u64::MAX {
+        "more than 16 EiB".into()
+    } else {
+        format!("about {}", human_bytes(bytes))
+    }
+}
+
 /// `bytes` as "1.5 GiB", "12 MiB", "300 B".
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes == u64::MAX {
-        return "more than 16 EiB".into();
+        return "16 EiB".into();
     }
     let mut v = bytes as f64;
     let mut u = 0;

@@ -52,11 +52,11 @@ pub enum GruError {
         limit: u64,
     },
     /// A run or a file would need more host memory than this process can get.
-    #[error("{what} needs about {needed} of memory, but only {available} is available; {hint}")]
+    #[error("{what} needs {needed} of memory, but only {available} is available; {hint}")]
     HostMemory {
         /// The run, model or file.
         what: String,
-        /// Bytes it needs, in words.
+        /// Bytes it needs, in words ("about 1.2 TiB").
         needed: String,
         /// Bytes available, in words.
         available: String,

@@ -89,8 +89,6 @@ fn train_args<'a>(text: &'a Path, run: &'a Path, extra: &[&'a str]) -> Vec<&'a s
         s(text),
         "-c",
         s(run),
-        "--embed",
-        "4",
         "--device",
         "cpu",
         "--sample-length",
@@ -98,7 +96,12 @@ fn train_args<'a>(text: &'a Path, run: &'a Path, extra: &[&'a str]) -> Vec<&'a s
         "-q",
     ];
     // Small defaults unless `extra` sets them.
-    for (flag, v) in [("--hidden", "8"), ("--seq-len", "8"), ("--batch", "4")] {
+    for (flag, v) in [
+        ("--hidden", "8"),
+        ("--embed", "4"),
+        ("--seq-len", "8"),
+        ("--batch", "4"),
+    ] {
         if !extra.contains(&flag) {
             a.extend([flag, v]);
         }
@@ -997,4 +1000,63 @@ fn huge_requests_stream_or_are_refused() {
     );
     failed(&o, &["of memory"]);
     assert!(!d.path().join("x.csv").exists());
+}
+
+/// u64::MAX in every size flag: one error each, nothing created (in a debug build an
+/// unchecked product would panic on overflow; in release it would wrap).
+#[test]
+fn absurd_flag_values_are_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let t = corpus(d.path());
+    let run = d.path().join("r");
+    const MAX: &str = "18446744073709551615";
+    for flag in [
+        "--epochs",
+        "--batch",
+        "--embed",
+        "--layers",
+        "--hidden",
+        "--seq-len",
+    ] {
+        let o = gru_limited(d.path(), &train_args(&t, &run, &[flag, MAX]));
+        failed(
+            &o,
+            &[
+                "must be",
+                "memory",
+                "more steps",
+                "fewer than one sequence",
+                "supports",
+            ],
+        );
+        assert!(!run.exists(), "{flag}");
+    }
+    let data = d.path().join("s.csv");
+    let series: String = (0..40)
+        .map(|i| format!("{}\n", (i as f32 * 0.3).sin()))
+        .collect();
+    std::fs::write(&data, series).unwrap();
+    for extra in [
+        &["--window", MAX][..],
+        &["--horizon", MAX],
+        // One window per batch, so the step count overflows.
+        &["--epochs", MAX, "--batch", "1"],
+        &["--batch", MAX],
+    ] {
+        let mut a = vec![
+            "forecast",
+            "train",
+            "--data",
+            s(&data),
+            "-c",
+            s(&run),
+            "--device",
+            "cpu",
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        let o = gru_limited(d.path(), &a);
+        failed(&o, &["too few", "memory", "more steps"]);
+        assert!(!run.exists(), "{extra:?}");
+    }
 }

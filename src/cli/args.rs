@@ -152,6 +152,15 @@ pub fn at_least_one(name: &str, v: usize) -> Result<usize> {
     Ok(v)
 }
 
+/// Steps of `epochs` passes of `per_epoch` steps, refusing a count past u64.
+pub fn total_steps(epochs: u64, per_epoch: u64) -> Result<u64> {
+    epochs.checked_mul(per_epoch).ok_or_else(|| {
+        GruError::Config(format!(
+            "--epochs {epochs} x {per_epoch} steps per epoch is more steps than can be counted"
+        ))
+    })
+}
+
 /// A checkpoint from a file, or from a folder (its best, else its last).
 pub fn load_checkpoint(path: &Path) -> Result<(Checkpoint, PathBuf)> {
     let file = if path.is_dir() {

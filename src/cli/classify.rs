@@ -14,7 +14,7 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::lm::INTERRUPTED_EXIT;
@@ -770,6 +770,8 @@ fn train(a: TrainArgs) -> Result<u8> {
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
     // Everything is built: only now is the run folder created (or claimed) and locked.
+    let per_epoch = train_ex.len().div_ceil(b) as u64;
+    let total = total_steps(a.epochs, per_epoch)?;
     let mut run = plan.start()?;
     if !quiet {
         let rows_line = match &a.val {
@@ -806,11 +808,10 @@ fn train(a: TrainArgs) -> Result<u8> {
             trainer.device_name()
         );
     }
-    let per_epoch = train_ex.len().div_ceil(b) as u64;
     catch_interrupt();
     let rep = Reporter::new(
         &a.output,
-        a.epochs * per_epoch,
+        total,
         epoch * per_epoch,
         "sequences",
         Some(&run.path),

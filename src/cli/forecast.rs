@@ -13,7 +13,7 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::lm::INTERRUPTED_EXIT;
@@ -249,7 +249,9 @@ fn train(a: TrainArgs) -> Result<u8> {
     let quiet = a.output.quiet || a.output.json;
     let (rows, names) = series(&a.data)?;
     let resumed = plan.resume_checkpoint()?;
-    let windows = |window: usize, horizon: usize| (rows.len() + 1).saturating_sub(window + horizon);
+    let windows = |window: usize, horizon: usize| {
+        (rows.len() + 1).saturating_sub(window.saturating_add(horizon))
+    };
     let f = match &resumed {
         Some((c, file)) => format_of(c, file)?,
         None => {
@@ -277,7 +279,7 @@ fn train(a: TrainArgs) -> Result<u8> {
                     rows.len(),
                     a.window,
                     a.horizon,
-                    a.window + a.horizon + 1
+                    a.window as u128 + a.horizon as u128 + 1
                 )));
             }
             // Statistics of the training part only, so validation stays unseen.
@@ -326,7 +328,7 @@ fn train(a: TrainArgs) -> Result<u8> {
             rows.len(),
             f.window,
             f.horizon,
-            f.window + f.horizon + 1
+            f.window as u128 + f.horizon as u128 + 1
         )));
     }
     let n_val = (n as f64 * a.val_split) as usize;
@@ -359,6 +361,8 @@ fn train(a: TrainArgs) -> Result<u8> {
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
     // Everything is built: only now is the run folder created (or claimed) and locked.
+    let per_epoch = train_starts.len().div_ceil(b) as u64;
+    let total = total_steps(a.epochs, per_epoch)?;
     let mut run = plan.start()?;
     if !quiet {
         eprintln!(
@@ -373,11 +377,10 @@ fn train(a: TrainArgs) -> Result<u8> {
             trainer.device_name()
         );
     }
-    let per_epoch = train_starts.len().div_ceil(b) as u64;
     catch_interrupt();
     let rep = Reporter::new(
         &a.output,
-        a.epochs * per_epoch,
+        total,
         epoch * per_epoch,
         "windows",
         Some(&run.path),

@@ -13,7 +13,7 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, save_run, OptimArgs, RunArgs, StackArgs,
+    at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
@@ -218,7 +218,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     let ids = encode(&text, &vocab)?;
     let n_val = (ids.len() as f64 * a.val_split) as usize;
     let (train_ids, val_ids) = ids.split_at(ids.len() - n_val);
-    if train_ids.len() < len + 1 {
+    if train_ids.len() < len.saturating_add(1) {
         return Err(GruError::Input(format!(
             "{source} gives {} training characters, fewer than one sequence of --seq-len {len} + 1",
             train_ids.len()
@@ -246,13 +246,16 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         step = c.optimizer.as_ref().map_or(0, |o| o.step);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
+    let cfg = *trainer.config();
+    let per_epoch = (train_ids.len() - 1) / b.saturating_mul(len);
+    let per_epoch = per_epoch.max(1) as u64;
+    let total = match a.epochs {
+        Some(e) => total_steps(e, per_epoch)?,
+        None => a.steps,
+    };
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let mut run = plan.start()?;
     let run_path = run.path.clone();
-    let cfg = *trainer.config();
-    let per_epoch = (train_ids.len() - 1) / (b * len);
-    let per_epoch = per_epoch.max(1) as u64;
-    let total = a.epochs.map_or(a.steps, |e| e * per_epoch);
     if !quiet {
         eprintln!(
             "training on {source}: {} characters ({} for validation), vocabulary {}, {} parameters, {} on {}",

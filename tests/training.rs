@@ -3,88 +3,11 @@
 
 mod common;
 
-use common::{assert_close, gpu, to_f64};
-use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams, IGNORE};
+use common::{assert_close, data, gpu, to_f64};
+use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
 use gru_engine::GruVariant;
-
-/// Owned data for one batch.
-struct Data {
-    tokens: Vec<u32>,
-    features: Vec<f32>,
-    classes: Vec<u32>,
-    values: Vec<f32>,
-    lengths: Option<Vec<usize>>,
-    b: usize,
-    t: usize,
-}
-
-impl Data {
-    fn batch(&self) -> Batch<'_> {
-        let mut batch = if self.tokens.is_empty() {
-            Batch::features(&self.features, self.b, self.t)
-        } else {
-            Batch::tokens(&self.tokens, self.b, self.t)
-        };
-        batch = if self.classes.is_empty() {
-            batch.values(&self.values)
-        } else {
-            batch.classes(&self.classes)
-        };
-        if let Some(l) = &self.lengths {
-            batch = batch.lengths(l);
-        }
-        batch
-    }
-}
-
-/// Random inputs and targets fitting `cfg`.
-fn data(cfg: &ModelConfig, b: usize, t: usize, lengths: bool, rng: &mut Rng) -> Data {
-    let per_step = cfg.head == gru_engine::model::Head::EveryStep;
-    let rows = if per_step { b * t } else { b };
-    let mut d = Data {
-        tokens: vec![],
-        features: vec![],
-        classes: vec![],
-        values: vec![],
-        lengths: None,
-        b,
-        t,
-    };
-    match cfg.input {
-        ModelInput::Tokens { vocab, .. } => {
-            d.tokens = (0..b * t)
-                .map(|_| (rng.next_u64() % vocab as u64) as u32)
-                .collect()
-        }
-        ModelInput::Features(n) => d.features = rng.uniform_vec(b * t * n, -1.0, 1.0),
-    }
-    match cfg.loss {
-        gru_engine::model::Loss::CrossEntropy => {
-            d.classes = (0..rows)
-                .map(|_| (rng.next_u64() % cfg.outputs as u64) as u32)
-                .collect();
-            if per_step && rows > 2 {
-                d.classes[1] = IGNORE; // padding inside the batch is skipped
-            }
-        }
-        gru_engine::model::Loss::BinaryCrossEntropy => {
-            d.values = (0..rows).map(|_| (rng.next_u64() % 2) as f32).collect()
-        }
-        gru_engine::model::Loss::MeanSquaredError => {
-            d.values = rng.uniform_vec(rows * cfg.outputs, -1.0, 1.0)
-        }
-    }
-    if lengths {
-        d.lengths = Some(
-            (0..b)
-                .map(|r| if r % 2 == 0 { t } else { 1 + (r % t) })
-                .collect(),
-        );
-    }
-    d
-}
 
 /// Trains the same model on both trainers for `steps` batches and compares losses and
 /// parameters after every step.
@@ -113,7 +36,11 @@ fn compare(
         let case = format!("{name}, step {step}");
         assert_close("loss", &[mg.loss as f32], &[mc.loss], 1e-4, 1e-4, &case);
         assert_eq!(mg.count, mc.count, "{case}: counted targets");
-        assert_eq!(mg.accuracy.is_some(), mc.accuracy.is_some(), "{case}");
+        match (mg.accuracy, mc.accuracy) {
+            (Some(g), Some(c)) => assert!((g - c).abs() < 1e-9, "{case}: accuracy {g} vs {c}"),
+            (None, None) => {}
+            other => panic!("{case}: accuracy {other:?}"),
+        }
         let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
         for ((info, a), g) in pc.infos().iter().zip(pc.tensors()).zip(pg.tensors()) {
             assert_close(&info.name, g, &to_f64(a), 2e-4, 1e-3, &case);
@@ -137,7 +64,29 @@ fn compare(
         cpu.optimizer_state().unwrap(),
         gpu.optimizer_state().unwrap(),
     );
-    assert_eq!(sc.step, sg.step);
+    assert_eq!(
+        sg.step, steps as u64,
+        "{name}: updates counted on the device"
+    );
+    // The moment buffers (momentum, Adam's m and v) agree element by element.
+    for (i, info) in cpu.params().unwrap().infos().iter().enumerate() {
+        assert_close(
+            &format!("m {}", info.name),
+            &sg.m[i],
+            &to_f64(&sc.m[i]),
+            1e-5,
+            1e-3,
+            name,
+        );
+        assert_close(
+            &format!("v {}", info.name),
+            &sg.v[i],
+            &to_f64(&sc.v[i]),
+            1e-7,
+            1e-3,
+            name,
+        );
+    }
 }
 
 #[test]

@@ -415,22 +415,15 @@ impl Trainer for CpuTrainer {
         "CPU reference".into()
     }
     fn train_step(&mut self, batch: &Batch) -> Result<()> {
-        let prep = batch.prepare(&self.params.config, true)?;
-        let seed = self.options.step_seed(self.state.step + 1);
-        let h0 = match &self.carry {
-            Some((h, b)) if self.options.stateful && *b == prep.batch => Some(h.clone()),
-            _ => None,
-        };
-        let out = pass(&self.params, &prep, Some(seed), h0.as_deref(), true)?;
-        let grads = out
-            .grads
-            .ok_or_else(|| GruError::State("no gradients".into()))?;
+        let (grads, h_n, b) = self.backward(batch)?;
         update(&mut self.params, &grads, &mut self.state, &self.options);
         if self.options.stateful {
-            self.carry = Some((out.h_n, prep.batch));
+            self.carry = Some((h_n, b));
         }
-        self.add(Split::Train, out.totals);
         Ok(())
+    }
+    fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
+        Ok(self.backward(batch)?.0)
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
         let out = model_pass(&self.params, batch, None, None, false)?;
@@ -518,6 +511,23 @@ impl Trainer for CpuTrainer {
 }
 
 impl CpuTrainer {
+    /// The training-mode pass of the next step: (gradients, final state, batch size);
+    /// the loss is counted under [`Split::Train`].
+    fn backward(&mut self, batch: &Batch) -> Result<(ModelParams, Vec<f32>, usize)> {
+        let prep = batch.prepare(&self.params.config, true)?;
+        let seed = self.options.step_seed(self.state.step + 1);
+        let h0 = match &self.carry {
+            Some((h, b)) if self.options.stateful && *b == prep.batch => Some(h.as_slice()),
+            _ => None,
+        };
+        let out = pass(&self.params, &prep, Some(seed), h0, true)?;
+        let grads = out
+            .grads
+            .ok_or_else(|| GruError::State("no gradients".into()))?;
+        self.add(Split::Train, out.totals);
+        Ok((grads, out.h_n, prep.batch))
+    }
+
     /// Logits of the last step and the final state after running `tokens` from `h0`.
     fn lm_step(&self, tokens: &[u32], h0: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>)> {
         let batch = Batch::tokens(tokens, 1, tokens.len());

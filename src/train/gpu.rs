@@ -131,9 +131,23 @@ struct Shape {
     logits: wgpu::Buffer,
     loss_params: wgpu::Buffer,
     staging: wgpu::Buffer,
+    /// Forward (dropout on), loss and backward: the gradients, before the update.
     train: Vec<Dispatch>,
     eval: Vec<Dispatch>,
     predict: Vec<Dispatch>,
+}
+
+/// What one submission over a shape runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Gradients, then the update; a stateful model reads and advances its carry.
+    Train,
+    /// Gradients only; a stateful model reads its carry but does not advance it.
+    Gradients,
+    /// Forward and loss, counted under [`Split::Eval`].
+    Eval,
+    /// Forward only.
+    Predict,
 }
 
 /// A model training on the GPU; see [`Trainer`].
@@ -696,7 +710,6 @@ impl GpuTrainer {
                     flat_grid(ctx, vocab * embed_dim),
                 )?);
             }
-            list.extend(self.update.iter().cloned());
             Ok(list)
         };
         let mut train = forward(true)?;
@@ -803,15 +816,21 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// Records and submits one pass over shape `i`: initial states (zeros or carried),
-    /// the list, and with `carry` the copy of the final states into the carry.
-    fn submit(&mut self, i: usize, which: Split, train: bool, carry: bool) -> Result<()> {
+    /// Records and submits one pass over shape `i`: initial states (zeros, or carried
+    /// for a stateful model's training passes), the list, the update, and the copy of the
+    /// final states into the carry.
+    fn submit(&mut self, i: usize, pass: Pass) -> Result<()> {
+        let training = matches!(pass, Pass::Train | Pass::Gradients);
+        let carry = self.options.stateful && pass == Pass::Train;
         if carry {
             self.carry_for(self.shapes[i].batch)?;
         }
         let ctx = &self.ctx;
         let s = &self.shapes[i];
-        let held = self.carry.as_ref().filter(|c| carry && c.valid);
+        let held = self
+            .carry
+            .as_ref()
+            .filter(|c| self.options.stateful && training && c.valid && c.batch == s.batch);
         ctx.scoped(|| {
             let mut enc = ctx
                 .device
@@ -829,12 +848,15 @@ impl GpuTrainer {
                     }
                 }
             }
-            let list = match (train, which) {
-                (true, _) => &s.train,
-                (false, Split::Eval) => &s.eval,
-                (false, Split::Train) => &s.predict,
+            let list = match pass {
+                Pass::Train | Pass::Gradients => &s.train,
+                Pass::Eval => &s.eval,
+                Pass::Predict => &s.predict,
             };
             encode(&mut enc, "model", list);
+            if pass == Pass::Train {
+                encode(&mut enc, "update", &self.update);
+            }
             if let Some(c) = self.carry.as_ref().filter(|_| carry) {
                 let at = (s.t_len as u64) * bh;
                 for (l, ws) in s.layers.iter().enumerate() {
@@ -886,6 +908,16 @@ impl GpuTrainer {
             .concat()[0])
     }
 
+    /// One buffer of every tensor (values or gradients), read back as parameters.
+    fn tensors_as_params(&self, pick: impl Fn(&GpuTensor) -> &wgpu::Buffer) -> Result<ModelParams> {
+        let data = self.read_tensors(pick)?;
+        let mut p = ModelParams::zeros(self.config);
+        for (dst, src) in p.tensors_mut().into_iter().zip(data) {
+            *dst = src;
+        }
+        Ok(p)
+    }
+
     fn read_tensors(&self, pick: impl Fn(&GpuTensor) -> &wgpu::Buffer) -> Result<Vec<Vec<f32>>> {
         let total: usize = self.tensors.iter().map(|t| t.info.len()).sum();
         let staging = self.ctx.staging(total)?;
@@ -917,16 +949,23 @@ impl Trainer for GpuTrainer {
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
         self.write_step_uniform(self.step + 1);
-        let stateful = self.options.stateful;
-        self.submit(i, Split::Train, true, stateful)?;
+        self.submit(i, Pass::Train)?;
         self.step += 1;
         Ok(())
+    }
+    fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
+        let prep = batch.prepare(&self.config, true)?;
+        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        self.write_inputs(i, &prep);
+        self.write_step_uniform(self.step + 1);
+        self.submit(i, Pass::Gradients)?;
+        self.tensors_as_params(|t| &t.grad)
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
         let prep = batch.prepare(&self.config, true)?;
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
-        self.submit(i, Split::Eval, false, false)
+        self.submit(i, Pass::Eval)
     }
     fn take_metrics(&mut self, split: Split) -> Result<Metrics> {
         let buf = &self.metrics[split as usize];
@@ -947,7 +986,7 @@ impl Trainer for GpuTrainer {
         let prep = batch.prepare(&self.config, false)?;
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
-        self.submit(i, Split::Train, false, false)?;
+        self.submit(i, Pass::Predict)?;
         let s = &self.shapes[i];
         let n = prep.head_rows(self.config.head) * self.config.outputs;
         let logits = self
@@ -962,12 +1001,7 @@ impl Trainer for GpuTrainer {
         ))
     }
     fn params(&mut self) -> Result<ModelParams> {
-        let data = self.read_tensors(|t| &t.value)?;
-        let mut p = ModelParams::zeros(self.config);
-        for (dst, src) in p.tensors_mut().into_iter().zip(data) {
-            *dst = src;
-        }
-        Ok(p)
+        self.tensors_as_params(|t| &t.value)
     }
     fn set_params(&mut self, params: &ModelParams) -> Result<()> {
         check_same_config(&self.config, &params.config)?;

@@ -81,6 +81,23 @@ pub trait Trainer {
     /// One update: forward, loss, backward, clipping, optimiser, constraints. Loss and
     /// accuracy accumulate without a readback; see [`Trainer::take_metrics`].
     fn train_step(&mut self, batch: &Batch) -> Result<()>;
+    /// The gradients of the mean loss on `batch` for every parameter, in
+    /// [`crate::model::param_infos`] order, before clipping and without updating
+    /// anything: the training-mode pass the next [`Trainer::train_step`] would run (the
+    /// same dropout masks, the carried state of a stateful model, which is not advanced).
+    /// The batch's loss accumulates under [`Split::Train`], as after `loss.backward()`.
+    ///
+    /// ```no_run
+    /// # use gru_engine::model::{Batch, ModelConfig, ModelParams};
+    /// # use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+    /// # fn main() -> gru_engine::Result<()> {
+    /// let params = ModelParams::init(ModelConfig::language_model(4, 8, 16), 1)?;
+    /// let mut t = CpuTrainer::new(params, TrainOptions::adam(1e-2))?;
+    /// let g = t.gradients(&Batch::tokens(&[0, 1, 2], 1, 3).classes(&[1, 2, 3]))?;
+    /// println!("d fc.bias = {:?}", g.get("fc.bias")?);
+    /// # Ok(()) }
+    /// ```
+    fn gradients(&mut self, batch: &Batch) -> Result<ModelParams>;
     /// Forward and loss without dropout or updates, accumulated under [`Split::Eval`].
     fn evaluate(&mut self, batch: &Batch) -> Result<()>;
     /// Reads and resets the accumulated metrics of `split`.

@@ -174,7 +174,7 @@ impl TrainOptions {
 
     /// The dropout seed of update number `t`: a hash of the base seed and the step, so
     /// a resumed run draws the same masks as an uninterrupted one.
-    pub(crate) fn step_seed(&self, t: u64) -> u32 {
+    pub fn step_seed(&self, t: u64) -> u32 {
         use crate::rng::pcg;
         pcg(pcg(self.seed as u32 ^ pcg((self.seed >> 32) as u32)) ^ t as u32)
     }

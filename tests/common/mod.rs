@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use gru_engine::model::{Batch, ModelConfig, ModelInput, IGNORE};
 use gru_engine::rng::Rng;
 use gru_engine::GpuContext;
 
@@ -70,4 +71,81 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64, c
 
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
+}
+
+/// Owned data for one batch.
+pub struct Data {
+    pub tokens: Vec<u32>,
+    pub features: Vec<f32>,
+    pub classes: Vec<u32>,
+    pub values: Vec<f32>,
+    pub lengths: Option<Vec<usize>>,
+    pub b: usize,
+    pub t: usize,
+}
+
+impl Data {
+    pub fn batch(&self) -> Batch<'_> {
+        let mut batch = if self.tokens.is_empty() {
+            Batch::features(&self.features, self.b, self.t)
+        } else {
+            Batch::tokens(&self.tokens, self.b, self.t)
+        };
+        batch = if self.classes.is_empty() {
+            batch.values(&self.values)
+        } else {
+            batch.classes(&self.classes)
+        };
+        if let Some(l) = &self.lengths {
+            batch = batch.lengths(l);
+        }
+        batch
+    }
+}
+
+/// Random inputs and targets fitting `cfg`.
+pub fn data(cfg: &ModelConfig, b: usize, t: usize, lengths: bool, rng: &mut Rng) -> Data {
+    let per_step = cfg.head == gru_engine::model::Head::EveryStep;
+    let rows = if per_step { b * t } else { b };
+    let mut d = Data {
+        tokens: vec![],
+        features: vec![],
+        classes: vec![],
+        values: vec![],
+        lengths: None,
+        b,
+        t,
+    };
+    match cfg.input {
+        ModelInput::Tokens { vocab, .. } => {
+            d.tokens = (0..b * t)
+                .map(|_| (rng.next_u64() % vocab as u64) as u32)
+                .collect()
+        }
+        ModelInput::Features(n) => d.features = rng.uniform_vec(b * t * n, -1.0, 1.0),
+    }
+    match cfg.loss {
+        gru_engine::model::Loss::CrossEntropy => {
+            d.classes = (0..rows)
+                .map(|_| (rng.next_u64() % cfg.outputs as u64) as u32)
+                .collect();
+            if per_step && rows > 2 {
+                d.classes[1] = IGNORE; // padding inside the batch is skipped
+            }
+        }
+        gru_engine::model::Loss::BinaryCrossEntropy => {
+            d.values = (0..rows).map(|_| (rng.next_u64() % 2) as f32).collect()
+        }
+        gru_engine::model::Loss::MeanSquaredError => {
+            d.values = rng.uniform_vec(rows * cfg.outputs, -1.0, 1.0)
+        }
+    }
+    if lengths {
+        d.lengths = Some(
+            (0..b)
+                .map(|r| if r % 2 == 0 { t } else { 1 + (r % t) })
+                .collect(),
+        );
+    }
+    d
 }

@@ -5,7 +5,9 @@ Writes tests/fixtures/*.safetensors: for each configuration the weights (in the
 framework's own names and layout), the inputs, the outputs, h_n, and the gradients of
 L = sum(output * r_output) + sum(h_n * r_h_n) with respect to the input, h0 and every
 weight; plus a 20-step training run (Embedding -> GRU -> Linear, cross-entropy, Adam,
-global-norm clipping). The Rust tests (tests/golden.rs) compare the engine against them;
+global-norm clipping) and 3-step runs of each optimiser and loss (SGD with momentum and
+L2, Adam with L2, AdamW, clip_grad_value_, BCE-with-logits, MSE, Keras' MaxNorm) with
+the gradients and parameters of every step. The Rust tests (tests/golden.rs) compare the engine against them;
 CI needs no Python.
 
 Set-up used (2026-11-23), CPU only:
@@ -133,6 +135,80 @@ def training_case(name, steps=20, V=11, E=6, H=13, B=4, T=9, lr=1e-2, clip=0.5, 
                                                           optimizer="Adam (PyTorch defaults)")})
 
 
+class LastStateModel(nn.Module):
+    """GRU over features -> final state of the last layer -> Linear (classifier, forecaster)."""
+
+    def __init__(self, I, H, C, L=1):
+        super().__init__()
+        self.gru = nn.GRU(I, H, num_layers=L, batch_first=True)
+        self.fc = nn.Linear(H, C)
+
+    def forward(self, x):
+        return self.fc(self.gru(x)[1][-1])
+
+
+def keras_max_norm(model, c):
+    """Keras `MaxNorm(c)` (axis 0 of Keras' layouts) on each GRU kernel, recurrent kernel
+    and bias: per row of PyTorch's [3H, in] layout, per (b_ih[j], b_hh[j]) pair."""
+    mn = keras.constraints.MaxNorm(max_value=c, axis=0)
+    with torch.no_grad():
+        for name, p in model.gru.named_parameters():
+            if name.startswith("weight_"):
+                p.copy_(torch.as_tensor(mn(p.T)).T)
+        for l in range(model.gru.num_layers):
+            b_ih, b_hh = getattr(model.gru, f"bias_ih_l{l}"), getattr(model.gru, f"bias_hh_l{l}")
+            both = torch.as_tensor(mn(torch.stack([b_ih, b_hh])))
+            b_ih.copy_(both[0])
+            b_hh.copy_(both[1])
+
+
+def optim_case(name, kind, make_opt, steps=3, clip_value=None, max_norm=None, seed=0, **cfg):
+    """A few training steps of a tiny model with per-step losses, gradients (before any
+    clipping) and parameters (after the step), for the optimiser and loss under test."""
+    torch.manual_seed(seed)
+    B, T = 3, 5
+    if kind == "lm":
+        V, E, H = 7, 4, 5
+        model = CharModel(V, E, H)
+        data = torch.randint(0, V, (steps, B, T + 1))
+    else:
+        I, H, C = 3, 6, cfg.get("C", 1)
+        model = LastStateModel(I, H, C)
+        data = torch.randn(steps, B, T, I)
+        targets = (torch.randint(0, 2, (steps, B, C)).float() if kind == "bce"
+                   else torch.randn(steps, B, C))
+    opt = make_opt(model.parameters())
+    t = {"init." + k: v.clone() for k, v in model.state_dict().items()}
+    losses = []
+    for s in range(steps):
+        if kind == "lm":
+            x, y = data[s, :, :-1], data[s, :, 1:]
+            loss = nn.functional.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+        elif kind == "bce":
+            loss = nn.functional.binary_cross_entropy_with_logits(model(data[s]), targets[s])
+        else:
+            loss = nn.functional.mse_loss(model(data[s]), targets[s])
+        opt.zero_grad()
+        loss.backward()
+        for k, p in model.named_parameters():
+            t[f"grad.{s}.{k}"] = p.grad.clone()
+        if clip_value is not None:
+            nn.utils.clip_grad_value_(model.parameters(), clip_value)
+        opt.step()
+        if max_norm is not None:
+            keras_max_norm(model, max_norm)
+        for k, v in model.state_dict().items():
+            t[f"param.{s}.{k}"] = v.clone()
+        losses.append(loss.item())
+    t["inputs"] = data
+    if kind != "lm":
+        t["targets"] = targets
+    t["losses"] = torch.tensor(losses, dtype=torch.float32)
+    save(name, t, {"framework": "pytorch" if max_norm is None else "pytorch + keras MaxNorm",
+                   "config": dict(kind=kind, B=B, T=T, steps=steps, optimizer=repr(opt).replace("\n", " "),
+                                  clip_value=clip_value, max_norm=max_norm)})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch_case("torch_t1_b1", T=1, B=1, I=3, H=5, L=1, bidir=False, with_h0=False, seed=1)
@@ -143,6 +219,14 @@ def main():
     keras_case("keras_reset_before", T=35, B=2, I=4, H=13, L=1, bidir=False, reset_after=False, seed=6)
     keras_case("keras_reset_before_bidir", T=9, B=2, I=3, H=7, L=1, bidir=True, reset_after=False, seed=7)
     training_case("torch_training_adam_clip")
+    optim = torch.optim
+    optim_case("torch_sgd_momentum_l2", "lm", lambda p: optim.SGD(p, lr=0.5, momentum=0.9, weight_decay=0.05), seed=10)
+    optim_case("torch_adam_l2", "lm", lambda p: optim.Adam(p, lr=0.05, weight_decay=0.1), seed=11)
+    optim_case("torch_adamw", "lm", lambda p: optim.AdamW(p, lr=0.05, weight_decay=0.5), seed=12)
+    optim_case("torch_clip_value", "lm", lambda p: optim.SGD(p, lr=1.0), clip_value=0.02, seed=13)
+    optim_case("torch_bce", "bce", lambda p: optim.SGD(p, lr=0.5, momentum=0.5), seed=14)
+    optim_case("torch_mse", "mse", lambda p: optim.Adam(p, lr=0.05), C=2, seed=15)
+    optim_case("keras_max_norm", "lm", lambda p: optim.SGD(p, lr=1.0), max_norm=0.3, seed=16)
 
 
 if __name__ == "__main__":

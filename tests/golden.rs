@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_close, gpu, to_f64};
 use gru_engine::interop::{from_keras, from_pytorch, read_tensors, to_keras, Tensors};
-use gru_engine::model::{Batch, ModelConfig, ModelParams};
-use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
+use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams};
+use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
 use gru_engine::{cpu, GpuGru, GruGrads, GruVariant, GruWeights, SequenceInput};
 
 fn fixture(name: &str) -> (PathBuf, Tensors) {
@@ -220,4 +220,143 @@ fn training_matches_pytorch_for_twenty_steps() {
             );
         }
     }
+}
+
+/// Three steps of one optimiser or loss as PyTorch ran them (Keras' own `MaxNorm` for the
+/// constraint): at every step the gradients before the update, the loss, and every
+/// parameter after it, on both trainers. Tolerances: gradients 1e-6 + 1e-4·|g| (+1e-4 of
+/// the tensor's largest entry), parameters 1e-5 + 1e-4·|w|.
+fn optim(name: &str, cfg: ModelConfig, opts: TrainOptions) {
+    let (_, t) = fixture(name);
+    let steps = get(&t, "losses").len();
+    let mut init = ModelParams::zeros(cfg);
+    for info in init.infos() {
+        init.set(&info.name, get(&t, &format!("init.{}", info.name)))
+            .unwrap();
+    }
+    let inputs = &t["inputs"];
+    let (b, tl) = (inputs.shape[1], inputs.shape[2]);
+    let per_step = inputs.data.len() / steps;
+    let mut trainers: Vec<Box<dyn Trainer>> =
+        vec![Box::new(CpuTrainer::new(init.clone(), opts).unwrap())];
+    if let Some(ctx) = gpu() {
+        trainers.push(Box::new(GpuTrainer::new(ctx, &init, opts).unwrap()));
+    }
+    for tr in &mut trainers {
+        for s in 0..steps {
+            let case = format!("{name}, {}, step {s}", tr.device_name());
+            let step_in = &inputs.data[s * per_step..(s + 1) * per_step];
+            let (tokens, classes): (Vec<u32>, Vec<u32>) = if inputs.shape.len() == 3 {
+                // [steps, B, T + 1] token ids: inputs and next-token targets.
+                let rows: Vec<&[f32]> = step_in.chunks(tl).collect();
+                (
+                    rows.iter()
+                        .flat_map(|r| r[..tl - 1].iter().map(|&v| v as u32))
+                        .collect(),
+                    rows.iter()
+                        .flat_map(|r| r[1..].iter().map(|&v| v as u32))
+                        .collect(),
+                )
+            } else {
+                (vec![], vec![])
+            };
+            let targets = t.get("targets").map(|y| {
+                let n = y.data.len() / steps;
+                &y.data[s * n..(s + 1) * n]
+            });
+            let batch = match targets {
+                None => Batch::tokens(&tokens, b, tl - 1).classes(&classes),
+                Some(y) => Batch::features(step_in, b, tl).values(y),
+            };
+            let g = tr.gradients(&batch).unwrap();
+            let loss = tr.take_metrics(Split::Train).unwrap().loss;
+            close("loss", &[loss as f32], &get(&t, "losses")[s..s + 1], &case);
+            for (info, got) in g.infos().iter().zip(g.tensors()) {
+                let want = get(&t, &format!("grad.{s}.{}", info.name));
+                let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+                assert_close(
+                    &format!("d {}", info.name),
+                    got,
+                    &to_f64(want),
+                    1e-6 + 1e-4 * scale,
+                    1e-4,
+                    &case,
+                );
+            }
+            tr.train_step(&batch).unwrap();
+            tr.take_metrics(Split::Train).unwrap();
+            let p = tr.params().unwrap();
+            for (info, got) in p.infos().iter().zip(p.tensors()) {
+                let want = get(&t, &format!("param.{s}.{}", info.name));
+                assert_close(&info.name, got, &to_f64(want), 1e-5, 1e-4, &case);
+            }
+        }
+    }
+}
+
+fn tiny_lm() -> ModelConfig {
+    ModelConfig::language_model(7, 4, 5)
+}
+
+#[test]
+fn sgd_with_momentum_and_l2_matches_pytorch() {
+    optim(
+        "torch_sgd_momentum_l2",
+        tiny_lm(),
+        TrainOptions::sgd(0.5, 0.9).weight_decay(0.05),
+    );
+}
+
+#[test]
+fn adam_with_l2_matches_pytorch() {
+    optim(
+        "torch_adam_l2",
+        tiny_lm(),
+        TrainOptions::adam(0.05).weight_decay(0.1),
+    );
+}
+
+#[test]
+fn adamw_decoupled_decay_matches_pytorch() {
+    optim(
+        "torch_adamw",
+        tiny_lm(),
+        TrainOptions::adamw(0.05).weight_decay(0.5),
+    );
+}
+
+#[test]
+fn clip_value_matches_pytorch_clip_grad_value() {
+    optim(
+        "torch_clip_value",
+        tiny_lm(),
+        TrainOptions::sgd(1.0, 0.0).clip_value(0.02),
+    );
+}
+
+#[test]
+fn binary_cross_entropy_matches_pytorch_bce_with_logits() {
+    optim(
+        "torch_bce",
+        ModelConfig::classifier(ModelInput::Features(3), 6, 1),
+        TrainOptions::sgd(0.5, 0.5),
+    );
+}
+
+#[test]
+fn mean_squared_error_matches_pytorch() {
+    optim(
+        "torch_mse",
+        ModelConfig::forecaster(3, 6, 2),
+        TrainOptions::adam(0.05),
+    );
+}
+
+#[test]
+fn max_norm_matches_keras_max_norm() {
+    optim(
+        "keras_max_norm",
+        tiny_lm(),
+        TrainOptions::sgd(1.0, 0.0).max_norm(0.3),
+    );
 }

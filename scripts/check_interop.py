@@ -9,6 +9,8 @@
    `gru forward --format keras` and gives Keras' outputs; `gru convert --to keras` of the
    PyTorch file loads into Keras layers with set_weights and matches PyTorch.
 
+Exits 1 when any difference exceeds BOUND (1e-5).
+
     cargo build --release && KERAS_BACKEND=torch python3 scripts/check_interop.py
 """
 
@@ -32,8 +34,18 @@ def run(*args):
     subprocess.run([GRU, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+BOUND = 1e-5
+failures = []
+
+
 def worst(a, b):
     return float((torch.as_tensor(np.asarray(a)) - torch.as_tensor(np.asarray(b))).abs().max())
+
+
+def report(what, *diffs):
+    """Prints the worst differences and records those above BOUND."""
+    print(f"{what}: " + ", ".join(f"{name} {d:.2e}" for name, d in diffs))
+    failures.extend(f"{what}: {name} {d:.2e} > {BOUND:.0e}" for name, d in diffs if not d <= BOUND)
 
 
 def main():
@@ -53,13 +65,14 @@ def main():
     save_file({"input": x}, p("x.safetensors"))
     run("forward", "--weights", p("torch.safetensors"), "--input", p("x.safetensors"), "--output", p("y.safetensors"), "-q")
     y = load_file(p("y.safetensors"))
-    print(f"gru forward vs PyTorch (prefix rnn., 2 bidirectional layers): output {worst(y['output'], out.detach()):.2e}, h_n {worst(y['h_n'], hn.detach()):.2e}")
+    report("gru forward vs PyTorch (prefix rnn., 2 bidirectional layers)",
+           ("output", worst(y["output"], out.detach())), ("h_n", worst(y["h_n"], hn.detach())))
 
     run("convert", "--from", "pytorch", "--to", "pytorch", p("torch.safetensors"), p("plain.safetensors"))
     fresh = nn.GRU(5, 9, num_layers=2, bidirectional=True)
     fresh.load_state_dict(load_file(p("plain.safetensors")), strict=True)
     out2, _ = fresh(x)
-    print(f"gru convert --to pytorch, load_state_dict(strict=True): output {worst(out2.detach(), out.detach()):.2e}")
+    report("gru convert --to pytorch, load_state_dict(strict=True)", ("output", worst(out2.detach(), out.detach())))
 
     run("convert", "--from", "pytorch", "--to", "keras", p("torch.safetensors"), p("keras.npz"))
     w = np.load(p("keras.npz"))
@@ -70,7 +83,7 @@ def main():
         layer.forward_layer.set_weights([w[f"layer{k}.forward.{n}"] for n in ("kernel", "recurrent_kernel", "bias")])
         layer.backward_layer.set_weights([w[f"layer{k}.backward.{n}"] for n in ("kernel", "recurrent_kernel", "bias")])
         cur = layer(cur)
-    print(f"gru convert --to keras, Keras set_weights: output {worst(cur.detach().permute(1, 0, 2), out.detach()):.2e}")
+    report("gru convert --to keras, Keras set_weights", ("output", worst(cur.detach().permute(1, 0, 2), out.detach())))
 
     keras.utils.set_random_seed(1)
     kl = keras.layers.GRU(7, return_sequences=True, reset_after=False,
@@ -82,7 +95,12 @@ def main():
     save_file({"input": xb}, p("xb.safetensors"))
     run("forward", "--weights", p("kgru.npz"), "--format", "keras", "--input", p("xb.safetensors"), "--output", p("yk.safetensors"), "-q")
     yk = load_file(p("yk.safetensors"))
-    print(f"gru forward --format keras vs Keras (reset_after=False, .npz): output {worst(yk['output'], ky.detach()):.2e}")
+    report("gru forward --format keras vs Keras (reset_after=False, .npz)", ("output", worst(yk["output"], ky.detach())))
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    print(f"all within {BOUND:.0e}")
+    return 0
 
 
 if __name__ == "__main__":

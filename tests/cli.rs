@@ -5,6 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use gru_engine::checkpoint::Checkpoint;
+use gru_engine::model::Batch;
+use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+
 fn gru(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gru"))
         .args(args)
@@ -29,7 +33,43 @@ fn ok(args: &[&str]) -> String {
         stdout(&o),
         stderr(&o)
     );
+    ran_on_the_expected_device(args, &o);
     stdout(&o)
+}
+
+/// A command that runs a model says where: the CPU reference for `--device cpu`, else
+/// the adapter `auto` picks, which under `CI` must be Mesa's llvmpipe (so a silent
+/// fallback to the CPU would fail every CLI test there).
+#[track_caller]
+fn ran_on_the_expected_device(args: &[&str], o: &Output) {
+    let runs_a_model = matches!(
+        args[0],
+        "train" | "generate" | "classify" | "forecast" | "forward" | "bench"
+    );
+    let quiet = args
+        .iter()
+        .any(|a| matches!(*a, "-q" | "--quiet" | "--json"));
+    if !runs_a_model || quiet || args.contains(&"--help") {
+        return;
+    }
+    let all = format!("{}{}", stdout(o), stderr(o));
+    let device = args
+        .iter()
+        .position(|a| *a == "--device")
+        .map(|i| args[i + 1]);
+    if device == Some("cpu") {
+        assert!(all.contains("CPU reference"), "gru {args:?}:\n{all}");
+    } else if std::env::var_os("CI").is_some() {
+        assert!(
+            all.contains("running on llvmpipe"),
+            "gru {args:?} should say it runs on llvmpipe:\n{all}"
+        );
+    } else {
+        assert!(
+            all.contains("running on") || all.contains("GPU:") || all.contains("CPU reference"),
+            "gru {args:?} does not say where it runs:\n{all}"
+        );
+    }
 }
 
 /// The command fails with exit 1, one `error:` line naming `needle`, and no panic.
@@ -64,6 +104,25 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The checkpoint a folder's commands use: best, else last.
+fn best_checkpoint(dir: &Path) -> Checkpoint {
+    let best = dir.join("best.safetensors");
+    let file = if best.exists() {
+        best
+    } else {
+        dir.join("last.safetensors")
+    };
+    Checkpoint::load(&file).unwrap()
+}
+
+/// Logits of the CPU reference for a checkpoint's model.
+fn reference_predict(c: &Checkpoint, batch: &Batch) -> Vec<f32> {
+    CpuTrainer::new(c.params.clone(), TrainOptions::default())
+        .unwrap()
+        .predict(batch)
+        .unwrap()
+}
+
 #[test]
 fn devices_lists_adapters_and_marks_the_auto_pick() {
     let text = ok(&["devices"]);
@@ -76,6 +135,10 @@ fn devices_lists_adapters_and_marks_the_auto_pick() {
         return;
     }
     if text.contains("only software GL adapters") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but only software GL adapters were found:\n{text}"
+        );
         assert_eq!(text.matches("<- auto").count(), 0, "{text}");
         return;
     }
@@ -275,7 +338,26 @@ fn classify_train_eval_predict() {
     )
     .unwrap();
     let out = ok(&["classify", "predict", "-c", s(&run), "--input", s(&input)]);
-    assert_eq!(out.lines().count(), 3, "{out}");
+    // Each row's label and probability are the CPU reference's softmax of the best model.
+    let (c, labels) = {
+        let c = best_checkpoint(&run);
+        let meta: serde_json::Value = serde_json::from_str(&c.extra["classify"]).unwrap();
+        let labels: Vec<String> = serde_json::from_value(meta["labels"].clone()).unwrap();
+        (c, labels)
+    };
+    let rows = [
+        [0.1f32, 0., 0., 0.3, 0., 0., 0.5, 0., 0.],
+        [0.5, 0., 0., 0.2, 0., 0., -0.1, 0., 0.],
+    ];
+    let mut want = String::from("row,label,probability\n");
+    for (i, r) in rows.iter().enumerate() {
+        let logits = reference_predict(&c, &Batch::features(r, 1, 3));
+        let mx = logits.iter().cloned().fold(f32::MIN, f32::max);
+        let z: f64 = logits.iter().map(|&v| ((v - mx) as f64).exp()).sum();
+        let arg = (0..logits.len()).fold(0, |a, k| if logits[k] > logits[a] { k } else { a });
+        want += &format!("{},{},{:.4}\n", i + 1, labels[arg], 1.0 / z);
+    }
+    assert_eq!(out, want);
     // Text rows, word tokens, a binary head.
     let text = dir.path().join("reviews.csv");
     ok(&[
@@ -367,8 +449,35 @@ fn forecast_train_predict() {
     ]);
     assert!(out.contains("naive last value MSE"), "{out}");
     let out = ok(&["forecast", "predict", "-c", s(&run), "--data", s(&data)]);
-    assert_eq!(out.lines().count(), 3, "header + 2 forecasts:\n{out}");
-    assert!(out.starts_with("step,load"), "{out}");
+    // The last 12 rows, normalised with the saved statistics, through the CPU reference.
+    let c = best_checkpoint(&run);
+    let meta: serde_json::Value = serde_json::from_str(&c.extra["forecast"]).unwrap();
+    let stat = |k: &str| -> Vec<f32> { serde_json::from_value(meta[k].clone()).unwrap() };
+    let (mean, std) = (stat("mean"), stat("std"));
+    let series: Vec<Vec<f32>> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let x: Vec<f32> = series[series.len() - 12..]
+        .iter()
+        .flat_map(|r| r.iter().enumerate().map(|(k, &v)| (v - mean[k]) / std[k]))
+        .collect();
+    let pred = reference_predict(&c, &Batch::features(&x, 1, 12));
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 3, "header + 2 forecasts:\n{out}");
+    assert_eq!(got[0], "step,load");
+    for (h, p) in pred.iter().enumerate() {
+        let (step, value) = got[h + 1].split_once(',').unwrap();
+        assert_eq!(step, (301 + h).to_string());
+        let want = *p as f64 * std[0] as f64 + mean[0] as f64;
+        let v: f64 = value.parse().unwrap();
+        assert!(
+            (v - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "step {step}: {v} vs reference {want}"
+        );
+    }
     let bad = dir.path().join("ragged.csv");
     std::fs::write(&bad, "a,b\n1,2\n3\n").unwrap();
     fails(

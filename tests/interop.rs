@@ -339,6 +339,16 @@ fn gru_forward_and_convert_from_the_command_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let yk = read_tensors(Path::new(&p("yk.safetensors")), false).unwrap();
     assert_eq!(yk["output"].shape, vec![b, t, 10]);
+    // The values, batch-first, are the reference's on the full sequences.
+    let full = cpu::forward(&w, &SequenceInput::new(&x, t, b)).unwrap();
+    let want = gru_engine::sequence::swap_leading_axes(&full.output, t, b, 10);
+    for (i, (g, r)) in yk["output"].data.iter().zip(&want).enumerate() {
+        assert!((g - r).abs() < 1e-4, "keras output[{i}]: {g} vs {r}");
+    }
+    assert_eq!(yk["h_n"].data.len(), full.h_n.len());
+    for (g, r) in yk["h_n"].data.iter().zip(&full.h_n) {
+        assert!((g - r).abs() < 1e-4, "keras h_n: {g} vs {r}");
+    }
     // Errors: wrong input width, a file that is not weights.
     let mut bad = Tensors::new();
     bad.insert(

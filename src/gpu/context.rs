@@ -406,16 +406,24 @@ impl GpuContext {
 mod tests {
     use super::*;
 
-    /// wgpu's default for an uncaptured error is a panic; gru-engine must return it.
-    #[test]
-    fn validation_errors_come_back_as_errors() {
-        let ctx = match GpuContext::new_default() {
-            Ok(c) => c,
+    /// The default device; under `CI` a missing one fails the test instead of skipping it.
+    fn test_context() -> Option<Arc<GpuContext>> {
+        match GpuContext::new_default() {
+            Ok(c) => Some(c),
             Err(e) if std::env::var_os("CI").is_some() => {
                 panic!("CI is set but no GPU adapter: {e}")
             }
-            Err(_) => return,
-        };
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+
+    /// wgpu's default for an uncaptured error is a panic; gru-engine must return it.
+    #[test]
+    fn validation_errors_come_back_as_errors() {
+        let Some(ctx) = test_context() else { return };
         // MAP_READ may only be combined with COPY_DST: an invalid buffer descriptor.
         let r = ctx.scoped(|| {
             ctx.buffer(
@@ -427,7 +435,8 @@ mod tests {
         });
         match r {
             Err(GruError::Validation(msg)) => {
-                assert!(msg.contains("bad") || !msg.is_empty(), "{msg}")
+                // wgpu names the buffer by its label.
+                assert!(msg.contains("bad"), "{msg}")
             }
             other => panic!("expected a validation error, got {other:?}"),
         }
@@ -437,9 +446,7 @@ mod tests {
 
     #[test]
     fn oversized_buffers_are_refused_before_wgpu_sees_them() {
-        let Ok(ctx) = GpuContext::new_default() else {
-            return;
-        };
+        let Some(ctx) = test_context() else { return };
         let too_big = ctx.storage_limit() + 4;
         match ctx.buffer("huge", too_big, wgpu::BufferUsages::STORAGE) {
             Err(GruError::TooLarge { what, bytes, .. }) => {

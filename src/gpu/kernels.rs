@@ -347,6 +347,27 @@ mod tests {
         for s in [Shader::GradNorm, Shader::Optimizer] {
             assert_eq!(decl(s), first, "{}", s.label());
         }
-        assert_eq!(ALL_SHADERS.len(), 15);
+    }
+
+    /// Every file in shaders/ is one of the loaded shaders, each loaded once.
+    #[test]
+    fn every_shader_file_is_loaded_once() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let loaded = ALL_SHADERS.iter().filter(|s| s.source() == text).count();
+            assert_eq!(loaded, 1, "{} is loaded {loaded} times", path.display());
+            files += 1;
+        }
+        assert_eq!(
+            files,
+            ALL_SHADERS.len(),
+            "shaders loaded that are not in {dir}"
+        );
     }
 }

@@ -620,14 +620,72 @@ fn bad_input_is_one_clear_error() {
     );
 }
 
+/// Starts `gru args`, waits (at most a minute) for a stderr line containing `ready`,
+/// sends SIGINT, and returns the exit status and the rest of stderr.
+#[cfg(unix)]
+fn interrupt_after(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gru"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let needle = ready.to_string();
+    // A reader thread, so a line that never comes fails the test instead of hanging it.
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(err).lines();
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            let hit = line.contains(&needle);
+            seen += &line;
+            seen.push('\n');
+            if hit {
+                let _ = tx.send(());
+                break;
+            }
+        }
+        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+        seen + &rest.join("\n")
+    });
+    let started = rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok();
+    let pid = child.id().to_string();
+    // The shell's built-in kill: no procps needed on slim CI images.
+    assert!(Command::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let text = reader.join().unwrap();
+    assert!(started, "gru {args:?} never printed `{ready}`:\n{text}");
+    (status, text)
+}
+
+/// The handler is in place before the first line, so Ctrl-C right after it saves `last`
+/// (never `best`), exits 130 and says how to resume.
+#[track_caller]
+fn interrupted_cleanly(status: std::process::ExitStatus, text: &str, run: &Path) {
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(
+        text.contains("interrupted") && text.contains("--resume"),
+        "{text}"
+    );
+    assert!(run.join("last.safetensors").exists(), "{text}");
+    assert!(!run.join("best.safetensors").exists(), "{text}");
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_resume_continues() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gru"))
-        .args([
+    let (status, rest) = interrupt_after(
+        &[
             "train",
             "-c",
             s(&run),
@@ -643,33 +701,10 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues() {
             "1000000",
             "--eval-every",
             "1000000",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until training has started (the handler is in place), then press Ctrl-C.
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 && !line.contains("training on") {
-        line.clear();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = child.id().to_string();
-    // The shell's built-in kill: no procps needed on slim CI images.
-    assert!(Command::new("sh")
-        .args(["-c", &format!("kill -INT {pid}")])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert_eq!(status.code(), Some(130), "{rest}");
-    assert!(
-        rest.contains("interrupted at step") && rest.contains("--resume"),
-        "{rest}"
+        ],
+        "training on",
     );
+    interrupted_cleanly(status, &rest, &run);
     let step: u64 = rest
         .split("interrupted at step ")
         .nth(1)
@@ -694,6 +729,82 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues() {
         out.contains(&format!("step {target}: training loss")),
         "{out}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_classify_and_forecast_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ramps.csv");
+    ok(&[
+        "example-data",
+        "classify-numeric",
+        "--out",
+        s(&data),
+        "--rows",
+        "400",
+    ]);
+    let run = dir.path().join("clf");
+    let (status, text) = interrupt_after(
+        &[
+            "classify",
+            "train",
+            "--data",
+            s(&data),
+            "--features",
+            "3",
+            "--epochs",
+            "100000",
+            "--batch",
+            "2",
+            "-c",
+            s(&run),
+        ],
+        "training rows",
+    );
+    interrupted_cleanly(status, &text, &run);
+    ok(&[
+        "classify",
+        "train",
+        "--data",
+        s(&data),
+        "--features",
+        "3",
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "-c",
+        s(&run),
+        "--resume",
+        "-q",
+    ]);
+    let series = dir.path().join("load.csv");
+    ok(&[
+        "example-data",
+        "forecast",
+        "--out",
+        s(&series),
+        "--rows",
+        "400",
+    ]);
+    let run = dir.path().join("fc");
+    let (status, text) = interrupt_after(
+        &[
+            "forecast",
+            "train",
+            "--data",
+            s(&series),
+            "--epochs",
+            "100000",
+            "--batch",
+            "1",
+            "-c",
+            s(&run),
+        ],
+        "forecasting",
+    );
+    interrupted_cleanly(status, &text, &run);
 }
 
 /// Where no usable adapter exists, `auto` trains on the CPU reference and says so in one

@@ -569,6 +569,8 @@ pub fn run(cmd: ClassifyCommand) -> Result<u8> {
 }
 
 fn train(a: TrainArgs) -> Result<u8> {
+    // Before any output: a Ctrl-C from the first line on stops at a step boundary.
+    catch_interrupt();
     // Every flag is checked before anything is read, built or written.
     let b = at_least_one("--batch", a.batch)?;
     at_least_one("--features", a.features)?;
@@ -808,7 +810,6 @@ fn train(a: TrainArgs) -> Result<u8> {
             trainer.device_name()
         );
     }
-    catch_interrupt();
     let rep = Reporter::new(
         &a.output,
         total,

@@ -233,6 +233,8 @@ pub fn run(cmd: ForecastCommand) -> Result<u8> {
 }
 
 fn train(a: TrainArgs) -> Result<u8> {
+    // Before any output: a Ctrl-C from the first line on stops at a step boundary.
+    catch_interrupt();
     let b = at_least_one("--batch", a.batch)?;
     at_least_one("--window", a.window)?;
     at_least_one("--horizon", a.horizon)?;
@@ -377,7 +379,6 @@ fn train(a: TrainArgs) -> Result<u8> {
             trainer.device_name()
         );
     }
-    catch_interrupt();
     let rep = Reporter::new(
         &a.output,
         total,

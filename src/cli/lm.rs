@@ -183,6 +183,8 @@ fn lm_vocab(c: &Checkpoint, file: &std::path::Path) -> Result<Vec<String>> {
 }
 
 pub fn train(a: TrainArgs) -> Result<u8> {
+    // Before any output: a Ctrl-C from the first line on stops at a step boundary.
+    catch_interrupt();
     // Every flag is checked before anything is read, built or written.
     let (b, len) = (
         at_least_one("--batch", a.batch)?,
@@ -267,7 +269,6 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             trainer.device_name()
         );
     }
-    catch_interrupt();
     let rep = Reporter::new(&a.output, total, step, "tokens", Some(&run_path))?;
     let save = |t: &mut dyn Trainer,
                 dir: &mut gru_engine::checkpoint::CheckpointDir,

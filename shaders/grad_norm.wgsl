@@ -17,11 +17,22 @@ struct TrainStep {
 
 var<workgroup> part: array<f32, 64>;
 
+fn sq(i: u32) -> f32 {
+    if (i >= p.n) { return 0.0; }
+    return grad[i] * grad[i];
+}
+
+// Sixteen loads per iteration, written out: llvmpipe caps an invocation at 65535 loop
+// iterations in all, so a loop of one load per iteration would stop at 4.2M values
+// (64 x 65535) and silently drop the rest of a larger tensor; this reaches 68M.
 @compute @workgroup_size(64)
 fn sumsq(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
-    for (var i = lid; i < p.n; i += 64u) {
-        s += grad[i] * grad[i];
+    for (var i = lid; i < p.n; i += 1024u) {
+        s += sq(i) + sq(i + 64u) + sq(i + 128u) + sq(i + 192u)
+           + sq(i + 256u) + sq(i + 320u) + sq(i + 384u) + sq(i + 448u)
+           + sq(i + 512u) + sq(i + 576u) + sq(i + 640u) + sq(i + 704u)
+           + sq(i + 768u) + sq(i + 832u) + sq(i + 896u) + sq(i + 960u);
     }
     part[lid] = s;
     workgroupBarrier();

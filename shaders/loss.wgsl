@@ -1,4 +1,4 @@
-// Losses from logits, one invocation per row: the per-row loss and hit go to stats
+// Losses from logits, one invocation per row (one workgroup per row for cross-entropy): the per-row loss and hit go to stats
 // [rows, 3] = (loss, correct, counted) and the logit gradient, already divided by the
 // batch's count (inv_count), to d_logits. Targets are u32: class ids for cross-entropy
 // and f32 bit patterns for binary cross-entropy and MSE; IGNORE (a NaN pattern no
@@ -18,36 +18,68 @@ fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.y * nwg.x * 64u + gid.x;
 }
 
-// Sparse softmax cross-entropy: loss = logsumexp(x) - x[target], accuracy = argmax hit.
+// Sparse softmax cross-entropy: loss = logsumexp(x) - x[target], accuracy = argmax hit
+// (the first maximum). One workgroup per row, its 64 threads striding over the columns
+// (coalesced) and reducing in workgroup memory: a vocabulary of any size stays far under
+// llvmpipe's cap of 65535 loop iterations per invocation, which a loop per row over
+// 30,000 columns, three times, passed (silently dropping the rest of the row).
+var<workgroup> red_v: array<f32, 64>;
+var<workgroup> red_i: array<u32, 64>;
+
 @compute @workgroup_size(64)
-fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = row_index(gid, nwg);
+fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
     if (row >= p.rows) { return; }
     let base = row * p.cols;
-    let t = targets[row];
-    if (t == IGNORE) {
-        for (var c = 0u; c < p.cols; c++) { d_logits[base + c] = 0.0; }
-        stats[row * 3u] = 0.0;
-        stats[row * 3u + 1u] = 0.0;
-        stats[row * 3u + 2u] = 0.0;
-        return;
-    }
-    var mx = logits[base];
+    var mx = -3.4e38;
     var arg = 0u;
-    for (var c = 1u; c < p.cols; c++) {
+    for (var c = lid; c < p.cols; c += 64u) {
         let v = logits[base + c];
         if (v > mx) { mx = v; arg = c; }
     }
-    var sum = 0.0;
-    for (var c = 0u; c < p.cols; c++) { sum += exp(logits[base + c] - mx); }
-    let lse = mx + log(sum);
-    for (var c = 0u; c < p.cols; c++) {
-        let prob = exp(logits[base + c] - lse);
-        d_logits[base + c] = (prob - select(0.0, 1.0, c == t)) * p.inv_count;
+    red_v[lid] = mx;
+    red_i[lid] = arg;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            let o = red_v[lid + w];
+            let oi = red_i[lid + w];
+            if (o > red_v[lid] || (o == red_v[lid] && oi < red_i[lid])) {
+                red_v[lid] = o;
+                red_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
     }
-    stats[row * 3u] = lse - logits[base + t];
-    stats[row * 3u + 1u] = select(0.0, 1.0, arg == t);
-    stats[row * 3u + 2u] = 1.0;
+    mx = red_v[0];
+    arg = red_i[0];
+    workgroupBarrier();
+    var sum = 0.0;
+    for (var c = lid; c < p.cols; c += 64u) { sum += exp(logits[base + c] - mx); }
+    red_v[lid] = sum;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w >>= 1u) {
+        if (lid < w) { red_v[lid] += red_v[lid + w]; }
+        workgroupBarrier();
+    }
+    let lse = mx + log(red_v[0]);
+    let t = targets[row];
+    let valid = t != IGNORE;
+    for (var c = lid; c < p.cols; c += 64u) {
+        let prob = exp(logits[base + c] - lse);
+        d_logits[base + c] = select(0.0, (prob - select(0.0, 1.0, c == t)) * p.inv_count, valid);
+    }
+    if (lid == 0u) {
+        if (valid) {
+            stats[row * 3u] = lse - logits[base + t];
+            stats[row * 3u + 1u] = select(0.0, 1.0, arg == t);
+            stats[row * 3u + 2u] = 1.0;
+        } else {
+            stats[row * 3u] = 0.0;
+            stats[row * 3u + 1u] = 0.0;
+            stats[row * 3u + 2u] = 0.0;
+        }
+    }
 }
 
 // Binary cross-entropy from one logit per row: max(x, 0) - x y + log(1 + e^-|x|).

@@ -20,15 +20,42 @@ fn pcg(v: u32) -> u32 {
     return (w >> 22u) ^ w;
 }
 
-@compute @workgroup_size(1)
-fn sample() {
-    let n = gen[0];
+// One workgroup of 64: thread l owns the contiguous block of columns l·chunk.. and the
+// sums run block by block in order (the CPU reference sums in the same order). A single
+// invocation looping over the row several times passed llvmpipe's cap of 65535 loop
+// iterations per invocation at about 22,000 columns and drew wrong tokens.
+var<workgroup> red_v: array<f32, 64>;
+var<workgroup> red_i: array<u32, 64>;
+
+@compute @workgroup_size(64)
+fn sample(@builtin(local_invocation_index) lid: u32) {
+    let chunk = (p.cols + 63u) / 64u;
+    let c0 = min(lid * chunk, p.cols);
+    let c1 = min(c0 + chunk, p.cols);
+    // The first maximum: per block, then across blocks (lowest index wins ties).
+    var mx = -3.4e38;
     var best = 0u;
-    var mx = logits[p.offset];
-    for (var c = 1u; c < p.cols; c++) {
+    for (var c = c0; c < c1; c++) {
         let v = logits[p.offset + c];
         if (v > mx) { mx = v; best = c; }
     }
+    red_v[lid] = mx;
+    red_i[lid] = best;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            let o = red_v[lid + w];
+            let oi = red_i[lid + w];
+            if (o > red_v[lid] || (o == red_v[lid] && oi < red_i[lid])) {
+                red_v[lid] = o;
+                red_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    mx = red_v[0];
+    best = red_i[0];
+    workgroupBarrier();
     var pick = best;
     if (p.temperature > 0.0) {
         // The k-th largest distinct value, by k passes of "largest below the last".
@@ -37,32 +64,56 @@ fn sample() {
             var thr = 3.4e38;
             for (var k = 0u; k < p.top_k; k++) {
                 var next = -3.4e38;
-                for (var c = 0u; c < p.cols; c++) {
+                for (var c = c0; c < c1; c++) {
                     let v = logits[p.offset + c];
                     if (v < thr && v > next) { next = v; }
                 }
-                thr = next;
+                red_v[lid] = next;
+                workgroupBarrier();
+                for (var w = 32u; w > 0u; w >>= 1u) {
+                    if (lid < w) { red_v[lid] = max(red_v[lid], red_v[lid + w]); }
+                    workgroupBarrier();
+                }
+                thr = red_v[0];
+                workgroupBarrier();
             }
             floor_v = thr;
         }
-        var total = 0.0;
-        for (var c = 0u; c < p.cols; c++) {
+        var s = 0.0;
+        for (var c = c0; c < c1; c++) {
             let v = logits[p.offset + c];
-            if (v >= floor_v) { total += exp((v - mx) / p.temperature); }
+            if (v >= floor_v) { s += exp((v - mx) / p.temperature); }
         }
-        let u = f32(pcg(n ^ pcg(p.seed_lo ^ pcg(p.seed_hi))) >> 8u) / 16777216.0;
-        let goal = u * total;
-        var acc = 0.0;
-        pick = best;
-        for (var c = 0u; c < p.cols; c++) {
-            let v = logits[p.offset + c];
-            if (v >= floor_v) {
-                acc += exp((v - mx) / p.temperature);
-                if (acc > goal) { pick = c; break; }
+        red_v[lid] = s;
+        workgroupBarrier();
+        if (lid == 0u) {
+            var total = 0.0;
+            for (var l = 0u; l < 64u; l++) { total += red_v[l]; }
+            let n = gen[0];
+            let u = f32(pcg(n ^ pcg(p.seed_lo ^ pcg(p.seed_hi))) >> 8u) / 16777216.0;
+            let goal = u * total;
+            var acc = 0.0;
+            var found = false;
+            for (var l = 0u; l < 64u && !found; l++) {
+                if (acc + red_v[l] > goal) {
+                    var a = acc;
+                    let b1 = min(min(l * chunk, p.cols) + chunk, p.cols);
+                    for (var c = min(l * chunk, p.cols); c < b1; c++) {
+                        let v = logits[p.offset + c];
+                        if (v >= floor_v) {
+                            a += exp((v - mx) / p.temperature);
+                            if (a > goal) { pick = c; found = true; break; }
+                        }
+                    }
+                }
+                acc += red_v[l];
             }
         }
     }
-    tokens[0] = pick;
-    gen[1u + n] = pick;
-    gen[0] = n + 1u;
+    if (lid == 0u) {
+        let n = gen[0];
+        tokens[0] = pick;
+        gen[1u + n] = pick;
+        gen[0] = n + 1u;
+    }
 }

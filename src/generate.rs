@@ -87,22 +87,39 @@ impl Sampling {
             floor_v = thr;
         }
         let t = self.temperature;
-        let total: f32 = logits
-            .iter()
-            .filter(|&&v| v >= floor_v)
-            .map(|&v| ((v - mx) / t).exp())
-            .sum();
+        let weight = |v: f32| {
+            if v >= floor_v {
+                ((v - mx) / t).exp()
+            } else {
+                0.0
+            }
+        };
+        // 64 contiguous blocks, each summed in order, then the blocks in order: the
+        // device's order (one block per thread), so both draw the same token.
+        let chunk = logits.len().div_ceil(64);
+        let blocks: Vec<(usize, f32)> = logits
+            .chunks(chunk)
+            .enumerate()
+            .map(|(l, b)| (l * chunk, b.iter().fold(0.0f32, |a, &v| a + weight(v))))
+            .collect();
+        let total = blocks.iter().fold(0.0f32, |a, b| a + b.1);
         let (lo, hi) = (self.seed as u32, (self.seed >> 32) as u32);
         let u = (pcg(n ^ pcg(lo ^ pcg(hi))) >> 8) as f32 / 16_777_216.0;
         let target = u * total;
         let mut acc = 0.0f32;
-        for (c, &v) in logits.iter().enumerate() {
-            if v >= floor_v {
-                acc += ((v - mx) / t).exp();
-                if acc > target {
-                    return c as u32;
+        for &(start, sum) in &blocks {
+            if acc + sum > target {
+                let mut a = acc;
+                for (c, &v) in logits.iter().enumerate().skip(start).take(chunk) {
+                    if v >= floor_v {
+                        a += weight(v);
+                        if a > target {
+                            return c as u32;
+                        }
+                    }
                 }
             }
+            acc += sum;
         }
         best as u32
     }

@@ -79,3 +79,60 @@ fn impossible_requests_are_errors() {
         Err(GruError::Config(_))
     ));
 }
+
+/// A vocabulary of 30,000: one invocation looping over the row three times would pass
+/// llvmpipe's 65,535 loop iterations; the device must still draw the reference's tokens.
+#[test]
+fn large_vocabularies_draw_the_same_tokens() {
+    let Some(ctx) = gpu() else { return };
+    let mut p = ModelParams::init(ModelConfig::language_model(30_000, 4, 8), 3).unwrap();
+    p.fc_weight.iter_mut().for_each(|w| *w *= 8.0);
+    let mut cpu = CpuTrainer::new(p.clone(), TrainOptions::default()).unwrap();
+    let mut gpu = GpuTrainer::new(ctx, &p, TrainOptions::default()).unwrap();
+    for s in [
+        Sampling::greedy(),
+        Sampling::new(1.0).seed(5),
+        Sampling::new(0.8).top_k(40).seed(2),
+    ] {
+        let g = gpu.generate(&[1], 20, &s, &mut |_| {}).unwrap();
+        let c = cpu.generate(&[1], 20, &s, &mut |_| {}).unwrap();
+        assert_eq!(g, c, "{s:?}");
+    }
+}
+
+/// The reference's draws follow softmax(logits / T) restricted to the top k.
+#[test]
+fn draws_follow_the_tempered_distribution() {
+    let logits = [0.0f32, 1.0, 2.0, -1.0, 0.5];
+    let draws = 20_000;
+    for (t, k) in [(1.0f32, 0usize), (0.5, 0), (1.0, 3)] {
+        let s = Sampling::new(t).top_k(k).seed(9);
+        let mut counts = [0usize; 5];
+        for n in 0..draws {
+            counts[s.pick(&logits, n) as usize] += 1;
+        }
+        let mut order: Vec<usize> = (0..5).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let kept = if k == 0 { 5 } else { k };
+        let w: Vec<f64> = (0..5)
+            .map(|c| {
+                if order[..kept].contains(&c) {
+                    ((logits[c] / t) as f64).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let z: f64 = w.iter().sum();
+        for c in 0..5 {
+            let p = w[c] / z;
+            let got = counts[c] as f64 / draws as f64;
+            let se = (p * (1.0 - p) / draws as f64).sqrt();
+            assert!(
+                (got - p).abs() <= 4.0 * se + 1e-9,
+                "T = {t}, k = {k}: token {c} drawn {got}, expected {p:.4} ± {:.4}",
+                4.0 * se
+            );
+        }
+    }
+}

@@ -121,6 +121,14 @@ fn groups(n: usize, per: u32) -> u32 {
     (n as u32).div_ceil(per).max(1)
 }
 
+/// Grid for one workgroup per row, 2-D past the per-dimension limit (the kernels
+/// flatten `workgroup_id.y * num_workgroups.x + workgroup_id.x`).
+pub(crate) fn row_grid(ctx: &GpuContext, rows: usize) -> [u32; 3] {
+    let total = (rows as u32).max(1);
+    let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
+    [gx, total.div_ceil(gx), 1]
+}
+
 /// Grid for one invocation per element in workgroups of 64, 2-D past the per-dimension
 /// limit (the kernels flatten `gid.y * num_workgroups.x * 64 + gid.x`).
 pub(crate) fn flat_grid(ctx: &GpuContext, n: usize) -> [u32; 3] {

@@ -426,7 +426,9 @@ impl Trainer for CpuTrainer {
         Ok(self.backward(batch)?.0)
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
-        let out = model_pass(&self.params, batch, None, None, false)?;
+        // Targets are required, as on the GPU: a loss needs them.
+        let prep = batch.prepare(&self.params.config, true)?;
+        let out = pass(&self.params, &prep, None, None, false)?;
         self.add(Split::Eval, out.totals);
         Ok(())
     }

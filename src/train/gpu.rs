@@ -14,8 +14,8 @@ use crate::generate::{check_lm, Sampling};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
-    colsum, colsum_scratch, encode, flat_grid, gemm, gemm_scratch, param_dispatch, Dispatch,
-    GemmFlags, GemmParams,
+    colsum, colsum_scratch, encode, flat_grid, gemm, gemm_scratch, param_dispatch, row_grid,
+    Dispatch, GemmFlags, GemmParams,
 };
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
@@ -612,7 +612,11 @@ impl GpuTrainer {
                     pipeline,
                     bind_group,
                     offset: None,
-                    groups: flat_grid(ctx, rows),
+                    groups: match cfg.loss {
+                        // One workgroup per row.
+                        Loss::CrossEntropy => row_grid(ctx, rows),
+                        _ => flat_grid(ctx, rows),
+                    },
                 },
                 param_dispatch(
                     ctx,

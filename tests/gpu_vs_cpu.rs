@@ -75,7 +75,11 @@ fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) {
     gpu.forward(&input).unwrap();
     let out = gpu.read_output().unwrap();
     let h_n = gpu.read_h_n().unwrap();
-    let grads = gpu.backward(&dy, Some(&dhn)).unwrap();
+    // The two halves of `backward`: gradients left on the device, then read back (twice:
+    // reading does not consume them).
+    gpu.backward_on_device(&dy, Some(&dhn)).unwrap();
+    let grads = gpu.read_grads().unwrap();
+    assert_eq!(gpu.read_grads().unwrap().d_input, grads.d_input, "{name}");
 
     let w64 = w.cast::<f64>();
     let (x64, h064) = (to_f64(&x), to_f64(&h0));

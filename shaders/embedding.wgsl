@@ -32,9 +32,16 @@ fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let v = e / p.dim;
     let j = e % p.dim;
     let base = p.vocab + 1u;
+    // Four positions per iteration, in order: llvmpipe caps an invocation at 65535 loop
+    // iterations, which one position per iteration would pass for a token occurring
+    // more than 65535 times in a batch (a space in half a million characters).
+    let k1 = ids[v + 1u];
     var s = 0.0;
-    for (var k = ids[v]; k < ids[v + 1u]; k++) {
+    for (var k = ids[v]; k < k1; k += 4u) {
         s += src[ids[base + k] * p.dim + j];
+        if (k + 1u < k1) { s += src[ids[base + k + 1u] * p.dim + j]; }
+        if (k + 2u < k1) { s += src[ids[base + k + 2u] * p.dim + j]; }
+        if (k + 3u < k1) { s += src[ids[base + k + 3u] * p.dim + j]; }
     }
     dst[e] = s;
 }

@@ -254,6 +254,63 @@ fn updates_past_65535_workgroups_reach_every_value() {
     assert!((ge[i] - 0.95 * p.get("embedding.weight").unwrap()[i]).abs() < 1e-6);
 }
 
+/// 70,000 rows in one batch, all the same token: the embedding gradient of that token
+/// sums 70,000 positions, the loss runs 70,000 workgroups (a 2-D grid), and the
+/// max-norm constraint rescales rows of 40,000 columns: each past llvmpipe's 65,535
+/// loop iterations per invocation if done one value per iteration.
+#[test]
+fn long_sums_match_the_reference() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = ModelConfig::language_model(3, 2, 2);
+    let p = ModelParams::init(cfg, 4).unwrap();
+    let opts = TrainOptions::sgd(0.1, 0.0);
+    let (x, y) = (vec![1u32; 70_000], vec![2u32; 70_000]);
+    let batch = Batch::tokens(&x, 70_000, 1).classes(&y);
+    let want = model_pass(
+        &p.cast::<f64>(),
+        &batch,
+        Some(opts.step_seed(1)),
+        None,
+        true,
+    )
+    .unwrap()
+    .grads
+    .unwrap();
+    let mut g = GpuTrainer::new(ctx.clone(), &p, opts).unwrap();
+    let got = g.gradients(&batch).unwrap();
+    for (info, v) in got.infos().iter().zip(got.tensors()) {
+        let w = want.get(&info.name).unwrap();
+        assert_close(&format!("d {}", info.name), v, w, 1e-6, 1e-3, "70,000 rows");
+    }
+    let m = g.take_metrics(Split::Train).unwrap();
+    assert_eq!(m.count, 70_000.0);
+    // Max-norm over rows of 40,000 inputs, on the GPU and the CPU.
+    let cfg = ModelConfig::forecaster(40_000, 2, 1);
+    let p = ModelParams::init(cfg, 5).unwrap();
+    let opts = TrainOptions::sgd(0.1, 0.0).max_norm(0.05);
+    let mut cpu = CpuTrainer::new(p.clone(), opts).unwrap();
+    let mut gpu = GpuTrainer::new(ctx, &p, opts).unwrap();
+    let xs = vec![0.01f32; 40_000];
+    let batch = Batch::features(&xs, 1, 1).values(&[0.5]);
+    cpu.train_step(&batch).unwrap();
+    gpu.train_step(&batch).unwrap();
+    let (c, g) = (cpu.params().unwrap(), gpu.params().unwrap());
+    let (cw, gw) = (
+        c.get("gru.weight_ih_l0").unwrap(),
+        g.get("gru.weight_ih_l0").unwrap(),
+    );
+    assert_close(
+        "max-norm rows",
+        gw,
+        &to_f64(cw),
+        1e-7,
+        1e-4,
+        "40,000 columns",
+    );
+    let row: f32 = gw[..40_000].iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((row - 0.05).abs() < 1e-4, "row norm {row}");
+}
+
 /// The CLI keeps as `best` the evaluation with the lowest validation loss, whichever
 /// step it came at.
 #[test]

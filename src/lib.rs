@@ -28,6 +28,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
+#[cfg(feature = "cli")]
 pub mod csvdata;
 pub mod error;
 pub mod generate;

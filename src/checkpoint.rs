@@ -11,13 +11,15 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::error::{GruError, Result};
+/// Atomic file writes, also used for metrics and data files.
+pub use crate::io::write_atomic;
+use crate::io::{bad, decode_floats, io};
 use crate::model::{ModelConfig, ModelParams};
 use crate::train::{OptimizerState, TrainOptions, Trainer};
 
@@ -43,20 +45,6 @@ pub struct Checkpoint {
     pub loss: Option<f64>,
     /// Free-form metadata (epoch, data file, ...).
     pub extra: HashMap<String, String>,
-}
-
-fn bad(path: &Path, reason: impl Into<String>) -> GruError {
-    GruError::Checkpoint {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GruError + '_ {
-    move |source| GruError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 impl Checkpoint {
@@ -340,7 +328,7 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Resul
     let view = st
         .tensor(name)
         .map_err(|_| bad(path, format!("missing tensor `{name}`")))?;
-    let values = crate::interop::decode_floats(view.dtype(), view.data()).ok_or_else(|| {
+    let values = decode_floats(view.dtype(), view.data()).ok_or_else(|| {
         bad(
             path,
             format!(
@@ -356,39 +344,6 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Resul
         ));
     }
     Ok(values)
-}
-
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never a
-/// torn one: temporary file in the same folder, fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io(path))?;
-        // Make the rename itself durable (not supported on every platform).
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// A folder holding `last.safetensors` and `best.safetensors`.

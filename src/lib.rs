@@ -34,6 +34,7 @@ pub mod error;
 pub mod generate;
 pub mod gpu;
 pub mod interop;
+pub mod io;
 pub mod model;
 pub mod rng;
 pub mod sequence;

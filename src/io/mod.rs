@@ -1,0 +1,31 @@
+//! Files: safetensors and `.npz`/`.npy` tensors, atomic writes, and the errors that name
+//! the file. [`crate::checkpoint`] and [`crate::interop`] both build on this module and
+//! not on each other; within it, each file depends only on `tensor` and `atomic`.
+
+mod atomic;
+mod npy;
+mod safetensors;
+mod tensor;
+
+use std::path::Path;
+
+use crate::error::Result;
+
+pub use self::atomic::write_atomic;
+pub use self::npy::{parse_npy, write_npz};
+pub(crate) use self::safetensors::decode_floats;
+pub use self::safetensors::write_safetensors;
+pub(crate) use self::tensor::{bad, io};
+pub use self::tensor::{Tensor, Tensors};
+
+/// Every tensor of a safetensors or `.npz` file as f32. F32, F16 and BF16 are accepted
+/// (the last two widened with `half`); integer tensors (lengths) are converted exactly
+/// when `allow_int`; any other dtype is an error naming the tensor.
+pub fn read_tensors(path: &Path, allow_int: bool) -> Result<Tensors> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    if bytes.starts_with(b"PK") {
+        npy::read_npz(&bytes, path)
+    } else {
+        safetensors::read_safetensors(&bytes, path, allow_int)
+    }
+}

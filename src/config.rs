@@ -118,8 +118,7 @@ impl GruConfig {
         Some(total)
     }
     /// Every parameter tensor, in PyTorch's `state_dict` order.
-    pub fn tensor_ids(&self) -> Vec<crate::weights::TensorId> {
-        use crate::weights::{TensorId, TensorKind};
+    pub fn tensor_ids(&self) -> Vec<TensorId> {
         let mut ids = Vec::new();
         for layer in 0..self.num_layers {
             for d in 0..self.num_directions() {
@@ -138,8 +137,7 @@ impl GruConfig {
         ids
     }
     /// The shape of a parameter: [3H, I_k], [3H, H] or `[3H]`.
-    pub fn shape_of(&self, id: crate::weights::TensorId) -> Vec<usize> {
-        use crate::weights::TensorKind;
+    pub fn shape_of(&self, id: TensorId) -> Vec<usize> {
         let h = self.hidden_size;
         match id.kind {
             TensorKind::WeightIh => vec![3 * h, self.layer_input_size(id.layer)],
@@ -184,5 +182,43 @@ impl GruConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Which of the four tensors of a layer and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorKind {
+    /// `weight_ih` [3H, I_k].
+    WeightIh,
+    /// `weight_hh` [3H, H].
+    WeightHh,
+    /// `bias_ih` `[3H]`.
+    BiasIh,
+    /// `bias_hh` `[3H]`.
+    BiasHh,
+}
+
+/// A parameter's place in the stack, parsed from or printed as its PyTorch name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorId {
+    /// Layer k of the stack.
+    pub layer: usize,
+    /// The reverse direction (`_reverse` suffix).
+    pub reverse: bool,
+    /// Which of the four tensors.
+    pub kind: TensorKind,
+}
+
+impl TensorId {
+    /// `weight_ih_l0`, `bias_hh_l1_reverse`, ...
+    pub fn name(&self) -> String {
+        let base = match self.kind {
+            TensorKind::WeightIh => "weight_ih",
+            TensorKind::WeightHh => "weight_hh",
+            TensorKind::BiasIh => "bias_ih",
+            TensorKind::BiasHh => "bias_hh",
+        };
+        let suffix = if self.reverse { "_reverse" } else { "" };
+        format!("{base}_l{}{suffix}", self.layer)
     }
 }

@@ -10,6 +10,7 @@
 //! | `bias_hh_l{k}` | `[3H]` | r, z, n |
 
 use crate::config::GruConfig;
+pub use crate::config::{TensorId, TensorKind};
 use crate::error::{GruError, Result};
 use crate::rng::Rng;
 
@@ -43,44 +44,6 @@ pub struct GruWeights<R = f32> {
     pub config: GruConfig,
     /// One entry per layer and direction: `layer * num_directions + direction`.
     pub dirs: Vec<DirWeights<R>>,
-}
-
-/// Which of the four tensors of a layer and direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TensorKind {
-    /// `weight_ih` [3H, I_k].
-    WeightIh,
-    /// `weight_hh` [3H, H].
-    WeightHh,
-    /// `bias_ih` `[3H]`.
-    BiasIh,
-    /// `bias_hh` `[3H]`.
-    BiasHh,
-}
-
-/// A parameter's place in the stack, parsed from or printed as its PyTorch name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TensorId {
-    /// Layer k of the stack.
-    pub layer: usize,
-    /// The reverse direction (`_reverse` suffix).
-    pub reverse: bool,
-    /// Which of the four tensors.
-    pub kind: TensorKind,
-}
-
-impl TensorId {
-    /// `weight_ih_l0`, `bias_hh_l1_reverse`, ...
-    pub fn name(&self) -> String {
-        let base = match self.kind {
-            TensorKind::WeightIh => "weight_ih",
-            TensorKind::WeightHh => "weight_hh",
-            TensorKind::BiasIh => "bias_ih",
-            TensorKind::BiasHh => "bias_hh",
-        };
-        let suffix = if self.reverse { "_reverse" } else { "" };
-        format!("{base}_l{}{suffix}", self.layer)
-    }
 }
 
 impl<R: Copy + Default> GruWeights<R> {

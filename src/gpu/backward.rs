@@ -13,8 +13,6 @@ use crate::gpu::ops::{
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 
-/// With `accumulate_grads` the parameter gradients are added to what the buffers hold
-/// (batch chunks after the first); otherwise they overwrite it.
 /// f32 values of split-K / long-colsum scratch the plans of this shape need.
 pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
     let h = cfg.hidden_size;
@@ -33,6 +31,9 @@ pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// The backward dispatch list of a workspace. With `accumulate_grads` the parameter
+/// gradients are added to what the buffers hold (batch chunks after the first);
+/// otherwise they overwrite it.
 pub(crate) fn plan(
     ctx: &GpuContext,
     cfg: &GruConfig,

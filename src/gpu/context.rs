@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GruError, Result};
-use crate::gpu::kernels::KernelCache;
+use crate::gpu::kernels::{Kernel, KernelCache, Pipeline, Slot};
 
 /// What `gru devices` prints about one adapter.
 #[derive(Debug, Clone)]
@@ -399,6 +399,110 @@ impl GpuContext {
             staging.unmap();
             Ok(out)
         })
+    }
+}
+
+/// The kernel cache is shared by every user of the context; a panic while it was held
+/// leaves it unusable.
+fn poisoned() -> GruError {
+    GruError::State("kernel cache lock poisoned by an earlier panic".into())
+}
+
+impl GpuContext {
+    /// The pipeline for `kernel` specialised with override `constants` (booleans as 0/1).
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<Pipeline>> {
+        let key = (kernel, constants.to_vec());
+        if let Some(p) = self
+            .kernels
+            .pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let built = self.scoped(|| {
+            let module = {
+                let mut modules = self.kernels.modules.lock().map_err(|_| poisoned())?;
+                modules
+                    .entry(kernel.shader())
+                    .or_insert_with(|| {
+                        self.device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(kernel.shader().label()),
+                                source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
+                            })
+                    })
+                    .clone()
+            };
+            let entries: Vec<_> = kernel
+                .slots()
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
+                    binding: i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: match slot {
+                        Slot::Uniform | Slot::StepUniform => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Uniform,
+                            has_dynamic_offset: *slot == Slot::StepUniform,
+                            min_binding_size: None,
+                        },
+                        Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: *slot == Slot::Read,
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                    },
+                    count: None,
+                })
+                .collect();
+            let label = kernel.entry();
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(label),
+                    entries: &entries,
+                });
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(label),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+            let consts: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
+            let pipeline = self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(label),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(kernel.entry()),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &consts,
+                        ..Default::default()
+                    },
+                    cache: None,
+                });
+            Ok(Arc::new(Pipeline {
+                pipeline,
+                layout,
+                kernel,
+            }))
+        })?;
+        self.kernels
+            .pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key, built.clone());
+        Ok(built)
     }
 }
 

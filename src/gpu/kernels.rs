@@ -1,12 +1,9 @@
-//! One `include_str!` per shader file, the binding layout of each entry point, and a
-//! pipeline cache keyed by kernel and override constants. Shader modules compile once per
-//! device; pipelines once per (kernel, constants).
+//! One `include_str!` per shader file, the binding layout of each entry point, and the
+//! pipeline cache (keyed by kernel and override constants) that `GpuContext::pipeline`
+//! fills: shader modules compile once per device, pipelines once per (kernel, constants).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-use crate::error::{GruError, Result};
-use crate::gpu::context::GpuContext;
 
 /// A kernel source file under `shaders/`; the file name is the label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,7 +65,7 @@ impl Shader {
             Shader::Sample => include_str!("../../shaders/sample.wgsl"),
         }
     }
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm",
             Shader::Colsum => "colsum",
@@ -224,110 +221,8 @@ type PipelineKey = (Kernel, Vec<(&'static str, u32)>);
 /// Shader modules and pipelines of one device.
 #[derive(Default)]
 pub(crate) struct KernelCache {
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
-}
-
-fn poisoned() -> GruError {
-    GruError::State("kernel cache lock poisoned by an earlier panic".into())
-}
-
-impl GpuContext {
-    /// The pipeline for `kernel` specialised with override `constants` (booleans as 0/1).
-    pub(crate) fn pipeline(
-        &self,
-        kernel: Kernel,
-        constants: &[(&'static str, u32)],
-    ) -> Result<Arc<Pipeline>> {
-        let key = (kernel, constants.to_vec());
-        if let Some(p) = self
-            .kernels
-            .pipelines
-            .lock()
-            .map_err(|_| poisoned())?
-            .get(&key)
-        {
-            return Ok(p.clone());
-        }
-        let built = self.scoped(|| {
-            let module = {
-                let mut modules = self.kernels.modules.lock().map_err(|_| poisoned())?;
-                modules
-                    .entry(kernel.shader())
-                    .or_insert_with(|| {
-                        self.device
-                            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                                label: Some(kernel.shader().label()),
-                                source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
-                            })
-                    })
-                    .clone()
-            };
-            let entries: Vec<_> = kernel
-                .slots()
-                .iter()
-                .enumerate()
-                .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
-                    binding: i as u32,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: match slot {
-                        Slot::Uniform | Slot::StepUniform => wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Uniform,
-                            has_dynamic_offset: *slot == Slot::StepUniform,
-                            min_binding_size: None,
-                        },
-                        Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage {
-                                read_only: *slot == Slot::Read,
-                            },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
-                    },
-                    count: None,
-                })
-                .collect();
-            let label = kernel.entry();
-            let layout = self
-                .device
-                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(label),
-                    entries: &entries,
-                });
-            let pipeline_layout =
-                self.device
-                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some(label),
-                        bind_group_layouts: &[Some(&layout)],
-                        immediate_size: 0,
-                    });
-            let consts: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
-            let pipeline = self
-                .device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(label),
-                    layout: Some(&pipeline_layout),
-                    module: &module,
-                    entry_point: Some(kernel.entry()),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &consts,
-                        ..Default::default()
-                    },
-                    cache: None,
-                });
-            Ok(Arc::new(Pipeline {
-                pipeline,
-                layout,
-                kernel,
-            }))
-        })?;
-        self.kernels
-            .pipelines
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert(key, built.clone());
-        Ok(built)
-    }
+    pub(crate) modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
 #[cfg(test)]

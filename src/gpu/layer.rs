@@ -199,7 +199,14 @@ impl GpuGru {
                 .map(|b0| {
                     Ok((
                         b0,
-                        Workspace::new(ctx, cfg, params, t_len, rows.min(batch - b0), b0 > 0)?,
+                        crate::gpu::plan::workspace(
+                            ctx,
+                            cfg,
+                            params,
+                            t_len,
+                            rows.min(batch - b0),
+                            b0 > 0,
+                        )?,
                     ))
                 })
                 .collect::<Result<Vec<_>>>()

@@ -7,6 +7,7 @@ pub(crate) mod kernels;
 mod layer;
 pub(crate) mod ops;
 pub(crate) mod params;
+pub(crate) mod plan;
 pub(crate) mod workspace;
 
 pub use context::{best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext};

@@ -1,12 +1,10 @@
-//! Every activation buffer for one (T, B), allocated once, with the recorded forward and
-//! backward dispatch lists that bind them.
+//! Every activation buffer for one (T, B), allocated once, and the recorded forward and
+//! backward dispatch lists that bind them (recorded by `gpu::plan`).
 
 use crate::config::GruConfig;
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{step_slots, Dispatch};
-use crate::gpu::params::GpuParams;
-use crate::gpu::{backward, forward};
 
 /// Buffers of one layer and direction that backward needs from forward.
 pub(crate) struct DirBuffers {
@@ -37,15 +35,13 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    /// `accumulate_grads`: this workspace is a later batch chunk whose parameter gradients
-    /// add to those of the chunks before it.
-    pub(crate) fn new(
+    /// The buffers, with empty dispatch lists; `scratch` f32 values of split-K scratch.
+    pub(crate) fn alloc(
         ctx: &GpuContext,
         cfg: &GruConfig,
-        params: &GpuParams,
         t_len: usize,
         batch: usize,
-        accumulate_grads: bool,
+        scratch: usize,
     ) -> Result<Self> {
         let h = cfg.hidden_size;
         let nd = cfg.num_directions();
@@ -70,7 +66,7 @@ impl Workspace {
             .max(tb * cfg.input_size + ld_bh)
             .max(param_total);
         let (step_slots, slot_stride) = step_slots(ctx, t_len)?;
-        let mut ws = Workspace {
+        Ok(Workspace {
             t_len,
             batch,
             x: ctx.storage("input", tb * cfg.input_size)?,
@@ -81,17 +77,14 @@ impl Workspace {
             gx: ctx.storage("gx", tb * 3 * h)?,
             d_gx: ctx.storage("d_gx", tb * 3 * h)?,
             d_gh: ctx.storage("d_gh", tb * 3 * h)?,
-            scratch: ctx.storage("scratch", backward::scratch_len(cfg, tb))?,
+            scratch: ctx.storage("scratch", scratch)?,
             dirs,
             step_slots,
             slot_stride,
             staging: ctx.staging(staging_len)?,
             forward: Vec::new(),
             backward: Vec::new(),
-        };
-        ws.forward = forward::plan(ctx, cfg, params, &ws)?;
-        ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads)?;
-        Ok(ws)
+        })
     }
 
     /// The most batch rows one workspace of `t_len` steps can hold on this device: every

@@ -1,5 +1,5 @@
 //! Files: safetensors and `.npz`/`.npy` tensors, atomic writes, and the errors that name
-//! the file. [`crate::checkpoint`] and [`crate::interop`] both build on this module and
+//! the file. `checkpoint` and `interop` both build on this module and
 //! not on each other; within it, each file depends only on `tensor` and `atomic`.
 
 mod atomic;

@@ -469,7 +469,9 @@ impl GpuTrainer {
                     limit: ctx.storage_limit(),
                 });
             }
-            layers.push(Workspace::new(ctx, lc, p, t_len, batch, false)?);
+            layers.push(crate::gpu::plan::workspace(
+                ctx, lc, p, t_len, batch, false,
+            )?);
         }
         let vocab = match cfg.input {
             ModelInput::Tokens { vocab, .. } => vocab,

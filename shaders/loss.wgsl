@@ -1,6 +1,7 @@
-// Losses from logits, one invocation per row (one workgroup per row for cross-entropy): the per-row loss and hit go to stats
-// [rows, 3] = (loss, correct, counted) and the logit gradient, already divided by the
-// batch's count (inv_count), to d_logits. Targets are u32: class ids for cross-entropy
+// Losses from logits, one invocation per row (one workgroup per row for
+// cross-entropy): the per-row loss and hit go to stats [rows, 3] = (loss, correct,
+// counted) and the logit gradient, already divided by the batch's count (inv_count),
+// to d_logits. Targets are u32: class ids for cross-entropy
 // and f32 bit patterns for binary cross-entropy and MSE; IGNORE (a NaN pattern no
 // real target has) marks padding in all three.
 

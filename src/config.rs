@@ -8,7 +8,7 @@ pub const MAX_LAYERS: usize = 4096;
 /// that sizes from a typo or a crafted file are refused before anything is allocated.
 pub const MAX_PARAMS: u64 = 1 << 40;
 
-/// Which candidate formula the layer uses (DESIGN.md section 1).
+/// Which candidate formula the layer uses (docs/design.md §1).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]

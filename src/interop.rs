@@ -22,7 +22,7 @@
 //! | `bias_ih` / `bias_hh` | `bias[0]` / `bias[1]` (same reordering) |
 //! | reset-before: `bias_ih`, `bias_hh` = 0 | `bias` `[3H]` |
 //!
-//! Keras' update `h = z * h_prev + (1 - z) * h~` is the same as DESIGN.md's. Exporting a
+//! Keras' update `h = z * h_prev + (1 - z) * h~` is the same as docs/design.md §1's. Exporting a
 //! reset-before model to Keras folds `bias_hh` into `bias` (both sit inside the same
 //! nonlinearity, so the result is exact).
 

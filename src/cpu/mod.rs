@@ -1,4 +1,4 @@
-//! The CPU reference: plain loops over the math of DESIGN.md section 1, forward and
+//! The CPU reference: plain loops over the math of docs/design.md §1, forward and
 //! backward. It shares nothing with the GPU kernels beyond the parameter layout and is
 //! generic over the float type so gradient checks can run it in `f64`.
 

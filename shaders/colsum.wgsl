@@ -3,7 +3,6 @@
 // order. The bias gradients, deterministic and without atomics. Slices keep each
 // invocation under llvmpipe's 65535 loop iterations.
 
-struct ColsumParams { m: u32, n: u32, rows_per_slice: u32, _p0: u32 }
 
 override ACCUMULATE: bool = false;
 
@@ -11,7 +10,7 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(1) var<storage, read> x: array<f32>;         // [M, N]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>; // [slices, N]
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn colsum(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = gid.x;
     if (n >= p.n) { return; }

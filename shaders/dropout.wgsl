@@ -3,12 +3,6 @@
 // gradient to the input gradient) and the CPU reference draws the same mask.
 // threshold = 0 and scale = 1 make it a copy (evaluation).
 
-struct DropoutSite { n: u32, site: u32, threshold: u32, scale: f32 }
-struct TrainStep {
-    lr: f32, beta1: f32, beta2: f32, eps: f32,
-    weight_decay: f32, momentum: f32, bc1: f32, bc2: f32,
-    clip_value: f32, clip_norm: f32, seed: u32, decoupled: u32,
-}
 
 @group(0) @binding(0) var<uniform> p: DropoutSite;
 @group(0) @binding(1) var<uniform> step: TrainStep;
@@ -22,9 +16,9 @@ fn pcg(v: u32) -> u32 {
     return (w >> 22u) ^ w;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.y * nwg.x * 64u + gid.x;
+    let i = gid.y * nwg.x * WG + gid.x;
     if (i >= p.n) { return; }
     let h = pcg(i ^ pcg(step.seed ^ pcg(p.site)));
     dst[i] = select(0.0, src[i] * p.scale, h >= p.threshold);

@@ -4,7 +4,6 @@
 //              in the order the host listed them (ids = [offsets (V+1) | positions (N)]),
 //              so the scatter-add is deterministic and needs no float atomics.
 
-struct EmbedParams { n: u32, dim: u32, vocab: u32, _p0: u32 }
 
 @group(0) @binding(0) var<uniform> p: EmbedParams;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -13,10 +12,10 @@ struct EmbedParams { n: u32, dim: u32, vocab: u32, _p0: u32 }
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     // A 2-D grid when the elements pass 65535 workgroups of 64.
-    return gid.y * nwg.x * 64u + gid.x;
+    return gid.y * nwg.x * WG + gid.x;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = flat(gid, nwg);
     if (e >= p.n * p.dim) { return; }
@@ -25,7 +24,7 @@ fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     dst[e] = src[ids[row] * p.dim + j];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = flat(gid, nwg);
     if (e >= p.vocab * p.dim) { return; }

@@ -17,11 +17,6 @@
 // workgroups, and keeps each invocation under llvmpipe's limit of 65535 loop
 // iterations per invocation, past which it silently stops looping.
 
-struct GemmParams {
-    m: u32, n: u32, k: u32, lda: u32,
-    ldb: u32, ldc: u32, off_a: u32, off_b: u32,
-    off_c: u32, k_slice: u32, _p0: u32, _p1: u32,
-}
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -37,7 +32,6 @@ override BIAS: bool = false;
 const TM: u32 = 64u; // tile rows
 const TN: u32 = 64u; // tile columns
 const TK: u32 = 16u; // depth per shared-memory stage
-const WG: u32 = 64u; // threads: 8 x 8, each 8 x 8 outputs
 
 var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: rows 4q..4q+3 at depth kk
 var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: columns 4q..4q+3 at depth kk
@@ -54,7 +48,7 @@ fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
     return b[p.off_b + k * p.ldb + n];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;

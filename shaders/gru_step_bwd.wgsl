@@ -18,11 +18,6 @@
 // addresses shared by the workgroup (broadcast) and W_hh along k (neighbouring threads,
 // neighbouring addresses), with no shared memory or barriers.
 
-struct StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
-struct StepDims {
-    batch: u32, hidden: u32, out_stride: u32, out_offset: u32,
-    reverse: u32, _p0: u32, _p1: u32, _p2: u32,
-}
 
 override RESET_BEFORE: bool = false;
 
@@ -37,9 +32,6 @@ override RESET_BEFORE: bool = false;
 @group(0) @binding(8) var<storage, read_write> d_gx: array<f32>;   // [T, B, 3H] time order
 @group(0) @binding(9) var<storage, read_write> d_gh: array<f32>;   // [T, B, 3H] step order
 
-const WG: u32 = 64u; // units per workgroup
-const TB: u32 = 8u;  // batch rows per workgroup
-const UT: u32 = 2u;  // state units per thread in the matvec entries: k and k + WG / UT
 
 fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
@@ -90,7 +82,7 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
     return acc;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
@@ -128,7 +120,7 @@ fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG / UT)
 fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
@@ -153,7 +145,7 @@ fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG / UT)
 fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
@@ -190,7 +182,7 @@ fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG / UT)
 fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;

@@ -17,11 +17,6 @@
 //   step_gates      reset-before, phase 1: r, z and r*h (n needs r of every unit).
 //   step_candidate  reset-before, phase 2: n = tanh(gx_n + W_hn (r*h) + b_hn) and h'.
 
-struct StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
-struct StepDims {
-    batch: u32, hidden: u32, out_stride: u32, out_offset: u32,
-    reverse: u32, _p0: u32, _p1: u32, _p2: u32,
-}
 
 @group(0) @binding(0) var<uniform> sp: StepParams;
 @group(0) @binding(1) var<uniform> dims: StepDims;
@@ -33,9 +28,6 @@ struct StepDims {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;   // [T, B, out_stride] time order
 @group(0) @binding(8) var<storage, read_write> saved: array<f32>; // [T, B, 4H] step order: r, z, n, extra
 
-const WG: u32 = 64u; // units per workgroup
-const TB: u32 = 8u;  // batch rows per workgroup
-const UT: u32 = 2u;  // units per thread: j and j + WG / UT (threads per workgroup: WG / UT)
 
 // Index u * TB + i: unit u of the thread, batch row b0 + i.
 struct Acc { r: array<f32, UT * TB>, z: array<f32, UT * TB>, n: array<f32, UT * TB> }
@@ -126,7 +118,7 @@ fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
     out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = h;
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG / UT)
 fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let j0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
@@ -158,7 +150,7 @@ fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG / UT)
 fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let j0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
@@ -186,7 +178,7 @@ fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG / UT)
 fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     let j0 = wg.x * WG + lx;
     let b0 = wg.y * TB;

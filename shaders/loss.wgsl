@@ -5,9 +5,7 @@
 // and f32 bit patterns for binary cross-entropy and MSE; IGNORE (a NaN pattern no
 // real target has) marks padding in all three.
 
-struct LossParams { rows: u32, cols: u32, inv_count: f32, _p0: u32 }
 
-const IGNORE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: LossParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;       // [rows, cols]
@@ -16,7 +14,7 @@ const IGNORE: u32 = 0xffffffffu;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;  // [rows, 3]
 
 fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.y * nwg.x * 64u + gid.x;
+    return gid.y * nwg.x * WG + gid.x;
 }
 
 // Sparse softmax cross-entropy: loss = logsumexp(x) - x[target], accuracy = argmax hit
@@ -24,24 +22,24 @@ fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // (coalesced) and reducing in workgroup memory: a vocabulary of any size stays far under
 // llvmpipe's cap of 65535 loop iterations per invocation, which a loop per row over
 // 30,000 columns, three times, passed (silently dropping the rest of the row).
-var<workgroup> red_v: array<f32, 64>;
-var<workgroup> red_i: array<u32, 64>;
+var<workgroup> red_v: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.y * nwg.x + wid.x;
     if (row >= p.rows) { return; }
     let base = row * p.cols;
     var mx = -3.4e38;
     var arg = 0u;
-    for (var c = lid; c < p.cols; c += 64u) {
+    for (var c = lid; c < p.cols; c += WG) {
         let v = logits[base + c];
         if (v > mx) { mx = v; arg = c; }
     }
     red_v[lid] = mx;
     red_i[lid] = arg;
     workgroupBarrier();
-    for (var w = 32u; w > 0u; w >>= 1u) {
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
         if (lid < w) {
             let o = red_v[lid + w];
             let oi = red_i[lid + w];
@@ -56,17 +54,17 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     arg = red_i[0];
     workgroupBarrier();
     var sum = 0.0;
-    for (var c = lid; c < p.cols; c += 64u) { sum += exp(logits[base + c] - mx); }
+    for (var c = lid; c < p.cols; c += WG) { sum += exp(logits[base + c] - mx); }
     red_v[lid] = sum;
     workgroupBarrier();
-    for (var w = 32u; w > 0u; w >>= 1u) {
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
         if (lid < w) { red_v[lid] += red_v[lid + w]; }
         workgroupBarrier();
     }
     let lse = mx + log(red_v[0]);
     let t = targets[row];
     let valid = t != IGNORE;
-    for (var c = lid; c < p.cols; c += 64u) {
+    for (var c = lid; c < p.cols; c += WG) {
         let prob = exp(logits[base + c] - lse);
         d_logits[base + c] = select(0.0, (prob - select(0.0, 1.0, c == t)) * p.inv_count, valid);
     }
@@ -84,7 +82,7 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 }
 
 // Binary cross-entropy from one logit per row: max(x, 0) - x y + log(1 + e^-|x|).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn binary_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = row_index(gid, nwg);
     if (row >= p.rows) { return; }
@@ -104,7 +102,7 @@ fn binary_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 }
 
 // Mean squared error over every output of the row; counted = targets not IGNORE.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn mean_squared_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = row_index(gid, nwg);
     if (row >= p.rows) { return; }

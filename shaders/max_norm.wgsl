@@ -5,7 +5,6 @@
 //   max_norm_pairs: the pairs (b_ih[j], b_hh[j]), Keras' reset-after bias [2, 3H] with
 //                   axis 0.
 
-struct NormParams { rows: u32, cols: u32, c: f32, _p0: u32 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
@@ -22,7 +21,7 @@ fn scale(r: u32, j: u32, f: f32) {
 
 // Four columns per iteration, added in column order: llvmpipe caps an invocation at
 // 65535 loop iterations in all, which two plain loops would pass at 32768 columns.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn max_norm_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
     if (r >= p.rows) { return; }
@@ -43,7 +42,7 @@ fn max_norm_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn max_norm_pairs(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
     if (r >= p.rows) { return; }

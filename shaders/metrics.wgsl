@@ -2,23 +2,22 @@
 // metrics = (loss sum, correct, counted, batches), which stay on the device until the
 // host asks. One workgroup, fixed summation order: deterministic.
 
-struct MetricParams { rows: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<uniform> p: MetricParams;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;          // [rows, 3]
 @group(0) @binding(2) var<storage, read_write> metrics: array<f32>;  // [4]
 
-var<workgroup> part: array<vec3<f32>, 64>;
+var<workgroup> part: array<vec3<f32>, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn metrics_add(@builtin(local_invocation_index) lid: u32) {
     var s = vec3<f32>(0.0);
-    for (var r = lid; r < p.rows; r += 64u) {
+    for (var r = lid; r < p.rows; r += WG) {
         s += vec3<f32>(stats[r * 3u], stats[r * 3u + 1u], stats[r * 3u + 2u]);
     }
     part[lid] = s;
     workgroupBarrier();
-    for (var w = 32u; w > 0u; w >>= 1u) {
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
         if (lid < w) { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }

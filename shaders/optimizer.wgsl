@@ -4,12 +4,6 @@
 //   sgd:  g += wd p; m = momentum m + g; p -= lr m           (torch.optim.SGD)
 //   adam: Adam (L2 weight decay added to g) or, with `decoupled`, AdamW (p *= 1 - lr wd)
 
-struct TensorParams { n: u32, index: u32, count: u32, _p0: u32 }
-struct TrainStep {
-    lr: f32, beta1: f32, beta2: f32, eps: f32,
-    weight_decay: f32, momentum: f32, bc1: f32, bc2: f32,
-    clip_value: f32, clip_norm: f32, seed: u32, decoupled: u32,
-}
 
 @group(0) @binding(0) var<uniform> p: TensorParams;
 @group(0) @binding(1) var<uniform> step: TrainStep;
@@ -20,7 +14,7 @@ struct TrainStep {
 @group(0) @binding(6) var<storage, read_write> v: array<f32>;
 
 fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.y * nwg.x * 64u + gid.x;
+    return gid.y * nwg.x * WG + gid.x;
 }
 
 fn clipped(i: u32) -> f32 {
@@ -29,7 +23,7 @@ fn clipped(i: u32) -> f32 {
     return g;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.n) { return; }
@@ -42,7 +36,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     param[i] = param[i] - step.lr * d;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.n) { return; }

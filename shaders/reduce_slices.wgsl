@@ -2,7 +2,6 @@
 // part[z, m, n] (+ bias[n]). The second stage of split-K GEMMs and of long column sums,
 // adding slices in a fixed order: deterministic, no atomics.
 
-struct ReduceParams { m: u32, n: u32, slices: u32, ld: u32, off: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 override ACCUMULATE: bool = false;
 override BIAS: bool = false;
@@ -12,10 +11,10 @@ override BIAS: bool = false;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;      // [N] (unused without BIAS)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // [M, ld] from off
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn reduce_slices(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     // A 2-D grid when M·N passes 65535 workgroups of 64.
-    let e = gid.y * nwg.x * 64u + gid.x;
+    let e = gid.y * nwg.x * WG + gid.x;
     if (e >= p.m * p.n) { return; }
     let m = e / p.n;
     let n = e % p.n;

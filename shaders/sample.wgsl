@@ -4,10 +4,6 @@
 // generate.rs has the same procedure for the CPU reference. The chosen token becomes
 // the next step's input (tokens[0]) and is appended to gen = [count, token 0, token 1, ...].
 
-struct SampleParams {
-    cols: u32, top_k: u32, temperature: f32, offset: u32,
-    seed_lo: u32, seed_hi: u32, _p0: u32, _p1: u32,
-}
 
 @group(0) @binding(0) var<uniform> p: SampleParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -24,12 +20,12 @@ fn pcg(v: u32) -> u32 {
 // sums run block by block in order (the CPU reference sums in the same order). A single
 // invocation looping over the row several times passed llvmpipe's cap of 65535 loop
 // iterations per invocation at about 22,000 columns and drew wrong tokens.
-var<workgroup> red_v: array<f32, 64>;
-var<workgroup> red_i: array<u32, 64>;
+var<workgroup> red_v: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn sample(@builtin(local_invocation_index) lid: u32) {
-    let chunk = (p.cols + 63u) / 64u;
+    let chunk = (p.cols + WG - 1u) / WG;
     let c0 = min(lid * chunk, p.cols);
     let c1 = min(c0 + chunk, p.cols);
     // The first maximum: per block, then across blocks (lowest index wins ties).
@@ -42,7 +38,7 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
     red_v[lid] = mx;
     red_i[lid] = best;
     workgroupBarrier();
-    for (var w = 32u; w > 0u; w >>= 1u) {
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
         if (lid < w) {
             let o = red_v[lid + w];
             let oi = red_i[lid + w];
@@ -70,7 +66,7 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
                 }
                 red_v[lid] = next;
                 workgroupBarrier();
-                for (var w = 32u; w > 0u; w >>= 1u) {
+                for (var w = WG / 2u; w > 0u; w >>= 1u) {
                     if (lid < w) { red_v[lid] = max(red_v[lid], red_v[lid + w]); }
                     workgroupBarrier();
                 }
@@ -88,13 +84,13 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
         if (lid == 0u) {
             var total = 0.0;
-            for (var l = 0u; l < 64u; l++) { total += red_v[l]; }
+            for (var l = 0u; l < WG; l++) { total += red_v[l]; }
             let n = gen[0];
             let u = f32(pcg(n ^ pcg(p.seed_lo ^ pcg(p.seed_hi))) >> 8u) / 16777216.0;
             let goal = u * total;
             var acc = 0.0;
             var found = false;
-            for (var l = 0u; l < 64u && !found; l++) {
+            for (var l = 0u; l < WG && !found; l++) {
                 if (acc + red_v[l] > goal) {
                     var a = acc;
                     let b1 = min(min(l * chunk, p.cols) + chunk, p.cols);

@@ -2,18 +2,14 @@
 // for r < rows, j < width. Gathers the last states of both directions into the head's
 // [B, dirs·H] input, and scatters the head's gradient back into each direction's dh_n.
 
-struct CopyParams {
-    rows: u32, width: u32, src_stride: u32, src_off: u32,
-    dst_stride: u32, dst_off: u32, _p0: u32, _p1: u32,
-}
 
 @group(0) @binding(0) var<uniform> p: CopyParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.y * nwg.x * 64u + gid.x;
+    let e = gid.y * nwg.x * WG + gid.x;
     if (e >= p.rows * p.width) { return; }
     let r = e / p.width;
     let j = e % p.width;

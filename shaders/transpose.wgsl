@@ -1,7 +1,6 @@
 // transpose: out[C, R] = in[R, C]ᵀ. Gives the forward step W_hhᵀ so that threads of
 // neighbouring units read neighbouring addresses.
 
-struct TransposeParams { rows: u32, cols: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<uniform> p: TransposeParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;       // [R, C]

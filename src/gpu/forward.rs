@@ -17,7 +17,7 @@ pub(crate) fn step_dims(cfg: &GruConfig, ws: &Workspace, dir: usize) -> StepDims
         out_stride: cfg.num_directions() as u32 * h,
         out_offset: dir as u32 * h,
         reverse: dir as u32,
-        _pad: [0; 3],
+        ..Default::default()
     }
 }
 

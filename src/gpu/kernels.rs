@@ -5,117 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// A kernel source file under `shaders/`; the file name is the label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Shader {
-    Gemm,
-    Colsum,
-    Transpose,
-    ReduceSlices,
-    StepFwd,
-    StepBwd,
-    Embedding,
-    Dropout,
-    Loss,
-    Metrics,
-    GradNorm,
-    Optimizer,
-    MaxNorm,
-    StridedCopy,
-    Sample,
-}
-
-/// Every shader file, for tests that walk them all.
-#[cfg(test)]
-pub(crate) const ALL_SHADERS: [Shader; 15] = [
-    Shader::Gemm,
-    Shader::Colsum,
-    Shader::Transpose,
-    Shader::ReduceSlices,
-    Shader::StepFwd,
-    Shader::StepBwd,
-    Shader::Embedding,
-    Shader::Dropout,
-    Shader::Loss,
-    Shader::Metrics,
-    Shader::GradNorm,
-    Shader::Optimizer,
-    Shader::MaxNorm,
-    Shader::StridedCopy,
-    Shader::Sample,
-];
-
-impl Shader {
-    pub(crate) fn source(self) -> &'static str {
-        match self {
-            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Shader::Colsum => include_str!("../../shaders/colsum.wgsl"),
-            Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
-            Shader::ReduceSlices => include_str!("../../shaders/reduce_slices.wgsl"),
-            Shader::StepFwd => include_str!("../../shaders/gru_step_fwd.wgsl"),
-            Shader::StepBwd => include_str!("../../shaders/gru_step_bwd.wgsl"),
-            Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
-            Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
-            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
-            Shader::Metrics => include_str!("../../shaders/metrics.wgsl"),
-            Shader::GradNorm => include_str!("../../shaders/grad_norm.wgsl"),
-            Shader::Optimizer => include_str!("../../shaders/optimizer.wgsl"),
-            Shader::MaxNorm => include_str!("../../shaders/max_norm.wgsl"),
-            Shader::StridedCopy => include_str!("../../shaders/strided_copy.wgsl"),
-            Shader::Sample => include_str!("../../shaders/sample.wgsl"),
-        }
-    }
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Shader::Gemm => "gemm",
-            Shader::Colsum => "colsum",
-            Shader::Transpose => "transpose",
-            Shader::ReduceSlices => "reduce_slices",
-            Shader::StepFwd => "gru_step_fwd",
-            Shader::StepBwd => "gru_step_bwd",
-            Shader::Embedding => "embedding",
-            Shader::Dropout => "dropout",
-            Shader::Loss => "loss",
-            Shader::Metrics => "metrics",
-            Shader::GradNorm => "grad_norm",
-            Shader::Optimizer => "optimizer",
-            Shader::MaxNorm => "max_norm",
-            Shader::StridedCopy => "strided_copy",
-            Shader::Sample => "sample",
-        }
-    }
-}
-
-/// An entry point of a shader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kernel {
-    Gemm,
-    Colsum,
-    Transpose,
-    ReduceSlices,
-    StepFused,
-    StepGates,
-    StepCandidate,
-    BwdGates,
-    BwdState,
-    BwdCandidate,
-    BwdRz,
-    EmbedFwd,
-    EmbedBwd,
-    Dropout,
-    CrossEntropy,
-    BinaryCrossEntropy,
-    MeanSquaredError,
-    MetricsAdd,
-    SumSq,
-    ClipScale,
-    Sgd,
-    Adam,
-    MaxNormRows,
-    MaxNormPairs,
-    StridedCopy,
-    Sample,
-}
+use crate::gpu::abi;
 
 /// How an entry point binds slot `i` of group 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,84 +19,128 @@ pub(crate) enum Slot {
 
 use Slot::{Read as R, ReadWrite as W, StepUniform as S, Uniform as U};
 
-impl Kernel {
-    pub(crate) fn shader(self) -> Shader {
-        match self {
-            Kernel::Gemm => Shader::Gemm,
-            Kernel::Colsum => Shader::Colsum,
-            Kernel::Transpose => Shader::Transpose,
-            Kernel::ReduceSlices => Shader::ReduceSlices,
-            Kernel::StepFused | Kernel::StepGates | Kernel::StepCandidate => Shader::StepFwd,
-            Kernel::BwdGates | Kernel::BwdState | Kernel::BwdCandidate | Kernel::BwdRz => {
-                Shader::StepBwd
+/// The shader files: variant, file name under `shaders/` (also the label), and what the
+/// host prepends to it (`abi` structs and constants).
+macro_rules! shaders {
+    ($($shader:ident => $file:literal [$($item:ident),* $(,)?]),* $(,)?) => {
+        /// A kernel source file under `shaders/`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub(crate) enum Shader { $($shader),* }
+
+        /// Every shader file.
+        pub(crate) const ALL_SHADERS: &[Shader] = &[$(Shader::$shader),*];
+
+        impl Shader {
+            /// The file name, without `.wgsl`.
+            pub(crate) fn label(self) -> &'static str {
+                match self { $(Shader::$shader => $file),* }
             }
-            Kernel::EmbedFwd | Kernel::EmbedBwd => Shader::Embedding,
-            Kernel::Dropout => Shader::Dropout,
-            Kernel::CrossEntropy | Kernel::BinaryCrossEntropy | Kernel::MeanSquaredError => {
-                Shader::Loss
+            /// The file as written.
+            pub(crate) fn file(self) -> &'static str {
+                match self {
+                    $(Shader::$shader => include_str!(concat!("../../shaders/", $file, ".wgsl"))),*
+                }
             }
-            Kernel::MetricsAdd => Shader::Metrics,
-            Kernel::SumSq | Kernel::ClipScale => Shader::GradNorm,
-            Kernel::Sgd | Kernel::Adam => Shader::Optimizer,
-            Kernel::MaxNormRows | Kernel::MaxNormPairs => Shader::MaxNorm,
-            Kernel::StridedCopy => Shader::StridedCopy,
-            Kernel::Sample => Shader::Sample,
+            /// The declarations prepended to the file.
+            pub(crate) fn prelude(self) -> String {
+                match self {
+                    $(Shader::$shader => [$(<abi::$item as abi::Wgsl>::wgsl()),*].concat()),*
+                }
+            }
         }
-    }
-    pub(crate) fn entry(self) -> &'static str {
-        match self {
-            Kernel::Gemm => "gemm",
-            Kernel::Colsum => "colsum",
-            Kernel::Transpose => "transpose",
-            Kernel::ReduceSlices => "reduce_slices",
-            Kernel::StepFused => "step_fused",
-            Kernel::StepGates => "step_gates",
-            Kernel::StepCandidate => "step_candidate",
-            Kernel::BwdGates => "bwd_gates",
-            Kernel::BwdState => "bwd_state",
-            Kernel::BwdCandidate => "bwd_candidate",
-            Kernel::BwdRz => "bwd_rz",
-            Kernel::EmbedFwd => "embed_fwd",
-            Kernel::EmbedBwd => "embed_bwd",
-            Kernel::Dropout => "dropout",
-            Kernel::CrossEntropy => "cross_entropy",
-            Kernel::BinaryCrossEntropy => "binary_cross_entropy",
-            Kernel::MeanSquaredError => "mean_squared_error",
-            Kernel::MetricsAdd => "metrics_add",
-            Kernel::SumSq => "sumsq",
-            Kernel::ClipScale => "clip_scale",
-            Kernel::Sgd => "sgd",
-            Kernel::Adam => "adam",
-            Kernel::MaxNormRows => "max_norm_rows",
-            Kernel::MaxNormPairs => "max_norm_pairs",
-            Kernel::StridedCopy => "strided_copy",
-            Kernel::Sample => "sample",
-        }
-    }
-    /// Mirrors the `@binding` declarations of the shader file.
-    pub(crate) fn slots(self) -> &'static [Slot] {
-        if self == Kernel::MaxNormRows {
-            return &[U, W];
-        }
-        match self.shader() {
-            Shader::Gemm => &[U, R, R, R, W],
-            Shader::ReduceSlices => &[U, R, R, W],
-            Shader::Colsum | Shader::Transpose => &[U, R, W],
-            Shader::StepFwd => &[S, U, R, R, R, R, W, W, W],
-            Shader::StepBwd => &[S, U, R, R, R, R, R, W, W, W],
-            Shader::Embedding => &[U, R, R, W],
-            Shader::Dropout | Shader::GradNorm => &[U, U, R, W],
-            Shader::Loss => &[U, R, R, W, W],
-            Shader::Metrics | Shader::StridedCopy => &[U, R, W],
-            Shader::Optimizer => &[U, U, R, R, W, W, W],
-            Shader::MaxNorm => &[U, W, W],
-            Shader::Sample => &[U, R, W, W],
-        }
+    };
+}
+
+shaders! {
+    Gemm => "gemm" [Workgroup, GemmParams],
+    Colsum => "colsum" [Workgroup, ColsumParams],
+    Transpose => "transpose" [TransposeParams],
+    ReduceSlices => "reduce_slices" [Workgroup, ReduceParams],
+    StepFwd => "gru_step_fwd" [Workgroup, StepTile, StepParams, StepDims],
+    StepBwd => "gru_step_bwd" [Workgroup, StepTile, StepParams, StepDims],
+    Embedding => "embedding" [Workgroup, EmbedParams],
+    Dropout => "dropout" [Workgroup, DropoutSite, TrainStep],
+    Loss => "loss" [Workgroup, Ignore, LossParams],
+    Metrics => "metrics" [Workgroup, MetricParams],
+    GradNorm => "grad_norm" [Workgroup, TensorParams, TrainStep],
+    Optimizer => "optimizer" [Workgroup, TensorParams, TrainStep],
+    MaxNorm => "max_norm" [Workgroup, NormParams],
+    StridedCopy => "strided_copy" [Workgroup, CopyParams],
+    Sample => "sample" [Workgroup, SampleParams],
+}
+
+impl Shader {
+    /// Prelude and file: what the device compiles. Built once per process.
+    pub(crate) fn source(self) -> &'static str {
+        static SOURCES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let all = SOURCES.get_or_init(|| {
+            ALL_SHADERS
+                .iter()
+                .map(|s| format!("{}{}", s.prelude(), s.file()))
+                .collect()
+        });
+        &all[self as usize]
     }
 }
 
+/// The entry points: variant, shader, entry name and the binding slots of group 0 (in
+/// order, what the bind group layout is built from; the naga test checks them against
+/// what the entry point really uses).
+macro_rules! kernels {
+    ($($kernel:ident => $shader:ident . $entry:literal [$($slot:ident),* $(,)?]),* $(,)?) => {
+        /// An entry point of a shader.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub(crate) enum Kernel { $($kernel),* }
+
+        /// Every entry point.
+        #[cfg(test)]
+        pub(crate) const ALL_KERNELS: &[Kernel] = &[$(Kernel::$kernel),*];
+
+        impl Kernel {
+            pub(crate) fn shader(self) -> Shader {
+                match self { $(Kernel::$kernel => Shader::$shader),* }
+            }
+            pub(crate) fn entry(self) -> &'static str {
+                match self { $(Kernel::$kernel => $entry),* }
+            }
+            pub(crate) fn slots(self) -> &'static [Slot] {
+                match self { $(Kernel::$kernel => &[$($slot),*]),* }
+            }
+        }
+    };
+}
+
+kernels! {
+    Gemm => Gemm."gemm" [U, R, R, R, W],
+    Colsum => Colsum."colsum" [U, R, W],
+    Transpose => Transpose."transpose" [U, R, W],
+    ReduceSlices => ReduceSlices."reduce_slices" [U, R, R, W],
+    StepFused => StepFwd."step_fused" [S, U, R, R, R, R, W, W, W],
+    StepGates => StepFwd."step_gates" [S, U, R, R, R, R, W, W, W],
+    StepCandidate => StepFwd."step_candidate" [S, U, R, R, R, R, W, W, W],
+    BwdGates => StepBwd."bwd_gates" [S, U, R, R, R, R, R, W, W, W],
+    BwdState => StepBwd."bwd_state" [S, U, R, R, R, R, R, W, W, W],
+    BwdCandidate => StepBwd."bwd_candidate" [S, U, R, R, R, R, R, W, W, W],
+    BwdRz => StepBwd."bwd_rz" [S, U, R, R, R, R, R, W, W, W],
+    EmbedFwd => Embedding."embed_fwd" [U, R, R, W],
+    EmbedBwd => Embedding."embed_bwd" [U, R, R, W],
+    Dropout => Dropout."dropout" [U, U, R, W],
+    CrossEntropy => Loss."cross_entropy" [U, R, R, W, W],
+    BinaryCrossEntropy => Loss."binary_cross_entropy" [U, R, R, W, W],
+    MeanSquaredError => Loss."mean_squared_error" [U, R, R, W, W],
+    MetricsAdd => Metrics."metrics_add" [U, R, W],
+    SumSq => GradNorm."sumsq" [U, U, R, W],
+    ClipScale => GradNorm."clip_scale" [U, U, R, W],
+    Sgd => Optimizer."sgd" [U, U, R, R, W, W, W],
+    Adam => Optimizer."adam" [U, U, R, R, W, W, W],
+    MaxNormRows => MaxNorm."max_norm_rows" [U, W],
+    MaxNormPairs => MaxNorm."max_norm_pairs" [U, W, W],
+    StridedCopy => StridedCopy."strided_copy" [U, R, W],
+    Sample => Sample."sample" [U, R, W, W],
+}
+
 /// Size of the uniform a step slot binds (`StepParams` in the step shaders).
-pub(crate) const STEP_PARAMS_BYTES: u64 = 16;
+pub(crate) const STEP_PARAMS_BYTES: u64 = std::mem::size_of::<abi::StepParams>() as u64;
 
 /// A compiled pipeline and the layout its bind groups use.
 #[derive(Debug)]
@@ -227,24 +161,179 @@ pub(crate) struct KernelCache {
 
 #[cfg(test)]
 mod tests {
+    //! The table against the shaders, without a GPU: naga parses each shader as the
+    //! device gets it and reports which bindings each entry point uses and how every
+    //! shared struct is laid out.
     use super::*;
+    use naga::{AddressSpace, StorageAccess, TypeInner};
 
-    /// WGSL has no includes: the shaders that read the per-step training uniform each
-    /// declare it, and must agree with each other (and with `TrainStep` in train/gpu.rs).
-    #[test]
-    fn train_step_struct_is_declared_identically() {
-        let decl = |s: Shader| {
-            let src = s.source();
-            let at = src.find("struct TrainStep").expect("TrainStep declared");
-            src[at..at + src[at..].find('}').unwrap()].to_string()
+    fn parse(src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        (module, info)
+    }
+
+    /// The shader's group-0 bindings as slots by binding index, and which of them
+    /// `entry` uses; or why not.
+    fn bindings(src: &str, entry: &str) -> Result<(Vec<Option<Slot>>, Vec<bool>), String> {
+        let (module, info) = parse(src);
+        let (i, _) = module
+            .entry_points
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.name == entry)
+            .ok_or_else(|| format!("no entry point `{entry}`"))?;
+        let ep = info.get_entry_point(i);
+        let (mut declared, mut used) = (Vec::new(), Vec::new());
+        for (h, var) in module.global_variables.iter() {
+            let Some(b) = &var.binding else { continue };
+            if b.group != 0 {
+                return Err(format!("binding in group {}", b.group));
+            }
+            let slot = match var.space {
+                AddressSpace::Uniform => Slot::Uniform,
+                AddressSpace::Storage { access } if access.contains(StorageAccess::STORE) => {
+                    Slot::ReadWrite
+                }
+                AddressSpace::Storage { .. } => Slot::Read,
+                other => return Err(format!("binding {} in {other:?}", b.binding)),
+            };
+            let at = b.binding as usize;
+            if declared.len() <= at {
+                declared.resize(at + 1, None);
+                used.resize(at + 1, false);
+            }
+            declared[at] = Some(slot);
+            used[at] = !ep[h].is_empty();
+        }
+        Ok((declared, used))
+    }
+
+    /// `Ok` when the table's slots are the shader's bindings 0..n, of the declared kinds
+    /// (a dynamic-offset uniform is a uniform to the shader), and cover every binding the
+    /// entry point uses.
+    fn check_slots(src: &str, entry: &str, table: &[Slot]) -> Result<(), String> {
+        let (declared, used) = bindings(src, entry)?;
+        for (i, slot) in table.iter().enumerate() {
+            let want = Some(if *slot == Slot::StepUniform {
+                Slot::Uniform
+            } else {
+                *slot
+            });
+            let have = declared.get(i).copied().flatten();
+            if have != want {
+                return Err(format!(
+                    "`{entry}` binding {i}: the shader declares {have:?}, the table says {want:?}"
+                ));
+            }
+        }
+        if let Some(i) = (table.len()..used.len()).find(|&i| used[i]) {
+            return Err(format!("`{entry}` uses binding {i}, which the table lacks"));
+        }
+        Ok(())
+    }
+
+    /// `Ok` when WGSL lays out struct `name` with the Rust twin's member offsets and size.
+    fn check_layout(
+        src: &str,
+        name: &str,
+        rust: &(Vec<(&'static str, usize)>, usize),
+    ) -> Result<(), String> {
+        let (module, _) = parse(src);
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .ok_or_else(|| format!("struct `{name}` not declared"))?;
+        let TypeInner::Struct { members, span } = &ty.inner else {
+            return Err(format!("`{name}` is not a struct"));
         };
-        let first = decl(Shader::Dropout);
-        for s in [Shader::GradNorm, Shader::Optimizer] {
-            assert_eq!(decl(s), first, "{}", s.label());
+        let wgsl: Vec<(String, usize)> = members
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        let host: Vec<(String, usize)> = rust.0.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+        if wgsl != host || *span as usize != rust.1 {
+            return Err(format!(
+                "`{name}`: WGSL {wgsl:?} ({span} bytes), Rust {host:?} ({} bytes)",
+                rust.1
+            ));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_entry_point_binds_what_the_table_says() {
+        for k in ALL_KERNELS {
+            check_slots(k.shader().source(), k.entry(), k.slots()).unwrap();
         }
     }
 
-    /// Every file in shaders/ is one of the loaded shaders, each loaded once.
+    #[test]
+    fn every_shared_struct_has_the_rust_layout() {
+        for (name, wgsl, layout) in abi::all_structs() {
+            // As the device sees it (inside a shader that uses it), and on its own.
+            let users: Vec<&Shader> = ALL_SHADERS
+                .iter()
+                .filter(|s| s.source().contains(&format!("struct {name} ")))
+                .collect();
+            assert!(!users.is_empty(), "no shader uses {name}");
+            for s in users {
+                check_layout(s.source(), name, &layout).unwrap();
+            }
+            check_layout(&wgsl, name, &layout).unwrap();
+        }
+    }
+
+    /// The checks fail on a mismatch: a binding declared read-only in the shader but
+    /// read-write in the table, a binding the table lacks, and a struct whose WGSL layout
+    /// differs from its Rust twin (a vec3 is 16-byte aligned in WGSL).
+    #[test]
+    fn mismatches_are_caught() {
+        let src = "
+            struct P { n: u32, _p0: u32, _p1: u32, _p2: u32 }
+            @group(0) @binding(0) var<uniform> p: P;
+            @group(0) @binding(1) var<storage, read> a: array<f32>;
+            @group(0) @binding(2) var<storage, read_write> b: array<f32>;
+            @compute @workgroup_size(64)
+            fn k(@builtin(global_invocation_id) g: vec3<u32>) {
+                if (g.x < p.n) { b[g.x] = a[g.x]; }
+            }";
+        check_slots(src, "k", &[U, R, W]).unwrap();
+        assert!(check_slots(src, "k", &[U, W, W]).is_err());
+        assert!(check_slots(src, "k", &[U, R]).is_err());
+        assert!(check_slots(src, "missing", &[U, R, W]).is_err());
+        let v3 = "struct V { a: u32, b: vec3<f32>, c: u32 }";
+        // repr(C) of (u32, [f32; 3], u32): offsets 0, 4, 16, size 20.
+        let rust = (vec![("a", 0), ("b", 4), ("c", 16)], 20);
+        let e = check_layout(v3, "V", &rust).unwrap_err();
+        assert!(e.contains("(\"b\", 16)"), "{e}");
+    }
+
+    /// No shader file declares what the prelude gives it.
+    #[test]
+    fn shared_declarations_live_only_in_abi() {
+        for s in ALL_SHADERS {
+            for (name, _, _) in abi::all_structs() {
+                assert!(
+                    !s.file().contains(&format!("struct {name} ")),
+                    "{}.wgsl declares {name}",
+                    s.label()
+                );
+            }
+            for c in ["const WG:", "const TB:", "const UT:", "const IGNORE:"] {
+                assert!(!s.file().contains(c), "{}.wgsl declares `{c}`", s.label());
+            }
+        }
+    }
+
+    /// Every file in shaders/ is one of the table's shaders, each listed once.
     #[test]
     fn every_shader_file_is_loaded_once() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
@@ -255,14 +344,14 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let loaded = ALL_SHADERS.iter().filter(|s| s.source() == text).count();
+            let loaded = ALL_SHADERS.iter().filter(|s| s.file() == text).count();
             assert_eq!(loaded, 1, "{} is loaded {loaded} times", path.display());
             files += 1;
         }
         assert_eq!(
             files,
             ALL_SHADERS.len(),
-            "shaders loaded that are not in {dir}"
+            "shaders listed that are not in {dir}"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The GPU path: device context, kernels and their cache, workspaces, and the layer.
 
+pub(crate) mod abi;
 mod backward;
 pub mod context;
 mod forward;
@@ -12,3 +13,13 @@ pub(crate) mod workspace;
 
 pub use context::{best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext};
 pub use layer::GpuGru;
+
+/// Every shader as the device compiles it (the shared declarations of `abi` followed by
+/// the file), by file name: for tools and tests that check WGSL without a device.
+#[doc(hidden)]
+pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
+    kernels::ALL_SHADERS
+        .iter()
+        .map(|s| (s.label(), s.source()))
+        .collect()
+}

@@ -1,31 +1,13 @@
-//! Recorded dispatches: the uniform structs that mirror the WGSL ones, and builders that
-//! bind buffers to a kernel once so each pass only replays a list.
+//! Recorded dispatches: builders that bind buffers to a kernel once (with the `abi`
+//! uniform structs) so each pass only replays a list.
 
 use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::Result;
+use crate::gpu::abi::{ColsumParams, TransposeParams, WG};
+pub(crate) use crate::gpu::abi::{GemmParams, ReduceParams, StepDims, StepParams};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Kernel, Pipeline, STEP_PARAMS_BYTES};
-
-/// `GemmParams` in gemm.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-pub(crate) struct GemmParams {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub lda: u32,
-    pub ldb: u32,
-    pub ldc: u32,
-    pub off_a: u32,
-    pub off_b: u32,
-    pub off_c: u32,
-    /// Rows of K per split-K slice; set by [`gemm`].
-    pub k_slice: u32,
-    pub _pad: [u32; 2],
-}
 
 impl GemmParams {
     /// C [m, n] = op(A) · op(B) over k, with leading dimensions and no offsets.
@@ -41,56 +23,6 @@ impl GemmParams {
         }
     }
 }
-
-/// `ReduceParams` in reduce_slices.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-pub(crate) struct ReduceParams {
-    pub m: u32,
-    pub n: u32,
-    pub slices: u32,
-    pub ld: u32,
-    pub off: u32,
-    pub _pad: [u32; 3],
-}
-
-/// `ColsumParams` in colsum.wgsl and `TransposeParams` in transpose.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-pub(crate) struct Dims4 {
-    pub a: u32,
-    pub b: u32,
-    pub c: u32,
-    pub _pad: u32,
-}
-
-/// `StepParams` in the step shaders: one slot per step, read at a dynamic offset.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-pub(crate) struct StepParams {
-    pub step: u32,
-    pub time_fwd: u32,
-    pub time_rev: u32,
-    pub _pad: u32,
-}
-
-/// `StepDims` in the step shaders.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-pub(crate) struct StepDims {
-    pub batch: u32,
-    pub hidden: u32,
-    pub out_stride: u32,
-    pub out_offset: u32,
-    pub reverse: u32,
-    pub _pad: [u32; 3],
-}
-
-const _: () = assert!(std::mem::size_of::<GemmParams>() == 48);
-const _: () = assert!(std::mem::size_of::<Dims4>() == 16);
-const _: () = assert!(std::mem::size_of::<ReduceParams>() == 32);
-const _: () = assert!(std::mem::size_of::<StepParams>() as u64 == STEP_PARAMS_BYTES);
-const _: () = assert!(std::mem::size_of::<StepDims>() == 32);
 
 /// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid.
 #[derive(Debug, Clone)]
@@ -129,10 +61,10 @@ pub(crate) fn row_grid(ctx: &GpuContext, rows: usize) -> [u32; 3] {
     [gx, total.div_ceil(gx), 1]
 }
 
-/// Grid for one invocation per element in workgroups of 64, 2-D past the per-dimension
-/// limit (the kernels flatten `gid.y * num_workgroups.x * 64 + gid.x`).
+/// Grid for one invocation per element in workgroups of `WG`, 2-D past the per-dimension
+/// limit (the kernels flatten `gid.y * num_workgroups.x * WG + gid.x`).
 pub(crate) fn flat_grid(ctx: &GpuContext, n: usize) -> [u32; 3] {
-    let total = groups(n, 64);
+    let total = groups(n, WG);
     let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
     [gx, total.div_ceil(gx), 1]
 }
@@ -242,7 +174,7 @@ fn reduce_slices(
     part: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let total = groups(r.m as usize * r.n as usize, 64);
+    let total = groups(r.m as usize * r.n as usize, WG);
     let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
     let constants = [
         ("ACCUMULATE", accumulate as u32),
@@ -290,7 +222,7 @@ pub(crate) fn gemm(
     }
     let buffers = [a, b, bias.unwrap_or(b), if split { scratch } else { c }];
     let grid = [
-        groups(p.n as usize, 64),
+        groups(p.n as usize, WG),
         groups(p.m as usize, GEMM_ROWS),
         slices as u32,
     ];
@@ -310,7 +242,7 @@ pub(crate) fn gemm(
             slices: slices as u32,
             ld: final_c.1,
             off: final_c.0,
-            _pad: [0; 3],
+            ..Default::default()
         };
         list.push(reduce_slices(
             ctx,
@@ -340,15 +272,15 @@ pub(crate) fn colsum(
 ) -> Result<Vec<Dispatch>> {
     let slices = m.div_ceil(COLSUM_ROWS).max(1);
     let split = slices > 1;
-    let params = Dims4 {
-        a: m as u32,
-        b: n as u32,
-        c: COLSUM_ROWS as u32,
-        _pad: 0,
+    let params = ColsumParams {
+        m: m as u32,
+        n: n as u32,
+        rows_per_slice: COLSUM_ROWS as u32,
+        _p0: 0,
     };
     let constants = [("ACCUMULATE", (accumulate && !split) as u32)];
     let buffers = [x, if split { scratch } else { out }];
-    let grid = [groups(n, 64), slices as u32, 1];
+    let grid = [groups(n, WG), slices as u32, 1];
     let mut list = vec![param_dispatch(
         ctx,
         Kernel::Colsum,
@@ -365,7 +297,7 @@ pub(crate) fn colsum(
             slices: slices as u32,
             ld: n as u32,
             off: 0,
-            _pad: [0; 3],
+            ..Default::default()
         };
         list.push(reduce_slices(
             ctx, label, r, accumulate, None, scratch, out,
@@ -383,11 +315,10 @@ pub(crate) fn transpose(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let params = Dims4 {
-        a: rows as u32,
-        b: cols as u32,
-        c: 0,
-        _pad: 0,
+    let params = TransposeParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        ..Default::default()
     };
     let grid = [groups(cols, 16), groups(rows, 16), 1];
     param_dispatch(
@@ -402,9 +333,9 @@ pub(crate) fn transpose(
 }
 
 /// Units per step workgroup (`WG` in the step shaders).
-pub(crate) const STEP_UNITS: u32 = 64;
+pub(crate) const STEP_UNITS: u32 = crate::gpu::abi::WG;
 /// Batch rows per step workgroup (`TB` in the step shaders).
-pub(crate) const STEP_ROWS: u32 = 8;
+pub(crate) const STEP_ROWS: u32 = crate::gpu::abi::TB;
 
 /// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
 pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
@@ -416,7 +347,7 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
             step: s as u32,
             time_fwd: s as u32,
             time_rev: (t_len - 1 - s) as u32,
-            _pad: 0,
+            _p0: 0,
         };
         bytes[s * stride..s * stride + 16].copy_from_slice(bytemuck::bytes_of(&slot));
     }
@@ -664,13 +595,7 @@ mod tests {
                 .parse()
                 .unwrap()
         };
-        let fwd = include_str!("../../shaders/gru_step_fwd.wgsl");
-        let bwd = include_str!("../../shaders/gru_step_bwd.wgsl");
         let gemm = include_str!("../../shaders/gemm.wgsl");
-        for src in [fwd, bwd] {
-            assert_eq!(konst(src, "WG"), STEP_UNITS);
-            assert_eq!(konst(src, "TB"), STEP_ROWS);
-        }
         assert_eq!(konst(gemm, "TM"), GEMM_ROWS);
         assert_eq!(konst(gemm, "TN"), 64);
     }

@@ -99,7 +99,9 @@ impl Workspace {
             (t_len * (4 * h).max(cfg.output_size()).max(widest_input)).max((t_len + 1) * h);
         let limit = ctx.storage_limit() / 4;
         let by_memory = limit as usize / floats_per_row.max(1);
-        let by_grid = ctx.limits.max_compute_workgroups_per_dimension as usize * 64 / t_len.max(1);
+        let by_grid = ctx.limits.max_compute_workgroups_per_dimension as usize
+            * crate::gpu::abi::WG as usize
+            / t_len.max(1);
         by_memory.min(by_grid)
     }
 

@@ -6,11 +6,13 @@
 
 use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
 use crate::generate::{check_lm, Sampling};
+use crate::gpu::abi::{
+    CopyParams, DropoutSite, EmbedParams, LossParams, MetricParams, NormParams, SampleParams,
+    TensorParams, TrainStep,
+};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
@@ -25,61 +27,6 @@ use crate::rng::dropout_threshold;
 use crate::train::cpu::{batch_first_logits, check_same_config, HEAD_SITE};
 use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
 use crate::train::{Metrics, Split, Trainer};
-
-/// `TrainStep` in dropout.wgsl, grad_norm.wgsl and optimizer.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-struct TrainStep {
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    momentum: f32,
-    bc1: f32,
-    bc2: f32,
-    clip_value: f32,
-    clip_norm: f32,
-    seed: u32,
-    decoupled: u32,
-}
-
-/// `TensorParams` in grad_norm.wgsl and optimizer.wgsl; also `EmbedParams`,
-/// `LossParams` (third field as f32 bits), `MetricParams`, `NormParams`, `DropoutSite`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-struct Quad {
-    a: u32,
-    b: u32,
-    c: u32,
-    d: u32,
-}
-
-/// `CopyParams` in strided_copy.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-struct CopyParams {
-    rows: u32,
-    width: u32,
-    src_stride: u32,
-    src_off: u32,
-    dst_stride: u32,
-    dst_off: u32,
-    _pad: [u32; 2],
-}
-
-/// `SampleParams` in sample.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-struct SampleParams {
-    cols: u32,
-    top_k: u32,
-    temperature: f32,
-    offset: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    _pad: [u32; 2],
-}
 
 /// Tokens drawn per submission while generating: each chunk is read back and streamed.
 const GEN_CHUNK: usize = 64;
@@ -100,7 +47,7 @@ impl CopyParams {
             src_off,
             dst_stride,
             dst_off,
-            _pad: [0; 2],
+            ..Default::default()
         }
     }
 }
@@ -301,11 +248,11 @@ impl GpuTrainer {
         let count = self.tensors.len() as u32;
         let mut list = Vec::new();
         for (i, t) in self.tensors.iter().enumerate() {
-            let q = Quad {
-                a: t.info.len() as u32,
-                b: i as u32,
-                c: count,
-                d: 0,
+            let q = TensorParams {
+                n: t.info.len() as u32,
+                index: i as u32,
+                count,
+                _p0: 0,
             };
             list.push(param_dispatch(
                 ctx,
@@ -317,11 +264,9 @@ impl GpuTrainer {
                 [1, 1, 1],
             )?);
         }
-        let q = Quad {
-            a: 0,
-            b: 0,
-            c: count,
-            d: 0,
+        let q = TensorParams {
+            count,
+            ..Default::default()
         };
         list.push(param_dispatch(
             ctx,
@@ -337,11 +282,11 @@ impl GpuTrainer {
             Optimizer::Adam | Optimizer::AdamW => Kernel::Adam,
         };
         for (i, t) in self.tensors.iter().enumerate() {
-            let q = Quad {
-                a: t.info.len() as u32,
-                b: i as u32,
-                c: count,
-                d: 0,
+            let q = TensorParams {
+                n: t.info.len() as u32,
+                index: i as u32,
+                count,
+                _p0: 0,
             };
             list.push(param_dispatch(
                 ctx,
@@ -365,11 +310,11 @@ impl GpuTrainer {
                 let rows = t.info.shape[0];
                 match t.info.role {
                     ParamRole::GruKernel | ParamRole::GruRecurrent => {
-                        let q = Quad {
-                            a: rows as u32,
-                            b: t.info.shape[1] as u32,
-                            c: c.to_bits(),
-                            d: 0,
+                        let q = NormParams {
+                            rows: rows as u32,
+                            cols: t.info.shape[1] as u32,
+                            c,
+                            _p0: 0,
                         };
                         list.push(param_dispatch(
                             ctx,
@@ -382,11 +327,11 @@ impl GpuTrainer {
                         )?);
                     }
                     ParamRole::GruBiasIh => {
-                        let q = Quad {
-                            a: rows as u32,
-                            b: 1,
-                            c: c.to_bits(),
-                            d: 0,
+                        let q = NormParams {
+                            rows: rows as u32,
+                            cols: 1,
+                            c,
+                            _p0: 0,
                         };
                         list.push(param_dispatch(
                             ctx,
@@ -414,11 +359,11 @@ impl GpuTrainer {
         dst: &wgpu::Buffer,
     ) -> Result<Dispatch> {
         let (threshold, scale) = dropout_threshold(p);
-        let q = Quad {
-            a: n as u32,
-            b: site,
-            c: threshold,
-            d: scale.to_bits(),
+        let q = DropoutSite {
+            n: n as u32,
+            site,
+            threshold,
+            scale,
         };
         param_dispatch(
             &self.ctx,
@@ -489,11 +434,10 @@ impl GpuTrainer {
         let stats = ctx.storage("loss_stats", rows * 3)?;
         let loss_params = ctx.uniform(
             "loss_params",
-            bytemuck::bytes_of(&Quad {
-                a: rows as u32,
-                b: c as u32,
-                c: 0,
-                d: 0,
+            bytemuck::bytes_of(&LossParams {
+                rows: rows as u32,
+                cols: c as u32,
+                ..Default::default()
             }),
         )?;
         let scratch = ctx.storage(
@@ -534,11 +478,11 @@ impl GpuTrainer {
             let p = if train { cfg.dropout } else { 0.0 };
             let mut list = Vec::new();
             if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
-                let q = Quad {
-                    a: tb as u32,
-                    b: embed_dim as u32,
-                    c: vocab as u32,
-                    d: 0,
+                let q = EmbedParams {
+                    n: tb as u32,
+                    dim: embed_dim as u32,
+                    vocab: vocab as u32,
+                    _p0: 0,
                 };
                 list.push(param_dispatch(
                     ctx,
@@ -603,11 +547,9 @@ impl GpuTrainer {
                     })
                     .collect::<Vec<_>>(),
             });
-            let q = Quad {
-                a: rows as u32,
-                b: 0,
-                c: 0,
-                d: 0,
+            let q = MetricParams {
+                rows: rows as u32,
+                ..Default::default()
             };
             Ok(vec![
                 Dispatch {
@@ -700,11 +642,11 @@ impl GpuTrainer {
                 }
             }
             if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
-                let q = Quad {
-                    a: tb as u32,
-                    b: embed_dim as u32,
-                    c: vocab as u32,
-                    d: 0,
+                let q = EmbedParams {
+                    n: tb as u32,
+                    dim: embed_dim as u32,
+                    vocab: vocab as u32,
+                    _p0: 0,
                 };
                 list.push(param_dispatch(
                     ctx,
@@ -793,11 +735,11 @@ impl GpuTrainer {
             q.write_buffer(&s.targets, 0, bytemuck::cast_slice(&prep.targets));
             let rows = prep.head_rows(self.config.head) as u32;
             let inv = 1.0f32 / prep.count as f32;
-            let lp = Quad {
-                a: rows,
-                b: self.config.outputs as u32,
-                c: inv.to_bits(),
-                d: 0,
+            let lp = LossParams {
+                rows,
+                cols: self.config.outputs as u32,
+                inv_count: inv,
+                _p0: 0,
             };
             q.write_buffer(&s.loss_params, 0, bytemuck::bytes_of(&lp));
         }
@@ -1138,7 +1080,7 @@ impl GpuTrainer {
                 offset: offset as u32,
                 seed_lo: sampling.seed as u32,
                 seed_hi: (sampling.seed >> 32) as u32,
-                _pad: [0; 2],
+                ..Default::default()
             };
             param_dispatch(
                 ctx,

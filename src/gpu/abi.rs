@@ -1,0 +1,124 @@
+//! What the host and the shaders share, declared once, here: every uniform struct the
+//! host writes (as a `#[repr(C)]` Rust struct and, from the same declaration, its WGSL
+//! text) and the constants both sides use. The kernel table (`kernels.rs`) prepends the
+//! declarations a shader needs to its file, so no struct or shared constant is written in
+//! `shaders/`. A naga test checks every member offset and size against the Rust twin.
+
+/// Threads of a 1-D workgroup, and units of a step kernel's workgroup.
+pub(crate) const WG: u32 = 64;
+/// Batch rows of a step kernel's workgroup.
+pub(crate) const TB: u32 = 8;
+/// Units per thread in the step kernels (threads per workgroup: WG / UT).
+pub(crate) const UT: u32 = 2;
+/// A target to skip (`model::IGNORE`): a NaN bit pattern no real target has.
+pub(crate) const IGNORE: u32 = crate::model::IGNORE;
+
+/// Something a shader's prelude declares.
+pub(crate) trait Wgsl {
+    /// The WGSL declaration.
+    fn wgsl() -> String;
+}
+
+/// `WG`.
+pub(crate) struct Workgroup;
+impl Wgsl for Workgroup {
+    fn wgsl() -> String {
+        format!("const WG: u32 = {WG}u;\n")
+    }
+}
+
+/// `TB` and `UT` (with `WG`, the step kernels' tile).
+pub(crate) struct StepTile;
+impl Wgsl for StepTile {
+    fn wgsl() -> String {
+        format!("const TB: u32 = {TB}u;\nconst UT: u32 = {UT}u;\n")
+    }
+}
+
+/// `IGNORE`.
+pub(crate) struct Ignore;
+impl Wgsl for Ignore {
+    fn wgsl() -> String {
+        format!("const IGNORE: u32 = {IGNORE:#x}u;\n")
+    }
+}
+
+/// Declares `#[repr(C)]` structs of u32/f32 fields and their WGSL twins, with the
+/// member offsets the layout test compares.
+macro_rules! wgsl_structs {
+    ($( $(#[$doc:meta])* $name:ident { $($field:ident : $ty:ident),* $(,)? } )*) => {
+        $(
+            $(#[$doc])*
+            #[repr(C)]
+            #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+            pub(crate) struct $name {
+                $(pub(crate) $field: $ty,)*
+            }
+            impl Wgsl for $name {
+                fn wgsl() -> String {
+                    concat!(
+                        "struct ", stringify!($name), " { ",
+                        $(stringify!($field), ": ", stringify!($ty), ", ",)*
+                        "}\n"
+                    ).to_string()
+                }
+            }
+            #[cfg(test)]
+            impl $name {
+                /// (field, byte offset) in declaration order, and the size.
+                pub(crate) fn layout() -> (Vec<(&'static str, usize)>, usize) {
+                    (
+                        vec![$((stringify!($field), std::mem::offset_of!($name, $field)),)*],
+                        std::mem::size_of::<$name>(),
+                    )
+                }
+            }
+        )*
+        /// Every shared struct: (name, WGSL, layout), for the layout test.
+        #[cfg(test)]
+        pub(crate) fn all_structs() -> Vec<(&'static str, String, (Vec<(&'static str, usize)>, usize))> {
+            vec![$((stringify!($name), $name::wgsl(), $name::layout()),)*]
+        }
+    };
+}
+
+wgsl_structs! {
+    /// C = op(A) · op(B): sizes, leading dimensions, offsets, split-K slice.
+    GemmParams {
+        m: u32, n: u32, k: u32, lda: u32,
+        ldb: u32, ldc: u32, off_a: u32, off_b: u32,
+        off_c: u32, k_slice: u32, _p0: u32, _p1: u32,
+    }
+    /// The second stage of split-K and long column sums.
+    ReduceParams { m: u32, n: u32, slices: u32, ld: u32, off: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// Column sums of an [m, n] matrix in slices of rows.
+    ColsumParams { m: u32, n: u32, rows_per_slice: u32, _p0: u32 }
+    /// out[cols, rows] = in[rows, cols]ᵀ.
+    TransposeParams { rows: u32, cols: u32, _p0: u32, _p1: u32 }
+    /// One slot per step, read at a dynamic offset.
+    StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
+    /// A step kernel's shape and where its output goes.
+    StepDims { batch: u32, hidden: u32, out_stride: u32, out_offset: u32, reverse: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// An embedding lookup of n positions, or its gradient over the vocabulary.
+    EmbedParams { n: u32, dim: u32, vocab: u32, _p0: u32 }
+    /// One dropout site: values, site id, keep threshold, 1/(1-p).
+    DropoutSite { n: u32, site: u32, threshold: u32, scale: f32 }
+    /// A loss over rows of cols logits, gradients divided by the counted targets.
+    LossParams { rows: u32, cols: u32, inv_count: f32, _p0: u32 }
+    /// Per-row loss statistics to add to the running totals.
+    MetricParams { rows: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// One parameter tensor of the update: length, index, number of tensors.
+    TensorParams { n: u32, index: u32, count: u32, _p0: u32 }
+    /// Keras' max_norm on rows of cols values (cols = 1: bias pairs).
+    NormParams { rows: u32, cols: u32, c: f32, _p0: u32 }
+    /// The optimiser's hyperparameters and the step's dropout seed.
+    TrainStep {
+        lr: f32, beta1: f32, beta2: f32, eps: f32,
+        weight_decay: f32, momentum: f32, bc1: f32, bc2: f32,
+        clip_value: f32, clip_norm: f32, seed: u32, decoupled: u32,
+    }
+    /// A strided copy of rows x width values.
+    CopyParams { rows: u32, width: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32, _p0: u32, _p1: u32 }
+    /// One token draw.
+    SampleParams { cols: u32, top_k: u32, temperature: f32, offset: u32, seed_lo: u32, seed_hi: u32, _p0: u32, _p1: u32 }
+}

@@ -38,7 +38,32 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("src/gpu/layer.rs", include_str!("../../src/gpu/layer.rs")),
     ("src/gpu/mod.rs", include_str!("../../src/gpu/mod.rs")),
-    ("src/gpu/ops.rs", include_str!("../../src/gpu/ops.rs")),
+    (
+        "src/gpu/ops/mod.rs",
+        include_str!("../../src/gpu/ops/mod.rs"),
+    ),
+    (
+        "src/gpu/ops/dispatch.rs",
+        include_str!("../../src/gpu/ops/dispatch.rs"),
+    ),
+    (
+        "src/gpu/ops/gemm.rs",
+        include_str!("../../src/gpu/ops/gemm.rs"),
+    ),
+    (
+        "src/gpu/ops/reduce.rs",
+        include_str!("../../src/gpu/ops/reduce.rs"),
+    ),
+    (
+        "src/gpu/ops/step.rs",
+        include_str!("../../src/gpu/ops/step.rs"),
+    ),
+    (
+        "src/gpu/ops/transpose.rs",
+        include_str!("../../src/gpu/ops/transpose.rs"),
+    ),
+    ("src/gpu/abi.rs", include_str!("../../src/gpu/abi.rs")),
+    ("src/gpu/plan.rs", include_str!("../../src/gpu/plan.rs")),
     ("src/gpu/params.rs", include_str!("../../src/gpu/params.rs")),
     (
         "src/gpu/workspace.rs",

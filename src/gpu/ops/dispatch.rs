@@ -1,0 +1,99 @@
+//! Recorded dispatches: a pipeline, a bind group and a grid, made once and replayed, and
+//! the grids and the uniform-plus-buffers binding every op uses.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::gpu::abi::WG;
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::{Kernel, Pipeline};
+
+/// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Dispatch {
+    pub pipeline: Arc<Pipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub offset: Option<u32>,
+    pub groups: [u32; 3],
+}
+
+/// Replays `list` into one compute pass (wgpu orders the dispatches and their barriers).
+pub(crate) fn encode(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispatch]) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    for d in list {
+        pass.set_pipeline(&d.pipeline.pipeline);
+        match d.offset {
+            Some(o) => pass.set_bind_group(0, &d.bind_group, &[o]),
+            None => pass.set_bind_group(0, &d.bind_group, &[]),
+        }
+        pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+    }
+}
+
+pub(crate) fn groups(n: usize, per: u32) -> u32 {
+    (n as u32).div_ceil(per).max(1)
+}
+
+/// Grid for one workgroup per row, 2-D past the per-dimension limit (the kernels
+/// flatten `workgroup_id.y * num_workgroups.x + workgroup_id.x`).
+pub(crate) fn row_grid(ctx: &GpuContext, rows: usize) -> [u32; 3] {
+    let total = (rows as u32).max(1);
+    let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
+    [gx, total.div_ceil(gx), 1]
+}
+
+/// Grid for one invocation per element in workgroups of `WG`, 2-D past the per-dimension
+/// limit (the kernels flatten `gid.y * num_workgroups.x * WG + gid.x`).
+pub(crate) fn flat_grid(ctx: &GpuContext, n: usize) -> [u32; 3] {
+    let total = groups(n, WG);
+    let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
+    [gx, total.div_ceil(gx), 1]
+}
+
+pub(crate) fn bind(
+    ctx: &GpuContext,
+    p: &Pipeline,
+    label: &str,
+    resources: Vec<wgpu::BindingResource<'_>>,
+) -> wgpu::BindGroup {
+    let entries: Vec<_> = resources
+        .into_iter()
+        .enumerate()
+        .map(|(i, resource)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource,
+        })
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &p.layout,
+        entries: &entries,
+    })
+}
+
+/// A dispatch of `kernel` whose binding 0 is a uniform holding `params` and whose
+/// bindings 1.. are `buffers`, in order.
+pub(crate) fn param_dispatch(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    constants: &[(&'static str, u32)],
+    label: &str,
+    params: &[u8],
+    buffers: &[&wgpu::Buffer],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let pipeline = ctx.pipeline(kernel, constants)?;
+    let params = ctx.uniform(label, params)?;
+    let mut resources = vec![params.as_entire_binding()];
+    resources.extend(buffers.iter().map(|b| b.as_entire_binding()));
+    let bind_group = bind(ctx, &pipeline, label, resources);
+    Ok(Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups,
+    })
+}

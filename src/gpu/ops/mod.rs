@@ -1,0 +1,16 @@
+//! The ops: builders that bind buffers to one kernel of the table once, so a pass only
+//! replays a list of recorded dispatches. One module per kernel family.
+
+pub(crate) mod dispatch;
+pub(crate) mod gemm;
+pub(crate) mod reduce;
+pub(crate) mod step;
+#[cfg(test)]
+pub(crate) mod testutil;
+pub(crate) mod transpose;
+
+pub(crate) use dispatch::{encode, flat_grid, param_dispatch, row_grid, Dispatch};
+pub(crate) use gemm::{gemm, gemm_scratch, GemmFlags, GemmParams};
+pub(crate) use reduce::{colsum, colsum_scratch};
+pub(crate) use step::{step_slots, StepDims, StepKernel};
+pub(crate) use transpose::transpose;

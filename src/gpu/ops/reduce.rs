@@ -1,0 +1,137 @@
+//! Sums in a fixed order: column sums (colsum.wgsl) and the adding of split slices
+//! (reduce_slices.wgsl).
+
+use crate::error::Result;
+pub(crate) use crate::gpu::abi::ReduceParams;
+use crate::gpu::abi::{ColsumParams, WG};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
+
+/// Rows per colsum slice (one loop iteration each).
+const COLSUM_ROWS: usize = 4096;
+
+/// f32 values of scratch a column sum over `m` rows of `n` columns needs.
+pub(crate) fn colsum_scratch(m: usize, n: usize) -> usize {
+    match m.div_ceil(COLSUM_ROWS) {
+        0 | 1 => 0,
+        s => s * n,
+    }
+}
+
+/// out[off + m·ld + n] (+)= Σ_z part[z, m, n] (+ bias[n]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn reduce_slices(
+    ctx: &GpuContext,
+    label: &str,
+    r: ReduceParams,
+    accumulate: bool,
+    bias: Option<&wgpu::Buffer>,
+    part: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let total = groups(r.m as usize * r.n as usize, WG);
+    let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
+    let constants = [
+        ("ACCUMULATE", accumulate as u32),
+        ("BIAS", bias.is_some() as u32),
+    ];
+    let buffers = [part, bias.unwrap_or(part), out];
+    param_dispatch(
+        ctx,
+        Kernel::ReduceSlices,
+        &constants,
+        label,
+        bytemuck::bytes_of(&r),
+        &buffers,
+        [gx, total.div_ceil(gx), 1],
+    )
+}
+
+/// out[N] (+)= column sums of x[M, N]; long columns run in slices through `scratch`
+/// (at least [`colsum_scratch`] values).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn colsum(
+    ctx: &GpuContext,
+    label: &str,
+    m: usize,
+    n: usize,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    accumulate: bool,
+    scratch: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let slices = m.div_ceil(COLSUM_ROWS).max(1);
+    let split = slices > 1;
+    let params = ColsumParams {
+        m: m as u32,
+        n: n as u32,
+        rows_per_slice: COLSUM_ROWS as u32,
+        _p0: 0,
+    };
+    let constants = [("ACCUMULATE", (accumulate && !split) as u32)];
+    let buffers = [x, if split { scratch } else { out }];
+    let grid = [groups(n, WG), slices as u32, 1];
+    let mut list = vec![param_dispatch(
+        ctx,
+        Kernel::Colsum,
+        &constants,
+        label,
+        bytemuck::bytes_of(&params),
+        &buffers,
+        grid,
+    )?];
+    if split {
+        let r = ReduceParams {
+            m: 1,
+            n: n as u32,
+            slices: slices as u32,
+            ld: n as u32,
+            off: 0,
+            ..Default::default()
+        };
+        list.push(reduce_slices(
+            ctx, label, r, accumulate, None, scratch, out,
+        )?);
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::testutil::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn colsum_long_and_narrow() {
+        let Some(ctx) = ctx() else { return };
+        let mut rng = Rng::new(2);
+        for &(m, n) in &[(1, 1), (7, 3), (1000, 65), (70_000, 12)] {
+            for acc in [false, true] {
+                let x = rng.uniform_vec(m * n, -1.0, 1.0);
+                let o = rng.uniform_vec(n, -1.0, 1.0);
+                let want: Vec<f64> = (0..n)
+                    .map(|j| {
+                        (0..m).map(|i| x[i * n + j] as f64).sum::<f64>()
+                            + if acc { o[j] as f64 } else { 0.0 }
+                    })
+                    .collect();
+                let (xb, ob) = (upload(&ctx, &x), upload(&ctx, &o));
+                let scratch = ctx.storage("scratch", colsum_scratch(m, n).max(1)).unwrap();
+                run(
+                    &ctx,
+                    &colsum(&ctx, "colsum", m, n, &xb, &ob, acc, &scratch).unwrap(),
+                );
+                let got = read(&ctx, &ob, n);
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    // f32 sums of m terms of size <= 1: error grows like sqrt(m)·eps·|partial sums|.
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-4 * (m as f64).sqrt(),
+                        "colsum m{m} n{n}: column {j}: got {g} want {w}"
+                    );
+                }
+            }
+        }
+    }
+}

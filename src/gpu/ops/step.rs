@@ -1,0 +1,85 @@
+//! The per-step kernels of the recurrence (gru_step_fwd.wgsl, gru_step_bwd.wgsl): the
+//! step slots and a kernel bound once, replayed for every step.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+pub(crate) use crate::gpu::abi::{StepDims, StepParams};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::{Kernel, Pipeline, STEP_PARAMS_BYTES};
+use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
+
+/// Units per step workgroup (`WG` in the step shaders).
+pub(crate) const STEP_UNITS: u32 = crate::gpu::abi::WG;
+/// Batch rows per step workgroup (`TB` in the step shaders).
+pub(crate) const STEP_ROWS: u32 = crate::gpu::abi::TB;
+
+/// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
+pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
+    let stride =
+        (ctx.limits.min_uniform_buffer_offset_alignment as usize).max(STEP_PARAMS_BYTES as usize);
+    let mut bytes = vec![0u8; t_len * stride];
+    for s in 0..t_len {
+        let slot = StepParams {
+            step: s as u32,
+            time_fwd: s as u32,
+            time_rev: (t_len - 1 - s) as u32,
+            _p0: 0,
+        };
+        bytes[s * stride..s * stride + 16].copy_from_slice(bytemuck::bytes_of(&slot));
+    }
+    Ok((ctx.uniform("step_slots", &bytes)?, stride as u32))
+}
+
+/// A step kernel bound to its buffers; `dispatches` expands it into one entry per step.
+pub(crate) struct StepKernel {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+impl StepKernel {
+    /// `buffers` are bindings 2.. of the shader, in order.
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        kernel: Kernel,
+        constants: &[(&'static str, u32)],
+        slots: &wgpu::Buffer,
+        dims: &wgpu::Buffer,
+        d: &StepDims,
+        buffers: &[&wgpu::Buffer],
+    ) -> Result<Self> {
+        let pipeline = ctx.pipeline(kernel, constants)?;
+        let mut res = vec![
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: slots,
+                offset: 0,
+                size: wgpu::BufferSize::new(STEP_PARAMS_BYTES),
+            }),
+            dims.as_entire_binding(),
+        ];
+        res.extend(buffers.iter().map(|b| b.as_entire_binding()));
+        let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
+        // Workgroups of STEP_UNITS units x STEP_ROWS batch rows (WG and TB in the shaders).
+        let groups = [
+            groups(d.hidden as usize, STEP_UNITS),
+            groups(d.batch as usize, STEP_ROWS),
+            1,
+        ];
+        Ok(StepKernel {
+            pipeline,
+            bind_group,
+            groups,
+        })
+    }
+
+    /// The dispatch for step `s`, reading slot `s` of the step array.
+    pub(crate) fn at(&self, s: usize, stride: u32) -> Dispatch {
+        Dispatch {
+            pipeline: self.pipeline.clone(),
+            bind_group: self.bind_group.clone(),
+            offset: Some(s as u32 * stride),
+            groups: self.groups,
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! What the op tests share: the device, upload, run, read back, compare.
+
+use crate::gpu::context::GpuContext;
+use crate::gpu::ops::dispatch::{encode, Dispatch};
+
+pub(crate) fn ctx() -> Option<std::sync::Arc<GpuContext>> {
+    match GpuContext::new_default() {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but no GPU adapter: {e}")
+        }
+        Err(_) => None,
+    }
+}
+
+pub(crate) fn run(ctx: &GpuContext, list: &[Dispatch]) {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    encode(&mut enc, "test", list);
+    ctx.queue.submit([enc.finish()]);
+}
+
+pub(crate) fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+    let b = ctx.storage("test", data.len()).unwrap();
+    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    b
+}
+
+pub(crate) fn read(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    let staging = ctx.staging(len).unwrap();
+    ctx.read_f32(&staging, &[(b, 0, len)]).unwrap().concat()
+}
+
+#[track_caller]
+pub(crate) fn close(got: &[f32], want: &[f64], what: &str) {
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            ((*g as f64) - w).abs() <= 1e-5 * scale,
+            "{what}: index {i}: got {g} want {w}"
+        );
+    }
+}

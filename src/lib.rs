@@ -35,6 +35,7 @@ pub mod generate;
 pub mod gpu;
 pub mod interop;
 pub mod io;
+pub mod memory;
 pub mod model;
 pub mod rng;
 pub mod sequence;

@@ -56,10 +56,10 @@ impl<R: Copy + Default> GruWeights<R> {
             let layer = i / config.num_directions();
             let what = "GRU weights";
             dirs.push(DirWeights {
-                w_ih: crate::budget::try_vec(3 * h * config.layer_input_size(layer), what)?,
-                w_hh: crate::budget::try_vec(3 * h * h, what)?,
-                b_ih: crate::budget::try_vec(3 * h, what)?,
-                b_hh: crate::budget::try_vec(3 * h, what)?,
+                w_ih: crate::memory::try_vec(3 * h * config.layer_input_size(layer), what)?,
+                w_hh: crate::memory::try_vec(3 * h * h, what)?,
+                b_ih: crate::memory::try_vec(3 * h, what)?,
+                b_hh: crate::memory::try_vec(3 * h, what)?,
             });
         }
         Ok(GruWeights { config, dirs })

@@ -19,7 +19,14 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("src/cpu/mod.rs", include_str!("../../src/cpu/mod.rs")),
     ("src/error.rs", include_str!("../../src/error.rs")),
-    ("src/generate.rs", include_str!("../../src/generate.rs")),
+    (
+        "src/generate/mod.rs",
+        include_str!("../../src/generate/mod.rs"),
+    ),
+    (
+        "src/generate/gpu.rs",
+        include_str!("../../src/generate/gpu.rs"),
+    ),
     (
         "src/gpu/backward.rs",
         include_str!("../../src/gpu/backward.rs"),
@@ -90,7 +97,18 @@ pub const FILES: &[(&str, &str)] = &[
     ("src/rng.rs", include_str!("../../src/rng.rs")),
     ("src/sequence.rs", include_str!("../../src/sequence.rs")),
     ("src/train/cpu.rs", include_str!("../../src/train/cpu.rs")),
-    ("src/train/gpu.rs", include_str!("../../src/train/gpu.rs")),
+    (
+        "src/train/gpu/mod.rs",
+        include_str!("../../src/train/gpu/mod.rs"),
+    ),
+    (
+        "src/train/gpu/plan.rs",
+        include_str!("../../src/train/gpu/plan.rs"),
+    ),
+    (
+        "src/train/gpu/update.rs",
+        include_str!("../../src/train/gpu/update.rs"),
+    ),
     ("src/train/mod.rs", include_str!("../../src/train/mod.rs")),
     (
         "src/train/options.rs",

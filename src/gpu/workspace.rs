@@ -105,6 +105,45 @@ impl Workspace {
         by_memory.min(by_grid)
     }
 
+    /// The sequence input [T, B, I] (time-major).
+    pub(crate) fn input(&self) -> &wgpu::Buffer {
+        &self.x
+    }
+    /// Per-row lengths [B] (u32).
+    pub(crate) fn lengths(&self) -> &wgpu::Buffer {
+        &self.lengths
+    }
+    /// The top layer's output [T, B, dirs·H].
+    pub(crate) fn output(&self) -> &wgpu::Buffer {
+        &self.outs[self.outs.len() - 1]
+    }
+    /// The gradient of the top layer's output, what backward starts from.
+    pub(crate) fn d_output(&self) -> &wgpu::Buffer {
+        &self.d_out_top
+    }
+    /// The gradient of the sequence input, what backward ends with.
+    pub(crate) fn d_input(&self) -> &wgpu::Buffer {
+        &self.d_ins[0]
+    }
+    /// The top layer's states of direction `d`, [T+1, B, H] in step order: h0 first,
+    /// h_n at [`Workspace::final_state_offset`].
+    pub(crate) fn states(&self, d: usize) -> &wgpu::Buffer {
+        &self.dirs[self.top_dir(d)].hs
+    }
+    /// Their gradients, same layout: d h_n is read at the final-state offset, d h0 is
+    /// written at 0.
+    pub(crate) fn d_states(&self, d: usize) -> &wgpu::Buffer {
+        &self.dirs[self.top_dir(d)].d_hs
+    }
+    /// Byte offset of the final state (row T) in a states buffer.
+    pub(crate) fn final_state_offset(&self, hidden: usize) -> u64 {
+        4 * (self.t_len * self.batch * hidden) as u64
+    }
+    fn top_dir(&self, d: usize) -> usize {
+        let nd = self.dirs.len() / self.outs.len();
+        self.dirs.len() - nd + d
+    }
+
     /// The input buffer of layer `l`: the sequence for layer 0, else the layer below's output.
     pub(crate) fn layer_input(&self, l: usize) -> &wgpu::Buffer {
         if l == 0 {

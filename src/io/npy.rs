@@ -68,7 +68,7 @@ fn read_npy(mut r: impl Read, path: &Path, name: &str) -> Result<Tensor> {
         .count
         .checked_mul(h.item)
         .ok_or_else(|| err(format!("shape {:?} is too large", h.shape)))?;
-    crate::budget::check_host_bytes(
+    crate::memory::check_host_bytes(
         &format!("{}: array `{name}` of shape {:?}", path.display(), h.shape),
         (body_len as u64).saturating_mul(2),
         "the file declares more data than fits",

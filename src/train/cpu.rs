@@ -5,14 +5,14 @@ use crate::cpu::{self, sigmoid, Real};
 use crate::error::{GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::model::batch::Prepared;
-use crate::model::{Batch, Head, Loss, ModelConfig, ModelInput, ModelParams, ParamRole, IGNORE};
+use crate::model::{
+    batch_first_logits, check_same_config, Batch, Head, Loss, ModelConfig, ModelInput, ModelParams,
+    ParamRole, HEAD_SITE, IGNORE,
+};
 use crate::rng::{dropout_keeps, dropout_threshold};
 use crate::sequence::SequenceInput;
 use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
 use crate::train::{Metrics, Split, Totals, Trainer};
-
-/// Dropout site of the head's input; layer `l` > 0 uses site `l`.
-pub(crate) const HEAD_SITE: u32 = 1000;
 
 /// What one pass of the model computed.
 #[derive(Debug, Clone)]
@@ -537,29 +537,5 @@ impl CpuTrainer {
         let out = pass(&self.params, &prep, None, h0, false)?;
         let c = self.params.config.outputs;
         Ok((out.logits[out.logits.len() - c..].to_vec(), out.h_n))
-    }
-}
-
-pub(crate) fn check_same_config(have: &ModelConfig, got: &ModelConfig) -> Result<()> {
-    if have != got {
-        return Err(GruError::shape(
-            "model config",
-            format!("{have:?}"),
-            format!("{got:?}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Time-major head rows to batch-first logits.
-pub(crate) fn batch_first_logits<R: Copy>(
-    cfg: &ModelConfig,
-    logits: Vec<R>,
-    b: usize,
-    t: usize,
-) -> Vec<R> {
-    match cfg.head {
-        Head::EveryStep => crate::sequence::swap_leading_axes(&logits, t, b, cfg.outputs),
-        Head::LastState => logits,
     }
 }

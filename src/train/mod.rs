@@ -2,7 +2,7 @@
 //! [`Trainer`] trait both implement so callers (the CLI) can pick a device at run time.
 
 mod cpu;
-mod gpu;
+pub(crate) mod gpu;
 mod options;
 
 pub use cpu::{model_pass, CpuTrainer, ModelPass};

@@ -97,3 +97,27 @@ pub(crate) fn param_dispatch(
         groups,
     })
 }
+
+/// A dispatch of `kernel` binding `buffers` (uniforms included) in order: for kernels
+/// whose uniform is a buffer the caller rewrites (the loss's count, per batch).
+pub(crate) fn buffers_dispatch(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let pipeline = ctx.pipeline(kernel, &[])?;
+    let bind_group = bind(
+        ctx,
+        &pipeline,
+        label,
+        buffers.iter().map(|b| b.as_entire_binding()).collect(),
+    );
+    Ok(Dispatch {
+        pipeline,
+        bind_group,
+        offset: None,
+        groups,
+    })
+}

@@ -1,6 +1,8 @@
 //! Text generation from a language model: sampling options and the reference sampler
 //! (the same procedure as shaders/sample.wgsl).
 
+pub(crate) mod gpu;
+
 use crate::error::{GruError, Result};
 use crate::model::{Head, ModelConfig, ModelInput};
 use crate::rng::pcg;

@@ -1,0 +1,139 @@
+//! The update after backward (grad_norm.wgsl, optimizer.wgsl, max_norm.wgsl): the global
+//! gradient norm and clip factor, one optimiser step per tensor, Keras' max-norm.
+
+use crate::error::Result;
+use crate::gpu::abi::{NormParams, TensorParams};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
+
+/// One parameter tensor in the update: its buffers and place among `count` tensors.
+pub(crate) struct UpdateTensor<'a> {
+    pub index: usize,
+    pub len: usize,
+    pub value: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub m: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+}
+
+fn tensor_params(t: &UpdateTensor, count: usize) -> TensorParams {
+    TensorParams {
+        n: t.len as u32,
+        index: t.index as u32,
+        count: count as u32,
+        _p0: 0,
+    }
+}
+
+/// norms[index] = Σ grad² of one tensor (one workgroup).
+pub(crate) fn sum_squares(
+    ctx: &GpuContext,
+    step: &wgpu::Buffer,
+    t: &UpdateTensor,
+    count: usize,
+    norms: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let q = tensor_params(t, count);
+    param_dispatch(
+        ctx,
+        Kernel::SumSq,
+        &[],
+        "sumsq",
+        bytemuck::bytes_of(&q),
+        &[step, t.grad, norms],
+        [1, 1, 1],
+    )
+}
+
+/// norms[count] = the clip factor, norms[count + 1] = the norm before clipping.
+pub(crate) fn clip_scale(
+    ctx: &GpuContext,
+    step: &wgpu::Buffer,
+    count: usize,
+    any_grad: &wgpu::Buffer,
+    norms: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let q = TensorParams {
+        count: count as u32,
+        ..Default::default()
+    };
+    param_dispatch(
+        ctx,
+        Kernel::ClipScale,
+        &[],
+        "clip_scale",
+        bytemuck::bytes_of(&q),
+        &[step, any_grad, norms],
+        [1, 1, 1],
+    )
+}
+
+/// One optimiser step of one tensor: `kernel` is `Sgd` or `Adam` (AdamW by the uniform).
+pub(crate) fn optimizer_step(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    step: &wgpu::Buffer,
+    norms: &wgpu::Buffer,
+    t: &UpdateTensor,
+    count: usize,
+) -> Result<Dispatch> {
+    let q = tensor_params(t, count);
+    let bufs = [step, norms, t.grad, t.value, t.m, t.v];
+    param_dispatch(
+        ctx,
+        kernel,
+        &[],
+        "optimizer",
+        bytemuck::bytes_of(&q),
+        &bufs,
+        flat_grid(ctx, t.len),
+    )
+}
+
+/// Keras' max_norm(c) on each of `rows` rows of `cols` values.
+pub(crate) fn max_norm_rows(
+    ctx: &GpuContext,
+    (rows, cols, c): (usize, usize, f32),
+    w: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let q = NormParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        c,
+        _p0: 0,
+    };
+    param_dispatch(
+        ctx,
+        Kernel::MaxNormRows,
+        &[],
+        "max_norm_rows",
+        bytemuck::bytes_of(&q),
+        &[w],
+        flat_grid(ctx, rows),
+    )
+}
+
+/// Keras' max_norm(c) on each pair (a[j], b[j]) of two bias vectors of `rows` values.
+pub(crate) fn max_norm_pairs(
+    ctx: &GpuContext,
+    (rows, c): (usize, f32),
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let q = NormParams {
+        rows: rows as u32,
+        cols: 1,
+        c,
+        _p0: 0,
+    };
+    param_dispatch(
+        ctx,
+        Kernel::MaxNormPairs,
+        &[],
+        "max_norm_pairs",
+        bytemuck::bytes_of(&q),
+        &[a, b],
+        flat_grid(ctx, rows),
+    )
+}

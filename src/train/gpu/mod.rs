@@ -1,0 +1,532 @@
+//! The GPU trainer. A training step is one submission: the model plan of its (T, B)
+//! (embedding, GRU layers, dropout, dense head, loss and running totals, backward through
+//! all of it; `plan.rs`) followed by the update (global norm, optimiser, constraints;
+//! `update.rs`). Lists are recorded once per shape; a step only writes its inputs and
+//! one small uniform (learning rate, bias corrections, dropout seed).
+
+pub(crate) mod plan;
+mod update;
+
+use std::sync::Arc;
+
+use crate::config::GruConfig;
+use crate::error::{check_len, GruError, Result};
+use crate::generate::{check_lm, Sampling};
+use crate::gpu::abi::TrainStep;
+use crate::gpu::context::GpuContext;
+use crate::gpu::ops::{encode, Dispatch};
+use crate::gpu::params::GpuParams;
+use crate::model::{
+    batch_first_logits, check_same_config, Batch, Loss, ModelConfig, ModelParams, ParamRole,
+};
+use crate::train::options::{OptimizerState, TrainOptions};
+use crate::train::{Metrics, Split, Trainer};
+
+pub(crate) use plan::{ModelBuffers, ModelPlan};
+use update::GpuTensor;
+
+const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
+
+/// What one submission over a shape runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Gradients, then the update; a stateful model reads and advances its carry.
+    Train,
+    /// Gradients only; a stateful model reads its carry but does not advance it.
+    Gradients,
+    /// Forward and loss, counted under [`Split::Eval`].
+    Eval,
+    /// Forward only.
+    Predict,
+}
+
+/// A model training on the GPU; see [`Trainer`].
+///
+/// ```no_run
+/// use gru_engine::model::{Batch, ModelConfig, ModelParams};
+/// use gru_engine::train::{GpuTrainer, Split, TrainOptions, Trainer};
+/// use gru_engine::GpuContext;
+/// # fn main() -> gru_engine::Result<()> {
+/// let params = ModelParams::init(ModelConfig::language_model(4, 8, 16), 1)?;
+/// let mut t = GpuTrainer::new(GpuContext::new_default()?, &params, TrainOptions::adam(1e-2))?;
+/// let (x, y) = ([0u32, 1, 2, 3], [1u32, 2, 3, 0]);
+/// for _ in 0..10 {
+///     t.train_step(&Batch::tokens(&x, 1, 4).classes(&y))?;
+/// }
+/// println!("loss {}", t.take_metrics(Split::Train)?.loss);
+/// # Ok(()) }
+/// ```
+pub struct GpuTrainer {
+    ctx: Arc<GpuContext>,
+    config: ModelConfig,
+    options: TrainOptions,
+    layers: Vec<(GruConfig, GpuParams)>,
+    tensors: Vec<GpuTensor>,
+    step_uniform: wgpu::Buffer,
+    /// [tensors + 2]: per-tensor sum of squares, then the clip factor and the norm.
+    norms: wgpu::Buffer,
+    /// Running (loss sum, correct, counted, batches) for training and evaluation.
+    metrics: [wgpu::Buffer; 2],
+    /// Readback of the metrics and the norm, without a buffer per call.
+    small_staging: wgpu::Buffer,
+    update: Vec<Dispatch>,
+    shapes: Vec<ModelPlan>,
+    step: u64,
+    /// Stateful training's carried state.
+    carry: Option<Carry>,
+}
+
+/// The state carried between batches of one batch size: per layer [dirs, B, H].
+struct Carry {
+    batch: usize,
+    layers: Vec<wgpu::Buffer>,
+    valid: bool,
+}
+
+impl std::fmt::Debug for GpuTrainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuTrainer")
+            .field("config", &self.config)
+            .field("device", &self.ctx)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+/// Shapes whose buffers are kept (training, evaluation and a last batch, typically).
+const MAX_SHAPES: usize = 4;
+
+impl GpuTrainer {
+    /// Uploads `params` to `ctx` and prepares the optimiser (fresh state).
+    pub fn new(ctx: Arc<GpuContext>, params: &ModelParams, options: TrainOptions) -> Result<Self> {
+        let config = params.config;
+        config.validate()?;
+        options.validate()?;
+        if options.stateful && config.bidirectional {
+            return Err(GruError::Config(
+                "a stateful model must be unidirectional (the reverse direction has no next batch to carry into)".into(),
+            ));
+        }
+        let infos = params.infos();
+        let count = infos.len();
+        let gcfg = config.gru_config();
+        let built = ctx.scoped(|| {
+            let mut layers = Vec::new();
+            for l in 0..config.num_layers {
+                let lc = GruConfig::new(gcfg.layer_input_size(l), gcfg.hidden_size)
+                    .bidirectional(gcfg.bidirectional)
+                    .variant(gcfg.variant);
+                let p = GpuParams::new(&ctx, &lc)?;
+                layers.push((lc, p));
+            }
+            let mut tensors = Vec::new();
+            let mut gru = layers.iter().flat_map(|(_, p)| {
+                p.dirs.iter().flat_map(|d| {
+                    [
+                        (d.w_ih.clone(), d.d_w_ih.clone()),
+                        (d.w_hh.clone(), d.d_w_hh.clone()),
+                        (d.b_ih.clone(), d.d_b_ih.clone()),
+                        (d.b_hh.clone(), d.d_b_hh.clone()),
+                    ]
+                })
+            });
+            for info in &infos {
+                let n = info.len();
+                let (value, grad) = match info.role {
+                    ParamRole::Embedding | ParamRole::DenseWeight | ParamRole::DenseBias => (
+                        ctx.storage(&info.name, n)?,
+                        ctx.storage(&format!("d_{}", info.name), n)?,
+                    ),
+                    _ => gru
+                        .next()
+                        .ok_or_else(|| GruError::State("GRU tensors out of step".into()))?,
+                };
+                tensors.push(GpuTensor {
+                    info: info.clone(),
+                    value,
+                    grad,
+                    m: ctx.storage(&format!("m_{}", info.name), n)?,
+                    v: ctx.storage(&format!("v_{}", info.name), n)?,
+                });
+            }
+            let step_uniform =
+                ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
+            let norms = ctx.storage("grad_norms", count + 2)?;
+            let metrics = [
+                ctx.storage("train_metrics", 4)?,
+                ctx.storage("eval_metrics", 4)?,
+            ];
+            let small_staging = ctx.staging(4)?;
+            Ok((layers, tensors, step_uniform, norms, metrics, small_staging))
+        })?;
+        let (layers, tensors, step_uniform, norms, metrics, small_staging) = built;
+        let mut t = GpuTrainer {
+            ctx,
+            config,
+            options,
+            layers,
+            tensors,
+            step_uniform,
+            norms,
+            metrics,
+            small_staging,
+            update: Vec::new(),
+            shapes: Vec::new(),
+            step: 0,
+            carry: None,
+        };
+        t.update = t
+            .ctx
+            .scoped(|| update::plan(&t.ctx, &t.tensors, &t.options, &t.step_uniform, &t.norms))?;
+        t.set_params(params)?;
+        Ok(t)
+    }
+
+    /// The device the trainer runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Global gradient norm, clipping, optimiser and constraints: the same for every shape.
+    fn shape_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
+        if let Some(i) = self
+            .shapes
+            .iter()
+            .position(|s| s.t_len == t_len && s.batch == batch)
+        {
+            return Ok(i);
+        }
+        let shape = self
+            .ctx
+            .scoped(|| ModelPlan::new(&self.ctx, &self.config, &self.buffers(), t_len, batch))?;
+        if self.shapes.len() == MAX_SHAPES {
+            self.shapes.remove(0);
+        }
+        self.shapes.push(shape);
+        Ok(self.shapes.len() - 1)
+    }
+
+    /// Writes a checked batch's inputs into shape `i`.
+    fn write_inputs(&self, i: usize, prep: &crate::model::batch::Prepared) {
+        self.shapes[i].write_inputs(&self.ctx, &self.config, prep);
+    }
+
+    /// What every model plan binds besides its own buffers.
+    fn buffers(&self) -> ModelBuffers<'_> {
+        let n = self.tensors.len();
+        fn pair(t: &GpuTensor) -> (&wgpu::Buffer, &wgpu::Buffer) {
+            (&t.value, &t.grad)
+        }
+        ModelBuffers {
+            layers: &self.layers,
+            embedding: (self.tensors[0].info.role == ParamRole::Embedding)
+                .then(|| pair(&self.tensors[0])),
+            fc_weight: pair(&self.tensors[n - 2]),
+            fc_bias: pair(&self.tensors[n - 1]),
+            step: &self.step_uniform,
+            totals: [&self.metrics[0], &self.metrics[1]],
+        }
+    }
+
+    /// The carry buffers for batch size `batch`, (re)allocated (invalid) when B changed.
+    fn carry_for(&mut self, batch: usize) -> Result<()> {
+        if self.carry.as_ref().is_some_and(|c| c.batch == batch) {
+            return Ok(());
+        }
+        let per = self.config.gru_config().num_directions() * batch * self.config.hidden_size;
+        let layers = self.ctx.scoped(|| {
+            (0..self.config.num_layers)
+                .map(|l| self.ctx.storage(&format!("carry_l{l}"), per))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        self.carry = Some(Carry {
+            batch,
+            layers,
+            valid: false,
+        });
+        Ok(())
+    }
+
+    /// Records and submits one pass over shape `i`: initial states (zeros, or carried
+    /// for a stateful model's training passes), the list, the update, and the copy of the
+    /// final states into the carry.
+    fn submit(&mut self, i: usize, pass: Pass) -> Result<()> {
+        let training = matches!(pass, Pass::Train | Pass::Gradients);
+        let carry = self.options.stateful && pass == Pass::Train;
+        if carry {
+            self.carry_for(self.shapes[i].batch)?;
+        }
+        let ctx = &self.ctx;
+        let s = &self.shapes[i];
+        let held = self
+            .carry
+            .as_ref()
+            .filter(|c| self.options.stateful && training && c.valid && c.batch == s.batch);
+        ctx.scoped(|| {
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("model_pass"),
+                });
+            let bh = 4 * (s.batch * self.config.hidden_size) as u64;
+            let nd = self.config.gru_config().num_directions();
+            for (l, ws) in s.layers.iter().enumerate() {
+                for d in 0..nd {
+                    let h0 = ws.states(d);
+                    match held {
+                        Some(c) => {
+                            enc.copy_buffer_to_buffer(&c.layers[l], d as u64 * bh, h0, 0, bh)
+                        }
+                        None => enc.clear_buffer(h0, 0, Some(bh)),
+                    }
+                }
+            }
+            let list = match pass {
+                Pass::Train | Pass::Gradients => &s.train,
+                Pass::Eval => &s.eval,
+                Pass::Predict => &s.predict,
+            };
+            encode(&mut enc, "model", list);
+            if pass == Pass::Train {
+                encode(&mut enc, "update", &self.update);
+            }
+            if let Some(c) = self.carry.as_ref().filter(|_| carry) {
+                for (l, ws) in s.layers.iter().enumerate() {
+                    let at = ws.final_state_offset(self.config.hidden_size);
+                    for d in 0..nd {
+                        enc.copy_buffer_to_buffer(
+                            ws.states(d),
+                            at,
+                            &c.layers[l],
+                            d as u64 * bh,
+                            bh,
+                        );
+                    }
+                }
+            }
+            ctx.queue.submit([enc.finish()]);
+            Ok(())
+        })?;
+        if let Some(c) = self.carry.as_mut().filter(|_| carry) {
+            c.valid = true;
+        }
+        Ok(())
+    }
+
+    fn write_step_uniform(&self, step: u64) {
+        let u = update::step_uniform(&self.options, step);
+        self.ctx
+            .queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&u));
+    }
+
+    /// The global gradient norm of the last training step, before clipping (a readback).
+    pub fn last_grad_norm(&self) -> Result<f32> {
+        let n = self.tensors.len();
+        Ok(self
+            .ctx
+            .read_f32(&self.small_staging, &[(&self.norms, n + 1, 1)])?
+            .concat()[0])
+    }
+
+    /// One buffer of every tensor (values or gradients), read back as parameters.
+    fn tensors_as_params(&self, pick: impl Fn(&GpuTensor) -> &wgpu::Buffer) -> Result<ModelParams> {
+        let data = self.read_tensors(pick)?;
+        let mut p = ModelParams::zeros(self.config);
+        for (dst, src) in p.tensors_mut().into_iter().zip(data) {
+            *dst = src;
+        }
+        Ok(p)
+    }
+
+    fn read_tensors(&self, pick: impl Fn(&GpuTensor) -> &wgpu::Buffer) -> Result<Vec<Vec<f32>>> {
+        let total: usize = self.tensors.iter().map(|t| t.info.len()).sum();
+        let staging = self.ctx.staging(total)?;
+        let parts: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|t| (pick(t), 0, t.info.len()))
+            .collect();
+        self.ctx.read_f32(&staging, &parts)
+    }
+}
+
+impl Trainer for GpuTrainer {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    fn options(&self) -> &TrainOptions {
+        &self.options
+    }
+    fn device_name(&self) -> String {
+        let info = self.ctx.adapter_info();
+        format!("{} ({:?})", info.name, info.backend)
+    }
+    fn prepare(&mut self, seq_len: usize, batch: usize) -> Result<()> {
+        self.shape_index(seq_len, batch).map(|_| ())
+    }
+    fn train_step(&mut self, batch: &Batch) -> Result<()> {
+        let prep = batch.prepare(&self.config, true)?;
+        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        self.write_inputs(i, &prep);
+        self.write_step_uniform(self.step + 1);
+        self.submit(i, Pass::Train)?;
+        self.step += 1;
+        Ok(())
+    }
+    fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
+        let prep = batch.prepare(&self.config, true)?;
+        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        self.write_inputs(i, &prep);
+        self.write_step_uniform(self.step + 1);
+        self.submit(i, Pass::Gradients)?;
+        self.tensors_as_params(|t| &t.grad)
+    }
+    fn evaluate(&mut self, batch: &Batch) -> Result<()> {
+        let prep = batch.prepare(&self.config, true)?;
+        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        self.write_inputs(i, &prep);
+        self.submit(i, Pass::Eval)
+    }
+    fn take_metrics(&mut self, split: Split) -> Result<Metrics> {
+        let buf = &self.metrics[split as usize];
+        let t = self
+            .ctx
+            .read_f32(&self.small_staging, &[(buf, 0, 4)])?
+            .concat();
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        enc.clear_buffer(buf, 0, None);
+        self.ctx.queue.submit([enc.finish()]);
+        let t = [t[0] as f64, t[1] as f64, t[2] as f64, t[3] as f64];
+        Ok(Metrics::from_totals(
+            t,
+            self.config.loss != Loss::MeanSquaredError,
+        ))
+    }
+    fn predict(&mut self, batch: &Batch) -> Result<Vec<f32>> {
+        let prep = batch.prepare(&self.config, false)?;
+        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        self.write_inputs(i, &prep);
+        self.submit(i, Pass::Predict)?;
+        let s = &self.shapes[i];
+        let n = prep.head_rows(self.config.head) * self.config.outputs;
+        let logits = self
+            .ctx
+            .read_f32(&s.staging, &[(&s.logits, 0, n)])?
+            .concat();
+        Ok(batch_first_logits(
+            &self.config,
+            logits,
+            prep.batch,
+            prep.seq_len,
+        ))
+    }
+    fn params(&mut self) -> Result<ModelParams> {
+        self.tensors_as_params(|t| &t.value)
+    }
+    fn set_params(&mut self, params: &ModelParams) -> Result<()> {
+        check_same_config(&self.config, &params.config)?;
+        for (t, data) in self.tensors.iter().zip(params.tensors()) {
+            check_len(
+                &t.info.name,
+                data.len(),
+                &t.info.shape,
+                &format!("{:?}", t.info.shape),
+            )?;
+        }
+        for (t, data) in self.tensors.iter().zip(params.tensors()) {
+            self.ctx
+                .queue
+                .write_buffer(&t.value, 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+    fn optimizer_state(&mut self) -> Result<OptimizerState> {
+        Ok(OptimizerState {
+            step: self.step,
+            m: self.read_tensors(|t| &t.m)?,
+            v: self.read_tensors(|t| &t.v)?,
+        })
+    }
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let lens: Vec<usize> = self.tensors.iter().map(|t| t.info.len()).collect();
+        state.check(&lens)?;
+        for (t, (m, v)) in self.tensors.iter().zip(state.m.iter().zip(&state.v)) {
+            self.ctx
+                .queue
+                .write_buffer(&t.m, 0, bytemuck::cast_slice(m));
+            self.ctx
+                .queue
+                .write_buffer(&t.v, 0, bytemuck::cast_slice(v));
+        }
+        self.step = state.step;
+        Ok(())
+    }
+    fn carried_state(&mut self) -> Result<Option<Vec<f32>>> {
+        let Some(c) = self.carry.as_ref().filter(|c| c.valid) else {
+            return Ok(None);
+        };
+        let per = self.config.gru_config().num_directions() * c.batch * self.config.hidden_size;
+        let parts: Vec<_> = c.layers.iter().map(|b| (b, 0, per)).collect();
+        let staging = self.ctx.staging(parts.len() * per)?;
+        Ok(Some(self.ctx.read_f32(&staging, &parts)?.concat()))
+    }
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u32>> {
+        check_lm(&self.config, prompt)?;
+        sampling.validate()?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // The step shape first: building the prompt's shape can then only evict older ones.
+        self.shape_index(1, 1)?;
+        let wi = self.shape_index(prompt.len(), 1)?;
+        let si = self.shape_index(1, 1)?;
+        let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
+        self.write_inputs(wi, &prep);
+        let (warm, step) = (&self.shapes[wi], &self.shapes[si]);
+        self.ctx.scoped(|| {
+            crate::generate::gpu::generate(
+                &self.ctx,
+                &self.config,
+                (warm, step),
+                n,
+                sampling,
+                on_token,
+            )
+        })
+    }
+    fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
+        let Some((h, batch)) = state else {
+            if let Some(c) = &mut self.carry {
+                c.valid = false;
+            }
+            return Ok(());
+        };
+        let gcfg = self.config.gru_config();
+        let per = gcfg.num_directions() * batch * gcfg.hidden_size;
+        check_len(
+            "carried state",
+            h.len(),
+            &[gcfg.num_layers, per],
+            "[layers*dirs, B, H]",
+        )?;
+        self.carry_for(batch)?;
+        if let Some(c) = &mut self.carry {
+            for (l, buf) in c.layers.iter().enumerate() {
+                self.ctx.queue.write_buffer(
+                    buf,
+                    0,
+                    bytemuck::cast_slice(&h[l * per..(l + 1) * per]),
+                );
+            }
+            c.valid = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,433 @@
+//! One (T, B) of a model on the device: the GRU layers' workspaces, the head's buffers,
+//! and the recorded lists `forward`, `loss`, `backward` assembled from the ops. Built
+//! once per shape; a pass only writes its inputs and replays a list.
+
+use crate::config::GruConfig;
+use crate::error::{GruError, Result};
+use crate::gpu::abi::{CopyParams, LossParams};
+use crate::gpu::context::GpuContext;
+use crate::gpu::ops::copy::strided_copy;
+use crate::gpu::ops::dropout::dropout;
+use crate::gpu::ops::embed::{embed_backward, embed_forward};
+use crate::gpu::ops::loss::{loss, metrics_add};
+use crate::gpu::ops::{
+    colsum, colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams,
+};
+use crate::gpu::params::GpuParams;
+use crate::gpu::workspace::Workspace;
+use crate::model::batch::Prepared;
+use crate::model::{Head, Loss, ModelConfig, ModelInput, HEAD_SITE};
+
+/// The device buffers a model plan reads and writes besides its own: parameters (value
+/// and gradient of the embedding and the dense head), the training uniform, the running
+/// totals of each split.
+pub(crate) struct ModelBuffers<'a> {
+    pub layers: &'a [(GruConfig, GpuParams)],
+    pub embedding: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    pub fc_weight: (&'a wgpu::Buffer, &'a wgpu::Buffer),
+    pub fc_bias: (&'a wgpu::Buffer, &'a wgpu::Buffer),
+    pub step: &'a wgpu::Buffer,
+    pub totals: [&'a wgpu::Buffer; 2],
+}
+
+/// Everything of one (T, B).
+pub(crate) struct ModelPlan {
+    pub t_len: usize,
+    pub batch: usize,
+    pub layers: Vec<Workspace>,
+    /// Token ids [T, B] (token models).
+    pub tokens: wgpu::Buffer,
+    /// [offsets (V+1) | positions (T·B)]: where each token occurs, for the embedding
+    /// gradient.
+    token_index: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    pub logits: wgpu::Buffer,
+    loss_params: wgpu::Buffer,
+    pub staging: wgpu::Buffer,
+    /// Forward with dropout, loss counted under training, backward: the gradients.
+    pub train: Vec<Dispatch>,
+    /// Forward without dropout and the loss counted under evaluation.
+    pub eval: Vec<Dispatch>,
+    /// Forward without dropout.
+    pub predict: Vec<Dispatch>,
+}
+
+/// The head's buffers, between the top layer and the logits.
+struct Head_ {
+    rows: usize,
+    /// The last states of both directions [B, dirs·H] and their gradient (last-state
+    /// head only; a per-step head reads the top layer's output).
+    last: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// After head dropout, and its gradient (the gathered buffers when p = 0).
+    input: (wgpu::Buffer, wgpu::Buffer),
+    d_logits: wgpu::Buffer,
+    stats: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+}
+
+impl ModelPlan {
+    /// Allocates the buffers of (T, B) and records its lists.
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        cfg: &ModelConfig,
+        bufs: &ModelBuffers,
+        t_len: usize,
+        batch: usize,
+    ) -> Result<Self> {
+        let tb = t_len * batch;
+        let (f, c) = (cfg.head_input_size(), cfg.outputs);
+        let rows = match cfg.head {
+            Head::EveryStep => tb,
+            Head::LastState => batch,
+        };
+        let mut layers = Vec::new();
+        for (lc, p) in bufs.layers {
+            let fits = Workspace::max_rows(ctx, lc, t_len);
+            if fits < batch {
+                return Err(GruError::TooLarge {
+                    what: format!("a training batch of B = {batch} rows x T = {t_len} steps (at most {fits} rows fit)"),
+                    bytes: 16 * (tb * cfg.hidden_size) as u64,
+                    limit: ctx.storage_limit(),
+                });
+            }
+            layers.push(crate::gpu::plan::workspace(
+                ctx, lc, p, t_len, batch, false,
+            )?);
+        }
+        let top = layers
+            .last()
+            .ok_or_else(|| GruError::Config("no GRU layers".into()))?;
+        let last = match cfg.head {
+            Head::EveryStep => None,
+            Head::LastState => Some((
+                ctx.storage("last_state", rows * f)?,
+                ctx.storage("d_last_state", rows * f)?,
+            )),
+        };
+        let gathered = match &last {
+            Some((a, b)) => (a.clone(), b.clone()),
+            None => (top.output().clone(), top.d_output().clone()),
+        };
+        let input = if cfg.dropout > 0.0 {
+            (
+                ctx.storage("head_input", rows * f)?,
+                ctx.storage("d_head_input", rows * f)?,
+            )
+        } else {
+            gathered
+        };
+        let head = Head_ {
+            rows,
+            last,
+            input,
+            d_logits: ctx.storage("d_logits", rows * c)?,
+            stats: ctx.storage("loss_stats", rows * 3)?,
+            scratch: ctx.storage(
+                "head_scratch",
+                gemm_scratch(c, f, rows)
+                    .max(gemm_scratch(rows, f, c))
+                    .max(gemm_scratch(rows, c, f))
+                    .max(colsum_scratch(rows, c)),
+            )?,
+        };
+        let vocab = vocab(cfg);
+        let target_len = match cfg.loss {
+            Loss::CrossEntropy => rows,
+            _ => rows * c,
+        };
+        let mut plan = ModelPlan {
+            t_len,
+            batch,
+            layers,
+            tokens: ctx.storage("tokens", tb)?,
+            token_index: ctx.storage("token_index", vocab + 1 + tb)?,
+            targets: ctx.storage("targets", target_len)?,
+            logits: ctx.storage("logits", rows * c)?,
+            loss_params: ctx.uniform(
+                "loss_params",
+                bytemuck::bytes_of(&LossParams {
+                    rows: rows as u32,
+                    cols: c as u32,
+                    ..Default::default()
+                }),
+            )?,
+            staging: ctx.staging(rows * c)?,
+            train: Vec::new(),
+            eval: Vec::new(),
+            predict: Vec::new(),
+        };
+        plan.train = plan.forward(ctx, cfg, bufs, &head, true)?;
+        plan.train
+            .extend(plan.loss(ctx, cfg, &head, bufs.totals[0])?);
+        plan.train.extend(plan.backward(ctx, cfg, bufs, &head)?);
+        plan.eval = plan.forward(ctx, cfg, bufs, &head, false)?;
+        plan.eval
+            .extend(plan.loss(ctx, cfg, &head, bufs.totals[1])?);
+        plan.predict = plan.forward(ctx, cfg, bufs, &head, false)?;
+        Ok(plan)
+    }
+
+    /// Embedding, the layers with dropout between them, the head's input, the logits.
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        cfg: &ModelConfig,
+        bufs: &ModelBuffers,
+        head: &Head_,
+        train: bool,
+    ) -> Result<Vec<Dispatch>> {
+        let p = if train { cfg.dropout } else { 0.0 };
+        let (tb, f, c) = (self.t_len * self.batch, cfg.head_input_size(), cfg.outputs);
+        let mut list = Vec::new();
+        if let (ModelInput::Tokens { embed_dim, vocab }, Some((table, _))) =
+            (cfg.input, bufs.embedding)
+        {
+            let dims = (tb, embed_dim, vocab);
+            list.push(embed_forward(
+                ctx,
+                dims,
+                &self.tokens,
+                table,
+                self.layers[0].input(),
+            )?);
+        }
+        for (l, ws) in self.layers.iter().enumerate() {
+            if l > 0 {
+                let below = self.layers[l - 1].output();
+                list.push(dropout(
+                    ctx,
+                    bufs.step,
+                    (l as u32, p, tb * f),
+                    below,
+                    ws.input(),
+                )?);
+            }
+            list.extend(ws.forward.iter().cloned());
+        }
+        let top = &self.layers[self.layers.len() - 1];
+        let gathered = match &head.last {
+            Some((last, _)) => {
+                for d in 0..cfg.gru_config().num_directions() {
+                    let cp = CopyParams::last_state(self.copy_dims(cfg), d, true);
+                    list.push(strided_copy(ctx, cp, top.states(d), last)?);
+                }
+                last
+            }
+            None => top.output(),
+        };
+        if cfg.dropout > 0.0 {
+            list.push(dropout(
+                ctx,
+                bufs.step,
+                (HEAD_SITE, p, head.rows * f),
+                gathered,
+                &head.input.0,
+            )?);
+        }
+        // logits [rows, C] = head_in [rows, F] · fc_wᵀ + fc_b
+        let gp = GemmParams::dims(head.rows, c, f, f, f, c);
+        let flags = GemmFlags {
+            trans_b: true,
+            ..Default::default()
+        };
+        let (w, b) = (bufs.fc_weight.0, bufs.fc_bias.0);
+        list.extend(gemm(
+            ctx,
+            "gemm_dense",
+            gp,
+            flags,
+            &head.input.0,
+            w,
+            Some(b),
+            &self.logits,
+            &head.scratch,
+        )?);
+        Ok(list)
+    }
+
+    /// The loss and its running totals (`totals`: the split's buffer).
+    fn loss(
+        &self,
+        ctx: &GpuContext,
+        cfg: &ModelConfig,
+        head: &Head_,
+        totals: &wgpu::Buffer,
+    ) -> Result<Vec<Dispatch>> {
+        let bufs = [&self.logits, &self.targets, &head.d_logits, &head.stats];
+        Ok(vec![
+            loss(ctx, cfg.loss, head.rows, &self.loss_params, bufs)?,
+            metrics_add(ctx, head.rows, &head.stats, totals)?,
+        ])
+    }
+
+    /// The dense head's gradients, back through the head's dropout and gather, the
+    /// layers (with dropout between them) and the embedding.
+    fn backward(
+        &self,
+        ctx: &GpuContext,
+        cfg: &ModelConfig,
+        bufs: &ModelBuffers,
+        head: &Head_,
+    ) -> Result<Vec<Dispatch>> {
+        let (tb, f, c, rows) = (
+            self.t_len * self.batch,
+            cfg.head_input_size(),
+            cfg.outputs,
+            head.rows,
+        );
+        let mut list = Vec::new();
+        // d_fc_w [C, F] = d_logitsᵀ · head_in; d_fc_b = column sums; d_head_in = d_logits · fc_w
+        let ta = GemmFlags {
+            trans_a: true,
+            ..Default::default()
+        };
+        let (d_w, d_b) = (bufs.fc_weight.1, bufs.fc_bias.1);
+        let gp = GemmParams::dims(c, f, rows, c, f, f);
+        list.extend(gemm(
+            ctx,
+            "gemm_d_dense_w",
+            gp,
+            ta,
+            &head.d_logits,
+            &head.input.0,
+            None,
+            d_w,
+            &head.scratch,
+        )?);
+        list.extend(colsum(
+            ctx,
+            "colsum_d_dense_b",
+            rows,
+            c,
+            &head.d_logits,
+            d_b,
+            false,
+            &head.scratch,
+        )?);
+        let gp = GemmParams::dims(rows, f, c, c, f, f);
+        let w = bufs.fc_weight.0;
+        list.extend(gemm(
+            ctx,
+            "gemm_d_head_input",
+            gp,
+            GemmFlags::default(),
+            &head.d_logits,
+            w,
+            None,
+            &head.input.1,
+            &head.scratch,
+        )?);
+        let top = &self.layers[self.layers.len() - 1];
+        let d_gathered = match &head.last {
+            Some((_, d_last)) => d_last,
+            None => top.d_output(),
+        };
+        if cfg.dropout > 0.0 {
+            list.push(dropout(
+                ctx,
+                bufs.step,
+                (HEAD_SITE, cfg.dropout, rows * f),
+                &head.input.1,
+                d_gathered,
+            )?);
+        }
+        if head.last.is_some() {
+            for d in 0..cfg.gru_config().num_directions() {
+                let cp = CopyParams::last_state(self.copy_dims(cfg), d, false);
+                list.push(strided_copy(ctx, cp, d_gathered, top.d_states(d))?);
+            }
+        }
+        for l in (0..self.layers.len()).rev() {
+            list.extend(self.layers[l].backward.iter().cloned());
+            if l > 0 {
+                let (d_in, d_below) = (self.layers[l].d_input(), self.layers[l - 1].d_output());
+                list.push(dropout(
+                    ctx,
+                    bufs.step,
+                    (l as u32, cfg.dropout, tb * f),
+                    d_in,
+                    d_below,
+                )?);
+            }
+        }
+        if let (ModelInput::Tokens { embed_dim, vocab }, Some((_, d_table))) =
+            (cfg.input, bufs.embedding)
+        {
+            let dims = (tb, embed_dim, vocab);
+            list.push(embed_backward(
+                ctx,
+                dims,
+                &self.token_index,
+                self.layers[0].d_input(),
+                d_table,
+            )?);
+        }
+        Ok(list)
+    }
+
+    /// (B, H, directions, T) for the last-state copies.
+    fn copy_dims(&self, cfg: &ModelConfig) -> (usize, usize, usize, usize) {
+        let nd = cfg.gru_config().num_directions();
+        (self.batch, cfg.hidden_size, nd, self.t_len)
+    }
+
+    /// Writes a checked batch's inputs.
+    pub(crate) fn write_inputs(&self, ctx: &GpuContext, cfg: &ModelConfig, prep: &Prepared) {
+        let q = &ctx.queue;
+        match cfg.input {
+            ModelInput::Tokens { vocab, .. } => {
+                q.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&prep.tokens));
+                let index = token_index(&prep.tokens, vocab);
+                q.write_buffer(&self.token_index, 0, bytemuck::cast_slice(&index));
+            }
+            ModelInput::Features(_) => {
+                q.write_buffer(
+                    self.layers[0].input(),
+                    0,
+                    bytemuck::cast_slice(&prep.features),
+                );
+            }
+        }
+        let lengths: Vec<u32> = prep.lengths.iter().map(|&l| l as u32).collect();
+        for ws in &self.layers {
+            q.write_buffer(ws.lengths(), 0, bytemuck::cast_slice(&lengths));
+        }
+        if !prep.targets.is_empty() {
+            q.write_buffer(&self.targets, 0, bytemuck::cast_slice(&prep.targets));
+            let lp = LossParams {
+                rows: prep.head_rows(cfg.head) as u32,
+                cols: cfg.outputs as u32,
+                inv_count: 1.0 / prep.count as f32,
+                _p0: 0,
+            };
+            q.write_buffer(&self.loss_params, 0, bytemuck::bytes_of(&lp));
+        }
+    }
+}
+
+fn vocab(cfg: &ModelConfig) -> usize {
+    match cfg.input {
+        ModelInput::Tokens { vocab, .. } => vocab,
+        ModelInput::Features(_) => 0,
+    }
+}
+
+/// [offsets (V+1) | positions]: the positions of each token, grouped by token in order,
+/// which is the embedding gradient's summation order.
+fn token_index(tokens: &[u32], vocab: usize) -> Vec<u32> {
+    let mut offsets = vec![0u32; vocab + 1];
+    for &t in tokens {
+        offsets[t as usize + 1] += 1;
+    }
+    for v in 0..vocab {
+        offsets[v + 1] += offsets[v];
+    }
+    let mut next = offsets.clone();
+    let mut index = offsets;
+    index.resize(vocab + 1 + tokens.len(), 0);
+    for (pos, &t) in tokens.iter().enumerate() {
+        index[vocab + 1 + next[t as usize] as usize] = pos as u32;
+        next[t as usize] += 1;
+    }
+    index
+}

@@ -1,0 +1,106 @@
+//! The update after backward, the same for every shape: the global gradient norm and
+//! clip factor, one optimiser step per tensor, then Keras' max-norm.
+
+use crate::error::Result;
+use crate::gpu::abi::TrainStep;
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::optim::{
+    clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares, UpdateTensor,
+};
+use crate::gpu::ops::Dispatch;
+use crate::model::{ParamInfo, ParamRole};
+use crate::train::options::{Optimizer, TrainOptions};
+
+/// One parameter tensor on the device with its gradient and optimiser moments.
+pub(crate) struct GpuTensor {
+    pub info: ParamInfo,
+    pub value: wgpu::Buffer,
+    pub grad: wgpu::Buffer,
+    pub m: wgpu::Buffer,
+    pub v: wgpu::Buffer,
+}
+
+impl GpuTensor {
+    fn update(&self, index: usize) -> UpdateTensor<'_> {
+        UpdateTensor {
+            index,
+            len: self.info.len(),
+            value: &self.value,
+            grad: &self.grad,
+            m: &self.m,
+            v: &self.v,
+        }
+    }
+}
+
+/// The update list; `step` is the training uniform, `norms` [tensors + 2].
+pub(crate) fn plan(
+    ctx: &GpuContext,
+    tensors: &[GpuTensor],
+    options: &TrainOptions,
+    step: &wgpu::Buffer,
+    norms: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let count = tensors.len();
+    let mut list = Vec::new();
+    for (i, t) in tensors.iter().enumerate() {
+        list.push(sum_squares(ctx, step, &t.update(i), count, norms)?);
+    }
+    list.push(clip_scale(ctx, step, count, &tensors[0].grad, norms)?);
+    let kernel = match options.optimizer {
+        Optimizer::Sgd { .. } => Kernel::Sgd,
+        Optimizer::Adam | Optimizer::AdamW => Kernel::Adam,
+    };
+    for (i, t) in tensors.iter().enumerate() {
+        list.push(optimizer_step(
+            ctx,
+            kernel,
+            step,
+            norms,
+            &t.update(i),
+            count,
+        )?);
+    }
+    if let Some(c) = options.max_norm {
+        for (i, t) in tensors.iter().enumerate() {
+            let rows = t.info.shape[0];
+            match t.info.role {
+                ParamRole::GruKernel | ParamRole::GruRecurrent => {
+                    list.push(max_norm_rows(ctx, (rows, t.info.shape[1], c), &t.value)?);
+                }
+                ParamRole::GruBiasIh => {
+                    // Keras' reset-after bias [2, 3H]: each (b_ih[j], b_hh[j]) together.
+                    let b_hh = &tensors[i + 1].value;
+                    list.push(max_norm_pairs(ctx, (rows, c), &t.value, b_hh)?);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// The training uniform of update number `step`: hyperparameters, Adam's bias
+/// corrections, the dropout seed.
+pub(crate) fn step_uniform(options: &TrainOptions, step: u64) -> TrainStep {
+    let o = options;
+    let (bc1, bc2) = o.bias_corrections(step);
+    TrainStep {
+        lr: o.learning_rate,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weight_decay: o.weight_decay,
+        momentum: match o.optimizer {
+            Optimizer::Sgd { momentum } => momentum,
+            _ => 0.0,
+        },
+        bc1,
+        bc2,
+        clip_value: o.clip_value.unwrap_or(0.0),
+        clip_norm: o.clip_norm.unwrap_or(f32::MAX),
+        seed: o.step_seed(step),
+        decoupled: (o.optimizer == Optimizer::AdamW) as u32,
+    }
+}

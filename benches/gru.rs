@@ -15,11 +15,13 @@ use gru_engine::rng::Rng;
 use gru_engine::{cpu, GpuContext, GpuGru, GruConfig, GruWeights, SequenceInput};
 
 /// (name, B, T, I, H).
-const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
-    ("small", 16, 32, 64, 64),
-    ("medium", 32, 64, 128, 128),
-    ("large", 64, 100, 256, 512),
-];
+/// (name, B, T, I, H) of the shared table.
+fn shapes() -> Vec<(&'static str, usize, usize, usize, usize)> {
+    gru_engine::config::BENCH_SHAPES
+        .iter()
+        .map(|s| (s.name, s.batch, s.seq_len, s.input, s.hidden))
+        .collect()
+}
 
 /// (shape index, pass, device).
 type Key = (usize, &'static str, &'static str);
@@ -53,7 +55,7 @@ fn bench(c: &mut Criterion) {
     let device_name = ctx.as_ref().map_or("none".to_string(), |c| {
         format!("{} ({:?})", c.adapter_info().name, c.adapter_info().backend)
     });
-    for (si, &(name, b, t, i, h)) in SHAPES.iter().enumerate() {
+    for (si, (name, b, t, i, h)) in shapes().into_iter().enumerate() {
         if quick && si == 2 {
             continue;
         }
@@ -148,7 +150,7 @@ fn print_table(device: &str) {
     println!("\nGPU: {device}; CPU: the reference (one thread, f32)");
     println!("| shape (B, T, I, H) | pass | GPU ms/seq | GPU GFLOP/s | CPU ms/seq | CPU GFLOP/s | GPU/CPU speed-up |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (si, &(_, b, t, i, h)) in SHAPES.iter().enumerate() {
+    for (si, (_, b, t, i, h)) in shapes().into_iter().enumerate() {
         for (pass, mult) in [("forward", 1), ("forward+backward", 3)] {
             let f = (mult * flops(b, t, i, h)) as f64;
             let mean = |dev| {

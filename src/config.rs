@@ -222,3 +222,44 @@ impl TensorId {
         format!("{base}_l{}{suffix}", self.layer)
     }
 }
+
+/// A standard layer shape for timing: name, B, T, I, H.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchShape {
+    /// "small", "medium" or "large".
+    pub name: &'static str,
+    /// Batch rows.
+    pub batch: usize,
+    /// Timesteps.
+    pub seq_len: usize,
+    /// Input features.
+    pub input: usize,
+    /// Hidden units.
+    pub hidden: usize,
+}
+
+/// The shapes `gru bench` and `cargo bench --bench gru` time, smallest first (the
+/// medium one is the shape of the Burn comparison).
+pub const BENCH_SHAPES: [BenchShape; 3] = [
+    BenchShape {
+        name: "small",
+        batch: 16,
+        seq_len: 32,
+        input: 64,
+        hidden: 64,
+    },
+    BenchShape {
+        name: "medium",
+        batch: 32,
+        seq_len: 64,
+        input: 128,
+        hidden: 128,
+    },
+    BenchShape {
+        name: "large",
+        batch: 64,
+        seq_len: 100,
+        input: 256,
+        hidden: 512,
+    },
+];

@@ -1,6 +1,6 @@
 //! Every GPU kernel against the CPU reference (run in f64): forward outputs, h_n and every
 //! gradient, over awkward shapes (sizes of 1, primes, non-multiples of the 64-wide
-//! workgroups and 4-row batch tiles), 1-3 layers, both directions, per-row lengths and
+//! workgroups and 8-row batch tiles), 1-3 layers, both directions, per-row lengths and
 //! both variants.
 //!
 //! Tolerance: |gpu - cpu| <= ATOL·max(1, max|cpu|) + RTOL·|cpu|. The GPU sums in f32

@@ -4,14 +4,13 @@
 use std::time::Instant;
 
 use clap::Args;
+use gru_engine::config::BENCH_SHAPES;
 use gru_engine::rng::Rng;
 use gru_engine::{cpu, GpuGru, GruConfig, GruWeights, Result, SequenceInput};
 
 use crate::cli::device::{Choice, DeviceArgs};
 
 /// (B, T, I, H), as in benches/gru.rs.
-const SHAPES: &[(usize, usize, usize, usize)] =
-    &[(16, 32, 64, 64), (32, 64, 128, 128), (64, 100, 256, 512)];
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -57,7 +56,8 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         Choice::Cpu => "CPU reference".into(),
     };
     let mut rows = Vec::new();
-    for &(b, t, i, h) in SHAPES.iter().take(if a.quick { 2 } else { 3 }) {
+    for s in BENCH_SHAPES.iter().take(if a.quick { 2 } else { 3 }) {
+        let (b, t, i, h) = (s.batch, s.seq_len, s.input, s.hidden);
         let w = GruWeights::init(GruConfig::new(i, h), 1);
         let mut rng = Rng::new(2);
         let x = rng.uniform_vec(t * b * i, -1.0, 1.0);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
+use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::encode;
 use crate::gpu::params::{weights_from_parts, GpuParams};
@@ -27,8 +28,6 @@ struct LastForward {
 /// The workspaces of one (T, B): one per chunk of batch rows, so that no buffer exceeds
 /// the device's storage binding limit. Usually a single chunk.
 struct Run {
-    t_len: usize,
-    batch: usize,
     /// (first row, workspace) per chunk.
     chunks: Vec<(usize, Workspace)>,
 }
@@ -83,7 +82,7 @@ pub struct GpuGru {
     ctx: Arc<GpuContext>,
     config: GruConfig,
     params: GpuParams,
-    runs: Vec<Run>,
+    runs: ShapeCache<Run>,
     last: Option<LastForward>,
     grads_ready: bool,
     batch_chunk: Option<usize>,
@@ -108,7 +107,7 @@ impl GpuGru {
             ctx,
             config,
             params,
-            runs: Vec::new(),
+            runs: ShapeCache::new(MAX_RUNS),
             last: None,
             grads_ready: false,
             batch_chunk: None,
@@ -173,68 +172,41 @@ impl GpuGru {
     }
 
     fn run_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
-        if let Some(i) = self
-            .runs
-            .iter()
-            .position(|r| r.t_len == t_len && r.batch == batch)
-        {
-            return Ok(i);
-        }
-        let mut rows = Workspace::max_rows(&self.ctx, &self.config, t_len);
-        if let Some(cap) = self.batch_chunk {
-            rows = rows.min(cap);
-        }
-        if rows == 0 {
-            let h = self.config.hidden_size;
-            return Err(GruError::TooLarge {
-                what: format!("one batch row of T = {t_len} steps (saved activations [T, 1, 4H] with H = {h})"),
-                bytes: 16 * (t_len * h) as u64,
-                limit: self.ctx.storage_limit(),
-            });
-        }
-        let (ctx, cfg, params) = (&self.ctx, &self.config, &self.params);
-        let chunks = ctx.scoped(|| {
-            (0..batch)
-                .step_by(rows)
-                .map(|b0| {
-                    Ok((
-                        b0,
-                        crate::gpu::plan::workspace(
-                            ctx,
-                            cfg,
-                            params,
-                            t_len,
-                            rows.min(batch - b0),
-                            b0 > 0,
-                        )?,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-        if self.runs.len() == MAX_RUNS {
-            self.runs.remove(0);
-        }
-        self.runs.push(Run {
-            t_len,
-            batch,
-            chunks,
-        });
-        Ok(self.runs.len() - 1)
+        let (ctx, cfg, params, cap) = (&self.ctx, &self.config, &self.params, self.batch_chunk);
+        self.runs.index(t_len, batch, || {
+            let mut rows = Workspace::max_rows(ctx, cfg, t_len);
+            if let Some(cap) = cap {
+                rows = rows.min(cap);
+            }
+            if rows == 0 {
+                let h = cfg.hidden_size;
+                return Err(GruError::TooLarge {
+                    what: format!("one batch row of T = {t_len} steps (saved activations [T, 1, 4H] with H = {h})"),
+                    bytes: 16 * (t_len * h) as u64,
+                    limit: ctx.storage_limit(),
+                });
+            }
+            let chunks = ctx.scoped(|| {
+                (0..batch)
+                    .step_by(rows)
+                    .map(|b0| {
+                        let bc = rows.min(batch - b0);
+                        let ws = crate::gpu::plan::workspace(ctx, cfg, params, t_len, bc, b0 > 0)?;
+                        Ok((b0, ws))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            Ok(Run { chunks })
+        })
     }
 
     fn current(&self) -> Result<(&Run, LastForward)> {
         let last = self
             .last
             .ok_or_else(|| GruError::State("no forward pass has run on this layer yet".into()))?;
-        let run = self
-            .runs
-            .iter()
-            .find(|r| r.t_len == last.t_len && r.batch == last.batch)
-            .ok_or_else(|| {
-                GruError::State(
-                    "the forward pass's workspace was evicted; run forward again".into(),
-                )
-            })?;
+        let run = self.runs.find(last.t_len, last.batch).ok_or_else(|| {
+            GruError::State("the forward pass's workspace was evicted; run forward again".into())
+        })?;
         Ok((run, last))
     }
 
@@ -246,7 +218,7 @@ impl GpuGru {
         let (t_len, batch) = (input.seq_len, input.batch);
         let idx = self.run_index(t_len, batch)?;
         let (ctx, cfg) = (&self.ctx, &self.config);
-        let run = &self.runs[idx];
+        let run = self.runs.get(idx);
         let (h, ld) = (cfg.hidden_size, run.chunks[0].1.dirs.len());
         let x: Cow<[f32]> = if input.batch_first {
             Cow::Owned(swap_leading_axes(input.data, batch, t_len, cfg.input_size))

@@ -2,6 +2,7 @@
 
 pub(crate) mod abi;
 mod backward;
+pub(crate) mod cache;
 pub mod context;
 mod forward;
 pub(crate) mod kernels;

@@ -13,6 +13,7 @@ use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::gpu::abi::TrainStep;
+use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::GpuParams;
@@ -70,7 +71,7 @@ pub struct GpuTrainer {
     /// Readback of the metrics and the norm, without a buffer per call.
     small_staging: wgpu::Buffer,
     update: Vec<Dispatch>,
-    shapes: Vec<ModelPlan>,
+    shapes: ShapeCache<ModelPlan>,
     step: u64,
     /// Stateful training's carried state.
     carry: Option<Carry>,
@@ -171,7 +172,7 @@ impl GpuTrainer {
             metrics,
             small_staging,
             update: Vec::new(),
-            shapes: Vec::new(),
+            shapes: ShapeCache::new(MAX_SHAPES),
             step: 0,
             carry: None,
         };
@@ -189,26 +190,20 @@ impl GpuTrainer {
 
     /// Global gradient norm, clipping, optimiser and constraints: the same for every shape.
     fn shape_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
-        if let Some(i) = self
-            .shapes
-            .iter()
-            .position(|s| s.t_len == t_len && s.batch == batch)
-        {
+        if let Some(i) = self.shapes.position(t_len, batch) {
             return Ok(i);
         }
-        let shape = self
+        let plan = self
             .ctx
             .scoped(|| ModelPlan::new(&self.ctx, &self.config, &self.buffers(), t_len, batch))?;
-        if self.shapes.len() == MAX_SHAPES {
-            self.shapes.remove(0);
-        }
-        self.shapes.push(shape);
-        Ok(self.shapes.len() - 1)
+        Ok(self.shapes.insert(t_len, batch, plan))
     }
 
     /// Writes a checked batch's inputs into shape `i`.
     fn write_inputs(&self, i: usize, prep: &crate::model::batch::Prepared) {
-        self.shapes[i].write_inputs(&self.ctx, &self.config, prep);
+        self.shapes
+            .get(i)
+            .write_inputs(&self.ctx, &self.config, prep);
     }
 
     /// What every model plan binds besides its own buffers.
@@ -254,10 +249,10 @@ impl GpuTrainer {
         let training = matches!(pass, Pass::Train | Pass::Gradients);
         let carry = self.options.stateful && pass == Pass::Train;
         if carry {
-            self.carry_for(self.shapes[i].batch)?;
+            self.carry_for(self.shapes.get(i).batch)?;
         }
         let ctx = &self.ctx;
-        let s = &self.shapes[i];
+        let s = &self.shapes.get(i);
         let held = self
             .carry
             .as_ref()
@@ -408,7 +403,7 @@ impl Trainer for GpuTrainer {
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
         self.submit(i, Pass::Predict)?;
-        let s = &self.shapes[i];
+        let s = &self.shapes.get(i);
         let n = prep.head_rows(self.config.head) * self.config.outputs;
         let logits = self
             .ctx
@@ -489,7 +484,7 @@ impl Trainer for GpuTrainer {
         let si = self.shape_index(1, 1)?;
         let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
         self.write_inputs(wi, &prep);
-        let (warm, step) = (&self.shapes[wi], &self.shapes[si]);
+        let (warm, step) = (self.shapes.get(wi), self.shapes.get(si));
         self.ctx.scoped(|| {
             crate::generate::gpu::generate(
                 &self.ctx,

@@ -758,6 +758,71 @@ fn quiet_and_json_output() {
     assert!(rows[1]["val_loss"].as_f64().unwrap() > 0.0);
 }
 
+/// `--log-every N`: a point of the running training loss every N steps in
+/// train_loss.csv, drawn in loss.svg with whole-number step labels; by default about 50
+/// points over the run; 0 is refused.
+#[test]
+fn log_every_writes_the_training_curve() {
+    let d = tempfile::tempdir().unwrap();
+    let text = corpus(d.path());
+    let train = |dir: &str, extra: &[&str]| {
+        let dir = d.path().join(dir);
+        let mut a = vec![
+            "train",
+            "--text",
+            s(&text),
+            "-c",
+            s(&dir),
+            "--hidden",
+            "4",
+            "--embed",
+            "3",
+            "--seq-len",
+            "8",
+            "--batch",
+            "4",
+            "--eval-every",
+            "50",
+            "--sample-length",
+            "0",
+            "--device",
+            "cpu",
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        gru(&a)
+    };
+    let rows = |dir: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(d.path().join(dir).join("train_loss.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    assert!(train("every3", &["--steps", "12", "--log-every", "3"])
+        .status
+        .success());
+    let r = rows("every3");
+    let steps: Vec<&str> = r.iter().map(|f| f[0].as_str()).collect();
+    assert_eq!(steps, ["3", "6", "9", "12"]);
+    assert!(r.iter().all(|f| f[2].parse::<f64>().unwrap() > 0.0));
+    // Evaluations stay in metrics.csv: one, at step 12.
+    let metrics = std::fs::read_to_string(d.path().join("every3/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    let svg = std::fs::read_to_string(d.path().join("every3/loss.svg")).unwrap();
+    let svg = svg.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Step ticks are whole numbers: 12, never 12.0.
+    assert!(svg.contains("> 12 <"), "integer step labels expected");
+    assert!(!svg.contains("> 12.0 <"), "step labels with decimals");
+    assert!(train("default", &["--steps", "100"]).status.success());
+    assert_eq!(rows("default").len(), 50);
+    let o = train("zero", &["--steps", "4", "--log-every", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--log-every must be at least 1"));
+    assert!(!d.path().join("zero").exists());
+}
+
 /// Every long flag in every subcommand's help appears, quoted, in some test file.
 #[test]
 fn every_flag_is_exercised_by_a_test() {

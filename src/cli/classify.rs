@@ -17,8 +17,10 @@ use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
-use crate::cli::lm::INTERRUPTED_EXIT;
-use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
+use crate::cli::train_loop::INTERRUPTED_EXIT;
+use crate::cli::train_loop::{self, Outcome, Schedule, Task};
+use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::csvdata::{all_numeric, number, records};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -568,6 +570,67 @@ pub fn run(cmd: ClassifyCommand) -> Result<u8> {
     }
 }
 
+/// The classifier's batches: the training rows in a new shuffled order every epoch.
+struct ClassifyTask<'a> {
+    train_ex: &'a [Example],
+    train_ids: &'a [u32],
+    val_ex: &'a [Example],
+    val_ids: &'a [u32],
+    f: &'a Format,
+    b: usize,
+    tmax: usize,
+    cfg: ModelConfig,
+    order: Vec<usize>,
+    format_json: String,
+    vocab: Option<&'a [String]>,
+}
+
+impl Task for ClassifyTask<'_> {
+    fn steps_per_epoch(&self) -> u64 {
+        self.train_ex.len().div_ceil(self.b) as u64
+    }
+    fn start_epoch(&mut self, rng: &mut Rng) -> Result<()> {
+        self.order = (0..self.train_ex.len()).collect();
+        rng.shuffle(&mut self.order);
+        Ok(())
+    }
+    fn train_step(&mut self, t: &mut dyn Trainer, _: &mut Rng, _: u64, k: u64) -> Result<u64> {
+        let k = k as usize;
+        let chunk = &self.order[k * self.b..((k + 1) * self.b).min(self.order.len())];
+        let (tok, val, len) = batch_inputs(self.train_ex, chunk, self.tmax, self.f);
+        let y: Vec<u32> = chunk.iter().map(|&i| self.train_ids[i]).collect();
+        let (c, v) = targets(&self.cfg, &y);
+        let bt = batch(self.f, &tok, &val, &len, self.tmax);
+        t.train_step(&if c.is_empty() {
+            bt.values(&v)
+        } else {
+            bt.classes(&c)
+        })?;
+        Ok(chunk.len() as u64)
+    }
+    fn validate(&mut self, t: &mut dyn Trainer) -> Result<Option<(f64, Option<f64>)>> {
+        if self.val_ex.is_empty() {
+            return Ok(None);
+        }
+        let (loss, acc) = eval_set(t, self.val_ex, self.val_ids, self.f, self.b)?;
+        Ok(Some((loss, Some(acc))))
+    }
+    fn save(
+        &self,
+        t: &mut dyn Trainer,
+        dir: &mut CheckpointDir,
+        rng: &Rng,
+        loss: Option<f64>,
+        epochs: u64,
+    ) -> Result<()> {
+        let extra = [
+            ("classify", self.format_json.clone()),
+            ("epoch", epochs.to_string()),
+        ];
+        save_run(t, dir, rng, loss, self.vocab, "classify", &extra).map(|_| ())
+    }
+}
+
 fn train(a: TrainArgs) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
@@ -576,6 +639,7 @@ fn train(a: TrainArgs) -> Result<u8> {
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
     at_least_one("--epochs", a.epochs as usize)?;
+    a.output.log_every()?;
     at_least_one("--min-count", a.min_count)?;
     let embed = at_least_one("--embed", a.embed)?;
     let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(64))?;
@@ -818,86 +882,41 @@ fn train(a: TrainArgs) -> Result<u8> {
         Some(&run.path),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
-    let vocab_saved = (!f.numeric).then_some(vocab_list.as_slice());
-    let save = |t: &mut dyn Trainer,
-                dir: &mut gru_engine::checkpoint::CheckpointDir,
-                rng: &Rng,
-                loss: Option<f64>,
-                epoch: u64| {
-        let extra = [
-            ("classify", format_json.clone()),
-            ("epoch", epoch.to_string()),
-        ];
-        save_run(t, dir, rng, loss, vocab_saved, "classify", &extra)
+    let mut task = ClassifyTask {
+        train_ex: &train_ex,
+        train_ids: &train_ids,
+        val_ex: &val_ex,
+        val_ids: &val_ids,
+        f: &f,
+        b,
+        tmax,
+        cfg,
+        order: Vec::new(),
+        format_json,
+        vocab: (!f.numeric).then_some(vocab_list.as_slice()),
     };
-    let mut last = (f64::NAN, 0.0, None);
-    while epoch < a.epochs {
-        let start = std::time::Instant::now();
-        let mut order: Vec<usize> = (0..train_ex.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        for (k, chunk) in order.chunks(b).enumerate() {
-            if interrupted() {
-                rep.finish();
-                // Not evaluated: saved as `last` only, never as `best`.
-                save(trainer.as_mut(), &mut run.dir, &rng, None, epoch)?;
-                eprintln!(
-                    "interrupted in epoch {}: checkpoint saved to {}; continue with --resume",
-                    epoch + 1,
-                    run.dir.last_path().display()
-                );
-                return Ok(INTERRUPTED_EXIT);
-            }
-            let (tok, val, len) = batch_inputs(&train_ex, chunk, tmax, &f);
-            let y: Vec<u32> = chunk.iter().map(|&i| train_ids[i]).collect();
-            let (c, v) = targets(&cfg, &y);
-            let bt = batch(&f, &tok, &val, &len, tmax);
-            trainer.train_step(&if c.is_empty() {
-                bt.values(&v)
-            } else {
-                bt.classes(&c)
-            })?;
-            if k % 10 == 9 {
-                let seen = ((k + 1) * b).min(train_ex.len()) as f64;
-                let acc = (!last.0.is_nan()).then_some(last.1);
-                rep.progress(
-                    epoch * per_epoch + k as u64 + 1,
-                    last.0,
-                    acc,
-                    seen / start.elapsed().as_secs_f64(),
-                );
-            }
-        }
-        epoch += 1;
-        let m = trainer.take_metrics(Split::Train)?;
-        let val = if val_ex.is_empty() {
-            None
-        } else {
-            Some(eval_set(trainer.as_mut(), &val_ex, &val_ids, &f, b)?)
-        };
-        let rate = train_ex.len() as f64 / start.elapsed().as_secs_f64();
-        last = (m.loss, m.accuracy.unwrap_or(0.0), val);
-        rep.progress(epoch * per_epoch, m.loss, m.accuracy, rate);
-        rep.row(&Row {
-            step: epoch * per_epoch,
-            epoch: epoch as f64,
-            train_loss: m.loss,
-            train_acc: m.accuracy,
-            val_loss: val.map(|v| v.0),
-            val_acc: val.map(|v| v.1),
-            rate,
-            elapsed: rep.start.elapsed().as_secs_f64(),
-        })?;
-        save(
-            trainer.as_mut(),
-            &mut run.dir,
-            &rng,
-            Some(val.map_or(m.loss, |v| v.0)),
-            epoch,
-        )?;
-    }
-    rep.finish();
+    // One evaluation per epoch.
+    let schedule = Schedule::new(epoch * per_epoch, total, per_epoch, a.output.log_every()?);
+    let last = match train_loop::run(
+        &mut task,
+        trainer.as_mut(),
+        &mut rng,
+        &mut run.dir,
+        &rep,
+        schedule,
+    )? {
+        Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
+        Outcome::Done {
+            train_loss,
+            train_acc,
+            val,
+        } => (
+            train_loss,
+            train_acc.unwrap_or(0.0),
+            val.map(|(l, acc)| (l, acc.unwrap_or(0.0))),
+        ),
+    };
+    let epoch = a.epochs;
     let val = last.2.map_or(String::new(), |(l, acc)| {
         format!("; validation loss {l:.4}, accuracy {acc:.4}")
     });

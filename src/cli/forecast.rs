@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use gru_engine::checkpoint::Checkpoint;
 use gru_engine::model::{Batch, Head, ModelConfig, ModelInput};
 use gru_engine::rng::Rng;
-use gru_engine::train::{Split, Trainer};
+use gru_engine::train::Trainer;
 use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +16,10 @@ use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
-use crate::cli::lm::INTERRUPTED_EXIT;
-use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
+use crate::cli::train_loop::INTERRUPTED_EXIT;
+use crate::cli::train_loop::{self, Outcome, Schedule, Task};
+use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::csvdata::{all_numeric, number, records};
 
 #[derive(Subcommand, Debug)]
@@ -232,6 +234,63 @@ pub fn run(cmd: ForecastCommand) -> Result<u8> {
     }
 }
 
+/// The forecaster's batches: the training windows in a new shuffled order every epoch.
+struct ForecastTask<'a> {
+    rows: &'a [Vec<f32>],
+    f: &'a Format,
+    train_starts: &'a [usize],
+    val_starts: &'a [usize],
+    b: usize,
+    order: Vec<usize>,
+    format_json: String,
+}
+
+impl Task for ForecastTask<'_> {
+    fn steps_per_epoch(&self) -> u64 {
+        self.train_starts.len().div_ceil(self.b) as u64
+    }
+    fn start_epoch(&mut self, rng: &mut Rng) -> Result<()> {
+        self.order = self.train_starts.to_vec();
+        rng.shuffle(&mut self.order);
+        Ok(())
+    }
+    fn train_step(&mut self, t: &mut dyn Trainer, _: &mut Rng, _: u64, k: u64) -> Result<u64> {
+        let k = k as usize;
+        let chunk = &self.order[k * self.b..((k + 1) * self.b).min(self.order.len())];
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for &s in chunk {
+            let (xi, yi) = sample(self.rows, self.f, s);
+            x.extend(xi);
+            y.extend(yi);
+        }
+        t.train_step(&Batch::features(&x, chunk.len(), self.f.window).values(&y))?;
+        Ok(chunk.len() as u64)
+    }
+    /// Validation loss in the training loss's (normalised) units, for best-model choice.
+    fn validate(&mut self, t: &mut dyn Trainer) -> Result<Option<(f64, Option<f64>)>> {
+        if self.val_starts.is_empty() {
+            return Ok(None);
+        }
+        let s = score(t, self.rows, self.f, self.val_starts, self.b)?;
+        let std = self.f.std[self.f.target] as f64;
+        Ok(Some((s[0] / (std * std), None)))
+    }
+    fn save(
+        &self,
+        t: &mut dyn Trainer,
+        dir: &mut CheckpointDir,
+        rng: &Rng,
+        loss: Option<f64>,
+        epochs: u64,
+    ) -> Result<()> {
+        let extra = [
+            ("forecast", self.format_json.clone()),
+            ("epoch", epochs.to_string()),
+        ];
+        save_run(t, dir, rng, loss, None, "forecast", &extra).map(|_| ())
+    }
+}
+
 fn train(a: TrainArgs) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
@@ -239,6 +298,7 @@ fn train(a: TrainArgs) -> Result<u8> {
     at_least_one("--window", a.window)?;
     at_least_one("--horizon", a.horizon)?;
     at_least_one("--epochs", a.epochs as usize)?;
+    a.output.log_every()?;
     if !(0.0..1.0).contains(&a.val_split) {
         return Err(GruError::Config(format!(
             "--val-split must be in [0, 1), found {}",
@@ -387,84 +447,29 @@ fn train(a: TrainArgs) -> Result<u8> {
         Some(&run.path),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
-    let save = |t: &mut dyn Trainer,
-                dir: &mut gru_engine::checkpoint::CheckpointDir,
-                rng: &Rng,
-                loss: Option<f64>,
-                epoch: u64| {
-        let extra = [
-            ("forecast", format_json.clone()),
-            ("epoch", epoch.to_string()),
-        ];
-        save_run(t, dir, rng, loss, None, "forecast", &extra)
+    let mut task = ForecastTask {
+        rows: &rows,
+        f: &f,
+        train_starts: &train_starts,
+        val_starts: &val_starts,
+        b,
+        order: Vec::new(),
+        format_json,
     };
-    let mut last_loss = f64::NAN;
-    while epoch < a.epochs {
-        let start = std::time::Instant::now();
-        let mut order = train_starts.clone();
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        for (k, chunk) in order.chunks(b).enumerate() {
-            if interrupted() {
-                rep.finish();
-                // Not evaluated: saved as `last` only, never as `best`.
-                save(trainer.as_mut(), &mut run.dir, &rng, None, epoch)?;
-                eprintln!(
-                    "interrupted in epoch {}: checkpoint saved to {}; continue with --resume",
-                    epoch + 1,
-                    run.dir.last_path().display()
-                );
-                return Ok(INTERRUPTED_EXIT);
-            }
-            let (mut x, mut y) = (Vec::new(), Vec::new());
-            for &s in chunk {
-                let (xi, yi) = sample(&rows, &f, s);
-                x.extend(xi);
-                y.extend(yi);
-            }
-            trainer.train_step(&Batch::features(&x, chunk.len(), f.window).values(&y))?;
-            if k % 10 == 9 {
-                let seen = ((k + 1) * b).min(train_starts.len()) as f64;
-                rep.progress(
-                    epoch * per_epoch + k as u64 + 1,
-                    last_loss,
-                    None,
-                    seen / start.elapsed().as_secs_f64(),
-                );
-            }
-        }
-        epoch += 1;
-        let m = trainer.take_metrics(Split::Train)?;
-        last_loss = m.loss;
-        // Validation loss in the training loss's (normalised) units, for best-model choice.
-        let val = if val_starts.is_empty() {
-            None
-        } else {
-            let s = score(trainer.as_mut(), &rows, &f, &val_starts, b)?;
-            Some(s[0] / (f.std[f.target] as f64).powi(2))
-        };
-        let rate = train_starts.len() as f64 / start.elapsed().as_secs_f64();
-        rep.progress(epoch * per_epoch, m.loss, None, rate);
-        rep.row(&Row {
-            step: epoch * per_epoch,
-            epoch: epoch as f64,
-            train_loss: m.loss,
-            train_acc: None,
-            val_loss: val,
-            val_acc: None,
-            rate,
-            elapsed: rep.start.elapsed().as_secs_f64(),
-        })?;
-        save(
-            trainer.as_mut(),
-            &mut run.dir,
-            &rng,
-            Some(val.unwrap_or(m.loss)),
-            epoch,
-        )?;
-    }
-    rep.finish();
+    // One evaluation per epoch.
+    let schedule = Schedule::new(epoch * per_epoch, total, per_epoch, a.output.log_every()?);
+    let last_loss = match train_loop::run(
+        &mut task,
+        trainer.as_mut(),
+        &mut rng,
+        &mut run.dir,
+        &rep,
+        schedule,
+    )? {
+        Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
+        Outcome::Done { train_loss, .. } => train_loss,
+    };
+    let epoch = a.epochs;
     println!("epoch {epoch}: training loss (normalised MSE) {last_loss:.5}");
     for (name, starts) in [("training", &train_starts), ("validation", &val_starts)] {
         if starts.is_empty() {

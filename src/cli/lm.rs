@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use gru_engine::budget;
-use gru_engine::checkpoint::Checkpoint;
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
 use gru_engine::generate::Sampling;
 use gru_engine::model::{Batch, Head, ModelConfig, ModelInput};
 use gru_engine::rng::Rng;
@@ -17,10 +17,60 @@ use crate::cli::args::{
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
-use crate::cli::report::{catch_interrupt, interrupted, OutputArgs, Reporter, Row};
+use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
+use crate::cli::train_loop::{self, Outcome, Schedule, Task, INTERRUPTED_EXIT};
 
-/// Exit status after Ctrl-C (128 + SIGINT), once the checkpoint is saved.
-pub const INTERRUPTED_EXIT: u8 = 130;
+/// The language model's batches: random windows of the text, or with `--stateful` B
+/// streams through it (a new pass starts them again from zero state).
+struct LmTask<'a> {
+    train_ids: &'a [u32],
+    val_ids: &'a [u32],
+    b: usize,
+    len: usize,
+    stateful: bool,
+    per_epoch: u64,
+    vocab: &'a [String],
+}
+
+impl Task for LmTask<'_> {
+    fn steps_per_epoch(&self) -> u64 {
+        self.per_epoch
+    }
+    fn start_epoch(&mut self, _: &mut Rng) -> Result<()> {
+        Ok(())
+    }
+    fn train_step(&mut self, t: &mut dyn Trainer, rng: &mut Rng, step: u64, _: u64) -> Result<u64> {
+        let (b, len, ids) = (self.b, self.len, self.train_ids);
+        let stream_len = (ids.len() - 1) / b;
+        let starts: Vec<usize> = if self.stateful && stream_len > len {
+            let k = (step % (stream_len / len) as u64) as usize;
+            if k == 0 {
+                t.set_carried_state(None)?;
+            }
+            (0..b).map(|r| r * stream_len + k * len).collect()
+        } else {
+            (0..b)
+                .map(|_| (rng.next_u64() % (ids.len() - len) as u64) as usize)
+                .collect()
+        };
+        let (x, y) = windows(ids, &starts, len)?;
+        t.train_step(&Batch::tokens(&x, b, len).classes(&y))?;
+        Ok((b * len) as u64)
+    }
+    fn validate(&mut self, t: &mut dyn Trainer) -> Result<Option<(f64, Option<f64>)>> {
+        evaluate(t, self.val_ids, self.b, self.len)
+    }
+    fn save(
+        &self,
+        t: &mut dyn Trainer,
+        dir: &mut CheckpointDir,
+        rng: &Rng,
+        loss: Option<f64>,
+        _: u64,
+    ) -> Result<()> {
+        save_run(t, dir, rng, loss, Some(self.vocab), "language-model", &[]).map(|_| ())
+    }
+}
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -193,6 +243,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     at_least_one("--embed", a.embed)?;
     at_least_one("--layers", a.stack.layers)?;
     at_least_one("--eval-every", a.eval_every as usize)?;
+    a.output.log_every()?;
     let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(128))?;
     if !(0.0..1.0).contains(&a.val_split) {
         return Err(GruError::Config(format!(
@@ -270,76 +321,32 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         );
     }
     let rep = Reporter::new(&a.output, total, step, "tokens", Some(&run_path))?;
-    let save = |t: &mut dyn Trainer,
-                dir: &mut gru_engine::checkpoint::CheckpointDir,
-                rng: &Rng,
-                loss: Option<f64>| {
-        save_run(t, dir, rng, loss, Some(&vocab), "language-model", &[])
+    let mut task = LmTask {
+        train_ids,
+        val_ids,
+        b,
+        len,
+        stateful: opts.stateful,
+        per_epoch,
+        vocab: &vocab,
     };
-    let stream_len = (train_ids.len() - 1) / b;
-    let (mut last_loss, mut last_acc) = (f64::NAN, None);
-    let mut last_val = None;
-    let mut window_start = std::time::Instant::now();
-    let mut window_steps = 0u64;
-    while step < total {
-        if interrupted() {
-            rep.finish();
-            // Not evaluated: saved as `last` only, never as `best`.
-            save(trainer.as_mut(), &mut run.dir, &rng, None)?;
-            eprintln!(
-                "interrupted at step {step}: checkpoint saved to {}; continue with --resume",
-                run.dir.last_path().display()
-            );
-            return Ok(INTERRUPTED_EXIT);
-        }
-        let starts: Vec<usize> = if opts.stateful && stream_len > len {
-            // B streams through the text; a new epoch starts them again from zero state.
-            let k = (step % (stream_len / len) as u64) as usize;
-            if k == 0 {
-                trainer.set_carried_state(None)?;
-            }
-            (0..b).map(|r| r * stream_len + k * len).collect()
-        } else {
-            (0..b)
-                .map(|_| (rng.next_u64() % (train_ids.len() - len) as u64) as usize)
-                .collect()
-        };
-        let (x, y) = windows(train_ids, &starts, len)?;
-        trainer.train_step(&Batch::tokens(&x, b, len).classes(&y))?;
-        step += 1;
-        window_steps += 1;
-        let eval_now = step % a.eval_every == 0 || step == total;
-        if step % 10 == 0 || eval_now {
-            let m = trainer.take_metrics(Split::Train)?;
-            let rate =
-                (window_steps * (b * len) as u64) as f64 / window_start.elapsed().as_secs_f64();
-            (last_loss, last_acc) = (m.loss, m.accuracy);
-            rep.progress(step, m.loss, m.accuracy, rate);
-            if eval_now {
-                let val = evaluate(trainer.as_mut(), val_ids, b, len)?;
-                last_val = val.map(|v| v.0);
-                rep.row(&Row {
-                    step,
-                    epoch: step as f64 / per_epoch as f64,
-                    train_loss: m.loss,
-                    train_acc: m.accuracy,
-                    val_loss: val.map(|v| v.0),
-                    val_acc: val.and_then(|v| v.1),
-                    rate,
-                    elapsed: rep.start.elapsed().as_secs_f64(),
-                })?;
-                save(
-                    trainer.as_mut(),
-                    &mut run.dir,
-                    &rng,
-                    Some(last_val.unwrap_or(m.loss)),
-                )?;
-            }
-            window_start = std::time::Instant::now();
-            window_steps = 0;
-        }
-    }
-    rep.finish();
+    let schedule = Schedule::new(step, total, a.eval_every, a.output.log_every()?);
+    let (last_loss, last_acc, last_val) = match train_loop::run(
+        &mut task,
+        trainer.as_mut(),
+        &mut rng,
+        &mut run.dir,
+        &rep,
+        schedule,
+    )? {
+        Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
+        Outcome::Done {
+            train_loss,
+            train_acc,
+            val,
+        } => (train_loss, train_acc, val.map(|v| v.0)),
+    };
+    let step = total;
     let val = last_val.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
     let acc = last_acc.map_or(String::new(), |v| format!(", accuracy {v:.3}"));
     println!(

@@ -14,6 +14,7 @@ mod lm;
 mod report;
 mod run_folder;
 mod summary;
+mod train_loop;
 
 use std::process::ExitCode;
 

@@ -21,6 +21,22 @@ pub struct OutputArgs {
     /// One JSON object per evaluation on stdout (for scripts); no progress bar.
     #[arg(long)]
     pub json: bool,
+    /// Steps between points of the training-loss curve (train_loss.csv and loss.svg,
+    /// each the mean since the last point); default: about 50 points over the run.
+    #[arg(long)]
+    pub log_every: Option<u64>,
+}
+
+impl OutputArgs {
+    /// `--log-every`, checked.
+    pub fn log_every(&self) -> Result<Option<u64>> {
+        match self.log_every {
+            Some(0) => Err(GruError::Config(
+                "--log-every must be at least 1, found 0".into(),
+            )),
+            v => Ok(v),
+        }
+    }
 }
 
 /// One evaluation's figures.
@@ -37,7 +53,7 @@ pub struct Row {
     pub elapsed: f64,
 }
 
-use crate::cli::run_folder::METRICS_HEADER as HEADER;
+use crate::cli::run_folder::{METRICS_HEADER as HEADER, TRAIN_LOG, TRAIN_LOG_HEADER};
 
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.6}"))
@@ -59,6 +75,7 @@ pub struct Reporter {
     bar: ProgressBar,
     out: OutputArgs,
     csv: Option<PathBuf>,
+    log: Option<PathBuf>,
     unit: &'static str,
     pub start: Instant,
 }
@@ -101,10 +118,26 @@ impl Reporter {
             }
             None => None,
         };
+        let log = match &csv {
+            Some(c) => {
+                let path = c.with_file_name(TRAIN_LOG);
+                if !path.exists() {
+                    std::fs::write(&path, format!("{TRAIN_LOG_HEADER}\n")).map_err(|source| {
+                        GruError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        }
+                    })?;
+                }
+                Some(path)
+            }
+            None => None,
+        };
         Ok(Reporter {
             bar,
             out: out.clone(),
             csv,
+            log,
             unit,
             start: Instant::now(),
         })
@@ -122,6 +155,21 @@ impl Reporter {
         let acc = acc.map_or(String::new(), |a| format!(" acc {a:.3}"));
         self.bar
             .set_message(format!("loss {loss}{acc} | {rate:.0} {}/s", self.unit));
+    }
+
+    /// Moves the bar without new figures.
+    pub fn advance(&self, step: u64) {
+        self.bar.set_position(step);
+    }
+
+    /// Appends a point of the running training loss to [`TRAIN_LOG`] and redraws the plot.
+    pub fn log_point(&self, step: u64, epoch: f64, loss: f64, acc: Option<f64>) -> Result<()> {
+        let (Some(log), Some(csv)) = (&self.log, &self.csv) else {
+            return Ok(());
+        };
+        let line = format!("{step},{epoch:.4},{loss:.6},{}\n", opt(acc));
+        append(log, &line)?;
+        plot(csv, &csv.with_file_name("loss.svg"))
     }
 
     /// Records an evaluation: a line above the bar (or a JSON object), a CSV row, the plot.
@@ -165,15 +213,7 @@ impl Reporter {
                 r.rate,
                 r.elapsed
             );
-            let io = |source| GruError::Io {
-                path: path.display().to_string(),
-                source,
-            };
-            OpenOptions::new()
-                .append(true)
-                .open(path)
-                .and_then(|mut f| f.write_all(line.as_bytes()))
-                .map_err(io)?;
+            append(path, &line)?;
             plot(path, &path.with_file_name("loss.svg"))?;
         }
         Ok(())
@@ -205,43 +245,74 @@ impl Reporter {
     }
 }
 
-/// Draws train and validation loss against the step from `metrics.csv`.
+fn append(path: &Path, line: &str) -> Result<()> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|source| GruError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// (step, column `col`) of every data row of a CSV file whose column parses.
+fn series(path: &Path, col: usize) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            Some((
+                f.first()?.parse::<f64>().ok()?,
+                f.get(col)?.parse::<f64>().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Draws the training loss (the running points of [`TRAIN_LOG`] beside `metrics.csv`,
+/// else the evaluations' training loss) and the validation loss against the step.
 pub fn plot(csv: &Path, svg: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let text = std::fs::read_to_string(csv).map_err(|source| GruError::Io {
-        path: csv.display().to_string(),
-        source,
-    })?;
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let (Some(step), Some(loss)) = (
-            f.first().and_then(|s| s.parse::<f64>().ok()),
-            f.get(2).and_then(|s| s.parse::<f64>().ok()),
-        ) else {
-            continue;
-        };
-        train.push((step, loss));
-        if let Some(v) = f.get(4).and_then(|s| s.parse::<f64>().ok()) {
-            val.push((step, v));
-        }
+    if !csv.exists() {
+        return Err(GruError::Io {
+            path: csv.display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
     }
+    let logged = series(&csv.with_file_name(TRAIN_LOG), 2);
+    let train = if logged.is_empty() {
+        series(csv, 2)
+    } else {
+        logged
+    };
+    let val = series(csv, 4);
     if train.is_empty() {
         return Ok(());
     }
-    let xmax = train.iter().chain(&val).map(|p| p.0).fold(1.0, f64::max);
+    let xmax = train
+        .iter()
+        .chain(&val)
+        .map(|p| p.0)
+        .fold(1.0, f64::max)
+        .ceil();
     let ymax = train.iter().chain(&val).map(|p| p.1).fold(0.0, f64::max) * 1.05 + 1e-9;
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::new(svg, (800, 480)).into_drawing_area();
         root.fill(&WHITE)?;
+        // A right margin wide enough that the last step label is not cut.
         let mut chart = ChartBuilder::on(&root)
             .caption("loss", ("sans-serif", 22))
             .margin(12)
+            .margin_right(36)
             .x_label_area_size(36)
             .y_label_area_size(56)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)?;
         chart
             .configure_mesh()
+            // Steps are whole numbers.
+            .x_label_formatter(&|x| format!("{}", x.round() as u64))
             .x_desc("step")
             .y_desc("loss")
             .draw()?;

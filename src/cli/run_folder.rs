@@ -13,6 +13,11 @@ use gru_engine::{GruError, Result};
 /// The lock file inside a run folder; it holds the PID of the run that has the lock.
 pub const LOCK_FILE: &str = ".lock";
 
+/// The running training loss between evaluations, one row per `--log-every` steps.
+pub const TRAIN_LOG: &str = "train_loss.csv";
+/// Header of [`TRAIN_LOG`].
+pub const TRAIN_LOG_HEADER: &str = "step,epoch,train_loss,train_accuracy";
+
 /// Header of `metrics.csv`.
 pub const METRICS_HEADER: &str =
     "step,epoch,train_loss,train_accuracy,val_loss,val_accuracy,rate_per_s,elapsed_s";
@@ -229,6 +234,8 @@ impl RunPlan {
             // Starting over: earlier files stay until the new run's writes replace them.
             let metrics = path.join("metrics.csv");
             write_atomic(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?;
+            let log = path.join(TRAIN_LOG);
+            write_atomic(&log, format!("{}\n", TRAIN_LOG_HEADER).as_bytes())?;
             let _ = std::fs::remove_file(path.join("loss.svg"));
             CheckpointDir::fresh(&path)?
         };

@@ -149,6 +149,8 @@ impl Checkpoint {
         Self::from_bytes(&bytes, path)
     }
 
+    // Long by choice: every field of the file checked in file order before anything is
+    // allocated from it.
     /// Parses a checkpoint's bytes; `path` only names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let (_, header) = SafeTensors::read_metadata(bytes)

@@ -631,6 +631,119 @@ impl Task for ClassifyTask<'_> {
     }
 }
 
+/// The rows of a file of `n` held out for validation (`--val-split`), spread over the
+/// file (not its tail, which may be one class), in order.
+fn held_out_rows(n: usize, val_split: f64, seed: u64) -> Vec<usize> {
+    let k = (n as f64 * val_split) as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(seed ^ 0xfeed).shuffle(&mut order);
+    let mut take = order[..k].to_vec();
+    take.sort_unstable();
+    take
+}
+
+/// A new run's row format and vocabulary (from the training rows only).
+fn new_format(a: &TrainArgs, rows: &Rows, held_out: &[usize]) -> Result<(Format, Vec<String>)> {
+    let numeric = match a.input {
+        InputKind::Numeric => true,
+        InputKind::Text => false,
+        InputKind::Auto => rows.rows.iter().all(|r| all_numeric(r.iter().skip(1))),
+    };
+    let mut labels: Vec<String> = rows.rows.iter().map(|r| r[0].clone()).collect();
+    labels.sort();
+    labels.dedup();
+    if labels.len() < 2 {
+        return Err(GruError::Input(format!(
+            "{}: needs at least 2 different labels, found {}",
+            a.data.display(),
+            labels.len()
+        )));
+    }
+    let vocab = if numeric {
+        Vec::new()
+    } else {
+        let mut skip = held_out.iter().peekable();
+        let train_rows: Vec<&Vec<String>> = rows
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                if skip.peek() == Some(&i) {
+                    skip.next();
+                    false
+                } else {
+                    true
+                }
+            })
+            .map(|(_, r)| r)
+            .collect();
+        build_vocab(&train_rows, a.tokens, a.max_len, a.max_vocab, a.min_count)
+    };
+    let f = Format {
+        numeric,
+        tokens: a.tokens,
+        features: a.features,
+        max_len: a.max_len,
+        labels,
+        max_vocab: a.max_vocab,
+        min_count: Some(a.min_count),
+    };
+    Ok((f, vocab))
+}
+
+/// Training rows and labels, split from the validation ones: `held_out` rows of the
+/// training file, or all of the `--val` file.
+#[allow(clippy::type_complexity)]
+fn split_sets(
+    a: &TrainArgs,
+    f: &Format,
+    vocab: &HashMap<String, u32>,
+    mut train_ex: Vec<Example>,
+    mut train_ids: Vec<u32>,
+    held_out: &[usize],
+    quiet: bool,
+) -> Result<(Vec<Example>, Vec<u32>, Vec<Example>, Vec<u32>)> {
+    let (val_ex, val_ids) = match &a.val {
+        Some(p) => {
+            let known: std::collections::HashSet<&str> =
+                f.labels.iter().map(String::as_str).collect();
+            let vrows = apply_header(
+                p,
+                records(p)?,
+                a.header.header,
+                |r| eval_header(r, &known, f.numeric),
+                quiet,
+            );
+            let ex = examples(p, &vrows, true, f, vocab)?;
+            let ids = class_ids(p, &vrows, &ex, &f.labels)?;
+            (ex, ids)
+        }
+        None => {
+            // One pass (removing rows one by one is quadratic in a large file).
+            let mut is_val = vec![false; train_ex.len()];
+            for &i in held_out {
+                is_val[i] = true;
+            }
+            let (mut ex, mut ids, mut keep_ex, mut keep_ids) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((e, y), v) in train_ex.drain(..).zip(train_ids.drain(..)).zip(is_val) {
+                if v {
+                    ex.push(e);
+                    ids.push(y);
+                } else {
+                    keep_ex.push(e);
+                    keep_ids.push(y);
+                }
+            }
+            (train_ex, train_ids) = (keep_ex, keep_ids);
+            (ex, ids)
+        }
+    };
+    Ok((train_ex, train_ids, val_ex, val_ids))
+}
+
+// Long by choice: the phases of a run (flags, data, format, model, folder, report) in
+// order, sharing their locals; the loop itself is `train_loop::run`.
 fn train(a: TrainArgs) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
@@ -678,112 +791,24 @@ fn train(a: TrainArgs) -> Result<u8> {
     let held_out: Vec<usize> = if a.val.is_some() {
         Vec::new()
     } else {
-        let k = (rows.rows.len() as f64 * a.val_split) as usize;
-        let mut rng = Rng::new(a.optim.seed ^ 0xfeed);
-        let mut order: Vec<usize> = (0..rows.rows.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        let mut take = order[..k].to_vec();
-        take.sort_unstable();
-        take
+        held_out_rows(rows.rows.len(), a.val_split, a.optim.seed)
     };
     let (f, vocab_list) = match &resumed {
         Some((c, file)) => {
             let (f, _) = format_of(c, file)?;
             (f, c.vocab.clone().unwrap_or_default())
         }
-        None => {
-            let numeric = match a.input {
-                InputKind::Numeric => true,
-                InputKind::Text => false,
-                InputKind::Auto => rows.rows.iter().all(|r| all_numeric(r.iter().skip(1))),
-            };
-            let mut labels: Vec<String> = rows.rows.iter().map(|r| r[0].clone()).collect();
-            labels.sort();
-            labels.dedup();
-            if labels.len() < 2 {
-                return Err(GruError::Input(format!(
-                    "{}: needs at least 2 different labels, found {}",
-                    a.data.display(),
-                    labels.len()
-                )));
-            }
-            let vocab = if numeric {
-                Vec::new()
-            } else {
-                let mut skip = held_out.iter().peekable();
-                let train_rows: Vec<&Vec<String>> = rows
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| {
-                        if skip.peek() == Some(&i) {
-                            skip.next();
-                            false
-                        } else {
-                            true
-                        }
-                    })
-                    .map(|(_, r)| r)
-                    .collect();
-                build_vocab(&train_rows, a.tokens, a.max_len, a.max_vocab, a.min_count)
-            };
-            let f = Format {
-                numeric,
-                tokens: a.tokens,
-                features: a.features,
-                max_len: a.max_len,
-                labels,
-                max_vocab: a.max_vocab,
-                min_count: Some(a.min_count),
-            };
-            (f, vocab)
-        }
+        None => new_format(&a, &rows, &held_out)?,
     };
     let vocab: HashMap<String, u32> = vocab_list
         .iter()
         .enumerate()
         .map(|(i, t)| (t.clone(), i as u32))
         .collect();
-    let mut train_ex = examples(&a.data, &rows, true, &f, &vocab)?;
-    let mut train_ids = class_ids(&a.data, &rows, &train_ex, &f.labels)?;
-    let (val_ex, val_ids) = match &a.val {
-        Some(p) => {
-            let known: std::collections::HashSet<&str> =
-                f.labels.iter().map(String::as_str).collect();
-            let vrows = apply_header(
-                p,
-                records(p)?,
-                a.header.header,
-                |r| eval_header(r, &known, f.numeric),
-                quiet,
-            );
-            let ex = examples(p, &vrows, true, &f, &vocab)?;
-            let ids = class_ids(p, &vrows, &ex, &f.labels)?;
-            (ex, ids)
-        }
-        None => {
-            // One pass (removing rows one by one is quadratic in a large file).
-            let mut is_val = vec![false; train_ex.len()];
-            for &i in &held_out {
-                is_val[i] = true;
-            }
-            let (mut ex, mut ids, mut keep_ex, mut keep_ids) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((e, y), v) in train_ex.drain(..).zip(train_ids.drain(..)).zip(is_val) {
-                if v {
-                    ex.push(e);
-                    ids.push(y);
-                } else {
-                    keep_ex.push(e);
-                    keep_ids.push(y);
-                }
-            }
-            (train_ex, train_ids) = (keep_ex, keep_ids);
-            (ex, ids)
-        }
-    };
+    let train_ex = examples(&a.data, &rows, true, &f, &vocab)?;
+    let train_ids = class_ids(&a.data, &rows, &train_ex, &f.labels)?;
+    let (train_ex, train_ids, val_ex, val_ids) =
+        split_sets(&a, &f, &vocab, train_ex, train_ids, &held_out, quiet)?;
     if train_ex.is_empty() {
         return Err(GruError::Input(format!(
             "{}: no training rows left after holding out validation",

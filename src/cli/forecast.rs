@@ -291,6 +291,8 @@ impl Task for ForecastTask<'_> {
     }
 }
 
+// Long by choice: the phases of a run (flags, series, windows, statistics, model,
+// folder, report) in order, sharing their locals; the loop itself is `train_loop::run`.
 fn train(a: TrainArgs) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();

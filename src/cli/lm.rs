@@ -232,6 +232,8 @@ fn lm_vocab(c: &Checkpoint, file: &std::path::Path) -> Result<Vec<String>> {
     Ok(vocab)
 }
 
+// Long by choice: the phases of a run (flags, text, vocabulary, model, folder, report,
+// sample) in order, sharing their locals; the loop itself is `train_loop::run`.
 pub fn train(a: TrainArgs) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();

@@ -6,6 +6,7 @@ use crate::error::{check_len, Result};
 use crate::sequence::{swap_leading_axes, GruGrads};
 use crate::weights::GruWeights;
 
+// Long by choice: BPTT as the math, in one reading order (see docs/design.md §3).
 /// Gradients of a loss L given dL/d output (same layout as the forward's output) and,
 /// optionally, dL/d h_n [layers·dirs, B, H].
 pub fn backward<R: Real>(

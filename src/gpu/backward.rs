@@ -31,6 +31,8 @@ pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
         .unwrap_or(0)
 }
 
+// Long by choice: the backward schedule in recording order (reverse steps, then the
+// weight-gradient GEMMs per layer and direction), with its buffer offsets side by side.
 /// The backward dispatch list of a workspace. With `accumulate_grads` the parameter
 /// gradients are added to what the buffers hold (batch chunks after the first);
 /// otherwise they overwrite it.

@@ -87,6 +87,8 @@ impl<'a> Batch<'a> {
         self
     }
 
+    // Long by choice: one pass of boundary checks, each naming its value and position,
+    // then the time-major layout.
     /// Checks every shape and value against `config` and lays the batch out time-major.
     /// `need_targets`: training and evaluation need them, prediction does not.
     pub(crate) fn prepare(&self, config: &ModelConfig, need_targets: bool) -> Result<Prepared> {

@@ -52,6 +52,8 @@ pub fn model_pass<R: Real>(
     pass(params, &prep, dropout_seed, h0, grads)
 }
 
+// Long by choice: the reference reads top to bottom as the math (embedding, layers,
+// head, loss, then backward in reverse), which splitting would scatter.
 pub(crate) fn pass<R: Real>(
     params: &ModelParams<R>,
     prep: &Prepared,

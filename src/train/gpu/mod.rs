@@ -4,6 +4,7 @@
 //! `update.rs`). Lists are recorded once per shape; a step only writes its inputs and
 //! one small uniform (learning rate, bias corrections, dropout seed).
 
+mod carry;
 pub(crate) mod plan;
 mod update;
 
@@ -23,6 +24,7 @@ use crate::model::{
 use crate::train::options::{OptimizerState, TrainOptions};
 use crate::train::{Metrics, Split, Trainer};
 
+use carry::Carry;
 pub(crate) use plan::{ModelBuffers, ModelPlan};
 use update::GpuTensor;
 
@@ -77,13 +79,6 @@ pub struct GpuTrainer {
     carry: Option<Carry>,
 }
 
-/// The state carried between batches of one batch size: per layer [dirs, B, H].
-struct Carry {
-    batch: usize,
-    layers: Vec<wgpu::Buffer>,
-    valid: bool,
-}
-
 impl std::fmt::Debug for GpuTrainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GpuTrainer")
@@ -120,36 +115,7 @@ impl GpuTrainer {
                 let p = GpuParams::new(&ctx, &lc)?;
                 layers.push((lc, p));
             }
-            let mut tensors = Vec::new();
-            let mut gru = layers.iter().flat_map(|(_, p)| {
-                p.dirs.iter().flat_map(|d| {
-                    [
-                        (d.w_ih.clone(), d.d_w_ih.clone()),
-                        (d.w_hh.clone(), d.d_w_hh.clone()),
-                        (d.b_ih.clone(), d.d_b_ih.clone()),
-                        (d.b_hh.clone(), d.d_b_hh.clone()),
-                    ]
-                })
-            });
-            for info in &infos {
-                let n = info.len();
-                let (value, grad) = match info.role {
-                    ParamRole::Embedding | ParamRole::DenseWeight | ParamRole::DenseBias => (
-                        ctx.storage(&info.name, n)?,
-                        ctx.storage(&format!("d_{}", info.name), n)?,
-                    ),
-                    _ => gru
-                        .next()
-                        .ok_or_else(|| GruError::State("GRU tensors out of step".into()))?,
-                };
-                tensors.push(GpuTensor {
-                    info: info.clone(),
-                    value,
-                    grad,
-                    m: ctx.storage(&format!("m_{}", info.name), n)?,
-                    v: ctx.storage(&format!("v_{}", info.name), n)?,
-                });
-            }
+            let tensors = update::allocate(&ctx, &layers, &infos)?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
             let norms = ctx.storage("grad_norms", count + 2)?;
@@ -225,20 +191,12 @@ impl GpuTrainer {
 
     /// The carry buffers for batch size `batch`, (re)allocated (invalid) when B changed.
     fn carry_for(&mut self, batch: usize) -> Result<()> {
-        if self.carry.as_ref().is_some_and(|c| c.batch == batch) {
-            return Ok(());
+        if self.carry.as_ref().is_none_or(|c| c.batch != batch) {
+            self.carry = Some(
+                self.ctx
+                    .scoped(|| Carry::new(&self.ctx, &self.config, batch))?,
+            );
         }
-        let per = self.config.gru_config().num_directions() * batch * self.config.hidden_size;
-        let layers = self.ctx.scoped(|| {
-            (0..self.config.num_layers)
-                .map(|l| self.ctx.storage(&format!("carry_l{l}"), per))
-                .collect::<Result<Vec<_>>>()
-        })?;
-        self.carry = Some(Carry {
-            batch,
-            layers,
-            valid: false,
-        });
         Ok(())
     }
 
@@ -458,13 +416,10 @@ impl Trainer for GpuTrainer {
         Ok(())
     }
     fn carried_state(&mut self) -> Result<Option<Vec<f32>>> {
-        let Some(c) = self.carry.as_ref().filter(|c| c.valid) else {
-            return Ok(None);
-        };
-        let per = self.config.gru_config().num_directions() * c.batch * self.config.hidden_size;
-        let parts: Vec<_> = c.layers.iter().map(|b| (b, 0, per)).collect();
-        let staging = self.ctx.staging(parts.len() * per)?;
-        Ok(Some(self.ctx.read_f32(&staging, &parts)?.concat()))
+        match self.carry.as_ref().filter(|c| c.valid) {
+            Some(c) => Ok(Some(c.read(&self.ctx, &self.config)?)),
+            None => Ok(None),
+        }
     }
     fn generate(
         &mut self,
@@ -513,14 +468,7 @@ impl Trainer for GpuTrainer {
         )?;
         self.carry_for(batch)?;
         if let Some(c) = &mut self.carry {
-            for (l, buf) in c.layers.iter().enumerate() {
-                self.ctx.queue.write_buffer(
-                    buf,
-                    0,
-                    bytemuck::cast_slice(&h[l * per..(l + 1) * per]),
-                );
-            }
-            c.valid = true;
+            c.write(&self.ctx, h);
         }
         Ok(())
     }

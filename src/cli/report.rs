@@ -103,36 +103,13 @@ impl Reporter {
             .progress_chars("=> "),
         );
         bar.set_position(done);
-        let csv = match dir {
-            Some(d) => {
-                let path = d.join("metrics.csv");
-                if !path.exists() {
-                    std::fs::write(&path, format!("{HEADER}\n")).map_err(|source| {
-                        GruError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        }
-                    })?;
-                }
-                Some(path)
-            }
-            None => None,
-        };
-        let log = match &csv {
-            Some(c) => {
-                let path = c.with_file_name(TRAIN_LOG);
-                if !path.exists() {
-                    std::fs::write(&path, format!("{TRAIN_LOG_HEADER}\n")).map_err(|source| {
-                        GruError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        }
-                    })?;
-                }
-                Some(path)
-            }
-            None => None,
-        };
+        let csv = dir
+            .map(|d| created(d.join("metrics.csv"), HEADER))
+            .transpose()?;
+        let log = csv
+            .as_ref()
+            .map(|c| created(c.with_file_name(TRAIN_LOG), TRAIN_LOG_HEADER))
+            .transpose()?;
         Ok(Reporter {
             bar,
             out: out.clone(),
@@ -243,6 +220,17 @@ impl Reporter {
     pub fn plot_path(&self) -> Option<PathBuf> {
         self.csv.as_ref().map(|p| p.with_file_name("loss.svg"))
     }
+}
+
+/// `path`, written with just `header` unless it exists (a resumed run appends).
+fn created(path: PathBuf, header: &str) -> Result<PathBuf> {
+    if !path.exists() {
+        std::fs::write(&path, format!("{header}\n")).map_err(|source| GruError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(path)
 }
 
 fn append(path: &Path, line: &str) -> Result<()> {

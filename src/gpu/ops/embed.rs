@@ -6,6 +6,15 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
 
+fn params(n: usize, dim: usize, vocab: usize) -> EmbedParams {
+    EmbedParams {
+        n: n as u32,
+        dim: dim as u32,
+        vocab: vocab as u32,
+        _p0: 0,
+    }
+}
+
 /// out[n, j] = table[tokens[n], j] for `n` positions of `dim` values.
 pub(crate) fn embed_forward(
     ctx: &GpuContext,
@@ -14,12 +23,7 @@ pub(crate) fn embed_forward(
     table: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let q = EmbedParams {
-        n: n as u32,
-        dim: dim as u32,
-        vocab: vocab as u32,
-        _p0: 0,
-    };
+    let q = params(n, dim, vocab);
     let grid = flat_grid(ctx, n * dim);
     let bufs = [tokens, table, out];
     param_dispatch(
@@ -42,12 +46,7 @@ pub(crate) fn embed_backward(
     d_x: &wgpu::Buffer,
     d_table: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let q = EmbedParams {
-        n: n as u32,
-        dim: dim as u32,
-        vocab: vocab as u32,
-        _p0: 0,
-    };
+    let q = params(n, dim, vocab);
     let grid = flat_grid(ctx, vocab * dim);
     let bufs = [index, d_x, d_table];
     param_dispatch(

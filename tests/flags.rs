@@ -823,6 +823,53 @@ fn log_every_writes_the_training_curve() {
     assert!(!d.path().join("zero").exists());
 }
 
+/// `summary --kind forecaster` reads features and keeps the last state (no embedding,
+/// output (None, H)); `--kind lm` embeds tokens and reads every step.
+#[test]
+fn summary_kind_forecaster_and_example_data_seed() {
+    let fc = stdout_of(&[
+        "summary",
+        "--kind",
+        "forecaster",
+        "--features",
+        "3",
+        "--hidden",
+        "4",
+        "--outputs",
+        "2",
+    ]);
+    assert!(
+        fc.contains("gru (GRU)      (None, 4)") && !fc.contains("embedding"),
+        "{fc}"
+    );
+    assert!(fc.contains("Total params: 118"), "{fc}");
+    let lm = stdout_of(&[
+        "summary", "--kind", "lm", "--vocab", "5", "--embed", "3", "--hidden", "4",
+    ]);
+    assert!(
+        lm.contains("embedding") && lm.contains("(None, None, 4)"),
+        "{lm}"
+    );
+    // example-data --seed: the same seed writes the same file, another seed another.
+    let d = tempfile::tempdir().unwrap();
+    let write = |name: &str, seed: &str| {
+        let p = d.path().join(name);
+        ok(&[
+            "example-data",
+            "forecast",
+            "--out",
+            s(&p),
+            "--rows",
+            "20",
+            "--seed",
+            seed,
+        ]);
+        std::fs::read(p).unwrap()
+    };
+    assert_eq!(write("a.csv", "1"), write("b.csv", "1"));
+    assert_ne!(write("a.csv", "1"), write("c.csv", "2"));
+}
+
 /// Every long flag in every subcommand's help appears, quoted, in some test file.
 #[test]
 fn every_flag_is_exercised_by_a_test() {

@@ -22,9 +22,6 @@ fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // (coalesced) and reducing in workgroup memory: a vocabulary of any size stays far under
 // llvmpipe's cap of 65535 loop iterations per invocation, which a loop per row over
 // 30,000 columns, three times, passed (silently dropping the rest of the row).
-var<workgroup> red_v: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
-
 @compute @workgroup_size(WG)
 fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.y * nwg.x + wid.x;
@@ -36,32 +33,12 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         let v = logits[base + c];
         if (v > mx) { mx = v; arg = c; }
     }
-    red_v[lid] = mx;
-    red_i[lid] = arg;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) {
-            let o = red_v[lid + w];
-            let oi = red_i[lid + w];
-            if (o > red_v[lid] || (o == red_v[lid] && oi < red_i[lid])) {
-                red_v[lid] = o;
-                red_i[lid] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
-    mx = red_v[0];
-    arg = red_i[0];
-    workgroupBarrier();
+    let top = workgroup_argmax(lid, mx, arg);
+    mx = top.value;
+    arg = top.index;
     var sum = 0.0;
     for (var c = lid; c < p.cols; c += WG) { sum += exp(logits[base + c] - mx); }
-    red_v[lid] = sum;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) { red_v[lid] += red_v[lid + w]; }
-        workgroupBarrier();
-    }
-    let lse = mx + log(red_v[0]);
+    let lse = mx + log(workgroup_sum(lid, sum));
     let t = targets[row];
     let valid = t != IGNORE;
     for (var c = lid; c < p.cols; c += WG) {

@@ -20,9 +20,6 @@ fn pcg(v: u32) -> u32 {
 // sums run block by block in order (the CPU reference sums in the same order). A single
 // invocation looping over the row several times passed llvmpipe's cap of 65535 loop
 // iterations per invocation at about 22,000 columns and drew wrong tokens.
-var<workgroup> red_v: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
-
 @compute @workgroup_size(WG)
 fn sample(@builtin(local_invocation_index) lid: u32) {
     let chunk = (p.cols + WG - 1u) / WG;
@@ -35,23 +32,9 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
         let v = logits[p.offset + c];
         if (v > mx) { mx = v; best = c; }
     }
-    red_v[lid] = mx;
-    red_i[lid] = best;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) {
-            let o = red_v[lid + w];
-            let oi = red_i[lid + w];
-            if (o > red_v[lid] || (o == red_v[lid] && oi < red_i[lid])) {
-                red_v[lid] = o;
-                red_i[lid] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
-    mx = red_v[0];
-    best = red_i[0];
-    workgroupBarrier();
+    let top = workgroup_argmax(lid, mx, best);
+    mx = top.value;
+    best = top.index;
     var pick = best;
     if (p.temperature > 0.0) {
         // The k-th largest distinct value, by k passes of "largest below the last".
@@ -64,14 +47,7 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
                     let v = logits[p.offset + c];
                     if (v < thr && v > next) { next = v; }
                 }
-                red_v[lid] = next;
-                workgroupBarrier();
-                for (var w = WG / 2u; w > 0u; w >>= 1u) {
-                    if (lid < w) { red_v[lid] = max(red_v[lid], red_v[lid + w]); }
-                    workgroupBarrier();
-                }
-                thr = red_v[0];
-                workgroupBarrier();
+                thr = workgroup_max(lid, next);
             }
             floor_v = thr;
         }

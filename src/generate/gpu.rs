@@ -34,11 +34,12 @@ pub(crate) fn generate(
         .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
         .collect::<Result<Vec<_>>>()?;
     let mut warm_list = warm.predict.clone();
-    let last_row = ((warm.t_len - 1) * c, c);
+    // The prompt's last step's logits pick the first token.
+    let last_row = (warm.t_len - 1) * c;
     warm_list.push(sample(
         ctx,
         sampling,
-        (last_row.1, last_row.0),
+        (c, last_row),
         &warm.logits,
         &step.tokens,
         &gen,

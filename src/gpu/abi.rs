@@ -43,6 +43,62 @@ impl Wgsl for Ignore {
     }
 }
 
+/// Reductions across one workgroup of `WG` threads, in a fixed tree order (results are
+/// the same run to run): the first maximum with its index, the maximum, the sum. Each
+/// call must come from uniform control flow (they hold barriers); every thread gets the
+/// result. `red_v` is also free scratch between calls.
+pub(crate) struct WorkgroupReduce;
+impl Wgsl for WorkgroupReduce {
+    fn wgsl() -> String {
+        r#"var<workgroup> red_v: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
+struct ArgMax { value: f32, index: u32 }
+fn workgroup_argmax(lid: u32, value: f32, index: u32) -> ArgMax {
+    red_v[lid] = value;
+    red_i[lid] = index;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            let o = red_v[lid + w];
+            let oi = red_i[lid + w];
+            if (o > red_v[lid] || (o == red_v[lid] && oi < red_i[lid])) {
+                red_v[lid] = o;
+                red_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = ArgMax(red_v[0], red_i[0]);
+    workgroupBarrier();
+    return r;
+}
+fn workgroup_max(lid: u32, value: f32) -> f32 {
+    red_v[lid] = value;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) { red_v[lid] = max(red_v[lid], red_v[lid + w]); }
+        workgroupBarrier();
+    }
+    let r = red_v[0];
+    workgroupBarrier();
+    return r;
+}
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    red_v[lid] = value;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) { red_v[lid] += red_v[lid + w]; }
+        workgroupBarrier();
+    }
+    let r = red_v[0];
+    workgroupBarrier();
+    return r;
+}
+"#
+        .to_string()
+    }
+}
+
 /// Declares `#[repr(C)]` structs of u32/f32 fields and their WGSL twins, with the
 /// member offsets the layout test compares.
 macro_rules! wgsl_structs {

@@ -60,13 +60,13 @@ shaders! {
     StepBwd => "gru_step_bwd" [Workgroup, StepTile, StepParams, StepDims],
     Embedding => "embedding" [Workgroup, EmbedParams],
     Dropout => "dropout" [Workgroup, DropoutSite, TrainStep],
-    Loss => "loss" [Workgroup, Ignore, LossParams],
+    Loss => "loss" [Workgroup, WorkgroupReduce, Ignore, LossParams],
     Metrics => "metrics" [Workgroup, MetricParams],
     GradNorm => "grad_norm" [Workgroup, TensorParams, TrainStep],
     Optimizer => "optimizer" [Workgroup, TensorParams, TrainStep],
     MaxNorm => "max_norm" [Workgroup, NormParams],
     StridedCopy => "strided_copy" [Workgroup, CopyParams],
-    Sample => "sample" [Workgroup, SampleParams],
+    Sample => "sample" [Workgroup, WorkgroupReduce, SampleParams],
 }
 
 impl Shader {
@@ -327,7 +327,14 @@ mod tests {
                     s.label()
                 );
             }
-            for c in ["const WG:", "const TB:", "const UT:", "const IGNORE:"] {
+            for c in [
+                "const WG:",
+                "const TB:",
+                "const UT:",
+                "const IGNORE:",
+                "var<workgroup> red_v",
+                "fn workgroup_",
+            ] {
                 assert!(!s.file().contains(c), "{}.wgsl declares `{c}`", s.label());
             }
         }

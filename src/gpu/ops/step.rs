@@ -5,14 +5,10 @@ use std::sync::Arc;
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
+use crate::gpu::abi::{TB, WG};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Kernel, Pipeline, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
-
-/// Units per step workgroup (`WG` in the step shaders).
-pub(crate) const STEP_UNITS: u32 = crate::gpu::abi::WG;
-/// Batch rows per step workgroup (`TB` in the step shaders).
-pub(crate) const STEP_ROWS: u32 = crate::gpu::abi::TB;
 
 /// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
 pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
@@ -60,10 +56,10 @@ impl StepKernel {
         ];
         res.extend(buffers.iter().map(|b| b.as_entire_binding()));
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
-        // Workgroups of STEP_UNITS units x STEP_ROWS batch rows (WG and TB in the shaders).
+        // Workgroups of WG units x TB batch rows (the shaders' WG and TB).
         let groups = [
-            groups(d.hidden as usize, STEP_UNITS),
-            groups(d.batch as usize, STEP_ROWS),
+            groups(d.hidden as usize, WG),
+            groups(d.batch as usize, TB),
             1,
         ];
         Ok(StepKernel {

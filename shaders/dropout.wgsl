@@ -1,7 +1,9 @@
 // dropout: dst[i] = src[i] * keep(i) / (1 - p). The mask is a hash of (step seed, site,
 // i), so backward re-derives it instead of storing it (the same kernel maps the output
 // gradient to the input gradient) and the CPU reference draws the same mask.
-// threshold = 0 and scale = 1 make it a copy (evaluation).
+// threshold = 0 and scale = 1 make it a copy (evaluation). A batch chunk draws the mask
+// of its values' places in the whole batch (span, stride, offset), so chunking does not
+// change it.
 
 
 @group(0) @binding(0) var<uniform> p: DropoutSite;
@@ -20,6 +22,7 @@ fn pcg(v: u32) -> u32 {
 fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.y * nwg.x * WG + gid.x;
     if (i >= p.n) { return; }
-    let h = pcg(i ^ pcg(step.seed ^ pcg(p.site)));
+    let g = (i / p.span) * p.stride + p.offset + i % p.span;
+    let h = pcg(g ^ pcg(step.seed ^ pcg(p.site)));
     dst[i] = select(0.0, src[i] * p.scale, h >= p.threshold);
 }

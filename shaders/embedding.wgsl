@@ -42,5 +42,6 @@ fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         if (k + 2u < k1) { s += src[ids[base + k + 2u] * p.dim + j]; }
         if (k + 3u < k1) { s += src[ids[base + k + 3u] * p.dim + j]; }
     }
+    if (p.accumulate != 0u) { s += dst[e]; }
     dst[e] = s;
 }

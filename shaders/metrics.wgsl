@@ -25,6 +25,6 @@ fn metrics_add(@builtin(local_invocation_index) lid: u32) {
         metrics[0] += part[0].x;
         metrics[1] += part[0].y;
         metrics[2] += part[0].z;
-        metrics[3] += 1.0;
+        metrics[3] += f32(p.batches);
     }
 }

@@ -77,6 +77,12 @@ fn activation_values(cfg: &ModelConfig, batch: usize, seq_len: usize) -> u64 {
     per_layer.saturating_add(embed).saturating_add(head)
 }
 
+/// Device bytes of the activations of one training step of (`batch`, `seq_len`): what a
+/// GPU trainer allocates per shape.
+pub(crate) fn activation_bytes(cfg: &ModelConfig, batch: usize, seq_len: usize) -> u64 {
+    mul(4, activation_values(cfg, batch, seq_len))
+}
+
 impl Footprint {
     /// A training (or evaluation) run of `cfg` on batches of `batch` rows of `seq_len`
     /// steps: parameters, gradients and two optimiser moments; the activations of one

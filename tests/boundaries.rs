@@ -130,13 +130,18 @@ fn training_shapes_past_the_device_are_refused_before_allocating() {
     let Some(ctx) = gpu() else { return };
     let cfg = ModelConfig::language_model(8, 4, 64);
     let p = ModelParams::init(cfg, 1).unwrap();
+    let software = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
     let mut t = GpuTrainer::new(ctx, &p, TrainOptions::adam(1e-3)).unwrap();
+    // A batch past one workspace runs in chunks; one past the memory is refused. On a
+    // software adapter the device memory is the host's, checked before allocating; a
+    // GPU reports running out when the buffers are made.
     match t.prepare(1000, 1_000_000) {
-        Err(GruError::TooLarge { what, .. }) => {
+        Err(GruError::HostMemory { what, .. }) if software => {
             assert!(what.contains("B = 1000000 rows x T = 1000 steps"), "{what}");
             assert!(what.contains("rows fit"), "{what}");
         }
-        other => panic!("expected TooLarge, got {other:?}"),
+        Err(GruError::OutOfMemory(_)) if !software => {}
+        other => panic!("expected HostMemory, got {other:?}"),
     }
     // The trainer still works at a shape that fits.
     t.train_step(&Batch::tokens(&[1, 2, 3], 1, 3).classes(&[2, 3, 4]))

@@ -71,18 +71,23 @@ fn check(name: &str, cfg: ModelConfig, b: usize, t: usize, lengths: bool) {
         trainers.push(Box::new(
             GpuTrainer::new(ctx.clone(), &params, opts).unwrap(),
         ));
+        // The same batch in chunks of rows, as a batch too large for one workspace runs.
+        let mut chunked = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
+        chunked.set_batch_chunk(Some(if b > 2 { 2 } else { 1 }));
+        trainers.push(Box::new(chunked));
     }
-    for tr in &mut trainers {
+    for (k, tr) in trainers.iter_mut().enumerate() {
         let mut rng = Rng::new(5);
         for step in 1..=2u64 {
             let d: Data = data(&cfg, b, t, lengths, &mut rng);
-            let case = format!("{name}, {}, step {step}", tr.device_name());
+            let case = format!("{name}, {} #{k}, step {step}", tr.device_name());
             let now = tr.params().unwrap();
             let (want, loss, _) = reference(&now, &opts, step, &d.batch(), None);
             let got = tr.gradients(&d.batch()).unwrap();
             same_grads(&got, &want, &case);
             let m = tr.take_metrics(Split::Train).unwrap();
             assert_close("loss", &[m.loss as f32], &[loss], 1e-5, 1e-4, &case);
+            assert_eq!(m.batches, 1, "{case}: batches counted");
             // The step applies exactly these gradients: SGD moves w by -lr·g.
             tr.train_step(&d.batch()).unwrap();
             tr.take_metrics(Split::Train).unwrap();
@@ -104,12 +109,20 @@ fn check(name: &str, cfg: ModelConfig, b: usize, t: usize, lengths: bool) {
         }
     }
     if let Some(ctx) = ctx {
-        let mut g = GpuTrainer::new(ctx, &params, opts).unwrap();
         let d = data(&cfg, b, t, lengths, &mut Rng::new(5));
         let (want, _, _) = reference(&params, &opts, 1, &d.batch(), None);
-        g.train_step(&d.batch()).unwrap();
-        let n = g.last_grad_norm().unwrap();
-        assert_close("gradient norm", &[n], &[norm(&want)], 1e-6, 1e-4, name);
+        let mut outputs = Vec::new();
+        for chunk in [None, Some(1)] {
+            let mut g = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
+            g.set_batch_chunk(chunk);
+            g.train_step(&d.batch()).unwrap();
+            let n = g.last_grad_norm().unwrap();
+            let case = format!("{name}, chunks of {chunk:?}");
+            assert_close("gradient norm", &[n], &[norm(&want)], 1e-6, 1e-4, &case);
+            outputs.push(g.predict(&d.batch()).unwrap());
+        }
+        let one: Vec<f64> = outputs[0].iter().map(|&v| v as f64).collect();
+        assert_close("chunked predict", &outputs[1], &one, 1e-6, 1e-5, name);
     }
 }
 
@@ -267,7 +280,12 @@ fn a_stateful_model_starts_each_batch_from_the_last_final_state() {
     let mut trainers: Vec<Box<dyn Trainer>> =
         vec![Box::new(CpuTrainer::new(params.clone(), opts).unwrap())];
     if let Some(ctx) = gpu() {
-        trainers.push(Box::new(GpuTrainer::new(ctx, &params, opts).unwrap()));
+        trainers.push(Box::new(
+            GpuTrainer::new(ctx.clone(), &params, opts).unwrap(),
+        ));
+        let mut chunked = GpuTrainer::new(ctx, &params, opts).unwrap();
+        chunked.set_batch_chunk(Some(2));
+        trainers.push(Box::new(chunked));
     }
     let (b, t) = (3, 4);
     for tr in &mut trainers {

@@ -155,14 +155,18 @@ wgsl_structs! {
     StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
     /// A step kernel's shape and where its output goes.
     StepDims { batch: u32, hidden: u32, out_stride: u32, out_offset: u32, reverse: u32, _p0: u32, _p1: u32, _p2: u32 }
-    /// An embedding lookup of n positions, or its gradient over the vocabulary.
-    EmbedParams { n: u32, dim: u32, vocab: u32, _p0: u32 }
-    /// One dropout site: values, site id, keep threshold, 1/(1-p).
-    DropoutSite { n: u32, site: u32, threshold: u32, scale: f32 }
+    /// An embedding lookup of n positions, or its gradient over the vocabulary (added to
+    /// the table's gradient when `accumulate` is 1: a later batch chunk).
+    EmbedParams { n: u32, dim: u32, vocab: u32, accumulate: u32 }
+    /// One dropout site: values, site id, keep threshold, 1/(1-p), and where the values
+    /// sit in the whole batch (a chunk's value i is the batch's
+    /// (i / span)·stride + offset + i % span, which draws the mask).
+    DropoutSite { n: u32, site: u32, threshold: u32, scale: f32, span: u32, stride: u32, offset: u32, _p0: u32 }
     /// A loss over rows of cols logits, gradients divided by the counted targets.
     LossParams { rows: u32, cols: u32, inv_count: f32, _p0: u32 }
     /// Per-row loss statistics to add to the running totals.
-    MetricParams { rows: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// `batches`: 1, or 0 for a later chunk of the same batch.
+    MetricParams { rows: u32, batches: u32, _p0: u32, _p1: u32 }
     /// One parameter tensor of the update: length, index, number of tensors.
     TensorParams { n: u32, index: u32, count: u32, _p0: u32 }
     /// Keras' max_norm on rows of cols values (cols = 1: bias pairs).

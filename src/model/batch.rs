@@ -259,4 +259,34 @@ impl Prepared {
             Head::LastState => self.batch,
         }
     }
+
+    /// Batch rows `[row0, row0 + rows)` as a batch of their own (a chunk), time-major
+    /// like the whole. `count` stays the whole batch's, since the loss is its mean.
+    pub fn rows(&self, head: Head, row0: usize, rows: usize) -> Prepared {
+        let (t_len, b) = (self.seq_len, self.batch);
+        // Per time step: `width` values per row, [row0, row0 + rows) of each step's b rows.
+        fn take<T: Copy>(v: &[T], steps: usize, b: usize, row0: usize, rows: usize) -> Vec<T> {
+            if v.is_empty() {
+                return Vec::new();
+            }
+            let width = v.len() / (steps * b);
+            (0..steps)
+                .flat_map(|t| &v[(t * b + row0) * width..(t * b + row0 + rows) * width])
+                .copied()
+                .collect()
+        }
+        let head_steps = match head {
+            Head::EveryStep => t_len,
+            Head::LastState => 1,
+        };
+        Prepared {
+            seq_len: t_len,
+            batch: rows,
+            tokens: take(&self.tokens, t_len, b, row0, rows),
+            features: take(&self.features, t_len, b, row0, rows),
+            lengths: self.lengths[row0..row0 + rows].to_vec(),
+            targets: take(&self.targets, head_steps, b, row0, rows),
+            count: self.count,
+        }
+    }
 }

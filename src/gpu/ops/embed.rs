@@ -6,12 +6,12 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
 
-fn params(n: usize, dim: usize, vocab: usize) -> EmbedParams {
+fn params(n: usize, dim: usize, vocab: usize, accumulate: bool) -> EmbedParams {
     EmbedParams {
         n: n as u32,
         dim: dim as u32,
         vocab: vocab as u32,
-        _p0: 0,
+        accumulate: accumulate as u32,
     }
 }
 
@@ -23,7 +23,7 @@ pub(crate) fn embed_forward(
     table: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let q = params(n, dim, vocab);
+    let q = params(n, dim, vocab, false);
     let grid = flat_grid(ctx, n * dim);
     let bufs = [tokens, table, out];
     param_dispatch(
@@ -37,16 +37,17 @@ pub(crate) fn embed_forward(
     )
 }
 
-/// d_table[v, j] = Σ d_x[p, j] over the positions p of token v, in the order `index`
-/// ([offsets (V+1) | positions (N)]) lists them.
+/// d_table[v, j] (+)= Σ d_x[p, j] over the positions p of token v, in the order `index`
+/// ([offsets (V+1) | positions (N)]) lists them; `accumulate` adds (a later chunk).
 pub(crate) fn embed_backward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
+    accumulate: bool,
     index: &wgpu::Buffer,
     d_x: &wgpu::Buffer,
     d_table: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let q = params(n, dim, vocab);
+    let q = params(n, dim, vocab, accumulate);
     let grid = flat_grid(ctx, vocab * dim);
     let bufs = [index, d_x, d_table];
     param_dispatch(

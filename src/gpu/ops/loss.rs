@@ -31,15 +31,17 @@ pub(crate) fn loss(
     )
 }
 
-/// totals += the batch's (loss sum, correct, counted, 1), in a fixed order.
+/// totals += the batch's (loss sum, correct, counted, 1), in a fixed order; `first`
+/// false for a later chunk of the batch, which adds 0 batches.
 pub(crate) fn metrics_add(
     ctx: &GpuContext,
-    rows: usize,
+    (rows, first): (usize, bool),
     stats: &wgpu::Buffer,
     totals: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let q = MetricParams {
         rows: rows as u32,
+        batches: first as u32,
         ..Default::default()
     };
     param_dispatch(

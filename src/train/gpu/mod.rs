@@ -6,6 +6,7 @@
 
 mod carry;
 pub(crate) mod plan;
+mod run;
 mod update;
 
 use std::sync::Arc;
@@ -25,23 +26,11 @@ use crate::train::options::{OptimizerState, TrainOptions};
 use crate::train::{Metrics, Split, Trainer};
 
 use carry::Carry;
-pub(crate) use plan::{ModelBuffers, ModelPlan};
+pub(crate) use plan::ModelBuffers;
+use run::{ModelRun, Pass};
 use update::GpuTensor;
 
 const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
-
-/// What one submission over a shape runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    /// Gradients, then the update; a stateful model reads and advances its carry.
-    Train,
-    /// Gradients only; a stateful model reads its carry but does not advance it.
-    Gradients,
-    /// Forward and loss, counted under [`Split::Eval`].
-    Eval,
-    /// Forward only.
-    Predict,
-}
 
 /// A model training on the GPU; see [`Trainer`].
 ///
@@ -73,7 +62,9 @@ pub struct GpuTrainer {
     /// Readback of the metrics and the norm, without a buffer per call.
     small_staging: wgpu::Buffer,
     update: Vec<Dispatch>,
-    shapes: ShapeCache<ModelPlan>,
+    shapes: ShapeCache<ModelRun>,
+    /// Most batch rows per plan (`None`: what the device holds).
+    batch_chunk: Option<usize>,
     step: u64,
     /// Stateful training's carried state.
     carry: Option<Carry>,
@@ -139,6 +130,7 @@ impl GpuTrainer {
             small_staging,
             update: Vec::new(),
             shapes: ShapeCache::new(MAX_SHAPES),
+            batch_chunk: None,
             step: 0,
             carry: None,
         };
@@ -154,15 +146,31 @@ impl GpuTrainer {
         &self.ctx
     }
 
-    /// Global gradient norm, clipping, optimiser and constraints: the same for every shape.
+    /// Caps the batch rows one device workspace holds (`None`: as many as the device's
+    /// storage binding limit allows), like [`crate::GpuGru::set_batch_chunk`]. Larger
+    /// batches run in chunks inside the same submission, their gradients added on the
+    /// device; results do not change, only peak buffer sizes.
+    pub fn set_batch_chunk(&mut self, rows: Option<usize>) {
+        self.batch_chunk = rows.filter(|&r| r > 0);
+        self.shapes.clear();
+    }
+
+    /// The index of (T, B)'s plans in the shape cache, built if absent.
     fn shape_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
         if let Some(i) = self.shapes.position(t_len, batch) {
             return Ok(i);
         }
-        let plan = self
-            .ctx
-            .scoped(|| ModelPlan::new(&self.ctx, &self.config, &self.buffers(), t_len, batch))?;
-        Ok(self.shapes.insert(t_len, batch, plan))
+        let shape = (t_len, batch);
+        let run = self.ctx.scoped(|| {
+            ModelRun::new(
+                &self.ctx,
+                &self.config,
+                &self.buffers(),
+                shape,
+                self.batch_chunk,
+            )
+        })?;
+        Ok(self.shapes.insert(t_len, batch, run))
     }
 
     /// Writes a checked batch's inputs into shape `i`.
@@ -210,52 +218,21 @@ impl GpuTrainer {
             self.carry_for(self.shapes.get(i).batch)?;
         }
         let ctx = &self.ctx;
-        let s = &self.shapes.get(i);
+        let run = self.shapes.get(i);
         let held = self
             .carry
             .as_ref()
-            .filter(|c| self.options.stateful && training && c.valid && c.batch == s.batch);
+            .filter(|c| self.options.stateful && training && c.valid && c.batch == run.batch);
+        let out = self.carry.as_ref().filter(|_| carry);
         ctx.scoped(|| {
             let mut enc = ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("model_pass"),
                 });
-            let bh = 4 * (s.batch * self.config.hidden_size) as u64;
-            let nd = self.config.gru_config().num_directions();
-            for (l, ws) in s.layers.iter().enumerate() {
-                for d in 0..nd {
-                    let h0 = ws.states(d);
-                    match held {
-                        Some(c) => {
-                            enc.copy_buffer_to_buffer(&c.layers[l], d as u64 * bh, h0, 0, bh)
-                        }
-                        None => enc.clear_buffer(h0, 0, Some(bh)),
-                    }
-                }
-            }
-            let list = match pass {
-                Pass::Train | Pass::Gradients => &s.train,
-                Pass::Eval => &s.eval,
-                Pass::Predict => &s.predict,
-            };
-            encode(&mut enc, "model", list);
+            run.encode(&mut enc, &self.config, pass, (held, out));
             if pass == Pass::Train {
                 encode(&mut enc, "update", &self.update);
-            }
-            if let Some(c) = self.carry.as_ref().filter(|_| carry) {
-                for (l, ws) in s.layers.iter().enumerate() {
-                    let at = ws.final_state_offset(self.config.hidden_size);
-                    for d in 0..nd {
-                        enc.copy_buffer_to_buffer(
-                            ws.states(d),
-                            at,
-                            &c.layers[l],
-                            d as u64 * bh,
-                            bh,
-                        );
-                    }
-                }
             }
             ctx.queue.submit([enc.finish()]);
             Ok(())
@@ -361,12 +338,7 @@ impl Trainer for GpuTrainer {
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
         self.submit(i, Pass::Predict)?;
-        let s = &self.shapes.get(i);
-        let n = prep.head_rows(self.config.head) * self.config.outputs;
-        let logits = self
-            .ctx
-            .read_f32(&s.staging, &[(&s.logits, 0, n)])?
-            .concat();
+        let logits = self.shapes.get(i).read_logits(&self.ctx, &self.config)?;
         Ok(batch_first_logits(
             &self.config,
             logits,
@@ -439,7 +411,7 @@ impl Trainer for GpuTrainer {
         let si = self.shape_index(1, 1)?;
         let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
         self.write_inputs(wi, &prep);
-        let (warm, step) = (self.shapes.get(wi), self.shapes.get(si));
+        let (warm, step) = (self.shapes.get(wi).single()?, self.shapes.get(si).single()?);
         self.ctx.scoped(|| {
             crate::generate::gpu::generate(
                 &self.ctx,

@@ -30,10 +30,36 @@ pub(crate) struct ModelBuffers<'a> {
     pub totals: [&'a wgpu::Buffer; 2],
 }
 
-/// Everything of one (T, B).
+/// Where a plan's rows sit in its training batch: `rows` rows from `row0` of `total`.
+/// A batch too large for one workspace runs as several plans (chunks) in one
+/// submission; later chunks add their gradients to the first's, and dropout masks
+/// are drawn by the rows' places in the whole batch, so chunking changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub row0: usize,
+    pub rows: usize,
+    pub total: usize,
+}
+
+impl Place {
+    /// The dropout kernel's (span, stride, offset) for values `width` wide per row,
+    /// time-major (a [rows, width] buffer is one step).
+    fn dropout(&self, width: usize) -> (usize, usize, usize) {
+        (self.rows * width, self.total * width, self.row0 * width)
+    }
+
+    /// A chunk after the first: gradients add, the batch is already counted.
+    fn later(&self) -> bool {
+        self.row0 > 0
+    }
+}
+
+/// Everything of one (T, B), or of one chunk of its rows.
 pub(crate) struct ModelPlan {
     pub t_len: usize,
+    /// Rows of this plan (`place.rows`).
     pub batch: usize,
+    pub place: Place,
     pub layers: Vec<Workspace>,
     /// Token ids [T, B] (token models).
     pub tokens: wgpu::Buffer,
@@ -66,14 +92,15 @@ struct Head_ {
 }
 
 impl ModelPlan {
-    /// Allocates the buffers of (T, B) and records its lists.
+    /// Allocates the buffers of (T, rows of `place`) and records its lists.
     pub(crate) fn new(
         ctx: &GpuContext,
         cfg: &ModelConfig,
         bufs: &ModelBuffers,
         t_len: usize,
-        batch: usize,
+        place: Place,
     ) -> Result<Self> {
+        let batch = place.rows;
         let tb = t_len * batch;
         let (f, c) = (cfg.head_input_size(), cfg.outputs);
         let rows = match cfg.head {
@@ -82,16 +109,9 @@ impl ModelPlan {
         };
         let mut layers = Vec::new();
         for (lc, p) in bufs.layers {
-            let fits = Workspace::max_rows(ctx, lc, t_len);
-            if fits < batch {
-                return Err(GruError::TooLarge {
-                    what: format!("a training batch of B = {batch} rows x T = {t_len} steps (at most {fits} rows fit)"),
-                    bytes: 16 * (tb * cfg.hidden_size) as u64,
-                    limit: ctx.storage_limit(),
-                });
-            }
+            let later = place.row0 > 0;
             layers.push(crate::gpu::plan::workspace(
-                ctx, lc, p, t_len, batch, false,
+                ctx, lc, p, t_len, batch, later,
             )?);
         }
         let top = layers
@@ -138,6 +158,7 @@ impl ModelPlan {
         let mut plan = ModelPlan {
             t_len,
             batch,
+            place,
             layers,
             tokens: ctx.storage("tokens", tb)?,
             token_index: ctx.storage("token_index", vocab + 1 + tb)?,
@@ -198,6 +219,7 @@ impl ModelPlan {
                     ctx,
                     bufs.step,
                     (l as u32, p, tb * f),
+                    self.place.dropout(f),
                     below,
                     ws.input(),
                 )?);
@@ -220,6 +242,7 @@ impl ModelPlan {
                 ctx,
                 bufs.step,
                 (HEAD_SITE, p, head.rows * f),
+                self.place.dropout(f),
                 gathered,
                 &head.input.0,
             )?);
@@ -256,7 +279,7 @@ impl ModelPlan {
         let bufs = [&self.logits, &self.targets, &head.d_logits, &head.stats];
         Ok(vec![
             loss(ctx, cfg.loss, head.rows, &self.loss_params, bufs)?,
-            metrics_add(ctx, head.rows, &head.stats, totals)?,
+            metrics_add(ctx, (head.rows, !self.place.later()), &head.stats, totals)?,
         ])
     }
 
@@ -277,8 +300,10 @@ impl ModelPlan {
         );
         let mut list = Vec::new();
         // d_fc_w [C, F] = d_logitsᵀ · head_in; d_fc_b = column sums; d_head_in = d_logits · fc_w
+        let later = self.place.later();
         let ta = GemmFlags {
             trans_a: true,
+            accumulate: later,
             ..Default::default()
         };
         let (d_w, d_b) = (bufs.fc_weight.1, bufs.fc_bias.1);
@@ -301,7 +326,7 @@ impl ModelPlan {
             c,
             &head.d_logits,
             d_b,
-            false,
+            later,
             &head.scratch,
         )?);
         let gp = GemmParams::dims(rows, f, c, c, f, f);
@@ -327,6 +352,7 @@ impl ModelPlan {
                 ctx,
                 bufs.step,
                 (HEAD_SITE, cfg.dropout, rows * f),
+                self.place.dropout(f),
                 &head.input.1,
                 d_gathered,
             )?);
@@ -345,6 +371,7 @@ impl ModelPlan {
                     ctx,
                     bufs.step,
                     (l as u32, cfg.dropout, tb * f),
+                    self.place.dropout(f),
                     d_in,
                     d_below,
                 )?);
@@ -357,6 +384,7 @@ impl ModelPlan {
             list.push(embed_backward(
                 ctx,
                 dims,
+                later,
                 &self.token_index,
                 self.layers[0].d_input(),
                 d_table,

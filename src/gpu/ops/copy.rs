@@ -49,3 +49,39 @@ pub(crate) fn strided_copy(
         grid,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::testutil::*;
+
+    /// Direction 1's final state (row T of [T+1, B, H]) goes to columns [H, 2H) of the
+    /// head's [B, 2H] input, and the head's gradient comes back to that row.
+    #[test]
+    fn last_state_gathers_and_scatters_one_direction() {
+        let Some(ctx) = ctx() else { return };
+        let (b, h, nd, t) = (3, 4, 2, 2);
+        let states: Vec<f32> = (0..(t + 1) * b * h).map(|i| i as f32).collect();
+        let (src, head) = (upload(&ctx, &states), upload(&ctx, &vec![-1.0; b * nd * h]));
+        let gather = CopyParams::last_state((b, h, nd, t), 1, true);
+        run(&ctx, &[strided_copy(&ctx, gather, &src, &head).unwrap()]);
+        let mut want = vec![-1.0f64; b * nd * h];
+        for r in 0..b {
+            for j in 0..h {
+                want[r * nd * h + h + j] = states[(t * b + r) * h + j] as f64;
+            }
+        }
+        close(&read(&ctx, &head, b * nd * h), &want, "gather");
+        let back = upload(&ctx, &vec![0.0; (t + 1) * b * h]);
+        let scatter = CopyParams::last_state((b, h, nd, t), 1, false);
+        run(&ctx, &[strided_copy(&ctx, scatter, &head, &back).unwrap()]);
+        let mut want = vec![0.0f64; (t + 1) * b * h];
+        want[t * b * h..].copy_from_slice(
+            &states[t * b * h..]
+                .iter()
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>(),
+        );
+        close(&read(&ctx, &back, (t + 1) * b * h), &want, "scatter");
+    }
+}

@@ -60,3 +60,76 @@ pub(crate) fn embed_backward(
         grid,
     )
 }
+
+/// [offsets (V+1) | positions]: the positions of each token, grouped by token in order,
+/// which is the embedding gradient's summation order (`embed_backward`'s `index`).
+pub(crate) fn token_index(tokens: &[u32], vocab: usize) -> Vec<u32> {
+    let mut offsets = vec![0u32; vocab + 1];
+    for &t in tokens {
+        offsets[t as usize + 1] += 1;
+    }
+    for v in 0..vocab {
+        offsets[v + 1] += offsets[v];
+    }
+    let mut next = offsets.clone();
+    let mut index = offsets;
+    index.resize(vocab + 1 + tokens.len(), 0);
+    for (pos, &t) in tokens.iter().enumerate() {
+        index[vocab + 1 + next[t as usize] as usize] = pos as u32;
+        next[t as usize] += 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::testutil::*;
+
+    /// Lookup, and the gradient summed per token in index order, written then added.
+    #[test]
+    fn lookup_and_gradient_written_then_accumulated() {
+        let Some(ctx) = ctx() else { return };
+        let (vocab, dim) = (5, 3);
+        let tokens = [4u32, 0, 4, 2, 4, 1, 0];
+        let n = tokens.len();
+        let table: Vec<f32> = (0..vocab * dim).map(|i| i as f32 * 0.5).collect();
+        let ids = ctx.storage("ids", n).unwrap();
+        ctx.queue
+            .write_buffer(&ids, 0, bytemuck::cast_slice(&tokens));
+        let t = upload(&ctx, &table);
+        let out = upload(&ctx, &vec![0.0; n * dim]);
+        run(
+            &ctx,
+            &[embed_forward(&ctx, (n, dim, vocab), &ids, &t, &out).unwrap()],
+        );
+        let want: Vec<f64> = tokens
+            .iter()
+            .flat_map(|&v| (0..dim).map(move |j| (v as usize * dim + j) as f64 * 0.5))
+            .collect();
+        close(&read(&ctx, &out, n * dim), &want, "lookup");
+
+        let d_x: Vec<f32> = (0..n * dim).map(|i| (i as f32).sin()).collect();
+        let index = token_index(&tokens, vocab);
+        let ib = ctx.storage("index", index.len()).unwrap();
+        ctx.queue.write_buffer(&ib, 0, bytemuck::cast_slice(&index));
+        let dx = upload(&ctx, &d_x);
+        let d_table = upload(&ctx, &vec![7.0; vocab * dim]);
+        let mut want = vec![0.0f64; vocab * dim];
+        for (p, &v) in tokens.iter().enumerate() {
+            for j in 0..dim {
+                want[v as usize * dim + j] += d_x[p * dim + j] as f64;
+            }
+        }
+        let bwd = |acc| embed_backward(&ctx, (n, dim, vocab), acc, &ib, &dx, &d_table).unwrap();
+        run(&ctx, &[bwd(false)]);
+        close(
+            &read(&ctx, &d_table, vocab * dim),
+            &want,
+            "gradient (token 3 unused: 0)",
+        );
+        run(&ctx, &[bwd(true)]);
+        let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+        close(&read(&ctx, &d_table, vocab * dim), &twice, "accumulated");
+    }
+}

@@ -54,3 +54,33 @@ pub(crate) fn metrics_add(
         [1, 1, 1],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::testutil::*;
+
+    /// Totals add every row's statistics; a later chunk adds no batch.
+    #[test]
+    fn metrics_add_rows_and_counts_a_batch_once() {
+        let Some(ctx) = ctx() else { return };
+        let rows = 131;
+        let stats: Vec<f32> = (0..rows * 3).map(|i| (i % 7) as f32 * 0.25).collect();
+        let s = upload(&ctx, &stats);
+        let totals = upload(&ctx, &[0.0; 4]);
+        run(
+            &ctx,
+            &[
+                metrics_add(&ctx, (rows, true), &s, &totals).unwrap(),
+                metrics_add(&ctx, (rows, false), &s, &totals).unwrap(),
+            ],
+        );
+        let mut want = [0.0f64, 0.0, 0.0, 1.0];
+        for r in 0..rows {
+            for c in 0..3 {
+                want[c] += 2.0 * stats[r * 3 + c] as f64;
+            }
+        }
+        close(&read(&ctx, &totals, 4), &want, "totals");
+    }
+}

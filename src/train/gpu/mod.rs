@@ -7,6 +7,7 @@
 mod carry;
 pub(crate) mod plan;
 mod run;
+mod tensors;
 mod update;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::train::{Metrics, Split, Trainer};
 use carry::Carry;
 pub(crate) use plan::ModelBuffers;
 use run::{ModelRun, Pass};
-use update::GpuTensor;
+use tensors::GpuTensor;
 
 const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
 
@@ -106,7 +107,7 @@ impl GpuTrainer {
                 let p = GpuParams::new(&ctx, &lc)?;
                 layers.push((lc, p));
             }
-            let tensors = update::allocate(&ctx, &layers, &infos)?;
+            let tensors = tensors::allocate(&ctx, &layers, &infos)?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
             let norms = ctx.storage("grad_norms", count + 2)?;
@@ -258,27 +259,6 @@ impl GpuTrainer {
             .read_f32(&self.small_staging, &[(&self.norms, n + 1, 1)])?
             .concat()[0])
     }
-
-    /// One buffer of every tensor (values or gradients), read back as parameters.
-    fn tensors_as_params(&self, pick: impl Fn(&GpuTensor) -> &wgpu::Buffer) -> Result<ModelParams> {
-        let data = self.read_tensors(pick)?;
-        let mut p = ModelParams::zeros(self.config);
-        for (dst, src) in p.tensors_mut().into_iter().zip(data) {
-            *dst = src;
-        }
-        Ok(p)
-    }
-
-    fn read_tensors(&self, pick: impl Fn(&GpuTensor) -> &wgpu::Buffer) -> Result<Vec<Vec<f32>>> {
-        let total: usize = self.tensors.iter().map(|t| t.info.len()).sum();
-        let staging = self.ctx.staging(total)?;
-        let parts: Vec<_> = self
-            .tensors
-            .iter()
-            .map(|t| (pick(t), 0, t.info.len()))
-            .collect();
-        self.ctx.read_f32(&staging, &parts)
-    }
 }
 
 impl Trainer for GpuTrainer {
@@ -310,7 +290,7 @@ impl Trainer for GpuTrainer {
         self.write_inputs(i, &prep);
         self.write_step_uniform(self.step + 1);
         self.submit(i, Pass::Gradients)?;
-        self.tensors_as_params(|t| &t.grad)
+        tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.grad)
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
         let prep = batch.prepare(&self.config, true)?;
@@ -347,43 +327,26 @@ impl Trainer for GpuTrainer {
         ))
     }
     fn params(&mut self) -> Result<ModelParams> {
-        self.tensors_as_params(|t| &t.value)
+        tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.value)
     }
     fn set_params(&mut self, params: &ModelParams) -> Result<()> {
         check_same_config(&self.config, &params.config)?;
-        for (t, data) in self.tensors.iter().zip(params.tensors()) {
-            check_len(
-                &t.info.name,
-                data.len(),
-                &t.info.shape,
-                &format!("{:?}", t.info.shape),
-            )?;
-        }
-        for (t, data) in self.tensors.iter().zip(params.tensors()) {
-            self.ctx
-                .queue
-                .write_buffer(&t.value, 0, bytemuck::cast_slice(data));
-        }
-        Ok(())
+        tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)
     }
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
         Ok(OptimizerState {
             step: self.step,
-            m: self.read_tensors(|t| &t.m)?,
-            v: self.read_tensors(|t| &t.v)?,
+            m: tensors::read(&self.ctx, &self.tensors, |t| &t.m)?,
+            v: tensors::read(&self.ctx, &self.tensors, |t| &t.v)?,
         })
     }
     fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
         let lens: Vec<usize> = self.tensors.iter().map(|t| t.info.len()).collect();
         state.check(&lens)?;
-        for (t, (m, v)) in self.tensors.iter().zip(state.m.iter().zip(&state.v)) {
-            self.ctx
-                .queue
-                .write_buffer(&t.m, 0, bytemuck::cast_slice(m));
-            self.ctx
-                .queue
-                .write_buffer(&t.v, 0, bytemuck::cast_slice(v));
-        }
+        let m: Vec<&[f32]> = state.m.iter().map(Vec::as_slice).collect();
+        let v: Vec<&[f32]> = state.v.iter().map(Vec::as_slice).collect();
+        tensors::write(&self.ctx, &self.tensors, &m, |t| &t.m)?;
+        tensors::write(&self.ctx, &self.tensors, &v, |t| &t.v)?;
         self.step = state.step;
         Ok(())
     }

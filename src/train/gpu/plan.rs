@@ -8,7 +8,7 @@ use crate::gpu::abi::{CopyParams, LossParams};
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::copy::strided_copy;
 use crate::gpu::ops::dropout::dropout;
-use crate::gpu::ops::embed::{embed_backward, embed_forward};
+use crate::gpu::ops::embed::{embed_backward, embed_forward, token_index};
 use crate::gpu::ops::loss::{loss, metrics_add};
 use crate::gpu::ops::{
     colsum, colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams,
@@ -17,6 +17,8 @@ use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 use crate::model::batch::Prepared;
 use crate::model::{Head, Loss, ModelConfig, ModelInput, HEAD_SITE};
+
+use super::run::Place;
 
 /// The device buffers a model plan reads and writes besides its own: parameters (value
 /// and gradient of the embedding and the dense head), the training uniform, the running
@@ -28,30 +30,6 @@ pub(crate) struct ModelBuffers<'a> {
     pub fc_bias: (&'a wgpu::Buffer, &'a wgpu::Buffer),
     pub step: &'a wgpu::Buffer,
     pub totals: [&'a wgpu::Buffer; 2],
-}
-
-/// Where a plan's rows sit in its training batch: `rows` rows from `row0` of `total`.
-/// A batch too large for one workspace runs as several plans (chunks) in one
-/// submission; later chunks add their gradients to the first's, and dropout masks
-/// are drawn by the rows' places in the whole batch, so chunking changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Place {
-    pub row0: usize,
-    pub rows: usize,
-    pub total: usize,
-}
-
-impl Place {
-    /// The dropout kernel's (span, stride, offset) for values `width` wide per row,
-    /// time-major (a [rows, width] buffer is one step).
-    fn dropout(&self, width: usize) -> (usize, usize, usize) {
-        (self.rows * width, self.total * width, self.row0 * width)
-    }
-
-    /// A chunk after the first: gradients add, the batch is already counted.
-    fn later(&self) -> bool {
-        self.row0 > 0
-    }
 }
 
 /// Everything of one (T, B), or of one chunk of its rows.
@@ -150,7 +128,10 @@ impl ModelPlan {
                     .max(colsum_scratch(rows, c)),
             )?,
         };
-        let vocab = vocab(cfg);
+        let vocab = match cfg.input {
+            ModelInput::Tokens { vocab, .. } => vocab,
+            ModelInput::Features(_) => 0,
+        };
         let target_len = match cfg.loss {
             Loss::CrossEntropy => rows,
             _ => rows * c,
@@ -431,31 +412,4 @@ impl ModelPlan {
             q.write_buffer(&self.loss_params, 0, bytemuck::bytes_of(&lp));
         }
     }
-}
-
-fn vocab(cfg: &ModelConfig) -> usize {
-    match cfg.input {
-        ModelInput::Tokens { vocab, .. } => vocab,
-        ModelInput::Features(_) => 0,
-    }
-}
-
-/// [offsets (V+1) | positions]: the positions of each token, grouped by token in order,
-/// which is the embedding gradient's summation order.
-fn token_index(tokens: &[u32], vocab: usize) -> Vec<u32> {
-    let mut offsets = vec![0u32; vocab + 1];
-    for &t in tokens {
-        offsets[t as usize + 1] += 1;
-    }
-    for v in 0..vocab {
-        offsets[v + 1] += offsets[v];
-    }
-    let mut next = offsets.clone();
-    let mut index = offsets;
-    index.resize(vocab + 1 + tokens.len(), 0);
-    for (pos, &t) in tokens.iter().enumerate() {
-        index[vocab + 1 + next[t as usize] as usize] = pos as u32;
-        next[t as usize] += 1;
-    }
-    index
 }

@@ -1,80 +1,18 @@
 //! The update after backward, the same for every shape: the global gradient norm and
 //! clip factor, one optimiser step per tensor, then Keras' max-norm.
 
-use crate::config::GruConfig;
-use crate::error::{GruError, Result};
+use super::tensors::GpuTensor;
+
+use crate::error::Result;
 use crate::gpu::abi::TrainStep;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::optim::{
-    clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares, UpdateTensor,
+    clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares,
 };
 use crate::gpu::ops::Dispatch;
-use crate::gpu::params::GpuParams;
-use crate::model::{ParamInfo, ParamRole};
+use crate::model::ParamRole;
 use crate::train::options::{Optimizer, TrainOptions};
-
-/// One parameter tensor on the device with its gradient and optimiser moments.
-pub(crate) struct GpuTensor {
-    pub info: ParamInfo,
-    pub value: wgpu::Buffer,
-    pub grad: wgpu::Buffer,
-    pub m: wgpu::Buffer,
-    pub v: wgpu::Buffer,
-}
-
-impl GpuTensor {
-    fn update(&self, index: usize) -> UpdateTensor<'_> {
-        UpdateTensor {
-            index,
-            len: self.info.len(),
-            value: &self.value,
-            grad: &self.grad,
-            m: &self.m,
-            v: &self.v,
-        }
-    }
-}
-
-/// Every parameter tensor of `infos` on the device: the GRU's are the layers' own
-/// buffers (value and gradient), the embedding's and the head's new; moments for all.
-pub(crate) fn allocate(
-    ctx: &GpuContext,
-    layers: &[(GruConfig, GpuParams)],
-    infos: &[ParamInfo],
-) -> Result<Vec<GpuTensor>> {
-    let mut gru = layers.iter().flat_map(|(_, p)| {
-        p.dirs.iter().flat_map(|d| {
-            [
-                (d.w_ih.clone(), d.d_w_ih.clone()),
-                (d.w_hh.clone(), d.d_w_hh.clone()),
-                (d.b_ih.clone(), d.d_b_ih.clone()),
-                (d.b_hh.clone(), d.d_b_hh.clone()),
-            ]
-        })
-    });
-    let mut tensors = Vec::new();
-    for info in infos {
-        let n = info.len();
-        let (value, grad) = match info.role {
-            ParamRole::Embedding | ParamRole::DenseWeight | ParamRole::DenseBias => (
-                ctx.storage(&info.name, n)?,
-                ctx.storage(&format!("d_{}", info.name), n)?,
-            ),
-            _ => gru
-                .next()
-                .ok_or_else(|| GruError::State("GRU tensors out of step".into()))?,
-        };
-        tensors.push(GpuTensor {
-            info: info.clone(),
-            value,
-            grad,
-            m: ctx.storage(&format!("m_{}", info.name), n)?,
-            v: ctx.storage(&format!("v_{}", info.name), n)?,
-        });
-    }
-    Ok(tensors)
-}
 
 /// The update list; `step` is the training uniform, `norms` [tensors + 2].
 pub(crate) fn plan(

@@ -37,6 +37,7 @@ pub mod interop;
 pub mod io;
 pub mod memory;
 pub mod model;
+pub mod real;
 pub mod rng;
 pub mod sequence;
 pub mod train;

@@ -203,7 +203,7 @@ impl GruWeights<f32> {
     }
 
     /// The same parameters in another float type (`f64` for gradient checks).
-    pub fn cast<S: crate::cpu::Real>(&self) -> GruWeights<S> {
+    pub fn cast<S: crate::real::Real>(&self) -> GruWeights<S> {
         self.map(|x| S::from_f64(x as f64))
     }
 }

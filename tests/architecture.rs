@@ -1,5 +1,7 @@
-//! The module graph of `src/` has no cycle: no module reaches, through `crate::` paths,
-//! a module that reaches it back. Read from the source text; no build needed.
+//! The module graph of `src/` has no cycle: no module reaches, through `crate::`,
+//! `super::` or child-module paths, a module that reaches it back (a parent that
+//! re-exports a child which imports the parent's items counts). Read from the source
+//! text; no build needed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -42,10 +44,62 @@ fn modules() -> BTreeMap<String, String> {
 
 /// Every path written after `crate::`, with `{a, b::c}` groups expanded one level.
 fn crate_paths(code: &str) -> Vec<String> {
+    paths_after(code, "crate::")
+}
+
+/// Every path written after `super::` in module `name`, as a path from the crate root.
+fn super_paths(name: &str, code: &str) -> Vec<String> {
+    let parent = name.rsplit_once("::").map_or("", |(p, _)| p);
+    // Inside a file's `mod tests`, `super::` is the file's own module.
+    let code = code.split("mod tests {").next().unwrap_or(code);
+    paths_after(code, "super::")
+        .into_iter()
+        .filter(|_| !parent.is_empty())
+        .map(|p| format!("{parent}::{p}"))
+        .collect()
+}
+
+/// Paths into the child modules `name` declares (`mod run;` then `run::ModelRun`), as
+/// paths from the crate root.
+fn child_paths(name: &str, code: &str) -> Vec<String> {
+    let children = code.lines().filter_map(|l| {
+        let l = l.trim().strip_prefix("pub(crate) ").unwrap_or(l.trim());
+        let l = l.strip_prefix("pub ").unwrap_or(l);
+        l.strip_prefix("mod ")?
+            .strip_suffix(';')
+            .map(str::to_string)
+    });
+    let mut out = Vec::new();
+    for child in children.collect::<Vec<_>>() {
+        let full = if name.is_empty() {
+            child.clone()
+        } else {
+            format!("{name}::{child}")
+        };
+        for p in paths_after(code, &format!("{child}::")) {
+            match p.trim_matches(':') {
+                "" => out.push(full.clone()),
+                p => out.push(format!("{full}::{p}")),
+            }
+        }
+    }
+    out
+}
+
+/// Every path written after `prefix`, with `{a, b::c}` groups expanded one level.
+fn paths_after(code: &str, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        rest = &rest[at + 7..];
+    while let Some(at) = rest.find(prefix) {
+        // Only where the path starts: not `x_super::` nor `crate::a::super::`.
+        let word_before = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        rest = &rest[at + prefix.len()..];
+        if word_before {
+            continue;
+        }
         let end = rest
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .unwrap_or(rest.len());
@@ -76,6 +130,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     mods.iter()
         .map(|(name, code)| {
             let deps = crate_paths(code)
+                .into_iter()
+                .chain(super_paths(name, code))
+                .chain(child_paths(name, code))
+                .collect::<Vec<_>>()
                 .iter()
                 .filter_map(|p| resolve(p))
                 .filter(|d| d != name)
@@ -136,6 +194,25 @@ fn paths_and_cycles_are_found() {
     assert_eq!(
         paths,
         ["gpu::plan", "gpu::context::GpuContext", "gpu", "io::bad"]
+    );
+    let paths = child_paths("train::gpu", "mod run;\nuse run::{ModelRun, Pass};");
+    assert_eq!(
+        paths,
+        [
+            "train::gpu::run::ModelRun",
+            "train::gpu::run::Pass",
+            "train::gpu::run"
+        ]
+    );
+    // Sibling paths through `super::` count too, from the parent module.
+    let paths = super_paths("train::gpu::run", "use super::plan::{ModelPlan, Place};");
+    assert_eq!(
+        paths,
+        [
+            "train::gpu::plan::ModelPlan",
+            "train::gpu::plan::Place",
+            "train::gpu::plan"
+        ]
     );
     let edge = |a: &str, b: &[&str]| (a.to_string(), b.iter().map(|s| s.to_string()).collect());
     let mut g: BTreeMap<String, BTreeSet<String>> =

@@ -1,8 +1,10 @@
 //! Reference backward pass (BPTT).
 
-use super::{matvec_t_acc, outer_acc, CpuForward, Real};
+use super::forward::CpuForward;
+use super::math::{matvec_t_acc, outer_acc};
 use crate::config::GruVariant;
 use crate::error::{check_len, Result};
+use crate::real::Real;
 use crate::sequence::{swap_leading_axes, GruGrads};
 use crate::weights::GruWeights;
 

@@ -1,8 +1,9 @@
 //! Reference forward pass.
 
-use super::{matvec_acc, sigmoid, Real};
+use super::math::{matvec_acc, sigmoid};
 use crate::config::GruVariant;
 use crate::error::Result;
+use crate::real::Real;
 use crate::sequence::{swap_leading_axes, validate_cell, SequenceInput};
 use crate::weights::GruWeights;
 

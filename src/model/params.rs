@@ -1,10 +1,10 @@
 //! Every parameter of a model, named as a PyTorch module with submodules `embedding`,
 //! `gru` (an `nn.GRU`) and `fc` (an `nn.Linear`) would name them in its `state_dict`.
 
-use crate::cpu::Real;
 use crate::error::{check_len, GruError, Result};
 use crate::memory::try_vec;
 use crate::model::config::{ModelConfig, ModelInput};
+use crate::real::Real;
 use crate::rng::Rng;
 use crate::weights::{GruWeights, TensorKind};
 

@@ -1,7 +1,7 @@
 //! The CPU reference trainer: the whole model in plain loops, generic over the float
 //! type so gradient checks run it in f64, and an optimiser that mirrors the kernels.
 
-use crate::cpu::{self, sigmoid, Real};
+use crate::cpu::{self, sigmoid};
 use crate::error::{GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::model::batch::Prepared;
@@ -9,10 +9,11 @@ use crate::model::{
     batch_first_logits, check_same_config, Batch, Head, Loss, ModelConfig, ModelInput, ModelParams,
     ParamRole, HEAD_SITE, IGNORE,
 };
+use crate::real::Real;
 use crate::rng::{dropout_keeps, dropout_threshold};
 use crate::sequence::SequenceInput;
 use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
-use crate::train::{Metrics, Split, Totals, Trainer};
+use crate::train::trainer::{Metrics, Split, Totals, Trainer};
 
 /// What one pass of the model computed.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! one small uniform (learning rate, bias corrections, dropout seed).
 
 mod carry;
+mod place;
 pub(crate) mod plan;
 mod run;
 mod tensors;
@@ -24,7 +25,7 @@ use crate::model::{
     batch_first_logits, check_same_config, Batch, Loss, ModelConfig, ModelParams, ParamRole,
 };
 use crate::train::options::{OptimizerState, TrainOptions};
-use crate::train::{Metrics, Split, Trainer};
+use crate::train::trainer::{Metrics, Split, Trainer};
 
 use carry::Carry;
 pub(crate) use plan::ModelBuffers;

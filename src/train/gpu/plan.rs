@@ -18,7 +18,7 @@ use crate::gpu::workspace::Workspace;
 use crate::model::batch::Prepared;
 use crate::model::{Head, Loss, ModelConfig, ModelInput, HEAD_SITE};
 
-use super::run::Place;
+use super::place::Place;
 
 /// The device buffers a model plan reads and writes besides its own: parameters (value
 /// and gradient of the embedding and the dense head), the training uniform, the running

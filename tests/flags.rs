@@ -41,6 +41,14 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `gru args`, which must fail; its stderr.
+#[track_caller]
+fn stderr_of(args: &[&str]) -> String {
+    let o = gru(args);
+    assert!(!o.status.success(), "gru {args:?} succeeded");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -614,6 +622,84 @@ fn bench_no_cpu_skips_the_reference() {
     let w: serde_json::Value = serde_json::from_str(without.trim()).unwrap();
     assert!(v["results"][0]["cpu_ms"].as_f64().unwrap() > 0.0);
     assert!(w["results"][0]["cpu_ms"].is_null(), "{without}");
+}
+
+/// `gru bench --shape` times exactly the shapes asked for, and `--roofline` adds the
+/// device's ceilings and every kernel family of both passes, their FLOPs as counted
+/// from the shape.
+#[test]
+fn bench_shape_and_roofline() {
+    let out = stdout_of(&[
+        "bench",
+        "--shape",
+        "3,5,7,11",
+        "--shape",
+        "2,2,2,2",
+        "--roofline",
+        "--no-cpu",
+        "--seconds",
+        "0.01",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let shapes: Vec<_> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["shape"]["B"].as_u64().unwrap(),
+                r["shape"]["H"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shapes, [(3, 11), (3, 11), (2, 2), (2, 2)], "{out}");
+    let lab = &v["roofline"];
+    for k in [
+        "fma_gflops",
+        "stream_gbs",
+        "uniform_load_gflops",
+        "workgroup_memory_gbs",
+    ] {
+        assert!(lab[k].as_f64().unwrap() > 0.0, "{k}: {out}");
+    }
+    let kernels = lab["kernels"].as_array().unwrap();
+    let flops = |pass: &str, kernel: &str| -> u64 {
+        kernels
+            .iter()
+            .filter(|k| k["shape"]["B"] == 3 && k["pass"] == pass && k["kernel"] == kernel)
+            .map(|k| {
+                assert!(k["ms"].as_f64().unwrap() > 0.0, "{k}");
+                (k["gflops"].as_f64().unwrap_or(0.0) * k["ms"].as_f64().unwrap() * 1e6).round()
+                    as u64
+            })
+            .sum()
+    };
+    let (b, t, i, h) = (3u64, 5u64, 7u64, 11u64);
+    let near = |got: u64, want: u64| (got as f64 - want as f64).abs() <= 1e-6 * want as f64 + 2.0;
+    // Forward: the input projection, then T steps of h·W_hhᵀ over 3H gate rows.
+    assert!(
+        near(flops("forward", "gemm"), 2 * b * t * 3 * h * i),
+        "{out}"
+    );
+    assert!(
+        near(flops("forward", "step_fused"), 2 * t * b * 3 * h * h),
+        "{out}"
+    );
+    // Backward: d_w_ih, d_w_hh and dX, and T state gradients.
+    let gemms = 2 * b * t * 3 * h * (i + h + i);
+    assert!(near(flops("backward", "gemm"), gemms), "{out}");
+    assert!(
+        near(flops("backward", "bwd_state"), 2 * t * b * 3 * h * h),
+        "{out}"
+    );
+    assert!(kernels
+        .iter()
+        .any(|k| k["kernel"] == "bwd_gates" && k["gflops"].is_null()));
+    for bad in ["3,5,7", "0,1,1,1", "a,b,c,d"] {
+        let e = stderr_of(&["bench", "--shape", bad]);
+        assert!(e.contains("expected B,T,I,H"), "{bad}: {e}");
+    }
 }
 
 /// `gru forward --h0`, `--lengths` and `--batch-first` against the CPU reference.

@@ -1,25 +1,33 @@
-//! `gru bench`: the standard GRU shapes, forward and forward+backward, on the chosen
-//! device and on the CPU reference in the same run.
+//! `gru bench`: the standard GRU shapes (or `--shape`s), forward and forward+backward,
+//! on the chosen device and on the CPU reference in the same run; with `--roofline`
+//! also the device's measured ceilings and each kernel family's share of them.
 
 use std::time::Instant;
 
 use clap::Args;
 use gru_engine::config::BENCH_SHAPES;
+use gru_engine::gpu::lab::{self, KernelTime, Roofline};
 use gru_engine::rng::Rng;
 use gru_engine::{cpu, GpuGru, GruConfig, GruWeights, Result, SequenceInput};
 
 use crate::cli::device::{Choice, DeviceArgs};
 
-/// (B, T, I, H), as in benches/gru.rs.
-
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   gru bench --quick
+  gru bench --roofline --shape 32,64,128,128
   gru bench --device 0 --json > bench.json")]
 pub struct BenchArgs {
     /// Only the two smaller shapes.
     #[arg(long)]
     pub quick: bool,
+    /// A shape B,T,I,H to time instead of the standard ones (repeatable).
+    #[arg(long, value_name = "B,T,I,H", value_parser = parse_shape)]
+    pub shape: Vec<(usize, usize, usize, usize)>,
+    /// Also measure the device's ceilings (register FMAs, loads) and time every kernel
+    /// family of each shape as a share of them.
+    #[arg(long)]
+    pub roofline: bool,
     /// Skip the CPU reference.
     #[arg(long)]
     pub no_cpu: bool,
@@ -31,6 +39,29 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// "B,T,I,H" as four sizes of at least 1.
+fn parse_shape(s: &str) -> std::result::Result<(usize, usize, usize, usize), String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected B,T,I,H (four integers), found `{s}`: {e}"))?;
+    match v[..] {
+        [b, t, i, h]
+            if v.iter().all(|&x| x > 0)
+                && b.checked_mul(t)
+                    .and_then(|n| n.checked_mul(i.max(h)))
+                    .is_some_and(|n| n <= 1 << 28) =>
+        {
+            Ok((b, t, i, h))
+        }
+        [_, _, _, _] => Err(format!(
+            "expected B,T,I,H of at least 1 with B·T·max(I, H) at most 2^28, found `{s}`"
+        )),
+        _ => Err(format!("expected B,T,I,H (four integers), found `{s}`")),
+    }
 }
 
 /// Mean seconds per call of `f`, over at least one call and about `budget` seconds.
@@ -55,9 +86,22 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         ),
         Choice::Cpu => "CPU reference".into(),
     };
+    let shapes: Vec<(usize, usize, usize, usize)> = if a.shape.is_empty() {
+        let n = if a.quick { 2 } else { 3 };
+        BENCH_SHAPES[..n]
+            .iter()
+            .map(|s| (s.batch, s.seq_len, s.input, s.hidden))
+            .collect()
+    } else {
+        a.shape.clone()
+    };
+    let roofline = match (&choice, a.roofline) {
+        (Choice::Gpu(ctx), true) => Some(lab::roofline(ctx, a.seconds.min(1.0))?),
+        _ => None,
+    };
     let mut rows = Vec::new();
-    for s in BENCH_SHAPES.iter().take(if a.quick { 2 } else { 3 }) {
-        let (b, t, i, h) = (s.batch, s.seq_len, s.input, s.hidden);
+    let mut kernels = Vec::new();
+    for &(b, t, i, h) in &shapes {
         let w = GruWeights::init(GruConfig::new(i, h), 1);
         let mut rng = Rng::new(2);
         let x = rng.uniform_vec(t * b * i, -1.0, 1.0);
@@ -67,6 +111,11 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         let mut gpu_times = [None, None];
         if let Choice::Gpu(ctx) = &choice {
             let mut g = GpuGru::new(ctx.clone(), &w)?;
+            if roofline.is_some() {
+                for k in lab::profile(&mut g, &input, &dy, a.seconds.min(1.0))? {
+                    kernels.push(((b, t, i, h), k));
+                }
+            }
             gpu_times[0] = Some(time(a.seconds, || {
                 g.forward(&input)?;
                 ctx.wait_idle()
@@ -100,8 +149,15 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         }
     }
     if a.json {
-        println!("{}", serde_json::json!({"device": device, "results": rows}));
+        let lab = roofline.map(|r| lab_json(&r, &kernels));
+        println!(
+            "{}",
+            serde_json::json!({"device": device, "results": rows, "roofline": lab})
+        );
         return Ok(0);
+    }
+    if let Some(r) = &roofline {
+        print_lab(r, &kernels);
     }
     println!("device: {device}; CPU: the reference (one thread, f32); FLOPs 6·B·T·H·(I+H) forward, x3 with backward");
     println!("| shape (B, T, I, H) | pass | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |");
@@ -128,4 +184,55 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// A kernel family's time at a shape (B, T, I, H).
+type ShapeKernel = ((usize, usize, usize, usize), KernelTime);
+
+/// Percent of `peak`.
+fn share(x: f64, peak: f64) -> f64 {
+    100.0 * x / peak
+}
+
+fn lab_json(r: &Roofline, kernels: &[ShapeKernel]) -> serde_json::Value {
+    let rows: Vec<_> = kernels
+        .iter()
+        .map(|((b, t, i, h), k)| {
+            serde_json::json!({
+                "shape": {"B": b, "T": t, "I": i, "H": h},
+                "pass": k.pass,
+                "kernel": k.kernel,
+                "dispatches": k.dispatches,
+                "ms": k.seconds * 1e3,
+                "gflops": k.gflops(),
+                "percent_of_fma_peak": k.gflops().map(|g| share(g, r.fma_gflops)),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "fma_gflops": r.fma_gflops,
+        "stream_gbs": r.stream_gbs,
+        "uniform_load_gflops": r.uniform_gflops,
+        "workgroup_memory_gbs": r.workgroup_gbs,
+        "kernels": rows,
+    })
+}
+
+fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
+    println!("ceilings: register FMAs {:.1} GFLOP/s; streaming loads {:.2} GB/s; broadcast loads feeding 16 FMAs {:.1} GFLOP/s; workgroup memory {:.1} GB/s", r.fma_gflops, r.stream_gbs, r.uniform_gflops, r.workgroup_gbs);
+    println!("| shape (B, T, I, H) | pass | kernel | dispatches | ms | GFLOP/s | % of FMA peak |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for ((b, t, i, h), k) in kernels {
+        let g = k.gflops();
+        println!(
+            "| ({b}, {t}, {i}, {h}) | {} | {} | {} | {:.2} | {} | {} |",
+            k.pass,
+            k.kernel,
+            k.dispatches,
+            k.seconds * 1e3,
+            g.map_or("-".into(), |g| format!("{g:.2}")),
+            g.map_or("-".into(), |g| format!("{:.1}%", share(g, r.fma_gflops))),
+        );
+    }
+    println!();
 }

@@ -179,6 +179,9 @@ wgsl_structs! {
     }
     /// A strided copy of rows x width values.
     CopyParams { rows: u32, width: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32, _p0: u32, _p1: u32 }
+    /// A roofline probe: loop iterations per invocation and a multiplier the compiler
+    /// cannot fold.
+    LabParams { iters: u32, scale: f32, _p0: u32, _p1: u32 }
     /// One token draw.
     SampleParams { cols: u32, top_k: u32, temperature: f32, offset: u32, seed_lo: u32, seed_hi: u32, _p0: u32, _p1: u32 }
 }

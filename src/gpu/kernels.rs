@@ -67,6 +67,7 @@ shaders! {
     MaxNorm => "max_norm" [Workgroup, NormParams],
     StridedCopy => "strided_copy" [Workgroup, CopyParams],
     Sample => "sample" [Workgroup, WorkgroupReduce, SampleParams],
+    Roofline => "roofline" [Workgroup, LabParams],
 }
 
 impl Shader {
@@ -137,6 +138,10 @@ kernels! {
     MaxNormPairs => MaxNorm."max_norm_pairs" [U, W, W],
     StridedCopy => StridedCopy."strided_copy" [U, R, W],
     Sample => Sample."sample" [U, R, W, W],
+    FmaPeak => Roofline."fma_peak" [U, R, W],
+    LoadStream => Roofline."load_stream" [U, R, W],
+    LoadUniform => Roofline."load_uniform" [U, R, W],
+    WorkgroupMemory => Roofline."shared_memory" [U, R, W],
 }
 
 /// Size of the uniform a step slot binds (`StepParams` in the step shaders).

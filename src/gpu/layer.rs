@@ -9,7 +9,7 @@ use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
 use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::encode;
+use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::{weights_from_parts, GpuParams};
 use crate::gpu::workspace::Workspace;
 use crate::sequence::{swap_leading_axes, validate_cell, GruGrads, SequenceInput};
@@ -208,6 +208,21 @@ impl GpuGru {
             GruError::State("the forward pass's workspace was evicted; run forward again".into())
         })?;
         Ok((run, last))
+    }
+
+    /// The forward and backward dispatch lists of the last forward's shape, every chunk
+    /// in order: what the kernel lab replays family by family.
+    pub(crate) fn recorded(&self) -> Result<(Vec<Dispatch>, Vec<Dispatch>)> {
+        let (run, _) = self.current()?;
+        let forward = run
+            .chunks
+            .iter()
+            .flat_map(|(_, ws)| ws.forward.iter().cloned());
+        let backward = run
+            .chunks
+            .iter()
+            .flat_map(|(_, ws)| ws.backward.iter().cloned());
+        Ok((forward.collect(), backward.collect()))
     }
 
     /// Runs the whole stack over `input` in one submission. The results stay on the

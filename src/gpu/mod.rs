@@ -6,6 +6,7 @@ pub(crate) mod cache;
 pub mod context;
 mod forward;
 pub(crate) mod kernels;
+pub mod lab;
 mod layer;
 pub(crate) mod ops;
 pub(crate) mod params;

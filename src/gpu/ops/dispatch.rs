@@ -8,13 +8,16 @@ use crate::gpu::abi::WG;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Kernel, Pipeline};
 
-/// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid.
+/// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid, and the
+/// useful floating-point operations it does (0 where no one counts them; the kernel lab
+/// reports GFLOP/s from them).
 #[derive(Debug, Clone)]
 pub(crate) struct Dispatch {
     pub pipeline: Arc<Pipeline>,
     pub bind_group: wgpu::BindGroup,
     pub offset: Option<u32>,
     pub groups: [u32; 3],
+    pub flops: u64,
 }
 
 /// Replays `list` into one compute pass (wgpu orders the dispatches and their barriers).
@@ -95,6 +98,7 @@ pub(crate) fn param_dispatch(
         bind_group,
         offset: None,
         groups,
+        flops: 0,
     })
 }
 
@@ -119,5 +123,6 @@ pub(crate) fn buffers_dispatch(
         bind_group,
         offset: None,
         groups,
+        flops: 0,
     })
 }

@@ -104,6 +104,7 @@ pub(crate) fn gemm(
         &buffers,
         grid,
     )?];
+    list[0].flops = 2 * p.m as u64 * p.n as u64 * p.k as u64;
     if split {
         let r = ReduceParams {
             m: p.m,

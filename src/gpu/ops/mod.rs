@@ -9,6 +9,7 @@ pub(crate) mod gemm;
 pub(crate) mod loss;
 pub(crate) mod optim;
 pub(crate) mod reduce;
+pub(crate) mod roofline;
 pub(crate) mod sample;
 pub(crate) mod step;
 #[cfg(test)]

@@ -32,6 +32,19 @@ pub(crate) struct StepKernel {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    flops: u64,
+}
+
+/// Multiply-adds of one step's recurrent matvec, as gate rows of W_hh (of H each) per
+/// batch row and unit: 3 for the fused forward and the state gradient, 2 for the
+/// reset-before r and z rows, 1 for its candidate; the gate kernel is elementwise.
+fn matvec_rows(kernel: Kernel) -> u64 {
+    match kernel {
+        Kernel::StepFused | Kernel::BwdState => 3,
+        Kernel::StepGates | Kernel::BwdRz => 2,
+        Kernel::StepCandidate | Kernel::BwdCandidate => 1,
+        _ => 0,
+    }
 }
 
 impl StepKernel {
@@ -62,10 +75,12 @@ impl StepKernel {
             groups(d.batch as usize, TB),
             1,
         ];
+        let (b, h) = (d.batch as u64, d.hidden as u64);
         Ok(StepKernel {
             pipeline,
             bind_group,
             groups,
+            flops: 2 * matvec_rows(kernel) * b * h * h,
         })
     }
 
@@ -76,6 +91,7 @@ impl StepKernel {
             bind_group: self.bind_group.clone(),
             offset: Some(s as u32 * stride),
             groups: self.groups,
+            flops: self.flops,
         }
     }
 }

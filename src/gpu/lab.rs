@@ -1,0 +1,142 @@
+//! The kernel lab: what the device can do at all (register FMAs, streaming, broadcast
+//! and workgroup-memory loads) and what each kernel family of a GRU layer achieves at a
+//! shape, measured in the same run so the second reads as a share of the first.
+//!
+//! ```no_run
+//! use gru_engine::gpu::lab;
+//! use gru_engine::{GpuContext, GpuGru, GruConfig, GruWeights, SequenceInput};
+//! # fn main() -> gru_engine::Result<()> {
+//! let ctx = GpuContext::new_default()?;
+//! let peak = lab::roofline(&ctx, 0.3)?;
+//! let w = GruWeights::init(GruConfig::new(128, 128), 1);
+//! let mut gru = GpuGru::new(ctx, &w)?;
+//! let (x, dy) = (vec![0.1; 64 * 32 * 128], vec![0.1; 64 * 32 * 128]);
+//! for k in lab::profile(&mut gru, &SequenceInput::new(&x, 64, 32), &dy, 0.3)? {
+//!     println!("{} {:.1} ms {:?} GFLOP/s of {:.0}", k.kernel, k.seconds * 1e3, k.gflops(), peak.fma_gflops);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::context::GpuContext;
+use crate::gpu::layer::GpuGru;
+use crate::gpu::ops::roofline::{probe, Probe};
+use crate::gpu::ops::{encode, Dispatch};
+use crate::sequence::SequenceInput;
+
+/// The device's measured ceilings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Roofline {
+    /// Register-only FMAs, GFLOP/s.
+    pub fma_gflops: f64,
+    /// Coalesced per-invocation vec4 loads, GB/s.
+    pub stream_gbs: f64,
+    /// FMAs fed by a vec4 the whole workgroup reads (16 per load), GFLOP/s.
+    pub uniform_gflops: f64,
+    /// Reads from workgroup memory, GB/s.
+    pub workgroup_gbs: f64,
+}
+
+/// One kernel family's share of a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// The pass: "forward" or "backward".
+    pub pass: &'static str,
+    /// The kernel's entry point (`gemm`, `step_fused`, `bwd_state`, ...).
+    pub kernel: &'static str,
+    /// Its dispatches in one pass.
+    pub dispatches: usize,
+    /// Seconds per pass spent in them, each family run alone.
+    pub seconds: f64,
+    /// Useful FLOPs per pass (0 where the kernel is not counted: elementwise ones).
+    pub flops: u64,
+}
+
+impl KernelTime {
+    /// Achieved GFLOP/s, where FLOPs are counted.
+    pub fn gflops(&self) -> Option<f64> {
+        (self.flops > 0).then(|| self.flops as f64 / self.seconds / 1e9)
+    }
+}
+
+/// Mean seconds of one submission of `list` (after one warm-up), over about `budget`
+/// seconds and at least two runs.
+fn time_list(ctx: &GpuContext, list: &[Dispatch], budget: f64) -> Result<f64> {
+    let once = || -> Result<()> {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        encode(&mut enc, "lab", list);
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait_idle()
+    };
+    once()?;
+    let start = Instant::now();
+    let mut n = 0u32;
+    while n < 2 || start.elapsed().as_secs_f64() < budget {
+        once()?;
+        n += 1;
+    }
+    Ok(start.elapsed().as_secs_f64() / n as f64)
+}
+
+/// Measures the four ceilings, about `budget` seconds each.
+pub fn roofline(ctx: &GpuContext, budget: f64) -> Result<Roofline> {
+    // 64 MiB to stream through (past any cache), 1024 workgroups of threads.
+    let threads = 65_536usize;
+    let src = ctx.storage("roofline_src", 16 << 20)?;
+    let dst = ctx.storage("roofline_dst", 4 * threads)?;
+    let rate = |which: Probe, iters: u32| -> Result<f64> {
+        let d = ctx.scoped(|| probe(ctx, which, (threads, iters), &src, &dst))?;
+        let s = time_list(ctx, &[d], budget)?;
+        Ok(threads as f64 * iters as f64 * which.work_per_iteration() as f64 / s / 1e9)
+    };
+    Ok(Roofline {
+        fma_gflops: rate(Probe::Fma, 2048)?,
+        stream_gbs: rate(Probe::Stream, 64)?,
+        uniform_gflops: rate(Probe::Uniform, 1024)?,
+        workgroup_gbs: rate(Probe::Workgroup, 1024)?,
+    })
+}
+
+/// Times every kernel family of `gru`'s forward and backward at the shape of `input`
+/// (`d_output` as for [`GpuGru::backward_on_device`]): each family's dispatches of one
+/// pass, in their recorded order, run alone, about `budget` seconds each. The sum is
+/// close to the pass's time (the families do not overlap within a pass).
+pub fn profile(
+    gru: &mut GpuGru,
+    input: &SequenceInput,
+    d_output: &[f32],
+    budget: f64,
+) -> Result<Vec<KernelTime>> {
+    gru.forward(input)?;
+    gru.backward_on_device(d_output, None)?;
+    let ctx = gru.context().clone();
+    let (forward, backward) = gru.recorded()?;
+    let mut out = Vec::new();
+    for (pass, list) in [("forward", forward), ("backward", backward)] {
+        let mut kernels: Vec<&'static str> = Vec::new();
+        for d in &list {
+            let k = d.pipeline.kernel.entry();
+            if !kernels.contains(&k) {
+                kernels.push(k);
+            }
+        }
+        for kernel in kernels {
+            let part: Vec<Dispatch> = list
+                .iter()
+                .filter(|d| d.pipeline.kernel.entry() == kernel)
+                .cloned()
+                .collect();
+            let seconds = time_list(&ctx, &part, budget)?;
+            out.push(KernelTime {
+                pass,
+                kernel,
+                dispatches: part.len(),
+                seconds,
+                flops: part.iter().map(|d| d.flops).sum(),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -326,6 +326,7 @@ fn best_is_the_lowest_validation_loss() {
     let run = d.path().join("run");
     // A large SGD step makes the validation loss rise and fall.
     let o = Command::new(env!("CARGO_BIN_EXE_gru"))
+        .env("GRU_DEVICE", common::cli_device())
         .args([
             "train",
             "--text",

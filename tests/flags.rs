@@ -2,6 +2,8 @@
 //! value it was given: a flag that is parsed but has no effect fails here. The last test
 //! reads every subcommand's `--help` and fails if a flag appears in no test file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,6 +14,7 @@ use gru_engine::GruVariant;
 
 fn gru(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gru"))
+        .env("GRU_DEVICE", common::cli_device())
         .args(args)
         .output()
         .expect("the gru binary runs")
@@ -242,7 +245,7 @@ fn seed_is_reproducible_and_resume_is_exact() {
         ok(&a);
         last(dir)
     };
-    for device in ["cpu", "auto"] {
+    for device in ["cpu", common::cli_device()] {
         let a = train(&d.path().join(format!("a-{device}")), "1", "6", &[], device);
         let b = train(&d.path().join(format!("b-{device}")), "1", "6", &[], device);
         let other = train(&d.path().join(format!("o-{device}")), "2", "6", &[], device);

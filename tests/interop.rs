@@ -2,6 +2,8 @@
 //! module prefixes, F16/BF16, shape inference, and clear errors; `gru forward` and
 //! `gru convert` from the command line.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -234,6 +236,7 @@ fn half_precision_is_widened_and_other_dtypes_refused() {
 
 fn gru(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gru"))
+        .env("GRU_DEVICE", common::cli_device())
         .args(args)
         .output()
         .unwrap()

@@ -77,7 +77,7 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 }
 
 pub fn bench(a: BenchArgs) -> Result<u8> {
-    let choice = a.device.open(a.json)?;
+    let choice = a.device.open_adapter(a.json)?;
     let device = match &choice {
         Choice::Gpu(ctx) => format!(
             "{} ({:?})",

@@ -62,7 +62,7 @@ pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
     }
     match best.map(|i| &adapters[i]) {
         Some(b) if b.is_software() => println!(
-            "note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU",
+            "note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU; device auto runs models on the CPU reference path (faster here), gru bench times the adapter",
             b.name
         ),
         Some(_) => {}

@@ -436,45 +436,6 @@ impl GpuGru {
         })
     }
 
-    /// Times each kernel of the forward and backward passes for `input` on its own
-    /// (every dispatch of that kernel, in order, in one submission; the values computed
-    /// are not meaningful) and returns (kernel, dispatches, seconds), for performance work.
-    pub fn profile_kernels(&mut self, input: &SequenceInput) -> Result<Vec<(String, usize, f64)>> {
-        self.forward(input)?;
-        let (run, _) = self.current()?;
-        let ws = &run.chunks[0].1;
-        let mut names: Vec<(&'static str, bool)> = Vec::new();
-        for (list, backward) in [(&ws.forward, false), (&ws.backward, true)] {
-            for d in list.iter() {
-                let key = (d.pipeline.kernel.entry(), backward);
-                if !names.contains(&key) {
-                    names.push(key);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for (name, backward) in names {
-            let list = if backward { &ws.backward } else { &ws.forward };
-            let picked: Vec<_> = list
-                .iter()
-                .filter(|d| d.pipeline.kernel.entry() == name)
-                .cloned()
-                .collect();
-            let mut best = f64::MAX;
-            for _ in 0..3 {
-                let start = std::time::Instant::now();
-                let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-                encode(&mut enc, name, &picked);
-                self.ctx.queue.submit([enc.finish()]);
-                self.ctx.wait_idle()?;
-                best = best.min(start.elapsed().as_secs_f64());
-            }
-            let pass = if backward { "backward" } else { "forward" };
-            out.push((format!("{pass}/{name}"), picked.len(), best));
-        }
-        Ok(out)
-    }
-
     /// One timestep through every layer (a stacked `GRUCell`) for streaming inference:
     /// `x` [B, I] and state `h` [layers, B, H] in, the new state [layers, B, H] out; its
     /// last layer's slice is the output. Unidirectional stacks only.

@@ -149,3 +149,15 @@ pub fn data(cfg: &ModelConfig, b: usize, t: usize, lengths: bool, rng: &mut Rng)
     }
     d
 }
+
+/// The `--device` the CLI tests run models on (as `GRU_DEVICE`): `gpu` where a usable
+/// adapter exists, so they test the GPU path (llvmpipe under CI, where `auto` would
+/// take the faster CPU reference), else `auto`.
+#[allow(dead_code)]
+pub fn cli_device() -> &'static str {
+    static PICK: OnceLock<&'static str> = OnceLock::new();
+    PICK.get_or_init(|| match gpu() {
+        Some(_) => "gpu",
+        None => "auto",
+    })
+}

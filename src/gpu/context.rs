@@ -197,9 +197,12 @@ impl GpuContext {
         let adapter = &adapters[index];
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Subgroup operations where offered: the software adapter's GEMM shares loaded
+        // values between lanes with them.
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
         let desc = wgpu::DeviceDescriptor {
             label: Some("gru-engine"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -240,6 +243,13 @@ impl GpuContext {
     /// A CPU rasterizer (llvmpipe, SwiftShader): correct but about a thousand times slower than a GPU.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether kernels may use subgroup operations with subgroups of at least 8 lanes
+    /// (the subgroup GEMM broadcasts from lanes 0 to 7).
+    pub(crate) fn subgroups_of_8(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size >= 8
     }
 
     /// The limits the device was opened with.

@@ -53,6 +53,7 @@ macro_rules! shaders {
 
 shaders! {
     Gemm => "gemm" [Workgroup, GemmParams],
+    GemmSubgroup => "gemm_subgroup" [Workgroup, GemmParams],
     Colsum => "colsum" [Workgroup, ColsumParams],
     Transpose => "transpose" [TransposeParams],
     ReduceSlices => "reduce_slices" [Workgroup, ReduceParams],
@@ -113,6 +114,7 @@ macro_rules! kernels {
 
 kernels! {
     Gemm => Gemm."gemm" [U, R, R, R, W],
+    GemmSg => GemmSubgroup."gemm_sg" [U, R, R, R, W],
     Colsum => Colsum."colsum" [U, R, W],
     Transpose => Transpose."transpose" [U, R, W],
     ReduceSlices => ReduceSlices."reduce_slices" [U, R, R, W],

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::GemmParams;
-use crate::gpu::abi::{ReduceParams, WG};
+use crate::gpu::abi::ReduceParams;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
@@ -61,19 +61,48 @@ pub(crate) fn gemm_scratch(m: usize, n: usize, k: usize) -> usize {
     }
 }
 
+/// (rows, columns) per workgroup of `gemm_sg` (`SM`, `WG`·`SC` in gemm_subgroup.wgsl).
+const SUBGROUP_TILE: (u32, u32) = (16, 128);
+
+/// The GEMM kernel for this device: shared-memory tiles with 8 x 8 register blocks on a
+/// GPU; on a software adapter with subgroups of 8 or more lanes, the subgroup kernel,
+/// which loads each value once per subgroup instead of staging tiles in workgroup
+/// memory (every load costs llvmpipe about fifty FMAs; `gru bench --roofline`).
+pub(crate) fn variant(ctx: &GpuContext) -> Kernel {
+    if ctx.is_software() && ctx.subgroups_of_8() {
+        Kernel::GemmSg
+    } else {
+        Kernel::Gemm
+    }
+}
+
 /// C = op(A) · op(B) (+ bias) (+ C); see gemm.wgsl for the meaning of `p`. Long K runs
 /// as split-K slices into `scratch` (at least [`gemm_scratch`] values) plus a reduction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     ctx: &GpuContext,
     label: &str,
-    mut p: GemmParams,
+    p: GemmParams,
     f: GemmFlags,
     a: &wgpu::Buffer,
     b: &wgpu::Buffer,
     bias: Option<&wgpu::Buffer>,
     c: &wgpu::Buffer,
     scratch: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    gemm_as(ctx, variant(ctx), label, p, f, [a, b, c, scratch], bias)
+}
+
+/// [`gemm`] with the kernel chosen by the caller (the tests run every variant the
+/// device can).
+fn gemm_as(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    label: &str,
+    mut p: GemmParams,
+    f: GemmFlags,
+    [a, b, c, scratch]: [&wgpu::Buffer; 4],
+    bias: Option<&wgpu::Buffer>,
 ) -> Result<Vec<Dispatch>> {
     let (slices, k_slice) = split_k(p.m as usize, p.n as usize, p.k as usize);
     p.k_slice = k_slice as u32;
@@ -90,14 +119,18 @@ pub(crate) fn gemm(
         p.ldc = p.n;
     }
     let buffers = [a, b, bias.unwrap_or(b), if split { scratch } else { c }];
+    let (rows, cols) = match kernel {
+        Kernel::GemmSg => SUBGROUP_TILE,
+        _ => (GEMM_ROWS, 64),
+    };
     let grid = [
-        groups(p.n as usize, WG),
-        groups(p.m as usize, GEMM_ROWS),
+        groups(p.n as usize, cols),
+        groups(p.m as usize, rows),
         slices as u32,
     ];
     let mut list = vec![param_dispatch(
         ctx,
-        Kernel::Gemm,
+        kernel,
         &constants,
         label,
         bytemuck::bytes_of(&p),
@@ -216,15 +249,21 @@ mod tests {
                     .storage("scratch", gemm_scratch(m, n, k).max(1))
                     .unwrap();
                 let bias_buf = bias.then_some(&biasb);
-                run(
-                    &ctx,
-                    &gemm(&ctx, "gemm", p, f, &ab, &bb, bias_buf, &cb, &scratch).unwrap(),
-                );
-                close(
-                    &read(&ctx, &cb, c0.len()),
-                    &want,
-                    &format!("gemm m{m} n{n} k{k} bias {bias} {f:?}"),
-                );
+                let mut kernels = vec![Kernel::Gemm];
+                if ctx.subgroups_of_8() {
+                    kernels.push(Kernel::GemmSg);
+                }
+                for kernel in kernels {
+                    ctx.queue.write_buffer(&cb, 0, bytemuck::cast_slice(&c0));
+                    let bufs = [&ab, &bb, &cb, &scratch];
+                    let list = gemm_as(&ctx, kernel, "gemm", p, f, bufs, bias_buf).unwrap();
+                    run(&ctx, &list);
+                    close(
+                        &read(&ctx, &cb, c0.len()),
+                        &want,
+                        &format!("{kernel:?} m{m} n{n} k{k} bias {bias} {f:?}"),
+                    );
+                }
             }
         }
     }
@@ -248,5 +287,8 @@ mod tests {
         let gemm = include_str!("../../../shaders/gemm.wgsl");
         assert_eq!(konst(gemm, "TM"), GEMM_ROWS);
         assert_eq!(konst(gemm, "TN"), 64);
+        let sg = include_str!("../../../shaders/gemm_subgroup.wgsl");
+        assert_eq!(konst(sg, "SM"), SUBGROUP_TILE.0);
+        assert_eq!(64 * konst(sg, "SC"), SUBGROUP_TILE.1);
     }
 }

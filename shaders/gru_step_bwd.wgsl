@@ -60,27 +60,8 @@ fn store_gate(s: u32, t: u32, b: u32, j: u32, g: u32, gx: f32, gh: f32) {
     d_gh[(s * nb + b) * 3u * nh + g * nh + j] = gh;
 }
 
-// acc[u * TB + i] = Σ_{c in [c0, c1)} dGh[s, b0 + i, c] · W_hh[c, k_u] with
-// k_u = k0 + u·WG/UT. Units past H and rows past B repeat the last one (unused), so the
-// loop has no branch. Written out for UT = 2: llvmpipe runs a loop over units slower.
-fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * TB> {
-    var acc: array<f32, UT * TB>;
-    let nb = dims.batch;
-    let nh = dims.hidden;
-    let k1 = min(k0, nh - 1u);
-    let k2 = min(k0 + WG / UT, nh - 1u);
-    for (var c = c0; c < c1; c++) {
-        let w1 = w_hh[c * nh + k1];
-        let w2 = w_hh[c * nh + k2];
-        for (var i = 0u; i < TB; i++) {
-            let b = min(b0 + i, nb - 1u);
-            let g = d_gh[(s * nb + b) * 3u * nh + c];
-            acc[i] = fma(g, w1, acc[i]);
-            acc[TB + i] = fma(g, w2, acc[TB + i]);
-        }
-    }
-    return acc;
-}
+// state_matvec(k0, b0, s, c0, c1) -> array<f32, UT * TB> comes from the prelude:
+// shaders/parts/state_matvec.wgsl, or its subgroup form on software adapters.
 
 @compute @workgroup_size(WG)
 fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {

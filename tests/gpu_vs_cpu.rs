@@ -146,6 +146,42 @@ fn reset_before_matches_reference() {
     matrix(GruVariant::ResetBefore);
 }
 
+/// Where the adapter runs the subgroup builds of the GEMM and the reset-after step
+/// kernels (llvmpipe), the portable builds that GPUs run are checked too, on awkward
+/// sizes with both variants (reset-before has no subgroup build; its matrix covers it).
+#[test]
+fn portable_kernels_match_reference_on_every_adapter() {
+    let ctx = match GpuContext::new(&gru_engine::gpu::DeviceRequest {
+        subgroup_kernels: false,
+        ..Default::default()
+    }) {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("no adapter under CI: {e}"),
+        Err(_) => return,
+    };
+    let mut n = 0;
+    for &h in &[1, 17, 130] {
+        for &(b, t) in &[(1, 7), (5, 33), (9, 1)] {
+            let c = Case {
+                variant: GruVariant::ResetAfter,
+                i: h + 2,
+                h,
+                t,
+                b,
+                layers: 1 + n % 2,
+                bidir: n % 2 == 1,
+                lengths: n % 3 != 0,
+                h0: n % 2 == 0,
+                bias: true,
+                batch_first: false,
+                chunk: None,
+            };
+            run_case(&ctx, c, 500 + n as u64);
+            n += 1;
+        }
+    }
+}
+
 #[test]
 fn three_bidirectional_layers_with_lengths() {
     let Some(ctx) = gpu() else { return };

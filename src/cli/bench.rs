@@ -202,6 +202,7 @@ fn lab_json(r: &Roofline, kernels: &[ShapeKernel]) -> serde_json::Value {
                 "shape": {"B": b, "T": t, "I": i, "H": h},
                 "pass": k.pass,
                 "kernel": k.kernel,
+                "shader": k.shader,
                 "dispatches": k.dispatches,
                 "ms": k.seconds * 1e3,
                 "gflops": k.gflops(),
@@ -220,14 +221,15 @@ fn lab_json(r: &Roofline, kernels: &[ShapeKernel]) -> serde_json::Value {
 
 fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
     println!("ceilings: register FMAs {:.1} GFLOP/s; streaming loads {:.2} GB/s; broadcast loads feeding 16 FMAs {:.1} GFLOP/s; workgroup memory {:.1} GB/s", r.fma_gflops, r.stream_gbs, r.uniform_gflops, r.workgroup_gbs);
-    println!("| shape (B, T, I, H) | pass | kernel | dispatches | ms | GFLOP/s | % of FMA peak |");
+    println!("| shape (B, T, I, H) | pass | kernel (shader) | dispatches | ms | GFLOP/s | % of FMA peak |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for ((b, t, i, h), k) in kernels {
         let g = k.gflops();
         println!(
-            "| ({b}, {t}, {i}, {h}) | {} | {} | {} | {:.2} | {} | {} |",
+            "| ({b}, {t}, {i}, {h}) | {} | {} ({}) | {} | {:.2} | {} | {} |",
             k.pass,
             k.kernel,
+            k.shader,
             k.dispatches,
             k.seconds * 1e3,
             g.map_or("-".into(), |g| format!("{g:.2}")),

@@ -95,6 +95,7 @@ impl DeviceArgs {
         let request = |index: Option<usize>| DeviceRequest {
             backends,
             adapter_index: index,
+            ..Default::default()
         };
         let ctx = match self.device.as_str() {
             "cpu" => {

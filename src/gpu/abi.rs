@@ -35,6 +35,36 @@ impl Wgsl for StepTile {
     }
 }
 
+/// WGSL files under `shaders/parts/` that several shaders (or several builds of one
+/// shader) share, prepended like the declarations above.
+macro_rules! wgsl_parts {
+    ($($(#[$doc:meta])* $name:ident => $file:literal),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub(crate) struct $name;
+            impl Wgsl for $name {
+                fn wgsl() -> String {
+                    include_str!(concat!("../../shaders/parts/", $file, ".wgsl")).to_string()
+                }
+            }
+        )*
+        /// Every part file, for the test that each is used.
+        #[cfg(test)]
+        pub(crate) const PART_FILES: &[&str] = &[$($file),*];
+    };
+}
+
+wgsl_parts! {
+    /// The forward step's recurrent matvec, each lane loading its own state values.
+    RecurrentMatvec => "recurrent_matvec",
+    /// The same sums with the state values shared across a subgroup (software adapters).
+    RecurrentMatvecSubgroup => "recurrent_matvec_subgroup",
+    /// The backward step's state matvec, each lane loading its own gate gradients.
+    StateMatvec => "state_matvec",
+    /// The same sums with the gate gradients shared across a subgroup.
+    StateMatvecSubgroup => "state_matvec_subgroup",
+}
+
 /// `IGNORE`.
 pub(crate) struct Ignore;
 impl Wgsl for Ignore {

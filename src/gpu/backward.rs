@@ -8,7 +8,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::forward::step_dims;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
-    colsum, colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams, StepKernel,
+    colsum, colsum_scratch, gemm, gemm_scratch, step, Dispatch, GemmFlags, GemmParams, StepKernel,
 };
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
@@ -72,7 +72,9 @@ pub(crate) fn plan(
             ];
             let reset_before = cfg.variant == GruVariant::ResetBefore;
             let kernels = match cfg.variant {
-                GruVariant::ResetAfter => vec![Kernel::BwdGates, Kernel::BwdState],
+                GruVariant::ResetAfter => {
+                    vec![Kernel::BwdGates, step::for_device(ctx, Kernel::BwdState)]
+                }
                 GruVariant::ResetBefore => {
                     vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
                 }

@@ -49,6 +49,10 @@ pub struct DeviceRequest {
     pub backends: wgpu::Backends,
     /// An index from [`list_adapters`]; `None` picks the best (discrete > integrated > software).
     pub adapter_index: Option<usize>,
+    /// Let software adapters run the subgroup builds of the GEMM and step kernels
+    /// (default); `false` keeps the portable builds every device runs (for tests and
+    /// for comparing the two).
+    pub subgroup_kernels: bool,
 }
 
 impl Default for DeviceRequest {
@@ -56,6 +60,7 @@ impl Default for DeviceRequest {
         DeviceRequest {
             backends: wgpu::Backends::all(),
             adapter_index: None,
+            subgroup_kernels: true,
         }
     }
 }
@@ -149,6 +154,7 @@ pub struct GpuContext {
     info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     pub(crate) kernels: KernelCache,
+    subgroup_kernels: bool,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -230,6 +236,7 @@ impl GpuContext {
             info,
             limits,
             kernels: KernelCache::default(),
+            subgroup_kernels: request.subgroup_kernels,
             lost,
             uncaptured,
         }))
@@ -248,7 +255,8 @@ impl GpuContext {
     /// Whether kernels may use subgroup operations with subgroups of at least 8 lanes
     /// (the subgroup GEMM broadcasts from lanes 0 to 7).
     pub(crate) fn subgroups_of_8(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
+        self.subgroup_kernels
+            && self.device.features().contains(wgpu::Features::SUBGROUP)
             && self.info.subgroup_min_size >= 8
     }
 

@@ -5,7 +5,9 @@ use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::{gemm, transpose, Dispatch, GemmFlags, GemmParams, StepDims, StepKernel};
+use crate::gpu::ops::{
+    gemm, step, transpose, Dispatch, GemmFlags, GemmParams, StepDims, StepKernel,
+};
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 
@@ -82,7 +84,7 @@ pub(crate) fn plan(
                 &buf.saved,
             ];
             let kernels = match cfg.variant {
-                GruVariant::ResetAfter => vec![Kernel::StepFused],
+                GruVariant::ResetAfter => vec![step::for_device(ctx, Kernel::StepFused)],
                 GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
             };
             let kernels = kernels

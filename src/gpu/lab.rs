@@ -46,6 +46,9 @@ pub struct KernelTime {
     pub pass: &'static str,
     /// The kernel's entry point (`gemm`, `step_fused`, `bwd_state`, ...).
     pub kernel: &'static str,
+    /// The shader build it comes from (`gru_step_fwd`, or `gru_step_fwd_subgroup` where
+    /// the adapter takes the subgroup build).
+    pub shader: &'static str,
     /// Its dispatches in one pass.
     pub dispatches: usize,
     /// Seconds per pass spent in them, each family run alone.
@@ -132,6 +135,7 @@ pub fn profile(
             out.push(KernelTime {
                 pass,
                 kernel,
+                shader: part[0].pipeline.kernel.shader().label(),
                 dispatches: part.len(),
                 seconds,
                 flops: part.iter().map(|d| d.flops).sum(),

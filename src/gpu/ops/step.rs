@@ -27,6 +27,18 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
     Ok((ctx.uniform("step_slots", &bytes)?, stride as u32))
 }
 
+/// `kernel`, or its subgroup build on a software adapter with subgroups of 8 or more
+/// lanes, whose matvec loads each state value (or gate gradient) once per subgroup
+/// (shaders/parts/*_subgroup.wgsl). Only the reset-after kernels have one.
+pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel) -> Kernel {
+    let subgroups = ctx.is_software() && ctx.subgroups_of_8();
+    match kernel {
+        Kernel::StepFused if subgroups => Kernel::StepFusedSg,
+        Kernel::BwdState if subgroups => Kernel::BwdStateSg,
+        k => k,
+    }
+}
+
 /// A step kernel bound to its buffers; `dispatches` expands it into one entry per step.
 pub(crate) struct StepKernel {
     pipeline: Arc<Pipeline>,
@@ -40,7 +52,7 @@ pub(crate) struct StepKernel {
 /// reset-before r and z rows, 1 for its candidate; the gate kernel is elementwise.
 fn matvec_rows(kernel: Kernel) -> u64 {
     match kernel {
-        Kernel::StepFused | Kernel::BwdState => 3,
+        Kernel::StepFused | Kernel::StepFusedSg | Kernel::BwdState | Kernel::BwdStateSg => 3,
         Kernel::StepGates | Kernel::BwdRz => 2,
         Kernel::StepCandidate | Kernel::BwdCandidate => 1,
         _ => 0,

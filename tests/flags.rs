@@ -711,6 +711,74 @@ fn bench_shape_and_roofline() {
     }
 }
 
+/// `gru bench --train` times training steps of the model its flags describe, on the
+/// adapter and the CPU reference, with the adapter's dispatches per step; with
+/// `--roofline` it also times each kernel family of the step.
+#[test]
+fn bench_train_times_the_model_the_flags_describe() {
+    let out = stdout_of(&[
+        "bench",
+        "--train",
+        "--vocab",
+        "7",
+        "--embed",
+        "3",
+        "--hidden",
+        "5",
+        "--layers",
+        "2",
+        "--variant",
+        "reset-before",
+        "--dropout",
+        "0.1",
+        "--seq-len",
+        "4",
+        "--batch",
+        "3",
+        "--roofline",
+        "--seconds",
+        "0.01",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let m = &v["model"];
+    let cfg = gru_engine::model::ModelConfig::language_model(7, 3, 5)
+        .layers(2)
+        .variant(GruVariant::ResetBefore);
+    assert_eq!(
+        m["parameters"].as_u64().unwrap(),
+        cfg.param_count() as u64,
+        "{out}"
+    );
+    assert_eq!(
+        (m["batch"].as_u64(), m["seq_len"].as_u64()),
+        (Some(3), Some(4))
+    );
+    let rows = v["train"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "adapter and CPU reference: {out}");
+    for r in rows {
+        assert!(r["steps_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        let tokens = r["tokens_per_s"].as_f64().unwrap() / r["steps_per_s"].as_f64().unwrap();
+        assert!((tokens - 12.0).abs() < 1e-6, "B·T tokens per step: {r}");
+    }
+    // Reset-before: two forward and three backward step dispatches per step and layer.
+    let n = rows[0]["dispatches_per_step"].as_u64().unwrap();
+    assert!(n >= 5 * 4 * 2, "{n} dispatches");
+    assert!(rows[1]["dispatches_per_step"].is_null());
+    let kernels = v["roofline"]["kernels"].as_array().unwrap();
+    for k in ["embed_fwd", "cross_entropy", "dropout", "embed_bwd", "adam"] {
+        assert!(
+            kernels.iter().any(|x| x["kernel"] == k),
+            "{k} missing: {out}"
+        );
+    }
+    let total: u64 = kernels
+        .iter()
+        .map(|x| x["dispatches"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, n, "every dispatch of the step is in one family");
+}
+
 /// `gru forward --h0`, `--lengths` and `--batch-first` against the CPU reference.
 #[test]
 fn forward_h0_lengths_and_batch_first() {

@@ -7,9 +7,12 @@ use std::time::Instant;
 use clap::Args;
 use gru_engine::config::BENCH_SHAPES;
 use gru_engine::gpu::lab::{self, KernelTime, Roofline};
+use gru_engine::model::{Batch, ModelConfig, ModelParams};
 use gru_engine::rng::Rng;
+use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
 use gru_engine::{cpu, GpuGru, GruConfig, GruWeights, Result, SequenceInput};
 
+use crate::cli::args::StackArgs;
 use crate::cli::device::{Choice, DeviceArgs};
 
 #[derive(Args, Debug)]
@@ -28,6 +31,24 @@ pub struct BenchArgs {
     /// family of each shape as a share of them.
     #[arg(long)]
     pub roofline: bool,
+    /// Time full training steps of a character language model (the model flags below)
+    /// instead of the GRU layer: steps/s, tokens/s and dispatches per step.
+    #[arg(long)]
+    pub train: bool,
+    /// --train: vocabulary size.
+    #[arg(long, default_value_t = 113)]
+    pub vocab: usize,
+    /// --train: embedding size.
+    #[arg(long, short = 'E', default_value_t = 32)]
+    pub embed: usize,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// --train: characters per sequence (T).
+    #[arg(long, short = 'T', default_value_t = 64)]
+    pub seq_len: usize,
+    /// --train: sequences per batch (B).
+    #[arg(long, short = 'B', default_value_t = 32)]
+    pub batch: usize,
     /// Skip the CPU reference.
     #[arg(long)]
     pub no_cpu: bool,
@@ -78,6 +99,9 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 pub fn bench(a: BenchArgs) -> Result<u8> {
     let choice = a.device.open_adapter(a.json)?;
+    if a.train {
+        return bench_train(&a, &choice);
+    }
     let device = match &choice {
         Choice::Gpu(ctx) => format!(
             "{} ({:?})",
@@ -237,4 +261,105 @@ fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
         );
     }
     println!();
+}
+
+/// `gru bench --train`: training steps of the model the flags give, on the adapter and
+/// on the CPU reference trainer in the same run (Adam, global-norm clipping at 1).
+fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
+    let (v, b, t) = (a.vocab.max(2), a.batch, a.seq_len);
+    let hidden = a.stack.hidden.unwrap_or(128);
+    let cfg = a
+        .stack
+        .apply(ModelConfig::language_model(v, a.embed, hidden));
+    cfg.validate()?;
+    let params = ModelParams::init(cfg, 1)?;
+    let opts = TrainOptions::adam(2e-3).clip_norm(1.0);
+    let mut rng = Rng::new(2);
+    let mut draw = || {
+        (0..b * t)
+            .map(|_| (rng.next_u64() % v as u64) as u32)
+            .collect::<Vec<_>>()
+    };
+    let (x, y) = (draw(), draw());
+    let batch = Batch::tokens(&x, b, t).classes(&y);
+    let mut rows = Vec::new();
+    let mut step = |name: String,
+                    tr: &mut dyn Trainer,
+                    dispatches: Option<usize>,
+                    sync: &dyn Fn() -> Result<()>|
+     -> Result<()> {
+        let s = time(a.seconds, || {
+            tr.train_step(&batch)?;
+            sync()
+        })?;
+        tr.take_metrics(Split::Train)?;
+        rows.push(serde_json::json!({
+            "device": name,
+            "steps_per_s": 1.0 / s,
+            "tokens_per_s": (b * t) as f64 / s,
+            "ms_per_step": s * 1e3,
+            "dispatches_per_step": dispatches,
+        }));
+        Ok(())
+    };
+    let mut kernels = Vec::new();
+    if let Choice::Gpu(ctx) = choice {
+        let mut g = GpuTrainer::new(ctx.clone(), &params, opts)?;
+        let n = g.dispatches_per_step(t, b)?;
+        let name = format!(
+            "{} ({:?})",
+            ctx.adapter_info().name,
+            ctx.adapter_info().backend
+        );
+        step(name, &mut g, Some(n), &|| ctx.wait_idle())?;
+        if a.roofline {
+            kernels = lab::profile_training(&mut g, &batch, a.seconds.min(1.0))?;
+        }
+    }
+    if !a.no_cpu || matches!(choice, Choice::Cpu) {
+        let mut c = CpuTrainer::new(params.clone(), opts)?;
+        step("CPU reference".into(), &mut c, None, &|| Ok(()))?;
+    }
+    let model = serde_json::json!({
+        "vocab": v, "embed": a.embed, "hidden": hidden, "layers": cfg.num_layers,
+        "batch": b, "seq_len": t, "parameters": cfg.param_count(),
+    });
+    let shape = (b, t, a.embed, hidden);
+    let kernels: Vec<ShapeKernel> = kernels.into_iter().map(|k| (shape, k)).collect();
+    let roofline = match (choice, a.roofline) {
+        (Choice::Gpu(ctx), true) => Some(lab::roofline(ctx, a.seconds.min(1.0))?),
+        _ => None,
+    };
+    if a.json {
+        let lab = roofline.map(|r| lab_json(&r, &kernels));
+        println!(
+            "{}",
+            serde_json::json!({"model": model, "train": rows, "roofline": lab})
+        );
+        return Ok(0);
+    }
+    if let Some(r) = &roofline {
+        print_lab(r, &kernels);
+    }
+    println!(
+        "training steps of a language model (V {v}, E {}, H {hidden}, {} layer(s), B {b}, T {t}; {} parameters; Adam, clip-norm 1)",
+        a.embed,
+        cfg.num_layers,
+        gru_engine::model::group_digits(cfg.param_count())
+    );
+    println!("| device | steps/s | tokens/s | ms/step | dispatches/step |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {:.2} | {:.0} | {:.1} | {} |",
+            r["device"].as_str().unwrap_or(""),
+            r["steps_per_s"].as_f64().unwrap_or(0.0),
+            r["tokens_per_s"].as_f64().unwrap_or(0.0),
+            r["ms_per_step"].as_f64().unwrap_or(0.0),
+            r["dispatches_per_step"]
+                .as_u64()
+                .map_or("-".into(), |n| n.to_string()),
+        );
+    }
+    Ok(0)
 }

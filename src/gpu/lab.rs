@@ -24,7 +24,9 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::layer::GpuGru;
 use crate::gpu::ops::roofline::{probe, Probe};
 use crate::gpu::ops::{encode, Dispatch};
+use crate::model::Batch;
 use crate::sequence::SequenceInput;
+use crate::train::{GpuTrainer, Trainer};
 
 /// The device's measured ceilings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +44,7 @@ pub struct Roofline {
 /// One kernel family's share of a pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelTime {
-    /// The pass: "forward" or "backward".
+    /// The pass: "forward", "backward", or "train" (a whole training step).
     pub pass: &'static str,
     /// The kernel's entry point (`gemm`, `step_fused`, `bwd_state`, ...).
     pub kernel: &'static str,
@@ -116,31 +118,57 @@ pub fn profile(
     gru.backward_on_device(d_output, None)?;
     let ctx = gru.context().clone();
     let (forward, backward) = gru.recorded()?;
+    let mut out = by_kernel(&ctx, "forward", &forward, budget)?;
+    out.extend(by_kernel(&ctx, "backward", &backward, budget)?);
+    Ok(out)
+}
+
+/// Times every kernel family of one training step of `trainer` on `batch` (after one
+/// real step, so buffers hold real values): the model's forward, loss and backward and
+/// the update, each family alone, about `budget` seconds each. Pass "train".
+pub fn profile_training(
+    trainer: &mut GpuTrainer,
+    batch: &Batch,
+    budget: f64,
+) -> Result<Vec<KernelTime>> {
+    trainer.train_step(batch)?;
+    let (t, b) = (batch.seq_len, batch.batch);
+    let list = trainer.recorded_step(t, b)?;
+    let ctx = trainer.context().clone();
+    by_kernel(&ctx, "train", &list, budget)
+}
+
+/// `list`'s dispatches grouped by entry point in order of first use, each group timed
+/// alone.
+fn by_kernel(
+    ctx: &GpuContext,
+    pass: &'static str,
+    list: &[Dispatch],
+    budget: f64,
+) -> Result<Vec<KernelTime>> {
+    let mut kernels: Vec<&'static str> = Vec::new();
+    for d in list {
+        let k = d.pipeline.kernel.entry();
+        if !kernels.contains(&k) {
+            kernels.push(k);
+        }
+    }
     let mut out = Vec::new();
-    for (pass, list) in [("forward", forward), ("backward", backward)] {
-        let mut kernels: Vec<&'static str> = Vec::new();
-        for d in &list {
-            let k = d.pipeline.kernel.entry();
-            if !kernels.contains(&k) {
-                kernels.push(k);
-            }
-        }
-        for kernel in kernels {
-            let part: Vec<Dispatch> = list
-                .iter()
-                .filter(|d| d.pipeline.kernel.entry() == kernel)
-                .cloned()
-                .collect();
-            let seconds = time_list(&ctx, &part, budget)?;
-            out.push(KernelTime {
-                pass,
-                kernel,
-                shader: part[0].pipeline.kernel.shader().label(),
-                dispatches: part.len(),
-                seconds,
-                flops: part.iter().map(|d| d.flops).sum(),
-            });
-        }
+    for kernel in kernels {
+        let part: Vec<Dispatch> = list
+            .iter()
+            .filter(|d| d.pipeline.kernel.entry() == kernel)
+            .cloned()
+            .collect();
+        let seconds = time_list(ctx, &part, budget)?;
+        out.push(KernelTime {
+            pass,
+            kernel,
+            shader: part[0].pipeline.kernel.shader().label(),
+            dispatches: part.len(),
+            seconds,
+            flops: part.iter().map(|d| d.flops).sum(),
+        });
     }
     Ok(out)
 }

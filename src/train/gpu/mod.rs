@@ -157,6 +157,22 @@ impl GpuTrainer {
         self.shapes.clear();
     }
 
+    /// Compute dispatches one training step of (T, B) records: the model's forward,
+    /// loss and backward over every chunk, then the update (what `gru bench --train`
+    /// reports; each costs a software adapter tens of microseconds before any work).
+    pub fn dispatches_per_step(&mut self, seq_len: usize, batch: usize) -> Result<usize> {
+        let i = self.shape_index(seq_len, batch)?;
+        Ok(self.shapes.get(i).train_dispatches() + self.update.len())
+    }
+
+    /// A training step's dispatches of (T, B), in order (the kernel lab's input).
+    pub(crate) fn recorded_step(&mut self, seq_len: usize, batch: usize) -> Result<Vec<Dispatch>> {
+        let i = self.shape_index(seq_len, batch)?;
+        let mut list = self.shapes.get(i).train_list();
+        list.extend(self.update.iter().cloned());
+        Ok(list)
+    }
+
     /// The index of (T, B)'s plans in the shape cache, built if absent.
     fn shape_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
         if let Some(i) = self.shapes.position(t_len, batch) {

@@ -81,6 +81,19 @@ impl ModelRun {
         }
     }
 
+    /// Dispatches of a training pass over every chunk (the update not included).
+    pub(crate) fn train_dispatches(&self) -> usize {
+        self.chunks.iter().map(|p| p.train.len()).sum()
+    }
+
+    /// The training pass's dispatches over every chunk, in order.
+    pub(crate) fn train_list(&self) -> Vec<Dispatch> {
+        self.chunks
+            .iter()
+            .flat_map(|p| p.train.iter().cloned())
+            .collect()
+    }
+
     /// Writes a checked batch's inputs, each chunk its rows.
     pub(crate) fn write_inputs(&self, ctx: &GpuContext, cfg: &ModelConfig, prep: &Prepared) {
         if let [plan] = self.chunks.as_slice() {

@@ -11,8 +11,13 @@
 // order: deterministic. (No `enable subgroups;`: naga takes subgroup builtins when the
 // device has the feature.)
 //
-// A workgroup of WG lanes covers SM rows and WG·SC columns; subgroup g of it the
-// columns [g·S·SC, (g+1)·S·SC) of that, lane l the columns l + S·c (S: subgroup size).
+// A workgroup of WG lanes covers tile_n columns (16 to 128, from the host, so narrow
+// products do not leave lanes idle) and (WG·SC / tile_n)·SM rows: lanes in groups of
+// tile_n / SC side by side along the columns, each group SM rows further down. Lane l of
+// a group owns the columns l + (tile_n / SC)·c. A group is a whole number of subgroups
+// (the host keeps tile_n / SC a multiple of the largest subgroup size), and subgroups
+// are runs of consecutive invocation indices, as on llvmpipe, so a subgroup's lanes
+// share their rows.
 
 
 override TRANS_A: bool = false;
@@ -47,11 +52,10 @@ fn gemm_sg(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
     @builtin(subgroup_invocation_id) lane: u32,
-    @builtin(subgroup_size) sgs: u32,
 ) {
-    let m0 = wg.y * SM;
-    let group = li / sgs;
-    let n0 = wg.x * WG * SC + group * sgs * SC + lane;
+    let span = p.tile_n / SC; // lanes per row group, and the stride between a lane's columns
+    let m0 = (wg.y * (WG / span) + li / span) * SM;
+    let n0 = wg.x * p.tile_n + li % span;
     let k_begin = wg.z * p.k_slice;
     let k_end = min(k_begin + p.k_slice, p.k);
     let kl = lane % KB;
@@ -91,8 +95,8 @@ fn gemm_sg(
         let a14 = load_a(m0 + 14u, k0 + kl, k_end);
         let a15 = load_a(m0 + 15u, k0 + kl, k_end);
         for (var j = 0u; j < KB; j++) {
-            let b0 = load_b(k0 + j, n0 + 0u * sgs, k_end);
-            let b1 = load_b(k0 + j, n0 + 1u * sgs, k_end);
+            let b0 = load_b(k0 + j, n0, k_end);
+            let b1 = load_b(k0 + j, n0 + span, k_end);
             let x0 = subgroupShuffle(a0, j);
             c0_0 = fma(x0, b0, c0_0);
             c0_1 = fma(x0, b1, c0_1);
@@ -166,7 +170,7 @@ fn gemm_sg(
         let m = m0 + r;
         if (m >= p.m) { break; }
         for (var q = 0u; q < SC; q++) {
-            let n = n0 + q * sgs;
+            let n = n0 + q * span;
             if (n >= p.n) { continue; }
             var v = acc[r][q];
             if (BIAS) { v += bias[n]; }

@@ -169,11 +169,12 @@ macro_rules! wgsl_structs {
 }
 
 wgsl_structs! {
-    /// C = op(A) · op(B): sizes, leading dimensions, offsets, split-K slice.
+    /// C = op(A) · op(B): sizes, leading dimensions, offsets, split-K slice, and the
+    /// columns per workgroup of the subgroup GEMM (`tile_n`; the tiled one ignores it).
     GemmParams {
         m: u32, n: u32, k: u32, lda: u32,
         ldb: u32, ldc: u32, off_a: u32, off_b: u32,
-        off_c: u32, k_slice: u32, _p0: u32, _p1: u32,
+        off_c: u32, k_slice: u32, tile_n: u32, _p0: u32,
     }
     /// The second stage of split-K and long column sums.
     ReduceParams { m: u32, n: u32, slices: u32, ld: u32, off: u32, _p0: u32, _p1: u32, _p2: u32 }

@@ -252,12 +252,14 @@ impl GpuContext {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Whether kernels may use subgroup operations with subgroups of at least 8 lanes
-    /// (the subgroup GEMM broadcasts from lanes 0 to 7).
+    /// Whether kernels may use subgroup operations with subgroups of 8 to 64 lanes (the
+    /// subgroup kernels shuffle from lanes 0 to 7, and a subgroup must fit the GEMM's
+    /// 64-lane workgroup).
     pub(crate) fn subgroups_of_8(&self) -> bool {
         self.subgroup_kernels
             && self.device.features().contains(wgpu::Features::SUBGROUP)
             && self.info.subgroup_min_size >= 8
+            && self.info.subgroup_max_size <= 64
     }
 
     /// The limits the device was opened with.

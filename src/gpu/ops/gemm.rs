@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::GemmParams;
-use crate::gpu::abi::ReduceParams;
+use crate::gpu::abi::{ReduceParams, WG};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
@@ -61,8 +61,22 @@ pub(crate) fn gemm_scratch(m: usize, n: usize, k: usize) -> usize {
     }
 }
 
-/// (rows, columns) per workgroup of `gemm_sg` (`SM`, `WG`·`SC` in gemm_subgroup.wgsl).
-const SUBGROUP_TILE: (u32, u32) = (16, 128);
+/// Rows per lane group and columns per lane of `gemm_sg` (`SM`, `SC` in
+/// gemm_subgroup.wgsl).
+const SUBGROUP_TILE: (u32, u32) = (16, 2);
+
+/// (rows, columns) of a `gemm_sg` workgroup for `n` columns: the narrowest of 16, 32,
+/// 64, 128 columns that holds them (so narrow products keep every lane busy), at least
+/// SC lanes' worth of the largest subgroup, and the rows the other lanes then cover.
+fn subgroup_tile(ctx: &GpuContext, n: u32) -> (u32, u32) {
+    let (sm, sc) = SUBGROUP_TILE;
+    let least = (sc * ctx.adapter_info().subgroup_max_size).max(16);
+    let cols = n
+        .next_power_of_two()
+        .clamp(least.next_power_of_two(), 128.max(least));
+    let rows = (WG * sc / cols).max(1) * sm;
+    (rows, cols)
+}
 
 /// The GEMM kernel for this device: shared-memory tiles with 8 x 8 register blocks on a
 /// GPU; on a software adapter with subgroups of 8 or more lanes, the subgroup kernel,
@@ -120,9 +134,10 @@ fn gemm_as(
     }
     let buffers = [a, b, bias.unwrap_or(b), if split { scratch } else { c }];
     let (rows, cols) = match kernel {
-        Kernel::GemmSg => SUBGROUP_TILE,
+        Kernel::GemmSg => subgroup_tile(ctx, p.n),
         _ => (GEMM_ROWS, 64),
     };
+    p.tile_n = cols;
     let grid = [
         groups(p.n as usize, cols),
         groups(p.m as usize, rows),
@@ -289,6 +304,6 @@ mod tests {
         assert_eq!(konst(gemm, "TN"), 64);
         let sg = include_str!("../../../shaders/gemm_subgroup.wgsl");
         assert_eq!(konst(sg, "SM"), SUBGROUP_TILE.0);
-        assert_eq!(64 * konst(sg, "SC"), SUBGROUP_TILE.1);
+        assert_eq!(konst(sg, "SC"), SUBGROUP_TILE.1);
     }
 }

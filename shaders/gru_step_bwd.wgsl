@@ -1,5 +1,7 @@
-// gru_step_bwd: one reverse step of backpropagation through time for one layer and
-// direction, as two dispatches (three for reset-before):
+// gru_step_bwd: backpropagation through time for one layer and direction. Reset-after
+// takes one dispatch per step (T + 1 in all): bwd_gates for the last step, then
+// bwd_state_gates per step (d_hs[s], then step s - 1's gate gradients, elementwise),
+// bwd_state for step 0. Reset-before takes three per step:
 //
 //   bwd_gates      per (row b, unit j): from dh = d_hs[s+1] + d_out[t] and the saved
 //                  activations, the gate gradients dGx[t] (time order) and dGh[s] (step
@@ -63,52 +65,58 @@ fn store_gate(s: u32, t: u32, b: u32, j: u32, g: u32, gx: f32, gh: f32) {
 // state_matvec(k0, b0, s, c0, c1) -> array<f32, UT * TB> comes from the prelude:
 // shaders/parts/state_matvec.wgsl, or its subgroup form on software adapters.
 
-@compute @workgroup_size(WG)
-fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let nb = dims.batch;
-    let nh = dims.hidden;
-    let j = wg.x * WG + lx;
-    let s = sp.step;
-    let t = time_of_step();
-    if (j >= nh) { return; }
-    for (var i = 0u; i < TB; i++) {
-        let b = wg.y * TB + i;
-        if (b >= nb) { break; }
-        if (t >= lengths[b]) {
-            // Frozen step: no gate gradients (reset-before clears r, z in bwd_candidate).
-            store_gate(s, t, b, j, 2u, 0.0, 0.0);
-            if (!RESET_BEFORE) {
-                store_gate(s, t, b, j, 0u, 0.0, 0.0);
-                store_gate(s, t, b, j, 1u, 0.0, 0.0);
-            }
-            continue;
+// The gate gradients of step s (time t) for row b, unit j: dGx[t] and dGh[s].
+fn gates_at(s: u32, t: u32, b: u32, j: u32) {
+    if (t >= lengths[b]) {
+        // Frozen step: no gate gradients (reset-before clears r, z in bwd_candidate).
+        store_gate(s, t, b, j, 2u, 0.0, 0.0);
+        if (!RESET_BEFORE) {
+            store_gate(s, t, b, j, 0u, 0.0, 0.0);
+            store_gate(s, t, b, j, 1u, 0.0, 0.0);
         }
-        let dh = dh_total(s, t, b, j);
-        let r = saved_at(s, b, 0u, j);
-        let z = saved_at(s, b, 1u, j);
-        let n = saved_at(s, b, 2u, j);
-        let da_n = dh * (1.0 - z) * (1.0 - n * n);
-        if (RESET_BEFORE) {
-            store_gate(s, t, b, j, 2u, da_n, da_n);
-        } else {
-            let hn = saved_at(s, b, 3u, j); // W_hn h + b_hn
-            let ga_r = da_n * hn * r * (1.0 - r);
-            let ga_z = dh * (h_prev(s, b, j) - n) * z * (1.0 - z);
-            store_gate(s, t, b, j, 0u, ga_r, ga_r);
-            store_gate(s, t, b, j, 1u, ga_z, ga_z);
-            store_gate(s, t, b, j, 2u, da_n, da_n * r);
-        }
+        return;
+    }
+    let dh = dh_total(s, t, b, j);
+    let r = saved_at(s, b, 0u, j);
+    let z = saved_at(s, b, 1u, j);
+    let n = saved_at(s, b, 2u, j);
+    let da_n = dh * (1.0 - z) * (1.0 - n * n);
+    if (RESET_BEFORE) {
+        store_gate(s, t, b, j, 2u, da_n, da_n);
+    } else {
+        let hn = saved_at(s, b, 3u, j); // W_hn h + b_hn
+        let ga_r = da_n * hn * r * (1.0 - r);
+        let ga_z = dh * (h_prev(s, b, j) - n) * z * (1.0 - z);
+        store_gate(s, t, b, j, 0u, ga_r, ga_r);
+        store_gate(s, t, b, j, 1u, ga_z, ga_z);
+        store_gate(s, t, b, j, 2u, da_n, da_n * r);
     }
 }
 
-@compute @workgroup_size(WG / UT)
-fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+@compute @workgroup_size(WG)
+fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let nb = dims.batch;
+    let j = wg.x * WG + lx;
+    if (j >= dims.hidden) { return; }
+    for (var i = 0u; i < TB; i++) {
+        let b = wg.y * TB + i;
+        if (b >= nb) { break; }
+        gates_at(sp.step, time_of_step(), b, j);
+    }
+}
+
+// d_hs[s] = z * dh + Σ_c dGh[s, c] W_hh[c, k] (reset-after); with `then_gates`, also
+// the gate gradients of step s - 1 for the same rows and units, which need only the
+// d_hs[s] this thread has just written: one dispatch per backward step.
+fn state_step(wg: vec3<u32>, lx: u32, then_gates: bool) {
     let nb = dims.batch;
     let nh = dims.hidden;
     let k0 = wg.x * WG + lx;
     let b0 = wg.y * TB;
     let s = sp.step;
     let t = time_of_step();
+    // Time of step s - 1 (only read when s > 0).
+    let t_prev = select(sp.time_fwd - 1u, sp.time_rev + 1u, dims.reverse == 1u);
     let acc = state_matvec(k0, b0, s, 0u, 3u * nh);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
@@ -122,8 +130,21 @@ fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             } else {
                 d_hs[idx] = dh_total(s, t, b, k) * saved_at(s, b, 1u, k) + acc[u * TB + i];
             }
+            if (then_gates && s > 0u) {
+                gates_at(s - 1u, t_prev, b, k);
+            }
         }
     }
+}
+
+@compute @workgroup_size(WG / UT)
+fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    state_step(wg, lx, false);
+}
+
+@compute @workgroup_size(WG / UT)
+fn bwd_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    state_step(wg, lx, true);
 }
 
 @compute @workgroup_size(WG / UT)

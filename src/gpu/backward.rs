@@ -72,9 +72,11 @@ pub(crate) fn plan(
             ];
             let reset_before = cfg.variant == GruVariant::ResetBefore;
             let kernels = match cfg.variant {
-                GruVariant::ResetAfter => {
-                    vec![Kernel::BwdGates, step::for_device(ctx, Kernel::BwdState)]
-                }
+                GruVariant::ResetAfter => vec![
+                    Kernel::BwdGates,
+                    step::for_device(ctx, Kernel::BwdStateGates),
+                    step::for_device(ctx, Kernel::BwdState),
+                ],
                 GruVariant::ResetBefore => {
                     vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
                 }
@@ -90,8 +92,21 @@ pub(crate) fn plan(
                     StepKernel::new(ctx, k, constants, &ws.step_slots, &dims_buf, &dims, &bufs)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            for s in (0..ws.t_len).rev() {
-                list.extend(kernels.iter().map(|k| k.at(s, ws.slot_stride)));
+            let stride = ws.slot_stride;
+            match cfg.variant {
+                // Gates of the last step, then per step its state gradient fused with
+                // the gates of the step before, then step 0's state: T + 1 dispatches.
+                GruVariant::ResetAfter => {
+                    let t_last = ws.t_len - 1;
+                    list.push(kernels[0].at(t_last, stride));
+                    list.extend((1..ws.t_len).rev().map(|s| kernels[1].at(s, stride)));
+                    list.push(kernels[2].at(0, stride));
+                }
+                GruVariant::ResetBefore => {
+                    for s in (0..ws.t_len).rev() {
+                        list.extend(kernels.iter().map(|k| k.at(s, stride)));
+                    }
+                }
             }
 
             let at = GemmFlags {

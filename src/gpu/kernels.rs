@@ -128,6 +128,8 @@ kernels! {
     BwdGates => StepBwd."bwd_gates" [S, U, R, R, R, R, R, W, W, W],
     BwdState => StepBwd."bwd_state" [S, U, R, R, R, R, R, W, W, W],
     BwdStateSg => StepBwdSg."bwd_state" [S, U, R, R, R, R, R, W, W, W],
+    BwdStateGates => StepBwd."bwd_state_gates" [S, U, R, R, R, R, R, W, W, W],
+    BwdStateGatesSg => StepBwdSg."bwd_state_gates" [S, U, R, R, R, R, R, W, W, W],
     BwdCandidate => StepBwd."bwd_candidate" [S, U, R, R, R, R, R, W, W, W],
     BwdRz => StepBwd."bwd_rz" [S, U, R, R, R, R, R, W, W, W],
     EmbedFwd => Embedding."embed_fwd" [U, R, R, W],

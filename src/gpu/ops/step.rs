@@ -29,12 +29,13 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
 
 /// `kernel`, or its subgroup build on a software adapter with subgroups of 8 or more
 /// lanes, whose matvec loads each state value (or gate gradient) once per subgroup
-/// (shaders/parts/*_subgroup.wgsl). Only the reset-after kernels have one.
+/// (shaders/parts/*_subgroup.wgsl). Only the reset-after matvec kernels have one.
 pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel) -> Kernel {
     let subgroups = ctx.is_software() && ctx.subgroups_of_8();
     match kernel {
         Kernel::StepFused if subgroups => Kernel::StepFusedSg,
         Kernel::BwdState if subgroups => Kernel::BwdStateSg,
+        Kernel::BwdStateGates if subgroups => Kernel::BwdStateGatesSg,
         k => k,
     }
 }
@@ -52,7 +53,12 @@ pub(crate) struct StepKernel {
 /// reset-before r and z rows, 1 for its candidate; the gate kernel is elementwise.
 fn matvec_rows(kernel: Kernel) -> u64 {
     match kernel {
-        Kernel::StepFused | Kernel::StepFusedSg | Kernel::BwdState | Kernel::BwdStateSg => 3,
+        Kernel::StepFused
+        | Kernel::StepFusedSg
+        | Kernel::BwdState
+        | Kernel::BwdStateSg
+        | Kernel::BwdStateGates
+        | Kernel::BwdStateGatesSg => 3,
         Kernel::StepGates | Kernel::BwdRz => 2,
         Kernel::StepCandidate | Kernel::BwdCandidate => 1,
         _ => 0,

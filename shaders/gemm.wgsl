@@ -18,16 +18,7 @@
 // iterations per invocation, past which it silently stops looping.
 
 
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override ACCUMULATE: bool = false;
-override BIAS: bool = false;
-
-@group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;       // op(A) [M, K]
-@group(0) @binding(2) var<storage, read> b: array<f32>;       // op(B) [K, N]
-@group(0) @binding(3) var<storage, read> bias: array<f32>;    // [N] (unused without BIAS)
-@group(0) @binding(4) var<storage, read_write> c: array<f32>; // [M, N] with stride ldc
+// Overrides, bindings, load_a, load_b and store_c: shaders/parts/gemm_operands.wgsl.
 
 const TM: u32 = 64u; // tile rows
 const TN: u32 = 64u; // tile columns
@@ -35,18 +26,6 @@ const TK: u32 = 16u; // depth per shared-memory stage
 
 var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: rows 4q..4q+3 at depth kk
 var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: columns 4q..4q+3 at depth kk
-
-fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
-    if (m >= p.m || k >= k_end) { return 0.0; }
-    if (TRANS_A) { return a[p.off_a + k * p.lda + m]; }
-    return a[p.off_a + m * p.lda + k];
-}
-
-fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
-    if (n >= p.n || k >= k_end) { return 0.0; }
-    if (TRANS_B) { return b[p.off_b + n * p.ldb + k]; }
-    return b[p.off_b + k * p.ldb + n];
-}
 
 @compute @workgroup_size(WG)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -90,11 +69,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var j = 0u; j < 8u; j++) {
             let n = col0 + tx * 8u + j;
             if (n >= p.n) { break; }
-            var v = acc[r * 2u + j / 4u][j % 4u];
-            if (BIAS) { v += bias[n]; }
-            let idx = c_slice + m * p.ldc + n;
-            if (ACCUMULATE) { v += c[idx]; }
-            c[idx] = v;
+            store_c(c_slice, m, n, acc[r * 2u + j / 4u][j % 4u]);
         }
     }
 }

@@ -20,32 +20,11 @@
 // share their rows.
 
 
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override ACCUMULATE: bool = false;
-override BIAS: bool = false;
-
-@group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;       // op(A) [M, K]
-@group(0) @binding(2) var<storage, read> b: array<f32>;       // op(B) [K, N]
-@group(0) @binding(3) var<storage, read> bias: array<f32>;    // [N] (unused without BIAS)
-@group(0) @binding(4) var<storage, read_write> c: array<f32>; // [M, N] with stride ldc
+// Overrides, bindings, load_a, load_b and store_c: shaders/parts/gemm_operands.wgsl.
 
 const SM: u32 = 16u; // rows per workgroup
 const SC: u32 = 2u; // columns per lane
 const KB: u32 = 8u; // depth block: one op(A) value per lane of the first 8
-
-fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
-    if (m >= p.m || k >= k_end) { return 0.0; }
-    if (TRANS_A) { return a[p.off_a + k * p.lda + m]; }
-    return a[p.off_a + m * p.lda + k];
-}
-
-fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
-    if (n >= p.n || k >= k_end) { return 0.0; }
-    if (TRANS_B) { return b[p.off_b + n * p.ldb + k]; }
-    return b[p.off_b + k * p.ldb + n];
-}
 
 @compute @workgroup_size(WG)
 fn gemm_sg(
@@ -172,11 +151,7 @@ fn gemm_sg(
         for (var q = 0u; q < SC; q++) {
             let n = n0 + q * span;
             if (n >= p.n) { continue; }
-            var v = acc[r][q];
-            if (BIAS) { v += bias[n]; }
-            let idx = c_slice + m * p.ldc + n;
-            if (ACCUMULATE) { v += c[idx]; }
-            c[idx] = v;
+            store_c(c_slice, m, n, acc[r][q]);
         }
     }
 }

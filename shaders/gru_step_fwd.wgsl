@@ -49,6 +49,33 @@ fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
 }
 
+// One k of the recurrent matvec, shared by both of its forms: the gate rows of W_hhᵀ at
+// k (row = k·3H) for units j1, j2, times the TB state values v, into acc. Written out
+// for UT = 2: llvmpipe runs loops over a unit index much slower.
+fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: u32, want_rz: bool, want_n: bool) {
+    let nh = dims.hidden;
+    if (want_rz) {
+        let wr1 = w_t[row + j1];
+        let wz1 = w_t[row + nh + j1];
+        let wr2 = w_t[row + j2];
+        let wz2 = w_t[row + nh + j2];
+        for (var i = 0u; i < TB; i++) {
+            (*acc).r[i] = fma(wr1, v[i], (*acc).r[i]);
+            (*acc).z[i] = fma(wz1, v[i], (*acc).z[i]);
+            (*acc).r[TB + i] = fma(wr2, v[i], (*acc).r[TB + i]);
+            (*acc).z[TB + i] = fma(wz2, v[i], (*acc).z[TB + i]);
+        }
+    }
+    if (want_n) {
+        let wn1 = w_t[row + 2u * nh + j1];
+        let wn2 = w_t[row + 2u * nh + j2];
+        for (var i = 0u; i < TB; i++) {
+            (*acc).n[i] = fma(wn1, v[i], (*acc).n[i]);
+            (*acc).n[TB + i] = fma(wn2, v[i], (*acc).n[TB + i]);
+        }
+    }
+}
+
 // recurrent_matvec(j0, b0, s, from_rh, want_rz, want_n) -> Acc comes from the prelude:
 // shaders/parts/recurrent_matvec.wgsl, or its subgroup form on software adapters.
 

@@ -811,18 +811,14 @@ fn ctrl_c_in_classify_and_forecast_training() {
     interrupted_cleanly(status, &text, &run);
 }
 
-/// Where no usable adapter exists, `auto` trains on the CPU reference and says so in one
-/// line (DX12 has no adapters on Linux, which stands in for a machine without a driver).
-#[cfg(target_os = "linux")]
-#[test]
-fn auto_without_an_adapter_uses_the_cpu_reference() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = gru(&[
+/// Two steps of a tiny language model with `--device auto` (and `extra` flags) into a
+/// run folder under `dir`; it must succeed.
+fn tiny_auto_train(dir: &Path, extra: &[&str]) -> Output {
+    let run = dir.join("r");
+    let mut args = vec![
         "train",
         "--device",
         "auto",
-        "--backend",
-        "dx12",
         "--steps",
         "2",
         "--seq-len",
@@ -831,12 +827,22 @@ fn auto_without_an_adapter_uses_the_cpu_reference() {
         "2",
         "--hidden",
         "8",
-        "--sample-length",
-        "5",
         "-c",
-        s(&dir.path().join("r")),
-    ]);
+        s(&run),
+    ];
+    args.extend_from_slice(extra);
+    let o = gru(&args);
     assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+/// Where no usable adapter exists, `auto` trains on the CPU reference and says so in one
+/// line (DX12 has no adapters on Linux, which stands in for a machine without a driver).
+#[cfg(target_os = "linux")]
+#[test]
+fn auto_without_an_adapter_uses_the_cpu_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = tiny_auto_train(dir.path(), &["--backend", "dx12", "--sample-length", "5"]);
     let err = stderr(&o);
     assert_eq!(err.matches("CPU reference path").count(), 1, "{err}");
     assert!(stdout(&o).contains("step 2: training loss"));
@@ -905,24 +911,7 @@ fn default_run_folders_never_clobber_and_the_newest_is_used() {
 fn auto_prefers_the_cpu_reference_over_a_software_adapter() {
     let Some(ctx) = common::gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let o = gru(&[
-        "train",
-        "--device",
-        "auto",
-        "--steps",
-        "2",
-        "--seq-len",
-        "8",
-        "--batch",
-        "2",
-        "--hidden",
-        "8",
-        "--sample-length",
-        "0",
-        "-c",
-        s(&dir.path().join("r")),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = tiny_auto_train(dir.path(), &["--sample-length", "0"]);
     let err = stderr(&o);
     if ctx.is_software() {
         assert_eq!(

@@ -47,26 +47,7 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
             v[5] = subgroupShuffle(u5, j);
             v[6] = subgroupShuffle(u6, j);
             v[7] = subgroupShuffle(u7, j);
-            if (want_rz) {
-                let wr1 = w_t[row + j1];
-                let wz1 = w_t[row + nh + j1];
-                let wr2 = w_t[row + j2];
-                let wz2 = w_t[row + nh + j2];
-                for (var i = 0u; i < TB; i++) {
-                    acc.r[i] = fma(wr1, v[i], acc.r[i]);
-                    acc.z[i] = fma(wz1, v[i], acc.z[i]);
-                    acc.r[TB + i] = fma(wr2, v[i], acc.r[TB + i]);
-                    acc.z[TB + i] = fma(wz2, v[i], acc.z[TB + i]);
-                }
-            }
-            if (want_n) {
-                let wn1 = w_t[row + 2u * nh + j1];
-                let wn2 = w_t[row + 2u * nh + j2];
-                for (var i = 0u; i < TB; i++) {
-                    acc.n[i] = fma(wn1, v[i], acc.n[i]);
-                    acc.n[TB + i] = fma(wn2, v[i], acc.n[TB + i]);
-                }
-            }
+            gate_fmas(&acc, v, row, j1, j2, want_rz, want_n);
         }
     }
     return acc;

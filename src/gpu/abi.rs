@@ -55,6 +55,8 @@ macro_rules! wgsl_parts {
 }
 
 wgsl_parts! {
+    /// Both GEMM builds' overrides, bindings, operand loads and output store.
+    GemmOperands => "gemm_operands",
     /// The forward step's recurrent matvec, each lane loading its own state values.
     RecurrentMatvec => "recurrent_matvec",
     /// The same sums with the state values shared across a subgroup (software adapters).

@@ -53,8 +53,8 @@ macro_rules! shaders {
 }
 
 shaders! {
-    Gemm => "gemm" [Workgroup, GemmParams],
-    GemmSubgroup => "gemm_subgroup" [Workgroup, GemmParams],
+    Gemm => "gemm" [Workgroup, GemmParams, GemmOperands],
+    GemmSubgroup => "gemm_subgroup" [Workgroup, GemmParams, GemmOperands],
     Colsum => "colsum" [Workgroup, ColsumParams],
     Transpose => "transpose" [TransposeParams],
     ReduceSlices => "reduce_slices" [Workgroup, ReduceParams],

@@ -695,13 +695,22 @@ fn bench_shape_and_roofline() {
         near(flops("forward", "step_fused"), 2 * t * b * 3 * h * h),
         "{out}"
     );
-    // Backward: d_w_ih, d_w_hh and dX, and T state gradients.
+    // Backward: d_w_ih, d_w_hh and dX, and T state gradients (T - 1 of them fused with
+    // the gates of the step before, the last alone).
     let gemms = 2 * b * t * 3 * h * (i + h + i);
     assert!(near(flops("backward", "gemm"), gemms), "{out}");
-    assert!(
-        near(flops("backward", "bwd_state"), 2 * t * b * 3 * h * h),
-        "{out}"
-    );
+    let states = flops("backward", "bwd_state") + flops("backward", "bwd_state_gates");
+    assert!(near(states, 2 * t * b * 3 * h * h), "{out}");
+    let count = |kernel: &str| -> u64 {
+        kernels
+            .iter()
+            .filter(|k| k["shape"]["B"] == 3 && k["kernel"] == kernel)
+            .map(|k| k["dispatches"].as_u64().unwrap())
+            .sum()
+    };
+    // One backward dispatch per step, plus one.
+    let steps = count("bwd_gates") + count("bwd_state_gates") + count("bwd_state");
+    assert_eq!(steps, t + 1, "{out}");
     assert!(kernels
         .iter()
         .any(|k| k["kernel"] == "bwd_gates" && k["gflops"].is_null()));

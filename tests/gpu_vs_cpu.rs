@@ -182,6 +182,33 @@ fn portable_kernels_match_reference_on_every_adapter() {
     }
 }
 
+/// Batches past one step tile (8 rows, 16 in the subgroup builds) and a partial one
+/// after it, both variants, so every row slot of the step kernels is checked.
+#[test]
+fn batches_past_one_step_tile() {
+    let Some(ctx) = gpu() else { return };
+    for (n, variant) in [GruVariant::ResetAfter, GruVariant::ResetBefore]
+        .into_iter()
+        .enumerate()
+    {
+        let c = Case {
+            variant,
+            i: 9,
+            h: 17,
+            t: 6,
+            b: 19,
+            layers: 2,
+            bidir: true,
+            lengths: true,
+            h0: true,
+            bias: true,
+            batch_first: false,
+            chunk: None,
+        };
+        run_case(&ctx, c, 700 + n as u64);
+    }
+}
+
 #[test]
 fn three_bidirectional_layers_with_lengths() {
     let Some(ctx) = gpu() else { return };

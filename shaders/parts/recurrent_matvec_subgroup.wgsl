@@ -2,7 +2,8 @@
 // subgroups of at least 8 lanes: the same sums in the same k order, but the state
 // values, which every lane of a workgroup multiplies, are loaded once per subgroup. For
 // a block of 8 k, lane l loads row b0 + i's value at k0 + l; at each k the lanes take
-// it from lane k - k0 by shuffle. Per k a lane then loads 1 state value instead of TB
+// it from lane k - k0 by shuffle. Per k a lane then loads 1 state value instead of TB (written out for TB = 16, the
+// subgroup builds' tile)
 // (llvmpipe pays about fifty FMAs per load; `gru bench --roofline`). The caller must be
 // in uniform control flow with every lane of its subgroup active (true at the top of
 // the step entries).
@@ -25,6 +26,14 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
     let o5 = first + min(b0 + 5u, nb - 1u) * stride;
     let o6 = first + min(b0 + 6u, nb - 1u) * stride;
     let o7 = first + min(b0 + 7u, nb - 1u) * stride;
+    let o8 = first + min(b0 + 8u, nb - 1u) * stride;
+    let o9 = first + min(b0 + 9u, nb - 1u) * stride;
+    let o10 = first + min(b0 + 10u, nb - 1u) * stride;
+    let o11 = first + min(b0 + 11u, nb - 1u) * stride;
+    let o12 = first + min(b0 + 12u, nb - 1u) * stride;
+    let o13 = first + min(b0 + 13u, nb - 1u) * stride;
+    let o14 = first + min(b0 + 14u, nb - 1u) * stride;
+    let o15 = first + min(b0 + 15u, nb - 1u) * stride;
     for (var k0 = 0u; k0 < nh; k0 += 8u) {
         let kk = min(k0 + kl, nh - 1u);
         let u0 = select(hs[o0 + kk], saved[o0 + kk], from_rh);
@@ -35,6 +44,14 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
         let u5 = select(hs[o5 + kk], saved[o5 + kk], from_rh);
         let u6 = select(hs[o6 + kk], saved[o6 + kk], from_rh);
         let u7 = select(hs[o7 + kk], saved[o7 + kk], from_rh);
+        let u8 = select(hs[o8 + kk], saved[o8 + kk], from_rh);
+        let u9 = select(hs[o9 + kk], saved[o9 + kk], from_rh);
+        let u10 = select(hs[o10 + kk], saved[o10 + kk], from_rh);
+        let u11 = select(hs[o11 + kk], saved[o11 + kk], from_rh);
+        let u12 = select(hs[o12 + kk], saved[o12 + kk], from_rh);
+        let u13 = select(hs[o13 + kk], saved[o13 + kk], from_rh);
+        let u14 = select(hs[o14 + kk], saved[o14 + kk], from_rh);
+        let u15 = select(hs[o15 + kk], saved[o15 + kk], from_rh);
         let jn = min(8u, nh - k0);
         for (var j = 0u; j < jn; j++) {
             let row = (k0 + j) * 3u * nh;
@@ -47,6 +64,14 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
             v[5] = subgroupShuffle(u5, j);
             v[6] = subgroupShuffle(u6, j);
             v[7] = subgroupShuffle(u7, j);
+            v[8] = subgroupShuffle(u8, j);
+            v[9] = subgroupShuffle(u9, j);
+            v[10] = subgroupShuffle(u10, j);
+            v[11] = subgroupShuffle(u11, j);
+            v[12] = subgroupShuffle(u12, j);
+            v[13] = subgroupShuffle(u13, j);
+            v[14] = subgroupShuffle(u14, j);
+            v[15] = subgroupShuffle(u15, j);
             gate_fmas(&acc, v, row, j1, j2, want_rz, want_n);
         }
     }

@@ -2,7 +2,8 @@
 // subgroups of at least 8 lanes: the same sums in the same c order, but the gate
 // gradients, which every lane of a workgroup multiplies, are loaded once per subgroup.
 // For a block of 8 c, lane l loads row b0 + i's dGh at c0 + l; at each c the lanes take
-// it from lane c - c0 by shuffle. Per c a lane then loads 1 gradient instead of TB. The
+// it from lane c - c0 by shuffle. Per c a lane then loads 1 gradient instead of TB (written out for TB = 16, the
+// subgroup builds' tile). The
 // caller must be in uniform control flow with every lane of its subgroup active.
 
 fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * TB> {
@@ -20,6 +21,14 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
     let o5 = (s * nb + min(b0 + 5u, nb - 1u)) * 3u * nh;
     let o6 = (s * nb + min(b0 + 6u, nb - 1u)) * 3u * nh;
     let o7 = (s * nb + min(b0 + 7u, nb - 1u)) * 3u * nh;
+    let o8 = (s * nb + min(b0 + 8u, nb - 1u)) * 3u * nh;
+    let o9 = (s * nb + min(b0 + 9u, nb - 1u)) * 3u * nh;
+    let o10 = (s * nb + min(b0 + 10u, nb - 1u)) * 3u * nh;
+    let o11 = (s * nb + min(b0 + 11u, nb - 1u)) * 3u * nh;
+    let o12 = (s * nb + min(b0 + 12u, nb - 1u)) * 3u * nh;
+    let o13 = (s * nb + min(b0 + 13u, nb - 1u)) * 3u * nh;
+    let o14 = (s * nb + min(b0 + 14u, nb - 1u)) * 3u * nh;
+    let o15 = (s * nb + min(b0 + 15u, nb - 1u)) * 3u * nh;
     for (var cb = c0; cb < c1; cb += 8u) {
         let cc = min(cb + cl, c1 - 1u);
         let u0 = d_gh[o0 + cc];
@@ -30,6 +39,14 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
         let u5 = d_gh[o5 + cc];
         let u6 = d_gh[o6 + cc];
         let u7 = d_gh[o7 + cc];
+        let u8 = d_gh[o8 + cc];
+        let u9 = d_gh[o9 + cc];
+        let u10 = d_gh[o10 + cc];
+        let u11 = d_gh[o11 + cc];
+        let u12 = d_gh[o12 + cc];
+        let u13 = d_gh[o13 + cc];
+        let u14 = d_gh[o14 + cc];
+        let u15 = d_gh[o15 + cc];
         let jn = min(8u, c1 - cb);
         for (var j = 0u; j < jn; j++) {
             let c = cb + j;
@@ -44,6 +61,14 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
             g[5] = subgroupShuffle(u5, j);
             g[6] = subgroupShuffle(u6, j);
             g[7] = subgroupShuffle(u7, j);
+            g[8] = subgroupShuffle(u8, j);
+            g[9] = subgroupShuffle(u9, j);
+            g[10] = subgroupShuffle(u10, j);
+            g[11] = subgroupShuffle(u11, j);
+            g[12] = subgroupShuffle(u12, j);
+            g[13] = subgroupShuffle(u13, j);
+            g[14] = subgroupShuffle(u14, j);
+            g[15] = subgroupShuffle(u15, j);
             for (var i = 0u; i < TB; i++) {
                 acc[i] = fma(g[i], w1, acc[i]);
                 acc[TB + i] = fma(g[i], w2, acc[TB + i]);

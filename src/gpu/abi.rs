@@ -8,6 +8,9 @@
 pub(crate) const WG: u32 = 64;
 /// Batch rows of a step kernel's workgroup.
 pub(crate) const TB: u32 = 8;
+/// Batch rows of the subgroup step builds' workgroup: each shared state value then
+/// feeds twice the FMAs per load of W_hh.
+pub(crate) const TB_SUBGROUP: u32 = 16;
 /// Units per thread in the step kernels (threads per workgroup: WG / UT).
 pub(crate) const UT: u32 = 2;
 /// A target to skip (`model::IGNORE`): a NaN bit pattern no real target has.
@@ -32,6 +35,14 @@ pub(crate) struct StepTile;
 impl Wgsl for StepTile {
     fn wgsl() -> String {
         format!("const TB: u32 = {TB}u;\nconst UT: u32 = {UT}u;\n")
+    }
+}
+
+/// `TB` (as `TB_SUBGROUP`) and `UT` of the subgroup step builds.
+pub(crate) struct StepTileSubgroup;
+impl Wgsl for StepTileSubgroup {
+    fn wgsl() -> String {
+        format!("const TB: u32 = {TB_SUBGROUP}u;\nconst UT: u32 = {UT}u;\n")
     }
 }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
-use crate::gpu::abi::{TB, WG};
+use crate::gpu::abi::{TB, TB_SUBGROUP, WG};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Kernel, Pipeline, STEP_PARAMS_BYTES};
+use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
 
 /// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
@@ -87,10 +87,15 @@ impl StepKernel {
         ];
         res.extend(buffers.iter().map(|b| b.as_entire_binding()));
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
-        // Workgroups of WG units x TB batch rows (the shaders' WG and TB).
+        // Workgroups of WG units x TB batch rows (the shaders' WG and TB; the subgroup
+        // builds' TB is TB_SUBGROUP).
+        let rows = match kernel.shader() {
+            Shader::StepFwdSg | Shader::StepBwdSg => TB_SUBGROUP,
+            _ => TB,
+        };
         let groups = [
             groups(d.hidden as usize, WG),
-            groups(d.batch as usize, TB),
+            groups(d.batch as usize, rows),
             1,
         ];
         let (b, h) = (d.batch as u64, d.hidden as u64);

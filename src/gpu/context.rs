@@ -262,6 +262,12 @@ impl GpuContext {
             && self.info.subgroup_max_size <= 64
     }
 
+    /// Whether the ops pick the subgroup builds of their kernels: a software adapter
+    /// (where they pay; GPUs keep the tuned portable builds) with subgroups of 8 to 64.
+    pub(crate) fn subgroup_builds(&self) -> bool {
+        self.is_software() && self.subgroups_of_8()
+    }
+
     /// The limits the device was opened with.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits

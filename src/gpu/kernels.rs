@@ -19,6 +19,16 @@ pub(crate) enum Slot {
 
 use Slot::{Read as R, ReadWrite as W, StepUniform as S, Uniform as U};
 
+/// A build's label: its `as` name where it has one, else its file name.
+macro_rules! build_label {
+    ($file:literal) => {
+        $file
+    };
+    ($file:literal, $label:literal) => {
+        $label
+    };
+}
+
 /// The shader files: variant, file name under `shaders/` (also the label), and what the
 /// host prepends to it (`abi` structs and constants).
 macro_rules! shaders {
@@ -34,7 +44,7 @@ macro_rules! shaders {
             /// The build's name: the file name without `.wgsl`, or the `as` name of a
             /// second build of a file with another prelude.
             pub(crate) fn label(self) -> &'static str {
-                match self { $(Shader::$shader => [$file $(, $label)?][[$file $(, $label)?].len() - 1]),* }
+                match self { $(Shader::$shader => build_label!($file $(, $label)?)),* }
             }
             /// The file as written.
             pub(crate) fn file(self) -> &'static str {

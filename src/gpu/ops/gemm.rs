@@ -71,9 +71,11 @@ const SUBGROUP_TILE: (u32, u32) = (16, 2);
 fn subgroup_tile(ctx: &GpuContext, n: u32) -> (u32, u32) {
     let (sm, sc) = SUBGROUP_TILE;
     let least = (sc * ctx.adapter_info().subgroup_max_size).max(16);
+    // `subgroups_of_8` keeps the largest subgroup at 64 lanes, so `least` is at most 128.
     let cols = n
         .next_power_of_two()
-        .clamp(least.next_power_of_two(), 128.max(least));
+        .clamp(16, 128)
+        .max(least.next_power_of_two());
     let rows = (WG * sc / cols).max(1) * sm;
     (rows, cols)
 }
@@ -83,7 +85,7 @@ fn subgroup_tile(ctx: &GpuContext, n: u32) -> (u32, u32) {
 /// which loads each value once per subgroup instead of staging tiles in workgroup
 /// memory (every load costs llvmpipe about fifty FMAs; `gru bench --roofline`).
 pub(crate) fn variant(ctx: &GpuContext) -> Kernel {
-    if ctx.is_software() && ctx.subgroups_of_8() {
+    if ctx.subgroup_builds() {
         Kernel::GemmSg
     } else {
         Kernel::Gemm

@@ -31,7 +31,7 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
 /// lanes, whose matvec loads each state value (or gate gradient) once per subgroup
 /// (shaders/parts/*_subgroup.wgsl). Only the reset-after matvec kernels have one.
 pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel) -> Kernel {
-    let subgroups = ctx.is_software() && ctx.subgroups_of_8();
+    let subgroups = ctx.subgroup_builds();
     match kernel {
         Kernel::StepFused if subgroups => Kernel::StepFusedSg,
         Kernel::BwdState if subgroups => Kernel::BwdStateSg,

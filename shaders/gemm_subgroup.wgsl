@@ -20,7 +20,10 @@
 // share their rows.
 
 
-// Overrides, bindings, load_a, load_b and store_c: shaders/parts/gemm_operands.wgsl.
+// Overrides, bindings, load_a and store_c: shaders/parts/gemm_operands.wgsl; load_b:
+// shaders/parts/gemm_b_storage.wgsl, or gemm_b_uniform.wgsl in the build
+// "gemm_uniform", where the host also sets n_first and k_first to the block of columns
+// or depth a dispatch covers (0 otherwise).
 
 const SM: u32 = 16u; // rows per workgroup
 const SC: u32 = 2u; // columns per lane
@@ -34,8 +37,8 @@ fn gemm_sg(
 ) {
     let span = p.tile_n / SC; // lanes per row group, and the stride between a lane's columns
     let m0 = (wg.y * (WG / span) + li / span) * SM;
-    let n0 = wg.x * p.tile_n + li % span;
-    let k_begin = wg.z * p.k_slice;
+    let n0 = p.n_first + wg.x * p.tile_n + li % span;
+    let k_begin = p.k_first + wg.z * p.k_slice;
     let k_end = min(k_begin + p.k_slice, p.k);
     let kl = lane % KB;
     // Written out for SM = 16, SC = 2: scalars, not arrays, since llvmpipe keeps

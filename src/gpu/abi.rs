@@ -66,8 +66,12 @@ macro_rules! wgsl_parts {
 }
 
 wgsl_parts! {
-    /// Both GEMM builds' overrides, bindings, operand loads and output store.
+    /// Every GEMM build's overrides, bindings, op(A) load and output store.
     GemmOperands => "gemm_operands",
+    /// op(B) from its storage buffer.
+    GemmBStorage => "gemm_b_storage",
+    /// op(B) through a uniform window of its buffer (software adapters).
+    GemmBUniform => "gemm_b_uniform",
     /// The forward step's recurrent matvec, each lane loading its own state values.
     RecurrentMatvec => "recurrent_matvec",
     /// The same sums with the state values shared across a subgroup (software adapters).
@@ -187,7 +191,8 @@ wgsl_structs! {
     GemmParams {
         m: u32, n: u32, k: u32, lda: u32,
         ldb: u32, ldc: u32, off_a: u32, off_b: u32,
-        off_c: u32, k_slice: u32, tile_n: u32, _p0: u32,
+        off_c: u32, k_slice: u32, tile_n: u32, win: u32,
+        n_first: u32, k_first: u32, _p0: u32, _p1: u32,
     }
     /// The second stage of split-K and long column sums.
     ReduceParams { m: u32, n: u32, slices: u32, ld: u32, off: u32, _p0: u32, _p1: u32, _p2: u32 }

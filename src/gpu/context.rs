@@ -268,6 +268,17 @@ impl GpuContext {
         self.is_software() && self.subgroups_of_8()
     }
 
+    /// Whether GEMMs read op(B) through 64 KiB uniform windows
+    /// (shaders/parts/gemm_b_uniform.wgsl): with the subgroup builds, where the adapter
+    /// binds uniform buffers that large. Storage buffers then carry the uniform usage
+    /// and [`UNIFORM_WINDOW`] bytes of slack, so a window may start at any of their
+    /// values.
+    pub(crate) fn uniform_windows(&self) -> bool {
+        self.subgroup_builds()
+            && self.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+            && self.limits.min_uniform_buffer_offset_alignment <= 256
+    }
+
     /// The limits the device was opened with.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
@@ -348,14 +359,18 @@ impl GpuContext {
         }))
     }
 
-    /// A storage buffer of `len` f32 values.
+    /// A storage buffer of `len` f32 values (see [`Self::uniform_windows`] for what
+    /// software adapters add).
     pub(crate) fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         use wgpu::BufferUsages as U;
-        self.buffer(
-            label,
-            4 * len as u64,
-            U::STORAGE | U::COPY_DST | U::COPY_SRC,
-        )
+        let bytes = 4 * len as u64;
+        let usage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
+        // Slack only where the whole buffer still binds as storage; a GEMM whose window
+        // would pass the end of a buffer without it reads op(B) from storage instead.
+        if self.uniform_windows() && bytes + UNIFORM_WINDOW <= self.storage_limit() {
+            return self.buffer(label, bytes + UNIFORM_WINDOW, usage | U::UNIFORM);
+        }
+        self.buffer(label, bytes, usage)
     }
 
     /// A host-readable buffer of `len` f32 values for readback.
@@ -434,6 +449,17 @@ fn poisoned() -> GruError {
     GruError::State("kernel cache lock poisoned by an earlier panic".into())
 }
 
+/// Bytes of op(B) one GEMM dispatch reads through a uniform binding on software
+/// adapters (`array<vec4<f32>, 4096>` in shaders/parts/gemm_b_uniform.wgsl).
+pub(crate) const UNIFORM_WINDOW: u64 = 65536;
+
+/// Every runtime check on except naga's loop bounding: its counter in every loop keeps
+/// drivers from unrolling them (wgpu issue 7698 reports 100x on some GPUs).
+const TRUSTED_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+    force_loop_bounding: false,
+    ..wgpu::ShaderRuntimeChecks::checked()
+};
+
 impl GpuContext {
     /// The pipeline for `kernel` specialised with override `constants` (booleans as 0/1).
     pub(crate) fn pipeline(
@@ -457,11 +483,16 @@ impl GpuContext {
                 modules
                     .entry(kernel.shader())
                     .or_insert_with(|| {
-                        self.device
-                            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                                label: Some(kernel.shader().label()),
-                                source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
-                            })
+                        let desc = wgpu::ShaderModuleDescriptor {
+                            label: Some(kernel.shader().label()),
+                            source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
+                        };
+                        // SAFETY: loop bounding only guards against loops that never end;
+                        // every loop in shaders/ runs over a bound fixed by its uniform
+                        // parameters. Bounds checks and the other checks stay on.
+                        unsafe {
+                            self.device.create_shader_module_trusted(desc, TRUSTED_CHECKS)
+                        }
                     })
                     .clone()
             };

@@ -63,8 +63,9 @@ macro_rules! shaders {
 }
 
 shaders! {
-    Gemm => "gemm" [Workgroup, GemmParams, GemmOperands],
-    GemmSubgroup => "gemm_subgroup" [Workgroup, GemmParams, GemmOperands],
+    Gemm => "gemm" [Workgroup, GemmParams, GemmOperands, GemmBStorage],
+    GemmSubgroup => "gemm_subgroup" [Workgroup, GemmParams, GemmOperands, GemmBStorage],
+    GemmUniform => "gemm_subgroup" as "gemm_uniform" [Workgroup, GemmParams, GemmOperands, GemmBUniform],
     Colsum => "colsum" [Workgroup, ColsumParams],
     Transpose => "transpose" [TransposeParams],
     ReduceSlices => "reduce_slices" [Workgroup, ReduceParams],
@@ -128,6 +129,7 @@ macro_rules! kernels {
 kernels! {
     Gemm => Gemm."gemm" [U, R, R, R, W],
     GemmSg => GemmSubgroup."gemm_sg" [U, R, R, R, W],
+    GemmUb => GemmUniform."gemm_sg" [U, R, U, R, W],
     Colsum => Colsum."colsum" [U, R, W],
     Transpose => Transpose."transpose" [U, R, W],
     ReduceSlices => ReduceSlices."reduce_slices" [U, R, R, W],

@@ -3,9 +3,9 @@
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::GemmParams;
 use crate::gpu::abi::{ReduceParams, WG};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
+use crate::gpu::ops::dispatch::{bind, groups, param_dispatch, Dispatch};
 use crate::gpu::ops::reduce::reduce_slices;
 
 impl GemmParams {
@@ -83,13 +83,122 @@ fn subgroup_tile(ctx: &GpuContext, n: u32) -> (u32, u32) {
 /// The GEMM kernel for this device: shared-memory tiles with 8 x 8 register blocks on a
 /// GPU; on a software adapter with subgroups of 8 or more lanes, the subgroup kernel,
 /// which loads each value once per subgroup instead of staging tiles in workgroup
-/// memory (every load costs llvmpipe about fifty FMAs; `gru bench --roofline`).
+/// memory (every storage load costs llvmpipe about fifty FMAs; `gru bench
+/// --roofline`), reading op(B) through uniform windows where the adapter allows.
 pub(crate) fn variant(ctx: &GpuContext) -> Kernel {
-    if ctx.subgroup_builds() {
+    if ctx.uniform_windows() {
+        Kernel::GemmUb
+    } else if ctx.subgroup_builds() {
         Kernel::GemmSg
     } else {
         Kernel::Gemm
     }
+}
+
+/// One dispatch's share of a windowed GEMM: op(B) rows (columns of C when TRANS_B,
+/// depth otherwise) `first..end`, read through the uniform window starting `win`
+/// floats into b's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    first: usize,
+    end: usize,
+    win: usize,
+}
+
+/// How `gemm_uniform` covers op(B): windows of 64 KiB at offsets the adapter can bind,
+/// each holding whole rows of b, in order. `None` when one row does not fit a window
+/// or a window would pass the end of the buffer (`bytes`) or its uniform usage is
+/// missing: then op(B) is read from storage.
+fn uniform_windows(p: &GemmParams, trans_b: bool, bytes: u64, align: u64) -> Option<Vec<Window>> {
+    let window = (UNIFORM_WINDOW / 4) as usize;
+    let (rows, row_len) = if trans_b {
+        (p.n as usize, p.k as usize)
+    } else {
+        (p.k as usize, p.n as usize)
+    };
+    let (ldb, align) = (p.ldb as usize, (align / 4).max(1) as usize);
+    let mut list = Vec::new();
+    let mut first = 0;
+    while first < rows {
+        let start = p.off_b as usize + first * ldb;
+        let win = start / align * align;
+        let room = window.checked_sub(start - win + row_len)?;
+        let end = (first + 1 + room / ldb.max(1)).min(rows);
+        if (win + window) as u64 * 4 > bytes {
+            return None;
+        }
+        list.push(Window { first, end, win });
+        first = end;
+    }
+    Some(list)
+}
+
+/// The dispatches of [`gemm`] on the `gemm_uniform` build, one per window; `None` when
+/// op(B) cannot be windowed.
+fn gemm_windowed(
+    ctx: &GpuContext,
+    label: &str,
+    mut p: GemmParams,
+    f: GemmFlags,
+    [a, b, c]: [&wgpu::Buffer; 3],
+    bias: Option<&wgpu::Buffer>,
+) -> Result<Option<Vec<Dispatch>>> {
+    if !b.usage().contains(wgpu::BufferUsages::UNIFORM) {
+        return Ok(None);
+    }
+    let align = ctx.limits.min_uniform_buffer_offset_alignment as u64;
+    let Some(windows) = uniform_windows(&p, f.trans_b, b.size(), align) else {
+        return Ok(None);
+    };
+    let (rows, cols) = subgroup_tile(ctx, p.n);
+    p.tile_n = cols;
+    let (m, n, k) = (p.m as u64, p.n as u64, p.k as u64);
+    let mut list = Vec::new();
+    for (i, w) in windows.iter().enumerate() {
+        let mut q = p;
+        q.win = w.win as u32;
+        // Columns: each window writes its own block. Depth: the first window writes
+        // (with the caller's bias and accumulation), the others add to it in order.
+        let later = i > 0 && !f.trans_b;
+        let (grid_n, flops) = if f.trans_b {
+            q.n_first = w.first as u32;
+            q.n = w.end as u32;
+            q.k_slice = p.k;
+            (w.end - w.first, 2 * m * k * (w.end - w.first) as u64)
+        } else {
+            q.k_first = w.first as u32;
+            q.k_slice = (w.end - w.first) as u32;
+            (p.n as usize, 2 * m * n * (w.end - w.first) as u64)
+        };
+        let constants = [
+            ("TRANS_A", f.trans_a as u32),
+            ("TRANS_B", f.trans_b as u32),
+            ("ACCUMULATE", (f.accumulate || later) as u32),
+            ("BIAS", (bias.is_some() && !later) as u32),
+        ];
+        let pipeline = ctx.pipeline(Kernel::GemmUb, &constants)?;
+        let params = ctx.uniform(label, bytemuck::bytes_of(&q))?;
+        let window = wgpu::BufferBinding {
+            buffer: b,
+            offset: w.win as u64 * 4,
+            size: std::num::NonZeroU64::new(UNIFORM_WINDOW),
+        };
+        let resources = vec![
+            params.as_entire_binding(),
+            a.as_entire_binding(),
+            wgpu::BindingResource::Buffer(window),
+            bias.unwrap_or(a).as_entire_binding(),
+            c.as_entire_binding(),
+        ];
+        list.push(Dispatch {
+            bind_group: bind(ctx, &pipeline, label, resources),
+            pipeline,
+            offset: None,
+            groups: [groups(grid_n, cols), groups(p.m as usize, rows), 1],
+            flops,
+        });
+    }
+    Ok(Some(list))
 }
 
 /// C = op(A) · op(B) (+ bias) (+ C); see gemm.wgsl for the meaning of `p`. Long K runs
@@ -120,6 +229,13 @@ fn gemm_as(
     [a, b, c, scratch]: [&wgpu::Buffer; 4],
     bias: Option<&wgpu::Buffer>,
 ) -> Result<Vec<Dispatch>> {
+    let kernel = match kernel {
+        Kernel::GemmUb => match gemm_windowed(ctx, label, p, f, [a, b, c], bias)? {
+            Some(list) => return Ok(list),
+            None => Kernel::GemmSg,
+        },
+        other => other,
+    };
     let (slices, k_slice) = split_k(p.m as usize, p.n as usize, p.k as usize);
     p.k_slice = k_slice as u32;
     let split = slices > 1;
@@ -196,6 +312,7 @@ mod tests {
             (130, 2, 65),
             (5, 3, 2000),
             (12, 8, 70_000),
+            (33, 300, 200),
         ] {
             for (ta, tb, acc, bias) in [
                 (false, false, false, false),
@@ -270,10 +387,22 @@ mod tests {
                 if ctx.subgroups_of_8() {
                     kernels.push(Kernel::GemmSg);
                 }
+                if ctx.uniform_windows() {
+                    kernels.push(Kernel::GemmUb);
+                }
                 for kernel in kernels {
                     ctx.queue.write_buffer(&cb, 0, bytemuck::cast_slice(&c0));
                     let bufs = [&ab, &bb, &cb, &scratch];
                     let list = gemm_as(&ctx, kernel, "gemm", p, f, bufs, bias_buf).unwrap();
+                    if kernel == Kernel::GemmUb {
+                        // Windowed wherever a row of b fits a window: one dispatch each.
+                        let align = ctx.limits.min_uniform_buffer_offset_alignment as u64;
+                        let windows = uniform_windows(&p, tb, bb.size(), align);
+                        assert_eq!(windows.is_some(), !tb || k + 8 <= 16384);
+                        if let Some(w) = windows {
+                            assert_eq!(list.len(), w.len(), "m{m} n{n} k{k} {f:?}");
+                        }
+                    }
                     run(&ctx, &list);
                     close(
                         &read(&ctx, &cb, c0.len()),
@@ -283,6 +412,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Uniform windows cover op(B)'s rows in order, each at an aligned offset and
+    /// holding every value its rows read; a row too long for a window, or a window past
+    /// the buffer's end, leaves op(B) to the storage build.
+    #[test]
+    fn uniform_windows_hold_their_rows() {
+        let words = (UNIFORM_WINDOW / 4) as usize;
+        for (trans_b, n, k, ldb, off_b, align) in [
+            (true, 300, 200, 203, 5, 256),
+            (false, 300, 200, 301, 5, 16),
+            (false, 8, 70_000, 9, 3, 64),
+            (true, 7, 16_000, 16_100, 1000, 256),
+        ] {
+            let p = GemmParams {
+                n,
+                k,
+                ldb,
+                off_b,
+                ..Default::default()
+            };
+            let (rows, row_len) = if trans_b { (n, k) } else { (k, n) };
+            let bytes = 4 * (off_b + rows * ldb) as u64 + UNIFORM_WINDOW;
+            let list = uniform_windows(&p, trans_b, bytes, align).unwrap();
+            let mut next = 0;
+            for w in &list {
+                assert_eq!(w.first, next);
+                assert!(w.end > w.first);
+                assert_eq!((4 * w.win) as u64 % align, 0);
+                let first = off_b as usize + w.first * ldb as usize;
+                let last = off_b as usize + (w.end - 1) * ldb as usize + row_len as usize;
+                assert!(w.win <= first && last <= w.win + words, "{w:?}");
+                next = w.end;
+            }
+            assert_eq!(next, rows as usize);
+            // Without the slack past the last row, the last window does not fit.
+            assert!(uniform_windows(&p, trans_b, bytes - UNIFORM_WINDOW, align).is_none());
+        }
+        let long = GemmParams {
+            n: 4,
+            k: 16_385,
+            ldb: 16_385,
+            ..Default::default()
+        };
+        assert!(uniform_windows(&long, true, u64::MAX, 16).is_none());
     }
 
     /// The tile sizes the host dispatches with are the ones the shaders declare.

@@ -55,10 +55,10 @@ fn time_of_step() -> u32 {
 fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: u32, want_rz: bool, want_n: bool) {
     let nh = dims.hidden;
     if (want_rz) {
-        let wr1 = w_t[row + j1];
-        let wz1 = w_t[row + nh + j1];
-        let wr2 = w_t[row + j2];
-        let wz2 = w_t[row + nh + j2];
+        let wr1 = w_at(row + j1);
+        let wz1 = w_at(row + nh + j1);
+        let wr2 = w_at(row + j2);
+        let wz2 = w_at(row + nh + j2);
         for (var i = 0u; i < TB; i++) {
             (*acc).r[i] = fma(wr1, v[i], (*acc).r[i]);
             (*acc).z[i] = fma(wz1, v[i], (*acc).z[i]);
@@ -67,8 +67,8 @@ fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: 
         }
     }
     if (want_n) {
-        let wn1 = w_t[row + 2u * nh + j1];
-        let wn2 = w_t[row + 2u * nh + j2];
+        let wn1 = w_at(row + 2u * nh + j1);
+        let wn2 = w_at(row + 2u * nh + j2);
         for (var i = 0u; i < TB; i++) {
             (*acc).n[i] = fma(wn1, v[i], (*acc).n[i]);
             (*acc).n[TB + i] = fma(wn2, v[i], (*acc).n[TB + i]);
@@ -76,6 +76,8 @@ fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: 
     }
 }
 
+// w_at(x) = w_t[x] comes from the prelude: shaders/parts/step_w_storage.wgsl, or
+// step_w_uniform.wgsl (the "gru_step_fwd_uniform" build).
 // recurrent_matvec(j0, b0, s, from_rh, want_rz, want_n) -> Acc comes from the prelude:
 // shaders/parts/recurrent_matvec.wgsl, or its subgroup form on software adapters.
 

@@ -9,6 +9,8 @@
 //                    16 FMAs: FLOPs per second.
 //   shared_memory    vec4 reads from workgroup memory (as the GEMM reads its tiles),
 //                    summed: bytes per second.
+// Lengths (vec4s) come from the parameters, not arrayLength: buffers may carry slack
+// past their values (GpuContext::uniform_windows).
 // Every loop stays far below llvmpipe's 65535 iterations per invocation, and every
 // result is written so no compiler drops the work.
 
@@ -21,7 +23,7 @@ var<workgroup> tile: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(WG)
 fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let x = src[gid.x % arrayLength(&src)].x + f32(gid.x) * 1e-7;
+    let x = src[gid.x % p.n_src].x + f32(gid.x) * 1e-7;
     var a0 = vec4<f32>(x, x + 1.0, x + 2.0, x + 3.0);
     var a1 = a0 + 0.5;
     var a2 = a0 + 1.5;
@@ -43,13 +45,13 @@ fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>) {
         a6 = fma(a6, m, c);
         a7 = fma(a7, m, c);
     }
-    dst[gid.x % arrayLength(&dst)] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    dst[gid.x % p.n_dst] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }
 
 @compute @workgroup_size(WG)
 fn load_stream(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let threads = nwg.x * WG;
-    let n = arrayLength(&src);
+    let n = p.n_src;
     var s = vec4<f32>(0.0);
     var at = gid.x;
     for (var i = 0u; i < p.iters; i++) {
@@ -57,12 +59,12 @@ fn load_stream(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         at += threads;
         if (at >= n) { at -= n; }
     }
-    dst[gid.x % arrayLength(&dst)] = s;
+    dst[gid.x % p.n_dst] = s;
 }
 
 @compute @workgroup_size(WG)
 fn load_uniform(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
-    let n = arrayLength(&src);
+    let n = p.n_src;
     let x = f32(gid.x) * 1e-7;
     var a0 = vec4<f32>(x);
     var a1 = vec4<f32>(x + 1.0);
@@ -82,12 +84,12 @@ fn load_uniform(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgrou
         at += 1u;
         if (at >= n) { at = 0u; }
     }
-    dst[gid.x % arrayLength(&dst)] = a0 + a1 + a2 + a3;
+    dst[gid.x % p.n_dst] = a0 + a1 + a2 + a3;
 }
 
 @compute @workgroup_size(WG)
 fn shared_memory(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let n = arrayLength(&src);
+    let n = p.n_src;
     for (var e = li; e < 256u; e += WG) {
         tile[e] = src[(gid.x - li + e) % n];
     }
@@ -98,5 +100,5 @@ fn shared_memory(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_i
         s += tile[at];
         at = (at + 1u) & 255u;
     }
-    dst[gid.x % arrayLength(&dst)] = s;
+    dst[gid.x % p.n_dst] = s;
 }

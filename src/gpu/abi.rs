@@ -72,6 +72,10 @@ wgsl_parts! {
     GemmBStorage => "gemm_b_storage",
     /// op(B) through a uniform window of its buffer (software adapters).
     GemmBUniform => "gemm_b_uniform",
+    /// The forward step's W_hhᵀ from storage.
+    StepWStorage => "step_w_storage",
+    /// The forward step's W_hhᵀ through four uniform windows (software adapters).
+    StepWUniform => "step_w_uniform",
     /// The forward step's recurrent matvec, each lane loading its own state values.
     RecurrentMatvec => "recurrent_matvec",
     /// The same sums with the state values shared across a subgroup (software adapters).
@@ -230,7 +234,7 @@ wgsl_structs! {
     CopyParams { rows: u32, width: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32, _p0: u32, _p1: u32 }
     /// A roofline probe: loop iterations per invocation and a multiplier the compiler
     /// cannot fold.
-    LabParams { iters: u32, scale: f32, _p0: u32, _p1: u32 }
+    LabParams { iters: u32, scale: f32, n_src: u32, n_dst: u32 }
     /// One token draw.
     SampleParams { cols: u32, top_k: u32, temperature: f32, offset: u32, seed_lo: u32, seed_hi: u32, _p0: u32, _p1: u32 }
 }

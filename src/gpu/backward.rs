@@ -74,8 +74,8 @@ pub(crate) fn plan(
             let kernels = match cfg.variant {
                 GruVariant::ResetAfter => vec![
                     Kernel::BwdGates,
-                    step::for_device(ctx, Kernel::BwdStateGates),
-                    step::for_device(ctx, Kernel::BwdState),
+                    step::for_device(ctx, Kernel::BwdStateGates, cfg.hidden_size),
+                    step::for_device(ctx, Kernel::BwdState, cfg.hidden_size),
                 ],
                 GruVariant::ResetBefore => {
                     vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]

@@ -491,7 +491,8 @@ impl GpuContext {
                         // every loop in shaders/ runs over a bound fixed by its uniform
                         // parameters. Bounds checks and the other checks stay on.
                         unsafe {
-                            self.device.create_shader_module_trusted(desc, TRUSTED_CHECKS)
+                            self.device
+                                .create_shader_module_trusted(desc, TRUSTED_CHECKS)
                         }
                     })
                     .clone()

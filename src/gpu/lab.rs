@@ -92,7 +92,8 @@ pub fn roofline(ctx: &GpuContext, budget: f64) -> Result<Roofline> {
     let src = ctx.storage("roofline_src", 16 << 20)?;
     let dst = ctx.storage("roofline_dst", 4 * threads)?;
     let rate = |which: Probe, iters: u32| -> Result<f64> {
-        let d = ctx.scoped(|| probe(ctx, which, (threads, iters), &src, &dst))?;
+        let lens = ((16 << 20) / 4, threads);
+        let d = ctx.scoped(|| probe(ctx, which, (threads, iters), (&src, &dst), lens))?;
         let s = time_list(ctx, &[d], budget)?;
         Ok(threads as f64 * iters as f64 * which.work_per_iteration() as f64 / s / 1e9)
     };

@@ -63,7 +63,7 @@ pub(crate) fn gemm_scratch(m: usize, n: usize, k: usize) -> usize {
 
 /// Rows per lane group and columns per lane of `gemm_sg` (`SM`, `SC` in
 /// gemm_subgroup.wgsl).
-const SUBGROUP_TILE: (u32, u32) = (16, 2);
+const SUBGROUP_TILE: (u32, u32) = (8, 4);
 
 /// (rows, columns) of a `gemm_sg` workgroup for `n` columns: the narrowest of 16, 32,
 /// 64, 128 columns that holds them (so narrow products keep every lane busy), at least

@@ -41,18 +41,19 @@ impl Probe {
 }
 
 /// A probe over `invocations` threads of `iters` iterations, reading `src` (vec4s) and
-/// writing one vec4 per thread into `dst` (wrapping).
+/// writing one vec4 per thread into `dst` (wrapping); `lens` are their vec4 counts.
 pub(crate) fn probe(
     ctx: &GpuContext,
     which: Probe,
     (invocations, iters): (usize, u32),
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
+    (src, dst): (&wgpu::Buffer, &wgpu::Buffer),
+    lens: (usize, usize),
 ) -> Result<Dispatch> {
     let p = LabParams {
         iters,
         scale: 0.999,
-        ..Default::default()
+        n_src: lens.0 as u32,
+        n_dst: lens.1 as u32,
     };
     let grid = [groups(invocations, WG), 1, 1];
     param_dispatch(
@@ -83,7 +84,7 @@ mod tests {
         let iters = 300;
         run(
             &ctx,
-            &[probe(&ctx, Probe::Stream, (64, iters), &src, &dst).unwrap()],
+            &[probe(&ctx, Probe::Stream, (64, iters), (&src, &dst), (n, 64)).unwrap()],
         );
         let got = read(&ctx, &dst, 4 * 64);
         // Thread g reads vec4 (g + i·64) mod n for i < iters.
@@ -100,7 +101,7 @@ mod tests {
         close(&got, &want, "stream");
         run(
             &ctx,
-            &[probe(&ctx, Probe::Fma, (64, iters), &src, &dst).unwrap()],
+            &[probe(&ctx, Probe::Fma, (64, iters), (&src, &dst), (n, 64)).unwrap()],
         );
         let got = read(&ctx, &dst, 4 * 64);
         let chain = |x0: f64| (0..iters).fold(x0, |a, _| a * 0.999 + 1e-3);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
 use crate::gpu::abi::{TB, TB_SUBGROUP, WG};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
 
@@ -30,15 +30,24 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
 /// `kernel`, or its subgroup build on a software adapter with subgroups of 8 or more
 /// lanes, whose matvec loads each state value (or gate gradient) once per subgroup
 /// (shaders/parts/*_subgroup.wgsl). Only the reset-after matvec kernels have one.
-pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel) -> Kernel {
+/// The fused forward step also reads W_hhᵀ through uniform windows where the adapter
+/// takes them ([`GpuContext::uniform_windows`]) and `hidden` fits them.
+pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Kernel {
     let subgroups = ctx.subgroup_builds();
+    let windows = ctx.uniform_windows() && 3 * hidden * hidden <= W_WINDOWS * WINDOW_FLOATS;
     match kernel {
+        Kernel::StepFused if windows => Kernel::StepFusedUb,
         Kernel::StepFused if subgroups => Kernel::StepFusedSg,
         Kernel::BwdState if subgroups => Kernel::BwdStateSg,
         Kernel::BwdStateGates if subgroups => Kernel::BwdStateGatesSg,
         k => k,
     }
 }
+
+/// Uniform windows of W_hhᵀ the "gru_step_fwd_uniform" build binds
+/// (shaders/parts/step_w_uniform.wgsl), and the floats in each.
+const W_WINDOWS: usize = 4;
+const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
 
 /// A step kernel bound to its buffers; `dispatches` expands it into one entry per step.
 pub(crate) struct StepKernel {
@@ -55,6 +64,7 @@ fn matvec_rows(kernel: Kernel) -> u64 {
     match kernel {
         Kernel::StepFused
         | Kernel::StepFusedSg
+        | Kernel::StepFusedUb
         | Kernel::BwdState
         | Kernel::BwdStateSg
         | Kernel::BwdStateGates
@@ -86,11 +96,25 @@ impl StepKernel {
             dims.as_entire_binding(),
         ];
         res.extend(buffers.iter().map(|b| b.as_entire_binding()));
+        if kernel == Kernel::StepFusedUb {
+            // Windows past W_hhᵀ's values stay inside the buffer's slack or repeat the
+            // first; the shader never reads them.
+            let w = buffers[1];
+            let used = (3 * d.hidden as u64 * d.hidden as u64 * 4).div_ceil(UNIFORM_WINDOW);
+            res.extend((0..W_WINDOWS as u64).map(|i| {
+                let offset = if i < used { i * UNIFORM_WINDOW } else { 0 };
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: w,
+                    offset,
+                    size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+                })
+            }));
+        }
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
         // Workgroups of WG units x TB batch rows (the shaders' WG and TB; the subgroup
         // builds' TB is TB_SUBGROUP).
         let rows = match kernel.shader() {
-            Shader::StepFwdSg | Shader::StepBwdSg => TB_SUBGROUP,
+            Shader::StepFwdSg | Shader::StepFwdUb | Shader::StepBwdSg => TB_SUBGROUP,
             _ => TB,
         };
         let groups = [

@@ -182,6 +182,31 @@ fn portable_kernels_match_reference_on_every_adapter() {
     }
 }
 
+/// On software adapters the fused forward step reads W_hhᵀ through four uniform
+/// windows up to H = 147 (the matrix's H = 130 uses all four); past that it reads
+/// storage again. One layer on each side of the edge, so both builds stay checked.
+#[test]
+fn hidden_sizes_on_both_sides_of_the_uniform_windows() {
+    let Some(ctx) = gpu() else { return };
+    for (n, h) in [147, 148].into_iter().enumerate() {
+        let c = Case {
+            variant: GruVariant::ResetAfter,
+            i: 3,
+            h,
+            t: 5,
+            b: 3,
+            layers: 1,
+            bidir: n == 1,
+            lengths: true,
+            h0: true,
+            bias: true,
+            batch_first: false,
+            chunk: None,
+        };
+        run_case(&ctx, c, 800 + n as u64);
+    }
+}
+
 /// Batches past one step tile (8 rows, 16 in the subgroup builds) and a partial one
 /// after it, both variants, so every row slot of the step kernels is checked.
 #[test]

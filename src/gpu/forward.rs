@@ -84,7 +84,9 @@ pub(crate) fn plan(
                 &buf.saved,
             ];
             let kernels = match cfg.variant {
-                GruVariant::ResetAfter => vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)],
+                GruVariant::ResetAfter => {
+                    vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)]
+                }
                 GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
             };
             let kernels = kernels

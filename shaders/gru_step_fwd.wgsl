@@ -32,18 +32,7 @@
 // Index u * TB + i: unit u of the thread, batch row b0 + i.
 struct Acc { r: array<f32, UT * TB>, z: array<f32, UT * TB>, n: array<f32, UT * TB> }
 
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-// Overflow-free tanh (some drivers' builtin returns NaN for large |x|).
-fn tanh_(x: f32) -> f32 {
-    let e = exp(-2.0 * abs(x));
-    let t = (1.0 - e) / (1.0 + e);
-    return select(-t, t, x >= 0.0);
-}
+// sigmoid and tanh_: shaders/parts/activations.wgsl.
 
 fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);

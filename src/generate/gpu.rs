@@ -1,97 +1,303 @@
-//! Generation on the device: one pass over the prompt, then one pass per token, the
-//! sampled token fed back as the next input without a readback; tokens come back in
-//! chunks of [`GEN_CHUNK`] and are streamed as they arrive. The reference sampler it
-//! must agree with is [`super::Sampling::pick`].
+//! Generation on the device: one pass over the prompt draws the first token, then either
+//! one dispatch draws many tokens (generate.wgsl, for models one workgroup can run) or
+//! one pass per token runs the model's own kernels; either way the sampled token is fed
+//! back without a readback. Tokens come back in chunks of at most [`GEN_CHUNK`] and are
+//! streamed as they arrive. The reference sampler it must agree with is
+//! [`super::Sampling::pick`].
 
 use crate::error::Result;
 use crate::generate::Sampling;
+use crate::gpu::abi::GenParams;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::encode;
+use crate::gpu::ops::generate::{fused_route, generate_tokens, Fused, GenDims};
 use crate::gpu::ops::sample::sample;
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, ModelInput};
 use crate::train::gpu::plan::ModelPlan;
 
 /// Tokens drawn per submission: each chunk is read back and streamed.
-const GEN_CHUNK: usize = 64;
+pub(crate) const GEN_CHUNK: usize = 64;
+
+/// How the tokens after the first are drawn.
+pub(crate) enum Route<'a> {
+    /// generate.wgsl over `weights`: every parameter tensor's values and length, in
+    /// `ModelParams` order.
+    Fused(Fused, &'a [(&'a wgpu::Buffer, usize)]),
+    /// The (1, 1) plan: the model's kernels, one pass per token.
+    Steps(&'a ModelPlan),
+}
+
+/// generate.wgsl's sizes for a language model (`None` for other models).
+pub(crate) fn dims(cfg: &ModelConfig) -> Option<GenDims> {
+    let ModelInput::Tokens { vocab, embed_dim } = cfg.input else {
+        return None;
+    };
+    Some(GenDims {
+        vocab,
+        embed: embed_dim,
+        hidden: cfg.hidden_size,
+        layers: cfg.num_layers,
+        cols: cfg.outputs,
+        reset_after: cfg.variant == crate::config::GruVariant::ResetAfter,
+    })
+}
+
+/// The fused route for this model and sampling on `ctx`, if one workgroup can run it.
+pub(crate) fn fused_for(ctx: &GpuContext, cfg: &ModelConfig, sampling: &Sampling) -> Option<Fused> {
+    fused_route(ctx, &dims(cfg)?, sampling.top_k, GEN_CHUNK)
+}
 
 /// `n` tokens from a unidirectional language model whose prompt is already written to
-/// `warm` (T = prompt length, B = 1); `step` is its (1, 1) plan.
+/// `warm` (T = prompt length, B = 1).
 pub(crate) fn generate(
     ctx: &GpuContext,
     cfg: &ModelConfig,
-    (warm, step): (&ModelPlan, &ModelPlan),
+    warm: &ModelPlan,
+    route: Route<'_>,
     n: usize,
     sampling: &Sampling,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
     let (h, c) = (cfg.hidden_size, cfg.outputs);
-    for ws in &step.layers {
-        ctx.queue
-            .write_buffer(ws.lengths(), 0, bytemuck::bytes_of(&1u32));
-    }
     let gen = ctx.storage("generated", n + 1)?;
-    let carry = (0..cfg.num_layers)
-        .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
-        .collect::<Result<Vec<_>>>()?;
-    let mut warm_list = warm.predict.clone();
-    // The prompt's last step's logits pick the first token.
-    let last_row = (warm.t_len - 1) * c;
-    warm_list.push(sample(
-        ctx,
-        sampling,
-        (c, last_row),
-        &warm.logits,
-        &step.tokens,
-        &gen,
-    )?);
-    let mut step_list = step.predict.clone();
-    step_list.push(sample(
-        ctx,
-        sampling,
-        (c, 0),
-        &step.logits,
-        &step.tokens,
-        &gen,
-    )?);
+    // The prompt's pass, whose last step's logits pick the first token (written to
+    // `next`, the next pass's input, and to `gen`).
+    let warm_list = |next: &wgpu::Buffer| -> Result<Vec<_>> {
+        let mut list = warm.predict.clone();
+        let last_row = (warm.t_len - 1) * c;
+        list.push(sample(
+            ctx,
+            sampling,
+            (c, last_row),
+            &warm.logits,
+            next,
+            &gen,
+        )?);
+        Ok(list)
+    };
     let bytes = 4 * h as u64;
-    let staging = ctx.staging(GEN_CHUNK)?;
     // Grown as tokens arrive: `n` is a request, not memory to reserve up front.
     let mut out = Vec::with_capacity(n.min(1 << 16));
-    while out.len() < n {
-        let k = GEN_CHUNK.min(n - out.len());
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("generate"),
-            });
-        for i in out.len()..out.len() + k {
-            let (plan, list) = if i == 0 {
-                (warm, &warm_list)
-            } else {
-                (step, &step_list)
-            };
-            for (l, ws) in plan.layers.iter().enumerate() {
-                if i == 0 {
-                    enc.clear_buffer(ws.states(0), 0, Some(bytes));
-                } else {
-                    enc.copy_buffer_to_buffer(&carry[l], 0, ws.states(0), 0, bytes);
-                }
-            }
-            encode(&mut enc, "generate_step", list);
-            for (l, ws) in plan.layers.iter().enumerate() {
-                let at = ws.final_state_offset(h);
-                enc.copy_buffer_to_buffer(ws.states(0), at, &carry[l], 0, bytes);
-            }
-        }
-        ctx.queue.submit([enc.finish()]);
-        let got = ctx
-            .read_f32(&staging, &[(&gen, 1 + out.len(), k)])?
-            .concat();
+    let mut stream = |staging: &wgpu::Buffer, out: &mut Vec<u32>, k: usize| -> Result<()> {
+        let got = ctx.read_f32(staging, &[(&gen, 1 + out.len(), k)])?.concat();
         for v in got {
             let tok = v.to_bits();
             on_token(tok);
             out.push(tok);
         }
+        Ok(())
+    };
+    let new_encoder = || {
+        ctx.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("generate"),
+            })
+    };
+    let warm_pass = |enc: &mut wgpu::CommandEncoder, list: &[crate::gpu::ops::Dispatch]| {
+        for ws in &warm.layers {
+            enc.clear_buffer(ws.states(0), 0, Some(bytes));
+        }
+        encode(enc, "generate_prompt", list);
+    };
+    match route {
+        Route::Fused(fused, tensors) => {
+            let dims = dims(cfg).ok_or_else(|| {
+                crate::error::GruError::State("fused generation of a non-token model".into())
+            })?;
+            let weights = ctx.storage("gen_weights", dims.weights_len())?;
+            let state = ctx.storage("gen_state", dims.state_len())?;
+            let params = GenParams {
+                vocab: dims.vocab as u32,
+                embed: dims.embed as u32,
+                hidden: h as u32,
+                layers: dims.layers as u32,
+                cols: c as u32,
+                reset_after: dims.reset_after as u32,
+                per_dispatch: fused.per_dispatch as u32,
+                total: n as u32,
+                top_k: sampling.top_k.min(c) as u32,
+                temperature: sampling.temperature,
+                seed_lo: sampling.seed as u32,
+                seed_hi: (sampling.seed >> 32) as u32,
+            };
+            let draw =
+                generate_tokens(ctx, fused.kernel, &dims, &params, (&weights, &state, &gen))?;
+            // generate.wgsl reads the last token from `gen`: the first draw's input copy
+            // goes to scratch.
+            let prompt = warm_list(&ctx.storage("gen_next", 1)?)?;
+            // Dispatches per submission: about a chunk of tokens between readbacks.
+            let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
+            let staging = ctx.staging(1 + per_submit * fused.per_dispatch)?;
+            let mut first = true;
+            while out.len() < n {
+                let mut enc = new_encoder();
+                let mut k = 0;
+                if first {
+                    for p in &dims.layout().0 {
+                        let (buf, _) = tensors[p.tensor];
+                        let (from, to, len) =
+                            (4 * p.from as u64, 4 * p.to as u64, 4 * p.len as u64);
+                        enc.copy_buffer_to_buffer(buf, from, &weights, to, len);
+                    }
+                    warm_pass(&mut enc, &prompt);
+                    for (l, ws) in warm.layers.iter().enumerate() {
+                        let from = ws.final_state_offset(h);
+                        enc.copy_buffer_to_buffer(
+                            ws.states(0),
+                            from,
+                            &state,
+                            l as u64 * bytes,
+                            bytes,
+                        );
+                    }
+                    k = 1;
+                    first = false;
+                }
+                let dispatches = per_submit.min((n - out.len() - k).div_ceil(fused.per_dispatch));
+                encode(&mut enc, "generate_tokens", &vec![draw.clone(); dispatches]);
+                k = (k + dispatches * fused.per_dispatch).min(n - out.len());
+                ctx.queue.submit([enc.finish()]);
+                stream(&staging, &mut out, k)?;
+            }
+        }
+        Route::Steps(step) => {
+            for ws in &step.layers {
+                ctx.queue
+                    .write_buffer(ws.lengths(), 0, bytemuck::bytes_of(&1u32));
+            }
+            let carry = (0..cfg.num_layers)
+                .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
+                .collect::<Result<Vec<_>>>()?;
+            let prompt = warm_list(&step.tokens)?;
+            let mut step_list = step.predict.clone();
+            step_list.push(sample(
+                ctx,
+                sampling,
+                (c, 0),
+                &step.logits,
+                &step.tokens,
+                &gen,
+            )?);
+            let staging = ctx.staging(GEN_CHUNK)?;
+            while out.len() < n {
+                let k = GEN_CHUNK.min(n - out.len());
+                let mut enc = new_encoder();
+                for i in out.len()..out.len() + k {
+                    if i == 0 {
+                        warm_pass(&mut enc, &prompt);
+                        for (l, ws) in warm.layers.iter().enumerate() {
+                            let at = ws.final_state_offset(h);
+                            enc.copy_buffer_to_buffer(ws.states(0), at, &carry[l], 0, bytes);
+                        }
+                        continue;
+                    }
+                    for (l, ws) in step.layers.iter().enumerate() {
+                        enc.copy_buffer_to_buffer(&carry[l], 0, ws.states(0), 0, bytes);
+                    }
+                    encode(&mut enc, "generate_step", &step_list);
+                    for (l, ws) in step.layers.iter().enumerate() {
+                        let at = ws.final_state_offset(h);
+                        enc.copy_buffer_to_buffer(ws.states(0), at, &carry[l], 0, bytes);
+                    }
+                }
+                ctx.queue.submit([enc.finish()]);
+                stream(&staging, &mut out, k)?;
+            }
+        }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every route draws the CPU reference's tokens: the fused builds (plain, subgroup,
+    //! uniform windows, where the adapter has them) and the per-kernel path, for both
+    //! variants, one and two layers, sizes that are no multiple of 8 or of the
+    //! workgroup, and chunk edges (one draw per dispatch, dispatches that overrun the
+    //! request).
+    use super::*;
+    use crate::config::GruVariant;
+    use crate::gpu::kernels::Kernel;
+    use crate::gpu::ops::testutil::ctx;
+    use crate::model::{ModelConfig, ModelParams};
+    use crate::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
+
+    fn params(layers: usize, variant: GruVariant, (v, e, h): (usize, usize, usize)) -> ModelParams {
+        let cfg = ModelConfig::language_model(v, e, h)
+            .layers(layers)
+            .variant(variant);
+        let mut p = ModelParams::init(cfg, 11).unwrap();
+        // Sharper logits than the initialisation gives, so draws differ by token.
+        p.fc_weight.iter_mut().for_each(|w| *w *= 8.0);
+        p
+    }
+
+    #[test]
+    fn every_route_draws_the_reference_tokens() {
+        let Some(ctx) = ctx() else { return };
+        let samplings = [
+            Sampling::greedy(),
+            Sampling::new(0.9).seed(3),
+            Sampling::new(1.3).top_k(4).seed(1 << 33),
+        ];
+        for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+            for (layers, sizes) in [(1, (13, 6, 10)), (2, (29, 11, 17)), (1, (70, 9, 67))] {
+                let p = params(layers, variant, sizes);
+                let mut cpu = CpuTrainer::new(p.clone(), TrainOptions::default()).unwrap();
+                let mut gpu = GpuTrainer::new(ctx.clone(), &p, TrainOptions::default()).unwrap();
+                let dims = dims(&p.config).unwrap();
+                let auto = fused_route(&ctx, &dims, 4, GEN_CHUNK);
+                assert!(auto.is_some(), "{sizes:?} fits one workgroup");
+                let mut routes = vec![None];
+                let builds = [
+                    (Kernel::GenTokens, true),
+                    (Kernel::GenTokensSg, ctx.subgroup_builds()),
+                    (
+                        Kernel::GenTokensUb,
+                        auto.map(|f| f.kernel) == Some(Kernel::GenTokensUb),
+                    ),
+                ];
+                for (kernel, usable) in builds {
+                    for per_dispatch in [1, 7, GEN_CHUNK] {
+                        if usable {
+                            routes.push(Some(Fused {
+                                kernel,
+                                per_dispatch,
+                            }));
+                        }
+                    }
+                }
+                for s in &samplings {
+                    let want = cpu.generate(&[1, 5, 2], 41, s, &mut |_| {}).unwrap();
+                    for route in &routes {
+                        let mut streamed = Vec::new();
+                        let got = gpu
+                            .generate_with(&[1, 5, 2], 41, s, *route, &mut |t| streamed.push(t))
+                            .unwrap();
+                        let what = format!("{variant:?} L{layers} {sizes:?} {s:?} {route:?}");
+                        assert_eq!(got, want, "{what}");
+                        assert_eq!(streamed, got, "{what}: every token streamed once");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The software adapter takes the uniform windows for the default model, and the
+    /// per-kernel path where one workgroup's budget is too small.
+    #[test]
+    fn routes_follow_the_model() {
+        let Some(ctx) = ctx() else { return };
+        let lm = |v, e, h| dims(&ModelConfig::language_model(v, e, h)).unwrap();
+        let default = fused_route(&ctx, &lm(113, 32, 128), 0, GEN_CHUNK).unwrap();
+        if ctx.uniform_windows() {
+            assert_eq!(default.kernel, Kernel::GenTokensUb);
+        }
+        assert!(default.per_dispatch >= 1 && default.per_dispatch <= GEN_CHUNK);
+        // A head of 60,000 over 512 units is past the budget of one workgroup.
+        assert_eq!(fused_route(&ctx, &lm(60_000, 64, 512), 0, GEN_CHUNK), None);
+        // Wider than a window: the storage builds.
+        let wide = fused_route(&ctx, &lm(113, 32, 200), 0, GEN_CHUNK).unwrap();
+        assert_ne!(wide.kernel, Kernel::GenTokensUb);
+    }
 }

@@ -139,6 +139,14 @@ pub(crate) fn check_lm(config: &ModelConfig, prompt: &[u32]) -> Result<()> {
             "generation needs a unidirectional language model (a per-step head)".into(),
         ));
     }
+    if config.outputs != vocab {
+        // Each drawn token is the next input: a head wider than the vocabulary would
+        // draw tokens the embedding does not have.
+        return Err(GruError::Config(format!(
+            "generation needs a head over the vocabulary: {vocab} outputs expected, found {}",
+            config.outputs
+        )));
+    }
     if prompt.is_empty() {
         return Err(GruError::Input(
             "the prompt needs at least one token".into(),

@@ -30,6 +30,20 @@ impl Wgsl for Workgroup {
     }
 }
 
+/// Threads of generate.wgsl's one workgroup on software adapters: one subgroup of 8
+/// lanes. llvmpipe runs a workgroup as one coroutine per 8 lanes on one core, and every
+/// barrier switches between them, so a single subgroup does the same SIMD work with
+/// barriers that cost nothing (the draw needs about 15 per token).
+pub(crate) const WG_SOFTWARE_GEN: u32 = 8;
+
+/// `WG` as [`WG_SOFTWARE_GEN`], for generate.wgsl's software builds.
+pub(crate) struct SoftwareGenWorkgroup;
+impl Wgsl for SoftwareGenWorkgroup {
+    fn wgsl() -> String {
+        format!("const WG: u32 = {WG_SOFTWARE_GEN}u;\n")
+    }
+}
+
 /// `TB` and `UT` (with `WG`, the step kernels' tile).
 pub(crate) struct StepTile;
 impl Wgsl for StepTile {
@@ -84,6 +98,18 @@ wgsl_parts! {
     StateMatvec => "state_matvec",
     /// The same sums with the gate gradients shared across a subgroup.
     StateMatvecSubgroup => "state_matvec_subgroup",
+    /// Overflow-free sigmoid and tanh.
+    Activations => "activations",
+    /// One token's draw from a row of logits.
+    SamplePick => "sample_pick",
+    /// Generation's weights from storage.
+    GenerateWStorage => "generate_w_storage",
+    /// Generation's weights through twelve uniform windows (software adapters).
+    GenerateWUniform => "generate_w_uniform",
+    /// Generation's row sums, each lane loading its own vector values.
+    GenerateDot => "generate_dot",
+    /// The same sums with the vector values shared across a subgroup.
+    GenerateDotSubgroup => "generate_dot_subgroup",
 }
 
 /// `IGNORE`.
@@ -235,6 +261,13 @@ wgsl_structs! {
     /// A roofline probe: loop iterations per invocation and a multiplier the compiler
     /// cannot fold.
     LabParams { iters: u32, scale: f32, n_src: u32, n_dst: u32 }
+    /// Generation in one dispatch: the model's sizes, the draws per dispatch, the count
+    /// at which to stop, and the sampling options.
+    GenParams {
+        vocab: u32, embed: u32, hidden: u32, layers: u32,
+        cols: u32, reset_after: u32, per_dispatch: u32, total: u32,
+        top_k: u32, temperature: f32, seed_lo: u32, seed_hi: u32,
+    }
     /// One token draw.
     SampleParams { cols: u32, top_k: u32, temperature: f32, offset: u32, seed_lo: u32, seed_hi: u32, _p0: u32, _p1: u32 }
 }

@@ -6,6 +6,7 @@ pub(crate) mod dispatch;
 pub(crate) mod dropout;
 pub(crate) mod embed;
 pub(crate) mod gemm;
+pub(crate) mod generate;
 pub(crate) mod loss;
 pub(crate) mod optim;
 pub(crate) mod reduce;

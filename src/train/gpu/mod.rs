@@ -198,6 +198,43 @@ impl GpuTrainer {
             .write_inputs(&self.ctx, &self.config, prep);
     }
 
+    /// [`Trainer::generate`] by a chosen route: `fused` (generate.wgsl) or, with
+    /// `None`, one pass of the model's kernels per token.
+    pub(crate) fn generate_with(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        fused: Option<crate::gpu::ops::generate::Fused>,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u32>> {
+        use crate::generate::gpu::{generate, Route};
+        // The step shape first: building the prompt's shape can then only evict older ones.
+        if fused.is_none() {
+            self.shape_index(1, 1)?;
+        }
+        let wi = self.shape_index(prompt.len(), 1)?;
+        let si = match fused {
+            None => Some(self.shape_index(1, 1)?),
+            Some(_) => None,
+        };
+        let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
+        self.write_inputs(wi, &prep);
+        let warm = self.shapes.get(wi).single()?;
+        let tensors: Vec<(&wgpu::Buffer, usize)> = self
+            .tensors
+            .iter()
+            .map(|t| (&t.value, t.info.len()))
+            .collect();
+        let route = match (fused, si) {
+            (Some(f), _) => Route::Fused(f, &tensors),
+            (None, Some(si)) => Route::Steps(self.shapes.get(si).single()?),
+            (None, None) => return Err(GruError::State("generation without a route".into())),
+        };
+        self.ctx
+            .scoped(|| generate(&self.ctx, &self.config, warm, route, n, sampling, on_token))
+    }
+
     /// What every model plan binds besides its own buffers.
     fn buffers(&self) -> ModelBuffers<'_> {
         let n = self.tensors.len();
@@ -385,23 +422,8 @@ impl Trainer for GpuTrainer {
         if n == 0 {
             return Ok(Vec::new());
         }
-        // The step shape first: building the prompt's shape can then only evict older ones.
-        self.shape_index(1, 1)?;
-        let wi = self.shape_index(prompt.len(), 1)?;
-        let si = self.shape_index(1, 1)?;
-        let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
-        self.write_inputs(wi, &prep);
-        let (warm, step) = (self.shapes.get(wi).single()?, self.shapes.get(si).single()?);
-        self.ctx.scoped(|| {
-            crate::generate::gpu::generate(
-                &self.ctx,
-                &self.config,
-                (warm, step),
-                n,
-                sampling,
-                on_token,
-            )
-        })
+        let fused = crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling);
+        self.generate_with(prompt, n, sampling, fused, on_token)
     }
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
         let Some((h, batch)) = state else {

@@ -5,6 +5,8 @@
 //! one small uniform (learning rate, bias corrections, dropout seed).
 
 mod carry;
+#[cfg(test)]
+mod generate_routes;
 mod place;
 pub(crate) mod plan;
 mod run;

@@ -1,0 +1,93 @@
+//! Generation's routes against the CPU reference: every route draws the reference's
+//! tokens (the fused builds, plain, subgroup and uniform windows where the adapter has
+//! them, and the per-kernel path) for both variants, one and two layers, sizes that are
+//! no multiple of 8 or of the workgroup, and chunk edges (one draw per dispatch,
+//! dispatches that overrun the request).
+
+use crate::config::GruVariant;
+use crate::generate::gpu::{dims, GEN_CHUNK};
+use crate::generate::Sampling;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::generate::{fused_route, Fused};
+use crate::gpu::ops::testutil::ctx;
+use crate::model::{ModelConfig, ModelParams};
+use crate::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
+
+fn params(layers: usize, variant: GruVariant, (v, e, h): (usize, usize, usize)) -> ModelParams {
+    let cfg = ModelConfig::language_model(v, e, h)
+        .layers(layers)
+        .variant(variant);
+    let mut p = ModelParams::init(cfg, 11).unwrap();
+    // Sharper logits than the initialisation gives, so draws differ by token.
+    p.fc_weight.iter_mut().for_each(|w| *w *= 8.0);
+    p
+}
+
+#[test]
+fn every_route_draws_the_reference_tokens() {
+    let Some(ctx) = ctx() else { return };
+    let samplings = [
+        Sampling::greedy(),
+        Sampling::new(0.9).seed(3),
+        Sampling::new(1.3).top_k(4).seed(1 << 33),
+    ];
+    for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+        for (layers, sizes) in [(1, (13, 6, 10)), (2, (29, 11, 17)), (1, (70, 9, 67))] {
+            let p = params(layers, variant, sizes);
+            let mut cpu = CpuTrainer::new(p.clone(), TrainOptions::default()).unwrap();
+            let mut gpu = GpuTrainer::new(ctx.clone(), &p, TrainOptions::default()).unwrap();
+            let dims = dims(&p.config).unwrap();
+            let auto = fused_route(&ctx, &dims, 4, GEN_CHUNK);
+            assert!(auto.is_some(), "{sizes:?} fits one workgroup");
+            let mut routes = vec![None];
+            let builds = [
+                (Kernel::GenTokens, true),
+                (Kernel::GenTokensSg, ctx.subgroup_builds()),
+                (
+                    Kernel::GenTokensUb,
+                    auto.map(|f| f.kernel) == Some(Kernel::GenTokensUb),
+                ),
+            ];
+            for (kernel, usable) in builds {
+                for per_dispatch in [1, 7, GEN_CHUNK] {
+                    if usable {
+                        routes.push(Some(Fused {
+                            kernel,
+                            per_dispatch,
+                        }));
+                    }
+                }
+            }
+            for s in &samplings {
+                let want = cpu.generate(&[1, 5, 2], 41, s, &mut |_| {}).unwrap();
+                for route in &routes {
+                    let mut streamed = Vec::new();
+                    let got = gpu
+                        .generate_with(&[1, 5, 2], 41, s, *route, &mut |t| streamed.push(t))
+                        .unwrap();
+                    let what = format!("{variant:?} L{layers} {sizes:?} {s:?} {route:?}");
+                    assert_eq!(got, want, "{what}");
+                    assert_eq!(streamed, got, "{what}: every token streamed once");
+                }
+            }
+        }
+    }
+}
+
+/// The software adapter takes the uniform windows for the default model, and the
+/// per-kernel path where one workgroup's budget is too small.
+#[test]
+fn routes_follow_the_model() {
+    let Some(ctx) = ctx() else { return };
+    let lm = |v, e, h| dims(&ModelConfig::language_model(v, e, h)).unwrap();
+    let default = fused_route(&ctx, &lm(113, 32, 128), 0, GEN_CHUNK).unwrap();
+    if ctx.uniform_windows() {
+        assert_eq!(default.kernel, Kernel::GenTokensUb);
+    }
+    assert!(default.per_dispatch >= 1 && default.per_dispatch <= GEN_CHUNK);
+    // A head of 60,000 over 512 units is past the budget of one workgroup.
+    assert_eq!(fused_route(&ctx, &lm(60_000, 64, 512), 0, GEN_CHUNK), None);
+    // Wider than a window: the storage builds.
+    let wide = fused_route(&ctx, &lm(113, 32, 200), 0, GEN_CHUNK).unwrap();
+    assert_ne!(wide.kernel, Kernel::GenTokensUb);
+}

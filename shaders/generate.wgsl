@@ -18,7 +18,8 @@
 // state: [L, H] states, carried across dispatches (the prompt's pass writes them
 // first), then scratch: new states [H], r·h [H], z [H], the input gates' n row [H], the
 // embedded token [E], the logits [C].
-// gen: [count, token 0, token 1, ...]: token count - 1 is the next input.
+// gen: [count, ring of `ring` tokens] (sample.wgsl's): draw n is at gen[1 + n % ring],
+// and the last draw is the next input.
 // Row sums run in k order from zero and add the bias after, as the CPU reference does.
 
 
@@ -66,7 +67,7 @@ fn generate_tokens(@builtin(local_invocation_index) lid: u32) {
         if (lid == 0u) { wg_count = gen[0]; }
         let n = workgroupUniformLoad(&wg_count);
         if (n >= gp.total) { break; }
-        let tok = min(gen[n], gp.vocab - 1u);
+        let tok = min(gen[1u + (n - 1u) % gp.ring], gp.vocab - 1u);
         for (var e = lid; e < ne; e += WG) { state[x0 + e] = w_at(tok * ne + e); }
         storageBarrier();
         var base = a64(gp.vocab * ne);
@@ -121,7 +122,7 @@ fn generate_tokens(@builtin(local_invocation_index) lid: u32) {
         storageBarrier();
         let pick = sample_pick(lid, nc, gp.top_k, gp.temperature, gp.seed_lo, gp.seed_hi, n);
         if (lid == 0u) {
-            gen[1u + n] = pick;
+            gen[1u + n % gp.ring] = pick;
             gen[0] = n + 1u;
         }
         storageBarrier();

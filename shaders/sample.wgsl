@@ -1,7 +1,8 @@
 // sample: draws the next token from one row of logits, on the device, so generation
 // needs no readback per token (the draw itself: shaders/parts/sample_pick.wgsl). The
 // chosen token becomes the next step's input (tokens[0]) and is appended to
-// gen = [count, token 0, token 1, ...].
+// gen = [count, ring of p.ring tokens]: draw n goes to gen[1 + n % ring], so a request
+// of any length needs no more memory than the host reads back between submissions.
 
 
 @group(0) @binding(0) var<uniform> p: SampleParams;
@@ -21,7 +22,7 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
     let pick = sample_pick(lid, p.cols, p.top_k, p.temperature, p.seed_lo, p.seed_hi, n);
     if (lid == 0u) {
         tokens[0] = pick;
-        gen[1u + n] = pick;
+        gen[1u + n % p.ring] = pick;
         gen[0] = n + 1u;
     }
 }

@@ -5,7 +5,7 @@
 //! streamed as they arrive. The reference sampler it must agree with is
 //! [`super::Sampling::pick`].
 
-use crate::error::Result;
+use crate::error::{GruError, Result};
 use crate::generate::Sampling;
 use crate::gpu::abi::GenParams;
 use crate::gpu::context::GpuContext;
@@ -59,7 +59,19 @@ pub(crate) fn generate(
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
     let (h, c) = (cfg.hidden_size, cfg.outputs);
-    let gen = ctx.storage("generated", n + 1)?;
+    if u32::try_from(n).is_err() {
+        return Err(GruError::Input(format!(
+            "at most {} tokens per request on the device (the count is 32-bit), found {n}",
+            u32::MAX
+        )));
+    }
+    // The tokens between two readbacks: the ring the kernels append to.
+    let ring = match &route {
+        Route::Fused(f, _) => 1 + GEN_CHUNK.div_ceil(f.per_dispatch) * f.per_dispatch,
+        Route::Steps(_) => GEN_CHUNK,
+    };
+    let gen = ctx.storage("generated", 1 + ring)?;
+    let staging = ctx.staging(ring)?;
     // The prompt's pass, whose last step's logits pick the first token (written to
     // `next`, the next pass's input, and to `gen`).
     let warm_list = |next: &wgpu::Buffer| -> Result<Vec<_>> {
@@ -69,6 +81,7 @@ pub(crate) fn generate(
             ctx,
             sampling,
             (c, last_row),
+            ring,
             &warm.logits,
             next,
             &gen,
@@ -78,8 +91,12 @@ pub(crate) fn generate(
     let bytes = 4 * h as u64;
     // Grown as tokens arrive: `n` is a request, not memory to reserve up front.
     let mut out = Vec::with_capacity(n.min(1 << 16));
-    let mut stream = |staging: &wgpu::Buffer, out: &mut Vec<u32>, k: usize| -> Result<()> {
-        let got = ctx.read_f32(staging, &[(&gen, 1 + out.len(), k)])?.concat();
+    let mut stream = |out: &mut Vec<u32>, k: usize| -> Result<()> {
+        let start = out.len() % ring;
+        let first = k.min(ring - start);
+        let got = ctx
+            .read_f32(&staging, &[(&gen, 1 + start, first), (&gen, 1, k - first)])?
+            .concat();
         for v in got {
             let tok = v.to_bits();
             on_token(tok);
@@ -119,6 +136,8 @@ pub(crate) fn generate(
                 temperature: sampling.temperature,
                 seed_lo: sampling.seed as u32,
                 seed_hi: (sampling.seed >> 32) as u32,
+                ring: ring as u32,
+                ..Default::default()
             };
             let draw =
                 generate_tokens(ctx, fused.kernel, &dims, &params, (&weights, &state, &gen))?;
@@ -127,7 +146,6 @@ pub(crate) fn generate(
             let prompt = warm_list(&ctx.storage("gen_next", 1)?)?;
             // Dispatches per submission: about a chunk of tokens between readbacks.
             let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
-            let staging = ctx.staging(1 + per_submit * fused.per_dispatch)?;
             let mut first = true;
             while out.len() < n {
                 let mut enc = new_encoder();
@@ -157,7 +175,7 @@ pub(crate) fn generate(
                 encode(&mut enc, "generate_tokens", &vec![draw.clone(); dispatches]);
                 k = (k + dispatches * fused.per_dispatch).min(n - out.len());
                 ctx.queue.submit([enc.finish()]);
-                stream(&staging, &mut out, k)?;
+                stream(&mut out, k)?;
             }
         }
         Route::Steps(step) => {
@@ -174,11 +192,11 @@ pub(crate) fn generate(
                 ctx,
                 sampling,
                 (c, 0),
+                ring,
                 &step.logits,
                 &step.tokens,
                 &gen,
             )?);
-            let staging = ctx.staging(GEN_CHUNK)?;
             while out.len() < n {
                 let k = GEN_CHUNK.min(n - out.len());
                 let mut enc = new_encoder();
@@ -201,7 +219,7 @@ pub(crate) fn generate(
                     }
                 }
                 ctx.queue.submit([enc.finish()]);
-                stream(&staging, &mut out, k)?;
+                stream(&mut out, k)?;
             }
         }
     }

@@ -262,12 +262,13 @@ wgsl_structs! {
     /// cannot fold.
     LabParams { iters: u32, scale: f32, n_src: u32, n_dst: u32 }
     /// Generation in one dispatch: the model's sizes, the draws per dispatch, the count
-    /// at which to stop, and the sampling options.
+    /// at which to stop, the sampling options and the token ring's length.
     GenParams {
         vocab: u32, embed: u32, hidden: u32, layers: u32,
         cols: u32, reset_after: u32, per_dispatch: u32, total: u32,
         top_k: u32, temperature: f32, seed_lo: u32, seed_hi: u32,
+        ring: u32, _p0: u32, _p1: u32, _p2: u32,
     }
-    /// One token draw.
-    SampleParams { cols: u32, top_k: u32, temperature: f32, offset: u32, seed_lo: u32, seed_hi: u32, _p0: u32, _p1: u32 }
+    /// One token draw, appended to a ring of `ring` tokens.
+    SampleParams { cols: u32, top_k: u32, temperature: f32, offset: u32, seed_lo: u32, seed_hi: u32, ring: u32, _p0: u32 }
 }

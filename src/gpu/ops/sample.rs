@@ -8,11 +8,12 @@ use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{param_dispatch, Dispatch};
 
 /// Picks a token from the `cols` logits at `offset`, writes it to `tokens[0]` (the next
-/// step's input) and appends it to `generated` ([count, token 0, ...]).
+/// step's input) and appends it to `generated` ([count, ring of `ring` tokens]).
 pub(crate) fn sample(
     ctx: &GpuContext,
     sampling: &Sampling,
     (cols, offset): (usize, usize),
+    ring: usize,
     logits: &wgpu::Buffer,
     tokens: &wgpu::Buffer,
     generated: &wgpu::Buffer,
@@ -22,6 +23,7 @@ pub(crate) fn sample(
         top_k: sampling.top_k.min(cols) as u32,
         temperature: sampling.temperature,
         offset: offset as u32,
+        ring: ring as u32,
         seed_lo: sampling.seed as u32,
         seed_hi: (sampling.seed >> 32) as u32,
         ..Default::default()

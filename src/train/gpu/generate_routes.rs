@@ -2,7 +2,7 @@
 //! tokens (the fused builds, plain, subgroup and uniform windows where the adapter has
 //! them, and the per-kernel path) for both variants, one and two layers, sizes that are
 //! no multiple of 8 or of the workgroup, and chunk edges (one draw per dispatch,
-//! dispatches that overrun the request).
+//! dispatches that overrun the request, 150 draws wrapping the token ring).
 
 use crate::config::GruVariant;
 use crate::generate::gpu::{dims, GEN_CHUNK};
@@ -59,11 +59,11 @@ fn every_route_draws_the_reference_tokens() {
                 }
             }
             for s in &samplings {
-                let want = cpu.generate(&[1, 5, 2], 41, s, &mut |_| {}).unwrap();
+                let want = cpu.generate(&[1, 5, 2], 150, s, &mut |_| {}).unwrap();
                 for route in &routes {
                     let mut streamed = Vec::new();
                     let got = gpu
-                        .generate_with(&[1, 5, 2], 41, s, *route, &mut |t| streamed.push(t))
+                        .generate_with(&[1, 5, 2], 150, s, *route, &mut |t| streamed.push(t))
                         .unwrap();
                     let what = format!("{variant:?} L{layers} {sizes:?} {s:?} {route:?}");
                     assert_eq!(got, want, "{what}");
@@ -90,4 +90,17 @@ fn routes_follow_the_model() {
     // Wider than a window: the storage builds.
     let wide = fused_route(&ctx, &lm(113, 32, 200), 0, GEN_CHUNK).unwrap();
     assert_ne!(wide.kernel, Kernel::GenTokensUb);
+}
+
+/// A request past the 32-bit draw count is refused before anything is allocated.
+#[test]
+fn requests_past_the_count_are_errors() {
+    let Some(ctx) = ctx() else { return };
+    let p = params(1, GruVariant::ResetAfter, (13, 6, 10));
+    let mut gpu = GpuTrainer::new(ctx, &p, TrainOptions::default()).unwrap();
+    let n = u32::MAX as usize + 1;
+    let e = gpu
+        .generate(&[1], n, &Sampling::greedy(), &mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("4294967295 tokens"), "{e}");
 }

@@ -93,30 +93,29 @@ fn gates_at(s: u32, t: u32, b: u32, j: u32) {
     }
 }
 
-@compute @workgroup_size(WG)
-fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let nb = dims.batch;
-    let j = wg.x * WG + lx;
-    if (j >= dims.hidden) { return; }
+// Gate gradients of step s (time t) for unit j and rows b0 .. b0 + TB.
+fn gates_rows(j: u32, b0: u32, s: u32, t: u32) {
     for (var i = 0u; i < TB; i++) {
-        let b = wg.y * TB + i;
-        if (b >= nb) { break; }
-        gates_at(sp.step, time_of_step(), b, j);
+        let b = b0 + i;
+        if (b >= dims.batch) { break; }
+        gates_at(s, t, b, j);
     }
 }
 
-// d_hs[s] = z * dh + Σ_c dGh[s, c] W_hh[c, k] (reset-after); with `then_gates`, also
-// the gate gradients of step s - 1 for the same rows and units, which need only the
-// d_hs[s] this thread has just written: one dispatch per backward step.
-fn state_step(wg: vec3<u32>, lx: u32, then_gates: bool) {
+@compute @workgroup_size(WG)
+fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let j = wg.x * WG + lx;
+    if (j >= dims.hidden) { return; }
+    gates_rows(j, wg.y * TB, sp.step, time_of_step());
+}
+
+// d_hs[s] = z * dh + Σ_c dGh[s, c] W_hh[c, k] (reset-after) for units k0 + u·(WG / UT)
+// and rows b0 .. b0 + TB; with `then_gates`, also the gate gradients of step s - 1
+// (time t_prev) for the same rows and units, which need only the d_hs[s] this thread
+// has just written: one dispatch per backward step.
+fn state_at(k0: u32, b0: u32, s: u32, t: u32, t_prev: u32, then_gates: bool) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let k0 = wg.x * WG + lx;
-    let b0 = wg.y * TB;
-    let s = sp.step;
-    let t = time_of_step();
-    // Time of step s - 1 (only read when s > 0).
-    let t_prev = select(sp.time_fwd - 1u, sp.time_rev + 1u, dims.reverse == 1u);
     let acc = state_matvec(k0, b0, s, 0u, 3u * nh);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
@@ -137,6 +136,12 @@ fn state_step(wg: vec3<u32>, lx: u32, then_gates: bool) {
     }
 }
 
+fn state_step(wg: vec3<u32>, lx: u32, then_gates: bool) {
+    // Time of step s - 1 (only read when s > 0).
+    let t_prev = select(sp.time_fwd - 1u, sp.time_rev + 1u, dims.reverse == 1u);
+    state_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step(), t_prev, then_gates);
+}
+
 @compute @workgroup_size(WG / UT)
 fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
     state_step(wg, lx, false);
@@ -147,14 +152,9 @@ fn bwd_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     state_step(wg, lx, true);
 }
 
-@compute @workgroup_size(WG / UT)
-fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let k0 = wg.x * WG + lx;
-    let b0 = wg.y * TB;
-    let s = sp.step;
-    let t = time_of_step();
     let d_rh = state_matvec(k0, b0, s, 2u * nh, 3u * nh);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
@@ -185,13 +185,13 @@ fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 }
 
 @compute @workgroup_size(WG / UT)
-fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    candidate_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+}
+
+fn rz_at(k0: u32, b0: u32, s: u32, t: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let k0 = wg.x * WG + lx;
-    let b0 = wg.y * TB;
-    let s = sp.step;
-    let t = time_of_step();
     let acc = state_matvec(k0, b0, s, 0u, 2u * nh);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
@@ -201,5 +201,56 @@ fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
             if (b >= nb) { break; }
             if (t < lengths[b]) { d_hs[(s * nb + b) * nh + k] += acc[u * TB + i]; }
         }
+    }
+}
+
+@compute @workgroup_size(WG / UT)
+fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    rz_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+}
+
+// The sequence entries (as gru_step_fwd.wgsl's): a chunk of dims.steps backward steps,
+// from sp.step down, in one dispatch of grid (1, ceil(B / TB)); each workgroup walks
+// every unit block of its rows per step, with a storage barrier between phases.
+fn time_at(s: u32) -> u32 {
+    return select(s, dims.t_len - 1u - s, dims.reverse == 1u);
+}
+
+// Reset-after: steps sp.step down to 1 (at most dims.steps): d_hs[s] and the gates of
+// step s - 1. bwd_gates before (the last step) and bwd_state after (step 0).
+@compute @workgroup_size(WG / UT)
+fn seq_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let b0 = wg.y * TB;
+    let n = min(dims.steps, sp.step);
+    for (var i = 0u; i < n; i++) {
+        let s = sp.step - i;
+        for (var kb = 0u; kb < dims.hidden; kb += WG) {
+            state_at(kb + lx, b0, s, time_at(s), time_at(s - 1u), true);
+        }
+        storageBarrier();
+    }
+}
+
+// Reset-before: steps sp.step down to 0 (at most dims.steps), each the three phases of
+// bwd_gates, bwd_candidate and bwd_rz (built with RESET_BEFORE).
+@compute @workgroup_size(WG / UT)
+fn seq_before(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let b0 = wg.y * TB;
+    let n = min(dims.steps, sp.step + 1u);
+    for (var i = 0u; i < n; i++) {
+        let s = sp.step - i;
+        let t = time_at(s);
+        for (var jb = 0u; jb < dims.hidden; jb += WG / UT) {
+            if (jb + lx < dims.hidden) { gates_rows(jb + lx, b0, s, t); }
+        }
+        storageBarrier();
+        for (var kb = 0u; kb < dims.hidden; kb += WG) {
+            candidate_at(kb + lx, b0, s, t);
+        }
+        storageBarrier();
+        for (var kb = 0u; kb < dims.hidden; kb += WG) {
+            rz_at(kb + lx, b0, s, t);
+        }
+        storageBarrier();
     }
 }

@@ -98,12 +98,10 @@ fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
     out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = h;
 }
 
-@compute @workgroup_size(WG / UT)
-fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let j0 = wg.x * WG + lx;
-    let b0 = wg.y * TB;
-    let s = sp.step;
-    let t = time_of_step();
+// One step's work for units j0 + u·(WG / UT) and rows b0 .. b0 + TB, at step s (time
+// t). The per-step entries take j0, b0 from the grid and s from the step slot; the
+// sequence entries walk every unit block of every step of their chunk.
+fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
     let acc = recurrent_matvec(j0, b0, s, false, true, true);
     let nb = dims.batch;
     let nh = dims.hidden;
@@ -130,12 +128,7 @@ fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
-@compute @workgroup_size(WG / UT)
-fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let j0 = wg.x * WG + lx;
-    let b0 = wg.y * TB;
-    let s = sp.step;
-    let t = time_of_step();
+fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
     let acc = recurrent_matvec(j0, b0, s, false, true, false);
     let nb = dims.batch;
     let nh = dims.hidden;
@@ -158,12 +151,7 @@ fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
-@compute @workgroup_size(WG / UT)
-fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let j0 = wg.x * WG + lx;
-    let b0 = wg.y * TB;
-    let s = sp.step;
-    let t = time_of_step();
+fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
     let acc = recurrent_matvec(j0, b0, s, true, false, true);
     let nb = dims.batch;
     let nh = dims.hidden;
@@ -182,5 +170,59 @@ fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             saved[sv + 2u * nh] = n;
             finish(s, t, b, j, z, n);
         }
+    }
+}
+
+@compute @workgroup_size(WG / UT)
+fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    fused_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+}
+
+@compute @workgroup_size(WG / UT)
+fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    gates_phase_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+}
+
+@compute @workgroup_size(WG / UT)
+fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    candidate_phase_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+}
+
+// The sequence entries: steps sp.step .. sp.step + dims.steps - 1 (within the sequence)
+// in one dispatch, grid (1, ceil(B / TB)). A workgroup owns its TB rows and walks every
+// block of WG units per step; a row's next step reads only its own states, so a storage
+// barrier between steps orders them, with no dependency between workgroups. The host
+// takes them where they lose no parallelism (H <= WG) or where dispatches cost more
+// than the lost parallelism (software adapters), in chunks of steps that keep an
+// invocation under llvmpipe's 65535 loop iterations.
+fn time_at(s: u32) -> u32 {
+    return select(s, dims.t_len - 1u - s, dims.reverse == 1u);
+}
+
+@compute @workgroup_size(WG / UT)
+fn seq_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let b0 = wg.y * TB;
+    let s1 = min(sp.step + dims.steps, dims.t_len);
+    for (var s = sp.step; s < s1; s++) {
+        for (var jb = 0u; jb < dims.hidden; jb += WG) {
+            fused_at(jb + lx, b0, s, time_at(s));
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(WG / UT)
+fn seq_gates_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let b0 = wg.y * TB;
+    let s1 = min(sp.step + dims.steps, dims.t_len);
+    for (var s = sp.step; s < s1; s++) {
+        for (var jb = 0u; jb < dims.hidden; jb += WG) {
+            gates_phase_at(jb + lx, b0, s, time_at(s));
+        }
+        storageBarrier();
+        for (var jb = 0u; jb < dims.hidden; jb += WG) {
+            candidate_phase_at(jb + lx, b0, s, time_at(s));
+        }
+        storageBarrier();
     }
 }

@@ -146,39 +146,97 @@ fn reset_before_matches_reference() {
     matrix(GruVariant::ResetBefore);
 }
 
-/// Where the adapter runs the subgroup builds of the GEMM and the reset-after step
-/// kernels (llvmpipe), the portable builds that GPUs run are checked too, on awkward
-/// sizes with both variants (reset-before has no subgroup build; its matrix covers it).
-#[test]
-fn portable_kernels_match_reference_on_every_adapter() {
-    let ctx = match GpuContext::new(&gru_engine::gpu::DeviceRequest {
-        subgroup_kernels: false,
+/// A context with the given builds (`None` without an adapter, a failure under CI).
+fn context(subgroup_kernels: bool, sequence_kernels: bool) -> Option<std::sync::Arc<GpuContext>> {
+    match GpuContext::new(&gru_engine::gpu::DeviceRequest {
+        subgroup_kernels,
+        sequence_kernels,
         ..Default::default()
     }) {
-        Ok(c) => c,
+        Ok(c) => Some(c),
         Err(e) if std::env::var_os("CI").is_some() => panic!("no adapter under CI: {e}"),
-        Err(_) => return,
-    };
+        Err(_) => None,
+    }
+}
+
+/// Awkward sizes, both variants, on a context with the given builds.
+fn rotating_cases(ctx: &std::sync::Arc<GpuContext>, hs: &[usize], seed: u64) {
     let mut n = 0;
-    for &h in &[1, 17, 130] {
-        for &(b, t) in &[(1, 7), (5, 33), (9, 1)] {
-            let c = Case {
-                variant: GruVariant::ResetAfter,
-                i: h + 2,
-                h,
-                t,
-                b,
-                layers: 1 + n % 2,
-                bidir: n % 2 == 1,
-                lengths: n % 3 != 0,
-                h0: n % 2 == 0,
-                bias: true,
-                batch_first: false,
-                chunk: None,
-            };
-            run_case(&ctx, c, 500 + n as u64);
-            n += 1;
+    for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+        for &h in hs {
+            for &(b, t) in &[(1, 7), (5, 33), (9, 1)] {
+                let c = Case {
+                    variant,
+                    i: h + 2,
+                    h,
+                    t,
+                    b,
+                    layers: 1 + n % 2,
+                    bidir: n % 2 == 1,
+                    lengths: n % 3 != 0,
+                    h0: n % 2 == 0,
+                    bias: true,
+                    batch_first: false,
+                    chunk: None,
+                };
+                run_case(ctx, c, seed + n as u64);
+                n += 1;
+            }
         }
+    }
+}
+
+/// What a GPU runs, checked where the adapter would otherwise take other builds
+/// (llvmpipe: subgroup GEMMs and steps, and a chunk of steps per dispatch at every H):
+/// the portable builds, one dispatch per step past H = 64 and the sequence entries up
+/// to it, on awkward sizes with both variants.
+#[test]
+fn portable_kernels_match_reference_on_every_adapter() {
+    let Some(ctx) = context(false, false) else {
+        return;
+    };
+    rotating_cases(&ctx, &[1, 17, 130], 500);
+}
+
+/// The subgroup builds of the per-step kernels (software adapters asked for one
+/// dispatch per step): the forward step through uniform windows (H 130, 147) and from
+/// storage (148), the state gradient by shuffles.
+#[test]
+fn per_step_subgroup_kernels_match_reference() {
+    let Some(ctx) = context(true, false) else {
+        return;
+    };
+    rotating_cases(&ctx, &[130, 148], 700);
+}
+
+/// Sequences long enough that the sequence entries take several dispatches (on
+/// llvmpipe a chunk holds about 90 forward steps at H = 128, 37 backward, fewer at
+/// H = 256): chunk edges in both directions, with lengths, both variants.
+#[test]
+fn long_sequences_cross_the_chunks() {
+    let Some(ctx) = gpu() else { return };
+    let cases = [
+        (GruVariant::ResetAfter, 128, 200, 16, true),
+        (GruVariant::ResetAfter, 256, 45, 9, false),
+        (GruVariant::ResetBefore, 128, 130, 16, true),
+        (GruVariant::ResetBefore, 256, 40, 3, false),
+    ];
+    for (n, (variant, h, t, b, bidir)) in cases.into_iter().enumerate() {
+        let c = Case {
+            variant,
+            i: 19,
+            h,
+            t,
+            b,
+            layers: 1,
+            bidir,
+            lengths: true,
+            h0: true,
+            bias: true,
+            batch_first: false,
+            chunk: None,
+        };
+        run_case(&ctx, c, 900 + n as u64);
     }
 }
 

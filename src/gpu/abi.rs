@@ -232,8 +232,9 @@ wgsl_structs! {
     TransposeParams { rows: u32, cols: u32, _p0: u32, _p1: u32 }
     /// One slot per step, read at a dynamic offset.
     StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
-    /// A step kernel's shape and where its output goes.
-    StepDims { batch: u32, hidden: u32, out_stride: u32, out_offset: u32, reverse: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// A step kernel's shape, where its output goes, and the sequence entries' length and
+    /// steps per dispatch.
+    StepDims { batch: u32, hidden: u32, out_stride: u32, out_offset: u32, reverse: u32, t_len: u32, steps: u32, _p0: u32 }
     /// An embedding lookup of n positions, or its gradient over the vocabulary (added to
     /// the table's gradient when `accumulate` is 1: a later batch chunk).
     EmbedParams { n: u32, dim: u32, vocab: u32, accumulate: u32 }

@@ -58,7 +58,17 @@ pub(crate) fn plan(
             let idx = l * nd + d;
             let p = &params.dirs[idx];
             let buf = &ws.dirs[idx];
-            let dims = step_dims(cfg, ws, d);
+            let hid = cfg.hidden_size;
+            let sequence = match cfg.variant {
+                GruVariant::ResetAfter => {
+                    step::sequence_of(ctx, step::for_device(ctx, Kernel::BwdStateGates, hid), hid)
+                }
+                GruVariant::ResetBefore => step::sequence_of(ctx, Kernel::BwdCandidate, hid),
+            };
+            let mut dims = step_dims(cfg, ws, d);
+            if let Some(k) = sequence {
+                dims.steps = step::steps_per_dispatch(ctx, k, hid) as u32;
+            }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
             let bufs = [
                 d_out,
@@ -71,20 +81,22 @@ pub(crate) fn plan(
                 &ws.d_gh,
             ];
             let reset_before = cfg.variant == GruVariant::ResetBefore;
-            let kernels = match cfg.variant {
-                GruVariant::ResetAfter => vec![
+            let kernels = match (cfg.variant, sequence) {
+                (GruVariant::ResetAfter, _) => vec![
                     Kernel::BwdGates,
-                    step::for_device(ctx, Kernel::BwdStateGates, cfg.hidden_size),
-                    step::for_device(ctx, Kernel::BwdState, cfg.hidden_size),
+                    sequence.unwrap_or(step::for_device(ctx, Kernel::BwdStateGates, hid)),
+                    step::for_device(ctx, Kernel::BwdState, hid),
                 ],
-                GruVariant::ResetBefore => {
+                (GruVariant::ResetBefore, Some(k)) => vec![k],
+                (GruVariant::ResetBefore, None) => {
                     vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
                 }
             };
             let kernels = kernels
                 .into_iter()
                 .map(|k| {
-                    let constants: &[(&'static str, u32)] = if k == Kernel::BwdGates {
+                    let gates = matches!(k, Kernel::BwdGates | Kernel::SeqBefore);
+                    let constants: &[(&'static str, u32)] = if gates {
                         &[("RESET_BEFORE", reset_before as u32)]
                     } else {
                         &[]
@@ -93,17 +105,21 @@ pub(crate) fn plan(
                 })
                 .collect::<Result<Vec<_>>>()?;
             let stride = ws.slot_stride;
+            // A sequence entry takes a chunk of steps, from the top one down.
+            let chunk = dims.steps.max(1) as usize;
             match cfg.variant {
                 // Gates of the last step, then per step its state gradient fused with
-                // the gates of the step before, then step 0's state: T + 1 dispatches.
+                // the gates of the step before (T - 1 dispatches, or one per chunk),
+                // then step 0's state.
                 GruVariant::ResetAfter => {
                     let t_last = ws.t_len - 1;
                     list.push(kernels[0].at(t_last, stride));
-                    list.extend((1..ws.t_len).rev().map(|s| kernels[1].at(s, stride)));
+                    let tops = (1..ws.t_len).rev().step_by(chunk);
+                    list.extend(tops.map(|s| kernels[1].at(s, stride)));
                     list.push(kernels[2].at(0, stride));
                 }
                 GruVariant::ResetBefore => {
-                    for s in (0..ws.t_len).rev() {
+                    for s in (0..ws.t_len).rev().step_by(chunk) {
                         list.extend(kernels.iter().map(|k| k.at(s, stride)));
                     }
                 }

@@ -53,6 +53,10 @@ pub struct DeviceRequest {
     /// (default); `false` keeps the portable builds every device runs (for tests and
     /// for comparing the two).
     pub subgroup_kernels: bool,
+    /// Let software adapters run a chunk of timesteps per dispatch for every hidden
+    /// size (default; a dispatch costs them about 100 µs); `false` keeps one dispatch
+    /// per step wherever a GPU would (H > 64), for tests and comparisons.
+    pub sequence_kernels: bool,
 }
 
 impl Default for DeviceRequest {
@@ -61,6 +65,7 @@ impl Default for DeviceRequest {
             backends: wgpu::Backends::all(),
             adapter_index: None,
             subgroup_kernels: true,
+            sequence_kernels: true,
         }
     }
 }
@@ -155,6 +160,7 @@ pub struct GpuContext {
     pub(crate) limits: wgpu::Limits,
     pub(crate) kernels: KernelCache,
     subgroup_kernels: bool,
+    sequence_kernels: bool,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -237,6 +243,7 @@ impl GpuContext {
             limits,
             kernels: KernelCache::default(),
             subgroup_kernels: request.subgroup_kernels,
+            sequence_kernels: request.sequence_kernels,
             lost,
             uncaptured,
         }))
@@ -245,6 +252,12 @@ impl GpuContext {
     /// Name, backend, type and driver of the adapter.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// Whether the step kernels run whole chunks of timesteps per dispatch at every
+    /// hidden size: software adapters, unless the request turned it off.
+    pub(crate) fn sequence_everywhere(&self) -> bool {
+        self.is_software() && self.sequence_kernels
     }
 
     /// A CPU rasterizer (llvmpipe, SwiftShader): correct but about a thousand times slower than a GPU.

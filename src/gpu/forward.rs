@@ -1,5 +1,6 @@
 //! Records the forward pass: per layer and direction, W_hhᵀ, the hoisted input GEMM,
-//! then one fused step kernel per timestep (two for reset-before).
+//! then one fused step kernel per timestep (two for reset-before), or one sequence entry
+//! per chunk of timesteps (`step::sequence_of`).
 
 use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
@@ -19,6 +20,7 @@ pub(crate) fn step_dims(cfg: &GruConfig, ws: &Workspace, dir: usize) -> StepDims
         out_stride: cfg.num_directions() as u32 * h,
         out_offset: dir as u32 * h,
         reverse: dir as u32,
+        t_len: ws.t_len as u32,
         ..Default::default()
     }
 }
@@ -72,7 +74,17 @@ pub(crate) fn plan(
                 &ws.gx,
                 &ws.scratch,
             )?);
-            let dims = step_dims(cfg, ws, d);
+            let per_step = match cfg.variant {
+                GruVariant::ResetAfter => {
+                    vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)]
+                }
+                GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
+            };
+            let sequence = step::sequence_of(ctx, per_step[0], h);
+            let mut dims = step_dims(cfg, ws, d);
+            if let Some(k) = sequence {
+                dims.steps = step::steps_per_dispatch(ctx, k, h) as u32;
+            }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
             let bufs = [
                 &ws.gx,
@@ -83,17 +95,14 @@ pub(crate) fn plan(
                 &ws.outs[l],
                 &buf.saved,
             ];
-            let kernels = match cfg.variant {
-                GruVariant::ResetAfter => {
-                    vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)]
-                }
-                GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
-            };
+            let kernels = sequence.map_or(per_step, |k| vec![k]);
             let kernels = kernels
                 .into_iter()
                 .map(|k| StepKernel::new(ctx, k, &[], &ws.step_slots, &dims_buf, &dims, &bufs))
                 .collect::<Result<Vec<_>>>()?;
-            for s in 0..ws.t_len {
+            // One dispatch per step, or per chunk of steps for a sequence entry.
+            let chunk = dims.steps.max(1) as usize;
+            for s in (0..ws.t_len).step_by(chunk) {
                 list.extend(kernels.iter().map(|k| k.at(s, ws.slot_stride)));
             }
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
-use crate::gpu::abi::{TB, TB_SUBGROUP, WG};
+use crate::gpu::abi::{TB, TB_SUBGROUP, UT, WG};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
@@ -44,6 +44,78 @@ pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Ker
     }
 }
 
+/// The sequence entry that replaces the per-step `kernel` (as [`for_device`] picks it),
+/// or `None` where the per-step kernels run: software adapters always take them (a
+/// dispatch costs about 100 µs there; [`GpuContext::sequence_everywhere`]), GPUs where
+/// H <= WG, so that the sequence grid, one workgroup per TB rows, loses none of the
+/// per-step grid's workgroups.
+pub(crate) fn sequence_of(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Option<Kernel> {
+    if !(ctx.sequence_everywhere() || hidden <= WG as usize) {
+        return None;
+    }
+    Some(match kernel {
+        Kernel::StepFused => Kernel::SeqFused,
+        Kernel::StepFusedSg => Kernel::SeqFusedSg,
+        Kernel::StepFusedUb => Kernel::SeqFusedUb,
+        Kernel::StepGates => Kernel::SeqGatesCandidate,
+        Kernel::BwdStateGates => Kernel::SeqStateGates,
+        Kernel::BwdStateGatesSg => Kernel::SeqStateGatesSg,
+        Kernel::BwdCandidate => Kernel::SeqBefore,
+        _ => return None,
+    })
+}
+
+/// Loop iterations one invocation may run on a software adapter: llvmpipe stops an
+/// invocation after 65535, counted over all its loops, and silently skips the rest.
+/// The bound below is 61% of that: the per-step counts are fitted to measurements.
+const LOOP_BUDGET: u64 = 40_000;
+
+/// Steps per dispatch of a sequence entry: on a software adapter as many as keep an
+/// invocation within [`LOOP_BUDGET`]; on a GPU at most 256, so that no dispatch runs
+/// long enough to trip a watchdog.
+pub(crate) fn steps_per_dispatch(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> usize {
+    if !ctx.is_software() {
+        return 256;
+    }
+    let per_step = sequence_iterations(kernel, hidden as u64);
+    ((LOOP_BUDGET / per_step.max(1)) as usize).max(1)
+}
+
+/// Loop iterations per step of a sequence entry, per invocation, as llvmpipe 22.3 and
+/// 25.0 count them: loops with a constant trip count and no exit (the TB-row FMA loops)
+/// are unrolled and do not count; every other loop counts its trips plus its exit test.
+/// Fitted to where whole sequences in one dispatch began to come out wrong (H 64, 128,
+/// 256 x T 8 to 256, both variants): the forward subgroup step at H = 128 counts about
+/// 415 per step, the backward one about 1,060, the reset-before ones about 665 and
+/// 1,005; this model gives each within a few percent.
+pub(crate) fn sequence_iterations(kernel: Kernel, h: u64) -> u64 {
+    let (ut, wg) = (u64::from(UT), u64::from(WG));
+    // The row loops after a matvec: UT units (with exit) x TB rows (with break).
+    let rows = |tb: u64| (ut + 1) + ut * (tb + 1);
+    // A subgroup matvec over k values: blocks of 8, each an 8-trip shuffle loop.
+    let sub = |k: u64| (k / 8 + 1) * 10;
+    // A plain matvec: one k per trip (its TB loop unrolled).
+    let plain = |k: u64| k + 1;
+    let (tb16, tb8) = (u64::from(TB_SUBGROUP), u64::from(TB));
+    let blocks = h.div_ceil(wg);
+    let per_step = match kernel {
+        Kernel::SeqFusedSg | Kernel::SeqFusedUb => blocks * (sub(h) + rows(tb16)),
+        Kernel::SeqStateGatesSg => blocks * (sub(3 * h) + rows(tb16)),
+        Kernel::SeqFused => blocks * (plain(h) + rows(tb8)),
+        Kernel::SeqStateGates => blocks * (plain(3 * h) + rows(tb8)),
+        Kernel::SeqGatesCandidate => 2 * blocks * (plain(h) + rows(tb8)),
+        // Gates (a unit per thread, TB rows each), candidate (the n rows), r and z rows.
+        Kernel::SeqBefore => {
+            h.div_ceil(wg / ut) * (tb8 + 1)
+                + blocks * (plain(h) + rows(tb8))
+                + blocks * (plain(2 * h) + rows(tb8))
+        }
+        _ => 0,
+    };
+    // Each unit-block loop's exit and the step loop's own trip.
+    per_step + 4
+}
+
 /// Uniform windows of W_hhᵀ the "gru_step_fwd_uniform" build binds
 /// (shaders/parts/step_w_uniform.wgsl), and the floats in each.
 const W_WINDOWS: usize = 4;
@@ -65,6 +137,13 @@ fn matvec_rows(kernel: Kernel) -> u64 {
         Kernel::StepFused
         | Kernel::StepFusedSg
         | Kernel::StepFusedUb
+        | Kernel::SeqFused
+        | Kernel::SeqFusedSg
+        | Kernel::SeqFusedUb
+        | Kernel::SeqStateGates
+        | Kernel::SeqStateGatesSg
+        | Kernel::SeqGatesCandidate
+        | Kernel::SeqBefore
         | Kernel::BwdState
         | Kernel::BwdStateSg
         | Kernel::BwdStateGates
@@ -73,6 +152,20 @@ fn matvec_rows(kernel: Kernel) -> u64 {
         Kernel::StepCandidate | Kernel::BwdCandidate => 1,
         _ => 0,
     }
+}
+
+/// Whether `kernel` is a sequence entry (a chunk of steps per dispatch).
+pub(crate) fn is_sequence(kernel: Kernel) -> bool {
+    matches!(
+        kernel,
+        Kernel::SeqFused
+            | Kernel::SeqFusedSg
+            | Kernel::SeqFusedUb
+            | Kernel::SeqGatesCandidate
+            | Kernel::SeqStateGates
+            | Kernel::SeqStateGatesSg
+            | Kernel::SeqBefore
+    )
 }
 
 impl StepKernel {
@@ -96,7 +189,7 @@ impl StepKernel {
             dims.as_entire_binding(),
         ];
         res.extend(buffers.iter().map(|b| b.as_entire_binding()));
-        if kernel == Kernel::StepFusedUb {
+        if matches!(kernel, Kernel::StepFusedUb | Kernel::SeqFusedUb) {
             // Windows past W_hhᵀ's values stay inside the buffer's slack or repeat the
             // first; the shader never reads them.
             let w = buffers[1];
@@ -117,17 +210,19 @@ impl StepKernel {
             Shader::StepFwdSg | Shader::StepFwdUb | Shader::StepBwdSg => TB_SUBGROUP,
             _ => TB,
         };
-        let groups = [
-            groups(d.hidden as usize, WG),
-            groups(d.batch as usize, rows),
-            1,
-        ];
+        // A sequence entry's workgroup walks every unit of its rows, for d.steps steps.
+        let (unit_groups, steps) = if is_sequence(kernel) {
+            (1, d.steps.max(1) as u64)
+        } else {
+            (groups(d.hidden as usize, WG), 1)
+        };
+        let groups = [unit_groups, groups(d.batch as usize, rows), 1];
         let (b, h) = (d.batch as u64, d.hidden as u64);
         Ok(StepKernel {
             pipeline,
             bind_group,
             groups,
-            flops: 2 * matvec_rows(kernel) * b * h * h,
+            flops: 2 * matvec_rows(kernel) * b * h * h * steps,
         })
     }
 
@@ -139,6 +234,44 @@ impl StepKernel {
             offset: Some(s as u32 * stride),
             groups: self.groups,
             flops: self.flops,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model against the thresholds measured on llvmpipe (whole sequences in one
+    /// dispatch, B 16): right at T where the count stays under 65535, wrong past it.
+    #[test]
+    fn the_iteration_model_fits_the_measured_thresholds() {
+        let cap = 65_535u64;
+        // (kernel, H, longest T that came out right, shortest that came out wrong)
+        let measured = [
+            (Kernel::SeqFusedSg, 64, 256, u64::MAX),
+            (Kernel::SeqFusedSg, 128, 128, 256),
+            (Kernel::SeqFusedSg, 256, 32, 64),
+            (Kernel::SeqStateGatesSg, 64, 128, 256),
+            (Kernel::SeqStateGatesSg, 128, 32, 64),
+            (Kernel::SeqStateGatesSg, 256, 16, 32),
+            (Kernel::SeqGatesCandidate, 128, 64, 128),
+            (Kernel::SeqGatesCandidate, 256, 16, 32),
+            (Kernel::SeqBefore, 128, 64, 128),
+            (Kernel::SeqBefore, 256, 16, 32),
+        ];
+        for (k, h, ok, bad) in measured {
+            let per = sequence_iterations(k, h);
+            assert!(
+                per * ok <= cap + cap / 20,
+                "{k:?} H {h}: {per} x {ok} passed"
+            );
+            if bad != u64::MAX {
+                assert!(
+                    per * bad > cap - cap / 20,
+                    "{k:?} H {h}: {per} x {bad} failed"
+                );
+            }
         }
     }
 }

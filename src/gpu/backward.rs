@@ -115,12 +115,13 @@ pub(crate) fn plan(
                     let t_last = ws.t_len - 1;
                     list.push(kernels[0].at(t_last, stride));
                     let tops = (1..ws.t_len).rev().step_by(chunk);
-                    list.extend(tops.map(|s| kernels[1].at(s, stride)));
+                    list.extend(tops.map(|s| kernels[1].at_steps(s, stride, chunk.min(s))));
                     list.push(kernels[2].at(0, stride));
                 }
                 GruVariant::ResetBefore => {
                     for s in (0..ws.t_len).rev().step_by(chunk) {
-                        list.extend(kernels.iter().map(|k| k.at(s, stride)));
+                        let steps = chunk.min(s + 1);
+                        list.extend(kernels.iter().map(|k| k.at_steps(s, stride, steps)));
                     }
                 }
             }

@@ -103,7 +103,8 @@ pub(crate) fn plan(
             // One dispatch per step, or per chunk of steps for a sequence entry.
             let chunk = dims.steps.max(1) as usize;
             for s in (0..ws.t_len).step_by(chunk) {
-                list.extend(kernels.iter().map(|k| k.at(s, ws.slot_stride)));
+                let steps = chunk.min(ws.t_len - s);
+                list.extend(kernels.iter().map(|k| k.at_steps(s, ws.slot_stride, steps)));
             }
         }
     }

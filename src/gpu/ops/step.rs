@@ -210,11 +210,11 @@ impl StepKernel {
             Shader::StepFwdSg | Shader::StepFwdUb | Shader::StepBwdSg => TB_SUBGROUP,
             _ => TB,
         };
-        // A sequence entry's workgroup walks every unit of its rows, for d.steps steps.
-        let (unit_groups, steps) = if is_sequence(kernel) {
-            (1, d.steps.max(1) as u64)
+        // A sequence entry's workgroup walks every unit of its rows.
+        let unit_groups = if is_sequence(kernel) {
+            1
         } else {
-            (groups(d.hidden as usize, WG), 1)
+            groups(d.hidden as usize, WG)
         };
         let groups = [unit_groups, groups(d.batch as usize, rows), 1];
         let (b, h) = (d.batch as u64, d.hidden as u64);
@@ -222,18 +222,24 @@ impl StepKernel {
             pipeline,
             bind_group,
             groups,
-            flops: 2 * matvec_rows(kernel) * b * h * h * steps,
+            flops: 2 * matvec_rows(kernel) * b * h * h,
         })
     }
 
     /// The dispatch for step `s`, reading slot `s` of the step array.
     pub(crate) fn at(&self, s: usize, stride: u32) -> Dispatch {
+        self.at_steps(s, stride, 1)
+    }
+
+    /// The dispatch of a sequence entry from step `s` that covers `steps` steps (its
+    /// FLOPs count them all).
+    pub(crate) fn at_steps(&self, s: usize, stride: u32, steps: usize) -> Dispatch {
         Dispatch {
             pipeline: self.pipeline.clone(),
             bind_group: self.bind_group.clone(),
             offset: Some(s as u32 * stride),
             groups: self.groups,
-            flops: self.flops,
+            flops: self.flops * steps as u64,
         }
     }
 }

@@ -1,40 +1,49 @@
 // Global gradient norm for clipping, computed on the device in a fixed order.
-//   sumsq:      norms[index] = sum of grad^2 over one tensor (one workgroup).
-//   clip_scale: norms[count] = min(1, clip_norm / (sqrt(total) + 1e-6)) as in PyTorch's
-//               clip_grad_norm_, norms[count + 1] = sqrt(total), the norm before clipping.
-
+//   sumsq:      per workgroup, the sum of grad^2 over its span of SPAN values of one
+//               tensor, into norms[index + workgroup] (the host gives each tensor
+//               ceil(n / SPAN) workgroups and consecutive slots: p.index is the first).
+//   clip_scale: the partial sums in slot order, then norms[count] =
+//               min(1, clip_norm / (sqrt(total) + 1e-6)) as in PyTorch's clip_grad_norm_,
+//               norms[count + 1] = sqrt(total), the norm before clipping (count = slots).
+// Spreading a tensor over workgroups keeps a large embedding's sum off a single core
+// (llvmpipe) or a single compute unit (a GPU), and every invocation's loop short.
 
 @group(0) @binding(0) var<uniform> p: TensorParams;
 @group(0) @binding(1) var<uniform> step: TrainStep;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
 
-var<workgroup> part: array<f32, WG>;
+var<workgroup> partial: array<f32, WG>;
 
-fn sq(i: u32) -> f32 {
-    if (i >= p.n) { return 0.0; }
+fn sq(i: u32, end: u32) -> f32 {
+    if (i >= end) { return 0.0; }
     return grad[i] * grad[i];
 }
 
-// Sixteen loads per iteration, written out: llvmpipe caps an invocation at 65535 loop
-// iterations in all, so a loop of one load per iteration would stop at 4.2M values
-// (64 x 65535) and silently drop the rest of a larger tensor; this reaches 68M.
+// Sixteen loads per iteration, written out; 16 iterations cover the span.
 @compute @workgroup_size(WG)
-fn sumsq(@builtin(local_invocation_index) lid: u32) {
+fn sumsq(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let part = wg.y * nwg.x + wg.x;
+    let start = part * SPAN;
+    let end = min(start + SPAN, p.n);
     var s = 0.0;
-    for (var i = lid; i < p.n; i += 16u * WG) {
-        s += sq(i) + sq(i + WG) + sq(i + 2u * WG) + sq(i + 3u * WG)
-           + sq(i + 4u * WG) + sq(i + 5u * WG) + sq(i + 6u * WG) + sq(i + 7u * WG)
-           + sq(i + 8u * WG) + sq(i + 9u * WG) + sq(i + 10u * WG) + sq(i + 11u * WG)
-           + sq(i + 12u * WG) + sq(i + 13u * WG) + sq(i + 14u * WG) + sq(i + 15u * WG);
+    for (var i = start + lid; i < end; i += 16u * WG) {
+        s += sq(i, end) + sq(i + WG, end) + sq(i + 2u * WG, end) + sq(i + 3u * WG, end)
+           + sq(i + 4u * WG, end) + sq(i + 5u * WG, end) + sq(i + 6u * WG, end) + sq(i + 7u * WG, end)
+           + sq(i + 8u * WG, end) + sq(i + 9u * WG, end) + sq(i + 10u * WG, end) + sq(i + 11u * WG, end)
+           + sq(i + 12u * WG, end) + sq(i + 13u * WG, end) + sq(i + 14u * WG, end) + sq(i + 15u * WG, end);
     }
-    part[lid] = s;
+    partial[lid] = s;
     workgroupBarrier();
     for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) { part[lid] += part[lid + w]; }
+        if (lid < w) { partial[lid] += partial[lid + w]; }
         workgroupBarrier();
     }
-    if (lid == 0u) { norms[p.index] = part[0]; }
+    if (lid == 0u) { norms[p.index + part] = partial[0]; }
 }
 
 @compute @workgroup_size(1)

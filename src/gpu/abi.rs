@@ -112,6 +112,17 @@ wgsl_parts! {
     GenerateDotSubgroup => "generate_dot_subgroup",
 }
 
+/// Gradient values per workgroup of the sum of squares (grad_norm.wgsl's `SPAN`).
+pub(crate) const SUMSQ_SPAN: u32 = 16 * 16 * WG;
+
+/// `SPAN` as [`SUMSQ_SPAN`].
+pub(crate) struct SumSqSpan;
+impl Wgsl for SumSqSpan {
+    fn wgsl() -> String {
+        format!("const SPAN: u32 = {SUMSQ_SPAN}u;\n")
+    }
+}
+
 /// `IGNORE`.
 pub(crate) struct Ignore;
 impl Wgsl for Ignore {

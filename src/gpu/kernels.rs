@@ -78,7 +78,7 @@ shaders! {
     Dropout => "dropout" [Workgroup, DropoutSite, TrainStep],
     Loss => "loss" [Workgroup, WorkgroupReduce, Ignore, LossParams],
     Metrics => "metrics" [Workgroup, MetricParams],
-    GradNorm => "grad_norm" [Workgroup, TensorParams, TrainStep],
+    GradNorm => "grad_norm" [Workgroup, SumSqSpan, TensorParams, TrainStep],
     Optimizer => "optimizer" [Workgroup, TensorParams, TrainStep],
     MaxNorm => "max_norm" [Workgroup, NormParams],
     StridedCopy => "strided_copy" [Workgroup, CopyParams],

@@ -2,10 +2,10 @@
 //! gradient norm and clip factor, one optimiser step per tensor, Keras' max-norm.
 
 use crate::error::Result;
-use crate::gpu::abi::{NormParams, TensorParams};
+use crate::gpu::abi::{NormParams, TensorParams, SUMSQ_SPAN};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, row_grid, Dispatch};
 
 /// One parameter tensor in the update: its buffers and place among `count` tensors.
 pub(crate) struct UpdateTensor<'a> {
@@ -26,15 +26,26 @@ fn tensor_params(t: &UpdateTensor, count: usize) -> TensorParams {
     }
 }
 
-/// norms[index] = Σ grad² of one tensor (one workgroup).
+/// Slots of `norms` the sum of squares of a tensor of `len` values fills: one per
+/// workgroup of [`SUMSQ_SPAN`] values.
+pub(crate) fn sumsq_slots(len: usize) -> usize {
+    len.div_ceil(SUMSQ_SPAN as usize).max(1)
+}
+
+/// norms[first ..] = Σ grad² over each span of one tensor, one workgroup per span.
 pub(crate) fn sum_squares(
     ctx: &GpuContext,
     step: &wgpu::Buffer,
-    t: &UpdateTensor,
-    count: usize,
+    (t, first): (&UpdateTensor, usize),
+    slots: usize,
     norms: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let q = tensor_params(t, count);
+    let q = TensorParams {
+        n: t.len as u32,
+        index: first as u32,
+        count: slots as u32,
+        _p0: 0,
+    };
     param_dispatch(
         ctx,
         Kernel::SumSq,
@@ -42,11 +53,12 @@ pub(crate) fn sum_squares(
         "sumsq",
         bytemuck::bytes_of(&q),
         &[step, t.grad, norms],
-        [1, 1, 1],
+        row_grid(ctx, sumsq_slots(t.len)),
     )
 }
 
-/// norms[count] = the clip factor, norms[count + 1] = the norm before clipping.
+/// The partial sums of norms[.. count] in order: norms[count] = the clip factor,
+/// norms[count + 1] = the norm before clipping.
 pub(crate) fn clip_scale(
     ctx: &GpuContext,
     step: &wgpu::Buffer,

@@ -59,7 +59,8 @@ pub struct GpuTrainer {
     layers: Vec<(GruConfig, GpuParams)>,
     tensors: Vec<GpuTensor>,
     step_uniform: wgpu::Buffer,
-    /// [tensors + 2]: per-tensor sum of squares, then the clip factor and the norm.
+    /// [slots + 2]: partial sums of squares (`update::norm_slots`), then the clip factor
+    /// and the norm.
     norms: wgpu::Buffer,
     /// Running (loss sum, correct, counted, batches) for training and evaluation.
     metrics: [wgpu::Buffer; 2],
@@ -99,7 +100,6 @@ impl GpuTrainer {
             ));
         }
         let infos = params.infos();
-        let count = infos.len();
         let gcfg = config.gru_config();
         let built = ctx.scoped(|| {
             let mut layers = Vec::new();
@@ -113,7 +113,7 @@ impl GpuTrainer {
             let tensors = tensors::allocate(&ctx, &layers, &infos)?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
-            let norms = ctx.storage("grad_norms", count + 2)?;
+            let norms = ctx.storage("grad_norms", update::norm_slots(&tensors) + 2)?;
             let metrics = [
                 ctx.storage("train_metrics", 4)?,
                 ctx.storage("eval_metrics", 4)?,
@@ -309,7 +309,7 @@ impl GpuTrainer {
 
     /// The global gradient norm of the last training step, before clipping (a readback).
     pub fn last_grad_norm(&self) -> Result<f32> {
-        let n = self.tensors.len();
+        let n = update::norm_slots(&self.tensors);
         Ok(self
             .ctx
             .read_f32(&self.small_staging, &[(&self.norms, n + 1, 1)])?

@@ -8,13 +8,19 @@ use crate::gpu::abi::TrainStep;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::optim::{
-    clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares,
+    clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares, sumsq_slots,
 };
 use crate::gpu::ops::Dispatch;
 use crate::model::ParamRole;
 use crate::train::options::{Optimizer, TrainOptions};
 
-/// The update list; `step` is the training uniform, `norms` [tensors + 2].
+/// Slots of partial sums of squares of every tensor: `norms` holds them, then the clip
+/// factor and the norm.
+pub(crate) fn norm_slots(tensors: &[GpuTensor]) -> usize {
+    tensors.iter().map(|t| sumsq_slots(t.info.len())).sum()
+}
+
+/// The update list; `step` is the training uniform, `norms` [norm_slots + 2].
 pub(crate) fn plan(
     ctx: &GpuContext,
     tensors: &[GpuTensor],
@@ -22,10 +28,12 @@ pub(crate) fn plan(
     step: &wgpu::Buffer,
     norms: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let count = tensors.len();
+    let count = norm_slots(tensors);
     let mut list = Vec::new();
+    let mut first = 0;
     for (i, t) in tensors.iter().enumerate() {
-        list.push(sum_squares(ctx, step, &t.update(i), count, norms)?);
+        list.push(sum_squares(ctx, step, (&t.update(i), first), count, norms)?);
+        first += sumsq_slots(t.info.len());
     }
     list.push(clip_scale(ctx, step, count, &tensors[0].grad, norms)?);
     let kernel = match options.optimizer {

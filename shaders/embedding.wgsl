@@ -1,8 +1,13 @@
 // embedding: the lookup table of a token model and its gradient.
-//   embed_fwd: out[n, j] = table[tokens[n], j]
-//   embed_bwd: d_table[v, j] = sum of d_x[p, j] over the positions p holding token v,
-//              in the order the host listed them (ids = [offsets (V+1) | positions (N)]),
-//              so the scatter-add is deterministic and needs no float atomics.
+//   embed_fwd:  out[n, j] = table[tokens[n], j]
+//   embed_zero: d_table = 0, four values per thread (before a batch's first chunk).
+//   embed_bwd:  for each token v the batch holds, d_table[v, j] (+)= the sum of d_x[p, j]
+//               over the positions p holding v, in the order the host listed them:
+//               ids = [D | tokens (M) | starts (M + 1) | positions (N)], D tokens
+//               present (ascending), M = min(N, V) slots. The scatter-add is
+//               deterministic, needs no float atomics, and touches only the rows the
+//               batch holds: one thread per (present token, value), not per table value
+//               (a 70,000-word table costs a fill, not 2.2 M threads of index loads).
 
 
 @group(0) @binding(0) var<uniform> p: EmbedParams;
@@ -25,23 +30,36 @@ fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 @compute @workgroup_size(WG)
+fn embed_zero(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = 4u * flat(gid, nwg);
+    let n = p.vocab * p.dim;
+    for (var c = 0u; c < 4u; c++) {
+        if (i + c < n) { dst[i + c] = 0.0; }
+    }
+}
+
+@compute @workgroup_size(WG)
 fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = flat(gid, nwg);
-    if (e >= p.vocab * p.dim) { return; }
-    let v = e / p.dim;
+    let m = min(p.n, p.vocab);
+    if (e >= m * p.dim) { return; }
+    let d = e / p.dim;
     let j = e % p.dim;
-    let base = p.vocab + 1u;
+    if (d >= ids[0]) { return; }
+    let v = ids[1u + d];
+    let base = 2u + 2u * m;
     // Four positions per iteration, in order: llvmpipe caps an invocation at 65535 loop
     // iterations, which one position per iteration would pass for a token occurring
     // more than 65535 times in a batch (a space in half a million characters).
-    let k1 = ids[v + 1u];
+    let k1 = ids[2u + m + d];
     var s = 0.0;
-    for (var k = ids[v]; k < k1; k += 4u) {
+    for (var k = ids[1u + m + d]; k < k1; k += 4u) {
         s += src[ids[base + k] * p.dim + j];
         if (k + 1u < k1) { s += src[ids[base + k + 1u] * p.dim + j]; }
         if (k + 2u < k1) { s += src[ids[base + k + 2u] * p.dim + j]; }
         if (k + 3u < k1) { s += src[ids[base + k + 3u] * p.dim + j]; }
     }
-    if (p.accumulate != 0u) { s += dst[e]; }
-    dst[e] = s;
+    let at = v * p.dim + j;
+    if (p.accumulate != 0u) { s += dst[at]; }
+    dst[at] = s;
 }

@@ -158,6 +158,7 @@ kernels! {
     SeqBefore => StepBwd."seq_before" [S, U, R, R, R, R, R, W, W, W],
     EmbedFwd => Embedding."embed_fwd" [U, R, R, W],
     EmbedBwd => Embedding."embed_bwd" [U, R, R, W],
+    EmbedZero => Embedding."embed_zero" [U, R, R, W],
     Dropout => Dropout."dropout" [U, U, R, W],
     CrossEntropy => Loss."cross_entropy" [U, R, R, W, W],
     BinaryCrossEntropy => Loss."binary_cross_entropy" [U, R, R, W, W],

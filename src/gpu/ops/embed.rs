@@ -37,8 +37,9 @@ pub(crate) fn embed_forward(
     )
 }
 
-/// d_table[v, j] (+)= Σ d_x[p, j] over the positions p of token v, in the order `index`
-/// ([offsets (V+1) | positions (N)]) lists them; `accumulate` adds (a later chunk).
+/// d_table[v, j] (+)= Σ d_x[p, j] over the positions p of each token v the batch holds,
+/// in the order `index` ([`token_index`]) lists them; the other rows are zero. Without
+/// `accumulate` the table is cleared first; with it (a later chunk) the sums are added.
 pub(crate) fn embed_backward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
@@ -46,36 +47,67 @@ pub(crate) fn embed_backward(
     index: &wgpu::Buffer,
     d_x: &wgpu::Buffer,
     d_table: &wgpu::Buffer,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let q = params(n, dim, vocab, accumulate);
-    let grid = flat_grid(ctx, vocab * dim);
     let bufs = [index, d_x, d_table];
-    param_dispatch(
+    let mut list = Vec::new();
+    if !accumulate {
+        list.push(param_dispatch(
+            ctx,
+            Kernel::EmbedZero,
+            &[],
+            "embed_zero",
+            bytemuck::bytes_of(&q),
+            &bufs,
+            flat_grid(ctx, (vocab * dim).div_ceil(4)),
+        )?);
+    }
+    list.push(param_dispatch(
         ctx,
         Kernel::EmbedBwd,
         &[],
         "embed_bwd",
         bytemuck::bytes_of(&q),
         &bufs,
-        grid,
-    )
+        flat_grid(ctx, n.min(vocab) * dim),
+    )?);
+    Ok(list)
 }
 
-/// [offsets (V+1) | positions]: the positions of each token, grouped by token in order,
-/// which is the embedding gradient's summation order (`embed_backward`'s `index`).
+/// Values of [`token_index`] for `n` positions over `vocab` tokens.
+pub(crate) fn token_index_len(n: usize, vocab: usize) -> usize {
+    2 + 2 * n.min(vocab) + n
+}
+
+/// [D | tokens (M) | starts (M + 1) | positions (N)], M = min(N, V): the D tokens
+/// present in ascending order, where each one's positions start, and the positions
+/// grouped by token in order, which is the embedding gradient's summation order
+/// (`embed_backward`'s `index`). Slots past D are zero.
 pub(crate) fn token_index(tokens: &[u32], vocab: usize) -> Vec<u32> {
-    let mut offsets = vec![0u32; vocab + 1];
+    let n = tokens.len();
+    let m = n.min(vocab);
+    let mut counts = vec![0u32; vocab];
     for &t in tokens {
-        offsets[t as usize + 1] += 1;
+        counts[t as usize] += 1;
     }
-    for v in 0..vocab {
-        offsets[v + 1] += offsets[v];
+    let mut index = vec![0u32; token_index_len(n, vocab)];
+    let (mut d, mut start) = (0usize, 0u32);
+    // Where each present token's positions go, by token.
+    let mut next = vec![0u32; vocab];
+    for (v, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            index[1 + d] = v as u32;
+            index[1 + m + d] = start;
+            next[v] = start;
+            start += c;
+            d += 1;
+        }
     }
-    let mut next = offsets.clone();
-    let mut index = offsets;
-    index.resize(vocab + 1 + tokens.len(), 0);
+    index[0] = d as u32;
+    index[1 + m + d] = start;
+    let base = 2 + 2 * m;
     for (pos, &t) in tokens.iter().enumerate() {
-        index[vocab + 1 + next[t as usize] as usize] = pos as u32;
+        index[base + next[t as usize] as usize] = pos as u32;
         next[t as usize] += 1;
     }
     index
@@ -122,13 +154,13 @@ mod tests {
             }
         }
         let bwd = |acc| embed_backward(&ctx, (n, dim, vocab), acc, &ib, &dx, &d_table).unwrap();
-        run(&ctx, &[bwd(false)]);
+        run(&ctx, &bwd(false));
         close(
             &read(&ctx, &d_table, vocab * dim),
             &want,
             "gradient (token 3 unused: 0)",
         );
-        run(&ctx, &[bwd(true)]);
+        run(&ctx, &bwd(true));
         let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
         close(&read(&ctx, &d_table, vocab * dim), &twice, "accumulated");
     }

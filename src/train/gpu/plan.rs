@@ -8,7 +8,7 @@ use crate::gpu::abi::{CopyParams, LossParams};
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::copy::strided_copy;
 use crate::gpu::ops::dropout::dropout;
-use crate::gpu::ops::embed::{embed_backward, embed_forward, token_index};
+use crate::gpu::ops::embed::{embed_backward, embed_forward, token_index, token_index_len};
 use crate::gpu::ops::loss::{loss, metrics_add};
 use crate::gpu::ops::{
     colsum, colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams,
@@ -142,7 +142,7 @@ impl ModelPlan {
             place,
             layers,
             tokens: ctx.storage("tokens", tb)?,
-            token_index: ctx.storage("token_index", vocab + 1 + tb)?,
+            token_index: ctx.storage("token_index", token_index_len(tb, vocab))?,
             targets: ctx.storage("targets", target_len)?,
             logits: ctx.storage("logits", rows * c)?,
             loss_params: ctx.uniform(
@@ -362,7 +362,7 @@ impl ModelPlan {
             (cfg.input, bufs.embedding)
         {
             let dims = (tb, embed_dim, vocab);
-            list.push(embed_backward(
+            list.extend(embed_backward(
                 ctx,
                 dims,
                 later,

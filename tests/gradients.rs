@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, data, gpu, Data};
+use common::{assert_close, data, gpu, gpu_portable, Data};
 use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{model_pass, CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
@@ -75,6 +75,10 @@ fn check(name: &str, cfg: ModelConfig, b: usize, t: usize, lengths: bool) {
         let mut chunked = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
         chunked.set_batch_chunk(Some(if b > 2 { 2 } else { 1 }));
         trainers.push(Box::new(chunked));
+    }
+    // What a GPU runs, where the adapter has builds of its own.
+    if let Some(portable) = gpu_portable() {
+        trainers.push(Box::new(GpuTrainer::new(portable, &params, opts).unwrap()));
     }
     for (k, tr) in trainers.iter_mut().enumerate() {
         let mut rng = Rng::new(5);

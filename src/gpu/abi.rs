@@ -30,17 +30,17 @@ impl Wgsl for Workgroup {
     }
 }
 
-/// Threads of generate.wgsl's one workgroup on software adapters: one subgroup of 8
-/// lanes. llvmpipe runs a workgroup as one coroutine per 8 lanes on one core, and every
-/// barrier switches between them, so a single subgroup does the same SIMD work with
-/// barriers that cost nothing (the draw needs about 15 per token).
-pub(crate) const WG_SOFTWARE_GEN: u32 = 8;
+/// Threads of the barrier-heavy kernels' workgroups on software adapters (generation,
+/// the cross-entropy rows): one subgroup of 8 lanes. llvmpipe runs a workgroup as one
+/// coroutine per 8 lanes on one core, and every barrier switches between them, so a
+/// single subgroup does the same SIMD work with barriers that cost nothing.
+pub(crate) const WG_SOFTWARE: u32 = 8;
 
-/// `WG` as [`WG_SOFTWARE_GEN`], for generate.wgsl's software builds.
-pub(crate) struct SoftwareGenWorkgroup;
-impl Wgsl for SoftwareGenWorkgroup {
+/// `WG` as [`WG_SOFTWARE`], for the software builds of generate.wgsl and loss.wgsl.
+pub(crate) struct SoftwareWorkgroup;
+impl Wgsl for SoftwareWorkgroup {
     fn wgsl() -> String {
-        format!("const WG: u32 = {WG_SOFTWARE_GEN}u;\n")
+        format!("const WG: u32 = {WG_SOFTWARE}u;\n")
     }
 }
 

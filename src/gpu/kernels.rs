@@ -77,6 +77,7 @@ shaders! {
     Embedding => "embedding" [Workgroup, EmbedParams],
     Dropout => "dropout" [Workgroup, DropoutSite, TrainStep],
     Loss => "loss" [Workgroup, WorkgroupReduce, Ignore, LossParams],
+    LossSoftware => "loss" as "loss_software" [SoftwareWorkgroup, WorkgroupReduce, Ignore, LossParams],
     Metrics => "metrics" [Workgroup, MetricParams],
     GradNorm => "grad_norm" [Workgroup, SumSqSpan, TensorParams, TrainStep],
     Optimizer => "optimizer" [Workgroup, TensorParams, TrainStep],
@@ -84,8 +85,8 @@ shaders! {
     StridedCopy => "strided_copy" [Workgroup, CopyParams],
     Sample => "sample" [Workgroup, WorkgroupReduce, SampleParams, SamplePick],
     Generate => "generate" [Workgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDot, GenerateWStorage],
-    GenerateSg => "generate" as "generate_subgroup" [SoftwareGenWorkgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDotSubgroup, GenerateWStorage],
-    GenerateUb => "generate" as "generate_uniform" [SoftwareGenWorkgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDotSubgroup, GenerateWUniform],
+    GenerateSg => "generate" as "generate_subgroup" [SoftwareWorkgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDotSubgroup, GenerateWStorage],
+    GenerateUb => "generate" as "generate_uniform" [SoftwareWorkgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDotSubgroup, GenerateWUniform],
     Roofline => "roofline" [Workgroup, LabParams],
 }
 
@@ -161,6 +162,7 @@ kernels! {
     EmbedZero => Embedding."embed_zero" [U, R, R, W],
     Dropout => Dropout."dropout" [U, U, R, W],
     CrossEntropy => Loss."cross_entropy" [U, R, R, W, W],
+    CrossEntropySw => LossSoftware."cross_entropy" [U, R, R, W, W],
     BinaryCrossEntropy => Loss."binary_cross_entropy" [U, R, R, W, W],
     MeanSquaredError => Loss."mean_squared_error" [U, R, R, W, W],
     MetricsAdd => Metrics."metrics_add" [U, R, W],

@@ -31,6 +31,28 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
     .clone()
 }
 
+/// The test device opened with the builds a GPU runs (no software-adapter builds: no
+/// subgroup kernels, one dispatch per step past H = 64, the 64-lane cross-entropy), so
+/// that an adapter with other builds (llvmpipe) checks these too.
+pub fn gpu_portable() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let request = gru_engine::gpu::DeviceRequest {
+            subgroup_kernels: false,
+            sequence_kernels: false,
+            ..Default::default()
+        };
+        match GpuContext::new(&request) {
+            Ok(ctx) => Some(ctx),
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("CI is set but no GPU adapter could be opened: {e}")
+            }
+            Err(_) => None,
+        }
+    })
+    .clone()
+}
+
 pub fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     rng.uniform_vec(n, -scale, scale)
 }

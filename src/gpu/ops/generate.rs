@@ -2,7 +2,7 @@
 //! many tokens one dispatch may draw, and the dispatch bound to its buffers.
 
 use crate::error::Result;
-use crate::gpu::abi::{GenParams, WG, WG_SOFTWARE_GEN};
+use crate::gpu::abi::{GenParams, WG, WG_SOFTWARE};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{bind, Dispatch};
@@ -96,7 +96,7 @@ impl GenDims {
     /// lanes, row sums in blocks of 8 plus a tail of up to 7). Every loop counts one
     /// more than its trips (the test that ends it).
     pub(crate) fn iterations_per_token(&self, top_k: usize, subgroup: bool) -> u64 {
-        let lanes = if subgroup { WG_SOFTWARE_GEN } else { WG } as u64;
+        let lanes = if subgroup { WG_SOFTWARE } else { WG } as u64;
         let per = |n: usize| (n as u64).div_ceil(lanes) + 1;
         let sum = |len: usize| {
             if subgroup {

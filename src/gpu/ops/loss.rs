@@ -7,17 +7,26 @@ use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{buffers_dispatch, flat_grid, param_dispatch, row_grid, Dispatch};
 use crate::model::Loss;
 
-/// Per-row loss statistics [rows, 3] and d_logits for `rows` rows; `params` is the
-/// `LossParams` uniform the caller writes per batch (it holds the count).
+/// Most classes the software build of the cross-entropy takes: its 8 lanes pass over a
+/// row three times, at most 3 · 100,000 / 8 loop iterations, under llvmpipe's 65,535.
+const SOFTWARE_CE_COLS: usize = 100_000;
+
+/// Per-row loss statistics [rows, 3] and d_logits for `rows` rows of `cols` logits;
+/// `params` is the `LossParams` uniform the caller writes per batch (it holds the count).
 pub(crate) fn loss(
     ctx: &GpuContext,
     kind: Loss,
-    rows: usize,
+    (rows, cols): (usize, usize),
     params: &wgpu::Buffer,
     [logits, targets, d_logits, stats]: [&wgpu::Buffer; 4],
 ) -> Result<Dispatch> {
     let (kernel, grid) = match kind {
-        // One workgroup per row.
+        // One workgroup per row: on a software adapter with its own builds one subgroup
+        // of 8 lanes (its barriers switch nothing), where its passes over the row stay
+        // under llvmpipe's loop-iteration cap.
+        Loss::CrossEntropy if ctx.subgroup_builds() && cols <= SOFTWARE_CE_COLS => {
+            (Kernel::CrossEntropySw, row_grid(ctx, rows))
+        }
         Loss::CrossEntropy => (Kernel::CrossEntropy, row_grid(ctx, rows)),
         Loss::BinaryCrossEntropy => (Kernel::BinaryCrossEntropy, flat_grid(ctx, rows)),
         Loss::MeanSquaredError => (Kernel::MeanSquaredError, flat_grid(ctx, rows)),

@@ -259,7 +259,13 @@ impl ModelPlan {
     ) -> Result<Vec<Dispatch>> {
         let bufs = [&self.logits, &self.targets, &head.d_logits, &head.stats];
         Ok(vec![
-            loss(ctx, cfg.loss, head.rows, &self.loss_params, bufs)?,
+            loss(
+                ctx,
+                cfg.loss,
+                (head.rows, cfg.outputs),
+                &self.loss_params,
+                bufs,
+            )?,
             metrics_add(ctx, (head.rows, !self.place.later()), &head.stats, totals)?,
         ])
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use gru_engine::config::BENCH_SHAPES;
+use gru_engine::generate::Sampling;
 use gru_engine::gpu::lab::{self, KernelTime, Roofline};
 use gru_engine::model::{Batch, ModelConfig, ModelParams};
 use gru_engine::rng::Rng;
@@ -35,10 +36,18 @@ pub struct BenchArgs {
     /// instead of the GRU layer: steps/s, tokens/s and dispatches per step.
     #[arg(long)]
     pub train: bool,
-    /// --train: vocabulary size.
+    /// Time text generation from a language model (the model flags below): tokens/s of
+    /// each route on the adapter (one dispatch for many tokens, one pass per token) and
+    /// of the CPU reference.
+    #[arg(long, conflicts_with = "train")]
+    pub generate: bool,
+    /// --generate: tokens to draw per measurement.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub tokens: u32,
+    /// --train, --generate: vocabulary size.
     #[arg(long, default_value_t = 113)]
     pub vocab: usize,
-    /// --train: embedding size.
+    /// --train, --generate: embedding size.
     #[arg(long, short = 'E', default_value_t = 32)]
     pub embed: usize,
     #[command(flatten)]
@@ -101,6 +110,9 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
         return bench_train(&a, &choice);
+    }
+    if a.generate {
+        return bench_generate(&a, &choice);
     }
     let device = match &choice {
         Choice::Gpu(ctx) => format!(
@@ -261,6 +273,79 @@ fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
         );
     }
     println!();
+}
+
+/// `gru bench --generate`: tokens/s of each generation route on the adapter and of the
+/// CPU reference, in the same run, for the language model the flags give.
+fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
+    let v = a.vocab.max(2);
+    let hidden = a.stack.hidden.unwrap_or(128);
+    let cfg = a
+        .stack
+        .apply(ModelConfig::language_model(v, a.embed, hidden));
+    cfg.validate()?;
+    let params = ModelParams::init(cfg, 1)?;
+    let n = a.tokens as usize;
+    let mut rows = Vec::new();
+    let mut push = |device: String, route: String, s: f64| {
+        rows.push(serde_json::json!({
+            "device": device,
+            "route": route,
+            // Too fast to time at this length: no rate.
+            "tokens_per_s": (s > 0.0).then(|| 1.0 / s),
+            "ms_per_token": s * 1e3,
+        }));
+    };
+    if let Choice::Gpu(ctx) = choice {
+        let mut g = GpuTrainer::new(ctx.clone(), &params, TrainOptions::default())?;
+        let name = format!(
+            "{} ({:?})",
+            ctx.adapter_info().name,
+            ctx.adapter_info().backend
+        );
+        for r in lab::generation_routes(&mut g, n)? {
+            push(name.clone(), r.route, r.seconds_per_token);
+        }
+    }
+    if !a.no_cpu || matches!(choice, Choice::Cpu) {
+        let mut c = CpuTrainer::new(params.clone(), TrainOptions::default())?;
+        let s = Sampling::new(0.8).seed(1);
+        let start = Instant::now();
+        c.generate(&[0], 1, &s, &mut |_| {})?;
+        let first = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        c.generate(&[0], n + 1, &s, &mut |_| {})?;
+        let per = ((start.elapsed().as_secs_f64() - first) / n as f64).max(0.0);
+        push("CPU reference".into(), "reference".into(), per);
+    }
+    let model = serde_json::json!({
+        "vocab": v, "embed": a.embed, "hidden": hidden, "layers": cfg.num_layers,
+        "parameters": cfg.param_count(), "tokens": n,
+    });
+    if a.json {
+        println!("{}", serde_json::json!({"model": model, "generate": rows}));
+        return Ok(0);
+    }
+    println!(
+        "generation from a language model (V {v}, E {}, H {hidden}, {} layer(s); {} parameters; {n} tokens, temperature 0.8)",
+        a.embed,
+        cfg.num_layers,
+        gru_engine::model::group_digits(cfg.param_count())
+    );
+    println!("| device | route | tokens/s | ms/token |");
+    println!("| --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.3} |",
+            r["device"].as_str().unwrap_or(""),
+            r["route"].as_str().unwrap_or(""),
+            r["tokens_per_s"]
+                .as_f64()
+                .map_or("-".into(), |t| format!("{t:.0}")),
+            r["ms_per_token"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(0)
 }
 
 /// `gru bench --train`: training steps of the model the flags give, on the adapter and

@@ -173,3 +173,47 @@ fn by_kernel(
     }
     Ok(out)
 }
+
+/// One way of drawing tokens and how fast it went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationTime {
+    /// The build of generate.wgsl (`generate`, `generate_subgroup`, `generate_uniform`),
+    /// or `per-token passes` (the model's own kernels, one pass per token).
+    pub route: String,
+    /// Mean seconds per token over `tokens` drawn after the prompt's pass.
+    pub seconds_per_token: f64,
+}
+
+/// Times `gru generate`'s routes on `trainer`'s model in one run: the route the device
+/// takes (one dispatch for many tokens, where the model fits one workgroup) and one
+/// pass of the model's kernels per token, `n` tokens each at temperature 0.8 from a
+/// one-token prompt (each route's first call compiles its pipelines and is not
+/// counted). Both draw the same tokens.
+pub fn generation_routes(trainer: &mut GpuTrainer, n: usize) -> Result<Vec<GenerationTime>> {
+    use crate::generate::gpu::fused_for;
+    use crate::generate::Sampling;
+    let sampling = Sampling::new(0.8).seed(1);
+    let fused = fused_for(trainer.context(), trainer.config(), &sampling);
+    let mut out = Vec::new();
+    let routes = fused.map(Some).into_iter().chain([None]);
+    for route in routes {
+        let name = match route {
+            Some(f) => f.kernel.shader().label().to_string(),
+            None => "per-token passes".to_string(),
+        };
+        let mut run = |k: usize| trainer.generate_with(&[0], k, &sampling, route, &mut |_| {});
+        run(2)?;
+        // The prompt's pass and first draw, timed alone, come off the total.
+        let start = Instant::now();
+        run(1)?;
+        let first = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        run(n + 1)?;
+        let total = start.elapsed().as_secs_f64();
+        out.push(GenerationTime {
+            route: name,
+            seconds_per_token: ((total - first) / n as f64).max(0.0),
+        });
+    }
+    Ok(out)
+}

@@ -905,8 +905,9 @@ fn default_run_folders_never_clobber_and_the_newest_is_used() {
 }
 
 /// With only a software adapter (llvmpipe, as under CI), `auto` runs models on the CPU
-/// reference, which trains the default model 5.7x faster there, and says so in one
-/// line; `gru bench` still times the adapter. With a hardware GPU, auto uses it.
+/// reference (faster for most models and machines measured; see the README), and says
+/// so in one line; `gru bench` still times the adapter. With a hardware GPU, auto uses
+/// it.
 #[test]
 fn auto_prefers_the_cpu_reference_over_a_software_adapter() {
     let Some(ctx) = common::gpu() else { return };

@@ -108,7 +108,7 @@ impl DeviceArgs {
                     if ctx.is_software() && !keep_software {
                         // Measured: the default model trains 5.7x faster on the CPU
                         // reference than on llvmpipe (README, "Choosing the device").
-                        say(format!("note: the only GPU adapter is a software one ({}), slower than the CPU reference; running on the CPU reference path (--device gpu uses the adapter)", ctx.adapter_info().name));
+                        say(format!("note: the only GPU adapter is a software one ({}), usually slower than the CPU reference; running on the CPU reference path (--device gpu uses the adapter)", ctx.adapter_info().name));
                         return Ok(Choice::Cpu);
                     }
                     ctx

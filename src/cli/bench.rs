@@ -115,11 +115,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         return bench_generate(&a, &choice);
     }
     let device = match &choice {
-        Choice::Gpu(ctx) => format!(
-            "{} ({:?})",
-            ctx.adapter_info().name,
-            ctx.adapter_info().backend
-        ),
+        Choice::Gpu(ctx) => adapter_label(ctx),
         Choice::Cpu => "CPU reference".into(),
     };
     let shapes: Vec<(usize, usize, usize, usize)> = if a.shape.is_empty() {
@@ -275,16 +271,31 @@ fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
     println!();
 }
 
-/// `gru bench --generate`: tokens/s of each generation route on the adapter and of the
-/// CPU reference, in the same run, for the language model the flags give.
-fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
-    let v = a.vocab.max(2);
+/// The adapter as the bench tables name it.
+fn adapter_label(ctx: &gru_engine::GpuContext) -> String {
+    format!(
+        "{} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    )
+}
+
+/// The language model of `--train` and `--generate`: the model flags, hidden size 128
+/// unless given, initialised with seed 1.
+fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
     let hidden = a.stack.hidden.unwrap_or(128);
     let cfg = a
         .stack
-        .apply(ModelConfig::language_model(v, a.embed, hidden));
+        .apply(ModelConfig::language_model(a.vocab.max(2), a.embed, hidden));
     cfg.validate()?;
-    let params = ModelParams::init(cfg, 1)?;
+    Ok((cfg, ModelParams::init(cfg, 1)?))
+}
+
+/// `gru bench --generate`: tokens/s of each generation route on the adapter and of the
+/// CPU reference, in the same run, for the language model the flags give.
+fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
+    let (cfg, params) = language_model(a)?;
+    let (v, hidden) = (a.vocab.max(2), cfg.hidden_size);
     let n = a.tokens as usize;
     let mut rows = Vec::new();
     let mut push = |device: String, route: String, s: f64| {
@@ -298,11 +309,7 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     };
     if let Choice::Gpu(ctx) = choice {
         let mut g = GpuTrainer::new(ctx.clone(), &params, TrainOptions::default())?;
-        let name = format!(
-            "{} ({:?})",
-            ctx.adapter_info().name,
-            ctx.adapter_info().backend
-        );
+        let name = adapter_label(ctx);
         for r in lab::generation_routes(&mut g, n)? {
             push(name.clone(), r.route, r.seconds_per_token);
         }
@@ -351,13 +358,8 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
 /// `gru bench --train`: training steps of the model the flags give, on the adapter and
 /// on the CPU reference trainer in the same run (Adam, global-norm clipping at 1).
 fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
-    let (v, b, t) = (a.vocab.max(2), a.batch, a.seq_len);
-    let hidden = a.stack.hidden.unwrap_or(128);
-    let cfg = a
-        .stack
-        .apply(ModelConfig::language_model(v, a.embed, hidden));
-    cfg.validate()?;
-    let params = ModelParams::init(cfg, 1)?;
+    let (cfg, params) = language_model(a)?;
+    let (v, b, t, hidden) = (a.vocab.max(2), a.batch, a.seq_len, cfg.hidden_size);
     let opts = TrainOptions::adam(2e-3).clip_norm(1.0);
     let mut rng = Rng::new(2);
     let mut draw = || {
@@ -391,11 +393,7 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     if let Choice::Gpu(ctx) = choice {
         let mut g = GpuTrainer::new(ctx.clone(), &params, opts)?;
         let n = g.dispatches_per_step(t, b)?;
-        let name = format!(
-            "{} ({:?})",
-            ctx.adapter_info().name,
-            ctx.adapter_info().backend
-        );
+        let name = adapter_label(ctx);
         step(name, &mut g, Some(n), &|| ctx.wait_idle())?;
         if a.roofline {
             kernels = lab::profile_training(&mut g, &batch, a.seconds.min(1.0))?;

@@ -8,6 +8,7 @@
 use crate::error::{GruError, Result};
 use crate::generate::Sampling;
 use crate::gpu::abi::GenParams;
+use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::encode;
 use crate::gpu::ops::generate::{fused_route, generate_tokens, Fused, GenDims};
@@ -20,9 +21,9 @@ pub(crate) const GEN_CHUNK: usize = 64;
 
 /// How the tokens after the first are drawn.
 pub(crate) enum Route<'a> {
-    /// generate.wgsl over `weights`: every parameter tensor's values and length, in
-    /// `ModelParams` order.
-    Fused(Fused, &'a [(&'a wgpu::Buffer, usize)]),
+    /// generate.wgsl over `weights`: every parameter tensor's values, in `ModelParams`
+    /// order.
+    Fused(Fused, &'a [&'a Range]),
     /// The (1, 1) plan: the model's kernels, one pass per token.
     Steps(&'a ModelPlan),
 }
@@ -152,10 +153,10 @@ pub(crate) fn generate(
                 let mut k = 0;
                 if first {
                     for p in &dims.layout().0 {
-                        let (buf, _) = tensors[p.tensor];
+                        let r = tensors[p.tensor];
                         let (from, to, len) =
                             (4 * p.from as u64, 4 * p.to as u64, 4 * p.len as u64);
-                        enc.copy_buffer_to_buffer(buf, from, &weights, to, len);
+                        enc.copy_buffer_to_buffer(&r.buffer, r.offset + from, &weights, to, len);
                     }
                     warm_pass(&mut enc, &prompt);
                     for (l, ws) in warm.layers.iter().enumerate() {

@@ -4,6 +4,7 @@
 
 use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::forward::step_dims;
 use crate::gpu::kernels::Kernel;
@@ -70,7 +71,7 @@ pub(crate) fn plan(
                 dims.steps = step::steps_per_dispatch(ctx, k, hid) as u32;
             }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs = [
+            let bufs: [&dyn Bind; 8] = [
                 d_out,
                 &buf.saved,
                 &buf.hs,

@@ -4,6 +4,7 @@
 
 use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
@@ -86,7 +87,7 @@ pub(crate) fn plan(
                 dims.steps = step::steps_per_dispatch(ctx, k, h) as u32;
             }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs = [
+            let bufs: [&dyn Bind; 7] = [
                 &ws.gx,
                 &p.w_hh_t,
                 &p.b_hh,

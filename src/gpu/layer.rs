@@ -150,14 +150,8 @@ impl GpuGru {
 
     /// Reads the parameters back from the device.
     pub fn read_weights(&mut self) -> Result<GruWeights> {
-        let template = GruWeights::zeros(self.config);
-        let total: usize = template
-            .dirs
-            .iter()
-            .map(|d| d.w_ih.len() + d.w_hh.len() + 6 * self.config.hidden_size)
-            .sum();
-        let staging = self.ctx.staging(total)?;
-        let parts = self.params.parts(&template, false);
+        let parts = self.params.parts(false);
+        let staging = self.ctx.staging(parts.iter().map(|p| p.2).sum())?;
         let data = self.ctx.read_f32(&staging, &parts)?;
         Ok(weights_from_parts(self.config, data.into_iter()))
     }
@@ -417,11 +411,7 @@ impl GpuGru {
                 bc,
             );
         }
-        let template = GruWeights::zeros(cfg);
-        let grads = ctx.read_f32(
-            &run.chunks[0].1.staging,
-            &self.params.parts(&template, true),
-        )?;
+        let grads = ctx.read_f32(&run.chunks[0].1.staging, &self.params.parts(true))?;
         let mut d_weights = weights_from_parts(cfg, grads.into_iter());
         d_weights.zero_biases_if_absent();
         let d_input = if last.batch_first {

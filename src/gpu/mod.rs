@@ -2,8 +2,10 @@
 
 pub(crate) mod abi;
 mod backward;
+pub(crate) mod bind;
 pub(crate) mod cache;
 pub mod context;
+pub(crate) mod flat;
 mod forward;
 pub(crate) mod kernels;
 pub mod lab;

@@ -1,52 +1,78 @@
-//! Parameters and their gradients on the device, one set of buffers per layer and direction.
+//! Parameters and their gradients on the device, one set of tensors per layer and
+//! direction, each a range of a flat buffer (`crate::gpu::flat`).
 
 use crate::config::GruConfig;
 use crate::error::Result;
+use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
+use crate::gpu::flat::{Flat, Layout};
 use crate::weights::{DirWeights, GruWeights};
 
-/// Device buffers of one layer and direction.
+/// Device tensors of one layer and direction.
 pub(crate) struct DirParams {
-    pub w_ih: wgpu::Buffer,   // [3H, I_k]
-    pub w_hh: wgpu::Buffer,   // [3H, H]
+    pub w_ih: Range,          // [3H, I_k]
+    pub w_hh: Range,          // [3H, H]
     pub w_hh_t: wgpu::Buffer, // [H, 3H], refreshed by every forward
-    pub b_ih: wgpu::Buffer,   // [3H]
-    pub b_hh: wgpu::Buffer,   // [3H]
-    pub d_w_ih: wgpu::Buffer, // [3H, I_k]
-    pub d_w_hh: wgpu::Buffer, // [3H, H]
-    pub d_b_ih: wgpu::Buffer, // [3H]
-    pub d_b_hh: wgpu::Buffer, // [3H]
+    pub b_ih: Range,          // [3H]
+    pub b_hh: Range,          // [3H]
+    pub d_w_ih: Range,        // [3H, I_k]
+    pub d_w_hh: Range,        // [3H, H]
+    pub d_b_ih: Range,        // [3H]
+    pub d_b_hh: Range,        // [3H]
 }
 
-/// Every parameter buffer of a stack, `dirs[layer * num_directions + direction]`.
+/// Every parameter tensor of a stack, `dirs[layer * num_directions + direction]`.
 pub(crate) struct GpuParams {
     pub dirs: Vec<DirParams>,
 }
 
+/// The tensor lengths of a stack in `GruWeights` order: per layer and direction
+/// W_ih, W_hh, b_ih, b_hh.
+pub(crate) fn tensor_lens(config: &GruConfig) -> Vec<usize> {
+    let h = config.hidden_size;
+    let nd = config.num_directions();
+    (0..config.num_layers * nd)
+        .flat_map(|idx| {
+            let i = config.layer_input_size(idx / nd);
+            [3 * h * i, 3 * h * h, 3 * h, 3 * h]
+        })
+        .collect()
+}
+
 impl GpuParams {
+    /// A stack with its own flat value and gradient buffers.
     pub(crate) fn new(ctx: &GpuContext, config: &GruConfig) -> Result<Self> {
+        let lens = tensor_lens(config);
+        let layout = Layout::for_device(ctx, &lens);
+        let values = Flat::new(ctx, "gru_weights", &layout)?.ranges(&layout, &lens);
+        let grads = Flat::new(ctx, "gru_grads", &layout)?.ranges(&layout, &lens);
+        Self::within(ctx, config, &values, &grads)
+    }
+
+    /// A stack whose tensors are `values` and `grads` (in [`tensor_lens`] order, ranges
+    /// of a model's flat buffers); only W_hhᵀ gets a buffer of its own.
+    pub(crate) fn within(
+        ctx: &GpuContext,
+        config: &GruConfig,
+        values: &[Range],
+        grads: &[Range],
+    ) -> Result<Self> {
         let h = config.hidden_size;
         let nd = config.num_directions();
         let mut dirs = Vec::new();
-        for idx in 0..config.num_layers * nd {
+        for (idx, (v, g)) in values.chunks(4).zip(grads.chunks(4)).enumerate() {
             let layer = idx / nd;
-            let i = config.layer_input_size(layer);
-            let name = |base: &str| {
-                format!(
-                    "{base}_l{layer}{}",
-                    if idx % nd == 1 { "_reverse" } else { "" }
-                )
-            };
+            let reverse = if idx % nd == 1 { "_reverse" } else { "" };
             dirs.push(DirParams {
-                w_ih: ctx.storage(&name("weight_ih"), 3 * h * i)?,
-                w_hh: ctx.storage(&name("weight_hh"), 3 * h * h)?,
-                w_hh_t: ctx.storage(&name("weight_hh_t"), 3 * h * h)?,
-                b_ih: ctx.storage(&name("bias_ih"), 3 * h)?,
-                b_hh: ctx.storage(&name("bias_hh"), 3 * h)?,
-                d_w_ih: ctx.storage(&name("d_weight_ih"), 3 * h * i)?,
-                d_w_hh: ctx.storage(&name("d_weight_hh"), 3 * h * h)?,
-                d_b_ih: ctx.storage(&name("d_bias_ih"), 3 * h)?,
-                d_b_hh: ctx.storage(&name("d_bias_hh"), 3 * h)?,
+                w_ih: v[0].clone(),
+                w_hh: v[1].clone(),
+                w_hh_t: ctx.storage(&format!("weight_hh_t_l{layer}{reverse}"), 3 * h * h)?,
+                b_ih: v[2].clone(),
+                b_hh: v[3].clone(),
+                d_w_ih: g[0].clone(),
+                d_w_hh: g[1].clone(),
+                d_b_ih: g[2].clone(),
+                d_b_hh: g[3].clone(),
             });
         }
         Ok(GpuParams { dirs })
@@ -55,33 +81,30 @@ impl GpuParams {
     /// Uploads `w` (shapes already checked against the config).
     pub(crate) fn upload(&self, ctx: &GpuContext, w: &GruWeights) {
         for (p, d) in self.dirs.iter().zip(&w.dirs) {
-            ctx.queue
-                .write_buffer(&p.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
-            ctx.queue
-                .write_buffer(&p.w_hh, 0, bytemuck::cast_slice(&d.w_hh));
-            ctx.queue
-                .write_buffer(&p.b_ih, 0, bytemuck::cast_slice(&d.b_ih));
-            ctx.queue
-                .write_buffer(&p.b_hh, 0, bytemuck::cast_slice(&d.b_hh));
+            let pairs = [
+                (&p.w_ih, &d.w_ih),
+                (&p.w_hh, &d.w_hh),
+                (&p.b_ih, &d.b_ih),
+                (&p.b_hh, &d.b_hh),
+            ];
+            for (r, data) in pairs {
+                ctx.queue
+                    .write_buffer(&r.buffer, r.offset, bytemuck::cast_slice(data));
+            }
         }
     }
 
     /// (buffer, first, len) of the four values or the four gradients of every direction,
     /// in `GruWeights` order, for one readback.
-    pub(crate) fn parts<'a>(
-        &'a self,
-        template: &GruWeights,
-        grads: bool,
-    ) -> Vec<(&'a wgpu::Buffer, usize, usize)> {
+    pub(crate) fn parts(&self, grads: bool) -> Vec<(&wgpu::Buffer, usize, usize)> {
         let mut parts = Vec::new();
-        for (p, d) in self.dirs.iter().zip(&template.dirs) {
-            let bufs = if grads {
+        for p in &self.dirs {
+            let ranges = if grads {
                 [&p.d_w_ih, &p.d_w_hh, &p.d_b_ih, &p.d_b_hh]
             } else {
                 [&p.w_ih, &p.w_hh, &p.b_ih, &p.b_hh]
             };
-            let lens = [d.w_ih.len(), d.w_hh.len(), d.b_ih.len(), d.b_hh.len()];
-            parts.extend(bufs.into_iter().zip(lens).map(|(b, n)| (b, 0, n)));
+            parts.extend(ranges.into_iter().map(|r| (&r.buffer, r.first(), r.len)));
         }
         parts
     }

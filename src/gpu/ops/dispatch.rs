@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::abi::WG;
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Kernel, Pipeline};
 
@@ -85,13 +86,13 @@ pub(crate) fn param_dispatch(
     constants: &[(&'static str, u32)],
     label: &str,
     params: &[u8],
-    buffers: &[&wgpu::Buffer],
+    buffers: &[&dyn Bind],
     groups: [u32; 3],
 ) -> Result<Dispatch> {
     let pipeline = ctx.pipeline(kernel, constants)?;
     let params = ctx.uniform(label, params)?;
     let mut resources = vec![params.as_entire_binding()];
-    resources.extend(buffers.iter().map(|b| b.as_entire_binding()));
+    resources.extend(buffers.iter().map(|b| b.binding()));
     let bind_group = bind(ctx, &pipeline, label, resources);
     Ok(Dispatch {
         pipeline,
@@ -108,7 +109,7 @@ pub(crate) fn buffers_dispatch(
     ctx: &GpuContext,
     kernel: Kernel,
     label: &str,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[&dyn Bind],
     groups: [u32; 3],
 ) -> Result<Dispatch> {
     let pipeline = ctx.pipeline(kernel, &[])?;
@@ -116,7 +117,7 @@ pub(crate) fn buffers_dispatch(
         ctx,
         &pipeline,
         label,
-        buffers.iter().map(|b| b.as_entire_binding()).collect(),
+        buffers.iter().map(|b| b.binding()).collect(),
     );
     Ok(Dispatch {
         pipeline,

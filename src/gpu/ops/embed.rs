@@ -2,6 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::abi::EmbedParams;
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
@@ -19,9 +20,9 @@ fn params(n: usize, dim: usize, vocab: usize, accumulate: bool) -> EmbedParams {
 pub(crate) fn embed_forward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
-    tokens: &wgpu::Buffer,
-    table: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    tokens: &dyn Bind,
+    table: &dyn Bind,
+    out: &dyn Bind,
 ) -> Result<Dispatch> {
     let q = params(n, dim, vocab, false);
     let grid = flat_grid(ctx, n * dim);
@@ -44,9 +45,9 @@ pub(crate) fn embed_backward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
     accumulate: bool,
-    index: &wgpu::Buffer,
-    d_x: &wgpu::Buffer,
-    d_table: &wgpu::Buffer,
+    index: &dyn Bind,
+    d_x: &dyn Bind,
+    d_table: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
     let q = params(n, dim, vocab, accumulate);
     let bufs = [index, d_x, d_table];

@@ -3,6 +3,7 @@
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::GemmParams;
 use crate::gpu::abi::{ReduceParams, WG};
+use crate::gpu::bind::Bind;
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{bind, groups, param_dispatch, Dispatch};
@@ -140,14 +141,14 @@ fn gemm_windowed(
     label: &str,
     mut p: GemmParams,
     f: GemmFlags,
-    [a, b, c]: [&wgpu::Buffer; 3],
-    bias: Option<&wgpu::Buffer>,
+    [a, b, c]: [&dyn Bind; 3],
+    bias: Option<&dyn Bind>,
 ) -> Result<Option<Vec<Dispatch>>> {
-    if !b.usage().contains(wgpu::BufferUsages::UNIFORM) {
+    if !b.raw().usage().contains(wgpu::BufferUsages::UNIFORM) {
         return Ok(None);
     }
     let align = ctx.limits.min_uniform_buffer_offset_alignment as u64;
-    let Some(windows) = uniform_windows(&p, f.trans_b, b.size(), align) else {
+    let Some(windows) = uniform_windows(&p, f.trans_b, b.room(), align) else {
         return Ok(None);
     };
     let (rows, cols) = subgroup_tile(ctx, p.n);
@@ -179,16 +180,16 @@ fn gemm_windowed(
         let pipeline = ctx.pipeline(Kernel::GemmUb, &constants)?;
         let params = ctx.uniform(label, bytemuck::bytes_of(&q))?;
         let window = wgpu::BufferBinding {
-            buffer: b,
-            offset: w.win as u64 * 4,
+            buffer: b.raw(),
+            offset: b.start() + w.win as u64 * 4,
             size: std::num::NonZeroU64::new(UNIFORM_WINDOW),
         };
         let resources = vec![
             params.as_entire_binding(),
-            a.as_entire_binding(),
+            a.binding(),
             wgpu::BindingResource::Buffer(window),
-            bias.unwrap_or(a).as_entire_binding(),
-            c.as_entire_binding(),
+            bias.unwrap_or(a).binding(),
+            c.binding(),
         ];
         list.push(Dispatch {
             bind_group: bind(ctx, &pipeline, label, resources),
@@ -209,11 +210,11 @@ pub(crate) fn gemm(
     label: &str,
     p: GemmParams,
     f: GemmFlags,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    c: &wgpu::Buffer,
-    scratch: &wgpu::Buffer,
+    a: &dyn Bind,
+    b: &dyn Bind,
+    bias: Option<&dyn Bind>,
+    c: &dyn Bind,
+    scratch: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
     gemm_as(ctx, variant(ctx), label, p, f, [a, b, c, scratch], bias)
 }
@@ -226,8 +227,8 @@ fn gemm_as(
     label: &str,
     mut p: GemmParams,
     f: GemmFlags,
-    [a, b, c, scratch]: [&wgpu::Buffer; 4],
-    bias: Option<&wgpu::Buffer>,
+    [a, b, c, scratch]: [&dyn Bind; 4],
+    bias: Option<&dyn Bind>,
 ) -> Result<Vec<Dispatch>> {
     let kernel = match kernel {
         Kernel::GemmUb => match gemm_windowed(ctx, label, p, f, [a, b, c], bias)? {
@@ -382,7 +383,7 @@ mod tests {
                 let scratch = ctx
                     .storage("scratch", gemm_scratch(m, n, k).max(1))
                     .unwrap();
-                let bias_buf = bias.then_some(&biasb);
+                let bias_buf = bias.then_some(&biasb as &dyn Bind);
                 let mut kernels = vec![Kernel::Gemm];
                 if ctx.subgroups_of_8() {
                     kernels.push(Kernel::GemmSg);
@@ -392,7 +393,7 @@ mod tests {
                 }
                 for kernel in kernels {
                     ctx.queue.write_buffer(&cb, 0, bytemuck::cast_slice(&c0));
-                    let bufs = [&ab, &bb, &cb, &scratch];
+                    let bufs: [&dyn Bind; 4] = [&ab, &bb, &cb, &scratch];
                     let list = gemm_as(&ctx, kernel, "gemm", p, f, bufs, bias_buf).unwrap();
                     if kernel == Kernel::GemmUb {
                         // Windowed wherever a row of b fits a window: one dispatch each.

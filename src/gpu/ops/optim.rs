@@ -3,24 +3,25 @@
 
 use crate::error::Result;
 use crate::gpu::abi::{NormParams, TensorParams, SUMSQ_SPAN};
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, row_grid, Dispatch};
 
-/// One parameter tensor in the update: its buffers and place among `count` tensors.
+/// What one optimiser dispatch updates: `len` values of a value buffer, its gradient
+/// and its moments (a segment of the model's flat buffers).
 pub(crate) struct UpdateTensor<'a> {
-    pub index: usize,
     pub len: usize,
-    pub value: &'a wgpu::Buffer,
-    pub grad: &'a wgpu::Buffer,
-    pub m: &'a wgpu::Buffer,
-    pub v: &'a wgpu::Buffer,
+    pub value: &'a dyn Bind,
+    pub grad: &'a dyn Bind,
+    pub m: &'a dyn Bind,
+    pub v: &'a dyn Bind,
 }
 
 fn tensor_params(t: &UpdateTensor, count: usize) -> TensorParams {
     TensorParams {
         n: t.len as u32,
-        index: t.index as u32,
+        index: 0,
         count: count as u32,
         _p0: 0,
     }
@@ -32,13 +33,13 @@ pub(crate) fn sumsq_slots(len: usize) -> usize {
     len.div_ceil(SUMSQ_SPAN as usize).max(1)
 }
 
-/// norms[first ..] = Σ grad² over each span of one tensor, one workgroup per span.
+/// norms[first ..] = Σ grad² over each span of `t`'s gradient, one workgroup per span.
 pub(crate) fn sum_squares(
     ctx: &GpuContext,
-    step: &wgpu::Buffer,
+    step: &dyn Bind,
     (t, first): (&UpdateTensor, usize),
     slots: usize,
-    norms: &wgpu::Buffer,
+    norms: &dyn Bind,
 ) -> Result<Dispatch> {
     let q = TensorParams {
         n: t.len as u32,
@@ -61,10 +62,10 @@ pub(crate) fn sum_squares(
 /// norms[count + 1] = the norm before clipping.
 pub(crate) fn clip_scale(
     ctx: &GpuContext,
-    step: &wgpu::Buffer,
+    step: &dyn Bind,
     count: usize,
-    any_grad: &wgpu::Buffer,
-    norms: &wgpu::Buffer,
+    any_grad: &dyn Bind,
+    norms: &dyn Bind,
 ) -> Result<Dispatch> {
     let q = TensorParams {
         count: count as u32,
@@ -81,12 +82,12 @@ pub(crate) fn clip_scale(
     )
 }
 
-/// One optimiser step of one tensor: `kernel` is `Sgd` or `Adam` (AdamW by the uniform).
+/// One optimiser step over `t` (every tensor of a segment at once): `kernel` is `Sgd` or `Adam` (AdamW by the uniform).
 pub(crate) fn optimizer_step(
     ctx: &GpuContext,
     kernel: Kernel,
-    step: &wgpu::Buffer,
-    norms: &wgpu::Buffer,
+    step: &dyn Bind,
+    norms: &dyn Bind,
     t: &UpdateTensor,
     count: usize,
 ) -> Result<Dispatch> {
@@ -107,7 +108,7 @@ pub(crate) fn optimizer_step(
 pub(crate) fn max_norm_rows(
     ctx: &GpuContext,
     (rows, cols, c): (usize, usize, f32),
-    w: &wgpu::Buffer,
+    w: &dyn Bind,
 ) -> Result<Dispatch> {
     let q = NormParams {
         rows: rows as u32,
@@ -130,8 +131,8 @@ pub(crate) fn max_norm_rows(
 pub(crate) fn max_norm_pairs(
     ctx: &GpuContext,
     (rows, c): (usize, f32),
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
+    a: &dyn Bind,
+    b: &dyn Bind,
 ) -> Result<Dispatch> {
     let q = NormParams {
         rows: rows as u32,

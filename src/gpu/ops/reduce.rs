@@ -4,6 +4,7 @@
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::ReduceParams;
 use crate::gpu::abi::{ColsumParams, WG};
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
@@ -26,9 +27,9 @@ pub(crate) fn reduce_slices(
     label: &str,
     r: ReduceParams,
     accumulate: bool,
-    bias: Option<&wgpu::Buffer>,
-    part: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    bias: Option<&dyn Bind>,
+    part: &dyn Bind,
+    out: &dyn Bind,
 ) -> Result<Dispatch> {
     let total = groups(r.m as usize * r.n as usize, WG);
     let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
@@ -56,10 +57,10 @@ pub(crate) fn colsum(
     label: &str,
     m: usize,
     n: usize,
-    x: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    x: &dyn Bind,
+    out: &dyn Bind,
     accumulate: bool,
-    scratch: &wgpu::Buffer,
+    scratch: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
     let slices = m.div_ceil(COLSUM_ROWS).max(1);
     let split = slices > 1;

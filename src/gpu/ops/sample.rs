@@ -28,14 +28,13 @@ pub(crate) fn sample(
         seed_hi: (sampling.seed >> 32) as u32,
         ..Default::default()
     };
-    let bufs = [logits, tokens, generated];
     param_dispatch(
         ctx,
         Kernel::Sample,
         &[],
         "sample",
         bytemuck::bytes_of(&sp),
-        &bufs,
+        &[logits, tokens, generated],
         [1, 1, 1],
     )
 }

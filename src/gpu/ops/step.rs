@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
 use crate::gpu::abi::{TB, TB_SUBGROUP, UT, WG};
+use crate::gpu::bind::Bind;
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
@@ -177,7 +178,7 @@ impl StepKernel {
         slots: &wgpu::Buffer,
         dims: &wgpu::Buffer,
         d: &StepDims,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&dyn Bind],
     ) -> Result<Self> {
         let pipeline = ctx.pipeline(kernel, constants)?;
         let mut res = vec![
@@ -188,16 +189,17 @@ impl StepKernel {
             }),
             dims.as_entire_binding(),
         ];
-        res.extend(buffers.iter().map(|b| b.as_entire_binding()));
+        res.extend(buffers.iter().map(|b| b.binding()));
         if matches!(kernel, Kernel::StepFusedUb | Kernel::SeqFusedUb) {
             // Windows past W_hhᵀ's values stay inside the buffer's slack or repeat the
             // first; the shader never reads them.
             let w = buffers[1];
+            let start = w.start();
             let used = (3 * d.hidden as u64 * d.hidden as u64 * 4).div_ceil(UNIFORM_WINDOW);
             res.extend((0..W_WINDOWS as u64).map(|i| {
-                let offset = if i < used { i * UNIFORM_WINDOW } else { 0 };
+                let offset = start + if i < used { i * UNIFORM_WINDOW } else { 0 };
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: w,
+                    buffer: w.raw(),
                     offset,
                     size: wgpu::BufferSize::new(UNIFORM_WINDOW),
                 })

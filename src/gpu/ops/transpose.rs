@@ -2,6 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::abi::TransposeParams;
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
@@ -12,8 +13,8 @@ pub(crate) fn transpose(
     label: &str,
     rows: usize,
     cols: usize,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
+    src: &dyn Bind,
+    dst: &dyn Bind,
 ) -> Result<Dispatch> {
     let params = TransposeParams {
         rows: rows as u32,

@@ -19,6 +19,7 @@ use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::gpu::abi::TrainStep;
+use crate::gpu::bind::Range;
 use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
@@ -32,7 +33,7 @@ use crate::train::trainer::{Metrics, Split, Trainer};
 use carry::Carry;
 pub(crate) use plan::ModelBuffers;
 use run::{ModelRun, Pass};
-use tensors::GpuTensor;
+use tensors::{Flats, GpuTensor};
 
 const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
 
@@ -57,6 +58,9 @@ pub struct GpuTrainer {
     config: ModelConfig,
     options: TrainOptions,
     layers: Vec<(GruConfig, GpuParams)>,
+    /// Every tensor's value, gradient and moments, in flat buffers.
+    flats: Flats,
+    /// Each tensor's ranges of `flats`, in `ModelParams::infos` order.
     tensors: Vec<GpuTensor>,
     step_uniform: wgpu::Buffer,
     /// [slots + 2]: partial sums of squares (`update::norm_slots`), then the clip factor
@@ -102,31 +106,37 @@ impl GpuTrainer {
         let infos = params.infos();
         let gcfg = config.gru_config();
         let built = ctx.scoped(|| {
-            let mut layers = Vec::new();
-            for l in 0..config.num_layers {
-                let lc = GruConfig::new(gcfg.layer_input_size(l), gcfg.hidden_size)
-                    .bidirectional(gcfg.bidirectional)
-                    .variant(gcfg.variant);
-                let p = GpuParams::new(&ctx, &lc)?;
-                layers.push((lc, p));
-            }
-            let tensors = tensors::allocate(&ctx, &layers, &infos)?;
+            let layer_configs: Vec<GruConfig> = (0..config.num_layers)
+                .map(|l| {
+                    GruConfig::new(gcfg.layer_input_size(l), gcfg.hidden_size)
+                        .bidirectional(gcfg.bidirectional)
+                        .variant(gcfg.variant)
+                })
+                .collect();
+            let (flats, tensors, layers) = tensors::allocate(&ctx, &layer_configs, &infos)?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
-            let norms = ctx.storage("grad_norms", update::norm_slots(&tensors) + 2)?;
+            let norms = ctx.storage("grad_norms", update::norm_slots(&flats) + 2)?;
             let metrics = [
                 ctx.storage("train_metrics", 4)?,
                 ctx.storage("eval_metrics", 4)?,
             ];
             let small_staging = ctx.staging(4)?;
-            Ok((layers, tensors, step_uniform, norms, metrics, small_staging))
+            Ok((
+                (layers, flats, tensors),
+                step_uniform,
+                norms,
+                metrics,
+                small_staging,
+            ))
         })?;
-        let (layers, tensors, step_uniform, norms, metrics, small_staging) = built;
+        let ((layers, flats, tensors), step_uniform, norms, metrics, small_staging) = built;
         let mut t = GpuTrainer {
             ctx,
             config,
             options,
             layers,
+            flats,
             tensors,
             step_uniform,
             norms,
@@ -138,9 +148,15 @@ impl GpuTrainer {
             step: 0,
             carry: None,
         };
-        t.update = t
-            .ctx
-            .scoped(|| update::plan(&t.ctx, &t.tensors, &t.options, &t.step_uniform, &t.norms))?;
+        t.update = t.ctx.scoped(|| {
+            update::plan(
+                &t.ctx,
+                (&t.flats, &t.tensors),
+                &t.options,
+                &t.step_uniform,
+                &t.norms,
+            )
+        })?;
         t.set_params(params)?;
         Ok(t)
     }
@@ -223,11 +239,7 @@ impl GpuTrainer {
         let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
         self.write_inputs(wi, &prep);
         let warm = self.shapes.get(wi).single()?;
-        let tensors: Vec<(&wgpu::Buffer, usize)> = self
-            .tensors
-            .iter()
-            .map(|t| (&t.value, t.info.len()))
-            .collect();
+        let tensors: Vec<&Range> = self.tensors.iter().map(|t| &t.value).collect();
         let route = match (fused, si) {
             (Some(f), _) => Route::Fused(f, &tensors),
             (None, Some(si)) => Route::Steps(self.shapes.get(si).single()?),
@@ -240,7 +252,7 @@ impl GpuTrainer {
     /// What every model plan binds besides its own buffers.
     fn buffers(&self) -> ModelBuffers<'_> {
         let n = self.tensors.len();
-        fn pair(t: &GpuTensor) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        fn pair(t: &GpuTensor) -> (&Range, &Range) {
             (&t.value, &t.grad)
         }
         ModelBuffers {
@@ -309,7 +321,7 @@ impl GpuTrainer {
 
     /// The global gradient norm of the last training step, before clipping (a readback).
     pub fn last_grad_norm(&self) -> Result<f32> {
-        let n = update::norm_slots(&self.tensors);
+        let n = update::norm_slots(&self.flats);
         Ok(self
             .ctx
             .read_f32(&self.small_staging, &[(&self.norms, n + 1, 1)])?

@@ -5,6 +5,7 @@
 use crate::config::GruConfig;
 use crate::error::{GruError, Result};
 use crate::gpu::abi::{CopyParams, LossParams};
+use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::copy::strided_copy;
 use crate::gpu::ops::dropout::dropout;
@@ -25,9 +26,9 @@ use super::place::Place;
 /// totals of each split.
 pub(crate) struct ModelBuffers<'a> {
     pub layers: &'a [(GruConfig, GpuParams)],
-    pub embedding: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
-    pub fc_weight: (&'a wgpu::Buffer, &'a wgpu::Buffer),
-    pub fc_bias: (&'a wgpu::Buffer, &'a wgpu::Buffer),
+    pub embedding: Option<(&'a Range, &'a Range)>,
+    pub fc_weight: (&'a Range, &'a Range),
+    pub fc_bias: (&'a Range, &'a Range),
     pub step: &'a wgpu::Buffer,
     pub totals: [&'a wgpu::Buffer; 2],
 }

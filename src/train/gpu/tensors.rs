@@ -2,83 +2,119 @@
 //! moments each, and their transfers to and from the host.
 
 use crate::config::GruConfig;
-use crate::error::{check_len, GruError, Result};
+use crate::error::{check_len, Result};
+use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
+use crate::gpu::flat::{Flat, Layout};
 use crate::gpu::ops::optim::UpdateTensor;
 use crate::gpu::params::GpuParams;
 use crate::model::{ModelConfig, ModelParams, ParamInfo, ParamRole};
 
-/// One parameter tensor on the device with its gradient and optimiser moments.
+/// One parameter tensor on the device with its gradient and optimiser moments, each a
+/// range of its role's flat buffer.
 pub(crate) struct GpuTensor {
     pub info: ParamInfo,
-    pub value: wgpu::Buffer,
-    pub grad: wgpu::Buffer,
-    pub m: wgpu::Buffer,
-    pub v: wgpu::Buffer,
+    pub value: Range,
+    pub grad: Range,
+    pub m: Range,
+    pub v: Range,
 }
 
-impl GpuTensor {
-    pub(crate) fn update(&self, index: usize) -> UpdateTensor<'_> {
+/// The model's flat buffers: every tensor's value, gradient and moments.
+pub(crate) struct Flats {
+    pub layout: Layout,
+    pub value: Flat,
+    pub grad: Flat,
+    pub m: Flat,
+    pub v: Flat,
+}
+
+impl Flats {
+    /// Segment `s` of every role, as the update's one tensor of `len` values.
+    pub(crate) fn segment(&self, s: usize) -> UpdateTensor<'_> {
         UpdateTensor {
-            index,
-            len: self.info.len(),
-            value: &self.value,
-            grad: &self.grad,
-            m: &self.m,
-            v: &self.v,
+            len: self.layout.segments[s],
+            value: &self.value.buffers[s],
+            grad: &self.grad.buffers[s],
+            m: &self.m.buffers[s],
+            v: &self.v.buffers[s],
         }
     }
 }
 
-/// Every parameter tensor of `infos` on the device: the GRU's are the layers' own
-/// buffers (value and gradient), the embedding's and the head's new; moments for all.
+/// The GRU stack on the device, one layer each.
+pub(crate) type Layers = Vec<(GruConfig, GpuParams)>;
+
+/// Every parameter tensor of `infos` in flat buffers (zeroed), and the GRU stack's
+/// layers (one config each) over their ranges.
 pub(crate) fn allocate(
     ctx: &GpuContext,
-    layers: &[(GruConfig, GpuParams)],
+    layer_configs: &[GruConfig],
     infos: &[ParamInfo],
-) -> Result<Vec<GpuTensor>> {
-    let mut gru = layers.iter().flat_map(|(_, p)| {
-        p.dirs.iter().flat_map(|d| {
-            [
-                (d.w_ih.clone(), d.d_w_ih.clone()),
-                (d.w_hh.clone(), d.d_w_hh.clone()),
-                (d.b_ih.clone(), d.d_b_ih.clone()),
-                (d.b_hh.clone(), d.d_b_hh.clone()),
-            ]
+) -> Result<(Flats, Vec<GpuTensor>, Layers)> {
+    let lens: Vec<usize> = infos.iter().map(ParamInfo::len).collect();
+    let layout = Layout::for_device(ctx, &lens);
+    let flats = Flats {
+        value: Flat::new(ctx, "model_values", &layout)?,
+        grad: Flat::new(ctx, "model_grads", &layout)?,
+        m: Flat::new(ctx, "model_adam_m", &layout)?,
+        v: Flat::new(ctx, "model_adam_v", &layout)?,
+        layout,
+    };
+    let tensors: Vec<GpuTensor> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let n = info.len();
+            let l = &flats.layout;
+            GpuTensor {
+                info: info.clone(),
+                value: flats.value.range(l, i, n),
+                grad: flats.grad.range(l, i, n),
+                m: flats.m.range(l, i, n),
+                v: flats.v.range(l, i, n),
+            }
         })
-    });
-    let mut tensors = Vec::new();
-    for info in infos {
-        let n = info.len();
-        let (value, grad) = match info.role {
-            ParamRole::Embedding | ParamRole::DenseWeight | ParamRole::DenseBias => (
-                ctx.storage(&info.name, n)?,
-                ctx.storage(&format!("d_{}", info.name), n)?,
-            ),
-            _ => gru
-                .next()
-                .ok_or_else(|| GruError::State("GRU tensors out of step".into()))?,
-        };
-        tensors.push(GpuTensor {
-            info: info.clone(),
-            value,
-            grad,
-            m: ctx.storage(&format!("m_{}", info.name), n)?,
-            v: ctx.storage(&format!("v_{}", info.name), n)?,
-        });
+        .collect();
+    let gru: Vec<&GpuTensor> = tensors
+        .iter()
+        .filter(|t| {
+            !matches!(
+                t.info.role,
+                ParamRole::Embedding | ParamRole::DenseWeight | ParamRole::DenseBias
+            )
+        })
+        .collect();
+    let mut layers = Vec::new();
+    let mut at = 0;
+    for lc in layer_configs {
+        let n = 4 * lc.num_directions();
+        let mine = gru.get(at..at + n).ok_or_else(|| {
+            crate::error::GruError::State("GRU tensors out of step with the layers".into())
+        })?;
+        let values: Vec<Range> = mine.iter().map(|t| t.value.clone()).collect();
+        let grads: Vec<Range> = mine.iter().map(|t| t.grad.clone()).collect();
+        layers.push((*lc, GpuParams::within(ctx, lc, &values, &grads)?));
+        at += n;
     }
-    Ok(tensors)
+    Ok((flats, tensors, layers))
 }
 
 /// One buffer of every tensor (`pick`: value, gradient or a moment), read back.
 pub(crate) fn read(
     ctx: &GpuContext,
     tensors: &[GpuTensor],
-    pick: impl Fn(&GpuTensor) -> &wgpu::Buffer,
+    pick: impl Fn(&GpuTensor) -> &Range,
 ) -> Result<Vec<Vec<f32>>> {
     let total: usize = tensors.iter().map(|t| t.info.len()).sum();
     let staging = ctx.staging(total)?;
-    let parts: Vec<_> = tensors.iter().map(|t| (pick(t), 0, t.info.len())).collect();
+    let parts: Vec<_> = tensors
+        .iter()
+        .map(|t| {
+            let r = pick(t);
+            (&r.buffer, r.first(), r.len)
+        })
+        .collect();
     ctx.read_f32(&staging, &parts)
 }
 
@@ -87,7 +123,7 @@ pub(crate) fn read_params(
     ctx: &GpuContext,
     config: ModelConfig,
     tensors: &[GpuTensor],
-    pick: impl Fn(&GpuTensor) -> &wgpu::Buffer,
+    pick: impl Fn(&GpuTensor) -> &Range,
 ) -> Result<ModelParams> {
     let data = read(ctx, tensors, pick)?;
     let mut p = ModelParams::zeros(config);
@@ -103,14 +139,16 @@ pub(crate) fn write(
     ctx: &GpuContext,
     tensors: &[GpuTensor],
     data: &[&[f32]],
-    pick: impl Fn(&GpuTensor) -> &wgpu::Buffer,
+    pick: impl Fn(&GpuTensor) -> &Range,
 ) -> Result<()> {
     for (t, d) in tensors.iter().zip(data) {
         let shape = format!("{:?}", t.info.shape);
         check_len(&t.info.name, d.len(), &t.info.shape, &shape)?;
     }
     for (t, d) in tensors.iter().zip(data) {
-        ctx.queue.write_buffer(pick(t), 0, bytemuck::cast_slice(d));
+        let r = pick(t);
+        ctx.queue
+            .write_buffer(&r.buffer, r.offset, bytemuck::cast_slice(d));
     }
     Ok(())
 }

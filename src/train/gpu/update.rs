@@ -1,7 +1,8 @@
 //! The update after backward, the same for every shape: the global gradient norm and
-//! clip factor, one optimiser step per tensor, then Keras' max-norm.
+//! clip factor, then the optimiser over each segment of the flat buffers (one dispatch
+//! for most models, whatever their tensor count), then Keras' max-norm per tensor.
 
-use super::tensors::GpuTensor;
+use super::tensors::{Flats, GpuTensor};
 
 use crate::error::Result;
 use crate::gpu::abi::TrainStep;
@@ -14,41 +15,37 @@ use crate::gpu::ops::Dispatch;
 use crate::model::ParamRole;
 use crate::train::options::{Optimizer, TrainOptions};
 
-/// Slots of partial sums of squares of every tensor: `norms` holds them, then the clip
+/// Slots of partial sums of squares of every segment: `norms` holds them, then the clip
 /// factor and the norm.
-pub(crate) fn norm_slots(tensors: &[GpuTensor]) -> usize {
-    tensors.iter().map(|t| sumsq_slots(t.info.len())).sum()
+pub(crate) fn norm_slots(flats: &Flats) -> usize {
+    flats.layout.segments.iter().map(|&n| sumsq_slots(n)).sum()
 }
 
 /// The update list; `step` is the training uniform, `norms` [norm_slots + 2].
 pub(crate) fn plan(
     ctx: &GpuContext,
-    tensors: &[GpuTensor],
+    (flats, tensors): (&Flats, &[GpuTensor]),
     options: &TrainOptions,
     step: &wgpu::Buffer,
     norms: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let count = norm_slots(tensors);
+    let count = norm_slots(flats);
+    let segments = flats.layout.segments.len();
     let mut list = Vec::new();
     let mut first = 0;
-    for (i, t) in tensors.iter().enumerate() {
-        list.push(sum_squares(ctx, step, (&t.update(i), first), count, norms)?);
-        first += sumsq_slots(t.info.len());
+    for s in 0..segments {
+        let t = flats.segment(s);
+        list.push(sum_squares(ctx, step, (&t, first), count, norms)?);
+        first += sumsq_slots(t.len);
     }
-    list.push(clip_scale(ctx, step, count, &tensors[0].grad, norms)?);
+    list.push(clip_scale(ctx, step, count, &flats.grad.buffers[0], norms)?);
     let kernel = match options.optimizer {
         Optimizer::Sgd { .. } => Kernel::Sgd,
         Optimizer::Adam | Optimizer::AdamW => Kernel::Adam,
     };
-    for (i, t) in tensors.iter().enumerate() {
-        list.push(optimizer_step(
-            ctx,
-            kernel,
-            step,
-            norms,
-            &t.update(i),
-            count,
-        )?);
+    for s in 0..segments {
+        let t = flats.segment(s);
+        list.push(optimizer_step(ctx, kernel, step, norms, &t, count)?);
     }
     if let Some(c) = options.max_norm {
         for (i, t) in tensors.iter().enumerate() {

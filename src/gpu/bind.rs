@@ -1,0 +1,66 @@
+//! What an op binds: a whole buffer, or a range of one (a tensor inside the flat
+//! parameter, gradient and optimiser-state buffers, `crate::gpu::flat`).
+
+use std::num::NonZeroU64;
+
+/// A storage or uniform binding. Kernels index from the binding's start, so the same
+/// kernel reads a tensor whether it owns its buffer or sits at an offset in a flat one.
+pub(crate) trait Bind {
+    /// The buffer the binding lies in.
+    fn raw(&self) -> &wgpu::Buffer;
+    /// The binding's first byte in [`Self::raw`].
+    fn start(&self) -> u64;
+    /// The binding as a bind group resource.
+    fn binding(&self) -> wgpu::BindingResource<'_>;
+    /// Bytes from the binding's start to the end of its buffer (what a window past the
+    /// tensor's end may still read).
+    fn room(&self) -> u64 {
+        self.raw().size() - self.start()
+    }
+}
+
+impl Bind for wgpu::Buffer {
+    fn raw(&self) -> &wgpu::Buffer {
+        self
+    }
+    fn start(&self) -> u64 {
+        0
+    }
+    fn binding(&self) -> wgpu::BindingResource<'_> {
+        self.as_entire_binding()
+    }
+}
+
+/// `len` f32 values of `buffer` from byte `offset` (a multiple of 256, which every
+/// adapter accepts as a storage or uniform binding offset).
+#[derive(Debug, Clone)]
+pub(crate) struct Range {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub len: usize,
+}
+
+impl Range {
+    /// The range's first value as an index into its buffer's f32 values.
+    pub(crate) fn first(&self) -> usize {
+        (self.offset / 4) as usize
+    }
+}
+
+impl Bind for Range {
+    fn raw(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+    fn start(&self) -> u64 {
+        self.offset
+    }
+    fn binding(&self) -> wgpu::BindingResource<'_> {
+        // Whole 16-byte words: the tensors' padding (`flat::ALIGN`) holds them.
+        let bytes = (4 * self.len as u64).max(16).div_ceil(16) * 16;
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: NonZeroU64::new(bytes),
+        })
+    }
+}

@@ -1,13 +1,12 @@
 // embedding: the lookup table of a token model and its gradient.
 //   embed_fwd:  out[n, j] = table[tokens[n], j]
-//   embed_zero: d_table = 0, four values per thread (before a batch's first chunk).
 //   embed_bwd:  for each token v the batch holds, d_table[v, j] (+)= the sum of d_x[p, j]
 //               over the positions p holding v, in the order the host listed them:
 //               ids = [D | tokens (M) | starts (M + 1) | positions (N)], D tokens
 //               present (ascending), M = min(N, V) slots. The scatter-add is
 //               deterministic, needs no float atomics, and touches only the rows the
-//               batch holds: one thread per (present token, value), not per table value
-//               (a 70,000-word table costs a fill, not 2.2 M threads of index loads).
+//               batch holds: one thread per (present token, value), not per table value.
+//               Other rows are left alone (embed_update.wgsl zeroes the rows of a pass).
 
 
 @group(0) @binding(0) var<uniform> p: EmbedParams;
@@ -27,15 +26,6 @@ fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let row = e / p.dim;
     let j = e % p.dim;
     dst[e] = src[ids[row] * p.dim + j];
-}
-
-@compute @workgroup_size(WG)
-fn embed_zero(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = 4u * flat(gid, nwg);
-    let n = p.vocab * p.dim;
-    for (var c = 0u; c < 4u; c++) {
-        if (i + c < n) { dst[i + c] = 0.0; }
-    }
 }
 
 @compute @workgroup_size(WG)

@@ -1,8 +1,7 @@
-// Parameter updates, one dispatch per tensor, PyTorch semantics. The gradient is first
-// scaled by the global-norm clip factor (norms[count]) and then clamped to
-// +-clip_value when that is > 0 (Keras' order: clipnorm, then clipvalue).
-//   sgd:  g += wd p; m = momentum m + g; p -= lr m           (torch.optim.SGD)
-//   adam: Adam (L2 weight decay added to g) or, with `decoupled`, AdamW (p *= 1 - lr wd)
+// Parameter updates over a segment of the flat buffers (every tensor in it at once; the
+// zero padding between tensors stays zero), with the rules of parts/update_rules.wgsl.
+// The gradient is first scaled by the global-norm clip factor (norms[count]) and then
+// clamped to +-clip_value when that is > 0 (Keras' order: clipnorm, then clipvalue).
 
 
 @group(0) @binding(0) var<uniform> p: TensorParams;
@@ -27,29 +26,17 @@ fn clipped(i: u32) -> f32 {
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.n) { return; }
-    let g = clipped(i) + step.weight_decay * param[i];
-    var d = g;
-    if (step.momentum > 0.0) {
-        d = step.momentum * m[i] + g;
-        m[i] = d;
-    }
-    param[i] = param[i] - step.lr * d;
+    let r = sgd_rule(clipped(i), param[i], m[i], step);
+    param[i] = r.x;
+    if (step.momentum > 0.0) { m[i] = r.y; }
 }
 
 @compute @workgroup_size(WG)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.n) { return; }
-    var g = clipped(i);
-    var w = param[i];
-    if (step.decoupled != 0u) {
-        w = w * (1.0 - step.lr * step.weight_decay);
-    } else {
-        g = g + step.weight_decay * w;
-    }
-    let mi = step.beta1 * m[i] + (1.0 - step.beta1) * g;
-    let vi = step.beta2 * v[i] + (1.0 - step.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = w - step.lr * (mi / step.bc1) / (sqrt(vi / step.bc2) + step.eps);
+    let r = adam_rule(clipped(i), param[i], m[i], v[i], step);
+    param[i] = r.x;
+    m[i] = r.y;
+    v[i] = r.z;
 }

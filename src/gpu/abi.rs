@@ -106,6 +106,8 @@ wgsl_parts! {
     GenerateWStorage => "generate_w_storage",
     /// Generation's weights through twelve uniform windows (software adapters).
     GenerateWUniform => "generate_w_uniform",
+    /// One value's SGD and Adam step, shared by the dense and the embedding's update.
+    UpdateRules => "update_rules",
     /// Generation's row sums, each lane loading its own vector values.
     GenerateDot => "generate_dot",
     /// The same sums with the vector values shared across a subgroup.
@@ -120,6 +122,19 @@ pub(crate) struct SumSqSpan;
 impl Wgsl for SumSqSpan {
     fn wgsl() -> String {
         format!("const SPAN: u32 = {SUMSQ_SPAN}u;\n")
+    }
+}
+
+/// Steps of hyperparameters the embedding's lazy update keeps (embed_update.wgsl's
+/// `RING`): no row lags further, since the host brings every row up to date each time
+/// the step number reaches a multiple of it.
+pub(crate) const EMBED_RING: u32 = 64;
+
+/// `RING` as [`EMBED_RING`].
+pub(crate) struct EmbedRing;
+impl Wgsl for EmbedRing {
+    fn wgsl() -> String {
+        format!("const RING: u32 = {EMBED_RING}u;\n")
     }
 }
 
@@ -258,15 +273,20 @@ wgsl_structs! {
     /// Per-row loss statistics to add to the running totals.
     /// `batches`: 1, or 0 for a later chunk of the same batch.
     MetricParams { rows: u32, batches: u32, _p0: u32, _p1: u32 }
+    /// The embedding's lazy update: the table's shape, the clip factor's slot (`count`),
+    /// and the table's slots of partial sums of squares (`first`, `slots` of them).
+    EmbedUpdateParams { dim: u32, vocab: u32, count: u32, first: u32, slots: u32, _p0: u32, _p1: u32, _p2: u32 }
     /// One parameter tensor of the update: length, index, number of tensors.
     TensorParams { n: u32, index: u32, count: u32, _p0: u32 }
     /// Keras' max_norm on rows of cols values (cols = 1: bias pairs).
     NormParams { rows: u32, cols: u32, c: f32, _p0: u32 }
-    /// The optimiser's hyperparameters and the step's dropout seed.
+    /// The optimiser's hyperparameters, the step's dropout seed, and the update's number
+    /// (`index`, from 1, modulo 2^32: how far the embedding's lagging rows catch up).
     TrainStep {
         lr: f32, beta1: f32, beta2: f32, eps: f32,
         weight_decay: f32, momentum: f32, bc1: f32, bc2: f32,
         clip_value: f32, clip_norm: f32, seed: u32, decoupled: u32,
+        index: u32, _p0: u32, _p1: u32, _p2: u32,
     }
     /// A strided copy of rows x width values.
     CopyParams { rows: u32, width: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32, _p0: u32, _p1: u32 }

@@ -26,15 +26,17 @@ pub(crate) struct Layout {
 impl Layout {
     /// Tensors of `lens` values in order, a segment holding at most `capacity` values
     /// (a tensor longer than that gets a segment of its own, which the buffer's size
-    /// check then refuses with the tensor's name).
-    pub(crate) fn new(lens: &[usize], capacity: usize) -> Self {
+    /// check then refuses with the tensor's name). Tensor `alone` gets a segment of its
+    /// own (the embedding table, whose update is not the dense one).
+    pub(crate) fn new(lens: &[usize], capacity: usize, alone: Option<usize>) -> Self {
         let mut places = Vec::with_capacity(lens.len());
         let mut segments: Vec<usize> = Vec::new();
-        for &n in lens {
+        for (i, &n) in lens.iter().enumerate() {
             let padded = n.max(1).div_ceil(ALIGN) * ALIGN;
             let last = segments.len().wrapping_sub(1);
+            let joins = alone != Some(i) && alone.is_none_or(|a| a + 1 != i);
             match segments.last_mut() {
-                Some(end) if *end + padded <= capacity => {
+                Some(end) if joins && *end + padded <= capacity => {
                     places.push((last, *end));
                     *end += padded;
                 }
@@ -49,9 +51,14 @@ impl Layout {
 
     /// The layout of `lens` on `ctx`: segments as long as one storage binding allows,
     /// less the slack a uniform window past a tensor's end reads.
-    pub(crate) fn for_device(ctx: &GpuContext, lens: &[usize]) -> Self {
+    pub(crate) fn for_device(ctx: &GpuContext, lens: &[usize], alone: Option<usize>) -> Self {
         let bytes = ctx.storage_limit().saturating_sub(UNIFORM_WINDOW);
-        Self::new(lens, (bytes / 4) as usize / ALIGN * ALIGN)
+        Self::new(lens, (bytes / 4) as usize / ALIGN * ALIGN, alone)
+    }
+
+    /// The segment of tensor `i`.
+    pub(crate) fn segment_of(&self, i: usize) -> usize {
+        self.places[i].0
     }
 }
 
@@ -98,13 +105,17 @@ mod tests {
 
     #[test]
     fn tensors_sit_at_aligned_offsets_and_split_at_the_capacity() {
-        let l = Layout::new(&[1, 64, 65, 3], 1 << 20);
+        let l = Layout::new(&[1, 64, 65, 3], 1 << 20, None);
         assert_eq!(l.places, vec![(0, 0), (0, 64), (0, 128), (0, 256)]);
         assert_eq!(l.segments, vec![320]);
         // A segment holds at most 256 values: the third tensor starts a new one, and
         // a tensor past the capacity gets its own.
-        let l = Layout::new(&[100, 100, 100, 600, 1], 256);
+        let l = Layout::new(&[100, 100, 100, 600, 1], 256, None);
         assert_eq!(l.places, vec![(0, 0), (0, 128), (1, 0), (2, 0), (3, 0)]);
         assert_eq!(l.segments, vec![256, 128, 640, 64]);
+        // A tensor alone: nothing joins its segment, before or after.
+        let l = Layout::new(&[10, 10, 10, 10], 1 << 20, Some(1));
+        assert_eq!(l.places, vec![(0, 0), (1, 0), (2, 0), (2, 64)]);
+        assert_eq!(l.segment_of(3), 2);
     }
 }

@@ -43,7 +43,7 @@ impl GpuParams {
     /// A stack with its own flat value and gradient buffers.
     pub(crate) fn new(ctx: &GpuContext, config: &GruConfig) -> Result<Self> {
         let lens = tensor_lens(config);
-        let layout = Layout::for_device(ctx, &lens);
+        let layout = Layout::for_device(ctx, &lens, None);
         let values = Flat::new(ctx, "gru_weights", &layout)?.ranges(&layout, &lens);
         let grads = Flat::new(ctx, "gru_grads", &layout)?.ranges(&layout, &lens);
         Self::within(ctx, config, &values, &grads)

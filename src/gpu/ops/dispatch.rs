@@ -11,7 +11,9 @@ use crate::gpu::kernels::{Kernel, Pipeline};
 
 /// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid, and the
 /// useful floating-point operations it does (0 where no one counts them; the kernel lab
-/// reports GFLOP/s from them).
+/// reports GFLOP/s from them). With `indirect`, the grid is read from that buffer at that
+/// byte offset instead (the host writes it with the step's inputs: work that follows the
+/// tokens a batch holds).
 #[derive(Debug, Clone)]
 pub(crate) struct Dispatch {
     pub pipeline: Arc<Pipeline>,
@@ -19,6 +21,7 @@ pub(crate) struct Dispatch {
     pub offset: Option<u32>,
     pub groups: [u32; 3],
     pub flops: u64,
+    pub indirect: Option<(wgpu::Buffer, u64)>,
 }
 
 /// Replays `list` into one compute pass (wgpu orders the dispatches and their barriers).
@@ -33,7 +36,10 @@ pub(crate) fn encode(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispat
             Some(o) => pass.set_bind_group(0, &d.bind_group, &[o]),
             None => pass.set_bind_group(0, &d.bind_group, &[]),
         }
-        pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+        match &d.indirect {
+            Some((args, at)) => pass.dispatch_workgroups_indirect(args, *at),
+            None => pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]),
+        }
     }
 }
 
@@ -100,6 +106,7 @@ pub(crate) fn param_dispatch(
         offset: None,
         groups,
         flops: 0,
+        indirect: None,
     })
 }
 
@@ -125,5 +132,6 @@ pub(crate) fn buffers_dispatch(
         offset: None,
         groups,
         flops: 0,
+        indirect: None,
     })
 }

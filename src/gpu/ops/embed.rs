@@ -39,8 +39,9 @@ pub(crate) fn embed_forward(
 }
 
 /// d_table[v, j] (+)= Σ d_x[p, j] over the positions p of each token v the batch holds,
-/// in the order `index` ([`token_index`]) lists them; the other rows are zero. Without
-/// `accumulate` the table is cleared first; with it (a later chunk) the sums are added.
+/// in the order `index` ([`token_index`]) lists them; other rows are left as they are
+/// (the trainer's lazy update zeroes the rows a pass holds, and the last pass's, first).
+/// With `accumulate` (a later chunk) the sums are added.
 pub(crate) fn embed_backward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
@@ -48,31 +49,17 @@ pub(crate) fn embed_backward(
     index: &dyn Bind,
     d_x: &dyn Bind,
     d_table: &dyn Bind,
-) -> Result<Vec<Dispatch>> {
+) -> Result<Dispatch> {
     let q = params(n, dim, vocab, accumulate);
-    let bufs = [index, d_x, d_table];
-    let mut list = Vec::new();
-    if !accumulate {
-        list.push(param_dispatch(
-            ctx,
-            Kernel::EmbedZero,
-            &[],
-            "embed_zero",
-            bytemuck::bytes_of(&q),
-            &bufs,
-            flat_grid(ctx, (vocab * dim).div_ceil(4)),
-        )?);
-    }
-    list.push(param_dispatch(
+    param_dispatch(
         ctx,
         Kernel::EmbedBwd,
         &[],
         "embed_bwd",
         bytemuck::bytes_of(&q),
-        &bufs,
+        &[index, d_x, d_table],
         flat_grid(ctx, n.min(vocab) * dim),
-    )?);
-    Ok(list)
+    )
 }
 
 /// Values of [`token_index`] for `n` positions over `vocab` tokens.
@@ -154,15 +141,19 @@ mod tests {
                 want[v as usize * dim + j] += d_x[p * dim + j] as f64;
             }
         }
+        // Token 3 is not in the batch: its row keeps what it held.
+        for j in 0..dim {
+            want[3 * dim + j] = 7.0;
+        }
         let bwd = |acc| embed_backward(&ctx, (n, dim, vocab), acc, &ib, &dx, &d_table).unwrap();
-        run(&ctx, &bwd(false));
-        close(
-            &read(&ctx, &d_table, vocab * dim),
-            &want,
-            "gradient (token 3 unused: 0)",
-        );
-        run(&ctx, &bwd(true));
-        let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+        run(&ctx, &[bwd(false)]);
+        close(&read(&ctx, &d_table, vocab * dim), &want, "gradient");
+        run(&ctx, &[bwd(true)]);
+        let twice: Vec<f64> = want
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i / dim == 3 { *v } else { 2.0 * v })
+            .collect();
         close(&read(&ctx, &d_table, vocab * dim), &twice, "accumulated");
     }
 }

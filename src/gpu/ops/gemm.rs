@@ -197,6 +197,7 @@ fn gemm_windowed(
             offset: None,
             groups: [groups(grid_n, cols), groups(p.m as usize, rows), 1],
             flops,
+            indirect: None,
         });
     }
     Ok(Some(list))

@@ -258,6 +258,7 @@ pub(crate) fn generate_tokens(
         offset: None,
         groups: [1, 1, 1],
         flops: 0,
+        indirect: None,
     })
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod copy;
 pub(crate) mod dispatch;
 pub(crate) mod dropout;
 pub(crate) mod embed;
+pub(crate) mod embed_update;
 pub(crate) mod gemm;
 pub(crate) mod generate;
 pub(crate) mod loss;

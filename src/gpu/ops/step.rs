@@ -242,6 +242,7 @@ impl StepKernel {
             offset: Some(s as u32 * stride),
             groups: self.groups,
             flops: self.flops * steps as u64,
+            indirect: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 mod carry;
 #[cfg(test)]
 mod generate_routes;
+mod lazy;
 mod place;
 pub(crate) mod plan;
 mod run;
@@ -27,15 +28,16 @@ use crate::gpu::params::GpuParams;
 use crate::model::{
     batch_first_logits, check_same_config, Batch, Loss, ModelConfig, ModelParams, ParamRole,
 };
-use crate::train::options::{OptimizerState, TrainOptions};
+use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
 use crate::train::trainer::{Metrics, Split, Trainer};
 
 use carry::Carry;
+use lazy::LazyEmbedding;
 pub(crate) use plan::ModelBuffers;
 use run::{ModelRun, Pass};
 use tensors::{Flats, GpuTensor};
 
-const _: () = assert!(std::mem::size_of::<TrainStep>() == 48);
+const _: () = assert!(std::mem::size_of::<TrainStep>() == 64);
 
 /// A model training on the GPU; see [`Trainer`].
 ///
@@ -62,6 +64,8 @@ pub struct GpuTrainer {
     flats: Flats,
     /// Each tensor's ranges of `flats`, in `ModelParams::infos` order.
     tensors: Vec<GpuTensor>,
+    /// The embedding table's lazy update (token models).
+    lazy: Option<LazyEmbedding>,
     step_uniform: wgpu::Buffer,
     /// [slots + 2]: partial sums of squares (`update::norm_slots`), then the clip factor
     /// and the norm.
@@ -122,15 +126,19 @@ impl GpuTrainer {
                 ctx.storage("eval_metrics", 4)?,
             ];
             let small_staging = ctx.staging(4)?;
+            let adam = !matches!(options.optimizer, Optimizer::Sgd { .. });
+            let lazy = (tensors[0].info.role == ParamRole::Embedding)
+                .then(|| LazyEmbedding::new(&ctx, &tensors[0], adam, (&step_uniform, &norms)))
+                .transpose()?;
             Ok((
-                (layers, flats, tensors),
+                (layers, flats, tensors, lazy),
                 step_uniform,
                 norms,
                 metrics,
                 small_staging,
             ))
         })?;
-        let ((layers, flats, tensors), step_uniform, norms, metrics, small_staging) = built;
+        let ((layers, flats, tensors, lazy), step_uniform, norms, metrics, small_staging) = built;
         let mut t = GpuTrainer {
             ctx,
             config,
@@ -138,6 +146,7 @@ impl GpuTrainer {
             layers,
             flats,
             tensors,
+            lazy,
             step_uniform,
             norms,
             metrics,
@@ -151,7 +160,7 @@ impl GpuTrainer {
         t.update = t.ctx.scoped(|| {
             update::plan(
                 &t.ctx,
-                (&t.flats, &t.tensors),
+                (&t.flats, &t.tensors, t.lazy.as_ref()),
                 &t.options,
                 &t.step_uniform,
                 &t.norms,
@@ -180,13 +189,15 @@ impl GpuTrainer {
     /// reports; each costs a software adapter tens of microseconds before any work).
     pub fn dispatches_per_step(&mut self, seq_len: usize, batch: usize) -> Result<usize> {
         let i = self.shape_index(seq_len, batch)?;
-        Ok(self.shapes.get(i).train_dispatches() + self.update.len())
+        let before = self.lazy.as_ref().map_or(0, |l| l.before.len());
+        Ok(before + self.shapes.get(i).train_dispatches() + self.update.len())
     }
 
     /// A training step's dispatches of (T, B), in order (the kernel lab's input).
     pub(crate) fn recorded_step(&mut self, seq_len: usize, batch: usize) -> Result<Vec<Dispatch>> {
         let i = self.shape_index(seq_len, batch)?;
-        let mut list = self.shapes.get(i).train_list();
+        let mut list = self.lazy.as_ref().map_or(Vec::new(), |l| l.before.clone());
+        list.extend(self.shapes.get(i).train_list());
         list.extend(self.update.iter().cloned());
         Ok(list)
     }
@@ -227,6 +238,7 @@ impl GpuTrainer {
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Vec<u32>> {
         use crate::generate::gpu::{generate, Route};
+        self.flush_embedding()?;
         // The step shape first: building the prompt's shape can then only evict older ones.
         if fused.is_none() {
             self.shape_index(1, 1)?;
@@ -286,6 +298,11 @@ impl GpuTrainer {
         if carry {
             self.carry_for(self.shapes.get(i).batch)?;
         }
+        if !training {
+            // The forward reads every row the batch holds: all must be up to date.
+            self.flush_embedding()?;
+        }
+        let flush = pass == Pass::Train && LazyEmbedding::flush_after(self.step + 1);
         let ctx = &self.ctx;
         let run = self.shapes.get(i);
         let held = self
@@ -299,24 +316,64 @@ impl GpuTrainer {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("model_pass"),
                 });
+            if let Some(l) = self.lazy.as_ref().filter(|_| training) {
+                encode(&mut enc, "embed_before", &l.before);
+            }
             run.encode(&mut enc, &self.config, pass, (held, out));
             if pass == Pass::Train {
                 encode(&mut enc, "update", &self.update);
+                if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
+                    encode(&mut enc, "embed_flush", &l.flush);
+                }
             }
             ctx.queue.submit([enc.finish()]);
             Ok(())
         })?;
+        if let Some(l) = self.lazy.as_mut().filter(|_| pass == Pass::Train) {
+            l.lagging = !flush;
+        }
         if let Some(c) = self.carry.as_mut().filter(|_| carry) {
             c.valid = true;
         }
         Ok(())
     }
 
+    /// Writes the training uniform of update `step` (and keeps it for the embedding's
+    /// lagging rows).
     fn write_step_uniform(&self, step: u64) {
         let u = update::step_uniform(&self.options, step);
         self.ctx
             .queue
             .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&u));
+        if let Some(l) = &self.lazy {
+            l.write_history(&self.ctx, &u);
+        }
+    }
+
+    /// Writes the rows a pass with a backward holds, for the embedding's lazy update.
+    fn write_rows(&mut self, prep: &crate::model::batch::Prepared) {
+        if let Some(l) = &mut self.lazy {
+            l.write_rows(&self.ctx, &prep.tokens);
+        }
+    }
+
+    /// Brings every embedding row up to date with the steps taken (one submission, where
+    /// some row lags): before anything reads the whole table or its moments.
+    fn flush_embedding(&mut self) -> Result<()> {
+        let Some(l) = self.lazy.as_mut().filter(|l| l.lagging) else {
+            return Ok(());
+        };
+        // The flush reads the step number from the uniform; the next pass rewrites it.
+        let u = update::step_uniform(&self.options, self.step);
+        let ctx = &self.ctx;
+        ctx.queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&u));
+        ctx.scoped(|| {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            l.encode_flush(&mut enc);
+            ctx.queue.submit([enc.finish()]);
+            Ok(())
+        })
     }
 
     /// The global gradient norm of the last training step, before clipping (a readback).
@@ -347,6 +404,7 @@ impl Trainer for GpuTrainer {
         let prep = batch.prepare(&self.config, true)?;
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
+        self.write_rows(&prep);
         self.write_step_uniform(self.step + 1);
         self.submit(i, Pass::Train)?;
         self.step += 1;
@@ -356,6 +414,7 @@ impl Trainer for GpuTrainer {
         let prep = batch.prepare(&self.config, true)?;
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
+        self.write_rows(&prep);
         self.write_step_uniform(self.step + 1);
         self.submit(i, Pass::Gradients)?;
         tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.grad)
@@ -395,13 +454,17 @@ impl Trainer for GpuTrainer {
         ))
     }
     fn params(&mut self) -> Result<ModelParams> {
+        self.flush_embedding()?;
         tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.value)
     }
     fn set_params(&mut self, params: &ModelParams) -> Result<()> {
         check_same_config(&self.config, &params.config)?;
+        // The moments of lagging rows first take the steps they missed.
+        self.flush_embedding()?;
         tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)
     }
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
+        self.flush_embedding()?;
         Ok(OptimizerState {
             step: self.step,
             m: tensors::read(&self.ctx, &self.tensors, |t| &t.m)?,
@@ -411,11 +474,16 @@ impl Trainer for GpuTrainer {
     fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
         let lens: Vec<usize> = self.tensors.iter().map(|t| t.info.len()).collect();
         state.check(&lens)?;
+        // The values of lagging rows first take the steps they missed.
+        self.flush_embedding()?;
         let m: Vec<&[f32]> = state.m.iter().map(Vec::as_slice).collect();
         let v: Vec<&[f32]> = state.v.iter().map(Vec::as_slice).collect();
         tensors::write(&self.ctx, &self.tensors, &m, |t| &t.m)?;
         tensors::write(&self.ctx, &self.tensors, &v, |t| &t.v)?;
         self.step = state.step;
+        if let Some(l) = &mut self.lazy {
+            l.set_current(&self.ctx, state.step);
+        }
         Ok(())
     }
     fn carried_state(&mut self) -> Result<Option<Vec<f32>>> {

@@ -369,7 +369,7 @@ impl ModelPlan {
             (cfg.input, bufs.embedding)
         {
             let dims = (tb, embed_dim, vocab);
-            list.extend(embed_backward(
+            list.push(embed_backward(
                 ctx,
                 dims,
                 later,

@@ -23,6 +23,9 @@ pub(crate) struct GpuTensor {
 /// The model's flat buffers: every tensor's value, gradient and moments.
 pub(crate) struct Flats {
     pub layout: Layout,
+    /// The embedding table's segment, which has the lazy update instead of the dense
+    /// one (`super::lazy`).
+    pub lazy: Option<usize>,
     pub value: Flat,
     pub grad: Flat,
     pub m: Flat,
@@ -53,8 +56,10 @@ pub(crate) fn allocate(
     infos: &[ParamInfo],
 ) -> Result<(Flats, Vec<GpuTensor>, Layers)> {
     let lens: Vec<usize> = infos.iter().map(ParamInfo::len).collect();
-    let layout = Layout::for_device(ctx, &lens);
+    let table = infos.iter().position(|i| i.role == ParamRole::Embedding);
+    let layout = Layout::for_device(ctx, &lens, table);
     let flats = Flats {
+        lazy: table.map(|i| layout.segment_of(i)),
         value: Flat::new(ctx, "model_values", &layout)?,
         grad: Flat::new(ctx, "model_grads", &layout)?,
         m: Flat::new(ctx, "model_adam_m", &layout)?,

@@ -1,13 +1,16 @@
 //! The update after backward, the same for every shape: the global gradient norm and
 //! clip factor, then the optimiser over each segment of the flat buffers (one dispatch
-//! for most models, whatever their tensor count), then Keras' max-norm per tensor.
+//! for most models, whatever their tensor count; the embedding table's segment takes
+//! the lazy update over the rows its batch holds), then Keras' max-norm per tensor.
 
+use super::lazy::LazyEmbedding;
 use super::tensors::{Flats, GpuTensor};
 
 use crate::error::Result;
 use crate::gpu::abi::TrainStep;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::embed_update::{rows_sumsq, rows_update};
 use crate::gpu::ops::optim::{
     clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares, sumsq_slots,
 };
@@ -24,19 +27,27 @@ pub(crate) fn norm_slots(flats: &Flats) -> usize {
 /// The update list; `step` is the training uniform, `norms` [norm_slots + 2].
 pub(crate) fn plan(
     ctx: &GpuContext,
-    (flats, tensors): (&Flats, &[GpuTensor]),
+    (flats, tensors, lazy): (&Flats, &[GpuTensor], Option<&LazyEmbedding>),
     options: &TrainOptions,
     step: &wgpu::Buffer,
     norms: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     let count = norm_slots(flats);
     let segments = flats.layout.segments.len();
+    // The embedding's segment holds the table alone (tensor 0).
+    let lazy = lazy
+        .zip(flats.lazy)
+        .map(|(l, s)| (s, l.table(&tensors[0], step, norms), l));
     let mut list = Vec::new();
     let mut first = 0;
     for s in 0..segments {
         let t = flats.segment(s);
-        list.push(sum_squares(ctx, step, (&t, first), count, norms)?);
-        first += sumsq_slots(t.len);
+        let slots = sumsq_slots(t.len);
+        list.push(match &lazy {
+            Some((ls, table, l)) if *ls == s => rows_sumsq(ctx, table, (first, slots), &l.rows)?,
+            _ => sum_squares(ctx, step, (&t, first), count, norms)?,
+        });
+        first += slots;
     }
     list.push(clip_scale(ctx, step, count, &flats.grad.buffers[0], norms)?);
     let kernel = match options.optimizer {
@@ -45,7 +56,10 @@ pub(crate) fn plan(
     };
     for s in 0..segments {
         let t = flats.segment(s);
-        list.push(optimizer_step(ctx, kernel, step, norms, &t, count)?);
+        list.push(match &lazy {
+            Some((ls, table, l)) if *ls == s => rows_update(ctx, table, l.adam, count, &l.rows)?,
+            _ => optimizer_step(ctx, kernel, step, norms, &t, count)?,
+        });
     }
     if let Some(c) = options.max_norm {
         for (i, t) in tensors.iter().enumerate() {
@@ -87,5 +101,7 @@ pub(crate) fn step_uniform(options: &TrainOptions, step: u64) -> TrainStep {
         clip_norm: o.clip_norm.unwrap_or(f32::MAX),
         seed: o.step_seed(step),
         decoupled: (o.optimizer == Optimizer::AdamW) as u32,
+        index: step as u32,
+        ..Default::default()
     }
 }

@@ -199,8 +199,8 @@ fn portable_kernels_match_reference_on_every_adapter() {
 }
 
 /// The subgroup builds of the per-step kernels (software adapters asked for one
-/// dispatch per step): the forward step through uniform windows (H 130, 147) and from
-/// storage (148), the state gradient by shuffles.
+/// dispatch per step): the forward step and the state gradient through uniform windows
+/// of the recurrent weights (H 130, 147) and from storage (148), both by shuffles.
 #[test]
 fn per_step_subgroup_kernels_match_reference() {
     let Some(ctx) = context(true, false) else {
@@ -240,9 +240,10 @@ fn long_sequences_cross_the_chunks() {
     }
 }
 
-/// On software adapters the fused forward step reads W_hhᵀ through four uniform
-/// windows up to H = 147 (the matrix's H = 130 uses all four); past that it reads
-/// storage again. One layer on each side of the edge, so both builds stay checked.
+/// On software adapters the fused forward step reads W_hhᵀ, and the state gradient W_hh,
+/// through four uniform windows up to H = 147 (the matrix's H = 130 uses all four);
+/// past that they read storage again. One layer on each side of the edge, so both
+/// builds stay checked.
 #[test]
 fn hidden_sizes_on_both_sides_of_the_uniform_windows() {
     let Some(ctx) = gpu() else { return };

@@ -11,8 +11,8 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
     let k1 = min(k0, nh - 1u);
     let k2 = min(k0 + WG / UT, nh - 1u);
     for (var c = c0; c < c1; c++) {
-        let w1 = w_hh[c * nh + k1];
-        let w2 = w_hh[c * nh + k2];
+        let w1 = whh_at(c * nh + k1);
+        let w2 = whh_at(c * nh + k2);
         for (var i = 0u; i < TB; i++) {
             let b = min(b0 + i, nb - 1u);
             let g = d_gh[(s * nb + b) * 3u * nh + c];

@@ -50,8 +50,8 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
         let jn = min(8u, c1 - cb);
         for (var j = 0u; j < jn; j++) {
             let c = cb + j;
-            let w1 = w_hh[c * nh + k1];
-            let w2 = w_hh[c * nh + k2];
+            let w1 = whh_at(c * nh + k1);
+            let w2 = whh_at(c * nh + k2);
             var g: array<f32, TB>;
             g[0] = subgroupShuffle(u0, j);
             g[1] = subgroupShuffle(u1, j);

@@ -90,6 +90,10 @@ wgsl_parts! {
     StepWStorage => "step_w_storage",
     /// The forward step's W_hhᵀ through four uniform windows (software adapters).
     StepWUniform => "step_w_uniform",
+    /// The backward step's W_hh from storage.
+    StepWhhStorage => "step_whh_storage",
+    /// The backward step's W_hh through four uniform windows (software adapters).
+    StepWhhUniform => "step_whh_uniform",
     /// The forward step's recurrent matvec, each lane loading its own state values.
     RecurrentMatvec => "recurrent_matvec",
     /// The same sums with the state values shared across a subgroup (software adapters).

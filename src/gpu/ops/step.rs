@@ -31,15 +31,18 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
 /// `kernel`, or its subgroup build on a software adapter with subgroups of 8 or more
 /// lanes, whose matvec loads each state value (or gate gradient) once per subgroup
 /// (shaders/parts/*_subgroup.wgsl). Only the reset-after matvec kernels have one.
-/// The fused forward step also reads W_hhᵀ through uniform windows where the adapter
-/// takes them ([`GpuContext::uniform_windows`]) and `hidden` fits them.
+/// The fused forward step (W_hhᵀ) and the backward state kernels (W_hh) also read the
+/// recurrent weights through uniform windows where the adapter takes them
+/// ([`GpuContext::uniform_windows`]) and `hidden` fits them.
 pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Kernel {
     let subgroups = ctx.subgroup_builds();
     let windows = ctx.uniform_windows() && 3 * hidden * hidden <= W_WINDOWS * WINDOW_FLOATS;
     match kernel {
         Kernel::StepFused if windows => Kernel::StepFusedUb,
         Kernel::StepFused if subgroups => Kernel::StepFusedSg,
+        Kernel::BwdState if windows => Kernel::BwdStateUb,
         Kernel::BwdState if subgroups => Kernel::BwdStateSg,
+        Kernel::BwdStateGates if windows => Kernel::BwdStateGatesUb,
         Kernel::BwdStateGates if subgroups => Kernel::BwdStateGatesSg,
         k => k,
     }
@@ -61,6 +64,7 @@ pub(crate) fn sequence_of(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Op
         Kernel::StepGates => Kernel::SeqGatesCandidate,
         Kernel::BwdStateGates => Kernel::SeqStateGates,
         Kernel::BwdStateGatesSg => Kernel::SeqStateGatesSg,
+        Kernel::BwdStateGatesUb => Kernel::SeqStateGatesUb,
         Kernel::BwdCandidate => Kernel::SeqBefore,
         _ => return None,
     })
@@ -101,7 +105,7 @@ pub(crate) fn sequence_iterations(kernel: Kernel, h: u64) -> u64 {
     let blocks = h.div_ceil(wg);
     let per_step = match kernel {
         Kernel::SeqFusedSg | Kernel::SeqFusedUb => blocks * (sub(h) + rows(tb16)),
-        Kernel::SeqStateGatesSg => blocks * (sub(3 * h) + rows(tb16)),
+        Kernel::SeqStateGatesSg | Kernel::SeqStateGatesUb => blocks * (sub(3 * h) + rows(tb16)),
         Kernel::SeqFused => blocks * (plain(h) + rows(tb8)),
         Kernel::SeqStateGates => blocks * (plain(3 * h) + rows(tb8)),
         Kernel::SeqGatesCandidate => 2 * blocks * (plain(h) + rows(tb8)),
@@ -148,7 +152,10 @@ fn matvec_rows(kernel: Kernel) -> u64 {
         | Kernel::BwdState
         | Kernel::BwdStateSg
         | Kernel::BwdStateGates
-        | Kernel::BwdStateGatesSg => 3,
+        | Kernel::BwdStateGatesSg
+        | Kernel::BwdStateUb
+        | Kernel::BwdStateGatesUb
+        | Kernel::SeqStateGatesUb => 3,
         Kernel::StepGates | Kernel::BwdRz => 2,
         Kernel::StepCandidate | Kernel::BwdCandidate => 1,
         _ => 0,
@@ -165,6 +172,7 @@ pub(crate) fn is_sequence(kernel: Kernel) -> bool {
             | Kernel::SeqGatesCandidate
             | Kernel::SeqStateGates
             | Kernel::SeqStateGatesSg
+            | Kernel::SeqStateGatesUb
             | Kernel::SeqBefore
     )
 }
@@ -190,10 +198,17 @@ impl StepKernel {
             dims.as_entire_binding(),
         ];
         res.extend(buffers.iter().map(|b| b.binding()));
-        if matches!(kernel, Kernel::StepFusedUb | Kernel::SeqFusedUb) {
-            // Windows past W_hhᵀ's values stay inside the buffer's slack or repeat the
+        // The windowed builds' recurrent weights: W_hhᵀ (forward) or W_hh (backward).
+        let windowed = match kernel {
+            Kernel::StepFusedUb | Kernel::SeqFusedUb => Some(buffers[1]),
+            Kernel::BwdStateUb | Kernel::BwdStateGatesUb | Kernel::SeqStateGatesUb => {
+                Some(buffers[3])
+            }
+            _ => None,
+        };
+        if let Some(w) = windowed {
+            // Windows past the weights stay inside the buffer's slack or repeat the
             // first; the shader never reads them.
-            let w = buffers[1];
             let start = w.start();
             let used = (3 * d.hidden as u64 * d.hidden as u64 * 4).div_ceil(UNIFORM_WINDOW);
             res.extend((0..W_WINDOWS as u64).map(|i| {
@@ -209,7 +224,9 @@ impl StepKernel {
         // Workgroups of WG units x TB batch rows (the shaders' WG and TB; the subgroup
         // builds' TB is TB_SUBGROUP).
         let rows = match kernel.shader() {
-            Shader::StepFwdSg | Shader::StepFwdUb | Shader::StepBwdSg => TB_SUBGROUP,
+            Shader::StepFwdSg | Shader::StepFwdUb | Shader::StepBwdSg | Shader::StepBwdUb => {
+                TB_SUBGROUP
+            }
             _ => TB,
         };
         // A sequence entry's workgroup walks every unit of its rows.

@@ -336,11 +336,9 @@ impl GpuContext {
         self.check_health()
     }
 
-    /// The largest buffer a kernel can bind whole, in bytes.
+    /// The largest buffer a kernel can bind whole, in bytes ([`binding_limit`]).
     pub(crate) fn storage_limit(&self) -> u64 {
-        self.limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size)
+        binding_limit(&self.limits)
     }
 
     /// Creates a buffer, refusing sizes past what it can be used for.
@@ -355,15 +353,7 @@ impl GpuContext {
         } else {
             self.limits.max_buffer_size
         };
-        if bytes > limit {
-            return Err(GruError::TooLarge {
-                what: label.to_string(),
-                bytes,
-                limit,
-            });
-        }
-        // Bindings may not be empty; round up to a 16-byte multiple.
-        let size = bytes.max(16).div_ceil(16) * 16;
+        let size = buffer_size(label, bytes, limit)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -454,6 +444,35 @@ impl GpuContext {
             Ok(out)
         })
     }
+}
+
+/// The most bytes any binding may cover, whatever the adapter reports: the kernels index
+/// with u32 and the host casts offsets to u32, so a binding past 2^31 would wrap them.
+/// Metal reports `maxBufferLength` (tens of GB on Apple silicon) as the binding limit,
+/// and naga's Metal bounds checks saturate at u32::MAX, so wrapped indices there would
+/// compute silently wrong values instead of failing. Larger work runs in batch chunks.
+pub(crate) const BINDING_CAP: u64 = (1 << 31) - 16;
+
+/// The largest buffer a kernel can bind whole on a device with `limits`, in bytes.
+pub(crate) fn binding_limit(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+        .min(BINDING_CAP)
+}
+
+/// The size a buffer of `bytes` gets (at least 16, a multiple of 16: bindings may not be
+/// empty), or why not: the rounded size must still be within `limit`.
+pub(crate) fn buffer_size(label: &str, bytes: u64, limit: u64) -> Result<u64> {
+    let size = bytes.max(16).div_ceil(16).saturating_mul(16);
+    if size > limit {
+        return Err(GruError::TooLarge {
+            what: label.to_string(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(size)
 }
 
 /// The kernel cache is shared by every user of the context; a panic while it was held
@@ -629,5 +648,42 @@ mod tests {
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
+    }
+
+    /// A Metal-like adapter reporting 36 GB as its binding limit still binds at most
+    /// 2^31 - 16 bytes; a smaller adapter's own limit wins.
+    #[test]
+    fn bindings_are_capped_below_2_gib_whatever_the_adapter_reports() {
+        let metal = wgpu::Limits {
+            max_storage_buffer_binding_size: 36 << 30,
+            max_buffer_size: 36 << 30,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(binding_limit(&metal), (1 << 31) - 16);
+        let small = wgpu::Limits {
+            max_storage_buffer_binding_size: 128 << 20,
+            max_buffer_size: 256 << 20,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(binding_limit(&small), 128 << 20);
+    }
+
+    /// The size check runs on the rounded size: a request of a few bytes under the limit
+    /// that rounds up past it is refused, naming the request.
+    #[test]
+    fn sizes_are_checked_after_rounding() {
+        let limit = (1u64 << 31) - 1;
+        // 2^31 - 15 bytes rounds up to 2^31.
+        match buffer_size("b", limit - 14, limit) {
+            Err(GruError::TooLarge { what, bytes, .. }) => {
+                assert!(what == "b" && bytes == limit - 14)
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(buffer_size("b", limit - 15, limit).unwrap(), limit - 15);
+        assert_eq!(buffer_size("b", limit - 20, limit).unwrap(), limit - 15);
+        assert_eq!(buffer_size("b", 0, limit).unwrap(), 16);
+        assert_eq!(buffer_size("b", 17, 32).unwrap(), 32);
+        assert!(buffer_size("b", 17, 31).is_err());
     }
 }

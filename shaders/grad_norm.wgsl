@@ -3,7 +3,8 @@
 //               tensor, into norms[index + workgroup] (the host gives each tensor
 //               ceil(n / SPAN) workgroups and consecutive slots: p.index is the first).
 //   clip_scale: the partial sums in slot order, then norms[count] =
-//               min(1, clip_norm / (sqrt(total) + 1e-6)) as in PyTorch's clip_grad_norm_,
+//               min(1, clip_norm / (sqrt(total) + 1e-6)) as in PyTorch's clip_grad_norm_
+//               (1 with clipping off),
 //               norms[count + 1] = sqrt(total), the norm before clipping (count = slots).
 // Spreading a tensor over workgroups keeps a large embedding's sum off a single core
 // (llvmpipe) or a single compute unit (a GPU), and every invocation's loop short.
@@ -51,6 +52,8 @@ fn clip_scale() {
     var total = 0.0;
     for (var i = 0u; i < p.count; i++) { total += norms[i]; }
     let norm = sqrt(total);
-    norms[p.count] = min(1.0, step.clip_norm / (norm + 1e-6));
+    var scale = 1.0;
+    if (step.clip != 0u) { scale = min(1.0, step.clip_norm / (norm + 1e-6)); }
+    norms[p.count] = scale;
     norms[p.count + 1u] = norm;
 }

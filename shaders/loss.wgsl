@@ -75,7 +75,9 @@ fn binary_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     stats[row * 3u] = max(x, 0.0) - x * y + log(1.0 + exp(-abs(x)));
     stats[row * 3u + 1u] = select(0.0, 1.0, (x > 0.0) == (y > 0.5));
     stats[row * 3u + 2u] = 1.0;
-    d_logits[row] = (1.0 / (1.0 + exp(-x)) - y) * p.inv_count;
+    // sigmoid: shaders/parts/activations.wgsl, with no exp of a large positive argument
+    // (Metal compiles with fast math, where an overflow to infinity is not defined).
+    d_logits[row] = (sigmoid(x) - y) * p.inv_count;
 }
 
 // Mean squared error over every output of the row; counted = targets not IGNORE.

@@ -1,6 +1,7 @@
-// Overflow-free gate activations of the forward step (gru_step_fwd.wgsl) and of
-// generation (generate.wgsl): no exp ever sees a large positive argument, so no result
-// depends on infinities.
+// Overflow-free activations of the forward step (gru_step_fwd.wgsl), generation
+// (generate.wgsl) and the binary cross-entropy's gradient (loss.wgsl): no exp ever sees
+// a large positive argument, so no result depends on infinities (undefined under the
+// fast math Metal compiles with).
 
 fn sigmoid(x: f32) -> f32 {
     if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }

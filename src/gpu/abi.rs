@@ -284,13 +284,15 @@ wgsl_structs! {
     TensorParams { n: u32, index: u32, count: u32, _p0: u32 }
     /// Keras' max_norm on rows of cols values (cols = 1: bias pairs).
     NormParams { rows: u32, cols: u32, c: f32, _p0: u32 }
-    /// The optimiser's hyperparameters, the step's dropout seed, and the update's number
-    /// (`index`, from 1, modulo 2^32: how far the embedding's lagging rows catch up).
+    /// The optimiser's hyperparameters, the step's dropout seed, the update's number
+    /// (`index`, from 1, modulo 2^32: how far the embedding's lagging rows catch up), and
+    /// whether global-norm clipping is on (`clip`: a flag, so that "off" needs no
+    /// infinite threshold, which fast math does not define).
     TrainStep {
         lr: f32, beta1: f32, beta2: f32, eps: f32,
         weight_decay: f32, momentum: f32, bc1: f32, bc2: f32,
         clip_value: f32, clip_norm: f32, seed: u32, decoupled: u32,
-        index: u32, _p0: u32, _p1: u32, _p2: u32,
+        index: u32, clip: u32, _p0: u32, _p1: u32,
     }
     /// A strided copy of rows x width values.
     CopyParams { rows: u32, width: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32, _p0: u32, _p1: u32 }

@@ -150,3 +150,37 @@ pub(crate) fn max_norm_pairs(
         flat_grid(ctx, rows),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::abi::TrainStep;
+    use crate::gpu::ops::testutil::*;
+
+    /// The clip factor: exactly 1 with clipping off, whatever the norm (no infinite
+    /// threshold stands for "off"), and PyTorch's min(1, c / (norm + 1e-6)) with it on;
+    /// the norm before clipping comes after it.
+    #[test]
+    fn clip_factor_with_clipping_off_and_on() {
+        let Some(ctx) = ctx() else { return };
+        let sums = [3.0e30f32, 1.0e30, 0.0, 0.0];
+        for (clip, c, want) in [(0u32, 0.0f32, 1.0f64), (1, 1.0, 1.0 / 2.0e15)] {
+            let u = TrainStep {
+                clip,
+                clip_norm: c,
+                ..Default::default()
+            };
+            let step = ctx.uniform("step", bytemuck::bytes_of(&u)).unwrap();
+            let norms = upload(&ctx, &sums);
+            let any = upload(&ctx, &[0.0]);
+            run(&ctx, &[clip_scale(&ctx, &step, 2, &any, &norms).unwrap()]);
+            let got = read(&ctx, &norms, 4);
+            assert!(got[2].is_finite() && got[3].is_finite(), "{got:?}");
+            assert!(
+                (got[2] as f64 - want).abs() <= 1e-6 * want,
+                "clip {clip}: {got:?}"
+            );
+            assert!((got[3] as f64 - 2.0e15).abs() <= 1e-6 * 2.0e15, "{got:?}");
+        }
+    }
+}

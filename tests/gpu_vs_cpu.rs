@@ -424,6 +424,24 @@ fn runs_are_bitwise_deterministic() {
     );
 }
 
+/// A step of more batch rows than one grid dimension holds at 8 rows per workgroup
+/// (65,535 · 8 = 524,280): the rows run in chunks instead of failing validation. On
+/// the builds a GPU runs, whose step kernels take 8 rows per workgroup.
+#[test]
+fn a_step_past_the_grid_limit_runs_in_chunks() {
+    let Some(ctx) = gpu_portable() else { return };
+    let cfg = GruConfig::new(2, 3);
+    let w = GruWeights::init(cfg, 13);
+    let b = 530_000;
+    let mut rng = Rng::new(14);
+    let x = random(&mut rng, b * 2, 1.0);
+    let h = random(&mut rng, b * 3, 0.5);
+    let mut g = GpuGru::new(ctx, &w).unwrap();
+    let got = g.step(&x, &h, b).unwrap();
+    let want = cpu::cell_step(&w, &x, &h, b).unwrap();
+    check("state", &got, &to_f64(&want), "B = 530,000");
+}
+
 #[test]
 fn cell_steps_equal_the_full_sequence() {
     let Some(ctx) = gpu() else { return };

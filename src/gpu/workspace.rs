@@ -99,10 +99,10 @@ impl Workspace {
             (t_len * (4 * h).max(cfg.output_size()).max(widest_input)).max((t_len + 1) * h);
         let limit = ctx.storage_limit() / 4;
         let by_memory = limit as usize / floats_per_row.max(1);
-        let by_grid = ctx.limits.max_compute_workgroups_per_dimension as usize
-            * crate::gpu::abi::WG as usize
-            / t_len.max(1);
-        by_memory.min(by_grid)
+        by_memory.min(grid_rows(
+            ctx.limits.max_compute_workgroups_per_dimension,
+            t_len,
+        ))
     }
 
     /// The sequence input [T, B, I] (time-major).
@@ -151,5 +151,30 @@ impl Workspace {
         } else {
             &self.outs[l - 1]
         }
+    }
+}
+
+/// The most batch rows of `t_len` steps whose grids fit `max_dim` workgroups per
+/// dimension: a step kernel's y is one workgroup per TB (8) rows, and a GEMM's y one
+/// per tile of at least 16 of its T·B rows.
+pub(crate) fn grid_rows(max_dim: u32, t_len: usize) -> usize {
+    let max_dim = max_dim as usize;
+    let steps = max_dim * crate::gpu::abi::TB as usize;
+    let gemm = max_dim * crate::gpu::ops::gemm::MIN_TILE_ROWS as usize / t_len.max(1);
+    steps.min(gemm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_rows;
+
+    /// WebGPU's 65,535 workgroups per dimension: one step takes at most 524,280 rows
+    /// (8 per workgroup), T steps at most 65,535 · 16 / T.
+    #[test]
+    fn rows_per_chunk_keep_every_grid_within_the_limit() {
+        assert_eq!(grid_rows(65_535, 1), 524_280);
+        assert_eq!(grid_rows(65_535, 2), 524_280);
+        assert_eq!(grid_rows(65_535, 64), 16_383);
+        assert_eq!(grid_rows(65_535, 2_000_000), 0);
     }
 }

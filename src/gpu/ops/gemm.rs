@@ -66,6 +66,13 @@ pub(crate) fn gemm_scratch(m: usize, n: usize, k: usize) -> usize {
 /// gemm_subgroup.wgsl).
 const SUBGROUP_TILE: (u32, u32) = (8, 4);
 
+/// The fewest rows of C a GEMM workgroup covers, in any build: the subgroup tile at its
+/// widest (128 columns) covers 16 (what bounds the rows a workspace may hold).
+pub(crate) const MIN_TILE_ROWS: u32 = 16;
+const _: () = assert!(
+    GEMM_ROWS >= MIN_TILE_ROWS && (WG * SUBGROUP_TILE.1 / 128) * SUBGROUP_TILE.0 >= MIN_TILE_ROWS
+);
+
 /// (rows, columns) of a `gemm_sg` workgroup for `n` columns: the narrowest of 16, 32,
 /// 64, 128 columns that holds them (so narrow products keep every lane busy), at least
 /// SC lanes' worth of the largest subgroup, and the rows the other lanes then cover.

@@ -156,9 +156,17 @@ fn devices_lists_adapters_and_marks_the_auto_pick() {
         "SHADER_F16",
         "SUBGROUP",
         "driver:",
+        "kernels: ",
     ] {
         assert!(text.contains(field), "missing `{field}` in:\n{text}");
     }
+    // The adapter auto picks runs every kernel.
+    let auto = text.split("<- auto").nth(1).unwrap_or("");
+    let block = auto.split("\n[").next().unwrap_or("");
+    assert!(
+        block.contains("kernels: every kernel fits"),
+        "auto picked an adapter whose kernels do not fit:\n{text}"
+    );
     if text.contains("(Vulkan, Cpu)  <- auto") {
         assert!(
             text.contains("only a software adapter"),

@@ -42,11 +42,13 @@ impl Backend {
 
 /// The adapter `--device auto` uses: the best by type and backend, leaving out software
 /// rasterisers behind GL, which are no faster than the CPU reference and are what a
-/// machine without a Vulkan driver still offers.
+/// machine without a Vulkan driver still offers, and adapters whose limits some kernel
+/// would not fit.
 pub fn auto_pick(adapters: &[AdapterSummary]) -> Option<usize> {
     let usable: Vec<_> = adapters
         .iter()
         .filter(|a| !(a.is_software() && a.backend == wgpu::Backend::Gl))
+        .filter(|a| a.unfit.is_none())
         .cloned()
         .collect();
     best_adapter_index(&usable)

@@ -55,6 +55,10 @@ pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
             yes(a.shader_f16),
             yes(a.subgroup)
         );
+        match &a.unfit {
+            None => println!("    kernels: every kernel fits the adapter's limits"),
+            Some(why) => println!("    kernels: do not fit, so auto passes it over: {why}"),
+        }
     }
     if matches!(a.backend, Backend::All) && !adapters.iter().any(|x| x.backend == wgpu::Backend::Gl)
     {

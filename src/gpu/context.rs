@@ -33,6 +33,10 @@ pub struct AdapterSummary {
     pub shader_f16: bool,
     /// Whether subgroup operations are available.
     pub subgroup: bool,
+    /// Why the kernels the engine would run on this adapter do not fit its limits (the
+    /// first kernel and limit that fail), or `None` when all fit. Such an adapter is
+    /// refused when opened, and `--device auto` passes it over.
+    pub unfit: Option<String>,
 }
 
 impl AdapterSummary {
@@ -97,10 +101,34 @@ fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     pollster::block_on(instance(backends).enumerate_adapters(backends))
 }
 
+/// Which builds a device runs: (the software adapters' subgroup builds, their
+/// uniform-window builds). Subgroup builds need a software adapter (where they pay; GPUs
+/// keep the tuned portable builds) with subgroups of 8 to 64 lanes (the kernels shuffle
+/// from lanes 0 to 7, and a subgroup must fit the GEMM's 64-lane workgroup); windows need
+/// 64 KiB uniform bindings at 256-byte offsets.
+fn builds(
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+    subgroup_kernels: bool,
+) -> (bool, bool) {
+    let subgroups = subgroup_kernels
+        && features.contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size >= 8
+        && info.subgroup_max_size <= 64;
+    let software = info.device_type == wgpu::DeviceType::Cpu && subgroups;
+    let windows = software
+        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.min_uniform_buffer_offset_alignment <= 256;
+    (software, windows)
+}
+
 fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
     let features = adapter.features();
+    let (software, windows) = builds(&info, features, &limits, true);
+    let unfit = crate::gpu::kernels::unfit(&limits, software, windows);
     AdapterSummary {
         index,
         name: info.name,
@@ -114,6 +142,7 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         subgroup: features.contains(wgpu::Features::SUBGROUP),
+        unfit,
     }
 }
 
@@ -209,6 +238,16 @@ impl GpuContext {
         let adapter = &adapters[index];
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Refuse an adapter some kernel would not fit, before any pipeline fails with
+        // wgpu's message (a GL/GLES adapter with few storage buffers per stage).
+        let (software, windows) =
+            builds(&info, adapter.features(), &limits, request.subgroup_kernels);
+        if let Some(reason) = crate::gpu::kernels::unfit(&limits, software, windows) {
+            return Err(GruError::RequestDevice {
+                adapter: info.name.clone(),
+                reason,
+            });
+        }
         // Subgroup operations where offered: the software adapter's GEMM shares loaded
         // values between lanes with them.
         let features = adapter.features() & wgpu::Features::SUBGROUP;
@@ -268,6 +307,7 @@ impl GpuContext {
     /// Whether kernels may use subgroup operations with subgroups of 8 to 64 lanes (the
     /// subgroup kernels shuffle from lanes 0 to 7, and a subgroup must fit the GEMM's
     /// 64-lane workgroup).
+    #[cfg(test)]
     pub(crate) fn subgroups_of_8(&self) -> bool {
         self.subgroup_kernels
             && self.device.features().contains(wgpu::Features::SUBGROUP)
@@ -275,10 +315,20 @@ impl GpuContext {
             && self.info.subgroup_max_size <= 64
     }
 
+    /// [`builds`] of this device.
+    fn builds(&self) -> (bool, bool) {
+        builds(
+            &self.info,
+            self.device.features(),
+            &self.limits,
+            self.subgroup_kernels,
+        )
+    }
+
     /// Whether the ops pick the subgroup builds of their kernels: a software adapter
     /// (where they pay; GPUs keep the tuned portable builds) with subgroups of 8 to 64.
     pub(crate) fn subgroup_builds(&self) -> bool {
-        self.is_software() && self.subgroups_of_8()
+        self.builds().0
     }
 
     /// Whether GEMMs read op(B) through 64 KiB uniform windows
@@ -287,9 +337,7 @@ impl GpuContext {
     /// and [`UNIFORM_WINDOW`] bytes of slack, so a window may start at any of their
     /// values.
     pub(crate) fn uniform_windows(&self) -> bool {
-        self.subgroup_builds()
-            && self.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-            && self.limits.min_uniform_buffer_offset_alignment <= 256
+        self.builds().1
     }
 
     /// The limits the device was opened with.

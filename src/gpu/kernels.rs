@@ -116,7 +116,6 @@ macro_rules! kernels {
         pub(crate) enum Kernel { $($kernel),* }
 
         /// Every entry point.
-        #[cfg(test)]
         pub(crate) const ALL_KERNELS: &[Kernel] = &[$(Kernel::$kernel),*];
 
         impl Kernel {
@@ -190,6 +189,102 @@ kernels! {
     LoadStream => Roofline."load_stream" [U, R, W],
     LoadUniform => Roofline."load_uniform" [U, R, W],
     WorkgroupMemory => Roofline."shared_memory" [U, R, W],
+}
+
+/// Most bytes of workgroup memory any shader declares (the GEMM's two tiles, with room;
+/// a naga test checks every shader against it).
+pub(crate) const WORKGROUP_BYTES: u32 = 8704;
+
+/// Threads of the largest workgroup any kernel runs (`abi::WG`).
+const MAX_THREADS: u32 = abi::WG;
+
+impl Shader {
+    /// Builds only software adapters run: subgroup shuffles, 8-lane workgroups.
+    pub(crate) fn software_only(self) -> bool {
+        matches!(
+            self,
+            Shader::GemmSubgroup
+                | Shader::StepFwdSg
+                | Shader::StepBwdSg
+                | Shader::LossSoftware
+                | Shader::GenerateSg
+        ) || self.windowed()
+    }
+
+    /// Builds that read weights through 64 KiB uniform windows (software adapters).
+    pub(crate) fn windowed(self) -> bool {
+        matches!(
+            self,
+            Shader::GemmUniform | Shader::StepFwdUb | Shader::StepBwdUb | Shader::GenerateUb
+        )
+    }
+}
+
+/// Why the kernels a device would run do not fit `limits`, naming the first kernel and
+/// limit that fail, or `None`. `software` and `windows`: whether the device runs the
+/// software adapters' builds and their uniform-window builds too.
+pub(crate) fn unfit(limits: &wgpu::Limits, software: bool, windows: bool) -> Option<String> {
+    let l = limits;
+    let general = [
+        (
+            "max_compute_invocations_per_workgroup",
+            MAX_THREADS,
+            l.max_compute_invocations_per_workgroup,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            MAX_THREADS,
+            l.max_compute_workgroup_size_x,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            WORKGROUP_BYTES,
+            l.max_compute_workgroup_storage_size,
+        ),
+    ];
+    if let Some((name, need, have)) = general.into_iter().find(|(_, n, h)| n > h) {
+        return Some(format!(
+            "the kernels need {name} >= {need}, the adapter allows {have}"
+        ));
+    }
+    for k in ALL_KERNELS {
+        let shader = k.shader();
+        if (shader.software_only() && !software) || (shader.windowed() && !windows) {
+            continue;
+        }
+        let slots = k.slots();
+        let count = |f: fn(&Slot) -> bool| slots.iter().filter(|s| f(s)).count() as u32;
+        let needs = [
+            (
+                "storage buffers per shader stage (max_storage_buffers_per_shader_stage)",
+                count(|s| matches!(s, Slot::Read | Slot::ReadWrite)),
+                l.max_storage_buffers_per_shader_stage,
+            ),
+            (
+                "uniform buffers per shader stage (max_uniform_buffers_per_shader_stage)",
+                count(|s| matches!(s, Slot::Uniform | Slot::StepUniform)),
+                l.max_uniform_buffers_per_shader_stage,
+            ),
+            (
+                "dynamic-offset uniform buffers (max_dynamic_uniform_buffers_per_pipeline_layout)",
+                count(|s| matches!(s, Slot::StepUniform)),
+                l.max_dynamic_uniform_buffers_per_pipeline_layout,
+            ),
+            (
+                "bindings in one group (max_bindings_per_bind_group)",
+                slots.len() as u32,
+                l.max_bindings_per_bind_group,
+            ),
+        ];
+        if let Some((what, need, have)) = needs.into_iter().find(|(_, n, h)| n > h) {
+            return Some(format!(
+                "kernel `{}` ({}) needs {need} {what}, the adapter allows {have}",
+                k.entry(),
+                shader.label()
+            ));
+        }
+    }
+    None
 }
 
 /// Size of the uniform a step slot binds (`StepParams` in the step shaders).
@@ -319,6 +414,64 @@ mod tests {
             ));
         }
         Ok(())
+    }
+
+    /// Workgroup memory each shader declares, in bytes (naga's layout).
+    fn workgroup_bytes(src: &str) -> u32 {
+        let (module, _) = parse(src);
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == AddressSpace::WorkGroup)
+            .map(|(_, v)| layouter[v.ty].size)
+            .sum()
+    }
+
+    #[test]
+    fn no_shader_declares_more_workgroup_memory_than_the_check_assumes() {
+        for s in ALL_SHADERS {
+            let bytes = workgroup_bytes(s.source());
+            assert!(bytes <= WORKGROUP_BYTES, "{}: {bytes} bytes", s.label());
+        }
+        let most = ALL_SHADERS
+            .iter()
+            .map(|s| workgroup_bytes(s.source()))
+            .max();
+        assert!(
+            most.unwrap() * 2 > WORKGROUP_BYTES,
+            "the bound is loose: {most:?}"
+        );
+    }
+
+    /// WebGPU's default limits fit every portable kernel; a GL-like adapter with four
+    /// storage buffers per stage is refused, naming a kernel and the limit; the window
+    /// builds need more uniform buffers than the default 12, and are checked only where
+    /// the device runs them.
+    #[test]
+    fn adapter_limits_are_checked_against_every_kernel() {
+        let default = wgpu::Limits::default();
+        assert_eq!(unfit(&default, false, false), None);
+        assert_eq!(unfit(&default, true, false), None);
+        let gl = wgpu::Limits {
+            max_storage_buffers_per_shader_stage: 4,
+            ..wgpu::Limits::default()
+        };
+        let why = unfit(&gl, false, false).unwrap();
+        assert!(
+            why.contains("max_storage_buffers_per_shader_stage") && why.contains("allows 4"),
+            "{why}"
+        );
+        let windows = unfit(&default, true, true).unwrap();
+        assert!(windows.contains("uniform buffers"), "{windows}");
+        let small = wgpu::Limits {
+            max_compute_workgroup_storage_size: 4096,
+            ..wgpu::Limits::default()
+        };
+        assert!(unfit(&small, false, false)
+            .unwrap()
+            .contains("max_compute_workgroup_storage_size"));
     }
 
     #[test]

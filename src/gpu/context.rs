@@ -77,6 +77,11 @@ impl Default for DeviceRequest {
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
+    // Backend options from the environment (WGPU_DX12_COMPILER and the like). DX12's
+    // default already takes DXC where it can: linked in (the `static-dxc` feature), else
+    // a dxcompiler.dll on the PATH, and only then FXC, which cannot unroll the loops the
+    // kernels' register blocks rely on.
+    desc.backend_options = desc.backend_options.with_env();
     wgpu::Instance::new(desc)
 }
 

@@ -38,14 +38,37 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let k_end = min(k_begin + p.k_slice, p.k);
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         for (var i = 0u; i < 4u; i++) {
-            let e = li + i * WG; // vec4 slot: depth e / 16, quad e % 16
+            let e = li + i * WG;
+            // Where op(X) runs along m (or n) in memory (TRANS_A; B without TRANS_B),
+            // slot e is 4 neighbouring rows at depth e / 16: neighbouring threads read
+            // neighbouring addresses. Where it runs along k (A without TRANS_A; B with
+            // TRANS_B), thread e reads 4 values along k of row e / 4, so 4 threads
+            // cover 16 consecutive values of a row; each goes to its row's lane of the
+            // tile's vec4s. Either way the tile is [TK][TM / 4] vec4s of 4 rows.
             let kk = e / 16u;
             let q4 = (e % 16u) * 4u;
             let k = k0 + kk;
-            a_tile[e] = vec4<f32>(load_a(row0 + q4, k, k_end), load_a(row0 + q4 + 1u, k, k_end),
-                                  load_a(row0 + q4 + 2u, k, k_end), load_a(row0 + q4 + 3u, k, k_end));
-            b_tile[e] = vec4<f32>(load_b(k, col0 + q4, k_end), load_b(k, col0 + q4 + 1u, k_end),
-                                  load_b(k, col0 + q4 + 2u, k_end), load_b(k, col0 + q4 + 3u, k_end));
+            let r = e / 4u;
+            let kq = k0 + (e % 4u) * 4u;
+            let at = (e % 4u) * 64u + r / 4u;
+            if (TRANS_A) {
+                a_tile[e] = vec4<f32>(load_a(row0 + q4, k, k_end), load_a(row0 + q4 + 1u, k, k_end),
+                                      load_a(row0 + q4 + 2u, k, k_end), load_a(row0 + q4 + 3u, k, k_end));
+            } else {
+                a_tile[at][r % 4u] = load_a(row0 + r, kq, k_end);
+                a_tile[at + 16u][r % 4u] = load_a(row0 + r, kq + 1u, k_end);
+                a_tile[at + 32u][r % 4u] = load_a(row0 + r, kq + 2u, k_end);
+                a_tile[at + 48u][r % 4u] = load_a(row0 + r, kq + 3u, k_end);
+            }
+            if (TRANS_B) {
+                b_tile[at][r % 4u] = load_b(kq, col0 + r, k_end);
+                b_tile[at + 16u][r % 4u] = load_b(kq + 1u, col0 + r, k_end);
+                b_tile[at + 32u][r % 4u] = load_b(kq + 2u, col0 + r, k_end);
+                b_tile[at + 48u][r % 4u] = load_b(kq + 3u, col0 + r, k_end);
+            } else {
+                b_tile[e] = vec4<f32>(load_b(k, col0 + q4, k_end), load_b(k, col0 + q4 + 1u, k_end),
+                                      load_b(k, col0 + q4 + 2u, k_end), load_b(k, col0 + q4 + 3u, k_end));
+            }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {

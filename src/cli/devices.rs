@@ -3,7 +3,7 @@
 use clap::Args;
 use gru_engine::gpu::list_adapters;
 
-use crate::cli::device::{auto_pick, Backend};
+use crate::cli::device::{auto_pick, cores, software_beats_cpu, Backend};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  gru devices\n  gru devices --backend vulkan")]
@@ -65,6 +65,10 @@ pub fn devices(a: DevicesArgs) -> gru_engine::Result<u8> {
         println!("(GL adapters are probed only when no Vulkan/Metal/DX12 adapter exists; `--backend gl` lists them)");
     }
     match best.map(|i| &adapters[i]) {
+        Some(b) if b.is_software() && software_beats_cpu(b, cores()) => println!(
+            "note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU; from Mesa 25 on it trains faster than the CPU reference, so device auto runs models on it",
+            b.name
+        ),
         Some(b) if b.is_software() => println!(
             "note: only a software adapter ({}) is available: correct but only a few GFLOP/s, not a GPU; device auto runs models on the CPU reference path (faster here), gru bench times the adapter",
             b.name

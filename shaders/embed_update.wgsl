@@ -37,8 +37,6 @@ override FLUSH: u32 = 0u;
 // 0: SGD, 1: Adam / AdamW.
 override ADAM: u32 = 1u;
 
-var<workgroup> partial: array<f32, WG>;
-
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.y * nwg.x * WG + gid.x;
 }
@@ -131,13 +129,9 @@ fn rows_sumsq(
         let g = grad[row_of(e) * p.dim + e % p.dim];
         s += g * g;
     }
-    partial[lid] = s;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) { partial[lid] += partial[lid + w]; }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { norms[p.first + part] = partial[0]; }
+    // workgroup_sum: the fixed tree order of the WorkgroupReduce prelude.
+    let total = workgroup_sum(lid, s);
+    if (lid == 0u) { norms[p.first + part] = total; }
     if (part == 0u) {
         // Slots this step's list does not reach may hold an earlier step's sums.
         for (var k = max((n + SPAN - 1u) / SPAN, 1u) + lid; k < p.slots; k += WG) {

@@ -14,8 +14,6 @@
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
-
 fn sq(i: u32, end: u32) -> f32 {
     if (i >= end) { return 0.0; }
     return grad[i] * grad[i];
@@ -38,13 +36,9 @@ fn sumsq(
            + sq(i + 8u * WG, end) + sq(i + 9u * WG, end) + sq(i + 10u * WG, end) + sq(i + 11u * WG, end)
            + sq(i + 12u * WG, end) + sq(i + 13u * WG, end) + sq(i + 14u * WG, end) + sq(i + 15u * WG, end);
     }
-    partial[lid] = s;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) { partial[lid] += partial[lid + w]; }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { norms[p.index + part] = partial[0]; }
+    // workgroup_sum: the fixed tree order of the WorkgroupReduce prelude.
+    let total = workgroup_sum(lid, s);
+    if (lid == 0u) { norms[p.index + part] = total; }
 }
 
 @compute @workgroup_size(1)

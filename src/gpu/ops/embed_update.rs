@@ -94,33 +94,23 @@ pub(crate) fn before_pass(
     adam: bool,
     (rows, zero): (&wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
-    let none = (0, 0, 0);
-    Ok(vec![
+    [
+        (Kernel::EmbedCatchUp, rows, ARGS_VALUES),
+        (Kernel::EmbedMark, rows, ARGS_ROWS),
+        (Kernel::EmbedRowsZero, zero, ARGS_ZERO),
+    ]
+    .into_iter()
+    .map(|(k, list, at)| {
         dispatch(
             ctx,
-            (Kernel::EmbedCatchUp, adam, false),
+            (k, adam, false),
             t,
-            none,
-            rows,
-            Grid::Indirect(ARGS_VALUES),
-        )?,
-        dispatch(
-            ctx,
-            (Kernel::EmbedMark, adam, false),
-            t,
-            none,
-            rows,
-            Grid::Indirect(ARGS_ROWS),
-        )?,
-        dispatch(
-            ctx,
-            (Kernel::EmbedRowsZero, adam, false),
-            t,
-            none,
-            zero,
-            Grid::Indirect(ARGS_ZERO),
-        )?,
-    ])
+            (0, 0, 0),
+            list,
+            Grid::Indirect(at),
+        )
+    })
+    .collect()
 }
 
 /// Every row of the table up to the uniform's step (`rows` is bound but not read).
@@ -131,25 +121,13 @@ pub(crate) fn flush(
     rows: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     let (vocab, dim) = t.dims;
-    let none = (0, 0, 0);
-    Ok(vec![
-        dispatch(
-            ctx,
-            (Kernel::EmbedCatchUp, adam, true),
-            t,
-            none,
-            rows,
-            Grid::Fixed(flat_grid(ctx, vocab * dim)),
-        )?,
-        dispatch(
-            ctx,
-            (Kernel::EmbedMark, adam, true),
-            t,
-            none,
-            rows,
-            Grid::Fixed(flat_grid(ctx, vocab)),
-        )?,
-    ])
+    [
+        (Kernel::EmbedCatchUp, flat_grid(ctx, vocab * dim)),
+        (Kernel::EmbedMark, flat_grid(ctx, vocab)),
+    ]
+    .into_iter()
+    .map(|(k, g)| dispatch(ctx, (k, adam, true), t, (0, 0, 0), rows, Grid::Fixed(g)))
+    .collect()
 }
 
 /// The listed rows' sums of squares into norms[first .. first + slots].

@@ -295,3 +295,41 @@ fn sparse_batches_over_a_large_vocabulary_match_the_dense_reference() {
         assert_close("v embedding", &sg.v[0], &to_f64(&sc.v[0]), 1e-7, 1e-3, name);
     }
 }
+
+/// Resuming mid-ring with lagging embedding rows: the state read at step 70 (after the
+/// flush at 64, rows lagging since) and loaded into a new trainer continues as the
+/// uninterrupted one does, whose rows catch up lazily.
+#[test]
+fn resuming_with_lagging_embedding_rows_matches_straight_training() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = ModelConfig::classifier(
+        ModelInput::Tokens {
+            vocab: 150,
+            embed_dim: 4,
+        },
+        5,
+        3,
+    );
+    let opts = TrainOptions::adamw(1e-2);
+    let params = ModelParams::init(cfg, 12).unwrap();
+    let mut rng = Rng::new(6);
+    let batches: Vec<_> = (0..90).map(|_| data(&cfg, 2, 3, false, &mut rng)).collect();
+    let mut straight = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
+    let mut first = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
+    for d in &batches {
+        straight.train_step(&d.batch()).unwrap();
+    }
+    for d in &batches[..70] {
+        first.train_step(&d.batch()).unwrap();
+    }
+    let (p70, s70) = (first.params().unwrap(), first.optimizer_state().unwrap());
+    let mut resumed = GpuTrainer::new(ctx, &p70, opts).unwrap();
+    resumed.set_optimizer_state(&s70).unwrap();
+    for d in &batches[70..] {
+        resumed.train_step(&d.batch()).unwrap();
+    }
+    let (a, b) = (straight.params().unwrap(), resumed.params().unwrap());
+    for ((info, x), y) in a.infos().iter().zip(a.tensors()).zip(b.tensors()) {
+        assert_close(&info.name, y, &to_f64(x), 1e-6, 1e-6, "resume at step 70");
+    }
+}

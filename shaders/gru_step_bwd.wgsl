@@ -116,7 +116,8 @@ fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 fn state_at(k0: u32, b0: u32, s: u32, t: u32, t_prev: u32, then_gates: bool) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let acc = state_matvec(k0, b0, s, 0u, 3u * nh);
+    let acc = split_reduce(state_matvec(k0, b0, s, 0u, 3u * nh));
+    if (k_part != 0u) { return; }
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
         if (k >= nh) { break; }
@@ -136,26 +137,29 @@ fn state_at(k0: u32, b0: u32, s: u32, t: u32, t_prev: u32, then_gates: bool) {
     }
 }
 
-fn state_step(wg: vec3<u32>, lx: u32, then_gates: bool) {
+fn state_step(wg: vec3<u32>, lane: u32, then_gates: bool) {
     // Time of step s - 1 (only read when s > 0).
     let t_prev = select(sp.time_fwd - 1u, sp.time_rev + 1u, dims.reverse == 1u);
-    state_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step(), t_prev, then_gates);
+    state_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step(), t_prev, then_gates);
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    state_step(wg, lx, false);
+    let lane = split_init(lx);
+    state_step(wg, lane, false);
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn bwd_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    state_step(wg, lx, true);
+    let lane = split_init(lx);
+    state_step(wg, lane, true);
 }
 
 fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let d_rh = state_matvec(k0, b0, s, 2u * nh, 3u * nh);
+    let d_rh = split_reduce(state_matvec(k0, b0, s, 2u * nh, 3u * nh));
+    if (k_part != 0u) { return; }
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
         if (k >= nh) { break; }
@@ -184,15 +188,17 @@ fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
     }
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    candidate_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+    let lane = split_init(lx);
+    candidate_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
 fn rz_at(k0: u32, b0: u32, s: u32, t: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let acc = state_matvec(k0, b0, s, 0u, 2u * nh);
+    let acc = split_reduce(state_matvec(k0, b0, s, 0u, 2u * nh));
+    if (k_part != 0u) { return; }
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
         if (k >= nh) { break; }
@@ -204,9 +210,10 @@ fn rz_at(k0: u32, b0: u32, s: u32, t: u32) {
     }
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    rz_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+    let lane = split_init(lx);
+    rz_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
 // The sequence entries (as gru_step_fwd.wgsl's): a chunk of dims.steps backward steps,
@@ -218,14 +225,15 @@ fn time_at(s: u32) -> u32 {
 
 // Reset-after: steps sp.step down to 1 (at most dims.steps): d_hs[s] and the gates of
 // step s - 1. bwd_gates before (the last step) and bwd_state after (step 0).
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn seq_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let lane = split_init(lx);
     let b0 = wg.y * TB;
     let n = min(dims.steps, sp.step);
     for (var i = 0u; i < n; i++) {
         let s = sp.step - i;
         for (var kb = 0u; kb < dims.hidden; kb += WG) {
-            state_at(kb + lx, b0, s, time_at(s), time_at(s - 1u), true);
+            state_at(kb + lane, b0, s, time_at(s), time_at(s - 1u), true);
         }
         storageBarrier();
     }
@@ -233,23 +241,24 @@ fn seq_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
 
 // Reset-before: steps sp.step down to 0 (at most dims.steps), each the three phases of
 // bwd_gates, bwd_candidate and bwd_rz (built with RESET_BEFORE).
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn seq_before(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let lane = split_init(lx);
     let b0 = wg.y * TB;
     let n = min(dims.steps, sp.step + 1u);
     for (var i = 0u; i < n; i++) {
         let s = sp.step - i;
         let t = time_at(s);
         for (var jb = 0u; jb < dims.hidden; jb += WG / UT) {
-            if (jb + lx < dims.hidden) { gates_rows(jb + lx, b0, s, t); }
+            if (k_part == 0u && jb + lane < dims.hidden) { gates_rows(jb + lane, b0, s, t); }
         }
         storageBarrier();
         for (var kb = 0u; kb < dims.hidden; kb += WG) {
-            candidate_at(kb + lx, b0, s, t);
+            candidate_at(kb + lane, b0, s, t);
         }
         storageBarrier();
         for (var kb = 0u; kb < dims.hidden; kb += WG) {
-            rz_at(kb + lx, b0, s, t);
+            rz_at(kb + lane, b0, s, t);
         }
         storageBarrier();
     }

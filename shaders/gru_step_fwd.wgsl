@@ -70,6 +70,13 @@ fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: 
 // recurrent_matvec(j0, b0, s, from_rh, want_rz, want_n) -> Acc comes from the prelude:
 // shaders/parts/recurrent_matvec.wgsl, or its subgroup form on software adapters.
 
+// The matvec's sums over the k slices (step_split_*.wgsl; nothing to add unless KS > 1).
+// Every gate, asked for or not, so that the barriers stay in uniform control flow.
+fn reduce_acc(a: Acc) -> Acc {
+    if (KS == 1u) { return a; }
+    return Acc(split_reduce(a.r), split_reduce(a.z), split_reduce(a.n));
+}
+
 // Row b past its length: state frozen, output zero.
 fn freeze(s: u32, t: u32, b: u32, j: u32) {
     let nb = dims.batch;
@@ -102,7 +109,8 @@ fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
 // t). The per-step entries take j0, b0 from the grid and s from the step slot; the
 // sequence entries walk every unit block of every step of their chunk.
 fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
-    let acc = recurrent_matvec(j0, b0, s, false, true, true);
+    let acc = reduce_acc(recurrent_matvec(j0, b0, s, false, true, true));
+    if (k_part != 0u) { return; }
     let nb = dims.batch;
     let nh = dims.hidden;
     for (var u = 0u; u < UT; u++) {
@@ -129,7 +137,8 @@ fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
 }
 
 fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
-    let acc = recurrent_matvec(j0, b0, s, false, true, false);
+    let acc = reduce_acc(recurrent_matvec(j0, b0, s, false, true, false));
+    if (k_part != 0u) { return; }
     let nb = dims.batch;
     let nh = dims.hidden;
     for (var u = 0u; u < UT; u++) {
@@ -152,7 +161,8 @@ fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
 }
 
 fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
-    let acc = recurrent_matvec(j0, b0, s, true, false, true);
+    let acc = reduce_acc(recurrent_matvec(j0, b0, s, true, false, true));
+    if (k_part != 0u) { return; }
     let nb = dims.batch;
     let nh = dims.hidden;
     for (var u = 0u; u < UT; u++) {
@@ -173,19 +183,22 @@ fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
     }
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    fused_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+    let lane = split_init(lx);
+    fused_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    gates_phase_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+    let lane = split_init(lx);
+    gates_phase_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    candidate_phase_at(wg.x * WG + lx, wg.y * TB, sp.step, time_of_step());
+    let lane = split_init(lx);
+    candidate_phase_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
 // The sequence entries: steps sp.step .. sp.step + dims.steps - 1 (within the sequence)
@@ -199,29 +212,31 @@ fn time_at(s: u32) -> u32 {
     return select(s, dims.t_len - 1u - s, dims.reverse == 1u);
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn seq_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let lane = split_init(lx);
     let b0 = wg.y * TB;
     let s1 = min(sp.step + dims.steps, dims.t_len);
     for (var s = sp.step; s < s1; s++) {
         for (var jb = 0u; jb < dims.hidden; jb += WG) {
-            fused_at(jb + lx, b0, s, time_at(s));
+            fused_at(jb + lane, b0, s, time_at(s));
         }
         storageBarrier();
     }
 }
 
-@compute @workgroup_size(WG / UT)
+@compute @workgroup_size(WG / UT * KS)
 fn seq_gates_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    let lane = split_init(lx);
     let b0 = wg.y * TB;
     let s1 = min(sp.step + dims.steps, dims.t_len);
     for (var s = sp.step; s < s1; s++) {
         for (var jb = 0u; jb < dims.hidden; jb += WG) {
-            gates_phase_at(jb + lx, b0, s, time_at(s));
+            gates_phase_at(jb + lane, b0, s, time_at(s));
         }
         storageBarrier();
         for (var jb = 0u; jb < dims.hidden; jb += WG) {
-            candidate_phase_at(jb + lx, b0, s, time_at(s));
+            candidate_phase_at(jb + lane, b0, s, time_at(s));
         }
         storageBarrier();
     }

@@ -148,9 +148,18 @@ fn reset_before_matches_reference() {
 
 /// A context with the given builds (`None` without an adapter, a failure under CI).
 fn context(subgroup_kernels: bool, sequence_kernels: bool) -> Option<std::sync::Arc<GpuContext>> {
+    context_split(subgroup_kernels, sequence_kernels, None)
+}
+
+fn context_split(
+    subgroup_kernels: bool,
+    sequence_kernels: bool,
+    split_steps: Option<bool>,
+) -> Option<std::sync::Arc<GpuContext>> {
     match GpuContext::new(&gru_engine::gpu::DeviceRequest {
         subgroup_kernels,
         sequence_kernels,
+        split_steps,
         ..Default::default()
     }) {
         Ok(c) => Some(c),
@@ -196,6 +205,18 @@ fn portable_kernels_match_reference_on_every_adapter() {
         return;
     };
     rotating_cases(&ctx, &[1, 17, 130], 500);
+}
+
+/// The builds a GPU runs at every H, forced where the adapter would take others: the
+/// per-step kernels with their k loop split over 4 threads per output (128-thread
+/// workgroups, partial sums added in workgroup memory), at sizes with fewer k values
+/// than threads (H 1 and 3), not a multiple of 4 (17, 67) and several unit blocks (130).
+#[test]
+fn split_step_kernels_match_reference() {
+    let Some(ctx) = context_split(false, false, Some(true)) else {
+        return;
+    };
+    rotating_cases(&ctx, &[1, 3, 67, 130], 900);
 }
 
 /// The subgroup builds of the per-step kernels (software adapters asked for one

@@ -110,6 +110,10 @@ wgsl_parts! {
     GenerateWStorage => "generate_w_storage",
     /// Generation's weights through twelve uniform windows (software adapters).
     GenerateWUniform => "generate_w_uniform",
+    /// The step kernels' k loop whole (every build but the GPU split builds).
+    StepSplitNone => "step_split_none",
+    /// The step kernels' k loop split over 4 threads per output (GPU builds, H > 64).
+    StepSplitK => "step_split_k",
     /// One value's SGD and Adam step, shared by the dense and the embedding's update.
     UpdateRules => "update_rules",
     /// Generation's row sums, each lane loading its own vector values.

@@ -61,6 +61,11 @@ pub struct DeviceRequest {
     /// size (default; a dispatch costs them about 100 µs); `false` keeps one dispatch
     /// per step wherever a GPU would (H > 64), for tests and comparisons.
     pub sequence_kernels: bool,
+    /// Whether the per-step kernels split their matvec's k loop over 4 threads per
+    /// output (128-thread workgroups, shaders/parts/step_split_k.wgsl). `None` (default):
+    /// on GPUs, not on software adapters, whose barrier-free builds suit them; `Some`
+    /// forces it either way (tests run the GPU builds on llvmpipe this way).
+    pub split_steps: Option<bool>,
 }
 
 impl Default for DeviceRequest {
@@ -70,6 +75,7 @@ impl Default for DeviceRequest {
             adapter_index: None,
             subgroup_kernels: true,
             sequence_kernels: true,
+            split_steps: None,
         }
     }
 }
@@ -195,6 +201,7 @@ pub struct GpuContext {
     pub(crate) kernels: KernelCache,
     subgroup_kernels: bool,
     sequence_kernels: bool,
+    split_steps: Option<bool>,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -288,6 +295,7 @@ impl GpuContext {
             kernels: KernelCache::default(),
             subgroup_kernels: request.subgroup_kernels,
             sequence_kernels: request.sequence_kernels,
+            split_steps: request.split_steps,
             lost,
             uncaptured,
         }))
@@ -302,6 +310,11 @@ impl GpuContext {
     /// hidden size: software adapters, unless the request turned it off.
     pub(crate) fn sequence_everywhere(&self) -> bool {
         self.is_software() && self.sequence_kernels
+    }
+
+    /// Whether the per-step kernels run their split builds ([`DeviceRequest::split_steps`]).
+    pub(crate) fn split_steps(&self) -> bool {
+        self.split_steps.unwrap_or(!self.is_software())
     }
 
     /// A CPU rasterizer (llvmpipe, SwiftShader): correct but about a thousand times slower than a GPU.

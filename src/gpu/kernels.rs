@@ -69,12 +69,14 @@ shaders! {
     Colsum => "colsum" [Workgroup, ColsumParams],
     Transpose => "transpose" [TransposeParams],
     ReduceSlices => "reduce_slices" [Workgroup, ReduceParams],
-    StepFwd => "gru_step_fwd" [Workgroup, StepTile, StepParams, StepDims, Activations, RecurrentMatvec, StepWStorage],
-    StepFwdSg => "gru_step_fwd" as "gru_step_fwd_subgroup" [Workgroup, StepTileSubgroup, StepParams, StepDims, Activations, RecurrentMatvecSubgroup, StepWStorage],
-    StepFwdUb => "gru_step_fwd" as "gru_step_fwd_uniform" [Workgroup, StepTileSubgroup, StepParams, StepDims, Activations, RecurrentMatvecSubgroup, StepWUniform],
-    StepBwd => "gru_step_bwd" [Workgroup, StepTile, StepParams, StepDims, StateMatvec, StepWhhStorage],
-    StepBwdSg => "gru_step_bwd" as "gru_step_bwd_subgroup" [Workgroup, StepTileSubgroup, StepParams, StepDims, StateMatvecSubgroup, StepWhhStorage],
-    StepBwdUb => "gru_step_bwd" as "gru_step_bwd_uniform" [Workgroup, StepTileSubgroup, StepParams, StepDims, StateMatvecSubgroup, StepWhhUniform],
+    StepFwd => "gru_step_fwd" [Workgroup, StepTile, StepSplitNone, StepParams, StepDims, Activations, RecurrentMatvec, StepWStorage],
+    StepFwdSplit => "gru_step_fwd" as "gru_step_fwd_split" [Workgroup, StepTile, StepSplitK, StepParams, StepDims, Activations, RecurrentMatvec, StepWStorage],
+    StepFwdSg => "gru_step_fwd" as "gru_step_fwd_subgroup" [Workgroup, StepTileSubgroup, StepSplitNone, StepParams, StepDims, Activations, RecurrentMatvecSubgroup, StepWStorage],
+    StepFwdUb => "gru_step_fwd" as "gru_step_fwd_uniform" [Workgroup, StepTileSubgroup, StepSplitNone, StepParams, StepDims, Activations, RecurrentMatvecSubgroup, StepWUniform],
+    StepBwd => "gru_step_bwd" [Workgroup, StepTile, StepSplitNone, StepParams, StepDims, StateMatvec, StepWhhStorage],
+    StepBwdSplit => "gru_step_bwd" as "gru_step_bwd_split" [Workgroup, StepTile, StepSplitK, StepParams, StepDims, StateMatvec, StepWhhStorage],
+    StepBwdSg => "gru_step_bwd" as "gru_step_bwd_subgroup" [Workgroup, StepTileSubgroup, StepSplitNone, StepParams, StepDims, StateMatvecSubgroup, StepWhhStorage],
+    StepBwdUb => "gru_step_bwd" as "gru_step_bwd_uniform" [Workgroup, StepTileSubgroup, StepSplitNone, StepParams, StepDims, StateMatvecSubgroup, StepWhhUniform],
     Embedding => "embedding" [Workgroup, EmbedParams],
     Dropout => "dropout" [Workgroup, DropoutSite, TrainStep],
     Loss => "loss" [Workgroup, WorkgroupReduce, Ignore, LossParams, Activations],
@@ -144,6 +146,9 @@ kernels! {
     StepFusedUb => StepFwdUb."step_fused" [S, U, R, R, R, R, W, W, W, U, U, U, U],
     StepGates => StepFwd."step_gates" [S, U, R, R, R, R, W, W, W],
     StepCandidate => StepFwd."step_candidate" [S, U, R, R, R, R, W, W, W],
+    StepFusedSplit => StepFwdSplit."step_fused" [S, U, R, R, R, R, W, W, W],
+    StepGatesSplit => StepFwdSplit."step_gates" [S, U, R, R, R, R, W, W, W],
+    StepCandidateSplit => StepFwdSplit."step_candidate" [S, U, R, R, R, R, W, W, W],
     SeqFused => StepFwd."seq_fused" [S, U, R, R, R, R, W, W, W],
     SeqFusedSg => StepFwdSg."seq_fused" [S, U, R, R, R, R, W, W, W],
     SeqFusedUb => StepFwdUb."seq_fused" [S, U, R, R, R, R, W, W, W, U, U, U, U],
@@ -157,6 +162,10 @@ kernels! {
     BwdStateGatesUb => StepBwdUb."bwd_state_gates" [S, U, R, R, R, R, R, W, W, W, U, U, U, U],
     BwdCandidate => StepBwd."bwd_candidate" [S, U, R, R, R, R, R, W, W, W],
     BwdRz => StepBwd."bwd_rz" [S, U, R, R, R, R, R, W, W, W],
+    BwdStateSplit => StepBwdSplit."bwd_state" [S, U, R, R, R, R, R, W, W, W],
+    BwdStateGatesSplit => StepBwdSplit."bwd_state_gates" [S, U, R, R, R, R, R, W, W, W],
+    BwdCandidateSplit => StepBwdSplit."bwd_candidate" [S, U, R, R, R, R, R, W, W, W],
+    BwdRzSplit => StepBwdSplit."bwd_rz" [S, U, R, R, R, R, R, W, W, W],
     SeqStateGates => StepBwd."seq_state_gates" [S, U, R, R, R, R, R, W, W, W],
     SeqStateGatesSg => StepBwdSg."seq_state_gates" [S, U, R, R, R, R, R, W, W, W],
     SeqStateGatesUb => StepBwdUb."seq_state_gates" [S, U, R, R, R, R, R, W, W, W, U, U, U, U],
@@ -195,8 +204,8 @@ kernels! {
 /// a naga test checks every shader against it).
 pub(crate) const WORKGROUP_BYTES: u32 = 8704;
 
-/// Threads of the largest workgroup any kernel runs (`abi::WG`).
-const MAX_THREADS: u32 = abi::WG;
+/// Threads of the largest workgroup any kernel runs (the split step builds' 128).
+const MAX_THREADS: u32 = 2 * abi::WG;
 
 impl Shader {
     /// Builds only software adapters run: subgroup shuffles, 8-lane workgroups.

@@ -32,14 +32,16 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
 }
 
 /// The test device opened with the builds a GPU runs (no software-adapter builds: no
-/// subgroup kernels, one dispatch per step past H = 64, the 64-lane cross-entropy), so
-/// that an adapter with other builds (llvmpipe) checks these too.
+/// subgroup kernels, one dispatch per step past H = 64 with the k loop split over 4
+/// threads, the 64-lane cross-entropy), so that an adapter with other builds (llvmpipe)
+/// checks these too.
 pub fn gpu_portable() -> Option<Arc<GpuContext>> {
     static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
     CTX.get_or_init(|| {
         let request = gru_engine::gpu::DeviceRequest {
             subgroup_kernels: false,
             sequence_kernels: false,
+            split_steps: Some(true),
             ..Default::default()
         };
         match GpuContext::new(&request) {

@@ -48,6 +48,24 @@ pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Ker
     }
 }
 
+/// The split build of a per-step `kernel` where the device takes them
+/// ([`GpuContext::split_steps`]): the matvec's k loop over 4 threads per output.
+pub(crate) fn split_of(ctx: &GpuContext, kernel: Kernel) -> Kernel {
+    if !ctx.split_steps() {
+        return kernel;
+    }
+    match kernel {
+        Kernel::StepFused => Kernel::StepFusedSplit,
+        Kernel::StepGates => Kernel::StepGatesSplit,
+        Kernel::StepCandidate => Kernel::StepCandidateSplit,
+        Kernel::BwdState => Kernel::BwdStateSplit,
+        Kernel::BwdStateGates => Kernel::BwdStateGatesSplit,
+        Kernel::BwdCandidate => Kernel::BwdCandidateSplit,
+        Kernel::BwdRz => Kernel::BwdRzSplit,
+        k => k,
+    }
+}
+
 /// The sequence entry that replaces the per-step `kernel` (as [`for_device`] picks it),
 /// or `None` where the per-step kernels run: software adapters always take them (a
 /// dispatch costs about 100 µs there; [`GpuContext::sequence_everywhere`]), GPUs where
@@ -156,8 +174,12 @@ fn matvec_rows(kernel: Kernel) -> u64 {
         | Kernel::BwdStateUb
         | Kernel::BwdStateGatesUb
         | Kernel::SeqStateGatesUb => 3,
-        Kernel::StepGates | Kernel::BwdRz => 2,
-        Kernel::StepCandidate | Kernel::BwdCandidate => 1,
+        Kernel::StepFusedSplit | Kernel::BwdStateSplit | Kernel::BwdStateGatesSplit => 3,
+        Kernel::StepGates | Kernel::BwdRz | Kernel::StepGatesSplit | Kernel::BwdRzSplit => 2,
+        Kernel::StepCandidate
+        | Kernel::BwdCandidate
+        | Kernel::StepCandidateSplit
+        | Kernel::BwdCandidateSplit => 1,
         _ => 0,
     }
 }
@@ -188,6 +210,7 @@ impl StepKernel {
         d: &StepDims,
         buffers: &[&dyn Bind],
     ) -> Result<Self> {
+        let kernel = split_of(ctx, kernel);
         let pipeline = ctx.pipeline(kernel, constants)?;
         let mut res = vec![
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -1,0 +1,14 @@
+// The k loop of a step kernel's matvec is not split: one thread per unit lane (every
+// build but the GPU split builds, step_split_k.wgsl).
+
+const KS: u32 = 1u;
+var<private> k_part: u32;
+
+fn split_init(lx: u32) -> u32 {
+    k_part = 0u;
+    return lx;
+}
+
+fn split_reduce(v: array<f32, UT * TB>) -> array<f32, UT * TB> {
+    return v;
+}

@@ -38,9 +38,10 @@ fn time_of_step() -> u32 {
     return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
 }
 
-// One k of the recurrent matvec, shared by both of its forms: the gate rows of W_hhᵀ at
-// k (row = k·3H) for units j1, j2, times the TB state values v, into acc. Written out
-// for UT = 2: llvmpipe runs loops over a unit index much slower.
+// One k of the subgroup recurrent matvec (parts/recurrent_matvec_subgroup.wgsl): the
+// gate rows of W_hhᵀ at k (row = k·3H) for units j1, j2, times the TB state values v,
+// into acc. Written out for UT = 2: llvmpipe runs loops over a unit index much slower.
+// (The plain matvec GPUs run keeps its sums in vec4s instead.)
 fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: u32, want_rz: bool, want_n: bool) {
     let nh = dims.hidden;
     if (want_rz) {

@@ -1,28 +1,47 @@
 // The backward step's state matvec (gru_step_bwd.wgsl), plain: every lane loads the
-// gate gradients it multiplies.
+// gate gradients it multiplies (the builds GPUs run).
 
 // acc[u * TB + i] = Σ_{c in [c0, c1)} dGh[s, b0 + i, c] · W_hh[c, k_u] (c in this
-// thread's slice: step_split_*.wgsl) with
-// k_u = k0 + u·WG/UT. Units past H and rows past B repeat the last one (unused), so the
-// loop has no branch. Written out for UT = 2: llvmpipe runs a loop over units slower.
+// thread's slice: step_split_*.wgsl) with k_u = k0 + u·WG/UT. Units past H and rows
+// past B repeat the last one (unused), so the loop has no branch. Written out for
+// UT = 2 and TB = 8 in vec4 accumulators, so that no register array depends on the
+// driver unrolling a loop (FXC on DX12 does not).
+const_assert TB == 8u && UT == 2u;
+
 fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * TB> {
-    var acc: array<f32, UT * TB>;
     let nb = dims.batch;
     let nh = dims.hidden;
     let k1 = min(k0, nh - 1u);
     let k2 = min(k0 + WG / UT, nh - 1u);
+    // Where row b0 + i's gate gradients of step s start.
+    let st = 3u * nh;
+    let o0 = (s * nb + min(b0, nb - 1u)) * st;
+    let o1 = (s * nb + min(b0 + 1u, nb - 1u)) * st;
+    let o2 = (s * nb + min(b0 + 2u, nb - 1u)) * st;
+    let o3 = (s * nb + min(b0 + 3u, nb - 1u)) * st;
+    let o4 = (s * nb + min(b0 + 4u, nb - 1u)) * st;
+    let o5 = (s * nb + min(b0 + 5u, nb - 1u)) * st;
+    let o6 = (s * nb + min(b0 + 6u, nb - 1u)) * st;
+    let o7 = (s * nb + min(b0 + 7u, nb - 1u)) * st;
+    var a1_lo = vec4<f32>();
+    var a1_hi = vec4<f32>();
+    var a2_lo = vec4<f32>();
+    var a2_hi = vec4<f32>();
     // Slice k_part of KS (the whole range but in the GPU split builds).
     let per = (c1 - c0 + KS - 1u) / KS;
     let ce = min(c1, c0 + (k_part + 1u) * per);
     for (var c = c0 + k_part * per; c < ce; c++) {
-        let w1 = whh_at(c * nh + k1);
-        let w2 = whh_at(c * nh + k2);
-        for (var i = 0u; i < TB; i++) {
-            let b = min(b0 + i, nb - 1u);
-            let g = d_gh[(s * nb + b) * 3u * nh + c];
-            acc[i] = fma(g, w1, acc[i]);
-            acc[TB + i] = fma(g, w2, acc[TB + i]);
-        }
+        let w1 = vec4<f32>(whh_at(c * nh + k1));
+        let w2 = vec4<f32>(whh_at(c * nh + k2));
+        let g_lo = vec4<f32>(d_gh[o0 + c], d_gh[o1 + c], d_gh[o2 + c], d_gh[o3 + c]);
+        let g_hi = vec4<f32>(d_gh[o4 + c], d_gh[o5 + c], d_gh[o6 + c], d_gh[o7 + c]);
+        a1_lo = fma(g_lo, w1, a1_lo);
+        a1_hi = fma(g_hi, w1, a1_hi);
+        a2_lo = fma(g_lo, w2, a2_lo);
+        a2_hi = fma(g_hi, w2, a2_hi);
     }
-    return acc;
+    return array<f32, UT * TB>(
+        a1_lo.x, a1_lo.y, a1_lo.z, a1_lo.w, a1_hi.x, a1_hi.y, a1_hi.z, a1_hi.w,
+        a2_lo.x, a2_lo.y, a2_lo.z, a2_lo.w, a2_hi.x, a2_hi.y, a2_hi.z, a2_hi.w,
+    );
 }

@@ -136,3 +136,31 @@ fn draws_follow_the_tempered_distribution() {
         }
     }
 }
+
+/// A token model whose head is not over its vocabulary (9 outputs, 7 tokens) would draw
+/// tokens the embedding does not have (an unguarded read on GL, where wgpu turns bounds
+/// checks off): both trainers refuse it, naming both sizes.
+#[test]
+fn a_head_wider_than_the_vocabulary_is_refused() {
+    let cfg = ModelConfig {
+        outputs: 9,
+        ..ModelConfig::language_model(7, 4, 5)
+    };
+    let p = ModelParams::init(cfg, 1).unwrap();
+    let mut trainers: Vec<Box<dyn Trainer>> = vec![Box::new(
+        CpuTrainer::new(p.clone(), TrainOptions::default()).unwrap(),
+    )];
+    if let Some(ctx) = gpu() {
+        trainers.push(Box::new(
+            GpuTrainer::new(ctx, &p, TrainOptions::default()).unwrap(),
+        ));
+    }
+    for t in &mut trainers {
+        let err = t
+            .generate(&[1, 2], 5, &Sampling::greedy(), &mut |_| {})
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, GruError::Config(_)), "{msg}");
+        assert!(msg.contains("7 outputs expected, found 9"), "{msg}");
+    }
+}

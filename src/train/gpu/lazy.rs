@@ -104,19 +104,13 @@ impl LazyEmbedding {
     /// Writes the rows of a pass with a backward over `tokens` (ids already checked
     /// against the vocabulary), and the rows to zero (these and the last pass's).
     pub(crate) fn write_rows(&mut self, ctx: &GpuContext, tokens: &[u32]) {
-        let mut seen = vec![false; self.vocab];
-        for &t in tokens {
-            seen[t as usize] = true;
-        }
-        let rows: Vec<u32> = (0..self.vocab as u32)
-            .filter(|&r| seen[r as usize])
-            .collect();
-        for &r in &self.prev {
-            seen[r as usize] = true;
-        }
-        let zero: Vec<u32> = (0..self.vocab as u32)
-            .filter(|&r| seen[r as usize])
-            .collect();
+        // Work in the batch's size, not the vocabulary's.
+        let mut rows = tokens.to_vec();
+        rows.sort_unstable();
+        rows.dedup();
+        let mut zero: Vec<u32> = rows.iter().chain(&self.prev).copied().collect();
+        zero.sort_unstable();
+        zero.dedup();
         let q = &ctx.queue;
         q.write_buffer(&self.rows, 0, bytemuck::cast_slice(&list(&rows)));
         q.write_buffer(&self.zero, 0, bytemuck::cast_slice(&list(&zero)));

@@ -402,6 +402,17 @@ impl GpuContext {
         self.check_health()
     }
 
+    /// Waits for the queue before an owner of submitted work goes away, ignoring a lost
+    /// device. A context often outlives its models (a `static` one never drops), and a
+    /// process that exits while a software driver's queue thread still runs its commands
+    /// can crash in the driver's exit handlers (llvmpipe: SIGSEGV/abort in LLVM teardown).
+    pub(crate) fn settle(&self) {
+        let _ = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
+    }
+
     /// The largest buffer a kernel can bind whole, in bytes ([`binding_limit`]).
     pub(crate) fn storage_limit(&self) -> u64 {
         binding_limit(&self.limits)

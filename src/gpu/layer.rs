@@ -97,6 +97,12 @@ impl std::fmt::Debug for GpuGru {
     }
 }
 
+impl Drop for GpuGru {
+    fn drop(&mut self) {
+        self.ctx.settle();
+    }
+}
+
 impl GpuGru {
     /// Allocates the parameter buffers on `ctx` and uploads `weights`.
     pub fn new(ctx: Arc<GpuContext>, weights: &GruWeights) -> Result<Self> {
@@ -433,5 +439,25 @@ impl GpuGru {
         validate_cell(&self.config, x, h, batch)?;
         self.forward(&SequenceInput::new(x, 1, batch).h0(h))?;
         self.read_h_n()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::testutil;
+
+    /// A process may exit right after dropping a layer (tests keep their context in a
+    /// `static`); llvmpipe crashed in its exit handlers when its queue thread still ran.
+    #[test]
+    fn dropping_a_layer_leaves_the_queue_idle() {
+        let Some(ctx) = testutil::ctx() else { return };
+        let cfg = GruConfig::new(64, 96).layers(2);
+        let mut g = GpuGru::new(ctx.clone(), &GruWeights::init(cfg, 0)).unwrap();
+        let x = vec![0.1f32; 300 * 8 * 64];
+        g.forward(&SequenceInput::new(&x, 300, 8)).unwrap();
+        drop(g);
+        let status = ctx.device.poll(wgpu::PollType::Poll).unwrap();
+        assert!(status.is_queue_empty(), "work still queued: {status:?}");
     }
 }

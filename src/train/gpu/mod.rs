@@ -96,6 +96,12 @@ impl std::fmt::Debug for GpuTrainer {
 /// Shapes whose buffers are kept (training, evaluation and a last batch, typically).
 const MAX_SHAPES: usize = 4;
 
+impl Drop for GpuTrainer {
+    fn drop(&mut self) {
+        self.ctx.settle();
+    }
+}
+
 impl GpuTrainer {
     /// Uploads `params` to `ctx` and prepares the optimiser (fresh state).
     pub fn new(ctx: Arc<GpuContext>, params: &ModelParams, options: TrainOptions) -> Result<Self> {
@@ -527,5 +533,26 @@ impl Trainer for GpuTrainer {
             c.write(&self.ctx, h);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::testutil;
+    use crate::model::{Batch, ModelParams};
+
+    /// As for `GpuGru`: a trainer's last step may still be queued when it is dropped.
+    #[test]
+    fn dropping_a_trainer_leaves_the_queue_idle() {
+        let Some(ctx) = testutil::ctx() else { return };
+        let params = ModelParams::init(ModelConfig::language_model(50, 32, 96), 1).unwrap();
+        let mut t = GpuTrainer::new(ctx.clone(), &params, TrainOptions::adam(1e-3)).unwrap();
+        let (b, s) = (8, 200);
+        let x: Vec<u32> = (0..b * s).map(|i| (i * 7 % 50) as u32).collect();
+        t.train_step(&Batch::tokens(&x, b, s).classes(&x)).unwrap();
+        drop(t);
+        let status = ctx.device.poll(wgpu::PollType::Poll).unwrap();
+        assert!(status.is_queue_empty(), "work still queued: {status:?}");
     }
 }

@@ -36,30 +36,30 @@ override RESET_BEFORE: bool = false;
 
 
 fn time_of_step() -> u32 {
-    return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
+    return select(sp.time_fwd, sp.time_rev, is_reverse());
 }
 
 // dL/dh after step s for row b, unit j: carried from step s+1 plus the output's gradient.
 fn dh_total(s: u32, t: u32, b: u32, j: u32) -> f32 {
     let nb = dims.batch;
-    return d_hs[((s + 1u) * nb + b) * dims.hidden + j]
-        + d_out[(t * nb + b) * dims.out_stride + dims.out_offset + j];
+    return d_hs[at_d_hs() + ((s + 1u) * nb + b) * dims.hidden + j]
+        + d_out[(t * nb + b) * dims.out_stride + out_first() + j];
 }
 
 fn saved_at(s: u32, b: u32, slot: u32, j: u32) -> f32 {
-    return saved[(s * dims.batch + b) * 4u * dims.hidden + slot * dims.hidden + j];
+    return saved[at_saved() + (s * dims.batch + b) * 4u * dims.hidden + slot * dims.hidden + j];
 }
 
 fn h_prev(s: u32, b: u32, j: u32) -> f32 {
-    return hs[(s * dims.batch + b) * dims.hidden + j];
+    return hs[at_hs() + (s * dims.batch + b) * dims.hidden + j];
 }
 
 // Writes gate slot `g` (0 r, 1 z, 2 n) of dGx[t] and dGh[s] for row b, unit j.
 fn store_gate(s: u32, t: u32, b: u32, j: u32, g: u32, gx: f32, gh: f32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    d_gx[(t * nb + b) * 3u * nh + g * nh + j] = gx;
-    d_gh[(s * nb + b) * 3u * nh + g * nh + j] = gh;
+    d_gx[at_d_gx() + (t * nb + b) * 3u * nh + g * nh + j] = gx;
+    d_gh[at_d_gh() + (s * nb + b) * 3u * nh + g * nh + j] = gh;
 }
 
 // state_matvec(k0, b0, s, c0, c1) -> array<f32, UT * TB> comes from the prelude:
@@ -104,6 +104,7 @@ fn gates_rows(j: u32, b0: u32, s: u32, t: u32) {
 
 @compute @workgroup_size(WG)
 fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let j = wg.x * WG + lx;
     if (j >= dims.hidden) { return; }
     gates_rows(j, wg.y * TB, sp.step, time_of_step());
@@ -124,7 +125,7 @@ fn state_at(k0: u32, b0: u32, s: u32, t: u32, t_prev: u32, then_gates: bool) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
-            let idx = (s * nb + b) * nh + k;
+            let idx = at_d_hs() + (s * nb + b) * nh + k;
             if (t >= lengths[b]) {
                 d_hs[idx] = d_hs[idx + nb * nh]; // frozen: dh passes through
             } else {
@@ -139,18 +140,20 @@ fn state_at(k0: u32, b0: u32, s: u32, t: u32, t_prev: u32, then_gates: bool) {
 
 fn state_step(wg: vec3<u32>, lane: u32, then_gates: bool) {
     // Time of step s - 1 (only read when s > 0).
-    let t_prev = select(sp.time_fwd - 1u, sp.time_rev + 1u, dims.reverse == 1u);
+    let t_prev = select(sp.time_fwd - 1u, sp.time_rev + 1u, is_reverse());
     state_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step(), t_prev, then_gates);
 }
 
 @compute @workgroup_size(WG / UT * KS)
 fn bwd_state(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     state_step(wg, lane, false);
 }
 
 @compute @workgroup_size(WG / UT * KS)
 fn bwd_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     state_step(wg, lane, true);
 }
@@ -166,7 +169,7 @@ fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
-            let idx = (s * nb + b) * nh + k;
+            let idx = at_d_hs() + (s * nb + b) * nh + k;
             if (t >= lengths[b]) {
                 store_gate(s, t, b, k, 0u, 0.0, 0.0);
                 store_gate(s, t, b, k, 1u, 0.0, 0.0);
@@ -190,6 +193,7 @@ fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
 
 @compute @workgroup_size(WG / UT * KS)
 fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     candidate_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
@@ -205,13 +209,14 @@ fn rz_at(k0: u32, b0: u32, s: u32, t: u32) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
-            if (t < lengths[b]) { d_hs[(s * nb + b) * nh + k] += acc[u * TB + i]; }
+            if (t < lengths[b]) { d_hs[at_d_hs() + (s * nb + b) * nh + k] += acc[u * TB + i]; }
         }
     }
 }
 
 @compute @workgroup_size(WG / UT * KS)
 fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     rz_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
@@ -220,13 +225,14 @@ fn bwd_rz(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 // from sp.step down, in one dispatch of grid (1, ceil(B / TB)); each workgroup walks
 // every unit block of its rows per step, with a storage barrier between phases.
 fn time_at(s: u32) -> u32 {
-    return select(s, dims.t_len - 1u - s, dims.reverse == 1u);
+    return select(s, dims.t_len - 1u - s, is_reverse());
 }
 
 // Reset-after: steps sp.step down to 1 (at most dims.steps): d_hs[s] and the gates of
 // step s - 1. bwd_gates before (the last step) and bwd_state after (step 0).
 @compute @workgroup_size(WG / UT * KS)
 fn seq_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     let b0 = wg.y * TB;
     let n = min(dims.steps, sp.step);
@@ -243,6 +249,7 @@ fn seq_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
 // bwd_gates, bwd_candidate and bwd_rz (built with RESET_BEFORE).
 @compute @workgroup_size(WG / UT * KS)
 fn seq_before(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     let b0 = wg.y * TB;
     let n = min(dims.steps, sp.step + 1u);

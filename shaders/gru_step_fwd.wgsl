@@ -35,7 +35,7 @@ struct Acc { r: array<f32, UT * TB>, z: array<f32, UT * TB>, n: array<f32, UT * 
 // sigmoid and tanh_: shaders/parts/activations.wgsl.
 
 fn time_of_step() -> u32 {
-    return select(sp.time_fwd, sp.time_rev, dims.reverse == 1u);
+    return select(sp.time_fwd, sp.time_rev, is_reverse());
 }
 
 // One k of the subgroup recurrent matvec (parts/recurrent_matvec_subgroup.wgsl): the
@@ -82,15 +82,15 @@ fn reduce_acc(a: Acc) -> Acc {
 fn freeze(s: u32, t: u32, b: u32, j: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    hs[((s + 1u) * nb + b) * nh + j] = hs[(s * nb + b) * nh + j];
-    out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = 0.0;
+    hs[at_hs() + ((s + 1u) * nb + b) * nh + j] = hs[at_hs() + (s * nb + b) * nh + j];
+    out[(t * nb + b) * dims.out_stride + out_first() + j] = 0.0;
 }
 
 // ... and nothing saved (backward checks the length itself; zeros keep buffers clean).
 fn clear_saved(s: u32, b: u32, j: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let sv = (s * nb + b) * 4u * nh + j;
+    let sv = at_saved() + (s * nb + b) * 4u * nh + j;
     saved[sv] = 0.0;
     saved[sv + nh] = 0.0;
     saved[sv + 2u * nh] = 0.0;
@@ -100,10 +100,10 @@ fn clear_saved(s: u32, b: u32, j: u32) {
 fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let hp = hs[(s * nb + b) * nh + j];
+    let hp = hs[at_hs() + (s * nb + b) * nh + j];
     let h = (1.0 - z) * n + z * hp;
-    hs[((s + 1u) * nb + b) * nh + j] = h;
-    out[(t * nb + b) * dims.out_stride + dims.out_offset + j] = h;
+    hs[at_hs() + ((s + 1u) * nb + b) * nh + j] = h;
+    out[(t * nb + b) * dims.out_stride + out_first() + j] = h;
 }
 
 // One step's work for units j0 + u·(WG / UT) and rows b0 .. b0 + TB, at step s (time
@@ -121,13 +121,13 @@ fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
             let b = b0 + i;
             if (b >= nb) { break; }
             if (t >= lengths[b]) { freeze(s, t, b, j); clear_saved(s, b, j); continue; }
-            let g = (t * nb + b) * 3u * nh;
+            let g = at_gx() + (t * nb + b) * 3u * nh;
             let a = u * TB + i;
-            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[j]);
-            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[nh + j]);
-            let hn = acc.n[a] + b_hh[2u * nh + j];
+            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[at_b() + j]);
+            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[at_b() + nh + j]);
+            let hn = acc.n[a] + b_hh[at_b() + 2u * nh + j];
             let n = tanh_(gx[g + 2u * nh + j] + r * hn);
-            let sv = (s * nb + b) * 4u * nh + j;
+            let sv = at_saved() + (s * nb + b) * 4u * nh + j;
             saved[sv] = r;
             saved[sv + nh] = z;
             saved[sv + 2u * nh] = n;
@@ -148,15 +148,15 @@ fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
-            let sv = (s * nb + b) * 4u * nh + j;
+            let sv = at_saved() + (s * nb + b) * 4u * nh + j;
             if (t >= lengths[b]) { clear_saved(s, b, j); continue; }
-            let g = (t * nb + b) * 3u * nh;
+            let g = at_gx() + (t * nb + b) * 3u * nh;
             let a = u * TB + i;
-            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[j]);
-            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[nh + j]);
+            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[at_b() + j]);
+            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[at_b() + nh + j]);
             saved[sv] = r;
             saved[sv + nh] = z;
-            saved[sv + 3u * nh] = r * hs[(s * nb + b) * nh + j];
+            saved[sv + 3u * nh] = r * hs[at_hs() + (s * nb + b) * nh + j];
         }
     }
 }
@@ -174,9 +174,9 @@ fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
             if (b >= nb) { break; }
             // Phase 1 already cleared saved; rows of other units still read its r*h slot.
             if (t >= lengths[b]) { freeze(s, t, b, j); continue; }
-            let g = (t * nb + b) * 3u * nh;
-            let n = tanh_(gx[g + 2u * nh + j] + acc.n[u * TB + i] + b_hh[2u * nh + j]);
-            let sv = (s * nb + b) * 4u * nh + j;
+            let g = at_gx() + (t * nb + b) * 3u * nh;
+            let n = tanh_(gx[g + 2u * nh + j] + acc.n[u * TB + i] + b_hh[at_b() + 2u * nh + j]);
+            let sv = at_saved() + (s * nb + b) * 4u * nh + j;
             let z = saved[sv + nh];
             saved[sv + 2u * nh] = n;
             finish(s, t, b, j, z, n);
@@ -186,18 +186,21 @@ fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
 
 @compute @workgroup_size(WG / UT * KS)
 fn step_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     fused_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
 @compute @workgroup_size(WG / UT * KS)
 fn step_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     gates_phase_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
 
 @compute @workgroup_size(WG / UT * KS)
 fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     candidate_phase_at(wg.x * WG + lane, wg.y * TB, sp.step, time_of_step());
 }
@@ -210,11 +213,12 @@ fn step_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
 // than the lost parallelism (software adapters), in chunks of steps that keep an
 // invocation under llvmpipe's 65535 loop iterations.
 fn time_at(s: u32) -> u32 {
-    return select(s, dims.t_len - 1u - s, dims.reverse == 1u);
+    return select(s, dims.t_len - 1u - s, is_reverse());
 }
 
 @compute @workgroup_size(WG / UT * KS)
 fn seq_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     let b0 = wg.y * TB;
     let s1 = min(sp.step + dims.steps, dims.t_len);
@@ -228,6 +232,7 @@ fn seq_fused(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 
 @compute @workgroup_size(WG / UT * KS)
 fn seq_gates_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
+    pair_init(wg.z);
     let lane = split_init(lx);
     let b0 = wg.y * TB;
     let s1 = min(sp.step + dims.steps, dims.t_len);

@@ -445,6 +445,58 @@ fn runs_are_bitwise_deterministic() {
     );
 }
 
+/// Both directions of a bidirectional layer in one step dispatch (the default) and each
+/// in its own run the same arithmetic: bit-identical outputs, states and gradients, on
+/// the adapter's own builds and on the builds a GPU runs, both variants, with lengths.
+#[test]
+fn paired_directions_equal_separate_dispatches_bitwise() {
+    let builds = [(true, true, None), (false, false, Some(true))];
+    for (subgroup_kernels, sequence_kernels, split_steps) in builds {
+        let open = |pair_directions| {
+            GpuContext::new(&gru_engine::gpu::DeviceRequest {
+                subgroup_kernels,
+                sequence_kernels,
+                split_steps,
+                pair_directions,
+                ..Default::default()
+            })
+        };
+        let (Ok(paired), Ok(single)) = (open(true), open(false)) else {
+            assert!(std::env::var_os("CI").is_none(), "no adapter under CI");
+            return;
+        };
+        for (n, (variant, h)) in [(GruVariant::ResetAfter, 3), (GruVariant::ResetBefore, 67)]
+            .into_iter()
+            .enumerate()
+        {
+            let cfg = GruConfig::new(4, h).layers(2).bidirectional(true).variant(variant);
+            let w = GruWeights::init(cfg, 40 + n as u64);
+            let mut rng = Rng::new(41 + n as u64);
+            let (t, b) = (9, 11);
+            let x = random(&mut rng, t * b * 4, 1.0);
+            let h0 = random(&mut rng, 4 * b * h, 0.5);
+            let dy = random(&mut rng, t * b * 2 * h, 1.0);
+            let dhn = random(&mut rng, 4 * b * h, 1.0);
+            let lengths = lengths_for(t, b);
+            let run = |ctx: &std::sync::Arc<GpuContext>| {
+                let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+                g.forward(&SequenceInput::new(&x, t, b).lengths(&lengths).h0(&h0))
+                    .unwrap();
+                let (out, h_n) = (g.read_output().unwrap(), g.read_h_n().unwrap());
+                (out, h_n, g.backward(&dy, Some(&dhn)).unwrap())
+            };
+            let ((o1, hn1, g1), (o2, hn2, g2)) = (run(&paired), run(&single));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let case = format!("{variant:?} H {h}, subgroup builds {subgroup_kernels}");
+            assert_eq!(bits(&o1), bits(&o2), "output: {case}");
+            assert_eq!(bits(&hn1), bits(&hn2), "h_n: {case}");
+            assert_eq!(bits(&g1.d_input), bits(&g2.d_input), "d_input: {case}");
+            assert_eq!(bits(&g1.d_h0), bits(&g2.d_h0), "d_h0: {case}");
+            assert_eq!(g1.d_weights, g2.d_weights, "weight gradients: {case}");
+        }
+    }
+}
+
 /// A step of more batch rows than one grid dimension holds at 8 rows per workgroup
 /// (65,535 · 8 = 524,280): the rows run in chunks instead of failing validation. On
 /// the builds a GPU runs, whose step kernels take 8 rows per workgroup.

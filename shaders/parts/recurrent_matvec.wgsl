@@ -15,7 +15,7 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
     let j2 = min(j0 + WG / UT, nh - 1u);
     // Where row b0 + i's vector starts (hs[s] or slot 3 of saved[s]).
     let stride = select(nh, 4u * nh, from_rh);
-    let first = select(s * nb * nh, s * nb * 4u * nh + 3u * nh, from_rh);
+    let first = select(at_hs() + s * nb * nh, at_saved() + s * nb * 4u * nh + 3u * nh, from_rh);
     let o0 = first + min(b0, nb - 1u) * stride;
     let o1 = first + min(b0 + 1u, nb - 1u) * stride;
     let o2 = first + min(b0 + 2u, nb - 1u) * stride;

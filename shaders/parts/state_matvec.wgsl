@@ -15,14 +15,15 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
     let k2 = min(k0 + WG / UT, nh - 1u);
     // Where row b0 + i's gate gradients of step s start.
     let st = 3u * nh;
-    let o0 = (s * nb + min(b0, nb - 1u)) * st;
-    let o1 = (s * nb + min(b0 + 1u, nb - 1u)) * st;
-    let o2 = (s * nb + min(b0 + 2u, nb - 1u)) * st;
-    let o3 = (s * nb + min(b0 + 3u, nb - 1u)) * st;
-    let o4 = (s * nb + min(b0 + 4u, nb - 1u)) * st;
-    let o5 = (s * nb + min(b0 + 5u, nb - 1u)) * st;
-    let o6 = (s * nb + min(b0 + 6u, nb - 1u)) * st;
-    let o7 = (s * nb + min(b0 + 7u, nb - 1u)) * st;
+    let first = at_d_gh();
+    let o0 = first + (s * nb + min(b0, nb - 1u)) * st;
+    let o1 = first + (s * nb + min(b0 + 1u, nb - 1u)) * st;
+    let o2 = first + (s * nb + min(b0 + 2u, nb - 1u)) * st;
+    let o3 = first + (s * nb + min(b0 + 3u, nb - 1u)) * st;
+    let o4 = first + (s * nb + min(b0 + 4u, nb - 1u)) * st;
+    let o5 = first + (s * nb + min(b0 + 5u, nb - 1u)) * st;
+    let o6 = first + (s * nb + min(b0 + 6u, nb - 1u)) * st;
+    let o7 = first + (s * nb + min(b0 + 7u, nb - 1u)) * st;
     var a1_lo = vec4<f32>();
     var a1_hi = vec4<f32>();
     var a2_lo = vec4<f32>();

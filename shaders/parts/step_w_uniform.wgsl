@@ -10,7 +10,8 @@
 @group(0) @binding(11) var<uniform> w_win2: array<vec4<f32>, 4096>;
 @group(0) @binding(12) var<uniform> w_win3: array<vec4<f32>, 4096>;
 
-fn w_at(x: u32) -> f32 {
+fn w_at(x0: u32) -> f32 {
+    let x = at_w() + x0;
     let i = x & 16383u;
     let window = x >> 14u;
     if (window == 0u) { return w_win0[i >> 2u][i & 3u]; }

@@ -9,7 +9,8 @@
 @group(0) @binding(12) var<uniform> whh_win2: array<vec4<f32>, 4096>;
 @group(0) @binding(13) var<uniform> whh_win3: array<vec4<f32>, 4096>;
 
-fn whh_at(x: u32) -> f32 {
+fn whh_at(x0: u32) -> f32 {
+    let x = at_w() + x0;
     let i = x & 16383u;
     let window = x >> 14u;
     if (window == 0u) { return whh_win0[i >> 2u][i & 3u]; }

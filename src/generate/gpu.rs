@@ -7,6 +7,7 @@
 
 use crate::error::{GruError, Result};
 use crate::generate::Sampling;
+use crate::gpu::bind::Bind;
 use crate::gpu::abi::GenParams;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
@@ -113,7 +114,8 @@ pub(crate) fn generate(
     };
     let warm_pass = |enc: &mut wgpu::CommandEncoder, list: &[crate::gpu::ops::Dispatch]| {
         for ws in &warm.layers {
-            enc.clear_buffer(ws.states(0), 0, Some(bytes));
+            let st = ws.states(0);
+            enc.clear_buffer(st.raw(), st.start(), Some(bytes));
         }
         encode(enc, "generate_prompt", list);
     };
@@ -161,9 +163,10 @@ pub(crate) fn generate(
                     warm_pass(&mut enc, &prompt);
                     for (l, ws) in warm.layers.iter().enumerate() {
                         let from = ws.final_state_offset(h);
+                        let st = ws.states(0);
                         enc.copy_buffer_to_buffer(
-                            ws.states(0),
-                            from,
+                            st.raw(),
+                            st.start() + from,
                             &state,
                             l as u64 * bytes,
                             bytes,
@@ -206,17 +209,20 @@ pub(crate) fn generate(
                         warm_pass(&mut enc, &prompt);
                         for (l, ws) in warm.layers.iter().enumerate() {
                             let at = ws.final_state_offset(h);
-                            enc.copy_buffer_to_buffer(ws.states(0), at, &carry[l], 0, bytes);
+                            let st = ws.states(0);
+                            enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
                         }
                         continue;
                     }
                     for (l, ws) in step.layers.iter().enumerate() {
-                        enc.copy_buffer_to_buffer(&carry[l], 0, ws.states(0), 0, bytes);
+                        let st = ws.states(0);
+                        enc.copy_buffer_to_buffer(&carry[l], 0, st.raw(), st.start(), bytes);
                     }
                     encode(&mut enc, "generate_step", &step_list);
                     for (l, ws) in step.layers.iter().enumerate() {
                         let at = ws.final_state_offset(h);
-                        enc.copy_buffer_to_buffer(ws.states(0), at, &carry[l], 0, bytes);
+                        let st = ws.states(0);
+                            enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
                     }
                 }
                 ctx.queue.submit([enc.finish()]);

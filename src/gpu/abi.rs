@@ -110,6 +110,8 @@ wgsl_parts! {
     GenerateWStorage => "generate_w_storage",
     /// Generation's weights through twelve uniform windows (software adapters).
     GenerateWUniform => "generate_w_uniform",
+    /// Which direction a step kernel's workgroup runs, and where its tensors start.
+    StepPair => "step_pair",
     /// The step kernels' k loop whole (every build but the GPU split builds).
     StepSplitNone => "step_split_none",
     /// The step kernels' k loop split over 4 threads per output (GPU builds, H > 64).
@@ -267,8 +269,15 @@ wgsl_structs! {
     /// One slot per step, read at a dynamic offset.
     StepParams { step: u32, time_fwd: u32, time_rev: u32, _p0: u32 }
     /// A step kernel's shape, where its output goes, and the sequence entries' length and
-    /// steps per dispatch.
-    StepDims { batch: u32, hidden: u32, out_stride: u32, out_offset: u32, reverse: u32, t_len: u32, steps: u32, _p0: u32 }
+    /// steps per dispatch; for a bidirectional layer's two directions in one dispatch
+    /// (grid z = 2), where the reverse direction's tensors start in each binding (`off_*`,
+    /// in values; parts/step_pair.wgsl).
+    StepDims {
+        batch: u32, hidden: u32, out_stride: u32, out_offset: u32,
+        reverse: u32, t_len: u32, steps: u32, off_gx: u32,
+        off_w: u32, off_b: u32, off_hs: u32, off_saved: u32,
+        off_d_hs: u32, off_d_gx: u32, off_d_gh: u32, _p0: u32,
+    }
     /// An embedding lookup of n positions, or its gradient over the vocabulary (added to
     /// the table's gradient when `accumulate` is 1: a later batch chunk).
     EmbedParams { n: u32, dim: u32, vocab: u32, accumulate: u32 }

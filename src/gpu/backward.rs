@@ -6,10 +6,11 @@ use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::forward::step_dims;
+use crate::gpu::forward::step_runs;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
-    colsum, colsum_scratch, gemm, gemm_scratch, step, Dispatch, GemmFlags, GemmParams, StepKernel,
+    colsum, colsum_scratch, gemm, gemm_scratch, step, Dispatch, GemmFlags, GemmParams, StepDims,
+    StepKernel,
 };
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
@@ -55,54 +56,51 @@ pub(crate) fn plan(
         } else {
             &ws.d_ins[l + 1]
         };
-        for d in 0..nd {
-            let idx = l * nd + d;
-            let p = &params.dirs[idx];
-            let buf = &ws.dirs[idx];
-            let hid = cfg.hidden_size;
-            let sequence = match cfg.variant {
-                GruVariant::ResetAfter => {
-                    step::sequence_of(ctx, step::for_device(ctx, Kernel::BwdStateGates, hid), hid)
-                }
-                GruVariant::ResetBefore => step::sequence_of(ctx, Kernel::BwdCandidate, hid),
-            };
-            let mut dims = step_dims(cfg, ws, d);
+        let hid = cfg.hidden_size;
+        let sequence = match cfg.variant {
+            GruVariant::ResetAfter => {
+                step::sequence_of(ctx, step::for_device(ctx, Kernel::BwdStateGates, hid), hid)
+            }
+            GruVariant::ResetBefore => step::sequence_of(ctx, Kernel::BwdCandidate, hid),
+        };
+        let reset_before = cfg.variant == GruVariant::ResetBefore;
+        let kernels = match (cfg.variant, sequence) {
+            (GruVariant::ResetAfter, _) => vec![
+                Kernel::BwdGates,
+                sequence.unwrap_or(step::for_device(ctx, Kernel::BwdStateGates, hid)),
+                step::for_device(ctx, Kernel::BwdState, hid),
+            ],
+            (GruVariant::ResetBefore, Some(k)) => vec![k],
+            (GruVariant::ResetBefore, None) => {
+                vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
+            }
+        };
+        // Direction d's tensors: saved, hs, W_hh, d_hs, d_gx, d_gh.
+        let tensors = |d: usize| {
+            let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
+            [&buf.saved, &buf.hs, &p.w_hh, &buf.d_hs, &ws.d_gx[d], &ws.d_gh[d]]
+        };
+        let place = |d: &mut StepDims, o: [u32; 6]| {
+            (d.off_saved, d.off_hs, d.off_w) = (o[0], o[1], o[2]);
+            (d.off_d_hs, d.off_d_gx, d.off_d_gh) = (o[3], o[4], o[5]);
+        };
+        for (mut dims, t, paired) in step_runs(ctx, cfg, ws, &kernels, tensors, place) {
             if let Some(k) = sequence {
                 dims.steps = step::steps_per_dispatch(ctx, k, hid) as u32;
             }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs: [&dyn Bind; 8] = [
-                d_out,
-                &buf.saved,
-                &buf.hs,
-                &p.w_hh,
-                &ws.lengths,
-                &buf.d_hs,
-                &ws.d_gx,
-                &ws.d_gh,
-            ];
-            let reset_before = cfg.variant == GruVariant::ResetBefore;
-            let kernels = match (cfg.variant, sequence) {
-                (GruVariant::ResetAfter, _) => vec![
-                    Kernel::BwdGates,
-                    sequence.unwrap_or(step::for_device(ctx, Kernel::BwdStateGates, hid)),
-                    step::for_device(ctx, Kernel::BwdState, hid),
-                ],
-                (GruVariant::ResetBefore, Some(k)) => vec![k],
-                (GruVariant::ResetBefore, None) => {
-                    vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
-                }
-            };
+            let bufs: [&dyn Bind; 8] = [d_out, &t[0], &t[1], &t[2], &ws.lengths, &t[3], &t[4], &t[5]];
             let kernels = kernels
-                .into_iter()
-                .map(|k| {
+                .iter()
+                .map(|&k| {
                     let gates = matches!(k, Kernel::BwdGates | Kernel::SeqBefore);
                     let constants: &[(&'static str, u32)] = if gates {
                         &[("RESET_BEFORE", reset_before as u32)]
                     } else {
                         &[]
                     };
-                    StepKernel::new(ctx, k, constants, &ws.step_slots, &dims_buf, &dims, &bufs)
+                    let slots = &ws.step_slots;
+                    StepKernel::new(ctx, k, constants, slots, &dims_buf, &dims, &bufs, paired)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let stride = ws.slot_stride;
@@ -126,7 +124,12 @@ pub(crate) fn plan(
                     }
                 }
             }
-
+        }
+        for d in 0..nd {
+            let idx = l * nd + d;
+            let p = &params.dirs[idx];
+            let buf = &ws.dirs[idx];
+            let (d_gx, d_gh) = (&ws.d_gx[d], &ws.d_gh[d]);
             let at = GemmFlags {
                 trans_a: true,
                 accumulate: accumulate_grads,
@@ -147,7 +150,7 @@ pub(crate) fn plan(
                 "gemm_d_w_ih",
                 gp,
                 at,
-                &ws.d_gx,
+                d_gx,
                 ws.layer_input(l),
                 None,
                 &p.d_w_ih,
@@ -158,7 +161,7 @@ pub(crate) fn plan(
                 "colsum_d_b_ih",
                 tb as usize,
                 3 * h as usize,
-                &ws.d_gx,
+                d_gx,
                 &p.d_b_ih,
                 accumulate_grads,
                 &ws.scratch,
@@ -183,7 +186,7 @@ pub(crate) fn plan(
                 "gemm_d_w_hh",
                 gp,
                 at,
-                &ws.d_gh,
+                d_gh,
                 &buf.hs,
                 None,
                 &p.d_w_hh,
@@ -207,7 +210,7 @@ pub(crate) fn plan(
                     "gemm_d_w_hn",
                     gp,
                     at,
-                    &ws.d_gh,
+                    d_gh,
                     &buf.saved,
                     None,
                     &p.d_w_hh,
@@ -219,7 +222,7 @@ pub(crate) fn plan(
                 "colsum_d_b_hh",
                 tb as usize,
                 3 * h as usize,
-                &ws.d_gh,
+                d_gh,
                 &p.d_b_hh,
                 accumulate_grads,
                 &ws.scratch,
@@ -243,7 +246,7 @@ pub(crate) fn plan(
                 "gemm_d_input",
                 gp,
                 flags,
-                &ws.d_gx,
+                d_gx,
                 &p.w_ih,
                 None,
                 &ws.d_ins[l],

@@ -64,3 +64,24 @@ impl Bind for Range {
         })
     }
 }
+
+/// Two tensors of one buffer bound as one range, from `a`'s start to `b`'s end, and
+/// where `b` starts in it (in values): how a step kernel binds both directions of a
+/// bidirectional layer at once. `None` where they lie in different buffers or out of
+/// order, or where the span would bind more than `limit` bytes.
+pub(crate) fn span(a: &Range, b: &Range, limit: u64) -> Option<(Range, u32)> {
+    if a.buffer != b.buffer || b.offset < a.offset {
+        return None;
+    }
+    let gap = (b.offset - a.offset) / 4;
+    let len = gap as usize + b.len;
+    if (4 * len as u64).div_ceil(16) * 16 > limit {
+        return None;
+    }
+    let range = Range {
+        buffer: a.buffer.clone(),
+        offset: a.offset,
+        len,
+    };
+    Some((range, u32::try_from(gap).ok()?))
+}

@@ -66,6 +66,10 @@ pub struct DeviceRequest {
     /// on GPUs, not on software adapters, whose barrier-free builds suit them; `Some`
     /// forces it either way (tests run the GPU builds on llvmpipe this way).
     pub split_steps: Option<bool>,
+    /// Run both directions of a bidirectional layer in one step dispatch (grid z = 2)
+    /// where their tensors can be bound together (default `true`); `false` gives each
+    /// direction its own dispatches (tests compare the two).
+    pub pair_directions: bool,
 }
 
 impl Default for DeviceRequest {
@@ -76,6 +80,7 @@ impl Default for DeviceRequest {
             subgroup_kernels: true,
             sequence_kernels: true,
             split_steps: None,
+            pair_directions: true,
         }
     }
 }
@@ -202,6 +207,7 @@ pub struct GpuContext {
     subgroup_kernels: bool,
     sequence_kernels: bool,
     split_steps: Option<bool>,
+    pair_directions: bool,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -296,6 +302,7 @@ impl GpuContext {
             subgroup_kernels: request.subgroup_kernels,
             sequence_kernels: request.sequence_kernels,
             split_steps: request.split_steps,
+            pair_directions: request.pair_directions,
             lost,
             uncaptured,
         }))
@@ -315,6 +322,12 @@ impl GpuContext {
     /// Whether the per-step kernels run their split builds ([`DeviceRequest::split_steps`]).
     pub(crate) fn split_steps(&self) -> bool {
         self.split_steps.unwrap_or(!self.is_software())
+    }
+
+    /// Whether bidirectional layers may pair their directions in one step dispatch
+    /// ([`DeviceRequest::pair_directions`]).
+    pub(crate) fn pair_directions(&self) -> bool {
+        self.pair_directions
     }
 
     /// A CPU rasterizer (llvmpipe, SwiftShader): correct but about a thousand times slower than a GPU.

@@ -4,7 +4,7 @@
 
 use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
-use crate::gpu::bind::Bind;
+use crate::gpu::bind::{Bind, Range};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::{
@@ -39,9 +39,7 @@ pub(crate) fn plan(
     for l in 0..cfg.num_layers {
         let i = cfg.layer_input_size(l);
         for d in 0..nd {
-            let idx = l * nd + d;
-            let p = &params.dirs[idx];
-            let buf = &ws.dirs[idx];
+            let p = &params.dirs[l * nd + d];
             list.push(transpose(
                 ctx,
                 "transpose_w_hh",
@@ -72,34 +70,37 @@ pub(crate) fn plan(
                 ws.layer_input(l),
                 &p.w_ih,
                 Some(&p.b_ih),
-                &ws.gx,
+                &ws.gx[d],
                 &ws.scratch,
             )?);
-            let per_step = match cfg.variant {
-                GruVariant::ResetAfter => {
-                    vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)]
-                }
-                GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
-            };
-            let sequence = step::sequence_of(ctx, per_step[0], h);
-            let mut dims = step_dims(cfg, ws, d);
+        }
+        let per_step = match cfg.variant {
+            GruVariant::ResetAfter => {
+                vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)]
+            }
+            GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
+        };
+        let sequence = step::sequence_of(ctx, per_step[0], h);
+        let kernels = sequence.map_or(per_step, |k| vec![k]);
+        // Direction d's tensors: gx, W_hhᵀ, b_hh, hs, saved.
+        let tensors = |d: usize| {
+            let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
+            [&ws.gx[d], &p.w_hh_t, &p.b_hh, &buf.hs, &buf.saved]
+        };
+        let place = |d: &mut StepDims, o: [u32; 5]| {
+            (d.off_gx, d.off_w, d.off_b, d.off_hs, d.off_saved) = (o[0], o[1], o[2], o[3], o[4]);
+        };
+        for (mut dims, t, paired) in step_runs(ctx, cfg, ws, &kernels, tensors, place) {
             if let Some(k) = sequence {
                 dims.steps = step::steps_per_dispatch(ctx, k, h) as u32;
             }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs: [&dyn Bind; 7] = [
-                &ws.gx,
-                &p.w_hh_t,
-                &p.b_hh,
-                &ws.lengths,
-                &buf.hs,
-                &ws.outs[l],
-                &buf.saved,
-            ];
-            let kernels = sequence.map_or(per_step, |k| vec![k]);
+            let bufs: [&dyn Bind; 7] = [&t[0], &t[1], &t[2], &ws.lengths, &t[3], &ws.outs[l], &t[4]];
             let kernels = kernels
-                .into_iter()
-                .map(|k| StepKernel::new(ctx, k, &[], &ws.step_slots, &dims_buf, &dims, &bufs))
+                .iter()
+                .map(|&k| {
+                    StepKernel::new(ctx, k, &[], &ws.step_slots, &dims_buf, &dims, &bufs, paired)
+                })
                 .collect::<Result<Vec<_>>>()?;
             // One dispatch per step, or per chunk of steps for a sequence entry.
             let chunk = dims.steps.max(1) as usize;
@@ -110,4 +111,33 @@ pub(crate) fn plan(
         }
     }
     Ok(list)
+}
+
+/// The step kernels' runs over a layer: both directions in one (paired, each binding
+/// spanning both directions' tensors, `step::pair`) where they can, else one per
+/// direction. `tensors(d)`: direction d's tensors; `place` puts the reverse's offsets in
+/// the same order into the dims.
+pub(crate) fn step_runs<'a, const N: usize>(
+    ctx: &GpuContext,
+    cfg: &GruConfig,
+    ws: &Workspace,
+    kernels: &[Kernel],
+    tensors: impl Fn(usize) -> [&'a Range; N],
+    place: impl Fn(&mut StepDims, [u32; N]),
+) -> Vec<(StepDims, [Range; N], bool)> {
+    let nd = cfg.num_directions();
+    if nd == 2 {
+        let (f, r) = (tensors(0), tensors(1));
+        let pairs: Vec<_> = f.into_iter().zip(r).collect();
+        if let Some(spans) = step::pair(ctx, &pairs) {
+            let mut dims = step_dims(cfg, ws, 0);
+            place(&mut dims, std::array::from_fn(|i| spans[i].1));
+            if step::pair_fits(ctx, kernels, &dims) {
+                return vec![(dims, std::array::from_fn(|i| spans[i].0.clone()), true)];
+            }
+        }
+    }
+    (0..nd)
+        .map(|d| (step_dims(cfg, ws, d), tensors(d).map(Range::clone), false))
+        .collect()
 }

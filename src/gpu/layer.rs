@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::GruConfig;
 use crate::error::{check_len, GruError, Result};
+use crate::gpu::bind::Bind;
 use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
@@ -261,11 +262,11 @@ impl GpuGru {
                 for (i, dir) in ws.dirs.iter().enumerate() {
                     match &h0 {
                         Some(h0) => q.write_buffer(
-                            &dir.hs,
-                            0,
+                            dir.hs.raw(),
+                            dir.hs.start(),
                             bytemuck::cast_slice(&h0[i * bh..(i + 1) * bh]),
                         ),
-                        None => enc.clear_buffer(&dir.hs, 0, Some(4 * bh as u64)),
+                        None => enc.clear_buffer(dir.hs.raw(), dir.hs.start(), Some(4 * bh as u64)),
                     }
                 }
                 encode(&mut enc, "gru_forward", &ws.forward);
@@ -312,7 +313,7 @@ impl GpuGru {
             let parts: Vec<_> = ws
                 .dirs
                 .iter()
-                .map(|d| (&d.hs, last.t_len * bh, bh))
+                .map(|d| (d.hs.raw(), d.hs.first() + last.t_len * bh, bh))
                 .collect();
             let part = self.ctx.read_f32(&ws.staging, &parts)?.concat();
             scatter_rows(&mut h_n, &part, ld, last.batch, h, *b0, ws.batch);
@@ -371,11 +372,14 @@ impl GpuGru {
                 for (i, dir) in ws.dirs.iter().enumerate() {
                     match &d_h_n {
                         Some(d) => q.write_buffer(
-                            &dir.d_hs,
-                            at,
+                            dir.d_hs.raw(),
+                            dir.d_hs.start() + at,
                             bytemuck::cast_slice(&d[i * bh..(i + 1) * bh]),
                         ),
-                        None => enc.clear_buffer(&dir.d_hs, at, Some(4 * bh as u64)),
+                        None => {
+                            let (buf, at) = (dir.d_hs.raw(), dir.d_hs.start() + at);
+                            enc.clear_buffer(buf, at, Some(4 * bh as u64))
+                        }
                     }
                 }
                 encode(&mut enc, "gru_backward", &ws.backward);
@@ -403,7 +407,7 @@ impl GpuGru {
         for (b0, ws) in &run.chunks {
             let bc = ws.batch;
             let mut parts = vec![(&ws.d_ins[0], 0, t_len * bc * cfg.input_size)];
-            parts.extend(ws.dirs.iter().map(|d| (&d.d_hs, 0, bc * h)));
+            parts.extend(ws.dirs.iter().map(|d| (d.d_hs.raw(), d.d_hs.first(), bc * h)));
             let mut data = ctx.read_f32(&ws.staging, &parts)?.into_iter();
             let part_x = data.next().unwrap_or_default();
             scatter_rows(&mut d_x, &part_x, t_len, batch, cfg.input_size, *b0, bc);

@@ -6,13 +6,14 @@ use crate::error::Result;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::flat::{Flat, Layout};
+use crate::gpu::workspace::slabs;
 use crate::weights::{DirWeights, GruWeights};
 
 /// Device tensors of one layer and direction.
 pub(crate) struct DirParams {
     pub w_ih: Range,          // [3H, I_k]
     pub w_hh: Range,          // [3H, H]
-    pub w_hh_t: wgpu::Buffer, // [H, 3H], refreshed by every forward
+    pub w_hh_t: Range,        // [H, 3H], refreshed by every forward; a layer's directions share a buffer
     pub b_ih: Range,          // [3H]
     pub b_hh: Range,          // [3H]
     pub d_w_ih: Range,        // [3H, I_k]
@@ -60,13 +61,15 @@ impl GpuParams {
         let h = config.hidden_size;
         let nd = config.num_directions();
         let mut dirs = Vec::new();
-        for (idx, (v, g)) in values.chunks(4).zip(grads.chunks(4)).enumerate() {
-            let layer = idx / nd;
-            let reverse = if idx % nd == 1 { "_reverse" } else { "" };
+        let mut w_hh_t = Vec::new();
+        for l in 0..config.num_layers {
+            w_hh_t.extend(slabs(ctx, &format!("weight_hh_t_l{l}"), nd, 3 * h * h)?);
+        }
+        for ((v, g), w_hh_t) in values.chunks(4).zip(grads.chunks(4)).zip(w_hh_t) {
             dirs.push(DirParams {
                 w_ih: v[0].clone(),
                 w_hh: v[1].clone(),
-                w_hh_t: ctx.storage(&format!("weight_hh_t_l{layer}{reverse}"), 3 * h * h)?,
+                w_hh_t,
                 b_ih: v[2].clone(),
                 b_hh: v[3].clone(),
                 d_w_ih: g[0].clone(),

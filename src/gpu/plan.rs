@@ -24,3 +24,44 @@ pub(crate) fn workspace(
     ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads)?;
     Ok(ws)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GruVariant;
+    use crate::gpu::context::DeviceRequest;
+
+    /// (paired, single) step dispatches of both passes: those at a step slot (a dynamic
+    /// offset), with a grid z of 2 (both directions) or 1.
+    fn step_dispatches(ctx: &GpuContext, cfg: &GruConfig) -> (usize, usize) {
+        let params = GpuParams::new(ctx, cfg).unwrap();
+        let ws = workspace(ctx, cfg, &params, 6, 3, false).unwrap();
+        let steps = ws.forward.iter().chain(&ws.backward);
+        let steps: Vec<_> = steps.filter(|d| d.offset.is_some()).collect();
+        let paired = steps.iter().filter(|d| d.groups[2] == 2).count();
+        (paired, steps.len() - paired)
+    }
+
+    /// Both directions of a bidirectional layer share each step dispatch (half as many),
+    /// unless the device is asked not to pair them; a one-way layer has nothing to pair.
+    #[test]
+    fn bidirectional_layers_run_both_directions_in_each_step_dispatch() {
+        let Ok(single) = GpuContext::new(&DeviceRequest {
+            pair_directions: false,
+            ..Default::default()
+        }) else {
+            assert!(std::env::var_os("CI").is_none(), "no adapter under CI");
+            return;
+        };
+        let Some(ctx) = crate::gpu::ops::testutil::ctx() else { return };
+        for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+            let cfg = GruConfig::new(5, 8).layers(2).variant(variant);
+            let (none, one_way) = step_dispatches(&ctx, &cfg);
+            assert_eq!(none, 0, "{variant:?}");
+            let cfg = cfg.bidirectional(true);
+            let (paired, rest) = step_dispatches(&ctx, &cfg);
+            assert_eq!((paired, rest), (one_way, 0), "{variant:?}");
+            assert_eq!(step_dispatches(&single, &cfg), (0, 2 * one_way), "{variant:?}");
+        }
+    }
+}

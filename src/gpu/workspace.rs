@@ -3,14 +3,35 @@
 
 use crate::config::GruConfig;
 use crate::error::Result;
+use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
+use crate::gpu::flat::ALIGN;
 use crate::gpu::ops::{step_slots, Dispatch};
 
-/// Buffers of one layer and direction that backward needs from forward.
+/// Buffers of one layer and direction that backward needs from forward. A layer's
+/// directions share each buffer (`slabs`), so that one step dispatch can bind both.
 pub(crate) struct DirBuffers {
-    pub hs: wgpu::Buffer,    // [T+1, B, H] step order: hs[0] = h0, hs[T] = h_n
-    pub saved: wgpu::Buffer, // [T, B, 4H] step order: r, z, n, (W_hn h + b_hn | r*h)
-    pub d_hs: wgpu::Buffer,  // [T+1, B, H] step order: d_hs[T] = d h_n, d_hs[0] = d h0
+    pub hs: Range,    // [T+1, B, H] step order: hs[0] = h0, hs[T] = h_n
+    pub saved: Range, // [T, B, 4H] step order: r, z, n, (W_hn h + b_hn | r*h)
+    pub d_hs: Range,  // [T+1, B, H] step order: d_hs[T] = d h_n, d_hs[0] = d h0
+}
+
+/// `count` tensors of `len` values in one buffer, each at an aligned offset.
+pub(crate) fn slabs(ctx: &GpuContext, label: &str, count: usize, len: usize) -> Result<Vec<Range>> {
+    let stride = slab_stride(len);
+    let buffer = ctx.storage(label, count * stride)?;
+    Ok((0..count)
+        .map(|i| Range {
+            buffer: buffer.clone(),
+            offset: 4 * (i * stride) as u64,
+            len,
+        })
+        .collect())
+}
+
+/// Values from one slab's start to the next's.
+fn slab_stride(len: usize) -> usize {
+    len.max(1).div_ceil(ALIGN) * ALIGN
 }
 
 pub(crate) struct Workspace {
@@ -22,9 +43,12 @@ pub(crate) struct Workspace {
     /// Per layer: dL/d(layer input) [T, B, I_k]; `d_ins[k]` is layer k-1's output gradient.
     pub d_ins: Vec<wgpu::Buffer>,
     pub d_out_top: wgpu::Buffer, // [T, B, dirs*H]
-    pub gx: wgpu::Buffer,        // [T, B, 3H] time order, shared by every layer and direction
-    pub d_gx: wgpu::Buffer,      // [T, B, 3H] time order, shared
-    pub d_gh: wgpu::Buffer,      // [T, B, 3H] step order, shared
+    /// Per direction [T, B, 3H] time order, shared by every layer.
+    pub gx: Vec<Range>,
+    /// Per direction [T, B, 3H] time order, shared by every layer.
+    pub d_gx: Vec<Range>,
+    /// Per direction [T, B, 3H] step order, shared by every layer.
+    pub d_gh: Vec<Range>,
     pub scratch: wgpu::Buffer,   // split-K partial products [slices, M, N], shared
     pub dirs: Vec<DirBuffers>,
     pub step_slots: wgpu::Buffer,
@@ -53,12 +77,13 @@ impl Workspace {
             d_ins.push(ctx.storage(&format!("d_input_l{l}"), tb * cfg.layer_input_size(l))?);
         }
         let mut dirs = Vec::new();
-        for idx in 0..cfg.num_layers * nd {
-            dirs.push(DirBuffers {
-                hs: ctx.storage(&format!("hs_{idx}"), (t_len + 1) * batch * h)?,
-                saved: ctx.storage(&format!("saved_{idx}"), tb * 4 * h)?,
-                d_hs: ctx.storage(&format!("d_hs_{idx}"), (t_len + 1) * batch * h)?,
-            });
+        for l in 0..cfg.num_layers {
+            let hs = slabs(ctx, &format!("hs_l{l}"), nd, (t_len + 1) * batch * h)?;
+            let saved = slabs(ctx, &format!("saved_l{l}"), nd, tb * 4 * h)?;
+            let d_hs = slabs(ctx, &format!("d_hs_l{l}"), nd, (t_len + 1) * batch * h)?;
+            for ((hs, saved), d_hs) in hs.into_iter().zip(saved).zip(d_hs) {
+                dirs.push(DirBuffers { hs, saved, d_hs });
+            }
         }
         let param_total = cfg.param_count() + cfg.num_layers * nd * 6 * h; // biases even when off
         let ld_bh = cfg.num_layers * nd * batch * h;
@@ -74,9 +99,9 @@ impl Workspace {
             outs,
             d_ins,
             d_out_top: ctx.storage("d_output", tb * nd * h)?,
-            gx: ctx.storage("gx", tb * 3 * h)?,
-            d_gx: ctx.storage("d_gx", tb * 3 * h)?,
-            d_gh: ctx.storage("d_gh", tb * 3 * h)?,
+            gx: slabs(ctx, "gx", nd, tb * 3 * h)?,
+            d_gx: slabs(ctx, "d_gx", nd, tb * 3 * h)?,
+            d_gh: slabs(ctx, "d_gh", nd, tb * 3 * h)?,
             scratch: ctx.storage("scratch", scratch)?,
             dirs,
             step_slots,
@@ -95,10 +120,13 @@ impl Workspace {
             .map(|l| cfg.layer_input_size(l))
             .max()
             .unwrap_or(0);
-        let floats_per_row =
-            (t_len * (4 * h).max(cfg.output_size()).max(widest_input)).max((t_len + 1) * h);
-        let limit = ctx.storage_limit() / 4;
-        let by_memory = limit as usize / floats_per_row.max(1);
+        // A layer's directions share their buffers (each direction's slab padded by
+        // less than ALIGN values).
+        let nd = cfg.num_directions();
+        let floats_per_row = (t_len * (nd * 4 * h).max(cfg.output_size()).max(widest_input))
+            .max(nd * (t_len + 1) * h);
+        let limit = ((ctx.storage_limit() / 4) as usize).saturating_sub(nd * ALIGN);
+        let by_memory = limit / floats_per_row.max(1);
         by_memory.min(grid_rows(
             ctx.limits.max_compute_workgroups_per_dimension,
             t_len,
@@ -127,15 +155,15 @@ impl Workspace {
     }
     /// The top layer's states of direction `d`, [T+1, B, H] in step order: h0 first,
     /// h_n at [`Workspace::final_state_offset`].
-    pub(crate) fn states(&self, d: usize) -> &wgpu::Buffer {
+    pub(crate) fn states(&self, d: usize) -> &Range {
         &self.dirs[self.top_dir(d)].hs
     }
     /// Their gradients, same layout: d h_n is read at the final-state offset, d h0 is
     /// written at 0.
-    pub(crate) fn d_states(&self, d: usize) -> &wgpu::Buffer {
+    pub(crate) fn d_states(&self, d: usize) -> &Range {
         &self.dirs[self.top_dir(d)].d_hs
     }
-    /// Byte offset of the final state (row T) in a states buffer.
+    /// Byte offset of the final state (row T) from the start of a states range.
     pub(crate) fn final_state_offset(&self, hidden: usize) -> u64 {
         4 * (self.t_len * self.batch * hidden) as u64
     }

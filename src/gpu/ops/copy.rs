@@ -2,6 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::abi::CopyParams;
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
@@ -35,8 +36,8 @@ impl CopyParams {
 pub(crate) fn strided_copy(
     ctx: &GpuContext,
     p: CopyParams,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
+    src: &dyn Bind,
+    dst: &dyn Bind,
 ) -> Result<Dispatch> {
     let grid = flat_grid(ctx, (p.rows * p.width) as usize);
     param_dispatch(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
 use crate::gpu::abi::{TB, TB_SUBGROUP, UT, WG};
-use crate::gpu::bind::Bind;
+use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
@@ -184,6 +184,40 @@ fn matvec_rows(kernel: Kernel) -> u64 {
     }
 }
 
+/// Values the windowed builds read from the start of their weights' binding: one
+/// direction's 3H·H, or a pair's from the forward direction's start to the reverse's end.
+fn window_span(d: &StepDims) -> u64 {
+    d.off_w as u64 + 3 * d.hidden as u64 * d.hidden as u64
+}
+
+/// Both directions' tensors of a step kernel bound together: for each pair of tensors
+/// (forward, reverse), one range over both and where the reverse one starts in it, in
+/// values. `None` where the device does not pair directions or some pair cannot be bound
+/// as one range: then each direction takes its own dispatches.
+pub(crate) fn pair(ctx: &GpuContext, tensors: &[(&Range, &Range)]) -> Option<Vec<(Range, u32)>> {
+    if !ctx.pair_directions() {
+        return None;
+    }
+    let limit = ctx.storage_limit();
+    tensors.iter().map(|(f, r)| span(f, r, limit)).collect()
+}
+
+/// Whether `kernels` can run paired with the reverse direction's weights `off_w` values
+/// from the forward's: the windowed builds read both through their four windows.
+pub(crate) fn pair_fits(ctx: &GpuContext, kernels: &[Kernel], d: &StepDims) -> bool {
+    let windowed = kernels.iter().any(|&k| {
+        matches!(
+            split_of(ctx, k),
+            Kernel::StepFusedUb
+                | Kernel::SeqFusedUb
+                | Kernel::BwdStateUb
+                | Kernel::BwdStateGatesUb
+                | Kernel::SeqStateGatesUb
+        )
+    });
+    !windowed || window_span(d) <= (W_WINDOWS * WINDOW_FLOATS) as u64
+}
+
 /// Whether `kernel` is a sequence entry (a chunk of steps per dispatch).
 pub(crate) fn is_sequence(kernel: Kernel) -> bool {
     matches!(
@@ -200,7 +234,9 @@ pub(crate) fn is_sequence(kernel: Kernel) -> bool {
 }
 
 impl StepKernel {
-    /// `buffers` are bindings 2.. of the shader, in order.
+    /// `buffers` are bindings 2.. of the shader, in order; `paired`: both directions of
+    /// a bidirectional layer, each binding spanning both (`pair`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: &GpuContext,
         kernel: Kernel,
@@ -209,6 +245,7 @@ impl StepKernel {
         dims: &wgpu::Buffer,
         d: &StepDims,
         buffers: &[&dyn Bind],
+        paired: bool,
     ) -> Result<Self> {
         let kernel = split_of(ctx, kernel);
         let pipeline = ctx.pipeline(kernel, constants)?;
@@ -231,9 +268,9 @@ impl StepKernel {
         };
         if let Some(w) = windowed {
             // Windows past the weights stay inside the buffer's slack or repeat the
-            // first; the shader never reads them.
+            // first; the shader never reads them. A pair's weights span both directions.
             let start = w.start();
-            let used = (3 * d.hidden as u64 * d.hidden as u64 * 4).div_ceil(UNIFORM_WINDOW);
+            let used = (4 * window_span(d)).div_ceil(UNIFORM_WINDOW);
             res.extend((0..W_WINDOWS as u64).map(|i| {
                 let offset = start + if i < used { i * UNIFORM_WINDOW } else { 0 };
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -258,13 +295,15 @@ impl StepKernel {
         } else {
             groups(d.hidden as usize, WG)
         };
-        let groups = [unit_groups, groups(d.batch as usize, rows), 1];
+        // A pair's workgroups run direction z.
+        let pairs = if paired { 2 } else { 1 };
+        let groups = [unit_groups, groups(d.batch as usize, rows), pairs];
         let (b, h) = (d.batch as u64, d.hidden as u64);
         Ok(StepKernel {
             pipeline,
             bind_group,
             groups,
-            flops: 2 * matvec_rows(kernel) * b * h * h,
+            flops: 2 * matvec_rows(kernel) * b * h * h * pairs as u64,
         })
     }
 

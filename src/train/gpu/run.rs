@@ -7,6 +7,7 @@ use crate::budget::{activation_bytes, available_host_memory, human_bytes};
 use crate::error::{GruError, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
+use crate::gpu::bind::Bind;
 use crate::gpu::workspace::Workspace;
 use crate::memory::approx_bytes;
 use crate::model::batch::Prepared;
@@ -125,11 +126,16 @@ impl ModelRun {
             for (l, ws) in plan.layers.iter().enumerate() {
                 for d in 0..nd {
                     let (off, len) = at(plan, d);
+                    let st = ws.states(d);
                     match carry_in {
-                        Some(c) => {
-                            enc.copy_buffer_to_buffer(&c.layers[l], off, ws.states(d), 0, len)
-                        }
-                        None => enc.clear_buffer(ws.states(d), 0, Some(len)),
+                        Some(c) => enc.copy_buffer_to_buffer(
+                            &c.layers[l],
+                            off,
+                            st.raw(),
+                            st.start(),
+                            len,
+                        ),
+                        None => enc.clear_buffer(st.raw(), st.start(), Some(len)),
                     }
                 }
             }
@@ -144,7 +150,9 @@ impl ModelRun {
                     let last = ws.final_state_offset(h);
                     for d in 0..nd {
                         let (off, len) = at(plan, d);
-                        enc.copy_buffer_to_buffer(ws.states(d), last, &c.layers[l], off, len);
+                        let st = ws.states(d);
+                        let at = st.start() + last;
+                        enc.copy_buffer_to_buffer(st.raw(), at, &c.layers[l], off, len);
                     }
                 }
             }

@@ -1,4 +1,5 @@
-// gru_step_bwd: backpropagation through time for one layer and direction. Reset-after
+// gru_step_bwd: backpropagation through time for one layer, one direction or both per
+// dispatch (grid z = 2, parts/step_pair.wgsl), as gru_step_fwd. Reset-after
 // takes one dispatch per step (T + 1 in all): bwd_gates for the last step, then
 // bwd_state_gates per step (d_hs[s], then step s - 1's gate gradients, elementwise),
 // bwd_state for step 0. Reset-before takes three per step:

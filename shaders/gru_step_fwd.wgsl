@@ -1,9 +1,10 @@
-// gru_step_fwd: one timestep of one layer and direction. The input projection
+// gru_step_fwd: one timestep of one layer, one direction or both (grid z = 2,
+// parts/step_pair.wgsl: every index below adds its direction's offset). The input projection
 // gx = x W_ihᵀ + b_ih is already computed for all steps (gemm); this kernel does the
 // recurrent matmul h W_hhᵀ + b_hh for its tile of units and batch rows, then the gates,
 // the candidate and the interpolation, and saves what backward needs.
 //
-// Workgroup: WG units (j) x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB)).
+// Workgroup: WG units (j) x TB batch rows; dispatch (ceil(H / WG), ceil(B / TB), dirs).
 // Each thread handles UT units for TB rows (3·UT·TB accumulators); per k it reads its
 // own 3·UT W_hhᵀ values (neighbouring threads, neighbouring addresses) and TB state
 // values shared by the whole workgroup (broadcast), each used for 3·UT FMAs. No shared

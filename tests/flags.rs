@@ -732,6 +732,66 @@ fn bench_shape_and_roofline() {
     }
 }
 
+/// `--bidirectional`, `--layers` and `--variant` shape the layer bench's stack: its rows
+/// name it, and the forward step kernels' FLOPs, as counted from their dispatches, are
+/// those of every layer and direction (a pair of directions in one dispatch counts
+/// both).
+#[test]
+fn bench_shapes_take_the_stack_flags() {
+    let stacks: [(&[&str], u64, u64, &str); 2] = [
+        (&[], 1, 1, "ResetAfter"),
+        (
+            &[
+                "--bidirectional",
+                "--layers",
+                "2",
+                "--variant",
+                "reset-before",
+            ],
+            2,
+            2,
+            "ResetBefore",
+        ),
+    ];
+    for (flags, layers, nd, variant) in stacks {
+        let mut args = vec![
+            "bench",
+            "--shape",
+            "3,5,7,11",
+            "--roofline",
+            "--no-cpu",
+            "--seconds",
+            "0.01",
+            "--json",
+        ];
+        args.extend(flags);
+        let out = stdout_of(&args);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let row = &v["results"][0];
+        assert_eq!(row["layers"], layers, "{out}");
+        assert_eq!(row["directions"], nd, "{out}");
+        assert_eq!(row["variant"], variant, "{out}");
+        let steps: f64 = v["roofline"]["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| {
+                let name = k["kernel"].as_str().unwrap();
+                k["pass"] == "forward" && (name.starts_with("step_") || name.starts_with("seq_"))
+            })
+            .map(|k| k["gflops"].as_f64().unwrap_or(0.0) * k["ms"].as_f64().unwrap() * 1e6)
+            .sum();
+        let (b, t, h) = (3u64, 5u64, 11u64);
+        let want = (layers * nd * 2 * t * b * 3 * h * h) as f64;
+        assert!(
+            (steps - want).abs() <= 1e-6 * want + 2.0,
+            "{steps} vs {want}: {out}"
+        );
+    }
+    let e = stderr_of(&["bench", "--train", "--bidirectional"]);
+    assert!(e.contains("--bidirectional"), "{e}");
+}
+
 /// `gru bench --train` times training steps of the model its flags describe, on the
 /// adapter and the CPU reference, with the adapter's dispatches per step; with
 /// `--roofline` it also times each kernel family of the step.

@@ -469,7 +469,10 @@ fn paired_directions_equal_separate_dispatches_bitwise() {
             .into_iter()
             .enumerate()
         {
-            let cfg = GruConfig::new(4, h).layers(2).bidirectional(true).variant(variant);
+            let cfg = GruConfig::new(4, h)
+                .layers(2)
+                .bidirectional(true)
+                .variant(variant);
             let w = GruWeights::init(cfg, 40 + n as u64);
             let mut rng = Rng::new(41 + n as u64);
             let (t, b) = (9, 11);

@@ -1,7 +1,8 @@
 // The forward step's W_hhᵀ values read through four 64 KiB uniform windows of w_t's
 // buffer (window i from byte 65536·i), for software adapters: llvmpipe (Mesa 22.3) loads
 // uniform buffers with vector gathers, 8-12x its lane-by-lane storage loads. The host
-// takes this build only where 3H·H values fit the four windows (H <= 147). A lane's
+// takes this build only where 3H·H values fit the four windows (H <= 147), and pairs
+// directions (step_pair.wgsl) only where both directions' weights do. A lane's
 // window is picked by a branch that is uniform except for lanes on either side of a
 // window edge.
 

@@ -2,7 +2,8 @@
 // buffer (window i from byte 65536·i of the tensor), for software adapters, as the
 // forward step reads W_hhᵀ (step_w_uniform.wgsl): llvmpipe (Mesa 22.3) loads uniform
 // buffers with vector gathers, several times its lane-by-lane storage loads. The host
-// takes this build only where 3H·H values fit the four windows (H <= 147).
+// takes this build only where 3H·H values fit the four windows (H <= 147), and pairs
+// directions (step_pair.wgsl) only where the span of both directions' weights does.
 
 @group(0) @binding(10) var<uniform> whh_win0: array<vec4<f32>, 4096>;
 @group(0) @binding(11) var<uniform> whh_win1: array<vec4<f32>, 4096>;

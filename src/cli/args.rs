@@ -46,11 +46,16 @@ pub struct StackArgs {
 
 impl StackArgs {
     pub fn apply(&self, cfg: ModelConfig) -> ModelConfig {
-        let v = match self.variant {
+        cfg.layers(self.layers)
+            .variant(self.gru_variant())
+            .dropout(self.dropout)
+    }
+
+    pub fn gru_variant(&self) -> GruVariant {
+        match self.variant {
             Variant::ResetAfter => GruVariant::ResetAfter,
             Variant::ResetBefore => GruVariant::ResetBefore,
-        };
-        cfg.layers(self.layers).variant(v).dropout(self.dropout)
+        }
     }
 }
 

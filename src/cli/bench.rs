@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// A shape B,T,I,H to time instead of the standard ones (repeatable).
     #[arg(long, value_name = "B,T,I,H", value_parser = parse_shape)]
     pub shape: Vec<(usize, usize, usize, usize)>,
+    /// The layer shapes with both directions per layer (--layers and --variant apply to
+    /// them too).
+    #[arg(long, conflicts_with_all = ["train", "generate"])]
+    pub bidirectional: bool,
     /// Also measure the device's ceilings (register FMAs, loads) and time every kernel
     /// family of each shape as a share of them.
     #[arg(long)]
@@ -134,12 +138,19 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
     let mut rows = Vec::new();
     let mut kernels = Vec::new();
     for &(b, t, i, h) in &shapes {
-        let w = GruWeights::init(GruConfig::new(i, h), 1);
+        let cfg = GruConfig::new(i, h)
+            .layers(a.stack.layers)
+            .variant(a.stack.gru_variant())
+            .bidirectional(a.bidirectional);
+        let w = GruWeights::init(cfg, 1);
         let mut rng = Rng::new(2);
         let x = rng.uniform_vec(t * b * i, -1.0, 1.0);
-        let dy = rng.uniform_vec(t * b * h, -1.0, 1.0);
+        let dy = rng.uniform_vec(t * b * cfg.output_size(), -1.0, 1.0);
         let input = SequenceInput::new(&x, t, b);
-        let flops = 6.0 * (b * t * h * (i + h)) as f64;
+        let nd = cfg.num_directions();
+        let flops: f64 = (0..cfg.num_layers)
+            .map(|l| 6.0 * (nd * b * t * h * (cfg.layer_input_size(l) + h)) as f64)
+            .sum();
         let mut gpu_times = [None, None];
         if let Choice::Gpu(ctx) = &choice {
             let mut g = GpuGru::new(ctx.clone(), &w)?;
@@ -170,6 +181,9 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             let fl = flops * if k == 0 { 1.0 } else { 3.0 };
             rows.push(serde_json::json!({
                 "shape": {"B": b, "T": t, "I": i, "H": h},
+                "layers": cfg.num_layers,
+                "directions": nd,
+                "variant": format!("{:?}", cfg.variant),
                 "pass": pass,
                 "device_ms": gpu_times[k].map(|s| s * 1e3),
                 "device_gflops": gpu_times[k].map(|s| fl / s / 1e9),
@@ -191,7 +205,11 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
     if let Some(r) = &roofline {
         print_lab(r, &kernels);
     }
-    println!("device: {device}; CPU: the reference (one thread, f32); FLOPs 6·B·T·H·(I+H) forward, x3 with backward");
+    let (layers, nd) = (a.stack.layers, if a.bidirectional { 2 } else { 1 });
+    println!(
+        "device: {device}; CPU: the reference (one thread, f32); {layers} layer(s) x {nd} direction(s), {:?}; FLOPs 6·B·T·H·(I+H) forward per layer and direction, x3 with backward",
+        a.stack.gru_variant()
+    );
     println!("| shape (B, T, I, H) | pass | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let num =

@@ -7,8 +7,8 @@
 
 use crate::error::{GruError, Result};
 use crate::generate::Sampling;
-use crate::gpu::bind::Bind;
 use crate::gpu::abi::GenParams;
+use crate::gpu::bind::Bind;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::encode;
@@ -210,7 +210,13 @@ pub(crate) fn generate(
                         for (l, ws) in warm.layers.iter().enumerate() {
                             let at = ws.final_state_offset(h);
                             let st = ws.states(0);
-                            enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
+                            enc.copy_buffer_to_buffer(
+                                st.raw(),
+                                st.start() + at,
+                                &carry[l],
+                                0,
+                                bytes,
+                            );
                         }
                         continue;
                     }
@@ -222,7 +228,7 @@ pub(crate) fn generate(
                     for (l, ws) in step.layers.iter().enumerate() {
                         let at = ws.final_state_offset(h);
                         let st = ws.states(0);
-                            enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
+                        enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
                     }
                 }
                 ctx.queue.submit([enc.finish()]);

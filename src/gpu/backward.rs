@@ -78,7 +78,14 @@ pub(crate) fn plan(
         // Direction d's tensors: saved, hs, W_hh, d_hs, d_gx, d_gh.
         let tensors = |d: usize| {
             let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
-            [&buf.saved, &buf.hs, &p.w_hh, &buf.d_hs, &ws.d_gx[d], &ws.d_gh[d]]
+            [
+                &buf.saved,
+                &buf.hs,
+                &p.w_hh,
+                &buf.d_hs,
+                &ws.d_gx[d],
+                &ws.d_gh[d],
+            ]
         };
         let place = |d: &mut StepDims, o: [u32; 6]| {
             (d.off_saved, d.off_hs, d.off_w) = (o[0], o[1], o[2]);
@@ -89,7 +96,8 @@ pub(crate) fn plan(
                 dims.steps = step::steps_per_dispatch(ctx, k, hid) as u32;
             }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs: [&dyn Bind; 8] = [d_out, &t[0], &t[1], &t[2], &ws.lengths, &t[3], &t[4], &t[5]];
+            let bufs: [&dyn Bind; 8] =
+                [d_out, &t[0], &t[1], &t[2], &ws.lengths, &t[3], &t[4], &t[5]];
             let kernels = kernels
                 .iter()
                 .map(|&k| {

@@ -95,7 +95,8 @@ pub(crate) fn plan(
                 dims.steps = step::steps_per_dispatch(ctx, k, h) as u32;
             }
             let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs: [&dyn Bind; 7] = [&t[0], &t[1], &t[2], &ws.lengths, &t[3], &ws.outs[l], &t[4]];
+            let bufs: [&dyn Bind; 7] =
+                [&t[0], &t[1], &t[2], &ws.lengths, &t[3], &ws.outs[l], &t[4]];
             let kernels = kernels
                 .iter()
                 .map(|&k| {

@@ -407,7 +407,11 @@ impl GpuGru {
         for (b0, ws) in &run.chunks {
             let bc = ws.batch;
             let mut parts = vec![(&ws.d_ins[0], 0, t_len * bc * cfg.input_size)];
-            parts.extend(ws.dirs.iter().map(|d| (d.d_hs.raw(), d.d_hs.first(), bc * h)));
+            parts.extend(
+                ws.dirs
+                    .iter()
+                    .map(|d| (d.d_hs.raw(), d.d_hs.first(), bc * h)),
+            );
             let mut data = ctx.read_f32(&ws.staging, &parts)?.into_iter();
             let part_x = data.next().unwrap_or_default();
             scatter_rows(&mut d_x, &part_x, t_len, batch, cfg.input_size, *b0, bc);

@@ -11,15 +11,15 @@ use crate::weights::{DirWeights, GruWeights};
 
 /// Device tensors of one layer and direction.
 pub(crate) struct DirParams {
-    pub w_ih: Range,          // [3H, I_k]
-    pub w_hh: Range,          // [3H, H]
-    pub w_hh_t: Range,        // [H, 3H], refreshed by every forward; a layer's directions share a buffer
-    pub b_ih: Range,          // [3H]
-    pub b_hh: Range,          // [3H]
-    pub d_w_ih: Range,        // [3H, I_k]
-    pub d_w_hh: Range,        // [3H, H]
-    pub d_b_ih: Range,        // [3H]
-    pub d_b_hh: Range,        // [3H]
+    pub w_ih: Range,   // [3H, I_k]
+    pub w_hh: Range,   // [3H, H]
+    pub w_hh_t: Range, // [H, 3H], refreshed by every forward; a layer's directions share a buffer
+    pub b_ih: Range,   // [3H]
+    pub b_hh: Range,   // [3H]
+    pub d_w_ih: Range, // [3H, I_k]
+    pub d_w_hh: Range, // [3H, H]
+    pub d_b_ih: Range, // [3H]
+    pub d_b_hh: Range, // [3H]
 }
 
 /// Every parameter tensor of a stack, `dirs[layer * num_directions + direction]`.

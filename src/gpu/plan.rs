@@ -53,7 +53,9 @@ mod tests {
             assert!(std::env::var_os("CI").is_none(), "no adapter under CI");
             return;
         };
-        let Some(ctx) = crate::gpu::ops::testutil::ctx() else { return };
+        let Some(ctx) = crate::gpu::ops::testutil::ctx() else {
+            return;
+        };
         for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
             let cfg = GruConfig::new(5, 8).layers(2).variant(variant);
             let (none, one_way) = step_dispatches(&ctx, &cfg);
@@ -61,7 +63,11 @@ mod tests {
             let cfg = cfg.bidirectional(true);
             let (paired, rest) = step_dispatches(&ctx, &cfg);
             assert_eq!((paired, rest), (one_way, 0), "{variant:?}");
-            assert_eq!(step_dispatches(&single, &cfg), (0, 2 * one_way), "{variant:?}");
+            assert_eq!(
+                step_dispatches(&single, &cfg),
+                (0, 2 * one_way),
+                "{variant:?}"
+            );
         }
     }
 }

@@ -49,7 +49,7 @@ pub(crate) struct Workspace {
     pub d_gx: Vec<Range>,
     /// Per direction [T, B, 3H] step order, shared by every layer.
     pub d_gh: Vec<Range>,
-    pub scratch: wgpu::Buffer,   // split-K partial products [slices, M, N], shared
+    pub scratch: wgpu::Buffer, // split-K partial products [slices, M, N], shared
     pub dirs: Vec<DirBuffers>,
     pub step_slots: wgpu::Buffer,
     pub slot_stride: u32,

@@ -5,9 +5,9 @@
 
 use crate::budget::{activation_bytes, available_host_memory, human_bytes};
 use crate::error::{GruError, Result};
+use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
-use crate::gpu::bind::Bind;
 use crate::gpu::workspace::Workspace;
 use crate::memory::approx_bytes;
 use crate::model::batch::Prepared;
@@ -128,13 +128,9 @@ impl ModelRun {
                     let (off, len) = at(plan, d);
                     let st = ws.states(d);
                     match carry_in {
-                        Some(c) => enc.copy_buffer_to_buffer(
-                            &c.layers[l],
-                            off,
-                            st.raw(),
-                            st.start(),
-                            len,
-                        ),
+                        Some(c) => {
+                            enc.copy_buffer_to_buffer(&c.layers[l], off, st.raw(), st.start(), len)
+                        }
                         None => enc.clear_buffer(st.raw(), st.start(), Some(len)),
                     }
                 }

@@ -30,6 +30,7 @@ pub mod config;
 pub mod cpu;
 #[cfg(feature = "cli")]
 pub mod csvdata;
+pub mod dist;
 pub mod error;
 pub mod generate;
 pub mod gpu;

@@ -2,6 +2,7 @@
 //! [B, T, I] features, optional per-row lengths, and targets. Checked at the boundary,
 //! then laid out time-major for the engine.
 
+use crate::dist::Shard;
 use crate::error::{check_len, GruError, Result};
 use crate::model::config::{Head, Loss, ModelConfig, ModelInput};
 
@@ -106,6 +107,7 @@ impl<'a> Batch<'a> {
             lengths: vec![t; b],
             targets: Vec::new(),
             count: 0,
+            shard: Shard::whole(b),
         };
         match (self.inputs, config.input) {
             (BatchInputs::Tokens(ids), ModelInput::Tokens { vocab, .. }) => {
@@ -247,8 +249,11 @@ pub(crate) struct Prepared {
     /// Per head row (time-major for a per-step head): class ids, or f32 bit patterns
     /// [rows, outputs]; IGNORE where padded. Empty without targets.
     pub targets: Vec<u32>,
-    /// Targets that count towards the mean loss.
+    /// Targets that count towards the mean loss (the global batch's in data-parallel
+    /// training, where the mean is over every rank's rows).
     pub count: usize,
+    /// Where these rows sit in the global batch (dropout masks follow it).
+    pub shard: Shard,
 }
 
 impl Prepared {
@@ -287,6 +292,10 @@ impl Prepared {
             lengths: self.lengths[row0..row0 + rows].to_vec(),
             targets: take(&self.targets, head_steps, b, row0, rows),
             count: self.count,
+            shard: Shard {
+                first_row: self.shard.first_row + row0,
+                global_rows: self.shard.global_rows,
+            },
         }
     }
 }

@@ -2,6 +2,7 @@
 //! type so gradient checks run it in f64, and an optimiser that mirrors the kernels.
 
 use crate::cpu::{self, sigmoid};
+use crate::dist::{Communicator, Shard};
 use crate::error::{GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::model::batch::Prepared;
@@ -28,16 +29,44 @@ pub struct ModelPass<R = f32> {
     pub h_n: Vec<R>,
 }
 
-fn apply_dropout<R: Real>(x: &mut [R], seed: u32, site: u32, p: f32) {
+/// Dropout at `site` on time-major values, `width` per batch row, of `prep`'s rows: a
+/// value's mask is drawn by its place in the global batch (`prep.shard`), as the kernel
+/// draws a chunk's.
+fn apply_dropout<R: Real>(
+    x: &mut [R],
+    (seed, site, p): (u32, u32, f32),
+    width: usize,
+    prep: &Prepared,
+) {
     let (threshold, scale) = dropout_threshold(p);
     let scale = R::from_f64(scale as f64);
+    let span = prep.batch * width;
+    let (stride, offset) = (prep.shard.global_rows * width, prep.shard.first_row * width);
     for (i, v) in x.iter_mut().enumerate() {
-        *v = if dropout_keeps(seed, site, i as u32, threshold) {
+        let at = (i / span) * stride + offset + i % span;
+        *v = if dropout_keeps(seed, site, at as u32, threshold) {
             *v * scale
         } else {
             R::default()
         };
     }
+}
+
+/// This rank's rows of a global batch, checked, placed by `shard`, with the loss counted
+/// over every rank's targets (one sum across ranks).
+pub(crate) fn shared_batch(
+    config: &ModelConfig,
+    batch: &Batch,
+    shard: Shard,
+    comm: &dyn Communicator,
+) -> Result<Prepared> {
+    let mut prep = batch.prepare(config, true)?;
+    shard.check(prep.batch)?;
+    prep.shard = shard;
+    let mut count = [prep.count as f64];
+    comm.sum_f64(&mut count)?;
+    prep.count = count[0] as usize;
+    Ok(prep)
 }
 
 /// Runs the model on `batch` (already checked). `dropout_seed`: training mode with that
@@ -110,7 +139,8 @@ pub(crate) fn pass<R: Real>(
     for (l, w) in layer_w.iter().enumerate() {
         let mut x = inputs[l].clone();
         if l > 0 && p_drop > 0.0 {
-            apply_dropout(&mut x, seed, l as u32, p_drop);
+            let width = x.len() / (t_len * b_len);
+            apply_dropout(&mut x, (seed, l as u32, p_drop), width, prep);
             inputs[l] = x.clone();
         }
         let mut seq = SequenceInput::new(&x, t_len, b_len).lengths(&prep.lengths);
@@ -140,7 +170,7 @@ pub(crate) fn pass<R: Real>(
         }
     };
     if p_drop > 0.0 {
-        apply_dropout(&mut head_in, seed, HEAD_SITE, p_drop);
+        apply_dropout(&mut head_in, (seed, HEAD_SITE, p_drop), f, prep);
     }
     // Dense head.
     let mut logits = vec![R::default(); rows * c];
@@ -232,7 +262,7 @@ pub(crate) fn pass<R: Real>(
         cpu::matvec_t_acc(&params.fc_weight, dl, &mut d_head_in[r * f..(r + 1) * f]);
     }
     if p_drop > 0.0 {
-        apply_dropout(&mut d_head_in, seed, HEAD_SITE, p_drop);
+        apply_dropout(&mut d_head_in, (seed, HEAD_SITE, p_drop), f, prep);
     }
     let (mut d_out, mut d_hn) = match cfg.head {
         Head::EveryStep => (d_head_in, None),
@@ -252,7 +282,8 @@ pub(crate) fn pass<R: Real>(
         g.gru.dirs[l * nd..(l + 1) * nd].clone_from_slice(&lg.d_weights.dirs);
         d_out = lg.d_input;
         if l > 0 && p_drop > 0.0 {
-            apply_dropout(&mut d_out, seed, l as u32, p_drop);
+            let width = d_out.len() / (t_len * b_len);
+            apply_dropout(&mut d_out, (seed, l as u32, p_drop), width, prep);
         }
         d_hn = None;
     }
@@ -425,6 +456,28 @@ impl Trainer for CpuTrainer {
         }
         Ok(())
     }
+    fn train_step_shared(
+        &mut self,
+        batch: &Batch,
+        shard: Shard,
+        comm: &dyn Communicator,
+    ) -> Result<()> {
+        let prep = shared_batch(&self.params.config, batch, shard, comm)?;
+        let (mut grads, h_n, b) = self.backward_prepared(&prep)?;
+        let mut flat: Vec<f32> = grads.tensors().concat();
+        comm.sum_f32(&mut flat)?;
+        let mut at = 0;
+        for t in grads.tensors_mut() {
+            let n = t.len();
+            t.copy_from_slice(&flat[at..at + n]);
+            at += n;
+        }
+        update(&mut self.params, &grads, &mut self.state, &self.options);
+        if self.options.stateful {
+            self.carry = Some((h_n, b));
+        }
+        Ok(())
+    }
     fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
         Ok(self.backward(batch)?.0)
     }
@@ -520,12 +573,16 @@ impl CpuTrainer {
     /// the loss is counted under [`Split::Train`].
     fn backward(&mut self, batch: &Batch) -> Result<(ModelParams, Vec<f32>, usize)> {
         let prep = batch.prepare(&self.params.config, true)?;
+        self.backward_prepared(&prep)
+    }
+
+    fn backward_prepared(&mut self, prep: &Prepared) -> Result<(ModelParams, Vec<f32>, usize)> {
         let seed = self.options.step_seed(self.state.step + 1);
         let h0 = match &self.carry {
             Some((h, b)) if self.options.stateful && *b == prep.batch => Some(h.as_slice()),
             _ => None,
         };
-        let out = pass(&self.params, &prep, Some(seed), h0, true)?;
+        let out = pass(&self.params, prep, Some(seed), h0, true)?;
         let grads = out
             .grads
             .ok_or_else(|| GruError::State("no gradients".into()))?;

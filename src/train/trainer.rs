@@ -1,5 +1,6 @@
 //! The [`Trainer`] trait both trainers implement, and the metrics they accumulate.
 
+use crate::dist::{Communicator, Shard};
 use crate::error::Result;
 use crate::generate::Sampling;
 use crate::model::{Batch, ModelConfig, ModelParams};
@@ -19,6 +20,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The metrics of every rank's rows together (data-parallel training): loss and
+    /// accuracy re-weighted by each rank's count; `batches` stays this rank's (each rank
+    /// saw every batch).
+    pub fn summed(&self, comm: &dyn Communicator) -> Result<Metrics> {
+        let mut t = [
+            self.loss * self.count,
+            self.accuracy.unwrap_or(0.0) * self.count,
+            self.count,
+        ];
+        comm.sum_f64(&mut t)?;
+        let total = [t[0], t[1], t[2], self.batches as f64];
+        Ok(Metrics::from_totals(total, self.accuracy.is_some()))
+    }
+
     /// From the raw totals (loss sum, correct, counted, batches).
     pub(crate) fn from_totals(t: [f64; 4], classification: bool) -> Self {
         let count = t[2];
@@ -73,6 +88,33 @@ pub trait Trainer {
     /// One update: forward, loss, backward, clipping, optimiser, constraints. Loss and
     /// accuracy accumulate without a readback; see [`Trainer::take_metrics`].
     fn train_step(&mut self, batch: &Batch) -> Result<()>;
+    /// One update of data-parallel training ([`crate::dist`]): `batch` holds this rank's
+    /// rows of a global batch, placed by `shard`. The loss is the mean over every rank's
+    /// targets, `comm` sums the gradients across ranks, and every rank applies the same
+    /// update (clipping by the norm of the summed gradient), so that N ranks of B/N rows
+    /// train as one process with B rows (up to the order of the sums). The metrics stay
+    /// this rank's until [`Metrics::summed`].
+    ///
+    /// ```no_run
+    /// use gru_engine::dist::{Communicator, Shard, SingleProcess};
+    /// # use gru_engine::model::{Batch, ModelConfig, ModelParams};
+    /// # use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+    /// # fn main() -> gru_engine::Result<()> {
+    /// # let params = ModelParams::init(ModelConfig::language_model(4, 8, 16), 1)?;
+    /// let mut t = CpuTrainer::new(params, TrainOptions::adam(1e-2))?;
+    /// let comm = SingleProcess; // or ThreadGroup / MpiCommunicator ranks
+    /// let shard = Shard::of(2, comm.rank(), comm.size())?; // a global batch of 2 rows
+    /// let rows = shard.rows(comm.size());
+    /// let x = [0u32, 1, 2, 3, 2, 1];
+    /// t.train_step_shared(&Batch::tokens(&x[..rows * 3], rows, 3).classes(&x[..rows * 3]), shard, &comm)?;
+    /// # Ok(()) }
+    /// ```
+    fn train_step_shared(
+        &mut self,
+        batch: &Batch,
+        shard: Shard,
+        comm: &dyn Communicator,
+    ) -> Result<()>;
     /// The gradients of the mean loss on `batch` for every parameter, in
     /// [`crate::model::param_infos`] order, before clipping and without updating
     /// anything: the training-mode pass the next [`Trainer::train_step`] would run (the

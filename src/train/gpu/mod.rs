@@ -17,6 +17,7 @@ mod update;
 use std::sync::Arc;
 
 use crate::config::GruConfig;
+use crate::dist::{Communicator, Shard};
 use crate::error::{check_len, GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::gpu::abi::TrainStep;
@@ -26,8 +27,10 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::GpuParams;
 use crate::model::{
-    batch_first_logits, check_same_config, Batch, Loss, ModelConfig, ModelParams, ParamRole,
+    batch_first_logits, check_same_config, Batch, Loss, ModelConfig, ModelInput, ModelParams,
+    ParamRole,
 };
+use crate::train::cpu::shared_batch;
 use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
 use crate::train::trainer::{Metrics, Split, Trainer};
 
@@ -78,6 +81,10 @@ pub struct GpuTrainer {
     shapes: ShapeCache<ModelRun>,
     /// Most batch rows per plan (`None`: what the device holds).
     batch_chunk: Option<usize>,
+    /// Where the plans' rows sit in a data-parallel global batch (`None`: alone).
+    shard: Option<Shard>,
+    /// Readback of the flat gradient for data-parallel sums (made at the first).
+    grad_staging: Option<wgpu::Buffer>,
     step: u64,
     /// Stateful training's carried state.
     carry: Option<Carry>,
@@ -160,6 +167,8 @@ impl GpuTrainer {
             update: Vec::new(),
             shapes: ShapeCache::new(MAX_SHAPES),
             batch_chunk: None,
+            shard: None,
+            grad_staging: None,
             step: 0,
             carry: None,
         };
@@ -221,6 +230,7 @@ impl GpuTrainer {
                 &self.buffers(),
                 shape,
                 self.batch_chunk,
+                self.shard,
             )
         })?;
         Ok(self.shapes.insert(t_len, batch, run))
@@ -299,6 +309,12 @@ impl GpuTrainer {
     /// for a stateful model's training passes), the list, the update, and the copy of the
     /// final states into the carry.
     fn submit(&mut self, i: usize, pass: Pass) -> Result<()> {
+        self.submit_with(i, pass, true)
+    }
+
+    /// [`Self::submit`]; a training pass without `update` leaves its gradients for
+    /// [`Self::submit_update`] (data-parallel training sums them across ranks between).
+    fn submit_with(&mut self, i: usize, pass: Pass, update: bool) -> Result<()> {
         let training = matches!(pass, Pass::Train | Pass::Gradients);
         let carry = self.options.stateful && pass == Pass::Train;
         if carry {
@@ -308,7 +324,8 @@ impl GpuTrainer {
             // The forward reads every row the batch holds: all must be up to date.
             self.flush_embedding()?;
         }
-        let flush = pass == Pass::Train && LazyEmbedding::flush_after(self.step + 1);
+        let updates = pass == Pass::Train && update;
+        let flush = updates && LazyEmbedding::flush_after(self.step + 1);
         let ctx = &self.ctx;
         let run = self.shapes.get(i);
         let held = self
@@ -326,7 +343,7 @@ impl GpuTrainer {
                 encode(&mut enc, "embed_before", &l.before);
             }
             run.encode(&mut enc, &self.config, pass, (held, out));
-            if pass == Pass::Train {
+            if updates {
                 encode(&mut enc, "update", &self.update);
                 if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
                     encode(&mut enc, "embed_flush", &l.flush);
@@ -335,11 +352,71 @@ impl GpuTrainer {
             ctx.queue.submit([enc.finish()]);
             Ok(())
         })?;
-        if let Some(l) = self.lazy.as_mut().filter(|_| pass == Pass::Train) {
+        if let Some(l) = self.lazy.as_mut().filter(|_| updates) {
             l.lagging = !flush;
         }
         if let Some(c) = self.carry.as_mut().filter(|_| carry) {
             c.valid = true;
+        }
+        Ok(())
+    }
+
+    /// The update of a training pass submitted without it: norm, clip, optimiser,
+    /// max-norm, and the embedding's flush when due.
+    fn submit_update(&mut self) -> Result<()> {
+        let flush = LazyEmbedding::flush_after(self.step + 1);
+        let ctx = &self.ctx;
+        ctx.scoped(|| {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            encode(&mut enc, "update", &self.update);
+            if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
+                encode(&mut enc, "embed_flush", &l.flush);
+            }
+            ctx.queue.submit([enc.finish()]);
+            Ok(())
+        })?;
+        if let Some(l) = self.lazy.as_mut() {
+            l.lagging = !flush;
+        }
+        Ok(())
+    }
+
+    /// Plans place their rows in `shard`'s global batch (`None`: a batch of their own);
+    /// a change drops the plans built for the other.
+    fn use_shard(&mut self, shard: Option<Shard>) {
+        if self.shard != shard {
+            self.shard = shard;
+            self.shapes.clear();
+        }
+    }
+
+    /// Sums the flat gradient across ranks: read back, summed, written back.
+    fn sum_gradients(&mut self, comm: &dyn Communicator) -> Result<()> {
+        let segments = &self.flats.layout.segments;
+        let total: usize = segments.iter().sum();
+        if self.grad_staging.is_none() {
+            self.grad_staging = Some(self.ctx.staging(total)?);
+        }
+        let staging = self
+            .grad_staging
+            .as_ref()
+            .ok_or_else(|| GruError::State("no staging buffer for the gradient".into()))?;
+        let parts: Vec<_> = self
+            .flats
+            .grad
+            .buffers
+            .iter()
+            .zip(segments)
+            .map(|(b, &n)| (b, 0, n))
+            .collect();
+        let mut flat = self.ctx.read_f32(staging, &parts)?.concat();
+        comm.sum_f32(&mut flat)?;
+        let mut at = 0;
+        for (b, &n) in self.flats.grad.buffers.iter().zip(segments) {
+            self.ctx
+                .queue
+                .write_buffer(b, 0, bytemuck::cast_slice(&flat[at..at + n]));
+            at += n;
         }
         Ok(())
     }
@@ -408,6 +485,7 @@ impl Trainer for GpuTrainer {
     }
     fn train_step(&mut self, batch: &Batch) -> Result<()> {
         let prep = batch.prepare(&self.config, true)?;
+        self.use_shard(None);
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
         self.write_rows(&prep);
@@ -416,8 +494,45 @@ impl Trainer for GpuTrainer {
         self.step += 1;
         Ok(())
     }
+    fn train_step_shared(
+        &mut self,
+        batch: &Batch,
+        shard: Shard,
+        comm: &dyn Communicator,
+    ) -> Result<()> {
+        let prep = shared_batch(&self.config, batch, shard, comm)?;
+        self.use_shard(Some(shard));
+        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        self.write_inputs(i, &prep);
+        let vocab = match self.config.input {
+            ModelInput::Tokens { vocab, .. } if self.lazy.is_some() => Some(vocab),
+            _ => None,
+        };
+        if let Some(vocab) = vocab {
+            // Every rank moves the rows any rank's shard holds (and zeroes their
+            // gradients first), so the summed gradient and the update agree everywhere.
+            let mut held = vec![0.0f32; vocab];
+            for &t in &prep.tokens {
+                held[t as usize] = 1.0;
+            }
+            comm.sum_f32(&mut held)?;
+            let rows: Vec<u32> = (0..vocab as u32)
+                .filter(|&r| held[r as usize] > 0.0)
+                .collect();
+            if let Some(l) = &mut self.lazy {
+                l.write_rows(&self.ctx, &rows);
+            }
+        }
+        self.write_step_uniform(self.step + 1);
+        self.submit_with(i, Pass::Train, false)?;
+        self.sum_gradients(comm)?;
+        self.submit_update()?;
+        self.step += 1;
+        Ok(())
+    }
     fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
         let prep = batch.prepare(&self.config, true)?;
+        self.use_shard(None);
         let i = self.shape_index(prep.seq_len, prep.batch)?;
         self.write_inputs(i, &prep);
         self.write_rows(&prep);

@@ -16,6 +16,7 @@ use crate::model::{Head, ModelConfig};
 use super::carry::Carry;
 use super::place::Place;
 use super::plan::{ModelBuffers, ModelPlan};
+use crate::dist::Shard;
 
 /// What one submission over a shape runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +46,11 @@ impl ModelRun {
         bufs: &ModelBuffers,
         (t_len, batch): (usize, usize),
         cap: Option<usize>,
+        shard: Option<Shard>,
     ) -> Result<Self> {
         check_host_memory(ctx, cfg, (t_len, batch))?;
+        let shard = shard.unwrap_or(Shard::whole(batch));
+        shard.check(batch)?;
         let rows = max_rows(ctx, cfg, bufs, t_len).min(cap.unwrap_or(usize::MAX));
         if rows == 0 {
             let width = cfg.hidden_size.max(cfg.outputs);
@@ -63,6 +67,7 @@ impl ModelRun {
                     row0,
                     rows: rows.min(batch - row0),
                     total: batch,
+                    shard,
                 };
                 ModelPlan::new(ctx, cfg, bufs, t_len, place)
             })

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use gru_engine::config::GruVariant;
-use gru_engine::dist::{Communicator, Shard, SingleProcess, ThreadGroup};
+use gru_engine::dist::{Communicator, DataParallel, Shard, SingleProcess, ThreadGroup};
 use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
@@ -197,4 +197,96 @@ fn shards_are_checked_and_one_rank_is_plain_training() {
     t.train_step_shared(&d.batch(), Shard::whole(4), &SingleProcess)
         .unwrap();
     assert_eq!(t.params().unwrap(), alone.params().unwrap());
+}
+
+/// `DataParallel` takes whole global batches: 2 ranks equal one process in training
+/// loss, parameters and evaluation (of a batch whose rows divide over the ranks and of
+/// one whose rows do not, which rank 0 evaluates alone), on the CPU and the GPU; and
+/// `check_in_sync` names a rank whose parameters drifted, on every rank.
+#[test]
+fn data_parallel_trainer_takes_whole_batches() {
+    let cfg = ModelConfig::classifier(
+        ModelInput::Tokens {
+            vocab: 40,
+            embed_dim: 4,
+        },
+        6,
+        3,
+    )
+    .bidirectional(true)
+    .dropout(0.2);
+    let opts = TrainOptions::adam(1e-2).clip_norm(1.0).seed(9);
+    let mut rng = Rng::new(8);
+    let train: Vec<Data> = (0..6).map(|_| data(&cfg, 8, 5, true, &mut rng)).collect();
+    let evals = [
+        data(&cfg, 8, 5, true, &mut rng),
+        data(&cfg, 5, 5, true, &mut rng),
+    ];
+    let params = ModelParams::init(cfg, 2).unwrap();
+    let ctx = gpu();
+    let make = |gpu: bool| -> Box<dyn Trainer> {
+        match (gpu, &ctx) {
+            (true, Some(ctx)) => Box::new(GpuTrainer::new(ctx.clone(), &params, opts).unwrap()),
+            _ => Box::new(CpuTrainer::new(params.clone(), opts).unwrap()),
+        }
+    };
+    for on_gpu in [false, true] {
+        if on_gpu && ctx.is_none() {
+            continue;
+        }
+        let run = |t: &mut dyn Trainer| {
+            let mut losses = Vec::new();
+            for d in &train {
+                t.train_step(&d.batch()).unwrap();
+                losses.push(t.take_metrics(Split::Train).unwrap().loss);
+            }
+            for d in &evals {
+                t.evaluate(&d.batch()).unwrap();
+            }
+            let m = t.take_metrics(Split::Eval).unwrap();
+            (losses, m, t.params().unwrap())
+        };
+        let (want_losses, want_eval, want) = run(make(on_gpu).as_mut());
+        let got = std::thread::scope(|s| {
+            let handles: Vec<_> = ThreadGroup::new(2)
+                .into_iter()
+                .map(|comm| {
+                    let (run, make) = (&run, &make);
+                    s.spawn(move || {
+                        let mut t = DataParallel::new(make(on_gpu), &comm);
+                        let out = run(&mut t);
+                        t.check_in_sync().unwrap();
+                        // Rank 1 drifts: every rank hears which.
+                        if comm.rank() == 1 {
+                            let mut p = t.params().unwrap();
+                            p.fc_bias[0] += 1e-3;
+                            t.set_params(&p).unwrap();
+                        }
+                        let e = t.check_in_sync().unwrap_err().to_string();
+                        assert!(e.contains("rank 1's parameters differ"), "{e}");
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let case = if on_gpu { "gpu" } else { "cpu" };
+        for (losses, eval, p) in &got {
+            for (s, (&l, &w)) in losses.iter().zip(&want_losses).enumerate() {
+                close(&format!("{case}: loss at step {s}"), l, w);
+            }
+            close(&format!("{case}: eval loss"), eval.loss, want_eval.loss);
+            let (acc, want_acc) = (eval.accuracy.unwrap(), want_eval.accuracy.unwrap());
+            close(&format!("{case}: eval accuracy"), acc, want_acc);
+            assert_eq!(eval.count, want_eval.count, "{case}");
+            for (g, w) in p.tensors().iter().zip(want.tensors()) {
+                for (&x, &y) in g.iter().zip(w) {
+                    close(&format!("{case}: parameter"), x as f64, y as f64);
+                }
+            }
+        }
+    }
 }

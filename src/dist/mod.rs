@@ -7,7 +7,8 @@
 //! applies the identical update. [`SingleProcess`] is the one-rank communicator,
 //! [`ThreadGroup`] runs ranks as threads of one process (several devices in one
 //! program, and the tests), and with the `mpi` feature `MpiCommunicator` spans
-//! processes and machines.
+//! processes and machines. [`DataParallel`] wraps a trainer as one rank: whole global
+//! batches in, its share trained.
 //!
 //! ```
 //! use gru_engine::dist::{Communicator, SingleProcess};
@@ -16,12 +17,14 @@
 //! assert_eq!((SingleProcess.rank(), SingleProcess.size(), v), (0, 1, [1.0, 2.0]));
 //! ```
 
+mod data_parallel;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod threads;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiCommunicator;
+pub use data_parallel::DataParallel;
 pub use threads::ThreadGroup;
 
 use crate::error::{GruError, Result};

@@ -88,6 +88,62 @@ impl<'a> Batch<'a> {
         self
     }
 
+    /// Rows `[first, first + rows)` as a batch of their own, borrowing the same data
+    /// (batch-first, so a row range is one slice of every tensor); an error where the
+    /// range passes B or a tensor does not divide into B rows.
+    ///
+    /// ```
+    /// use gru_engine::model::Batch;
+    /// let ids = [1u32, 2, 3, 4, 5, 6]; // [B = 3, T = 2]
+    /// let part = Batch::tokens(&ids, 3, 2).rows(1, 2).unwrap();
+    /// assert_eq!(part.batch, 2);
+    /// ```
+    pub fn rows(&self, first: usize, rows: usize) -> Result<Batch<'a>> {
+        let b = self.batch;
+        if first.checked_add(rows).is_none_or(|end| end > b) || rows == 0 {
+            return Err(GruError::Input(format!(
+                "rows {first}..{} of a batch of {b} rows: expected a non-empty range within the batch",
+                first.saturating_add(rows)
+            )));
+        }
+        fn take<'a, T>(
+            what: &str,
+            v: &'a [T],
+            b: usize,
+            first: usize,
+            rows: usize,
+        ) -> Result<&'a [T]> {
+            if !v.len().is_multiple_of(b) {
+                return Err(GruError::Input(format!(
+                    "{what}: {} values do not divide into {b} batch rows",
+                    v.len()
+                )));
+            }
+            let w = v.len() / b;
+            Ok(&v[first * w..(first + rows) * w])
+        }
+        let inputs = match self.inputs {
+            BatchInputs::Tokens(v) => BatchInputs::Tokens(take("token ids", v, b, first, rows)?),
+            BatchInputs::Features(v) => BatchInputs::Features(take("features", v, b, first, rows)?),
+        };
+        let targets = match self.targets {
+            BatchTargets::None => BatchTargets::None,
+            BatchTargets::Classes(v) => BatchTargets::Classes(take("classes", v, b, first, rows)?),
+            BatchTargets::Values(v) => BatchTargets::Values(take("values", v, b, first, rows)?),
+        };
+        let lengths = match self.lengths {
+            Some(l) => Some(take("lengths", l, b, first, rows)?),
+            None => None,
+        };
+        Ok(Batch {
+            inputs,
+            targets,
+            batch: rows,
+            seq_len: self.seq_len,
+            lengths,
+        })
+    }
+
     // Long by choice: one pass of boundary checks, each naming its value and position,
     // then the time-major layout.
     /// Checks every shape and value against `config` and lays the batch out time-major.

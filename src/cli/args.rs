@@ -77,12 +77,15 @@ pub struct RunArgs {
 impl RunArgs {
     /// The run folder for task `base`, chosen and checked; nothing is created until
     /// [`RunPlan::start`].
-    pub fn plan(&self, base: &str) -> Result<RunPlan> {
+    /// The run folder of task `base`; `leader`: this process writes it (alone, or rank 0
+    /// of data-parallel training), where the other ranks only read the checkpoint to
+    /// resume.
+    pub fn plan(&self, base: &str, leader: bool) -> Result<RunPlan> {
         RunPlan::new(
             self.checkpoint_dir.as_deref(),
             base,
-            self.resume,
-            self.force,
+            (self.resume, self.force),
+            leader,
         )
     }
 }

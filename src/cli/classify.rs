@@ -17,6 +17,7 @@ use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
+use crate::cli::ranks::Ranks;
 use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
 use crate::cli::train_loop::INTERRUPTED_EXIT;
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
@@ -742,13 +743,21 @@ fn split_sets(
     Ok((train_ex, train_ids, val_ex, val_ids))
 }
 
+/// `gru classify train`, alone or as one rank of a data-parallel job.
+fn train(a: TrainArgs) -> Result<u8> {
+    let ranks = Ranks::detect()?;
+    train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
+}
+
 // Long by choice: the phases of a run (flags, data, format, model, folder, report) in
 // order, sharing their locals; the loop itself is `train_loop::run`.
-fn train(a: TrainArgs) -> Result<u8> {
+fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
     // Every flag is checked before anything is read, built or written.
     let b = at_least_one("--batch", a.batch)?;
+    let b_rank = ranks.local_batch(b)?;
+    a.device.local_rank = ranks.local_rank();
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
     at_least_one("--epochs", a.epochs as usize)?;
@@ -770,8 +779,8 @@ fn train(a: TrainArgs) -> Result<u8> {
         )));
     }
     let flag_opts = a.optim.options()?;
-    let quiet = a.output.quiet || a.output.json;
-    let plan = a.run.plan("classify")?;
+    let quiet = a.output.quiet || a.output.json || !ranks.leader();
+    let plan = a.run.plan("classify", ranks.leader())?;
     let resumed = plan.resume_checkpoint()?;
     let rows = apply_header(
         &a.data,
@@ -842,14 +851,23 @@ fn train(a: TrainArgs) -> Result<u8> {
         }
     };
     let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let mut trainer = a.device.train_from(
+    let last_rows = train_ex.len() % b;
+    if last_rows > 0 && last_rows < ranks.size() {
+        return Err(GruError::Config(format!(
+            "{} training rows in batches of --batch {b} leave a last batch of {last_rows} rows, fewer than the {} ranks: choose another --batch",
+            train_ex.len(),
+            ranks.size()
+        )));
+    }
+    let trainer = a.device.train_from(
         &cfg,
         resumed.as_ref().map(|(c, _)| c),
         a.optim.seed,
         opts,
         quiet,
-        (b, tmax),
+        (b_rank, tmax),
     )?;
+    let mut trainer = ranks.wrap(trainer);
     let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
     if let Some((c, _)) = &resumed {
@@ -863,7 +881,7 @@ fn train(a: TrainArgs) -> Result<u8> {
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let per_epoch = train_ex.len().div_ceil(b) as u64;
     let total = total_steps(a.epochs, per_epoch)?;
-    let mut run = plan.start()?;
+    let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     if !quiet {
         let rows_line = match &a.val {
             Some(p) => format!(
@@ -900,11 +918,11 @@ fn train(a: TrainArgs) -> Result<u8> {
         );
     }
     let rep = Reporter::new(
-        &a.output,
+        &ranks.output(&a.output),
         total,
         epoch * per_epoch,
         "sequences",
-        Some(&run.path),
+        run.as_ref().map(|r| r.path.as_path()),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
     let mut task = ClassifyTask {
@@ -926,9 +944,10 @@ fn train(a: TrainArgs) -> Result<u8> {
         &mut task,
         trainer.as_mut(),
         &mut rng,
-        &mut run.dir,
+        run.as_mut().map(|r| &mut r.dir),
         &rep,
         schedule,
+        ranks,
     )? {
         Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
         Outcome::Done {
@@ -941,6 +960,7 @@ fn train(a: TrainArgs) -> Result<u8> {
             val.map(|(l, acc)| (l, acc.unwrap_or(0.0))),
         ),
     };
+    let Some(run) = run else { return Ok(0) };
     let epoch = a.epochs;
     let val = last.2.map_or(String::new(), |(l, acc)| {
         format!("; validation loss {l:.4}, accuracy {acc:.4}")

@@ -54,6 +54,25 @@ pub fn auto_pick(adapters: &[AdapterSummary]) -> Option<usize> {
     best_adapter_index(&usable)
 }
 
+/// The adapter local rank `rank` takes where `best` is the auto pick: the machine's
+/// hardware GPUs on the best one's backend in turn (rank modulo their count), so that
+/// ranks sharing a machine share its GPUs; the best itself for rank 0 or without
+/// hardware GPUs.
+pub fn rank_pick(adapters: &[AdapterSummary], best: usize, rank: usize) -> usize {
+    let Some(backend) = adapters.iter().find(|a| a.index == best).map(|a| a.backend) else {
+        return best;
+    };
+    let gpus: Vec<usize> = adapters
+        .iter()
+        .filter(|a| a.backend == backend && !a.is_software() && a.unfit.is_none())
+        .map(|a| a.index)
+        .collect();
+    match gpus.len() {
+        0 => best,
+        n => gpus[rank % n],
+    }
+}
+
 /// Whether a software adapter runs models faster than the CPU reference: llvmpipe on
 /// Vulkan from Mesa 25 on, with two cores or more. Measured on 2 cores (README,
 /// "Benchmarks"): Mesa 25.0 trains the default model 2x and a 70,000-word classifier
@@ -90,6 +109,10 @@ pub struct DeviceArgs {
     /// Restrict adapters to one backend.
     #[arg(long, value_enum, default_value_t = Backend::All)]
     pub backend: Backend,
+    /// Data-parallel training: this rank's number on its machine; `auto` takes the
+    /// machine's hardware GPU of that number (modulo their count).
+    #[arg(skip)]
+    pub local_rank: usize,
 }
 
 /// Where to run.
@@ -130,7 +153,7 @@ impl DeviceArgs {
             }
             "auto" => {
                 let adapters = list_adapters(backends);
-                match auto_pick(&adapters) {
+                match auto_pick(&adapters).map(|i| rank_pick(&adapters, i, self.local_rank)) {
                     Some(i) => {
                         let ctx = GpuContext::new(&request(Some(i)))?;
                         let faster = software_beats_cpu(&adapters[i], cores());
@@ -262,6 +285,29 @@ mod tests {
             subgroup: true,
             unfit: None,
         }
+    }
+
+    /// Ranks sharing a machine take its hardware GPUs in turn, on the best one's
+    /// backend; without hardware GPUs every rank takes the best adapter.
+    #[test]
+    fn local_ranks_take_the_hardware_gpus_in_turn() {
+        use wgpu::Backend::{Gl, Vulkan};
+        let gpu = |index, backend| AdapterSummary {
+            index,
+            device_type: wgpu::DeviceType::DiscreteGpu,
+            name: format!("GPU {index}"),
+            ..info("", backend)
+        };
+        let soft = AdapterSummary {
+            index: 3,
+            ..info("Mesa 22.3.6", Vulkan)
+        };
+        let adapters = [gpu(0, Vulkan), gpu(1, Gl), gpu(2, Vulkan), soft.clone()];
+        let best = auto_pick(&adapters).unwrap();
+        let picks: Vec<usize> = (0..4).map(|r| rank_pick(&adapters, best, r)).collect();
+        assert_eq!(picks, [0, 2, 0, 2]);
+        let alone = [AdapterSummary { index: 0, ..soft }];
+        assert_eq!(rank_pick(&alone, 0, 3), 0);
     }
 
     #[test]

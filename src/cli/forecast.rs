@@ -16,6 +16,7 @@ use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
+use crate::cli::ranks::Ranks;
 use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
 use crate::cli::train_loop::INTERRUPTED_EXIT;
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
@@ -294,9 +295,17 @@ impl Task for ForecastTask<'_> {
 // Long by choice: the phases of a run (flags, series, windows, statistics, model,
 // folder, report) in order, sharing their locals; the loop itself is `train_loop::run`.
 fn train(a: TrainArgs) -> Result<u8> {
+    let ranks = Ranks::detect()?;
+    train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
+}
+
+/// `gru forecast train` as rank `ranks` (alone, or one rank of a data-parallel job).
+fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
     let b = at_least_one("--batch", a.batch)?;
+    let b_rank = ranks.local_batch(b)?;
+    a.device.local_rank = ranks.local_rank();
     at_least_one("--window", a.window)?;
     at_least_one("--horizon", a.horizon)?;
     at_least_one("--epochs", a.epochs as usize)?;
@@ -309,8 +318,8 @@ fn train(a: TrainArgs) -> Result<u8> {
     }
     let flag_opts = a.optim.options()?;
     let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(32))?;
-    let plan = a.run.plan("forecast")?;
-    let quiet = a.output.quiet || a.output.json;
+    let plan = a.run.plan("forecast", ranks.leader())?;
+    let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let (rows, names) = series(&a.data)?;
     let resumed = plan.resume_checkpoint()?;
     let windows = |window: usize, horizon: usize| {
@@ -406,14 +415,23 @@ fn train(a: TrainArgs) -> Result<u8> {
             flag_opts,
         ),
     };
-    let mut trainer = a.device.train_from(
+    let last_rows = train_starts.len() % b;
+    if last_rows > 0 && last_rows < ranks.size() {
+        return Err(GruError::Config(format!(
+            "{} training windows in batches of --batch {b} leave a last batch of {last_rows}, fewer than the {} ranks: choose another --batch",
+            train_starts.len(),
+            ranks.size()
+        )));
+    }
+    let trainer = a.device.train_from(
         &cfg,
         resumed.as_ref().map(|(c, _)| c),
         a.optim.seed,
         opts,
         quiet,
-        (b, f.window),
+        (b_rank, f.window),
     )?;
+    let mut trainer = ranks.wrap(trainer);
     let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
     if let Some((c, _)) = &resumed {
@@ -427,7 +445,7 @@ fn train(a: TrainArgs) -> Result<u8> {
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let per_epoch = train_starts.len().div_ceil(b) as u64;
     let total = total_steps(a.epochs, per_epoch)?;
-    let mut run = plan.start()?;
+    let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     if !quiet {
         eprintln!(
             "forecasting `{}` {} step(s) ahead from {} past steps of {} column(s): {} windows ({} for validation), {} parameters, on {}",
@@ -442,11 +460,11 @@ fn train(a: TrainArgs) -> Result<u8> {
         );
     }
     let rep = Reporter::new(
-        &a.output,
+        &ranks.output(&a.output),
         total,
         epoch * per_epoch,
         "windows",
-        Some(&run.path),
+        run.as_ref().map(|r| r.path.as_path()),
     )?;
     let format_json = serde_json::to_string(&f).map_err(|e| GruError::State(e.to_string()))?;
     let mut task = ForecastTask {
@@ -464,13 +482,15 @@ fn train(a: TrainArgs) -> Result<u8> {
         &mut task,
         trainer.as_mut(),
         &mut rng,
-        &mut run.dir,
+        run.as_mut().map(|r| &mut r.dir),
         &rep,
         schedule,
+        ranks,
     )? {
         Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
         Outcome::Done { train_loss, .. } => train_loss,
     };
+    let Some(run) = run else { return Ok(0) };
     let epoch = a.epochs;
     println!("epoch {epoch}: training loss (normalised MSE) {last_loss:.5}");
     for (name, starts) in [("training", &train_starts), ("validation", &val_starts)] {

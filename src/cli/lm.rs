@@ -17,6 +17,7 @@ use crate::cli::args::{
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
+use crate::cli::ranks::Ranks;
 use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task, INTERRUPTED_EXIT};
 
@@ -232,9 +233,15 @@ fn lm_vocab(c: &Checkpoint, file: &std::path::Path) -> Result<Vec<String>> {
     Ok(vocab)
 }
 
+/// `gru train`, alone or as one rank of a data-parallel job.
+pub fn train(a: TrainArgs) -> Result<u8> {
+    let ranks = Ranks::detect()?;
+    train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
+}
+
 // Long by choice: the phases of a run (flags, text, vocabulary, model, folder, report,
 // sample) in order, sharing their locals; the loop itself is `train_loop::run`.
-pub fn train(a: TrainArgs) -> Result<u8> {
+fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
     // Every flag is checked before anything is read, built or written.
@@ -242,6 +249,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         at_least_one("--batch", a.batch)?,
         at_least_one("--seq-len", a.seq_len)?,
     );
+    let b_rank = ranks.local_batch(b)?;
+    a.device.local_rank = ranks.local_rank();
     at_least_one("--embed", a.embed)?;
     at_least_one("--layers", a.stack.layers)?;
     at_least_one("--eval-every", a.eval_every as usize)?;
@@ -258,8 +267,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         Some(p) => (read_text(p)?, p.display().to_string()),
         None => (corpus::text(), corpus::DESCRIPTION.to_string()),
     };
-    let plan = a.run.plan("lm")?;
-    let quiet = a.output.quiet || a.output.json;
+    let plan = a.run.plan("lm", ranks.leader())?;
+    let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let resumed = plan.resume_checkpoint()?;
     let vocab: Vec<String> = match &resumed {
         Some((c, file)) => lm_vocab(c, file)?,
@@ -287,14 +296,15 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             flag_opts,
         ),
     };
-    let mut trainer = a.device.train_from(
+    let trainer = a.device.train_from(
         &cfg,
         resumed.as_ref().map(|(c, _)| c),
         a.optim.seed,
         opts,
         quiet,
-        (b, len),
+        (b_rank, len),
     )?;
+    let mut trainer = ranks.wrap(trainer);
     let mut step = 0;
     let mut rng = Rng::new(a.optim.seed ^ 0x5eed);
     if let Some((c, _)) = &resumed {
@@ -309,8 +319,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         None => a.steps,
     };
     // Everything is built: only now is the run folder created (or claimed) and locked.
-    let mut run = plan.start()?;
-    let run_path = run.path.clone();
+    let mut run = ranks.leader().then(|| plan.start()).transpose()?;
+    let run_path = run.as_ref().map(|r| r.path.clone());
     if !quiet {
         eprintln!(
             "training on {source}: {} characters ({} for validation), vocabulary {}, {} parameters, {} on {}",
@@ -322,7 +332,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             trainer.device_name()
         );
     }
-    let rep = Reporter::new(&a.output, total, step, "tokens", Some(&run_path))?;
+    let out = ranks.output(&a.output);
+    let rep = Reporter::new(&out, total, step, "tokens", run_path.as_deref())?;
     let mut task = LmTask {
         train_ids,
         val_ids,
@@ -337,9 +348,10 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         &mut task,
         trainer.as_mut(),
         &mut rng,
-        &mut run.dir,
+        run.as_mut().map(|r| &mut r.dir),
         &rep,
         schedule,
+        ranks,
     )? {
         Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
         Outcome::Done {
@@ -348,6 +360,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             val,
         } => (train_loss, train_acc, val.map(|v| v.0)),
     };
+    // Rank 0 reports, and samples from the model every rank holds.
+    let Some(run) = run else { return Ok(0) };
     let step = total;
     let val = last_val.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
     let acc = last_acc.map_or(String::new(), |v| format!(", accuracy {v:.3}"));

@@ -11,6 +11,7 @@ mod example_data;
 mod forecast;
 mod interop;
 mod lm;
+mod ranks;
 mod report;
 mod run_folder;
 mod summary;

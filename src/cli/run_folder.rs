@@ -158,8 +158,15 @@ impl RunPlan {
     /// Chooses the folder for task `base` and checks it, creating nothing. Explicit: as
     /// given, refused if it holds a checkpoint unless resuming or forced. Default:
     /// `runs/<base>` or the first free `runs/<base>-N` (claimed at start); with
-    /// `--resume`, the newest earlier run. An existing folder is locked from here on.
-    pub fn new(explicit: Option<&Path>, base: &str, resume: bool, force: bool) -> Result<Self> {
+    /// `--resume`, the newest earlier run. An existing folder is locked from here on,
+    /// by the process that writes it (`writer`; the other ranks of data-parallel
+    /// training only read its checkpoint, and never start it).
+    pub fn new(
+        explicit: Option<&Path>,
+        base: &str,
+        (resume, force): (bool, bool),
+        writer: bool,
+    ) -> Result<Self> {
         let path = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None if resume => Some(runs_of(base).into_iter().next().ok_or_else(|| {
@@ -186,7 +193,9 @@ impl RunPlan {
                     p.display()
                 )));
             }
-            plan.lock = Some(lock(&p)?);
+            if writer {
+                plan.lock = Some(lock(&p)?);
+            }
             if !resume && !force && holds_checkpoint(&p) {
                 return Err(GruError::Config(format!(
                     "{} already holds a checkpoint; pass --resume to continue it, --force to start over, or another --checkpoint-dir",

@@ -7,10 +7,12 @@
 use std::time::Instant;
 
 use gru_engine::checkpoint::CheckpointDir;
+use gru_engine::dist::check_in_sync;
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::Result;
 
+use crate::cli::ranks::Ranks;
 use crate::cli::report::{interrupted, Reporter, Row};
 
 /// Exit status after Ctrl-C (128 + SIGINT), with a checkpoint saved.
@@ -100,14 +102,18 @@ impl Running {
     }
 }
 
-/// Runs `task` on `trainer` for the steps of `s`.
+/// Runs `task` on `trainer` for the steps of `s`. In data-parallel training every rank
+/// runs this loop over the same data order; only rank 0 has a checkpoint folder (`dir`),
+/// the ranks stop together on Ctrl-C, and each evaluation first checks that they still
+/// hold the same parameters.
 pub fn run(
     task: &mut dyn Task,
     trainer: &mut dyn Trainer,
     rng: &mut Rng,
-    dir: &mut CheckpointDir,
+    mut dir: Option<&mut CheckpointDir>,
     rep: &Reporter,
     s: Schedule,
+    ranks: &Ranks,
 ) -> Result<Outcome> {
     let per = task.steps_per_epoch().max(1);
     let mut step = s.start;
@@ -115,14 +121,16 @@ pub fn run(
     let (mut window, mut items) = (Instant::now(), 0u64);
     let mut last = (f64::NAN, None, None);
     while step < s.total {
-        if interrupted() {
+        if ranks.any(interrupted())? {
             rep.finish();
             // Not evaluated: saved as `last` only, never as `best`.
-            task.save(trainer, dir, rng, None, step / per)?;
-            eprintln!(
-                "interrupted at step {step}: checkpoint saved to {}; continue with --resume",
-                dir.last_path().display()
-            );
+            if let Some(dir) = dir.as_deref_mut() {
+                task.save(trainer, dir, rng, None, step / per)?;
+                eprintln!(
+                    "interrupted at step {step}: checkpoint saved to {}; continue with --resume",
+                    dir.last_path().display()
+                );
+            }
             return Ok(Outcome::Interrupted);
         }
         if step.is_multiple_of(per) {
@@ -148,6 +156,9 @@ pub fn run(
             since_log = Running::default();
         }
         if eval_now {
+            if ranks.size() > 1 {
+                check_in_sync(trainer, ranks.comm())?;
+            }
             let val = task.validate(trainer)?;
             let (train_loss, train_acc) = since_eval.mean();
             rep.row(&Row {
@@ -160,13 +171,10 @@ pub fn run(
                 rate,
                 elapsed: rep.start.elapsed().as_secs_f64(),
             })?;
-            task.save(
-                trainer,
-                dir,
-                rng,
-                Some(val.map_or(train_loss, |v| v.0)),
-                step / per,
-            )?;
+            if let Some(dir) = dir.as_deref_mut() {
+                let loss = val.map_or(train_loss, |v| v.0);
+                task.save(trainer, dir, rng, Some(loss), step / per)?;
+            }
             last = (train_loss, train_acc, val);
             since_eval = Running::default();
             (window, items) = (Instant::now(), 0);

@@ -39,35 +39,40 @@ impl<'c> DataParallel<'c> {
         DataParallel { inner, comm }
     }
 
-    /// Checks that every rank holds the same parameters (a checksum compared across
-    /// ranks); an error names the first rank that differs.
+    /// Checks that every rank holds the same parameters ([`check_in_sync`]).
     pub fn check_in_sync(&mut self) -> Result<()> {
-        let p = self.inner.params()?;
-        // Position-weighted, so that swapped values change it too.
-        let sum: f64 = p
-            .tensors()
-            .iter()
-            .flat_map(|t| t.iter())
-            .enumerate()
-            .map(|(i, &v)| v as f64 * ((i % 1021) + 1) as f64)
-            .sum();
-        let mut first = [if self.comm.rank() == 0 { sum } else { 0.0 }];
-        self.comm.sum_f64(&mut first)?;
-        let mut off = vec![0.0; self.comm.size()];
-        if sum.to_bits() != first[0].to_bits() {
-            off[self.comm.rank()] = 1.0;
-        }
-        self.comm.sum_f64(&mut off)?;
-        match off.iter().position(|&o| o > 0.0) {
-            Some(r) => Err(GruError::State(format!(
-                "rank {r}'s parameters differ from rank 0's: the ranks are out of step (a rank saw other data or another device diverged)"
-            ))),
-            None => Ok(()),
-        }
+        check_in_sync(self.inner.as_mut(), self.comm)
     }
 
     fn shard(&self, rows: usize) -> Result<Shard> {
         Shard::of(rows, self.comm.rank(), self.comm.size())
+    }
+}
+
+/// Checks that every rank's `trainer` holds the same parameters (a checksum compared
+/// across ranks); an error, on every rank, names the first rank that differs.
+pub fn check_in_sync(trainer: &mut dyn Trainer, comm: &dyn Communicator) -> Result<()> {
+    let p = trainer.params()?;
+    // Position-weighted, so that swapped values change it too.
+    let sum: f64 = p
+        .tensors()
+        .iter()
+        .flat_map(|t| t.iter())
+        .enumerate()
+        .map(|(i, &v)| v as f64 * ((i % 1021) + 1) as f64)
+        .sum();
+    let mut first = [if comm.rank() == 0 { sum } else { 0.0 }];
+    comm.sum_f64(&mut first)?;
+    let mut off = vec![0.0; comm.size()];
+    if sum.to_bits() != first[0].to_bits() {
+        off[comm.rank()] = 1.0;
+    }
+    comm.sum_f64(&mut off)?;
+    match off.iter().position(|&o| o > 0.0) {
+        Some(r) => Err(GruError::State(format!(
+            "rank {r}'s parameters differ from rank 0's: the ranks are out of step (a rank saw other data or another device diverged)"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -83,19 +88,12 @@ impl Trainer for DataParallel<'_> {
         format!("{} (rank {r} of {n})", self.inner.device_name())
     }
     fn prepare(&mut self, seq_len: usize, batch: usize) -> Result<()> {
-        let n = self.comm.size();
-        self.inner.prepare(
-            seq_len,
-            if batch.is_multiple_of(n) {
-                batch / n
-            } else {
-                batch
-            },
-        )
+        let rows = Shard::of(batch, self.comm.rank(), self.comm.size()).map_or(batch, |s| s.rows);
+        self.inner.prepare(seq_len, rows)
     }
     fn train_step(&mut self, batch: &Batch) -> Result<()> {
         let shard = self.shard(batch.batch)?;
-        let mine = batch.rows(shard.first_row, shard.rows(self.comm.size()))?;
+        let mine = batch.rows(shard.first_row, shard.rows)?;
         self.inner.train_step_shared(&mine, shard, self.comm)
     }
     fn train_step_shared(
@@ -111,11 +109,10 @@ impl Trainer for DataParallel<'_> {
         self.inner.gradients(batch)
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
-        let n = self.comm.size();
-        if batch.batch.is_multiple_of(n) {
+        if batch.batch >= self.comm.size() {
             let shard = self.shard(batch.batch)?;
             self.inner
-                .evaluate(&batch.rows(shard.first_row, shard.rows(n))?)
+                .evaluate(&batch.rows(shard.first_row, shard.rows)?)
         } else if self.comm.rank() == 0 {
             self.inner.evaluate(batch)
         } else {

@@ -24,7 +24,7 @@ mod threads;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiCommunicator;
-pub use data_parallel::DataParallel;
+pub use data_parallel::{check_in_sync, DataParallel};
 pub use threads::ThreadGroup;
 
 use crate::error::{GruError, Result};
@@ -67,26 +67,31 @@ impl Communicator for SingleProcess {
     }
 }
 
-/// Where a rank's rows sit in the global batch: rows `first_row .. first_row + B` of
+/// Where a rank's rows sit in the global batch: `rows` rows from `first_row` of
 /// `global_rows`. Dropout masks are drawn by a value's place in the global batch, so they
 /// do not depend on how the rows are split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// The global batch row of this rank's row 0.
     pub first_row: usize,
+    /// This rank's rows.
+    pub rows: usize,
     /// Rows of the global batch.
     pub global_rows: usize,
 }
 
 impl Shard {
-    /// Rank `rank` of `ranks`' equal share of a global batch of `global_rows`, or an error
-    /// naming both when the rows do not divide evenly.
+    /// Rank `rank`'s share of a global batch of `global_rows` split over `ranks`: equal
+    /// shares where the rows divide, else shares that differ by one row (the first
+    /// ranks' smaller), so an epoch's last, shorter batch still trains exactly; an error
+    /// names both sizes where some rank would get no row.
     ///
     /// ```
     /// use gru_engine::dist::Shard;
     /// let s = Shard::of(32, 1, 4).unwrap();
-    /// assert_eq!((s.first_row, s.rows(4)), (8, 8));
-    /// assert!(Shard::of(30, 0, 4).is_err());
+    /// assert_eq!((s.first_row, s.rows), (8, 8));
+    /// assert_eq!(Shard::of(10, 0, 4).unwrap().rows, 2);
+    /// assert!(Shard::of(3, 0, 4).is_err());
     /// ```
     pub fn of(global_rows: usize, rank: usize, ranks: usize) -> Result<Self> {
         if ranks == 0 || rank >= ranks {
@@ -94,14 +99,15 @@ impl Shard {
                 "rank {rank} of {ranks} ranks: expected a rank below the rank count"
             )));
         }
-        if !global_rows.is_multiple_of(ranks) || global_rows == 0 {
+        if global_rows < ranks {
             return Err(GruError::Config(format!(
-                "a global batch of {global_rows} rows over {ranks} ranks: expected a positive multiple of {ranks} rows (each rank trains an equal shard)"
+                "a global batch of {global_rows} rows over {ranks} ranks: expected at least one row per rank"
             )));
         }
-        let rows = global_rows / ranks;
+        let edge = |r: usize| r * global_rows / ranks;
         Ok(Shard {
-            first_row: rank * rows,
+            first_row: edge(rank),
+            rows: edge(rank + 1) - edge(rank),
             global_rows,
         })
     }
@@ -110,21 +116,18 @@ impl Shard {
     pub fn whole(rows: usize) -> Self {
         Shard {
             first_row: 0,
+            rows,
             global_rows: rows,
         }
     }
 
-    /// Rows per rank when `ranks` share the global batch equally.
-    pub fn rows(&self, ranks: usize) -> usize {
-        self.global_rows / ranks.max(1)
-    }
-
-    /// Checks that a local batch of `rows` fits inside the global batch here.
+    /// Checks that a local batch of `rows` is this shard's and lies inside the global
+    /// batch.
     pub(crate) fn check(&self, rows: usize) -> Result<()> {
-        if self.first_row + rows > self.global_rows {
+        if rows != self.rows || self.first_row + rows > self.global_rows {
             return Err(GruError::Config(format!(
-                "a shard of {rows} rows from global row {}: expected it within the global batch of {} rows",
-                self.first_row, self.global_rows
+                "a batch of {rows} rows for the shard of {} rows from global row {} of {}: expected the shard's rows, within the global batch",
+                self.rows, self.first_row, self.global_rows
             )));
         }
         Ok(())

@@ -60,6 +60,11 @@ impl<V> ShapeCache<V> {
         &self.entries[i].1
     }
 
+    /// Drops the value at index `i` (built for another setting); later indices shift.
+    pub(crate) fn remove(&mut self, i: usize) {
+        self.entries.remove(i);
+    }
+
     /// Drops everything (the values depend on a setting that changed).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();

@@ -350,6 +350,7 @@ impl Prepared {
             count: self.count,
             shard: Shard {
                 first_row: self.shard.first_row + row0,
+                rows,
                 global_rows: self.shard.global_rows,
             },
         }

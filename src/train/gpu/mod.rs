@@ -81,8 +81,6 @@ pub struct GpuTrainer {
     shapes: ShapeCache<ModelRun>,
     /// Most batch rows per plan (`None`: what the device holds).
     batch_chunk: Option<usize>,
-    /// Where the plans' rows sit in a data-parallel global batch (`None`: alone).
-    shard: Option<Shard>,
     /// Readback of the flat gradient for data-parallel sums (made at the first).
     grad_staging: Option<wgpu::Buffer>,
     step: u64,
@@ -167,7 +165,6 @@ impl GpuTrainer {
             update: Vec::new(),
             shapes: ShapeCache::new(MAX_SHAPES),
             batch_chunk: None,
-            shard: None,
             grad_staging: None,
             step: 0,
             carry: None,
@@ -217,10 +214,31 @@ impl GpuTrainer {
         Ok(list)
     }
 
-    /// The index of (T, B)'s plans in the shape cache, built if absent.
+    /// The index of (T, B)'s plans in the shape cache, built if absent: any plans of
+    /// the shape for passes without dropout.
     fn shape_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
+        self.plans(t_len, batch, None, false)
+    }
+
+    /// [`Self::shape_index`] for a training pass, whose dropout masks need plans that
+    /// place the rows where `shard` says (`None`: a batch of their own).
+    fn train_index(&mut self, t_len: usize, batch: usize, shard: Option<Shard>) -> Result<usize> {
+        self.plans(t_len, batch, shard, true)
+    }
+
+    fn plans(
+        &mut self,
+        t_len: usize,
+        batch: usize,
+        shard: Option<Shard>,
+        exact: bool,
+    ) -> Result<usize> {
+        let want = shard.unwrap_or(Shard::whole(batch));
         if let Some(i) = self.shapes.position(t_len, batch) {
-            return Ok(i);
+            if !exact || self.shapes.get(i).shard == want {
+                return Ok(i);
+            }
+            self.shapes.remove(i);
         }
         let shape = (t_len, batch);
         let run = self.ctx.scoped(|| {
@@ -230,7 +248,7 @@ impl GpuTrainer {
                 &self.buffers(),
                 shape,
                 self.batch_chunk,
-                self.shard,
+                Some(want),
             )
         })?;
         Ok(self.shapes.insert(t_len, batch, run))
@@ -381,15 +399,6 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// Plans place their rows in `shard`'s global batch (`None`: a batch of their own);
-    /// a change drops the plans built for the other.
-    fn use_shard(&mut self, shard: Option<Shard>) {
-        if self.shard != shard {
-            self.shard = shard;
-            self.shapes.clear();
-        }
-    }
-
     /// Sums the flat gradient across ranks: read back, summed, written back.
     fn sum_gradients(&mut self, comm: &dyn Communicator) -> Result<()> {
         let segments = &self.flats.layout.segments;
@@ -485,8 +494,7 @@ impl Trainer for GpuTrainer {
     }
     fn train_step(&mut self, batch: &Batch) -> Result<()> {
         let prep = batch.prepare(&self.config, true)?;
-        self.use_shard(None);
-        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        let i = self.train_index(prep.seq_len, prep.batch, None)?;
         self.write_inputs(i, &prep);
         self.write_rows(&prep);
         self.write_step_uniform(self.step + 1);
@@ -501,8 +509,7 @@ impl Trainer for GpuTrainer {
         comm: &dyn Communicator,
     ) -> Result<()> {
         let prep = shared_batch(&self.config, batch, shard, comm)?;
-        self.use_shard(Some(shard));
-        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        let i = self.train_index(prep.seq_len, prep.batch, Some(shard))?;
         self.write_inputs(i, &prep);
         let vocab = match self.config.input {
             ModelInput::Tokens { vocab, .. } if self.lazy.is_some() => Some(vocab),
@@ -532,8 +539,7 @@ impl Trainer for GpuTrainer {
     }
     fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
         let prep = batch.prepare(&self.config, true)?;
-        self.use_shard(None);
-        let i = self.shape_index(prep.seq_len, prep.batch)?;
+        let i = self.train_index(prep.seq_len, prep.batch, None)?;
         self.write_inputs(i, &prep);
         self.write_rows(&prep);
         self.write_step_uniform(self.step + 1);

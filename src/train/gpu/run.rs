@@ -34,6 +34,8 @@ pub(crate) enum Pass {
 /// The plans of one (T, B), in row order.
 pub(crate) struct ModelRun {
     pub batch: usize,
+    /// Where the rows sit in the global batch (dropout masks follow it).
+    pub shard: Shard,
     chunks: Vec<ModelPlan>,
 }
 
@@ -72,7 +74,11 @@ impl ModelRun {
                 ModelPlan::new(ctx, cfg, bufs, t_len, place)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ModelRun { batch, chunks })
+        Ok(ModelRun {
+            batch,
+            shard,
+            chunks,
+        })
     }
 
     /// The plan of a batch that fits one workspace (generation's B = 1).

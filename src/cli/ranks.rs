@@ -1,0 +1,145 @@
+//! This process's place in data-parallel training: alone, or one rank of a job that
+//! `mpirun` or `srun` started (with the `mpi` feature). Rank 0 alone prints, writes
+//! metrics and checkpoints; an error on any rank ends every rank.
+
+use std::rc::Rc;
+
+use gru_engine::dist::{Communicator, DataParallel, Shard, SingleProcess};
+use gru_engine::train::Trainer;
+use gru_engine::{GruError, Result};
+
+use crate::cli::report::OutputArgs;
+
+/// The ranks of this run.
+pub struct Ranks {
+    comm: Rc<dyn Communicator>,
+    local_rank: usize,
+    /// The same communicator as MPI's, for ending the job.
+    #[cfg(feature = "mpi")]
+    mpi: Option<Rc<gru_engine::dist::MpiCommunicator>>,
+}
+
+/// How many ranks the launcher that started this process says the job has (Open MPI,
+/// MPICH/PMI, PMIx, Slurm's srun), if any.
+fn launcher_size() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "SLURM_NTASKS",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+}
+
+impl Ranks {
+    /// Joins the MPI job this process belongs to (world size above 1), else trains alone.
+    pub fn detect() -> Result<Ranks> {
+        let size = launcher_size().unwrap_or(1);
+        if size <= 1 {
+            return Ok(Ranks::alone());
+        }
+        Self::join(size)
+    }
+
+    fn alone() -> Ranks {
+        Ranks {
+            comm: Rc::new(SingleProcess),
+            local_rank: 0,
+            #[cfg(feature = "mpi")]
+            mpi: None,
+        }
+    }
+
+    #[cfg(feature = "mpi")]
+    fn join(_: usize) -> Result<Ranks> {
+        let mpi = Rc::new(gru_engine::dist::MpiCommunicator::init()?);
+        Ok(Ranks {
+            comm: mpi.clone(),
+            local_rank: mpi.local_rank(),
+            mpi: Some(mpi),
+        })
+    }
+
+    #[cfg(not(feature = "mpi"))]
+    fn join(size: usize) -> Result<Ranks> {
+        Err(GruError::Config(format!(
+            "started as one of {size} ranks (mpirun or srun), but this gru was built without the `mpi` feature: build it with `cargo install --path . --features mpi`"
+        )))
+    }
+
+    pub fn comm(&self) -> &dyn Communicator {
+        self.comm.as_ref()
+    }
+
+    pub fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    /// Rank 0: the one that prints and writes.
+    pub fn leader(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    /// Which of this machine's GPUs the rank takes.
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    /// `trainer` as this rank's share of data-parallel training (itself when alone).
+    pub fn wrap<'a>(&'a self, trainer: Box<dyn Trainer>) -> Box<dyn Trainer + 'a> {
+        if self.size() == 1 {
+            trainer
+        } else {
+            Box::new(DataParallel::new(trainer, self.comm()))
+        }
+    }
+
+    /// This rank's output flags: rank 0's as given, the others' silent.
+    pub fn output(&self, out: &OutputArgs) -> OutputArgs {
+        let mut out = out.clone();
+        if !self.leader() {
+            (out.quiet, out.json) = (true, false);
+        }
+        out
+    }
+
+    /// The rows of each global batch of `--batch` rows this rank trains on, or an error
+    /// when they do not divide over the ranks.
+    pub fn local_batch(&self, batch: usize) -> Result<usize> {
+        let n = self.size();
+        Shard::of(batch, self.comm.rank(), n)
+            .ok()
+            .filter(|_| batch.is_multiple_of(n))
+            .map(|s| s.rows)
+            .ok_or_else(|| {
+                GruError::Config(format!(
+                    "--batch {batch} over {n} ranks: expected a multiple of {n} (each rank trains an equal share of every batch)"
+                ))
+            })
+    }
+
+    /// Whether `flag` is set on any rank (so that every rank stops at the same step).
+    pub fn any(&self, flag: bool) -> Result<bool> {
+        if self.size() == 1 {
+            return Ok(flag);
+        }
+        let mut v = [flag as u8 as f64];
+        self.comm.sum_f64(&mut v)?;
+        Ok(v[0] > 0.0)
+    }
+
+    /// The end of a run that failed on this rank: alone, the error goes back to the
+    /// caller (one line, non-zero exit); in a job, it is printed with the rank and every
+    /// rank is ended, so none waits for this one in a sum.
+    pub fn fail(&self, e: GruError) -> GruError {
+        if self.size() > 1 {
+            eprintln!("rank {}: error: {e}", self.comm.rank());
+            #[cfg(feature = "mpi")]
+            if let Some(mpi) = &self.mpi {
+                mpi.abort(1)
+            }
+        }
+        e
+    }
+}

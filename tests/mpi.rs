@@ -1,0 +1,350 @@
+//! Data-parallel training over MPI (feature `mpi`; `cargo test --release --features mpi
+//! --test mpi`, with Open MPI's `mpirun`): `gru train`, `gru classify train` and
+//! `gru forecast train` under `mpirun -np 2` equal the same command in one process (the
+//! loss at every evaluation and every parameter of the checkpoint, within
+//! 1e-5·max(1, |value|): only the order of the sums differs), on the CPU reference and
+//! on the GPU; checkpoints resume across rank counts; a batch that does not divide over
+//! the ranks is one clear error; a killed rank ends the job.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gru_engine::checkpoint::Checkpoint;
+
+/// `gru args` in `dir`: alone (`ranks` 1, no launcher) or under `mpirun -np ranks`.
+fn gru(ranks: usize, dir: &Path, args: &[&str]) -> Option<Output> {
+    let bin = env!("CARGO_BIN_EXE_gru");
+    let mut cmd = if ranks == 1 {
+        Command::new(bin)
+    } else {
+        let mut c = Command::new("mpirun");
+        let np = ranks.to_string();
+        c.args(["--allow-run-as-root", "--oversubscribe", "-np", &np, bin]);
+        c
+    };
+    match cmd.args(args).current_dir(dir).output() {
+        Ok(o) => Some(o),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("mpirun could not start: {e}"),
+        Err(e) => {
+            eprintln!("skipping: mpirun could not start: {e}");
+            None
+        }
+    }
+}
+
+#[track_caller]
+fn ok(ranks: usize, dir: &Path, args: &[&str]) -> Option<String> {
+    let o = gru(ranks, dir, args)?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "{ranks} rank(s): gru {args:?} failed:\n{err}"
+    );
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// The (step, training loss, validation loss) of every `--json` evaluation line.
+fn losses(stdout: &str) -> Vec<(u64, f64, Option<f64>)> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("train_loss").is_some())
+        .map(|v| {
+            let step = v["step"].as_u64().unwrap();
+            (
+                step,
+                v["train_loss"].as_f64().unwrap(),
+                v["val_loss"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+fn close(what: &str, got: f64, want: f64) {
+    assert!(
+        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+        "{what}: {got} vs {want}"
+    );
+}
+
+/// The same losses and the same parameters in both runs' last checkpoints.
+fn same_runs(case: &str, (a, a_dir): (&str, &Path), (b, b_dir): (&str, &Path)) {
+    let (la, lb) = (losses(a), losses(b));
+    assert!(
+        !la.is_empty() && la.len() == lb.len(),
+        "{case}: {la:?} vs {lb:?}"
+    );
+    for ((s, ta, va), (_, tb, vb)) in la.iter().zip(&lb) {
+        close(&format!("{case}: training loss at step {s}"), *ta, *tb);
+        if let (Some(va), Some(vb)) = (va, vb) {
+            close(&format!("{case}: validation loss at step {s}"), *va, *vb);
+        }
+    }
+    let pa = Checkpoint::load(&a_dir.join("last.safetensors"))
+        .unwrap()
+        .params;
+    let pb = Checkpoint::load(&b_dir.join("last.safetensors"))
+        .unwrap()
+        .params;
+    for (info, (x, y)) in pa.infos().iter().zip(pa.tensors().iter().zip(pb.tensors())) {
+        for (i, (&u, &v)) in x.iter().zip(y).enumerate() {
+            close(&format!("{case}: {}[{i}]", info.name), u as f64, v as f64);
+        }
+    }
+}
+
+/// `args` (with `-c` appended) in one process and on 2 ranks, compared.
+fn one_and_two(case: &str, dir: &Path, args: &[&str]) {
+    let run = |ranks: usize| {
+        let out = dir.join(format!("{}-{ranks}", case.replace(' ', "-")));
+        let mut all: Vec<&str> = args.to_vec();
+        let path = out.to_str().unwrap().to_string();
+        all.extend(["-c", &path]);
+        ok(ranks, dir, &all).map(|s| (s, out))
+    };
+    let Some((one, one_dir)) = run(1) else { return };
+    let Some((two, two_dir)) = run(2) else { return };
+    same_runs(case, (&two, &two_dir), (&one, &one_dir));
+}
+
+fn devices() -> Vec<&'static str> {
+    let gpu = common::cli_device() == "gpu";
+    if gpu {
+        vec!["cpu", "gpu"]
+    } else {
+        vec!["cpu"]
+    }
+}
+
+#[test]
+fn language_model_on_two_ranks_equals_one_process() {
+    for device in devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            "train",
+            "--steps",
+            "10",
+            "--batch",
+            "8",
+            "--seq-len",
+            "12",
+            "--hidden",
+            "16",
+            "--layers",
+            "2",
+            "--dropout",
+            "0.2",
+            "--clip-norm",
+            "1",
+            "--eval-every",
+            "1",
+            "--json",
+            "--sample-length",
+            "0",
+            "--device",
+            device,
+        ];
+        one_and_two(&format!("language model on {device}"), dir.path(), &args);
+    }
+}
+
+#[test]
+fn bidirectional_classifier_and_forecaster_on_two_ranks_equal_one_process() {
+    for device in devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 100 rows: 90 to train in batches of 8, the last of 2 rows (one per rank).
+        ok(
+            1,
+            d,
+            &[
+                "example-data",
+                "classify-text",
+                "--rows",
+                "100",
+                "--out",
+                "reviews.csv",
+            ],
+        );
+        let args = [
+            "classify",
+            "train",
+            "--data",
+            "reviews.csv",
+            "--bidirectional",
+            "--epochs",
+            "2",
+            "--batch",
+            "8",
+            "--hidden",
+            "8",
+            "--json",
+            "--device",
+            device,
+        ];
+        one_and_two(&format!("classifier on {device}"), d, &args);
+        ok(
+            1,
+            d,
+            &[
+                "example-data",
+                "forecast",
+                "--rows",
+                "300",
+                "--out",
+                "load.csv",
+            ],
+        );
+        let args = [
+            "forecast", "train", "--data", "load.csv", "--target", "load", "--epochs", "2",
+            "--batch", "8", "--hidden", "8", "--json", "--device", device,
+        ];
+        one_and_two(&format!("forecaster on {device}"), d, &args);
+    }
+}
+
+/// A checkpoint of 2 ranks resumes in one process and one of a single process on 2
+/// ranks, both ending where 20 steps in one process end.
+#[test]
+fn checkpoints_resume_across_rank_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = |steps: &'static str, dir: &'static str| {
+        vec![
+            "train",
+            "--steps",
+            steps,
+            "--batch",
+            "8",
+            "--seq-len",
+            "12",
+            "--hidden",
+            "16",
+            "--eval-every",
+            "5",
+            "--json",
+            "--sample-length",
+            "0",
+            "--device",
+            "cpu",
+            "-c",
+            dir,
+        ]
+    };
+    let Some(straight) = ok(1, d, &args("20", "straight")) else {
+        return;
+    };
+    for (first, then, dir) in [(2, 1, "two_then_one"), (1, 2, "one_then_two")] {
+        let _ = ok(first, d, &args("10", dir));
+        let mut resume = args("20", dir);
+        resume.push("--resume");
+        let Some(out) = ok(then, d, &resume) else {
+            return;
+        };
+        // The resumed run reports steps 15 and 20, as the straight one's last two.
+        let tail = losses(&straight).split_off(2);
+        let got = losses(&out);
+        assert_eq!(got.len(), tail.len(), "{dir}: {got:?}");
+        for ((s, a, _), (_, b, _)) in got.iter().zip(&tail) {
+            close(&format!("{dir}: loss at step {s}"), *a, *b);
+        }
+        same_runs(dir, (&out, &d.join(dir)), (&out, &d.join("straight")));
+    }
+}
+
+#[test]
+fn a_batch_that_does_not_divide_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(o) = gru(
+        3,
+        dir.path(),
+        &["train", "--steps", "2", "--batch", "8", "--device", "cpu"],
+    ) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("--batch 8 over 3 ranks: expected a multiple of 3"),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists(), "nothing is written");
+}
+
+/// A rank killed mid-run ends the job, non-zero, within seconds; the checkpoint written
+/// before stays readable.
+#[test]
+fn a_killed_rank_ends_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_gru");
+    let args = [
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        "2",
+        bin,
+        "train",
+        "--steps",
+        "1000000",
+        "--batch",
+        "8",
+        "--seq-len",
+        "12",
+        "--hidden",
+        "16",
+        "--eval-every",
+        "20",
+        "--device",
+        "cpu",
+        "--quiet",
+        "-c",
+        "run",
+    ];
+    let mut job = match Command::new("mpirun")
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(j) => j,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("mpirun could not start: {e}"),
+        Err(_) => return,
+    };
+    // Wait for the first checkpoint, then kill one rank.
+    let last = dir.path().join("run/last.safetensors");
+    let start = Instant::now();
+    while !last.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(last.exists(), "no checkpoint within 60 s");
+    let ranks = Command::new("pgrep")
+        .args(["-P", &job.id().to_string()])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&ranks.stdout).to_string();
+    let victim = pids
+        .lines()
+        .last()
+        .expect("a rank process")
+        .trim()
+        .to_string();
+    Command::new("kill").args(["-9", &victim]).status().unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the job still runs after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    Checkpoint::load(&last).unwrap();
+}

@@ -1,7 +1,8 @@
 //! A trainer as one rank of data-parallel training: whole global batches in, this
 //! rank's rows trained, metrics summed over the ranks.
 
-use super::{Communicator, Shard};
+use super::comm::Communicator;
+use super::shard::Shard;
 use crate::error::{GruError, Result};
 use crate::generate::Sampling;
 use crate::model::{Batch, Loss, ModelConfig, ModelParams};

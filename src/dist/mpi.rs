@@ -5,7 +5,7 @@ use mpi::collective::{CommunicatorCollectives, SystemOperation};
 use mpi::environment::Universe;
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 
-use super::Communicator;
+use super::comm::Communicator;
 use crate::error::{GruError, Result};
 
 /// MPI's world communicator. MPI's default error handler aborts every rank on a failed

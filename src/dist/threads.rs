@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use super::Communicator;
+use super::comm::Communicator;
 use crate::error::{GruError, Result};
 
 /// One rank of a group of threads that train together (one device each, or the CPU

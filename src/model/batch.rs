@@ -2,7 +2,7 @@
 //! [B, T, I] features, optional per-row lengths, and targets. Checked at the boundary,
 //! then laid out time-major for the engine.
 
-use crate::dist::Shard;
+use crate::dist::shard::Shard;
 use crate::error::{check_len, GruError, Result};
 use crate::model::config::{Head, Loss, ModelConfig, ModelInput};
 

@@ -2,7 +2,8 @@
 //! type so gradient checks run it in f64, and an optimiser that mirrors the kernels.
 
 use crate::cpu::{self, sigmoid};
-use crate::dist::{Communicator, Shard};
+use crate::dist::comm::Communicator;
+use crate::dist::shard::Shard;
 use crate::error::{GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::model::batch::Prepared;

@@ -1,6 +1,7 @@
 //! The [`Trainer`] trait both trainers implement, and the metrics they accumulate.
 
-use crate::dist::{Communicator, Shard};
+use crate::dist::comm::Communicator;
+use crate::dist::shard::Shard;
 use crate::error::Result;
 use crate::generate::Sampling;
 use crate::model::{Batch, ModelConfig, ModelParams};
@@ -104,7 +105,7 @@ pub trait Trainer {
     /// let mut t = CpuTrainer::new(params, TrainOptions::adam(1e-2))?;
     /// let comm = SingleProcess; // or ThreadGroup / MpiCommunicator ranks
     /// let shard = Shard::of(2, comm.rank(), comm.size())?; // a global batch of 2 rows
-    /// let rows = shard.rows(comm.size());
+    /// let rows = shard.rows;
     /// let x = [0u32, 1, 2, 3, 2, 1];
     /// t.train_step_shared(&Batch::tokens(&x[..rows * 3], rows, 3).classes(&x[..rows * 3]), shard, &comm)?;
     /// # Ok(()) }

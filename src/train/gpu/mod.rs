@@ -17,7 +17,8 @@ mod update;
 use std::sync::Arc;
 
 use crate::config::GruConfig;
-use crate::dist::{Communicator, Shard};
+use crate::dist::comm::Communicator;
+use crate::dist::shard::Shard;
 use crate::error::{check_len, GruError, Result};
 use crate::generate::{check_lm, Sampling};
 use crate::gpu::abi::TrainStep;

@@ -1,6 +1,6 @@
 //! Where one plan's batch rows sit in the whole training batch.
 
-use crate::dist::Shard;
+use crate::dist::shard::Shard;
 
 /// Where a plan's rows sit in its training batch: `rows` rows from `row0` of `total`.
 /// A batch too large for one workspace runs as several plans (chunks) in one

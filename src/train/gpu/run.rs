@@ -16,7 +16,7 @@ use crate::model::{Head, ModelConfig};
 use super::carry::Carry;
 use super::place::Place;
 use super::plan::{ModelBuffers, ModelPlan};
-use crate::dist::Shard;
+use crate::dist::shard::Shard;
 
 /// What one submission over a shape runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

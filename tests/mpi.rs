@@ -152,6 +152,44 @@ fn language_model_on_two_ranks_equals_one_process() {
     }
 }
 
+/// Rank 0 alone prints, and names the ranks the training runs on; the other rank
+/// writes nothing.
+#[test]
+fn rank_zero_alone_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "--steps",
+        "4",
+        "--batch",
+        "4",
+        "--seq-len",
+        "8",
+        "--hidden",
+        "8",
+        "--eval-every",
+        "2",
+        "--sample-length",
+        "0",
+        "--device",
+        "cpu",
+        "-c",
+        "run",
+    ];
+    let Some(o) = gru(2, dir.path(), &args) else {
+        return;
+    };
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("on CPU reference (rank 0 of 2)"), "{err}");
+    assert_eq!(err.matches("training on").count(), 1, "{err}");
+    assert_eq!(out.matches("step 4:").count(), 1, "{out}");
+    assert!(dir.path().join("run/last.safetensors").exists());
+}
+
 #[test]
 fn bidirectional_classifier_and_forecaster_on_two_ranks_equal_one_process() {
     for device in devices() {
@@ -347,4 +385,48 @@ fn a_killed_rank_ends_the_job() {
     };
     assert!(!status.success());
     Checkpoint::load(&last).unwrap();
+}
+
+/// `gru bench --train` under mpirun times data-parallel steps on every rank and reports
+/// rank 0's figures: 2 ranks, the sums' share of a step, and at least the flat gradient
+/// summed per step; without --train it is one clear error.
+#[test]
+fn bench_times_data_parallel_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--train",
+        "--device",
+        "cpu",
+        "--vocab",
+        "20",
+        "-H",
+        "8",
+        "--batch",
+        "4",
+        "-T",
+        "8",
+        "--seconds",
+        "0.1",
+        "--json",
+    ];
+    let Some(out) = ok(2, dir.path(), &args) else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let row = &v["train_ranks"][0];
+    assert_eq!(row["ranks"], 2, "{out}");
+    assert!(row["steps"].as_u64().unwrap() >= 2, "{out}");
+    let share = row["sums_share"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&share), "{out}");
+    let params = v["model"]["parameters"].as_u64().unwrap();
+    assert!(
+        row["bytes_summed_per_step"].as_u64().unwrap() >= 4 * params,
+        "{out}"
+    );
+    let Some(o) = gru(2, dir.path(), &["bench", "--quick"]) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("add --train"), "{err}");
 }

@@ -11,10 +11,12 @@ use gru_engine::gpu::lab::{self, KernelTime, Roofline};
 use gru_engine::model::{Batch, ModelConfig, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
-use gru_engine::{cpu, GpuGru, GruConfig, GruWeights, Result, SequenceInput};
+use gru_engine::{cpu, GpuGru, GruConfig, GruError, GruWeights, Result, SequenceInput};
 
 use crate::cli::args::StackArgs;
+use crate::cli::bench_ranks::bench_train_ranks;
 use crate::cli::device::{Choice, DeviceArgs};
+use crate::cli::ranks::Ranks;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -110,7 +112,22 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() / n as f64)
 }
 
-pub fn bench(a: BenchArgs) -> Result<u8> {
+pub fn bench(mut a: BenchArgs) -> Result<u8> {
+    let ranks = Ranks::detect()?;
+    if ranks.size() > 1 {
+        // Under mpirun: data-parallel training steps, each rank on its machine's GPU.
+        a.device.local_rank = ranks.local_rank();
+        let run = || {
+            if !a.train {
+                return Err(GruError::Config(
+                    "under mpirun, gru bench times data-parallel training only: add --train".into(),
+                ));
+            }
+            let choice = a.device.open_adapter(a.json || !ranks.leader())?;
+            bench_train_ranks(&a, &choice, &ranks)
+        };
+        return run().map_err(|e| ranks.fail(e));
+    }
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
         return bench_train(&a, &choice);
@@ -290,7 +307,7 @@ fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
 }
 
 /// The adapter as the bench tables name it.
-fn adapter_label(ctx: &gru_engine::GpuContext) -> String {
+pub fn adapter_label(ctx: &gru_engine::GpuContext) -> String {
     format!(
         "{} ({:?})",
         ctx.adapter_info().name,
@@ -300,7 +317,7 @@ fn adapter_label(ctx: &gru_engine::GpuContext) -> String {
 
 /// The language model of `--train` and `--generate`: the model flags, hidden size 128
 /// unless given, initialised with seed 1.
-fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
+pub fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
     let hidden = a.stack.hidden.unwrap_or(128);
     let cfg = a
         .stack

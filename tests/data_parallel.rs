@@ -127,6 +127,14 @@ fn language_model_with_dropout_adam_and_clipping() {
     compare("language model", cfg, opts, 8, 6, false);
 }
 
+/// A stateful language model: each rank carries the states of its own rows.
+#[test]
+fn stateful_language_model() {
+    let cfg = ModelConfig::language_model(20, 4, 6);
+    let opts = TrainOptions::adam(1e-2).stateful(true);
+    compare("stateful language model", cfg, opts, 8, 5, false);
+}
+
 #[test]
 fn bidirectional_classifier_with_lengths() {
     let cfg = ModelConfig::classifier(ModelInput::Features(3), 7, 3)

@@ -11,12 +11,10 @@ use gru_engine::gpu::lab::{self, KernelTime, Roofline};
 use gru_engine::model::{Batch, ModelConfig, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
-use gru_engine::{cpu, GpuGru, GruConfig, GruError, GruWeights, Result, SequenceInput};
+use gru_engine::{cpu, GpuGru, GruConfig, GruWeights, Result, SequenceInput};
 
 use crate::cli::args::StackArgs;
-use crate::cli::bench_ranks::bench_train_ranks;
 use crate::cli::device::{Choice, DeviceArgs};
-use crate::cli::ranks::Ranks;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -112,22 +110,8 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() / n as f64)
 }
 
-pub fn bench(mut a: BenchArgs) -> Result<u8> {
-    let ranks = Ranks::detect()?;
-    if ranks.size() > 1 {
-        // Under mpirun: data-parallel training steps, each rank on its machine's GPU.
-        a.device.local_rank = ranks.local_rank();
-        let run = || {
-            if !a.train {
-                return Err(GruError::Config(
-                    "under mpirun, gru bench times data-parallel training only: add --train".into(),
-                ));
-            }
-            let choice = a.device.open_adapter(a.json || !ranks.leader())?;
-            bench_train_ranks(&a, &choice, &ranks)
-        };
-        return run().map_err(|e| ranks.fail(e));
-    }
+/// `gru bench` in one process (under mpirun: `bench_ranks::bench`).
+pub fn bench(a: BenchArgs) -> Result<u8> {
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
         return bench_train(&a, &choice);

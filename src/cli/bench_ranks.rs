@@ -1,5 +1,5 @@
-//! `gru bench --train` under `mpirun`: data-parallel training steps of every rank, and
-//! how much of a step the sums across ranks take.
+//! `gru bench`: in one process the bench of `bench.rs`; under `mpirun`, data-parallel
+//! training steps of every rank and how much of a step the sums across ranks take.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -8,9 +8,9 @@ use gru_engine::dist::{Communicator, DataParallel};
 use gru_engine::model::Batch;
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
-use gru_engine::Result;
+use gru_engine::{GruError, Result};
 
-use crate::cli::bench::{adapter_label, language_model, BenchArgs};
+use crate::cli::bench::{self, adapter_label, language_model, BenchArgs};
 use crate::cli::device::Choice;
 use crate::cli::ranks::Ranks;
 
@@ -50,10 +50,30 @@ impl Communicator for Timed<'_> {
     }
 }
 
+/// `gru bench`: alone, the standard bench; as one of several ranks, `--train` steps of
+/// data-parallel training, each rank on its machine's GPU.
+pub fn bench(mut a: BenchArgs) -> Result<u8> {
+    let ranks = Ranks::detect()?;
+    if ranks.size() == 1 {
+        return bench::bench(a);
+    }
+    a.device.local_rank = ranks.local_rank();
+    let run = || {
+        if !a.train {
+            return Err(GruError::Config(
+                "under mpirun, gru bench times data-parallel training only: add --train".into(),
+            ));
+        }
+        let choice = a.device.open_adapter(a.json || !ranks.leader())?;
+        bench_train_ranks(&a, &choice, &ranks)
+    };
+    run().map_err(|e| ranks.fail(e))
+}
+
 /// Every rank trains the language model of the flags on its share of global batches of
 /// `--batch` rows, for the same number of steps (about `--seconds`, agreed across the
 /// ranks); rank 0 prints steps/s, sequences/s and the share of a step spent in sums.
-pub fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8> {
+fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8> {
     let (cfg, params) = language_model(a)?;
     let (v, b, t) = (a.vocab.max(2), a.batch, a.seq_len);
     let n = ranks.size();

@@ -81,7 +81,7 @@ pub fn main() -> ExitCode {
         Command::Devices(a) => devices::devices(a),
         Command::Classify(c) => classify::run(c),
         Command::Forecast(c) => forecast::run(c),
-        Command::Bench(a) => bench::bench(a),
+        Command::Bench(a) => bench_ranks::bench(a),
         Command::Forward(a) => interop::forward(a),
         Command::Convert(a) => interop::convert(a),
         Command::ExampleData(a) => example_data::example(a),

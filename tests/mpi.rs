@@ -124,30 +124,11 @@ fn devices() -> Vec<&'static str> {
 fn language_model_on_two_ranks_equals_one_process() {
     for device in devices() {
         let dir = tempfile::tempdir().unwrap();
-        let args = [
-            "train",
-            "--steps",
-            "10",
-            "--batch",
-            "8",
-            "--seq-len",
-            "12",
-            "--hidden",
-            "16",
-            "--layers",
-            "2",
-            "--dropout",
-            "0.2",
-            "--clip-norm",
-            "1",
-            "--eval-every",
-            "1",
-            "--json",
-            "--sample-length",
-            "0",
-            "--device",
-            device,
-        ];
+        let args_line = format!(
+            "train --steps 10 --batch 8 --seq-len 12 --hidden 16 --layers 2 --dropout 0.2 \
+             --clip-norm 1 --eval-every 1 --json --sample-length 0 --device {device}"
+        );
+        let args: Vec<&str> = args_line.split_whitespace().collect();
         one_and_two(&format!("language model on {device}"), dir.path(), &args);
     }
 }
@@ -157,25 +138,10 @@ fn language_model_on_two_ranks_equals_one_process() {
 #[test]
 fn rank_zero_alone_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "train",
-        "--steps",
-        "4",
-        "--batch",
-        "4",
-        "--seq-len",
-        "8",
-        "--hidden",
-        "8",
-        "--eval-every",
-        "2",
-        "--sample-length",
-        "0",
-        "--device",
-        "cpu",
-        "-c",
-        "run",
-    ];
+    let args: Vec<&str> = "train --steps 4 --batch 4 --seq-len 8 --hidden 8 --eval-every 2 \
+                           --sample-length 0 --device cpu -c run"
+        .split_whitespace()
+        .collect();
     let Some(o) = gru(2, dir.path(), &args) else {
         return;
     };
@@ -208,22 +174,11 @@ fn bidirectional_classifier_and_forecaster_on_two_ranks_equal_one_process() {
                 "reviews.csv",
             ],
         );
-        let args = [
-            "classify",
-            "train",
-            "--data",
-            "reviews.csv",
-            "--bidirectional",
-            "--epochs",
-            "2",
-            "--batch",
-            "8",
-            "--hidden",
-            "8",
-            "--json",
-            "--device",
-            device,
-        ];
+        let args_line = format!(
+            "classify train --data reviews.csv --bidirectional --epochs 2 --batch 8 \
+             --hidden 8 --json --device {device}"
+        );
+        let args: Vec<&str> = args_line.split_whitespace().collect();
         one_and_two(&format!("classifier on {device}"), d, &args);
         ok(
             1,
@@ -319,29 +274,12 @@ fn a_batch_that_does_not_divide_is_one_clear_error() {
 fn a_killed_rank_ends_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_gru");
-    let args = [
-        "--allow-run-as-root",
-        "--oversubscribe",
-        "-np",
-        "2",
-        bin,
-        "train",
-        "--steps",
-        "1000000",
-        "--batch",
-        "8",
-        "--seq-len",
-        "12",
-        "--hidden",
-        "16",
-        "--eval-every",
-        "20",
-        "--device",
-        "cpu",
-        "--quiet",
-        "-c",
-        "run",
-    ];
+    let mut args = vec!["--allow-run-as-root", "--oversubscribe", "-np", "2", bin];
+    args.extend(
+        "train --steps 1000000 --batch 8 --seq-len 12 --hidden 16 --eval-every 20 \
+         --device cpu --quiet -c run"
+            .split_whitespace(),
+    );
     let mut job = match Command::new("mpirun")
         .args(args)
         .current_dir(dir.path())
@@ -393,23 +331,10 @@ fn a_killed_rank_ends_the_job() {
 #[test]
 fn bench_times_data_parallel_training() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "bench",
-        "--train",
-        "--device",
-        "cpu",
-        "--vocab",
-        "20",
-        "-H",
-        "8",
-        "--batch",
-        "4",
-        "-T",
-        "8",
-        "--seconds",
-        "0.1",
-        "--json",
-    ];
+    let args: Vec<&str> =
+        "bench --train --device cpu --vocab 20 -H 8 --batch 4 -T 8 --seconds 0.1 --json"
+            .split_whitespace()
+            .collect();
     let Some(out) = ok(2, dir.path(), &args) else {
         return;
     };

@@ -310,6 +310,19 @@ pub fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
     Ok((cfg, ModelParams::init(cfg, 1)?))
 }
 
+/// The optimiser `--train` times: Adam, global-norm clipping at 1.
+pub fn train_options() -> TrainOptions {
+    TrainOptions::adam(2e-3).clip_norm(1.0)
+}
+
+/// Random token ids and next-token targets, [B, T] each, for `--train`.
+pub fn random_tokens(a: &BenchArgs) -> (Vec<u32>, Vec<u32>) {
+    let (v, n) = (a.vocab.max(2) as u64, a.batch * a.seq_len);
+    let mut rng = Rng::new(2);
+    let mut draw = || (0..n).map(|_| (rng.next_u64() % v) as u32).collect();
+    (draw(), draw())
+}
+
 /// `gru bench --generate`: tokens/s of each generation route on the adapter and of the
 /// CPU reference, in the same run, for the language model the flags give.
 fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
@@ -379,14 +392,8 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
 fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let (cfg, params) = language_model(a)?;
     let (v, b, t, hidden) = (a.vocab.max(2), a.batch, a.seq_len, cfg.hidden_size);
-    let opts = TrainOptions::adam(2e-3).clip_norm(1.0);
-    let mut rng = Rng::new(2);
-    let mut draw = || {
-        (0..b * t)
-            .map(|_| (rng.next_u64() % v as u64) as u32)
-            .collect::<Vec<_>>()
-    };
-    let (x, y) = (draw(), draw());
+    let opts = train_options();
+    let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);
     let mut rows = Vec::new();
     let mut step = |name: String,

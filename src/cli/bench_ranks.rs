@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use gru_engine::dist::{Communicator, DataParallel};
 use gru_engine::model::Batch;
-use gru_engine::rng::Rng;
-use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
+use gru_engine::train::{CpuTrainer, GpuTrainer, Split, Trainer};
 use gru_engine::{GruError, Result};
 
-use crate::cli::bench::{self, adapter_label, language_model, BenchArgs};
+use crate::cli::bench::{
+    self, adapter_label, language_model, random_tokens, train_options, BenchArgs,
+};
 use crate::cli::device::Choice;
 use crate::cli::ranks::Ranks;
 
@@ -78,14 +79,8 @@ fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8
     let (v, b, t) = (a.vocab.max(2), a.batch, a.seq_len);
     let n = ranks.size();
     ranks.local_batch(b)?;
-    let opts = TrainOptions::adam(2e-3).clip_norm(1.0);
-    let mut rng = Rng::new(2);
-    let mut draw = || {
-        (0..b * t)
-            .map(|_| (rng.next_u64() % v as u64) as u32)
-            .collect::<Vec<_>>()
-    };
-    let (x, y) = (draw(), draw());
+    let opts = train_options();
+    let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);
     let (inner, device): (Box<dyn Trainer>, String) = match choice {
         Choice::Gpu(ctx) => (

@@ -5,7 +5,8 @@
 //! step, a sum across ranks gives the global count of targets (so each shard's gradient
 //! is already divided by it), token models sum which embedding rows any shard holds (so
 //! every rank updates the same rows), and one sum of the flat gradient turns the shards'
-//! gradients into the whole batch's; every rank then applies the identical update. [`SingleProcess`] is the one-rank communicator,
+//! gradients into the whole batch's; every rank then applies the identical update.
+//! [`SingleProcess`] is the one-rank communicator,
 //! [`ThreadGroup`] runs ranks as threads of one process (several devices in one
 //! program, and the tests), and with the `mpi` feature `MpiCommunicator` spans
 //! processes and machines. [`DataParallel`] wraps a trainer as one rank: whole global

@@ -363,16 +363,13 @@ impl GpuTrainer {
             }
             run.encode(&mut enc, &self.config, pass, (held, out));
             if updates {
-                encode(&mut enc, "update", &self.update);
-                if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
-                    encode(&mut enc, "embed_flush", &l.flush);
-                }
+                self.encode_update(&mut enc, flush);
             }
             ctx.queue.submit([enc.finish()]);
             Ok(())
         })?;
-        if let Some(l) = self.lazy.as_mut().filter(|_| updates) {
-            l.lagging = !flush;
+        if updates {
+            self.updated(flush);
         }
         if let Some(c) = self.carry.as_mut().filter(|_| carry) {
             c.valid = true;
@@ -380,24 +377,34 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// The update of a training pass submitted without it: norm, clip, optimiser,
-    /// max-norm, and the embedding's flush when due.
+    /// The update of a training pass submitted without it.
     fn submit_update(&mut self) -> Result<()> {
         let flush = LazyEmbedding::flush_after(self.step + 1);
         let ctx = &self.ctx;
         ctx.scoped(|| {
             let mut enc = ctx.device.create_command_encoder(&Default::default());
-            encode(&mut enc, "update", &self.update);
-            if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
-                encode(&mut enc, "embed_flush", &l.flush);
-            }
+            self.encode_update(&mut enc, flush);
             ctx.queue.submit([enc.finish()]);
             Ok(())
         })?;
+        self.updated(flush);
+        Ok(())
+    }
+
+    /// Records the update (norm, clip, optimiser, max-norm) and, with `flush`, the
+    /// embedding's catch-up of every row.
+    fn encode_update(&self, enc: &mut wgpu::CommandEncoder, flush: bool) {
+        encode(enc, "update", &self.update);
+        if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
+            encode(enc, "embed_flush", &l.flush);
+        }
+    }
+
+    /// After an update: the embedding's rows lag unless it was flushed.
+    fn updated(&mut self, flush: bool) {
         if let Some(l) = self.lazy.as_mut() {
             l.lagging = !flush;
         }
-        Ok(())
     }
 
     /// Sums the flat gradient across ranks: read back, summed, written back.

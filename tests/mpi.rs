@@ -355,3 +355,63 @@ fn bench_times_data_parallel_training() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("add --train"), "{err}");
 }
+
+/// SIGINT to one rank stops every rank at the same step; rank 0 saves `last` and says
+/// so, and the job ends non-zero.
+#[test]
+fn an_interrupted_rank_stops_every_rank_with_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_gru");
+    let mut args = vec!["--allow-run-as-root", "--oversubscribe", "-np", "2", bin];
+    args.extend(
+        "train --steps 1000000 --batch 8 --seq-len 12 --hidden 16 --eval-every 1000000 \
+         --device cpu -c run"
+            .split_whitespace(),
+    );
+    let mut job = match Command::new("mpirun")
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(j) => j,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("mpirun could not start: {e}"),
+        Err(_) => return,
+    };
+    // The run has started once rank 0 wrote its metrics file.
+    let metrics = dir.path().join("run/metrics.csv");
+    let start = Instant::now();
+    while !metrics.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let ranks = Command::new("pgrep")
+        .args(["-P", &job.id().to_string()])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&ranks.stdout).to_string();
+    let one = pids
+        .lines()
+        .last()
+        .expect("a rank process")
+        .trim()
+        .to_string();
+    Command::new("kill").args(["-INT", &one]).status().unwrap();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "the job still runs after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut job.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    Checkpoint::load(&dir.path().join("run/last.safetensors")).unwrap();
+}

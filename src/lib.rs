@@ -38,6 +38,7 @@ pub mod interop;
 pub mod io;
 pub mod memory;
 pub mod model;
+pub mod onnx;
 pub mod real;
 pub mod rng;
 pub mod sequence;

@@ -4,6 +4,7 @@
 
 mod atomic;
 mod npy;
+pub mod onnx;
 mod safetensors;
 mod tensor;
 

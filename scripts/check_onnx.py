@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Runs gru-engine's ONNX exports in ONNX Runtime and prints the largest difference from
+gru-engine's own predictions.
+
+    cargo run --release --example onnx_cases -- /tmp/onnx_cases
+    python3 scripts/check_onnx.py /tmp/onnx_cases
+
+Each case is NAME.onnx (the export), NAME.inputs.npz (the graph's inputs as f32: token
+ids and lengths are whole numbers, cast here to the graph's int64/int32) and
+NAME.expected.npz (`logits` from gru-engine's CPU reference). Every model is also checked
+with onnx.checker. Exits non-zero past 1e-5 (relative to max(1, |value|)).
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+TYPES = {"tokens": np.int64, "lengths": np.int32, "features": np.float32}
+
+
+def main(folder):
+    worst = 0.0
+    cases = sorted(glob.glob(os.path.join(folder, "*.onnx")))
+    if not cases:
+        sys.exit(f"no .onnx files in {folder}")
+    for path in cases:
+        name = path[: -len(".onnx")]
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        inputs = {k: v.astype(TYPES[k]) for k, v in np.load(name + ".inputs.npz").items()}
+        want = np.load(name + ".expected.npz")["logits"]
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        got = sess.run(["logits"], inputs)[0].reshape(want.shape)
+        diff = float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+        print(f"{os.path.basename(name)}: largest difference {diff:.2e}")
+        worst = max(worst, diff)
+    print(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}: "
+          f"largest difference over {len(cases)} models {worst:.2e}")
+    sys.exit(0 if worst <= 1e-5 else 1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/onnx_cases")

@@ -1,0 +1,356 @@
+//! ONNX export: a trained model as a standard ONNX graph (opset 14) that ONNX Runtime,
+//! tract, TensorRT or OpenVINO run. Every GRU layer is one ONNX `GRU` node.
+//!
+//! Mapping from gru-engine's (PyTorch's) parameters: ONNX orders the gate blocks z, r, h
+//! where PyTorch orders r, z, n, so the blocks are permuted; `B` is `[W_b | R_b]` =
+//! `[b_ih | b_hh]`, each permuted the same way; `linear_before_reset` is 1 for
+//! reset-after (PyTorch, cuDNN, Keras `reset_after=True`) and 0 for reset-before (Keras
+//! `reset_after=False`), whose candidate ONNX computes exactly as gru-engine does.
+//!
+//! ```no_run
+//! use gru_engine::model::{ModelConfig, ModelParams};
+//! use gru_engine::onnx::{export, ExportOptions};
+//! # fn main() -> gru_engine::Result<()> {
+//! let params = ModelParams::init(ModelConfig::language_model(65, 32, 128), 1)?;
+//! export(&params, &ExportOptions::default(), std::path::Path::new("lm.onnx"))?;
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+
+use crate::config::GruVariant;
+use crate::error::Result;
+use crate::io::onnx::{
+    attribute_type, data_type, write_model, AttributeProto, DimValue, Dimension, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TensorTypeProto, TypeProto, TypeValue, ValueInfoProto,
+};
+use crate::model::{Head, Loss, ModelInput, ModelParams};
+
+/// The opset the graphs use (GRU's `layout` and today's Softmax semantics).
+pub const OPSET: i64 = 14;
+
+/// What an export adds to the model's graph.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// A `lengths` input (int32 [batch]) passed to every GRU as `sequence_lens`: per-row
+    /// valid steps, as a classifier over padded rows needs (tract runs only full rows).
+    pub lengths: bool,
+    /// A `probabilities` output beside the logits: softmax for cross-entropy models,
+    /// sigmoid for binary ones.
+    pub probabilities: bool,
+    /// Key/value pairs for the model's `metadata_props` (vocabulary, labels,
+    /// normalisation), so a consumer can prepare inputs.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Writes `params` as an ONNX model at `path`.
+pub fn export(params: &ModelParams, options: &ExportOptions, path: &Path) -> Result<()> {
+    write_model(path, &to_onnx(params, options))
+}
+
+/// The ONNX model of `params`. Inputs (batch-first, batch and time dynamic): `tokens`
+/// (int64 [batch, time]) or `features` (float [batch, time, I]), and `lengths` when
+/// asked. Outputs: `logits` ([batch, time, C] per step, or [batch, C] from the last
+/// valid state), `probabilities` when asked, and each layer's final state `h_n_l{k}`
+/// ([directions, batch, H]).
+pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
+    let cfg = params.config;
+    let gru = cfg.gru_config();
+    let (h, nd) = (cfg.hidden_size, gru.num_directions());
+    let mut g = Graph::default();
+    let batch_time = [Dim::Param("batch"), Dim::Param("time")];
+    let x = match cfg.input {
+        ModelInput::Tokens { vocab, embed_dim } => {
+            g.input("tokens", data_type::INT64, &batch_time);
+            g.weight(
+                "embedding.weight",
+                &[vocab, embed_dim],
+                params.embedding.clone(),
+            );
+            g.node(
+                "Gather",
+                &["embedding.weight", "tokens"],
+                &["embedded"],
+                vec![int("axis", 0)],
+            );
+            "embedded".to_string()
+        }
+        ModelInput::Features(n) => {
+            let dims = [Dim::Param("batch"), Dim::Param("time"), Dim::Value(n)];
+            g.input("features", data_type::FLOAT, &dims);
+            "features".to_string()
+        }
+    };
+    if options.lengths {
+        g.input("lengths", data_type::INT32, &[Dim::Param("batch")]);
+    }
+    // Time-major for the GRU nodes (layout 0, which every runtime takes).
+    g.node(
+        "Transpose",
+        &[&x],
+        &["x_l0"],
+        vec![ints("perm", &[1, 0, 2])],
+    );
+    g.shape_const("flatten_directions", &[0, 0, -1]);
+    let mut layer_in = "x_l0".to_string();
+    for l in 0..cfg.num_layers {
+        let dirs = &params.gru.dirs[l * nd..(l + 1) * nd];
+        let i = gru.layer_input_size(l);
+        let w: Vec<f32> = dirs.iter().flat_map(|d| zrh(&d.w_ih, h * i)).collect();
+        let r: Vec<f32> = dirs.iter().flat_map(|d| zrh(&d.w_hh, h * h)).collect();
+        let b: Vec<f32> = dirs
+            .iter()
+            .flat_map(|d| zrh(&d.b_ih, h).into_iter().chain(zrh(&d.b_hh, h)))
+            .collect();
+        let (wn, rn, bn) = (format!("W_l{l}"), format!("R_l{l}"), format!("B_l{l}"));
+        g.weight(&wn, &[nd, 3 * h, i], w);
+        g.weight(&rn, &[nd, 3 * h, h], r);
+        g.weight(&bn, &[nd, 6 * h], b);
+        let lens = if options.lengths { "lengths" } else { "" };
+        let (y, y_h) = (format!("y_l{l}"), format!("h_n_l{l}"));
+        let direction = if nd == 2 { "bidirectional" } else { "forward" };
+        let before_reset = (gru.variant == GruVariant::ResetAfter) as i64;
+        g.node(
+            "GRU",
+            &[&layer_in, &wn, &rn, &bn, lens],
+            &[&y, &y_h],
+            vec![
+                int("hidden_size", h as i64),
+                string("direction", direction),
+                int("linear_before_reset", before_reset),
+            ],
+        );
+        // Y [T, dirs, B, H] -> [T, B, dirs·H], the next layer's input.
+        let (yt, next) = (format!("y_l{l}_t"), format!("x_l{}", l + 1));
+        g.node(
+            "Transpose",
+            &[&y],
+            &[&yt],
+            vec![ints("perm", &[0, 2, 1, 3])],
+        );
+        g.node("Reshape", &[&yt, "flatten_directions"], &[&next], vec![]);
+        layer_in = next;
+    }
+    let top = layer_in;
+    let f = cfg.head_input_size();
+    g.weight("fc.weight", &[cfg.outputs, f], params.fc_weight.clone());
+    g.weight("fc.bias", &[cfg.outputs], params.fc_bias.clone());
+    let logits_dims = match cfg.head {
+        Head::EveryStep => {
+            // [T, B, F] -> [B, T, F] · fc.weightᵀ + fc.bias
+            g.weight(
+                "fc.weight_t",
+                &[f, cfg.outputs],
+                transpose(&params.fc_weight, cfg.outputs, f),
+            );
+            g.node(
+                "Transpose",
+                &[&top],
+                &["head_in"],
+                vec![ints("perm", &[1, 0, 2])],
+            );
+            g.node("MatMul", &["head_in", "fc.weight_t"], &["head_mm"], vec![]);
+            g.node("Add", &["head_mm", "fc.bias"], &["logits"], vec![]);
+            vec![
+                Dim::Param("batch"),
+                Dim::Param("time"),
+                Dim::Value(cfg.outputs),
+            ]
+        }
+        Head::LastState => {
+            // The top layer's final states [dirs, B, H] -> [B, dirs·H], then Gemm.
+            let last = format!("h_n_l{}", cfg.num_layers - 1);
+            g.shape_const("flatten_rows", &[0, -1]);
+            g.node(
+                "Transpose",
+                &[&last],
+                &["h_n_t"],
+                vec![ints("perm", &[1, 0, 2])],
+            );
+            g.node("Reshape", &["h_n_t", "flatten_rows"], &["head_in"], vec![]);
+            g.node(
+                "Gemm",
+                &["head_in", "fc.weight", "fc.bias"],
+                &["logits"],
+                vec![int("transB", 1)],
+            );
+            vec![Dim::Param("batch"), Dim::Value(cfg.outputs)]
+        }
+    };
+    g.output("logits", &logits_dims);
+    if options.probabilities && cfg.loss != Loss::MeanSquaredError {
+        let op = if cfg.loss == Loss::BinaryCrossEntropy {
+            "Sigmoid"
+        } else {
+            "Softmax"
+        };
+        let attrs = if op == "Softmax" {
+            vec![int("axis", -1)]
+        } else {
+            vec![]
+        };
+        g.node(op, &["logits"], &["probabilities"], attrs);
+        g.output("probabilities", &logits_dims);
+    }
+    for l in 0..cfg.num_layers {
+        let dims = [Dim::Value(nd), Dim::Param("batch"), Dim::Value(h)];
+        g.output(&format!("h_n_l{l}"), &dims);
+    }
+    let mut metadata = vec![(
+        "gru_engine.config".to_string(),
+        serde_json::to_string(&cfg).unwrap_or_default(),
+    )];
+    metadata.extend(options.metadata.iter().cloned());
+    ModelProto {
+        ir_version: 7,
+        producer_name: "gru-engine".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(g.finish("gru_engine")),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        metadata_props: metadata
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key, value })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// PyTorch's gate blocks r, z, n of `block` values each, as ONNX's z, r, h.
+fn zrh(v: &[f32], block: usize) -> Vec<f32> {
+    [&v[block..2 * block], &v[..block], &v[2 * block..3 * block]].concat()
+}
+
+/// `m` [rows, cols] row-major as [cols, rows].
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| m[r * cols + c]))
+        .collect()
+}
+
+enum Dim {
+    Value(usize),
+    Param(&'static str),
+}
+
+fn int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i,
+        r#type: attribute_type::INT,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: attribute_type::INTS,
+        ..Default::default()
+    }
+}
+
+fn string(name: &str, s: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        s: s.as_bytes().to_vec(),
+        r#type: attribute_type::STRING,
+        ..Default::default()
+    }
+}
+
+/// A graph being built: nodes in order, initializers, inputs and outputs.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+}
+
+impl Graph {
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attribute: Vec<AttributeProto>,
+    ) {
+        let name = format!("{op}_{}", self.nodes.len());
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            name,
+            op_type: op.into(),
+            attribute,
+            ..Default::default()
+        });
+    }
+
+    /// An f32 initializer, little-endian in `raw_data`.
+    fn weight(&mut self, name: &str, dims: &[usize], data: Vec<f32>) {
+        self.inits.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            name: name.into(),
+            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+    }
+
+    /// An int64 initializer holding a Reshape target.
+    fn shape_const(&mut self, name: &str, shape: &[i64]) {
+        self.inits.push(TensorProto {
+            dims: vec![shape.len() as i64],
+            data_type: data_type::INT64,
+            name: name.into(),
+            int64_data: shape.to_vec(),
+            ..Default::default()
+        });
+    }
+
+    fn value(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|d| Dimension {
+                value: Some(match d {
+                    Dim::Value(v) => DimValue::DimValue(*v as i64),
+                    Dim::Param(p) => DimValue::DimParam(p.to_string()),
+                }),
+            })
+            .collect();
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(TypeValue::TensorType(TensorTypeProto {
+                    elem_type,
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) {
+        self.inputs.push(Self::value(name, elem_type, dims));
+    }
+
+    fn output(&mut self, name: &str, dims: &[Dim]) {
+        self.outputs.push(Self::value(name, data_type::FLOAT, dims));
+    }
+
+    fn finish(self, name: &str) -> GraphProto {
+        GraphProto {
+            node: self.nodes,
+            name: name.into(),
+            initializer: self.inits,
+            input: self.inputs,
+            output: self.outputs,
+            ..Default::default()
+        }
+    }
+}

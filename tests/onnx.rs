@@ -1,0 +1,113 @@
+//! ONNX export: models of each kind, written by `gru_engine::onnx`, run in tract (a
+//! pure-Rust ONNX runtime) and give gru-engine's own predictions within 1e-5.
+//! tract runs GRU nodes only without per-row lengths (its `sequence_lens` must be
+//! absent or equal to T for every row), so these exports have none.
+
+mod common;
+
+use common::*;
+use gru_engine::config::GruVariant;
+use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
+use gru_engine::onnx::{export, ExportOptions};
+use gru_engine::rng::Rng;
+use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+use tract_onnx::prelude::*;
+
+/// The exported model's logits for `d` in tract, and gru-engine's.
+fn both(cfg: ModelConfig, d: &Data, options: &ExportOptions) -> (Vec<f32>, Vec<f32>) {
+    let params = ModelParams::init(cfg, 11).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    export(&params, options, &path).unwrap();
+    let (b, t) = (d.b, d.t);
+    let input: Tensor = match cfg.input {
+        ModelInput::Tokens { .. } => {
+            let ids: Vec<i64> = d.tokens.iter().map(|&v| v as i64).collect();
+            tract_ndarray::Array2::from_shape_vec((b, t), ids)
+                .unwrap()
+                .into()
+        }
+        ModelInput::Features(n) => {
+            tract_ndarray::Array3::from_shape_vec((b, t, n), d.features.clone())
+                .unwrap()
+                .into()
+        }
+    };
+    let model = tract_onnx::onnx()
+        .model_for_path(&path)
+        .unwrap()
+        .with_input_fact(
+            0,
+            InferenceFact::dt_shape(input.datum_type(), input.shape()),
+        )
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let out = model.run(tvec!(input.into())).unwrap();
+    let got = out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let mut t = CpuTrainer::new(params, TrainOptions::default()).unwrap();
+    (got, t.predict(&d.batch()).unwrap())
+}
+
+fn check(case: &str, (got, want): (Vec<f32>, Vec<f32>)) {
+    assert_eq!(got.len(), want.len(), "{case}");
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{case}: logit {i}: tract {g} vs gru-engine {w}"
+        );
+    }
+}
+
+#[test]
+fn language_models_run_in_tract() {
+    let mut rng = Rng::new(3);
+    for (variant, layers) in [(GruVariant::ResetAfter, 2), (GruVariant::ResetBefore, 1)] {
+        let cfg = ModelConfig::language_model(23, 5, 7)
+            .layers(layers)
+            .variant(variant);
+        let d = data(&cfg, 3, 6, false, &mut rng);
+        check(
+            &format!("{variant:?} language model"),
+            both(cfg, &d, &ExportOptions::default()),
+        );
+    }
+}
+
+#[test]
+fn bidirectional_classifiers_run_in_tract() {
+    let mut rng = Rng::new(4);
+    let tokens = ModelInput::Tokens {
+        vocab: 30,
+        embed_dim: 4,
+    };
+    for (input, variant) in [
+        (tokens, GruVariant::ResetAfter),
+        (ModelInput::Features(3), GruVariant::ResetBefore),
+    ] {
+        let cfg = ModelConfig::classifier(input, 6, 3)
+            .layers(2)
+            .bidirectional(true)
+            .variant(variant);
+        let d = data(&cfg, 5, 7, false, &mut rng);
+        check(
+            &format!("{variant:?} classifier"),
+            both(cfg, &d, &ExportOptions::default()),
+        );
+    }
+}
+
+#[test]
+fn forecasters_run_in_tract() {
+    let mut rng = Rng::new(5);
+    let cfg = ModelConfig::forecaster(2, 9, 3);
+    let d = data(&cfg, 4, 8, false, &mut rng);
+    check("forecaster", both(cfg, &d, &ExportOptions::default()));
+}

@@ -134,7 +134,6 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
     }
     let top = layer_in;
     let f = cfg.head_input_size();
-    g.weight("fc.weight", &[cfg.outputs, f], params.fc_weight.clone());
     g.weight("fc.bias", &[cfg.outputs], params.fc_bias.clone());
     let logits_dims = match cfg.head {
         Head::EveryStep => {
@@ -161,6 +160,7 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
         Head::LastState => {
             // The top layer's final states [dirs, B, H] -> [B, dirs·H], then Gemm.
             let last = format!("h_n_l{}", cfg.num_layers - 1);
+            g.weight("fc.weight", &[cfg.outputs, f], params.fc_weight.clone());
             g.shape_const("flatten_rows", &[0, -1]);
             g.node(
                 "Transpose",

@@ -111,3 +111,109 @@ fn forecasters_run_in_tract() {
     let d = data(&cfg, 4, 8, false, &mut rng);
     check("forecaster", both(cfg, &d, &ExportOptions::default()));
 }
+
+fn gru(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "gru {args:?}: {text}");
+    text
+}
+
+/// `gru export` of a trained text classifier: `--format onnx`, per-row lengths by
+/// default for a classifier (`--lengths auto`) and none with `--lengths no`,
+/// `--probabilities` adds softmax, the vocabulary and labels travel in metadata, and the
+/// export without lengths gives the checkpoint's predictions in tract.
+#[test]
+fn gru_export_writes_a_trained_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gru(
+        d,
+        &[
+            "example-data",
+            "classify-text",
+            "--rows",
+            "60",
+            "--out",
+            "r.csv",
+        ],
+    );
+    let train =
+        "classify train --data r.csv --epochs 1 --batch 8 --hidden 6 --device cpu --quiet -c run";
+    gru(d, &train.split_whitespace().collect::<Vec<_>>());
+    let out = gru(
+        d,
+        &[
+            "export",
+            "--format",
+            "onnx",
+            "-c",
+            "run",
+            "--output",
+            "a.onnx",
+            "--probabilities",
+        ],
+    );
+    assert!(
+        out.contains("ONNX opset 14") && out.contains("lengths"),
+        "{out}"
+    );
+    let m = gru_engine::io::onnx::read_model(&d.join("a.onnx")).unwrap();
+    let g = m.graph.as_ref().unwrap();
+    let names = |v: &[gru_engine::io::onnx::ValueInfoProto]| -> Vec<String> {
+        v.iter().map(|i| i.name.clone()).collect()
+    };
+    assert_eq!(names(&g.input), ["tokens", "lengths"]);
+    assert_eq!(names(&g.output), ["logits", "probabilities", "h_n_l0"]);
+    let keys: Vec<&str> = m.metadata_props.iter().map(|p| p.key.as_str()).collect();
+    assert!(
+        keys.contains(&"vocabulary") && keys.contains(&"gru_engine.config"),
+        "{keys:?}"
+    );
+    gru(
+        d,
+        &[
+            "export",
+            "-c",
+            "run",
+            "--output",
+            "b.onnx",
+            "--lengths",
+            "no",
+        ],
+    );
+    let m = gru_engine::io::onnx::read_model(&d.join("b.onnx")).unwrap();
+    assert_eq!(names(&m.graph.as_ref().unwrap().input), ["tokens"]);
+    // The exported model computes the checkpoint's logits.
+    let c = gru_engine::checkpoint::Checkpoint::load(&d.join("run/last.safetensors")).unwrap();
+    let cfg = c.params.config;
+    let data = data(&cfg, 3, 6, false, &mut Rng::new(1));
+    let ids: Vec<i64> = data.tokens.iter().map(|&v| v as i64).collect();
+    let input: Tensor = tract_ndarray::Array2::from_shape_vec((3, 6), ids)
+        .unwrap()
+        .into();
+    let model = tract_onnx::onnx()
+        .model_for_path(d.join("b.onnx"))
+        .unwrap()
+        .with_input_fact(0, InferenceFact::dt_shape(i64::datum_type(), [3, 6]))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let got: Vec<f32> = model.run(tvec!(input.into())).unwrap()[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let want = CpuTrainer::new(c.params, TrainOptions::default())
+        .unwrap()
+        .predict(&data.batch())
+        .unwrap();
+    check("exported classifier", (got, want));
+}

@@ -9,6 +9,7 @@ mod corpus;
 mod device;
 mod devices;
 mod example_data;
+mod export;
 mod forecast;
 mod interop;
 mod lm;
@@ -32,6 +33,7 @@ use clap::{Parser, Subcommand};
   gru generate --prompt 'fn '       # text from it
   gru example-data classify-text --out data/reviews.csv && gru classify train --data data/reviews.csv
   gru example-data forecast --out data/load.csv && gru forecast train --data data/load.csv --target load
+  gru export --checkpoint runs/lm --output lm.onnx
   gru summary --kind lm --vocab 65 --embed 256 --hidden 1024
   gru devices
   gru bench --quick"
@@ -57,6 +59,8 @@ enum Command {
     Forward(interop::ForwardArgs),
     /// Convert GRU weights between PyTorch (gru-engine's own layout) and Keras.
     Convert(interop::ConvertArgs),
+    /// Write a trained model as an ONNX graph (ONNX Runtime, tract, TensorRT, OpenVINO).
+    Export(export::ExportArgs),
     /// Print a model's layers, output shapes and parameter counts (Keras' model.summary()).
     Summary(summary::SummaryArgs),
     /// List the adapters wgpu finds, with the limits and features that matter, and mark
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench_ranks::bench(a),
         Command::Forward(a) => interop::forward(a),
         Command::Convert(a) => interop::convert(a),
+        Command::Export(a) => export::export_model(a),
         Command::ExampleData(a) => example_data::example(a),
     };
     match result {

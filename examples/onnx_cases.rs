@@ -1,0 +1,120 @@
+//! Writes ONNX exports of each kind of model with inputs and gru-engine's predictions,
+//! for `scripts/check_onnx.py` to run in ONNX Runtime (which, unlike tract, also takes
+//! per-row lengths):
+//!
+//! ```sh
+//! cargo run --release --example onnx_cases -- /tmp/onnx_cases
+//! python3 scripts/check_onnx.py /tmp/onnx_cases
+//! ```
+
+use std::path::PathBuf;
+
+use gru_engine::config::GruVariant;
+use gru_engine::io::{write_npz, Tensor, Tensors};
+use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams};
+use gru_engine::onnx::{export, ExportOptions};
+use gru_engine::rng::Rng;
+use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+
+fn main() -> gru_engine::Result<()> {
+    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or("/tmp/onnx_cases".into()));
+    std::fs::create_dir_all(&dir).map_err(|e| gru_engine::GruError::Io {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    let tokens = ModelInput::Tokens {
+        vocab: 30,
+        embed_dim: 4,
+    };
+    let cases = [
+        (
+            "lm_reset_after_2_layers",
+            ModelConfig::language_model(30, 5, 8).layers(2),
+            false,
+        ),
+        (
+            "lm_reset_before",
+            ModelConfig::language_model(30, 5, 8).variant(GruVariant::ResetBefore),
+            false,
+        ),
+        (
+            "classifier_bidirectional_lengths",
+            ModelConfig::classifier(tokens, 6, 3)
+                .layers(2)
+                .bidirectional(true),
+            true,
+        ),
+        (
+            "classifier_reset_before_bidirectional_lengths",
+            ModelConfig::classifier(ModelInput::Features(3), 6, 3)
+                .bidirectional(true)
+                .variant(GruVariant::ResetBefore),
+            true,
+        ),
+        (
+            "binary_classifier_lengths",
+            ModelConfig::classifier(tokens, 5, 1),
+            true,
+        ),
+        ("forecaster", ModelConfig::forecaster(2, 7, 3), false),
+    ];
+    let mut rng = Rng::new(21);
+    for (name, cfg, lengths) in cases {
+        let (b, t) = (5, 9);
+        let params = ModelParams::init(cfg, 7)?;
+        let options = ExportOptions {
+            lengths,
+            probabilities: true,
+            ..Default::default()
+        };
+        export(&params, &options, &dir.join(format!("{name}.onnx")))?;
+        let lens: Vec<usize> = (0..b)
+            .map(|r| if lengths { 1 + (r * 4 + 3) % t } else { t })
+            .collect();
+        let mut inputs = Tensors::new();
+        let floats = |v: Vec<f32>, shape: Vec<usize>| Tensor { shape, data: v };
+        let (ids, x): (Vec<u32>, Vec<f32>) = match cfg.input {
+            ModelInput::Tokens { vocab, .. } => {
+                let ids: Vec<u32> = (0..b * t)
+                    .map(|_| (rng.next_u64() % vocab as u64) as u32)
+                    .collect();
+                inputs.insert(
+                    "tokens".into(),
+                    floats(ids.iter().map(|&v| v as f32).collect(), vec![b, t]),
+                );
+                (ids, vec![])
+            }
+            ModelInput::Features(n) => {
+                let x = rng.uniform_vec(b * t * n, -1.0, 1.0);
+                inputs.insert("features".into(), floats(x.clone(), vec![b, t, n]));
+                (vec![], x)
+            }
+        };
+        if lengths {
+            inputs.insert(
+                "lengths".into(),
+                floats(lens.iter().map(|&l| l as f32).collect(), vec![b]),
+            );
+        }
+        let mut batch = if ids.is_empty() {
+            Batch::features(&x, b, t)
+        } else {
+            Batch::tokens(&ids, b, t)
+        };
+        if lengths {
+            batch = batch.lengths(&lens);
+        }
+        let mut trainer = CpuTrainer::new(params, TrainOptions::default())?;
+        let logits = trainer.predict(&batch)?;
+        let shape = if logits.len() == b * cfg.outputs {
+            vec![b, cfg.outputs]
+        } else {
+            vec![b, t, cfg.outputs]
+        };
+        write_npz(&dir.join(format!("{name}.inputs.npz")), &inputs)?;
+        let expected = Tensors::from([("logits".to_string(), floats(logits, shape))]);
+        write_npz(&dir.join(format!("{name}.expected.npz")), &expected)?;
+        println!("{name}");
+    }
+    Ok(())
+}

@@ -42,6 +42,8 @@ pub enum WeightFormat {
     PyTorch,
     /// Keras `GRU` layer weights.
     Keras,
+    /// The GRU nodes of an ONNX model (read only: `crate::onnx::export` writes models).
+    Onnx,
 }
 
 /// The common prefix ending in `.` before `weight_ih_l0` (empty when none).
@@ -362,10 +364,13 @@ pub fn to_keras(w: &GruWeights) -> Tensors {
 
 /// Reads GRU weights from a file in `format`.
 pub fn load_gru(path: &Path, format: WeightFormat) -> Result<GruWeights> {
+    if format == WeightFormat::Onnx {
+        return crate::onnx::gru_from_onnx(path);
+    }
     let t = read_tensors(path, false)?;
     match format {
-        WeightFormat::PyTorch => from_pytorch(&t, path),
         WeightFormat::Keras => from_keras(&t, path),
+        _ => from_pytorch(&t, path),
     }
 }
 
@@ -374,6 +379,11 @@ pub fn save_gru(path: &Path, w: &GruWeights, format: WeightFormat) -> Result<()>
     let t = match format {
         WeightFormat::PyTorch => to_pytorch(w)?,
         WeightFormat::Keras => to_keras(w),
+        WeightFormat::Onnx => {
+            return Err(GruError::Config(
+                "ONNX is written from a whole model: use `gru export` (crate::onnx::export)".into(),
+            ))
+        }
     };
     if path.extension().is_some_and(|e| e == "npz") {
         write_npz(path, &t)

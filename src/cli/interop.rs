@@ -18,6 +18,8 @@ pub enum Format {
     Pytorch,
     /// Keras GRU weights (kernel, recurrent_kernel, bias; layer{k}.[forward.|backward.]).
     Keras,
+    /// The GRU nodes of an ONNX model (torch.onnx.export, tf2onnx); read only.
+    Onnx,
 }
 
 impl Format {
@@ -25,6 +27,7 @@ impl Format {
         match self {
             Format::Pytorch => WeightFormat::PyTorch,
             Format::Keras => WeightFormat::Keras,
+            Format::Onnx => WeightFormat::Onnx,
         }
     }
 }
@@ -222,6 +225,59 @@ pub fn convert(a: ConvertArgs) -> Result<u8> {
         "wrote {} ({:?}): {} layer(s), {}, I = {}, H = {}, {:?}, {} parameters",
         a.output.display(),
         a.to,
+        c.num_layers,
+        if c.bidirectional {
+            "bidirectional"
+        } else {
+            "unidirectional"
+        },
+        c.input_size,
+        c.hidden_size,
+        c.variant,
+        gru_engine::model::group_digits(c.param_count())
+    );
+    Ok(0)
+}
+
+/// Model formats `gru import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// ONNX: the model's GRU nodes (torch.onnx.export of nn.GRU, tf2onnx of Keras GRU).
+    Onnx,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  gru import --format onnx gru.onnx --output gru.safetensors
+  gru forward --weights gru.onnx --format onnx --input x.safetensors --output y.safetensors
+
+Every GRU node of the graph becomes a layer, in graph order: forward or bidirectional,
+reset-after for linear_before_reset = 1, reset-before for 0. Weights may be initializers,
+Constant nodes, external data next to the file, or constant Unsqueeze/Concat/Slice/...
+expressions over them. GRU attributes gru-engine does not compute (clip, other
+activations, activation_alpha/beta) and reverse-only layers are refused by name.")]
+pub struct ImportArgs {
+    /// Format of the model file.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Onnx)]
+    pub format: ImportFormat,
+    /// The model file.
+    pub input: PathBuf,
+    /// Where to write the GRU weights: an nn.GRU state dict (safetensors), gru-engine's
+    /// own layout.
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+pub fn import(a: ImportArgs) -> Result<u8> {
+    let w = match a.format {
+        ImportFormat::Onnx => load_gru(&a.input, WeightFormat::Onnx)?,
+    };
+    save_gru(&a.output, &w, WeightFormat::PyTorch)?;
+    let c = w.config;
+    println!(
+        "wrote {} from {}: {} GRU layer(s), {}, I = {}, H = {}, {:?}, {} parameters",
+        a.output.display(),
+        a.input.display(),
         c.num_layers,
         if c.bidirectional {
             "bidirectional"

@@ -61,6 +61,8 @@ enum Command {
     Convert(interop::ConvertArgs),
     /// Write a trained model as an ONNX graph (ONNX Runtime, tract, TensorRT, OpenVINO).
     Export(export::ExportArgs),
+    /// Read the GRU layers of an ONNX model (PyTorch or tf2onnx export) as GRU weights.
+    Import(interop::ImportArgs),
     /// Print a model's layers, output shapes and parameter counts (Keras' model.summary()).
     Summary(summary::SummaryArgs),
     /// List the adapters wgpu finds, with the limits and features that matter, and mark
@@ -89,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Forward(a) => interop::forward(a),
         Command::Convert(a) => interop::convert(a),
         Command::Export(a) => export::export_model(a),
+        Command::Import(a) => interop::import(a),
         Command::ExampleData(a) => example_data::example(a),
     };
     match result {

@@ -1,20 +1,4 @@
-//! ONNX export: a trained model as a standard ONNX graph (opset 14) that ONNX Runtime,
-//! tract, TensorRT or OpenVINO run. Every GRU layer is one ONNX `GRU` node.
-//!
-//! Mapping from gru-engine's (PyTorch's) parameters: ONNX orders the gate blocks z, r, h
-//! where PyTorch orders r, z, n, so the blocks are permuted; `B` is `[W_b | R_b]` =
-//! `[b_ih | b_hh]`, each permuted the same way; `linear_before_reset` is 1 for
-//! reset-after (PyTorch, cuDNN, Keras `reset_after=True`) and 0 for reset-before (Keras
-//! `reset_after=False`), whose candidate ONNX computes exactly as gru-engine does.
-//!
-//! ```no_run
-//! use gru_engine::model::{ModelConfig, ModelParams};
-//! use gru_engine::onnx::{export, ExportOptions};
-//! # fn main() -> gru_engine::Result<()> {
-//! let params = ModelParams::init(ModelConfig::language_model(65, 32, 128), 1)?;
-//! export(&params, &ExportOptions::default(), std::path::Path::new("lm.onnx"))?;
-//! # Ok(()) }
-//! ```
+//! ONNX export: a model's graph, its GRU nodes, head and metadata.
 
 use std::path::Path;
 
@@ -26,6 +10,8 @@ use crate::io::onnx::{
     TensorShapeProto, TensorTypeProto, TypeProto, TypeValue, ValueInfoProto,
 };
 use crate::model::{Head, Loss, ModelInput, ModelParams};
+
+use super::gates::swap_rz;
 
 /// The opset the graphs use (GRU's `layout` and today's Softmax semantics).
 pub const OPSET: i64 = 14;
@@ -97,11 +83,11 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
     for l in 0..cfg.num_layers {
         let dirs = &params.gru.dirs[l * nd..(l + 1) * nd];
         let i = gru.layer_input_size(l);
-        let w: Vec<f32> = dirs.iter().flat_map(|d| zrh(&d.w_ih, h * i)).collect();
-        let r: Vec<f32> = dirs.iter().flat_map(|d| zrh(&d.w_hh, h * h)).collect();
+        let w: Vec<f32> = dirs.iter().flat_map(|d| swap_rz(&d.w_ih, h * i)).collect();
+        let r: Vec<f32> = dirs.iter().flat_map(|d| swap_rz(&d.w_hh, h * h)).collect();
         let b: Vec<f32> = dirs
             .iter()
-            .flat_map(|d| zrh(&d.b_ih, h).into_iter().chain(zrh(&d.b_hh, h)))
+            .flat_map(|d| swap_rz(&d.b_ih, h).into_iter().chain(swap_rz(&d.b_hh, h)))
             .collect();
         let (wn, rn, bn) = (format!("W_l{l}"), format!("R_l{l}"), format!("B_l{l}"));
         g.weight(&wn, &[nd, 3 * h, i], w);
@@ -217,11 +203,6 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
             .collect(),
         ..Default::default()
     }
-}
-
-/// PyTorch's gate blocks r, z, n of `block` values each, as ONNX's z, r, h.
-fn zrh(v: &[f32], block: usize) -> Vec<f32> {
-    [&v[block..2 * block], &v[..block], &v[2 * block..3 * block]].concat()
 }
 
 /// `m` [rows, cols] row-major as [cols, rows].

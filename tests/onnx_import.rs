@@ -1,0 +1,267 @@
+//! ONNX import (`gru_engine::onnx::gru_from_onnx`, `gru import`, `gru forward --format
+//! onnx`) against golden fixtures: GRUs exported by `torch.onnx.export`
+//! (scripts/make_onnx_fixtures.py; the tool versions are in each model's
+//! metadata_props), run by gru-engine, give ONNX Runtime's outputs within 1e-5 on the CPU
+//! reference and on the GPU. What gru-engine cannot compute is refused by name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use gru_engine::io::onnx::{read_model, write_model, AttributeProto};
+use gru_engine::io::read_tensors;
+use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
+use gru_engine::onnx::{gru_from_onnx, to_onnx, ExportOptions};
+use gru_engine::*;
+
+const CASES: [&str; 4] = [
+    "torch_1_layer",
+    "torch_2_layers",
+    "torch_3_layers_bidirectional",
+    "torch_bidirectional_no_bias",
+];
+
+fn fixture(name: &str, ext: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/onnx/{name}.{ext}"))
+}
+
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}[{i}]: {g} vs ONNX Runtime {w}"
+        );
+    }
+}
+
+#[test]
+fn pytorch_exports_give_onnx_runtimes_outputs() {
+    let ctx = gpu();
+    for name in CASES {
+        let w = gru_from_onnx(&fixture(name, "onnx")).unwrap();
+        let t = read_tensors(&fixture(name, "npz"), false).unwrap();
+        let (x, h0) = (&t["input"], &t["h0"]);
+        let (t_len, b) = (x.shape[0], x.shape[1]);
+        let seq = SequenceInput::new(&x.data, t_len, b).h0(&h0.data);
+        let f = cpu::forward(&w, &seq).unwrap();
+        close(
+            &format!("{name} output (CPU)"),
+            &f.output,
+            &t["output"].data,
+        );
+        close(&format!("{name} h_n (CPU)"), &f.h_n, &t["h_n"].data);
+        if let Some(ctx) = &ctx {
+            let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+            g.forward(&seq).unwrap();
+            close(
+                &format!("{name} output (GPU)"),
+                &g.read_output().unwrap(),
+                &t["output"].data,
+            );
+            close(
+                &format!("{name} h_n (GPU)"),
+                &g.read_h_n().unwrap(),
+                &t["h_n"].data,
+            );
+        }
+    }
+    // What the fixtures hold: bias off where exported without, 3 bidirectional layers.
+    let w = gru_from_onnx(&fixture("torch_3_layers_bidirectional", "onnx")).unwrap();
+    assert_eq!((w.config.num_layers, w.config.bidirectional), (3, true));
+    let w = gru_from_onnx(&fixture("torch_bidirectional_no_bias", "onnx")).unwrap();
+    assert!(!w.config.bias);
+}
+
+/// gru-engine's own export reads back as the same GRU weights, bit for bit, both
+/// variants, bidirectional and stacked.
+#[test]
+fn exports_import_as_the_same_weights() {
+    for variant in [
+        config::GruVariant::ResetAfter,
+        config::GruVariant::ResetBefore,
+    ] {
+        let cfg = ModelConfig::classifier(ModelInput::Features(3), 5, 2)
+            .layers(2)
+            .bidirectional(true)
+            .variant(variant);
+        let params = ModelParams::init(cfg, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        write_model(&path, &to_onnx(&params, &ExportOptions::default())).unwrap();
+        let w = gru_from_onnx(&path).unwrap();
+        assert_eq!(w.config, params.gru.config, "{variant:?}");
+        assert_eq!(w, params.gru, "{variant:?}");
+    }
+}
+
+/// A GRU with `clip`, other activations, activation parameters or a reverse-only
+/// direction, a tensor whose bytes do not match its shape, external data outside the
+/// model's folder, and a file that is not ONNX: each an error naming the problem.
+#[test]
+fn what_gru_engine_cannot_compute_is_refused_by_name() {
+    let cfg = ModelConfig::forecaster(2, 4, 1);
+    let params = ModelParams::init(cfg, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let refused = |edit: &dyn Fn(&mut gru_engine::io::onnx::ModelProto)| -> String {
+        let mut m = to_onnx(&params, &ExportOptions::default());
+        edit(&mut m);
+        write_model(&path, &m).unwrap();
+        gru_from_onnx(&path).unwrap_err().to_string()
+    };
+    let gru_node = |m: &mut gru_engine::io::onnx::ModelProto| -> usize {
+        m.graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .position(|n| n.op_type == "GRU")
+            .unwrap()
+    };
+    let add = |name: &str, a: AttributeProto| {
+        let name = name.to_string();
+        move |m: &mut gru_engine::io::onnx::ModelProto| {
+            let k = gru_node(m);
+            let mut a = a.clone();
+            a.name = name.clone();
+            m.graph.as_mut().unwrap().node[k].attribute.push(a);
+        }
+    };
+    let e = refused(&add(
+        "clip",
+        AttributeProto {
+            f: 3.0,
+            r#type: 1,
+            ..Default::default()
+        },
+    ));
+    assert!(e.contains("attribute `clip` is not supported"), "{e}");
+    let relu = AttributeProto {
+        strings: vec![b"Relu".to_vec(), b"Tanh".to_vec()],
+        r#type: 8,
+        ..Default::default()
+    };
+    let e = refused(&add("activations", relu));
+    assert!(e.contains("`activations`") && e.contains("relu"), "{e}");
+    let e = refused(&add(
+        "activation_alpha",
+        AttributeProto {
+            r#type: 6,
+            ..Default::default()
+        },
+    ));
+    assert!(e.contains("attribute `activation_alpha`"), "{e}");
+    let e = refused(&|m| {
+        let k = gru_node(m);
+        let node = &mut m.graph.as_mut().unwrap().node[k];
+        let d = node
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "direction")
+            .unwrap();
+        d.s = b"reverse".to_vec();
+    });
+    assert!(e.contains("direction `reverse` is not supported"), "{e}");
+    let e = refused(&|m| {
+        let w = m
+            .graph
+            .as_mut()
+            .unwrap()
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "W_l0")
+            .unwrap();
+        w.raw_data.truncate(8);
+    });
+    assert!(
+        e.contains("tensor `W_l0`") && e.contains("8 bytes of data"),
+        "{e}"
+    );
+    let e = refused(&|m| {
+        let w = m
+            .graph
+            .as_mut()
+            .unwrap()
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "R_l0")
+            .unwrap();
+        w.raw_data.clear();
+        w.data_location = 1;
+        w.external_data = vec![gru_engine::io::onnx::StringStringEntryProto {
+            key: "location".into(),
+            value: "../weights.bin".into(),
+        }];
+    });
+    assert!(e.contains("leaves the model's folder"), "{e}");
+    std::fs::write(&path, b"not a model at all").unwrap();
+    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    assert!(e.contains("not an ONNX model"), "{e}");
+    let m = read_model(&fixture("torch_1_layer", "onnx")).unwrap();
+    assert!(m
+        .metadata_props
+        .iter()
+        .any(|p| p.key == "onnxruntime_version"));
+}
+
+/// `gru import --format onnx` writes the nn.GRU state dict; `gru forward --format onnx`
+/// runs the ONNX file's GRU directly and gives ONNX Runtime's output.
+#[test]
+fn gru_import_and_forward_read_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "gru {args:?}: {text}");
+        text
+    };
+    let onnx = fixture("torch_2_layers", "onnx");
+    let out = run(&[
+        "import",
+        "--format",
+        "onnx",
+        onnx.to_str().unwrap(),
+        "--output",
+        "w.safetensors",
+    ]);
+    assert!(
+        out.contains("2 GRU layer(s)") && out.contains("H = 6"),
+        "{out}"
+    );
+    let w = interop::load_gru(&d.join("w.safetensors"), interop::WeightFormat::PyTorch).unwrap();
+    assert_eq!(w, gru_from_onnx(&onnx).unwrap());
+    // The fixture's input and h0 as gru forward's input file.
+    let t = read_tensors(&fixture("torch_2_layers", "npz"), false).unwrap();
+    let mut input = gru_engine::io::Tensors::new();
+    input.insert("input".into(), t["input"].clone());
+    input.insert("h0".into(), t["h0"].clone());
+    gru_engine::io::write_safetensors(&d.join("x.safetensors"), &input, Default::default())
+        .unwrap();
+    run(&[
+        "forward",
+        "--weights",
+        onnx.to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--input",
+        "x.safetensors",
+        "--output",
+        "y.safetensors",
+        "--device",
+        "cpu",
+    ]);
+    let y = read_tensors(&d.join("y.safetensors"), false).unwrap();
+    close(
+        "gru forward --format onnx",
+        &y["output"].data,
+        &t["output"].data,
+    );
+}

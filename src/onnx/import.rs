@@ -77,9 +77,11 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
         let nd = match direction.as_str() {
             "forward" => 1,
             "bidirectional" => 2,
-            d => return Err(what(format!(
+            d => {
+                return Err(what(format!(
                 "direction `{d}` is not supported (a layer runs forward or both ways, as nn.GRU's)"
-            ))),
+            )))
+            }
         };
         let variant = match attr(node, "linear_before_reset").map_or(0, |a| a.i) {
             0 => GruVariant::ResetBefore,

@@ -220,23 +220,31 @@ pub struct ConvertArgs {
 pub fn convert(a: ConvertArgs) -> Result<u8> {
     let w = load_gru(&a.input, a.from.to_lib())?;
     save_gru(&a.output, &w, a.to.to_lib())?;
-    let c = w.config;
     println!(
-        "wrote {} ({:?}): {} layer(s), {}, I = {}, H = {}, {:?}, {} parameters",
+        "wrote {} ({:?}): {}",
         a.output.display(),
         a.to,
+        describe(&w)
+    );
+    Ok(0)
+}
+
+/// A GRU stack in one line: layers, directions, sizes, variant, parameter count.
+fn describe(w: &gru_engine::GruWeights) -> String {
+    let c = w.config;
+    let dirs = if c.bidirectional {
+        "bidirectional"
+    } else {
+        "unidirectional"
+    };
+    format!(
+        "{} GRU layer(s), {dirs}, I = {}, H = {}, {:?}, {} parameters",
         c.num_layers,
-        if c.bidirectional {
-            "bidirectional"
-        } else {
-            "unidirectional"
-        },
         c.input_size,
         c.hidden_size,
         c.variant,
         gru_engine::model::group_digits(c.param_count())
-    );
-    Ok(0)
+    )
 }
 
 /// Model formats `gru import` reads.
@@ -273,21 +281,7 @@ pub fn import(a: ImportArgs) -> Result<u8> {
         ImportFormat::Onnx => load_gru(&a.input, WeightFormat::Onnx)?,
     };
     save_gru(&a.output, &w, WeightFormat::PyTorch)?;
-    let c = w.config;
-    println!(
-        "wrote {} from {}: {} GRU layer(s), {}, I = {}, H = {}, {:?}, {} parameters",
-        a.output.display(),
-        a.input.display(),
-        c.num_layers,
-        if c.bidirectional {
-            "bidirectional"
-        } else {
-            "unidirectional"
-        },
-        c.input_size,
-        c.hidden_size,
-        c.variant,
-        gru_engine::model::group_digits(c.param_count())
-    );
+    let (out, input) = (a.output.display(), a.input.display());
+    println!("wrote {out} from {input}: {}", describe(&w));
     Ok(0)
 }

@@ -1,6 +1,7 @@
 //! Writes ONNX exports of each kind of model with inputs and gru-engine's predictions,
 //! for `scripts/check_onnx.py` to run in ONNX Runtime (which, unlike tract, also takes
-//! per-row lengths):
+//! per-row lengths; the stateful export is run there in two chunks, the second from the
+//! first's final states):
 //!
 //! ```sh
 //! cargo run --release --example onnx_cases -- /tmp/onnx_cases
@@ -29,6 +30,11 @@ fn main() -> gru_engine::Result<()> {
     let cases = [
         (
             "lm_reset_after_2_layers",
+            ModelConfig::language_model(30, 5, 8).layers(2),
+            false,
+        ),
+        (
+            "lm_stateful_2_layers",
             ModelConfig::language_model(30, 5, 8).layers(2),
             false,
         ),
@@ -64,6 +70,7 @@ fn main() -> gru_engine::Result<()> {
         let params = ModelParams::init(cfg, 7)?;
         let options = ExportOptions {
             lengths,
+            initial_state: name.contains("stateful"),
             probabilities: true,
             ..Default::default()
         };

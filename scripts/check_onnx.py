@@ -7,8 +7,9 @@ gru-engine's own predictions.
 
 Each case is NAME.onnx (the export), NAME.inputs.npz (the graph's inputs as f32: token
 ids and lengths are whole numbers, cast here to the graph's int64/int32) and
-NAME.expected.npz (`logits` from gru-engine's CPU reference). Every model is also checked
-with onnx.checker. Exits non-zero past 1e-5 (relative to max(1, |value|)).
+NAME.expected.npz (`logits` from gru-engine's CPU reference). A model with initial-state
+inputs `h0_l<k>` (a stateful export) runs in two chunks of time: the first from zeros, the
+second from the first's `h_n_l<k>`. Every model is also checked with onnx.checker. Exits non-zero past 1e-5 (relative to max(1, |value|)).
 """
 import glob
 import os
@@ -19,6 +20,23 @@ import onnx
 import onnxruntime as ort
 
 TYPES = {"tokens": np.int64, "lengths": np.int32, "features": np.float32}
+
+
+def chunked(sess, inputs, states):
+    """Per-step logits of a stateful export over two chunks of the time axis, each layer's
+    final state fed back as the next chunk's initial state."""
+    first = next(iter(inputs.values()))
+    batch, steps = first.shape[0], first.shape[1]
+    h = {s.name: np.zeros((s.shape[0], batch, s.shape[2]), np.float32) for s in states}
+    outs = []
+    for part in (slice(0, steps // 2), slice(steps // 2, steps)):
+        feeds = {k: v[:, part] if v.ndim > 1 else v for k, v in inputs.items()}
+        feeds.update(h)
+        names = ["logits"] + [s.name.replace("h0_l", "h_n_l") for s in states]
+        logits, *finals = sess.run(names, feeds)
+        h = {s.name: f for s, f in zip(states, finals)}
+        outs.append(logits)
+    return outs
 
 
 def main(folder):
@@ -32,7 +50,11 @@ def main(folder):
         inputs = {k: v.astype(TYPES[k]) for k, v in np.load(name + ".inputs.npz").items()}
         want = np.load(name + ".expected.npz")["logits"]
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        got = sess.run(["logits"], inputs)[0].reshape(want.shape)
+        states = [i for i in sess.get_inputs() if i.name.startswith("h0_l")]
+        if states:
+            got = np.concatenate(chunked(sess, inputs, states), axis=1).reshape(want.shape)
+        else:
+            got = sess.run(["logits"], inputs)[0].reshape(want.shape)
         diff = float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
         print(f"{os.path.basename(name)}: largest difference {diff:.2e}")
         worst = max(worst, diff)

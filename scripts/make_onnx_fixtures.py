@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
 """Golden ONNX fixtures for tests/onnx_import.rs: GRUs exported by torch.onnx.export (the
-TorchScript exporter, which writes ONNX GRU nodes) and ONNX Runtime's outputs for them.
+TorchScript exporter, which writes ONNX GRU nodes, with `sequence_lens` for packed
+sequences) and by tf2onnx from Keras (tf_keras, Keras 2: tf2onnx rewrites its GRU
+layers into GRU nodes only for reset_after=True; reset_after=False and every Keras 3
+GRU become a Loop), and ONNX Runtime's outputs for them.
 
+    pip install torch onnx onnxruntime tensorflow-cpu tf_keras tf2onnx
     python3 scripts/make_onnx_fixtures.py tests/fixtures/onnx
 
 Each case NAME writes NAME.onnx (the export, with the tool versions added to its
-metadata_props) and NAME.npz: `input` [T, B, I], `h0` [layers*dirs, B, H], and ONNX
-Runtime's `output` [T, B, dirs*H] and `h_n`.
+metadata_props) and NAME.npz, time-major whatever the exporter's layout: `input`
+[T, B, I], `h0` [layers*dirs, B, H], `lengths` [B] (as float32, where the case has
+them), and ONNX Runtime's `output` [T, B, dirs*H] and `h_n`.
 """
 import os
 import sys
+
+# Keras 2 (tf_keras) for tf.keras: tf2onnx's GRU rewriter matches its graphs.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 class Wrap(torch.nn.Module):
@@ -26,6 +36,18 @@ class Wrap(torch.nn.Module):
         return self.gru(x, h0)
 
 
+class Packed(torch.nn.Module):
+    """nn.GRU over a PackedSequence: the exporter passes `lengths` as sequence_lens."""
+
+    def __init__(self, gru):
+        super().__init__()
+        self.gru = gru
+
+    def forward(self, x, lengths, h0):
+        y, h = self.gru(pack_padded_sequence(x, lengths), h0)
+        return pad_packed_sequence(y, total_length=x.shape[0])[0], h
+
+
 CASES = [
     # name, input, hidden, layers, bidirectional, bias
     ("torch_1_layer", 5, 7, 1, False, True),
@@ -35,10 +57,24 @@ CASES = [
 ]
 
 
-def main(out):
-    os.makedirs(out, exist_ok=True)
+def stamp(path, tools):
+    """Adds the tool versions to the model's metadata_props."""
+    model = onnx.load(path)
+    for k, v in tools + [("onnx_version", onnx.__version__),
+                         ("onnxruntime_version", ort.__version__)]:
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    return sorted({n.op_type for n in model.graph.node})
+
+
+def run(path, feeds):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def torch_cases(out, rng):
     torch.manual_seed(0)
-    rng = np.random.default_rng(1)
+    tools = [("torch_version", torch.__version__)]
     for name, i, h, layers, bidir, bias in CASES:
         gru = torch.nn.GRU(i, h, num_layers=layers, bidirectional=bidir, bias=bias).eval()
         dirs = 2 if bidir else 1
@@ -52,19 +88,110 @@ def main(out):
             dynamic_axes={"input": {0: "time", 1: "batch"}, "h0": {1: "batch"}},
             opset_version=14, dynamo=False,
         )
-        model = onnx.load(path)
-        for k, v in [("torch_version", torch.__version__), ("onnx_version", onnx.__version__),
-                     ("onnxruntime_version", ort.__version__)]:
-            model.metadata_props.add(key=k, value=v)
-        onnx.save(model, path)
-        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        y, hn = sess.run(["output", "h_n"], {"input": x, "h0": h0})
+        ops = stamp(path, tools)
+        y, hn = run(path, {"input": x, "h0": h0})
         with torch.no_grad():
             ty, thn = gru(torch.from_numpy(x), torch.from_numpy(h0))
         gap = max(np.abs(y - ty.numpy()).max(), np.abs(hn - thn.numpy()).max())
         np.savez(os.path.join(out, name + ".npz"), input=x, h0=h0, output=y, h_n=hn)
-        ops = sorted({n.op_type for n in model.graph.node})
         print(f"{name}: ops {ops}, ONNX Runtime vs torch {gap:.1e}")
+
+    # Packed sequences (lengths sorted longest first, as pack_padded_sequence wants).
+    name, i, h, layers = "torch_packed_lengths_bidirectional", 4, 5, 2
+    gru = torch.nn.GRU(i, h, num_layers=layers, bidirectional=True).eval()
+    t, b = 7, 4
+    x = rng.uniform(-1, 1, (t, b, i)).astype(np.float32)
+    lengths = np.array([7, 5, 3, 1], dtype=np.int64)
+    h0 = rng.uniform(-0.5, 0.5, (layers * 2, b, h)).astype(np.float32)
+    path = os.path.join(out, name + ".onnx")
+    args = (torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(h0))
+    torch.onnx.export(
+        Packed(gru), args, path,
+        input_names=["input", "lengths", "h0"], output_names=["output", "h_n"],
+        dynamic_axes={"input": {0: "time", 1: "batch"}, "lengths": {0: "batch"},
+                      "h0": {1: "batch"}},
+        opset_version=14, dynamo=False,
+    )
+    ops = stamp(path, tools)
+    y, hn = run(path, {"input": x, "lengths": lengths, "h0": h0})
+    with torch.no_grad():
+        ty, thn = Packed(gru)(*args)
+    gap = max(np.abs(y - ty.numpy()).max(), np.abs(hn - thn.numpy()).max())
+    np.savez(os.path.join(out, name + ".npz"), input=x, h0=h0,
+             lengths=lengths.astype(np.float32), output=y, h_n=hn)
+    print(f"{name}: ops {ops}, ONNX Runtime vs torch {gap:.1e}")
+
+
+def keras_cases(out, rng):
+    import tensorflow as tf
+    import tf2onnx
+    import tf_keras as keras
+
+    tools = [("tensorflow_version", tf.__version__), ("tf_keras_version", keras.__version__),
+             ("tf2onnx_version", tf2onnx.__version__)]
+    i, h, t, b = 4, 5, 6, 3
+
+    def randomize(model):
+        # Fresh Keras biases are zeros; random ones make the bias mapping count.
+        model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32)
+                           for w in model.get_weights()])
+
+    def convert(model, spec, name):
+        path = os.path.join(out, name + ".onnx")
+        tf2onnx.convert.from_keras(model, input_signature=spec, opset=14, output_path=path)
+        return path, stamp(path, tools)
+
+    x = rng.uniform(-1, 1, (b, t, i)).astype(np.float32)
+    x_spec = tf.TensorSpec((None, None, i), tf.float32, name="x")
+    time_major = x.transpose(1, 0, 2)
+
+    # Two stacked reset_after=True layers, the first from a given initial state.
+    xi, hi = keras.Input((None, i), name="x"), keras.Input((h,), name="h0")
+    y1, s1 = keras.layers.GRU(h, return_sequences=True, return_state=True)(xi, initial_state=hi)
+    y2, s2 = keras.layers.GRU(h, return_sequences=True, return_state=True)(y1)
+    model = keras.Model([xi, hi], [y2, s1, s2])
+    randomize(model)
+    h_first = rng.uniform(-0.5, 0.5, (b, h)).astype(np.float32)
+    name = "keras_2_layers_initial_state"
+    path, ops = convert(model, (x_spec, tf.TensorSpec((None, h), tf.float32, name="h0")), name)
+    y, hn1, hn2 = run(path, {"x": x, "h0": h_first})
+    ky, k1, k2 = (v.numpy() for v in model([x, h_first]))
+    gap = max(np.abs(y - ky).max(), np.abs(hn1 - k1).max(), np.abs(hn2 - k2).max())
+    np.savez(os.path.join(out, name + ".npz"), input=time_major,
+             h0=np.stack([h_first, np.zeros_like(h_first)]),
+             output=y.transpose(1, 0, 2), h_n=np.stack([hn1, hn2]))
+    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
+    # A bidirectional reset_after=True layer (tf2onnx merges the two into one node).
+    xi = keras.Input((None, i), name="x")
+    y, f, r = keras.layers.Bidirectional(
+        keras.layers.GRU(h, return_sequences=True, return_state=True))(xi)
+    model = keras.Model(xi, [y, f, r])
+    randomize(model)
+    name = "keras_bidirectional"
+    path, ops = convert(model, (x_spec,), name)
+    y, f, r = run(path, {"x": x})
+    ky, kf, kr = (v.numpy() for v in model(x))
+    gap = max(np.abs(y - ky).max(), np.abs(f - kf).max(), np.abs(r - kr).max())
+    np.savez(os.path.join(out, name + ".npz"), input=time_major,
+             h0=np.zeros((2, b, h), np.float32), output=y.transpose(1, 0, 2),
+             h_n=np.stack([f, r]))
+    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
+    # reset_after=False: tf2onnx writes a Loop, which gru-engine refuses by name.
+    xi = keras.Input((None, i), name="x")
+    model = keras.Model(xi, keras.layers.GRU(h, return_sequences=True, reset_after=False)(xi))
+    randomize(model)
+    name = "keras_reset_before_loop"
+    path, ops = convert(model, (x_spec,), name)
+    print(f"{name}: ops {ops} (no GRU node)")
+
+
+def main(out):
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(1)
+    torch_cases(out, rng)
+    keras_cases(out, rng)
     print(f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
 
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use gru_engine::config::GruVariant;
-use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
+use gru_engine::model::{Head, ModelConfig, ModelInput, ModelParams};
 use gru_engine::onnx::{export, ExportOptions};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
@@ -112,6 +112,127 @@ fn forecasters_run_in_tract() {
     check("forecaster", both(cfg, &d, &ExportOptions::default()));
 }
 
+/// Every output of the ONNX model at `path` for `inputs`, in tract.
+fn run_all(path: &std::path::Path, inputs: Vec<Tensor>) -> Vec<Vec<f32>> {
+    let mut model = tract_onnx::onnx().model_for_path(path).unwrap();
+    for (k, x) in inputs.iter().enumerate() {
+        model = model
+            .with_input_fact(k, InferenceFact::dt_shape(x.datum_type(), x.shape()))
+            .unwrap();
+    }
+    let model = model.into_optimized().unwrap().into_runnable().unwrap();
+    let inputs: TVec<TValue> = inputs.into_iter().map(|x| x.into()).collect();
+    model
+        .run(inputs)
+        .unwrap()
+        .iter()
+        .map(|o| {
+            o.to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect()
+        })
+        .collect()
+}
+
+/// An export with `initial_state`, run in two chunks in tract (the first from zeros, the
+/// second from the first's `h_n_l<k>` fed back as `h0_l<k>`), gives gru-engine's
+/// predictions for the whole sequence: stateful use of a language model (reset-after,
+/// 2 layers) and of a forecaster (its forecast comes from the last chunk's final state).
+#[test]
+fn initial_states_continue_a_sequence_in_tract() {
+    let mut rng = Rng::new(6);
+    for cfg in [
+        ModelConfig::language_model(23, 5, 7).layers(2),
+        ModelConfig::forecaster(2, 6, 3).variant(GruVariant::ResetBefore),
+    ] {
+        let params = ModelParams::init(cfg, 13).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.onnx");
+        let options = ExportOptions {
+            initial_state: true,
+            ..Default::default()
+        };
+        export(&params, &options, &path).unwrap();
+        let m = gru_engine::io::onnx::read_model(&path).unwrap();
+        let inputs: Vec<String> = m
+            .graph
+            .as_ref()
+            .unwrap()
+            .input
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        assert_eq!(
+            inputs[1..],
+            ["h0_l0".to_string(), "h0_l1".to_string()][..cfg.num_layers]
+        );
+        let (b, t, t1, h) = (3, 8, 5, cfg.hidden_size);
+        let d = data(&cfg, b, t, false, &mut rng);
+        let want = CpuTrainer::new(params, TrainOptions::default())
+            .unwrap()
+            .predict(&d.batch())
+            .unwrap();
+        // Steps [from, to) of every row, as the graph's first input.
+        let chunk = |from: usize, to: usize| -> Tensor {
+            let n = to - from;
+            match cfg.input {
+                ModelInput::Tokens { .. } => {
+                    let ids: Vec<i64> = (0..b)
+                        .flat_map(|r| (from..to).map(move |s| (r, s)))
+                        .map(|(r, s)| d.tokens[r * t + s] as i64)
+                        .collect();
+                    tract_ndarray::Array2::from_shape_vec((b, n), ids)
+                        .unwrap()
+                        .into()
+                }
+                ModelInput::Features(f) => {
+                    let x: Vec<f32> = (0..b)
+                        .flat_map(|r| (from..to).map(move |s| (r, s)))
+                        .flat_map(|(r, s)| d.features[(r * t + s) * f..][..f].to_vec())
+                        .collect();
+                    tract_ndarray::Array3::from_shape_vec((b, n, f), x)
+                        .unwrap()
+                        .into()
+                }
+            }
+        };
+        let state = |v: Vec<f32>| -> Tensor {
+            tract_ndarray::Array3::from_shape_vec((1, b, h), v)
+                .unwrap()
+                .into()
+        };
+        let layers = cfg.num_layers;
+        let mut first = vec![chunk(0, t1)];
+        first.extend((0..layers).map(|_| state(vec![0.0; b * h])));
+        let out = run_all(&path, first);
+        let mut second = vec![chunk(t1, t)];
+        second.extend(out[1..=layers].iter().map(|s| state(s.clone())));
+        let out2 = run_all(&path, second);
+        if cfg.head == Head::LastState {
+            // A forecast from the last state: the second chunk's is the whole sequence's.
+            check(
+                "forecast from the first chunk's states",
+                (out2[0].clone(), want),
+            );
+            continue;
+        }
+        // gru-engine's logits [B, T, C], split at t1 per row.
+        let c = cfg.outputs;
+        let part = |from: usize, to: usize| -> Vec<f32> {
+            (0..b)
+                .flat_map(|r| want[(r * t + from) * c..(r * t + to) * c].to_vec())
+                .collect()
+        };
+        check("first chunk", (out[0].clone(), part(0, t1)));
+        check(
+            "second chunk from the first's states",
+            (out2[0].clone(), part(t1, t)),
+        );
+    }
+}
+
 fn gru(dir: &std::path::Path, args: &[&str]) -> String {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
         .args(args)
@@ -125,6 +246,7 @@ fn gru(dir: &std::path::Path, args: &[&str]) -> String {
 
 /// `gru export` of a trained text classifier: `--format onnx`, per-row lengths by
 /// default for a classifier (`--lengths auto`) and none with `--lengths no`,
+/// `--initial-state` adds an `h0_l<k>` input per layer,
 /// `--probabilities` adds softmax, the vocabulary and labels travel in metadata, and the
 /// export without lengths gives the checkpoint's predictions in tract.
 #[test]
@@ -188,6 +310,16 @@ fn gru_export_writes_a_trained_classifier() {
     );
     let m = gru_engine::io::onnx::read_model(&d.join("b.onnx")).unwrap();
     assert_eq!(names(&m.graph.as_ref().unwrap().input), ["tokens"]);
+    let out = gru(
+        d,
+        &["export", "-c", "run", "-o", "c.onnx", "--initial-state"],
+    );
+    assert!(out.contains("`h0_l<k>` per layer"), "{out}");
+    let m = gru_engine::io::onnx::read_model(&d.join("c.onnx")).unwrap();
+    assert_eq!(
+        names(&m.graph.as_ref().unwrap().input),
+        ["tokens", "lengths", "h0_l0"]
+    );
     // The exported model computes the checkpoint's logits.
     let c = gru_engine::checkpoint::Checkpoint::load(&d.join("run/last.safetensors")).unwrap();
     let cfg = c.params.config;

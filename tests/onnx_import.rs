@@ -1,8 +1,9 @@
 //! ONNX import (`gru_engine::onnx::gru_from_onnx`, `gru import`, `gru forward --format
-//! onnx`) against golden fixtures: GRUs exported by `torch.onnx.export`
-//! (scripts/make_onnx_fixtures.py; the tool versions are in each model's
-//! metadata_props), run by gru-engine, give ONNX Runtime's outputs within 1e-5 on the CPU
-//! reference and on the GPU. What gru-engine cannot compute is refused by name.
+//! onnx`) against golden fixtures: GRUs exported by `torch.onnx.export` (packed
+//! sequences included) and by tf2onnx from Keras (scripts/make_onnx_fixtures.py; the
+//! tool versions are in each model's metadata_props), run by gru-engine, give ONNX
+//! Runtime's outputs within 1e-5 on the CPU reference and on the GPU. What gru-engine
+//! cannot compute is refused by name.
 
 mod common;
 
@@ -15,11 +16,14 @@ use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::onnx::{gru_from_onnx, to_onnx, ExportOptions};
 use gru_engine::*;
 
-const CASES: [&str; 4] = [
+const CASES: [&str; 7] = [
     "torch_1_layer",
     "torch_2_layers",
     "torch_3_layers_bidirectional",
     "torch_bidirectional_no_bias",
+    "torch_packed_lengths_bidirectional",
+    "keras_2_layers_initial_state",
+    "keras_bidirectional",
 ];
 
 fn fixture(name: &str, ext: &str) -> PathBuf {
@@ -37,14 +41,20 @@ fn close(what: &str, got: &[f32], want: &[f32]) {
 }
 
 #[test]
-fn pytorch_exports_give_onnx_runtimes_outputs() {
+fn pytorch_and_keras_exports_give_onnx_runtimes_outputs() {
     let ctx = gpu();
     for name in CASES {
         let w = gru_from_onnx(&fixture(name, "onnx")).unwrap();
         let t = read_tensors(&fixture(name, "npz"), false).unwrap();
         let (x, h0) = (&t["input"], &t["h0"]);
         let (t_len, b) = (x.shape[0], x.shape[1]);
-        let seq = SequenceInput::new(&x.data, t_len, b).h0(&h0.data);
+        let lengths: Option<Vec<usize>> = t
+            .get("lengths")
+            .map(|l| l.data.iter().map(|&v| v as usize).collect());
+        let mut seq = SequenceInput::new(&x.data, t_len, b).h0(&h0.data);
+        if let Some(l) = &lengths {
+            seq = seq.lengths(l);
+        }
         let f = cpu::forward(&w, &seq).unwrap();
         close(
             &format!("{name} output (CPU)"),
@@ -67,11 +77,36 @@ fn pytorch_exports_give_onnx_runtimes_outputs() {
             );
         }
     }
-    // What the fixtures hold: bias off where exported without, 3 bidirectional layers.
+    // What the fixtures hold: bias off where exported without, 3 bidirectional layers,
+    // rows shorter than the sequence, Keras' reset-after layers.
     let w = gru_from_onnx(&fixture("torch_3_layers_bidirectional", "onnx")).unwrap();
     assert_eq!((w.config.num_layers, w.config.bidirectional), (3, true));
     let w = gru_from_onnx(&fixture("torch_bidirectional_no_bias", "onnx")).unwrap();
     assert!(!w.config.bias);
+    let t = read_tensors(&fixture("torch_packed_lengths_bidirectional", "npz"), false).unwrap();
+    assert!(t["lengths"]
+        .data
+        .iter()
+        .any(|&l| (l as usize) < t["input"].shape[0]));
+    let w = gru_from_onnx(&fixture("keras_2_layers_initial_state", "onnx")).unwrap();
+    assert_eq!(w.config.num_layers, 2);
+    assert_eq!(w.config.variant, config::GruVariant::ResetAfter);
+    assert!(w.dirs.iter().all(|d| d.b_hh.iter().any(|&v| v != 0.0)));
+}
+
+/// tf2onnx writes a Keras GRU with reset_after=False as a Loop of primitive ops, not a
+/// GRU node: refused with what to do instead.
+#[test]
+fn keras_loops_are_refused_with_the_way_around() {
+    let e = gru_from_onnx(&fixture("keras_reset_before_loop", "onnx"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no GRU node but a Loop") && e.contains("--format keras"),
+        "{e}"
+    );
+    let m = read_model(&fixture("keras_reset_before_loop", "onnx")).unwrap();
+    assert!(m.metadata_props.iter().any(|p| p.key == "tf2onnx_version"));
 }
 
 /// gru-engine's own export reads back as the same GRU weights, bit for bit, both

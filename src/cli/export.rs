@@ -34,10 +34,12 @@ pub enum Lengths {
   gru export --checkpoint runs/lm --output lm.onnx
   gru export -c runs/classify --output classifier.onnx --probabilities
   gru export -c runs/forecast/last.safetensors --output forecaster.onnx
+  gru export -c runs/lm --output lm_stateful.onnx --initial-state
 
 Inputs are batch-first with dynamic batch and time: `tokens` (int64 [batch, time]) or
-`features` (float [batch, time, I]), and `lengths` (int32 [batch]) when asked. Outputs:
-`logits`, `probabilities` when asked, and each layer's final state `h_n_l<k>`. The
+`features` (float [batch, time, I]), `lengths` (int32 [batch]) and each layer's initial
+state `h0_l<k>` when asked. Outputs: `logits`, `probabilities` when asked, and each
+layer's final state `h_n_l<k>`. The
 vocabulary, labels and normalisation of the checkpoint travel in metadata_props.")]
 pub struct ExportArgs {
     /// Format to write.
@@ -52,6 +54,11 @@ pub struct ExportArgs {
     /// A per-row `lengths` input.
     #[arg(long, value_enum, default_value_t = Lengths::Auto)]
     pub lengths: Lengths,
+    /// Inputs `h0_l<k>` ([directions, batch, H]) each layer starts from, for stateful use:
+    /// feed the outputs `h_n_l<k>` back to continue a sequence (token by token
+    /// generation, a stream in chunks).
+    #[arg(long)]
+    pub initial_state: bool,
     /// Also output `probabilities`: softmax of the logits, or sigmoid for a binary
     /// classifier.
     #[arg(long)]
@@ -75,6 +82,7 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
     }
     let options = ExportOptions {
         lengths,
+        initial_state: a.initial_state,
         probabilities: a.probabilities,
         metadata,
     };
@@ -92,10 +100,11 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
             ""
         },
         gru_engine::model::group_digits(cfg.param_count()),
-        if lengths {
-            "; input `lengths` per row"
-        } else {
-            ""
+        match (lengths, a.initial_state) {
+            (true, true) => "; inputs `lengths` per row and `h0_l<k>` per layer",
+            (true, false) => "; input `lengths` per row",
+            (false, true) => "; inputs `h0_l<k>` per layer",
+            (false, false) => "",
         }
     );
     Ok(0)

@@ -22,6 +22,11 @@ pub struct ExportOptions {
     /// A `lengths` input (int32 [batch]) passed to every GRU as `sequence_lens`: per-row
     /// valid steps, as a classifier over padded rows needs (tract runs only full rows).
     pub lengths: bool,
+    /// Per-layer inputs `h0_l{k}` (float [directions, batch, H]) passed to the GRUs as
+    /// `initial_h`, for stateful use: feeding each output `h_n_l{k}` back continues the
+    /// sequence (generation step by step, a stream in chunks). Without it the GRUs start
+    /// from zeros.
+    pub initial_state: bool,
     /// A `probabilities` output beside the logits: softmax for cross-entropy models,
     /// sigmoid for binary ones.
     pub probabilities: bool,
@@ -36,9 +41,10 @@ pub fn export(params: &ModelParams, options: &ExportOptions, path: &Path) -> Res
 }
 
 /// The ONNX model of `params`. Inputs (batch-first, batch and time dynamic): `tokens`
-/// (int64 [batch, time]) or `features` (float [batch, time, I]), and `lengths` when
-/// asked. Outputs: `logits` ([batch, time, C] per step, or [batch, C] from the last
-/// valid state), `probabilities` when asked, and each layer's final state `h_n_l{k}`
+/// (int64 [batch, time]) or `features` (float [batch, time, I]), `lengths` when asked,
+/// and each layer's initial state `h0_l{k}` ([directions, batch, H]) when asked.
+/// Outputs: `logits` ([batch, time, C] per step, or [batch, C] from the last valid
+/// state), `probabilities` when asked, and each layer's final state `h_n_l{k}`
 /// ([directions, batch, H]).
 pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
     let cfg = params.config;
@@ -94,12 +100,20 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
         g.weight(&rn, &[nd, 3 * h, h], r);
         g.weight(&bn, &[nd, 6 * h], b);
         let lens = if options.lengths { "lengths" } else { "" };
+        let h0 = if options.initial_state {
+            let name = format!("h0_l{l}");
+            let dims = [Dim::Value(nd), Dim::Param("batch"), Dim::Value(h)];
+            g.input(&name, data_type::FLOAT, &dims);
+            name
+        } else {
+            String::new()
+        };
         let (y, y_h) = (format!("y_l{l}"), format!("h_n_l{l}"));
         let direction = if nd == 2 { "bidirectional" } else { "forward" };
         let before_reset = (gru.variant == GruVariant::ResetAfter) as i64;
         g.node(
             "GRU",
-            &[&layer_in, &wn, &rn, &bn, lens],
+            &[&layer_in, &wn, &rn, &bn, lens, &h0],
             &[&y, &y_h],
             vec![
                 int("hidden_size", h as i64),
@@ -262,8 +276,10 @@ impl Graph {
         attribute: Vec<AttributeProto>,
     ) {
         let name = format!("{op}_{}", self.nodes.len());
+        // Optional inputs left out at the end are dropped, not passed as "".
+        let used = inputs.len() - inputs.iter().rev().take_while(|s| s.is_empty()).count();
         self.nodes.push(NodeProto {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
+            input: inputs[..used].iter().map(|s| s.to_string()).collect(),
             output: outputs.iter().map(|s| s.to_string()).collect(),
             name,
             op_type: op.into(),

@@ -33,7 +33,22 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
     let mut consts = Consts::new(graph, path);
     let grus: Vec<&NodeProto> = graph.node.iter().filter(|n| n.op_type == "GRU").collect();
     if grus.is_empty() {
-        return Err(bad(path, "the ONNX graph holds no GRU node"));
+        let looped = graph
+            .node
+            .iter()
+            .any(|n| n.op_type == "Loop" || n.op_type == "Scan");
+        return Err(bad(
+            path,
+            if looped {
+                "the ONNX graph holds no GRU node but a Loop or Scan: its recurrence is \
+                 written out in primitive ops (tf2onnx does this for Keras GRU layers with \
+                 reset_after=False, without bias or with masking, and for Keras 3 GRU \
+                 layers), which gru-engine does not read; save the Keras layer's weights \
+                 and use --format keras instead"
+            } else {
+                "the ONNX graph holds no GRU node"
+            },
+        ));
     }
     struct Layer {
         w: Arr,

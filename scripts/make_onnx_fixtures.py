@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Golden ONNX fixtures for tests/onnx_import.rs: GRUs exported by torch.onnx.export (the
 TorchScript exporter, which writes ONNX GRU nodes, with `sequence_lens` for packed
-sequences) and by tf2onnx from Keras (tf_keras, Keras 2: tf2onnx rewrites its GRU
-layers into GRU nodes only for reset_after=True; reset_after=False and every Keras 3
-GRU become a Loop), and ONNX Runtime's outputs for them.
+sequences), by tf2onnx from Keras 2 (tf_keras: GRU nodes for reset_after=True, a Loop
+per layer for reset_after=False) and by Keras 3's own export (a Loop per layer), and ONNX
+Runtime's outputs for them.
 
     pip install torch onnx onnxruntime tensorflow-cpu tf_keras tf2onnx
     python3 scripts/make_onnx_fixtures.py tests/fixtures/onnx
@@ -178,13 +178,67 @@ def keras_cases(out, rng):
              h_n=np.stack([f, r]))
     print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
 
-    # reset_after=False: tf2onnx writes a Loop, which gru-engine refuses by name.
-    xi = keras.Input((None, i), name="x")
-    model = keras.Model(xi, keras.layers.GRU(h, return_sequences=True, reset_after=False)(xi))
+    # reset_after=False: tf2onnx writes each layer as a Loop of MatMul/Sigmoid/Tanh ops.
+    xi, hi = keras.Input((None, i), name="x"), keras.Input((h,), name="h0")
+    y1, s1 = keras.layers.GRU(h, return_sequences=True, return_state=True,
+                              reset_after=False)(xi, initial_state=hi)
+    y2, s2 = keras.layers.GRU(h, return_sequences=True, return_state=True,
+                              reset_after=False)(y1)
+    model = keras.Model([xi, hi], [y2, s1, s2])
     randomize(model)
-    name = "keras_reset_before_loop"
-    path, ops = convert(model, (x_spec,), name)
-    print(f"{name}: ops {ops} (no GRU node)")
+    name = "keras_reset_before_2_layers"
+    path, ops = convert(model, (x_spec, tf.TensorSpec((None, h), tf.float32, name="h0")), name)
+    y, hn1, hn2 = run(path, {"x": x, "h0": h_first})
+    ky, k1, k2 = (v.numpy() for v in model([x, h_first]))
+    gap = max(np.abs(y - ky).max(), np.abs(hn1 - k1).max(), np.abs(hn2 - k2).max())
+    np.savez(os.path.join(out, name + ".npz"), input=time_major,
+             h0=np.stack([h_first, np.zeros_like(h_first)]),
+             output=y.transpose(1, 0, 2), h_n=np.stack([hn1, hn2]))
+    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
+
+def keras3_cases(out, rng):
+    """Keras 3's own ONNX export (model.export, through tf2onnx on the TensorFlow backend):
+    every GRU layer is a Loop."""
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    tools = [("keras_version", keras.__version__), ("keras_backend", keras.backend.backend()),
+             ("tensorflow_version", tf.__version__), ("tf2onnx_version", tf2onnx.__version__)]
+    i, h, t, b = 3, 4, 5, 2
+    x = rng.uniform(-1, 1, (b, t, i)).astype(np.float32)
+
+    def export(model, name):
+        model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32)
+                           for w in model.get_weights()])
+        path = os.path.join(out, name + ".onnx")
+        model(x)  # Keras exports only models that have been called
+        model.export(path, format="onnx", verbose=False)
+        return path, stamp(path, tools)
+
+    for name, kwargs in [("keras3_reset_after", {}),
+                         ("keras3_reset_before_no_bias", {"reset_after": False,
+                                                          "use_bias": False})]:
+        xi = keras.Input((None, i), name="x")
+        y, s = keras.layers.GRU(h, return_sequences=True, return_state=True, **kwargs)(xi)
+        model = keras.Model(xi, [y, s])
+        path, ops = export(model, name)
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        y, hn = sess.run(None, {sess.get_inputs()[0].name: x})
+        ky, ks = (np.asarray(v) for v in model(x))
+        gap = max(np.abs(y - ky).max(), np.abs(hn - ks).max())
+        np.savez(os.path.join(out, name + ".npz"), input=x.transpose(1, 0, 2),
+                 h0=np.zeros((1, b, h), np.float32), output=y.transpose(1, 0, 2),
+                 h_n=hn[None])
+        print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
+    # A Bidirectional layer: its backward half reads the sequence reversed (refused).
+    xi = keras.Input((None, i), name="x")
+    model = keras.Model(xi, keras.layers.Bidirectional(
+        keras.layers.GRU(h, return_sequences=True, reset_after=False))(xi))
+    path, ops = export(model, "keras3_bidirectional_refused")
+    print(f"keras3_bidirectional_refused: ops {ops}")
 
 
 def main(out):
@@ -192,6 +246,7 @@ def main(out):
     rng = np.random.default_rng(1)
     torch_cases(out, rng)
     keras_cases(out, rng)
+    keras3_cases(out, rng)
     print(f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
 
 

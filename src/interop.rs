@@ -42,7 +42,8 @@ pub enum WeightFormat {
     PyTorch,
     /// Keras `GRU` layer weights.
     Keras,
-    /// The GRU nodes of an ONNX model (read only: `crate::onnx::export` writes models).
+    /// The GRU nodes of an ONNX model, and Loops computing GRU steps as Keras exports
+    /// write them (read only: `crate::onnx::export` writes models).
     Onnx,
 }
 

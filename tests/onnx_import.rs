@@ -1,9 +1,10 @@
 //! ONNX import (`gru_engine::onnx::gru_from_onnx`, `gru import`, `gru forward --format
 //! onnx`) against golden fixtures: GRUs exported by `torch.onnx.export` (packed
-//! sequences included) and by tf2onnx from Keras (scripts/make_onnx_fixtures.py; the
-//! tool versions are in each model's metadata_props), run by gru-engine, give ONNX
-//! Runtime's outputs within 1e-5 on the CPU reference and on the GPU. What gru-engine
-//! cannot compute is refused by name.
+//! sequences included), by tf2onnx from Keras 2 (GRU nodes, and Loops for
+//! reset_after=False) and by Keras 3's own export (Loops), written by
+//! scripts/make_onnx_fixtures.py with the tool versions in each model's metadata_props,
+//! run by gru-engine, give ONNX Runtime's outputs within 1e-5 on the CPU reference and on
+//! the GPU. What gru-engine cannot compute is refused by name.
 
 mod common;
 
@@ -16,7 +17,7 @@ use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::onnx::{gru_from_onnx, to_onnx, ExportOptions};
 use gru_engine::*;
 
-const CASES: [&str; 7] = [
+const CASES: [&str; 10] = [
     "torch_1_layer",
     "torch_2_layers",
     "torch_3_layers_bidirectional",
@@ -24,6 +25,9 @@ const CASES: [&str; 7] = [
     "torch_packed_lengths_bidirectional",
     "keras_2_layers_initial_state",
     "keras_bidirectional",
+    "keras_reset_before_2_layers",
+    "keras3_reset_after",
+    "keras3_reset_before_no_bias",
 ];
 
 fn fixture(name: &str, ext: &str) -> PathBuf {
@@ -94,19 +98,73 @@ fn pytorch_and_keras_exports_give_onnx_runtimes_outputs() {
     assert!(w.dirs.iter().all(|d| d.b_hh.iter().any(|&v| v != 0.0)));
 }
 
-/// tf2onnx writes a Keras GRU with reset_after=False as a Loop of primitive ops, not a
-/// GRU node: refused with what to do instead.
+/// The Loops Keras exports hold read as what they compute: variant, bias or none,
+/// layers, and the versions of the tools that wrote them.
 #[test]
-fn keras_loops_are_refused_with_the_way_around() {
-    let e = gru_from_onnx(&fixture("keras_reset_before_loop", "onnx"))
+fn keras_loops_read_as_their_layers() {
+    let w = gru_from_onnx(&fixture("keras_reset_before_2_layers", "onnx")).unwrap();
+    assert_eq!(w.config.num_layers, 2);
+    assert_eq!(w.config.variant, config::GruVariant::ResetBefore);
+    assert!(w.config.bias && w.dirs.iter().all(|d| d.b_ih.iter().all(|&v| v != 0.0)));
+    let w = gru_from_onnx(&fixture("keras3_reset_before_no_bias", "onnx")).unwrap();
+    assert_eq!(w.config.variant, config::GruVariant::ResetBefore);
+    assert!(!w.config.bias);
+    let w = gru_from_onnx(&fixture("keras3_reset_after", "onnx")).unwrap();
+    assert_eq!(w.config.variant, config::GruVariant::ResetAfter);
+    let h = w.config.hidden_size;
+    assert!(w.dirs[0].b_hh[2 * h..].iter().all(|&v| v != 0.0));
+    let m = read_model(&fixture("keras3_reset_after", "onnx")).unwrap();
+    let meta = |k: &str| {
+        m.metadata_props
+            .iter()
+            .find(|p| p.key == k)
+            .map(|p| p.value.clone())
+    };
+    assert!(
+        meta("keras_version").is_some_and(|v| v.starts_with('3')),
+        "{:?}",
+        meta("keras_version")
+    );
+    assert!(meta("tf2onnx_version").is_some());
+}
+
+/// A Loop that reads its sequence reversed (Keras 3's Bidirectional), or whose step is
+/// not a GRU's (another activation in place of tanh or sigmoid, a changed update), is
+/// refused naming the reason.
+#[test]
+fn loops_that_are_not_forward_grus_are_refused() {
+    let e = gru_from_onnx(&fixture("keras3_bidirectional_refused", "onnx"))
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("no GRU node but a Loop") && e.contains("--format keras"),
+        e.contains("reversed") && e.contains("--format keras"),
         "{e}"
     );
-    let m = read_model(&fixture("keras_reset_before_loop", "onnx")).unwrap();
-    assert!(m.metadata_props.iter().any(|p| p.key == "tf2onnx_version"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let edited = |from: &str, to: &str| -> String {
+        let mut m = read_model(&fixture("keras3_reset_after", "onnx")).unwrap();
+        let graph = m.graph.as_mut().unwrap();
+        let lp = graph.node.iter_mut().find(|n| n.op_type == "Loop").unwrap();
+        let body = lp
+            .attribute
+            .iter_mut()
+            .find_map(|a| a.g.as_deref_mut())
+            .unwrap();
+        let n = body.node.iter_mut().find(|n| n.op_type == from).unwrap();
+        n.op_type = to.into();
+        write_model(&path, &m).unwrap();
+        gru_from_onnx(&path).unwrap_err().to_string()
+    };
+    let e = edited("Tanh", "Relu");
+    assert!(
+        e.contains("Relu") && e.contains("not part of a GRU step"),
+        "{e}"
+    );
+    let e = edited("Sigmoid", "HardSigmoid");
+    assert!(e.contains("HardSigmoid"), "{e}");
+    let e = edited("Sub", "Add");
+    assert!(e.contains("not a GRU step"), "{e}");
 }
 
 /// gru-engine's own export reads back as the same GRU weights, bit for bit, both
@@ -242,7 +300,8 @@ fn what_gru_engine_cannot_compute_is_refused_by_name() {
 }
 
 /// `gru import --format onnx` writes the nn.GRU state dict; `gru forward --format onnx`
-/// runs the ONNX file's GRU directly and gives ONNX Runtime's output.
+/// runs the ONNX file's GRU directly (a GRU node or a Keras Loop) and gives ONNX
+/// Runtime's output.
 #[test]
 fn gru_import_and_forward_read_onnx() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,30 +332,34 @@ fn gru_import_and_forward_read_onnx() {
     );
     let w = interop::load_gru(&d.join("w.safetensors"), interop::WeightFormat::PyTorch).unwrap();
     assert_eq!(w, gru_from_onnx(&onnx).unwrap());
-    // The fixture's input and h0 as gru forward's input file.
-    let t = read_tensors(&fixture("torch_2_layers", "npz"), false).unwrap();
-    let mut input = gru_engine::io::Tensors::new();
-    input.insert("input".into(), t["input"].clone());
-    input.insert("h0".into(), t["h0"].clone());
-    gru_engine::io::write_safetensors(&d.join("x.safetensors"), &input, Default::default())
-        .unwrap();
-    run(&[
-        "forward",
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--format",
-        "onnx",
-        "--input",
-        "x.safetensors",
-        "--output",
-        "y.safetensors",
-        "--device",
-        "cpu",
-    ]);
-    let y = read_tensors(&d.join("y.safetensors"), false).unwrap();
-    close(
-        "gru forward --format onnx",
-        &y["output"].data,
-        &t["output"].data,
-    );
+    // The fixture's input and h0 as gru forward's input file: a PyTorch export, and a
+    // Keras 3 export whose layer is a Loop.
+    for name in ["torch_2_layers", "keras3_reset_before_no_bias"] {
+        let t = read_tensors(&fixture(name, "npz"), false).unwrap();
+        let mut input = gru_engine::io::Tensors::new();
+        input.insert("input".into(), t["input"].clone());
+        input.insert("h0".into(), t["h0"].clone());
+        gru_engine::io::write_safetensors(&d.join("x.safetensors"), &input, Default::default())
+            .unwrap();
+        let onnx = fixture(name, "onnx");
+        run(&[
+            "forward",
+            "--weights",
+            onnx.to_str().unwrap(),
+            "--format",
+            "onnx",
+            "--input",
+            "x.safetensors",
+            "--output",
+            "y.safetensors",
+            "--device",
+            "cpu",
+        ]);
+        let y = read_tensors(&d.join("y.safetensors"), false).unwrap();
+        close(
+            &format!("gru forward --format onnx ({name})"),
+            &y["output"].data,
+            &t["output"].data,
+        );
+    }
 }

@@ -18,7 +18,7 @@ pub enum Format {
     Pytorch,
     /// Keras GRU weights (kernel, recurrent_kernel, bias; layer{k}.[forward.|backward.]).
     Keras,
-    /// The GRU nodes of an ONNX model (torch.onnx.export, tf2onnx); read only.
+    /// The GRU layers of an ONNX model (torch.onnx.export, tf2onnx, Keras 3 export); read only.
     Onnx,
 }
 

@@ -18,9 +18,11 @@
 //! # Ok(()) }
 //! ```
 
+mod consts;
 mod export;
 mod gates;
 mod import;
+mod loop_step;
 
 pub use export::{export, to_onnx, ExportOptions, OPSET};
 pub use import::gru_from_onnx;

@@ -233,12 +233,47 @@ def keras3_cases(out, rng):
                  h_n=hn[None])
         print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
 
-    # A Bidirectional layer: its backward half reads the sequence reversed (refused).
+    # Two stacked Bidirectional layers (a forward Loop and a reversed one each), every
+    # direction's final state returned.
+    xi = keras.Input((None, i), name="x")
+    y1, f1, b1 = keras.layers.Bidirectional(keras.layers.GRU(
+        h, return_sequences=True, return_state=True))(xi)
+    y2, f2, b2 = keras.layers.Bidirectional(keras.layers.GRU(
+        h, return_sequences=True, return_state=True))(y1)
+    model = keras.Model(xi, [y2, f1, b1, f2, b2])
+    name = "keras3_bidirectional_2_layers"
+    path, ops = export(model, name)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    y, *states = sess.run(None, {sess.get_inputs()[0].name: x})
+    ky, *kstates = (np.asarray(v) for v in model(x))
+    gap = max([np.abs(y - ky).max()] + [np.abs(a - k).max() for a, k in zip(states, kstates)])
+    np.savez(os.path.join(out, name + ".npz"), input=x.transpose(1, 0, 2),
+             h0=np.zeros((4, b, h), np.float32), output=y.transpose(1, 0, 2),
+             h_n=np.stack(states))
+    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
+    # A Bidirectional classifier's layer: only the two final states, concatenated.
     xi = keras.Input((None, i), name="x")
     model = keras.Model(xi, keras.layers.Bidirectional(
-        keras.layers.GRU(h, return_sequences=True, reset_after=False))(xi))
-    path, ops = export(model, "keras3_bidirectional_refused")
-    print(f"keras3_bidirectional_refused: ops {ops}")
+        keras.layers.GRU(h, reset_after=False))(xi))
+    name = "keras3_bidirectional_last_state"
+    path, ops = export(model, name)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (last,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    gap = np.abs(last - np.asarray(model(x))).max()
+    np.savez(os.path.join(out, name + ".npz"), input=x.transpose(1, 0, 2),
+             h0=np.zeros((2, b, h), np.float32), h_n=np.stack([last[:, :h], last[:, h:]]))
+    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
+    # Refused: a reversed Loop alone, and directions summed instead of concatenated.
+    xi = keras.Input((None, i), name="x")
+    model = keras.Model(xi, keras.layers.GRU(h, go_backwards=True)(xi))
+    print("keras3_go_backwards_refused: ops", export(model, "keras3_go_backwards_refused")[1])
+    xi = keras.Input((None, i), name="x")
+    model = keras.Model(xi, keras.layers.Bidirectional(
+        keras.layers.GRU(h, return_sequences=True), merge_mode="sum")(xi))
+    print("keras3_bidirectional_sum_refused: ops",
+          export(model, "keras3_bidirectional_sum_refused")[1])
 
 
 def main(out):

@@ -14,7 +14,8 @@ use crate::weights::{DirWeights, GruWeights};
 
 use super::consts::{attr, Arr, Consts};
 use super::gates::swap_rz;
-use super::loop_step::loop_layer;
+use super::loop_pairs::{concatenated, reads, Reads};
+use super::loop_step::{loop_layer, LoopLayer, LOOP_HINT};
 
 /// The GRU layers of the ONNX model at `path`, in graph order, as one stack: every GRU
 /// node must run forward or both ways with the standard activations, every Loop must be
@@ -28,22 +29,62 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
         .as_ref()
         .ok_or_else(|| bad(path, "the ONNX model has no graph"))?;
     let mut consts = Consts::new(graph, path);
-    let mut layers = Vec::new();
+    let mut layers: Vec<Layer> = Vec::new();
+    // The last layer when it is a forward Loop, which a reversed one may pair with.
+    let mut forward: Option<LoopLayer> = None;
     for node in &graph.node {
         match node.op_type.as_str() {
-            "GRU" => layers.push(gru_node(node, &mut consts, path)?),
+            "GRU" => {
+                layers.push(gru_node(node, &mut consts, path)?);
+                forward = None;
+            }
             "Loop" => {
-                let l = loop_layer(node, graph, &mut consts, path)?;
-                layers.push(Layer {
-                    kind: "Loop node",
-                    name: node.name.clone(),
-                    input: l.input,
-                    hidden: l.hidden,
-                    nd: 1,
-                    variant: l.variant,
-                    bias: l.bias,
-                    dirs: vec![l.dir],
-                });
+                let l = loop_layer(node, &mut consts, path)?;
+                let what = |msg: &str| {
+                    bad(
+                        path,
+                        format!("Loop node `{}`: {msg}; {LOOP_HINT}", node.name),
+                    )
+                };
+                match reads(graph, &l.seq, &mut consts)? {
+                    Reads::Forward => {
+                        layers.push(Layer {
+                            kind: "Loop node",
+                            name: node.name.clone(),
+                            input: l.input,
+                            hidden: l.hidden,
+                            nd: 1,
+                            variant: l.variant,
+                            bias: l.bias,
+                            dirs: vec![l.dir.clone()],
+                        });
+                        forward = Some(l);
+                    }
+                    Reads::Reversed(source) => {
+                        let (Some(f), Some(layer)) = (forward.take(), layers.last_mut()) else {
+                            return Err(what("it reads its sequence reversed (go_backwards) with no forward Loop just before it to pair with as a bidirectional layer"));
+                        };
+                        if f.seq != source {
+                            return Err(what("it reads reversed a sequence other than the one the forward Loop before it reads"));
+                        }
+                        if (f.input, f.hidden, f.variant) != (l.input, l.hidden, l.variant) {
+                            return Err(what(
+                                "its sizes or variant differ from the forward Loop before it",
+                            ));
+                        }
+                        if !concatenated(graph, &f, &l, &mut consts)? {
+                            return Err(what("its output and the forward Loop's do not meet in a Concat, forward first, as Keras' Bidirectional(merge_mode=\"concat\") writes"));
+                        }
+                        layer.nd = 2;
+                        layer.bias |= l.bias;
+                        layer.dirs.push(l.dir);
+                    }
+                    Reads::Other => {
+                        return Err(what(
+                            "the sequence it reads is reversed in part or by a Slice",
+                        ))
+                    }
+                }
             }
             _ => {}
         }

@@ -114,6 +114,12 @@ enum Sym {
 
 /// One Loop layer: its direction's weights in gru-engine's layout.
 pub(super) struct LoopLayer {
+    /// The enclosing graph's sequence [T, B, I] the Loop reads a row of per step.
+    pub seq: String,
+    /// The Loop's output holding the final state [B, H].
+    pub state_out: String,
+    /// The Loop's scan outputs (the states of every step, [T, B, H], among them).
+    pub scan_outs: Vec<String>,
     pub input: usize,
     pub hidden: usize,
     pub variant: GruVariant,
@@ -121,27 +127,18 @@ pub(super) struct LoopLayer {
     pub dir: DirWeights,
 }
 
-/// The GRU layer computed by the Loop `node` of `graph`, or an error naming what in its
-/// body is not a GRU step.
-pub(super) fn loop_layer(
-    node: &NodeProto,
-    graph: &GraphProto,
-    outer: &mut Consts,
-    path: &Path,
-) -> Result<LoopLayer> {
+/// What errors about Loops add.
+pub(super) const LOOP_HINT: &str = "gru-engine reads a Loop only where it is a GRU layer as tf2onnx writes Keras' (for other Keras layers, save the layer's weights and use --format keras)";
+
+/// The GRU layer computed by the Loop `node`, or an error naming what in its body is not
+/// a GRU step.
+pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> Result<LoopLayer> {
     let name = if node.name.is_empty() {
         "Loop"
     } else {
         node.name.as_str()
     };
-    let what = |msg: String| {
-        bad(
-            path,
-            format!(
-                "Loop node `{name}`: {msg}; gru-engine reads a Loop only where it is a forward GRU layer as tf2onnx writes Keras' (for other Keras layers, save the layer's weights and use --format keras)"
-            ),
-        )
-    };
+    let what = |msg: String| bad(path, format!("Loop node `{name}`: {msg}; {LOOP_HINT}"));
     let body = attr(node, "body")
         .and_then(|a| a.g.as_deref())
         .ok_or_else(|| what("no body".into()))?;
@@ -196,11 +193,11 @@ pub(super) fn loop_layer(
         if starts_at_zero && counts_up(body, inside, &body.output[1 + j].name, &seeds, path)? {
             counters.push(inside.clone());
         } else {
-            states.push((inside.clone(), body.output[1 + j].name.clone()));
+            states.push((j, inside.clone(), body.output[1 + j].name.clone()));
         }
     }
     let mut last = None;
-    for (state, out) in states {
+    for (j, state, out) in states {
         let mut reader = Body {
             body,
             consts: Consts::seeded(body, path, seeds.clone()),
@@ -219,13 +216,10 @@ pub(super) fn loop_layer(
             }
         };
         match gru_step(&step) {
-            Some(layer) => {
-                let seq = reader.seq.unwrap_or_default();
-                if reversed(graph, &seq, outer)? {
-                    return Err(what(
-                        "the sequence it reads is reversed (go_backwards, or the backward half of Bidirectional), which gru-engine does not read from a Loop".into(),
-                    ));
-                }
+            Some(mut layer) => {
+                layer.seq = reader.seq.unwrap_or_default();
+                layer.state_out = node.output.get(j).cloned().unwrap_or_default();
+                layer.scan_outs = node.output.iter().skip(carried).cloned().collect();
                 return Ok(layer);
             }
             None => last = Some("the new state is not z ⊙ h + (1 − z) ⊙ tanh(n) of a GRU".into()),
@@ -266,35 +260,6 @@ fn counts_up(
             _ => return Ok(false),
         }
     }
-}
-
-/// Whether `name` in `graph` comes from a reversal (ReverseSequence, or a Slice whose
-/// steps are not all positive constants), looking back to the layer below or the graph's
-/// inputs.
-fn reversed(graph: &GraphProto, name: &str, consts: &mut Consts) -> Result<bool> {
-    let mut todo = vec![name.to_string()];
-    let mut seen = HashSet::new();
-    while let Some(n) = todo.pop() {
-        if !seen.insert(n.clone()) {
-            continue;
-        }
-        let Some(node) = graph.node.iter().find(|m| m.output.contains(&n)) else {
-            continue;
-        };
-        match node.op_type.as_str() {
-            "ReverseSequence" => return Ok(true),
-            "Slice" if node.input.get(4).is_some_and(|s| !s.is_empty()) => {
-                let steps = consts.get(&node.input[4])?;
-                if !steps.is_some_and(|s| s.data.iter().all(|&v| v > 0.0)) {
-                    return Ok(true);
-                }
-                todo.push(node.input[0].clone());
-            }
-            "Loop" | "GRU" | "Scan" => {}
-            _ => todo.extend(node.input.iter().filter(|s| !s.is_empty()).cloned()),
-        }
-    }
-    Ok(false)
 }
 
 /// The body read symbolically for one choice of the carried state.
@@ -628,6 +593,9 @@ fn gru_step(e: &Sym) -> Option<LoopLayer> {
     };
     let zeros = vec![0.0; h];
     Some(LoopLayer {
+        seq: String::new(),
+        state_out: String::new(),
+        scan_outs: Vec::new(),
         input: i,
         hidden: h,
         variant,

@@ -22,6 +22,7 @@ mod consts;
 mod export;
 mod gates;
 mod import;
+mod loop_pairs;
 mod loop_step;
 
 pub use export::{export, to_onnx, ExportOptions, OPSET};

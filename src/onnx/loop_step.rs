@@ -330,7 +330,9 @@ impl Body<'_> {
                     return Err(unsupported("reads something other than the input sequence"));
                 }
                 if self.seq.get_or_insert_with(|| data.clone()) != &data {
-                    return Err(unsupported("reads a second sequence"));
+                    return Err(unsupported(
+                        "reads a second sequence (a Keras mask: masking is not read)",
+                    ));
                 }
                 Sym::X
             }

@@ -145,22 +145,27 @@ def keras_cases(out, rng):
     x_spec = tf.TensorSpec((None, None, i), tf.float32, name="x")
     time_major = x.transpose(1, 0, 2)
 
-    # Two stacked reset_after=True layers, the first from a given initial state.
-    xi, hi = keras.Input((None, i), name="x"), keras.Input((h,), name="h0")
-    y1, s1 = keras.layers.GRU(h, return_sequences=True, return_state=True)(xi, initial_state=hi)
-    y2, s2 = keras.layers.GRU(h, return_sequences=True, return_state=True)(y1)
-    model = keras.Model([xi, hi], [y2, s1, s2])
-    randomize(model)
+    # Two stacked layers, the first from a given initial state: tf2onnx writes GRU nodes
+    # for reset_after=True, and a Loop of MatMul/Sigmoid/Tanh ops per layer for False.
     h_first = rng.uniform(-0.5, 0.5, (b, h)).astype(np.float32)
-    name = "keras_2_layers_initial_state"
-    path, ops = convert(model, (x_spec, tf.TensorSpec((None, h), tf.float32, name="h0")), name)
-    y, hn1, hn2 = run(path, {"x": x, "h0": h_first})
-    ky, k1, k2 = (v.numpy() for v in model([x, h_first]))
-    gap = max(np.abs(y - ky).max(), np.abs(hn1 - k1).max(), np.abs(hn2 - k2).max())
-    np.savez(os.path.join(out, name + ".npz"), input=time_major,
-             h0=np.stack([h_first, np.zeros_like(h_first)]),
-             output=y.transpose(1, 0, 2), h_n=np.stack([hn1, hn2]))
-    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+    for name, reset_after in [("keras_2_layers_initial_state", True),
+                              ("keras_reset_before_2_layers", False)]:
+        xi, hi = keras.Input((None, i), name="x"), keras.Input((h,), name="h0")
+        y1, s1 = keras.layers.GRU(h, return_sequences=True, return_state=True,
+                                  reset_after=reset_after)(xi, initial_state=hi)
+        y2, s2 = keras.layers.GRU(h, return_sequences=True, return_state=True,
+                                  reset_after=reset_after)(y1)
+        model = keras.Model([xi, hi], [y2, s1, s2])
+        randomize(model)
+        h_spec = tf.TensorSpec((None, h), tf.float32, name="h0")
+        path, ops = convert(model, (x_spec, h_spec), name)
+        y, hn1, hn2 = run(path, {"x": x, "h0": h_first})
+        ky, k1, k2 = (v.numpy() for v in model([x, h_first]))
+        gap = max(np.abs(y - ky).max(), np.abs(hn1 - k1).max(), np.abs(hn2 - k2).max())
+        np.savez(os.path.join(out, name + ".npz"), input=time_major,
+                 h0=np.stack([h_first, np.zeros_like(h_first)]),
+                 output=y.transpose(1, 0, 2), h_n=np.stack([hn1, hn2]))
+        print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
 
     # A bidirectional reset_after=True layer (tf2onnx merges the two into one node).
     xi = keras.Input((None, i), name="x")
@@ -176,24 +181,6 @@ def keras_cases(out, rng):
     np.savez(os.path.join(out, name + ".npz"), input=time_major,
              h0=np.zeros((2, b, h), np.float32), output=y.transpose(1, 0, 2),
              h_n=np.stack([f, r]))
-    print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
-
-    # reset_after=False: tf2onnx writes each layer as a Loop of MatMul/Sigmoid/Tanh ops.
-    xi, hi = keras.Input((None, i), name="x"), keras.Input((h,), name="h0")
-    y1, s1 = keras.layers.GRU(h, return_sequences=True, return_state=True,
-                              reset_after=False)(xi, initial_state=hi)
-    y2, s2 = keras.layers.GRU(h, return_sequences=True, return_state=True,
-                              reset_after=False)(y1)
-    model = keras.Model([xi, hi], [y2, s1, s2])
-    randomize(model)
-    name = "keras_reset_before_2_layers"
-    path, ops = convert(model, (x_spec, tf.TensorSpec((None, h), tf.float32, name="h0")), name)
-    y, hn1, hn2 = run(path, {"x": x, "h0": h_first})
-    ky, k1, k2 = (v.numpy() for v in model([x, h_first]))
-    gap = max(np.abs(y - ky).max(), np.abs(hn1 - k1).max(), np.abs(hn2 - k2).max())
-    np.savez(os.path.join(out, name + ".npz"), input=time_major,
-             h0=np.stack([h_first, np.zeros_like(h_first)]),
-             output=y.transpose(1, 0, 2), h_n=np.stack([hn1, hn2]))
     print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
 
 

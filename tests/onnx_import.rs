@@ -219,6 +219,55 @@ fn loops_that_are_not_grus_are_refused() {
     assert!(e.contains("not a GRU step"), "{e}");
 }
 
+/// Crafted graphs end, without a hang or a stack overflow: the sequence a Loop reads
+/// produced by an Identity that reads itself (the weights still read), and `W` at the end
+/// of a chain of 5,000 Identity nodes (an error).
+#[test]
+fn crafted_cycles_and_deep_chains_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let mut m = read_model(&fixture("keras3_reset_after", "onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let t = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Transpose" && n.input == ["x"])
+        .unwrap();
+    t.op_type = "Identity".into();
+    t.attribute.clear();
+    t.input = t.output.clone();
+    write_model(&path, &m).unwrap();
+    // Only the weights are read, and they are whole.
+    let want = gru_from_onnx(&fixture("keras3_reset_after", "onnx")).unwrap();
+    assert_eq!(gru_from_onnx(&path).unwrap(), want);
+
+    let cfg = ModelConfig::forecaster(2, 3, 1);
+    let params = ModelParams::init(cfg, 1).unwrap();
+    let mut m = to_onnx(&params, &ExportOptions::default());
+    let g = m.graph.as_mut().unwrap();
+    let w = g.initializer.iter_mut().find(|t| t.name == "W_l0").unwrap();
+    w.name = "w_0".into();
+    for k in 0..5000 {
+        let out = if k == 4999 {
+            "W_l0".to_string()
+        } else {
+            format!("w_{}", k + 1)
+        };
+        g.node.insert(
+            0,
+            gru_engine::io::onnx::NodeProto {
+                op_type: "Identity".into(),
+                input: vec![format!("w_{k}")],
+                output: vec![out],
+                ..Default::default()
+            },
+        );
+    }
+    write_model(&path, &m).unwrap();
+    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    assert!(e.contains("deeper than"), "{e}");
+}
+
 /// gru-engine's own export reads back as the same GRU weights, bit for bit, both
 /// variants, bidirectional and stacked.
 #[test]

@@ -26,7 +26,20 @@ pub(super) struct Consts<'a> {
     graph: &'a GraphProto,
     path: &'a Path,
     done: HashMap<String, Option<Arr>>,
+    /// Where each name comes from: an initializer, or output k of node n.
+    source: HashMap<&'a str, Source>,
+    /// How deep the evaluation is: bounded, so a crafted chain cannot exhaust the stack.
+    depth: usize,
 }
+
+#[derive(Clone, Copy)]
+enum Source {
+    Initializer(usize),
+    Node(usize, usize),
+}
+
+/// The deepest constant expression read (exporters write a handful of levels).
+const MAX_DEPTH: usize = 200;
 
 impl<'a> Consts<'a> {
     pub fn new(graph: &'a GraphProto, path: &'a Path) -> Self {
@@ -40,10 +53,22 @@ impl<'a> Consts<'a> {
         path: &'a Path,
         seeds: HashMap<String, Option<Arr>>,
     ) -> Self {
+        let mut source = HashMap::new();
+        for (n, node) in graph.node.iter().enumerate() {
+            for (k, o) in node.output.iter().enumerate() {
+                source.entry(o.as_str()).or_insert(Source::Node(n, k));
+            }
+        }
+        // Initializers first, as before: they name the value where a node would too.
+        for (i, t) in graph.initializer.iter().enumerate() {
+            source.insert(t.name.as_str(), Source::Initializer(i));
+        }
         Consts {
             graph,
             path,
             done: seeds,
+            source,
+            depth: 0,
         }
     }
 
@@ -52,20 +77,23 @@ impl<'a> Consts<'a> {
         if let Some(v) = self.done.get(name) {
             return Ok(v.clone());
         }
+        if self.depth >= MAX_DEPTH {
+            return Err(bad(
+                self.path,
+                format!("`{name}` is a constant expression deeper than {MAX_DEPTH} nodes"),
+            ));
+        }
         // Marked first: a cycle reads as "not constant".
         self.done.insert(name.into(), None);
-        let value = if let Some(t) = self.graph.initializer.iter().find(|t| t.name == name) {
-            Some(tensor(t, self.path)?)
-        } else if let Some((node, k)) = self
-            .graph
-            .node
-            .iter()
-            .find_map(|n| Some((n, n.output.iter().position(|o| o == name)?)))
-        {
-            self.eval(node, k)?
-        } else {
-            None
+        let graph = self.graph;
+        self.depth += 1;
+        let value = match self.source.get(name).copied() {
+            Some(Source::Initializer(i)) => tensor(&graph.initializer[i], self.path).map(Some),
+            Some(Source::Node(n, k)) => self.eval(&graph.node[n], k),
+            None => Ok(None),
         };
+        self.depth -= 1;
+        let value = value?;
         self.done.insert(name.into(), value.clone());
         Ok(value)
     }

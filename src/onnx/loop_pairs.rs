@@ -70,7 +70,11 @@ pub(super) enum Reads {
 pub(super) fn reads(graph: &GraphProto, seq: &str, consts: &mut Consts) -> Result<Reads> {
     let mut name = seq.to_string();
     let mut first = None;
-    while let Some(node) = producer(graph, &name) {
+    // Bounded: an Identity cycle ends here too.
+    for _ in 0..=graph.node.len() {
+        let Some(node) = producer(graph, &name) else {
+            break;
+        };
         if node.op_type == "Identity" {
             name = node.input.first().cloned().unwrap_or_default();
             continue;
@@ -123,7 +127,10 @@ fn reversed(graph: &GraphProto, name: &str, consts: &mut Consts) -> Result<bool>
 /// Whether `name` is a Loop's or GRU's output, through Identity and Transpose.
 fn of_layer_output(graph: &GraphProto, name: &str) -> bool {
     let mut n = name.to_string();
-    while let Some(node) = producer(graph, &n) {
+    for _ in 0..=graph.node.len() {
+        let Some(node) = producer(graph, &n) else {
+            return false;
+        };
         match node.op_type.as_str() {
             "Loop" | "GRU" => return true,
             "Identity" | "Transpose" => n = node.input.first().cloned().unwrap_or_default(),
@@ -152,12 +159,15 @@ fn trace(
     // Slice + Squeeze that take the last step.
     let mut chain = Vec::new();
     let mut n = name.to_string();
-    let state = loop {
+    let mut state = None;
+    for _ in 0..=graph.node.len() {
         if n == layer.state_out {
-            break true;
+            state = Some(true);
+            break;
         }
         if layer.scan_outs.contains(&n) {
-            break false;
+            state = Some(false);
+            break;
         }
         let Some(node) = producer(graph, &n) else {
             return Ok(None);
@@ -170,7 +180,9 @@ fn trace(
         let Some(next) = next else { return Ok(None) };
         chain.push(node);
         n = next;
-    };
+    }
+    // Not reached within as many steps as there are nodes: a cycle.
+    let Some(state) = state else { return Ok(None) };
     // Forward again, following the axes: [B, H] or [T, B, H].
     let ints =
         |node: &NodeProto, k: usize, name: &str, consts: &mut Consts| -> Result<Option<Vec<i64>>> {

@@ -179,6 +179,12 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
             seeds.insert(n.clone(), outer.get(n)?);
         }
     }
+    let mut producers = HashMap::new();
+    for (n, b) in body.node.iter().enumerate() {
+        for (k, o) in b.output.iter().enumerate() {
+            producers.entry(o.as_str()).or_insert((n, k));
+        }
+    }
     // The step index: the iteration number, or a carried value from 0 adding 1.
     let mut counters = vec![body.input[0].name.clone()];
     let mut states = Vec::new();
@@ -190,7 +196,8 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
         let starts_at_zero = outer
             .get(&node.input[2 + j])?
             .is_some_and(|a| a.data == [0.0]);
-        if starts_at_zero && counts_up(body, inside, &body.output[1 + j].name, &seeds, path)? {
+        let out = &body.output[1 + j].name;
+        if starts_at_zero && counts_up(body, &producers, inside, out, &seeds, path)? {
             counters.push(inside.clone());
         } else {
             states.push((j, inside.clone(), body.output[1 + j].name.clone()));
@@ -207,6 +214,7 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
             seq: None,
             memo: HashMap::new(),
             busy: HashSet::new(),
+            producers: &producers,
         };
         let step = match reader.sym(&out) {
             Ok(s) => s,
@@ -234,6 +242,7 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
 /// Whether the body output `out` is `inside` + 1.
 fn counts_up(
     body: &GraphProto,
+    producers: &HashMap<&str, (usize, usize)>,
     inside: &str,
     out: &str,
     seeds: &HashMap<String, Option<Arr>>,
@@ -241,10 +250,12 @@ fn counts_up(
 ) -> Result<bool> {
     let mut consts = Consts::seeded(body, path, seeds.clone());
     let mut name = out.to_string();
-    loop {
-        let Some(node) = body.node.iter().find(|n| n.output.first() == Some(&name)) else {
+    // Bounded: an Identity cycle ends here too.
+    for _ in 0..=body.node.len() {
+        let Some(&(n, 0)) = producers.get(name.as_str()) else {
             return Ok(false);
         };
+        let node = &body.node[n];
         match node.op_type.as_str() {
             "Identity" | "Cast" => name = node.input.first().cloned().unwrap_or_default(),
             "Add" if node.input.len() == 2 => {
@@ -260,6 +271,7 @@ fn counts_up(
             _ => return Ok(false),
         }
     }
+    Ok(false)
 }
 
 /// The body read symbolically for one choice of the carried state.
@@ -273,7 +285,12 @@ struct Body<'a> {
     seq: Option<String>,
     memo: HashMap<String, Sym>,
     busy: HashSet<String>,
+    /// The node computing each name, and which of its outputs it is.
+    producers: &'a HashMap<&'a str, (usize, usize)>,
 }
+
+/// The deepest expression read in a Loop body (a GRU step is about 15 levels).
+const MAX_DEPTH: usize = 200;
 
 impl Body<'_> {
     fn sym(&mut self, name: &str) -> std::result::Result<Sym, String> {
@@ -288,11 +305,14 @@ impl Body<'_> {
             Sym::Const(c)
         } else {
             let body = self.body;
-            let (node, k) = body
-                .node
-                .iter()
-                .find_map(|n| Some((n, n.output.iter().position(|o| o == name)?)))
+            let &(n, k) = self
+                .producers
+                .get(name)
                 .ok_or_else(|| format!("`{name}` is read before it is computed"))?;
+            let node = &body.node[n];
+            if self.busy.len() >= MAX_DEPTH {
+                return Err(format!("`{name}` is deeper than {MAX_DEPTH} ops"));
+            }
             if !self.busy.insert(name.to_string()) {
                 return Err(format!("`{name}` depends on itself"));
             }
@@ -423,7 +443,10 @@ impl Body<'_> {
                         None if l.n % parts == 0 => vec![n / parts as i64; parts],
                         None => return Err(unsupported("does not split evenly")),
                     };
-                    if sizes.len() != parts || sizes.iter().sum::<i64>() != n {
+                    if sizes.len() != parts
+                        || sizes.iter().any(|&v| v < 0)
+                        || sizes.iter().sum::<i64>() != n
+                    {
                         return Err(unsupported("has sizes that do not add up"));
                     }
                     let from: i64 = sizes[..k].iter().sum();

@@ -390,6 +390,23 @@ fn what_gru_engine_cannot_compute_is_refused_by_name() {
         }];
     });
     assert!(e.contains("leaves the model's folder"), "{e}");
+    let e = refused(&|m| {
+        // A GRU of hidden size 0: every tensor empty, every shape consistent.
+        let g = m.graph.as_mut().unwrap();
+        for t in g.initializer.iter_mut() {
+            if ["W_l0", "R_l0", "B_l0"].contains(&t.name.as_str()) {
+                t.dims[1] = 0;
+                if t.dims.len() == 3 && t.name == "R_l0" {
+                    t.dims[2] = 0;
+                }
+                t.raw_data.clear();
+            }
+        }
+        let k = gru_node(m);
+        let node = &mut m.graph.as_mut().unwrap().node[k];
+        node.attribute.retain(|a| a.name != "hidden_size");
+    });
+    assert!(e.contains("hidden_size must be at least 1"), "{e}");
     std::fs::write(&path, b"not a model at all").unwrap();
     let e = gru_from_onnx(&path).unwrap_err().to_string();
     assert!(e.contains("not an ONNX model"), "{e}");

@@ -117,6 +117,7 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
         .bidirectional(nd == 2)
         .variant(variant)
         .bias(layers.iter().any(|l| l.bias));
+    cfg.validate().map_err(|e| bad(path, e.to_string()))?;
     let mut weights = GruWeights::zeros(cfg);
     for (slot, dir) in weights
         .dirs

@@ -250,7 +250,8 @@ fn describe(w: &gru_engine::GruWeights) -> String {
 /// Model formats `gru import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportFormat {
-    /// ONNX: the model's GRU nodes (torch.onnx.export of nn.GRU, tf2onnx of Keras GRU).
+    /// ONNX: the model's GRU nodes and GRU Loops (torch.onnx.export of nn.GRU, tf2onnx or
+    /// Keras 3 export of Keras GRU).
     Onnx,
 }
 
@@ -263,7 +264,12 @@ Every GRU node of the graph becomes a layer, in graph order: forward or bidirect
 reset-after for linear_before_reset = 1, reset-before for 0. Weights may be initializers,
 Constant nodes, external data next to the file, or constant Unsqueeze/Concat/Slice/...
 expressions over them. GRU attributes gru-engine does not compute (clip, other
-activations, activation_alpha/beta) and reverse-only layers are refused by name.")]
+activations, activation_alpha/beta) and reverse-only layers are refused by name.
+A Loop that computes a GRU step (how tf2onnx and Keras 3 write Keras GRU layers other
+than Keras 2's reset_after=True ones) is a layer too, and a forward Loop with a reversed
+one beside it, concatenated, a bidirectional layer; masking and other activations are
+refused. gru import writes reset-after layers only (nn.GRU's variant); gru forward and
+gru convert --from onnx --to keras take both.")]
 pub struct ImportArgs {
     /// Format of the model file.
     #[arg(long, value_enum, default_value_t = ImportFormat::Onnx)]

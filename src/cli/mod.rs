@@ -55,13 +55,15 @@ enum Command {
     /// Time-series forecasting from CSV: train (against a naive baseline), predict.
     #[command(subcommand)]
     Forecast(forecast::ForecastCommand),
-    /// Run GRU weights from PyTorch or Keras over tensors in a file; write output and h_n.
+    /// Run GRU weights from PyTorch, Keras or ONNX over tensors in a file; write output and
+    /// h_n.
     Forward(interop::ForwardArgs),
     /// Convert GRU weights between PyTorch (gru-engine's own layout) and Keras.
     Convert(interop::ConvertArgs),
     /// Write a trained model as an ONNX graph (ONNX Runtime, tract, TensorRT, OpenVINO).
     Export(export::ExportArgs),
-    /// Read the GRU layers of an ONNX model (PyTorch or tf2onnx export) as GRU weights.
+    /// Read the GRU layers of an ONNX model (PyTorch, tf2onnx or Keras 3 export) as GRU
+    /// weights.
     Import(interop::ImportArgs),
     /// Print a model's layers, output shapes and parameter counts (Keras' model.summary()).
     Summary(summary::SummaryArgs),

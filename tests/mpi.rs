@@ -268,59 +268,85 @@ fn a_batch_that_does_not_divide_is_one_clear_error() {
     assert!(!dir.path().join("runs").exists(), "nothing is written");
 }
 
-/// A rank killed mid-run ends the job, non-zero, within seconds; the checkpoint written
-/// before stays readable.
-#[test]
-fn a_killed_rank_ends_the_job() {
-    let dir = tempfile::tempdir().unwrap();
+/// `gru train ARGS` started under `mpirun -np 2` in `dir`, stderr piped; `None` where
+/// mpirun cannot start outside CI.
+fn start_job(dir: &Path, args: &str) -> Option<std::process::Child> {
     let bin = env!("CARGO_BIN_EXE_gru");
-    let mut args = vec!["--allow-run-as-root", "--oversubscribe", "-np", "2", bin];
-    args.extend(
-        "train --steps 1000000 --batch 8 --seq-len 12 --hidden 16 --eval-every 20 \
-         --device cpu --quiet -c run"
-            .split_whitespace(),
-    );
-    let mut job = match Command::new("mpirun")
-        .args(args)
-        .current_dir(dir.path())
+    let mut all = vec![
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        "2",
+        bin,
+        "train",
+    ];
+    all.extend(args.split_whitespace());
+    match Command::new("mpirun")
+        .args(all)
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
     {
-        Ok(j) => j,
+        Ok(j) => Some(j),
         Err(e) if std::env::var_os("CI").is_some() => panic!("mpirun could not start: {e}"),
-        Err(_) => return,
-    };
-    // Wait for the first checkpoint, then kill one rank.
-    let last = dir.path().join("run/last.safetensors");
+        Err(_) => None,
+    }
+}
+
+/// Waits up to 60 s for `path` to exist.
+fn wait_for(path: &Path) -> bool {
     let start = Instant::now();
-    while !last.exists() && start.elapsed() < Duration::from_secs(60) {
+    while !path.exists() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(last.exists(), "no checkpoint within 60 s");
+    path.exists()
+}
+
+/// Sends `signal` to one of the job's ranks, then waits (at most 30 s) for the job to
+/// end and returns its status.
+fn signal_a_rank(job: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
     let ranks = Command::new("pgrep")
         .args(["-P", &job.id().to_string()])
         .output()
         .unwrap();
     let pids = String::from_utf8_lossy(&ranks.stdout).to_string();
-    let victim = pids
+    let one = pids
         .lines()
         .last()
         .expect("a rank process")
         .trim()
         .to_string();
-    Command::new("kill").args(["-9", &victim]).status().unwrap();
-    let killed = Instant::now();
-    let status = loop {
+    Command::new("kill").args([signal, &one]).status().unwrap();
+    let sent = Instant::now();
+    loop {
         if let Some(s) = job.try_wait().unwrap() {
-            break s;
+            return s;
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "the job still runs after 30 s"
+            sent.elapsed() < Duration::from_secs(30),
+            "the job still runs 30 s after {signal}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A rank killed mid-run ends the job, non-zero, within seconds; the checkpoint written
+/// before stays readable.
+#[test]
+fn a_killed_rank_ends_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut job) = start_job(
+        dir.path(),
+        "--steps 1000000 --batch 8 --seq-len 12 --hidden 16 --eval-every 20 --device cpu \
+         --quiet -c run",
+    ) else {
+        return;
     };
+    // Wait for the first checkpoint, then kill one rank.
+    let last = dir.path().join("run/last.safetensors");
+    assert!(wait_for(&last), "no checkpoint within 60 s");
+    let status = signal_a_rank(&mut job, "-9");
     assert!(!status.success());
     Checkpoint::load(&last).unwrap();
 }
@@ -361,54 +387,20 @@ fn bench_times_data_parallel_training() {
 #[test]
 fn an_interrupted_rank_stops_every_rank_with_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_gru");
-    let mut args = vec!["--allow-run-as-root", "--oversubscribe", "-np", "2", bin];
-    args.extend(
-        "train --steps 1000000 --batch 8 --seq-len 12 --hidden 16 --eval-every 1000000 \
-         --device cpu -c run"
-            .split_whitespace(),
-    );
-    let mut job = match Command::new("mpirun")
-        .args(args)
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(j) => j,
-        Err(e) if std::env::var_os("CI").is_some() => panic!("mpirun could not start: {e}"),
-        Err(_) => return,
+    let Some(mut job) = start_job(
+        dir.path(),
+        "--steps 1000000 --batch 8 --seq-len 12 --hidden 16 --eval-every 1000000 \
+         --device cpu -c run",
+    ) else {
+        return;
     };
     // The run has started once rank 0 wrote its metrics file.
-    let metrics = dir.path().join("run/metrics.csv");
-    let start = Instant::now();
-    while !metrics.exists() && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        wait_for(&dir.path().join("run/metrics.csv")),
+        "no metrics within 60 s"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    let ranks = Command::new("pgrep")
-        .args(["-P", &job.id().to_string()])
-        .output()
-        .unwrap();
-    let pids = String::from_utf8_lossy(&ranks.stdout).to_string();
-    let one = pids
-        .lines()
-        .last()
-        .expect("a rank process")
-        .trim()
-        .to_string();
-    Command::new("kill").args(["-INT", &one]).status().unwrap();
-    let sent = Instant::now();
-    let status = loop {
-        if let Some(s) = job.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(30),
-            "the job still runs after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = signal_a_rank(&mut job, "-INT");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut job.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "{err}");

@@ -292,14 +292,14 @@ impl Task for ForecastTask<'_> {
     }
 }
 
-// Long by choice: the phases of a run (flags, series, windows, statistics, model,
-// folder, report) in order, sharing their locals; the loop itself is `train_loop::run`.
+/// `gru forecast train`, alone or as one rank of a data-parallel job.
 fn train(a: TrainArgs) -> Result<u8> {
     let ranks = Ranks::detect()?;
     train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
 }
 
-/// `gru forecast train` as rank `ranks` (alone, or one rank of a data-parallel job).
+// Long by choice: the phases of a run (flags, series, windows, statistics, model,
+// folder, report) in order, sharing their locals; the loop itself is `train_loop::run`.
 fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();

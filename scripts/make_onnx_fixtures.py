@@ -252,6 +252,36 @@ def keras3_cases(out, rng):
              h0=np.zeros((2, b, h), np.float32), h_n=np.stack([last[:, :h], last[:, h:]]))
     print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
 
+    # Masked layers (Masking on zero rows, as Embedding(mask_zero=True) masks padding):
+    # the final states equal gru-engine's with per-row lengths.
+    lengths = np.array([t, 2], dtype=np.int64)
+    xm = x.copy()
+    for row, n in enumerate(lengths):
+        xm[row, n:] = 0.0
+    for name, bidirectional in [("keras3_masked", False),
+                                ("keras3_masked_bidirectional_reset_before", True)]:
+        xi = keras.Input((None, i), name="x")
+        masked = keras.layers.Masking(0.0)(xi)
+        # The per-step outputs are returned too (a Bidirectional's concatenation is how
+        # its two Loops read as one layer), but only the final states are compared:
+        # Keras repeats the last output over masked steps, gru-engine writes zeros.
+        if bidirectional:
+            y, f, r = keras.layers.Bidirectional(keras.layers.GRU(
+                h, return_sequences=True, return_state=True, reset_after=False))(masked)
+            model = keras.Model(xi, [y, f, r])
+        else:
+            y, f = keras.layers.GRU(h, return_sequences=True, return_state=True)(masked)
+            model = keras.Model(xi, [y, f])
+        path, ops = export(model, name)
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        _, *states = sess.run(None, {sess.get_inputs()[0].name: xm})
+        _, *kstates = model(xm)
+        gap = max(np.abs(a - np.asarray(k)).max() for a, k in zip(states, kstates))
+        np.savez(os.path.join(out, name + ".npz"), input=xm.transpose(1, 0, 2),
+                 h0=np.zeros((len(states), b, h), np.float32),
+                 lengths=lengths.astype(np.float32), h_n=np.stack(states))
+        print(f"{name}: ops {ops}, ONNX Runtime vs Keras {gap:.1e}")
+
     # Refused: a reversed Loop alone, and directions summed instead of concatenated.
     xi = keras.Input((None, i), name="x")
     model = keras.Model(xi, keras.layers.GRU(h, go_backwards=True)(xi))

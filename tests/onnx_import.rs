@@ -17,7 +17,7 @@ use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::onnx::{gru_from_onnx, to_onnx, ExportOptions};
 use gru_engine::*;
 
-const CASES: [&str; 12] = [
+const CASES: [&str; 14] = [
     "torch_1_layer",
     "torch_2_layers",
     "torch_3_layers_bidirectional",
@@ -30,6 +30,8 @@ const CASES: [&str; 12] = [
     "keras3_reset_before_no_bias",
     "keras3_bidirectional_2_layers",
     "keras3_bidirectional_last_state",
+    "keras3_masked",
+    "keras3_masked_bidirectional_reset_before",
 ];
 
 fn fixture(name: &str, ext: &str) -> PathBuf {

@@ -267,8 +267,8 @@ expressions over them. GRU attributes gru-engine does not compute (clip, other
 activations, activation_alpha/beta) and reverse-only layers are refused by name.
 A Loop that computes a GRU step (how tf2onnx and Keras 3 write Keras GRU layers other
 than Keras 2's reset_after=True ones) is a layer too, and a forward Loop with a reversed
-one beside it, concatenated, a bidirectional layer; masking and other activations are
-refused. gru import writes reset-after layers only (nn.GRU's variant); gru forward and
+one beside it, concatenated, a bidirectional layer; Keras masks are seen through, other
+activations refused. gru import writes reset-after layers only (nn.GRU's variant); gru forward and
 gru convert --from onnx --to keras take both.")]
 pub struct ImportArgs {
     /// Format of the model file.

@@ -5,7 +5,8 @@
 //! ops. The body is read here as algebra over the step's input x and the carried state
 //! h (affine forms x·W + h·U + b, their sigmoids, products and sums), and the layer is
 //! taken only when the new state is exactly a GRU's, z ⊙ h + (1 − z) ⊙ tanh(n), with n
-//! in one of the two variants. Any other op or form is refused, naming it.
+//! in one of the two variants, or that step under a Keras mask. Any other op or form is
+//! refused, naming it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -101,7 +102,11 @@ enum Sym {
     Const(Arr),
     /// The step index (from 0, one per iteration).
     Step,
-    X,
+    /// The step's row of a sequence from the enclosing graph: x_t where it meets the
+    /// input weights, else a mask.
+    Row(String),
+    /// The negation of a mask row.
+    NotRow(String),
     H,
     Lin(Lin),
     Sigmoid(Lin),
@@ -223,6 +228,16 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
                 continue;
             }
         };
+        // A masked layer (Keras' Masking, Embedding(mask_zero=True)) keeps h where the
+        // mask row is false: m ⊙ step + (1 − m) ⊙ h. The step is the GRU's either way.
+        let step = match unmask(&step) {
+            Some((mask, _)) if Some(mask) == reader.seq.as_deref() => {
+                last = Some("it masks with its own input".into());
+                continue;
+            }
+            Some((_, inner)) => inner.clone(),
+            None => step,
+        };
         match gru_step(&step) {
             Some(mut layer) => {
                 layer.seq = reader.seq.unwrap_or_default();
@@ -337,6 +352,8 @@ impl Body<'_> {
             "Identity" => input(self, 0)?,
             "Cast" => match input(self, 0)? {
                 Sym::Step => Sym::Step,
+                // A boolean mask row as 0/1.
+                s @ (Sym::Row(_) | Sym::NotRow(_)) => s,
                 s if attr(node, "to").is_some_and(|a| a.i == data_type::FLOAT as i64) => s,
                 _ => return Err(unsupported("casts to a type other than float")),
             },
@@ -347,15 +364,14 @@ impl Body<'_> {
                 }
                 if !self.outside.contains(&data) || self.consts.get(&data).ok().flatten().is_some()
                 {
-                    return Err(unsupported("reads something other than the input sequence"));
+                    return Err(unsupported("reads something other than a sequence"));
                 }
-                if self.seq.get_or_insert_with(|| data.clone()) != &data {
-                    return Err(unsupported(
-                        "reads a second sequence (a Keras mask: masking is not read)",
-                    ));
-                }
-                Sym::X
+                Sym::Row(data)
             }
+            "Not" => match input(self, 0)? {
+                Sym::Row(m) => Sym::NotRow(m),
+                _ => return Err(unsupported("negates something other than a mask row")),
+            },
             "MatMul" => {
                 let (a, b) = (input(self, 0)?, input(self, 1)?);
                 let Sym::Const(m) = b else {
@@ -365,7 +381,13 @@ impl Body<'_> {
                     return Err(unsupported("multiplies by a weight that is not a matrix"));
                 };
                 let src = match a {
-                    Sym::X => Src::X,
+                    Sym::Row(seq) => {
+                        // The row multiplied by the input weights is x_t: one sequence.
+                        if self.seq.get_or_insert_with(|| seq.clone()) != &seq {
+                            return Err(unsupported("multiplies a second sequence"));
+                        }
+                        Src::X
+                    }
                     Sym::H => Src::H,
                     Sym::Mul(p, q) => match (*p, *q) {
                         (Sym::Sigmoid(r), Sym::H) | (Sym::H, Sym::Sigmoid(r)) => {
@@ -486,6 +508,28 @@ impl Body<'_> {
 
 fn err_text(e: &GruError) -> String {
     e.to_string()
+}
+
+/// The mask and the step of m ⊙ step + (¬m) ⊙ h, in any order of terms and factors.
+fn unmask(e: &Sym) -> Option<(&str, &Sym)> {
+    let Sym::Add(a, b) = e else { return None };
+    for (kept, held) in [(&**a, &**b), (&**b, &**a)] {
+        let (Sym::Mul(p, q), Sym::Mul(r, s)) = (kept, held) else {
+            continue;
+        };
+        let held_mask = match (&**r, &**s) {
+            (Sym::NotRow(m), Sym::H) | (Sym::H, Sym::NotRow(m)) => m,
+            _ => continue,
+        };
+        for (m, step) in [(&**p, &**q), (&**q, &**p)] {
+            if let Sym::Row(r) = m {
+                if r == held_mask {
+                    return Some((r.as_str(), step));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A gate's form x·W + h·U + b: W [I, n], U [n, n].

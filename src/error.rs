@@ -70,7 +70,7 @@ pub enum GruError {
     #[error("GPU out of memory: {0}")]
     OutOfMemory(String),
     /// A checkpoint or weights file is unreadable, incomplete or for another model.
-    #[error("bad checkpoint {path}: {reason}")]
+    #[error("bad file {path}: {reason}")]
     Checkpoint {
         /// The file.
         path: String,

@@ -281,7 +281,7 @@ fn crafted_checkpoints_are_refused_before_allocating() {
         "huge.safetensors",
         edit_meta(&good, |meta| set(meta, "model", m.to_string())),
     );
-    failed(&generate(&p), &["bad checkpoint"]);
+    failed(&generate(&p), &["bad file"]);
     // hidden_size 2^19: under the parameter cap, but the tensors are not there.
     let mut m = model.clone();
     m["hidden_size"] = serde_json::json!(1u64 << 19);

@@ -419,9 +419,9 @@ fn what_gru_engine_cannot_compute_is_refused_by_name() {
         .any(|p| p.key == "onnxruntime_version"));
 }
 
-/// `gru import --format onnx` writes the nn.GRU state dict; `gru forward --format onnx`
-/// runs the ONNX file's GRU directly (a GRU node or a Keras Loop) and gives ONNX
-/// Runtime's output.
+/// `gru import --format onnx` writes the nn.GRU state dict (and refuses a reset-before
+/// model, naming the commands that take it); `gru forward --format onnx` runs the ONNX
+/// file's GRU directly (a GRU node or a Keras Loop) and gives ONNX Runtime's output.
 #[test]
 fn gru_import_and_forward_read_onnx() {
     let dir = tempfile::tempdir().unwrap();
@@ -437,6 +437,24 @@ fn gru_import_and_forward_read_onnx() {
         assert!(o.status.success(), "gru {args:?}: {text}");
         text
     };
+    // A reset-before model: gru import names the two commands that take it, and the
+    // conversion it names works.
+    let before = fixture("keras_reset_before_2_layers", "onnx");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
+        .args(["import", before.to_str().unwrap(), "-o", "w.safetensors"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("reset-before") && err.contains("gru convert --from onnx --to keras"),
+        "{err}"
+    );
+    assert!(!d.join("w.safetensors").exists());
+    let to = ["convert", "--from", "onnx", "--to", "keras"];
+    let out = run(&[&to[..], &[before.to_str().unwrap(), "gru.npz"]].concat());
+    assert!(out.contains("ResetBefore"), "{out}");
     let onnx = fixture("torch_2_layers", "onnx");
     let out = run(&[
         "import",

@@ -286,6 +286,12 @@ pub fn import(a: ImportArgs) -> Result<u8> {
     let w = match a.format {
         ImportFormat::Onnx => load_gru(&a.input, WeightFormat::Onnx)?,
     };
+    if w.config.variant == gru_engine::config::GruVariant::ResetBefore {
+        let input = a.input.display();
+        return Err(GruError::Config(format!(
+            "{input} holds reset-before GRU layers (Keras reset_after=False), which an nn.GRU state dict cannot hold: run them with `gru forward --format onnx --weights {input} ...`, or write them as Keras weights with `gru convert --from onnx --to keras {input} gru.npz`"
+        )));
+    }
     save_gru(&a.output, &w, WeightFormat::PyTorch)?;
     let (out, input) = (a.output.display(), a.input.display());
     println!("wrote {out} from {input}: {}", describe(&w));

@@ -125,9 +125,10 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
 
 /// Runs `load` on `cases()` mutations of `seed`: no panic, and the peak of live heap
 /// bytes during a load stays under `16 x size + 4 MiB`.
+/// One loader at a time: the counters are global.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn fuzz(name: &str, seed: &[u8], salt: u64, load: &dyn Fn(&[u8])) {
-    // One loader at a time: the counters are global.
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let base = std::env::var("FUZZ_SEED")
         .ok()
@@ -248,4 +249,159 @@ fn mutated_csv_files_never_panic_or_overallocate() {
             }
         }
     });
+}
+
+/// ONNX models: a PyTorch export (GRU nodes behind Slice/Concat/Unsqueeze constants), a
+/// tf2onnx export of a Keras 2 bidirectional layer (a GRU node), and a Keras 3 export of a
+/// masked Bidirectional layer (two Loops, a ReverseSequence, a Concat).
+#[test]
+fn mutated_onnx_models_never_panic_or_overallocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("case.onnx");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    for (name, salt) in [
+        ("torch_3_layers_bidirectional", 6),
+        ("keras_bidirectional", 7),
+        ("keras3_masked_bidirectional_reset_before", 8),
+    ] {
+        let seed = std::fs::read(fixtures.join(format!("{name}.onnx"))).unwrap();
+        assert!(gru_engine::onnx::gru_from_onnx(&fixtures.join(format!("{name}.onnx"))).is_ok());
+        fuzz(&format!("onnx {name}"), &seed, salt, &|b| {
+            std::fs::write(&file, b).unwrap();
+            let _ = gru_engine::onnx::gru_from_onnx(&file);
+        });
+    }
+}
+
+/// One structural edit of an ONNX graph (the outer graph or a Loop body): an input
+/// rewired to another value, an op replaced, an attribute or a tensor dimension set to a
+/// nasty number, a node dropped or duplicated with its inputs reversed.
+fn edit_graph(m: &mut gru_engine::io::onnx::ModelProto, rng: &mut Rng) {
+    const OPS: [&str; 20] = [
+        "Identity",
+        "Concat",
+        "Slice",
+        "Split",
+        "Transpose",
+        "Reshape",
+        "Squeeze",
+        "Unsqueeze",
+        "Add",
+        "Mul",
+        "Sub",
+        "MatMul",
+        "Sigmoid",
+        "Tanh",
+        "Not",
+        "Cast",
+        "Gather",
+        "ReverseSequence",
+        "Loop",
+        "GRU",
+    ];
+    const INTS: [i64; 8] = [-1, 0, 1, 2, 3, 1 << 31, i64::MAX, i64::MIN];
+    let mut pick = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
+    let outer = m.graph.as_mut().unwrap();
+    let in_body = pick(2) == 0 && outer.node.iter().any(|n| n.op_type == "Loop");
+    let g: &mut gru_engine::io::onnx::GraphProto = if in_body {
+        let loops: Vec<usize> = (0..outer.node.len())
+            .filter(|&k| outer.node[k].op_type == "Loop")
+            .collect();
+        let k = loops[pick(loops.len())];
+        match outer.node[k]
+            .attribute
+            .iter_mut()
+            .find_map(|a| a.g.as_deref_mut())
+        {
+            Some(body) => body,
+            None => return,
+        }
+    } else {
+        outer
+    };
+    if g.node.is_empty() {
+        return;
+    }
+    let names: Vec<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.clone())
+        .chain(g.initializer.iter().map(|t| t.name.clone()))
+        .collect();
+    let k = pick(g.node.len());
+    match pick(6) {
+        0 if !g.node[k].input.is_empty() => {
+            let i = pick(g.node[k].input.len());
+            g.node[k].input[i] = names[pick(names.len())].clone();
+        }
+        1 => g.node[k].op_type = OPS[pick(OPS.len())].into(),
+        2 if !g.node[k].attribute.is_empty() => {
+            let a = pick(g.node[k].attribute.len());
+            let v = INTS[pick(INTS.len())];
+            let attr = &mut g.node[k].attribute[a];
+            attr.i = v;
+            if !attr.ints.is_empty() {
+                let j = pick(attr.ints.len());
+                attr.ints[j] = v;
+            }
+        }
+        3 if !g.initializer.is_empty() => {
+            let t = pick(g.initializer.len());
+            let dims = &mut g.initializer[t].dims;
+            if !dims.is_empty() {
+                let j = pick(dims.len());
+                dims[j] = INTS[pick(INTS.len())];
+            }
+        }
+        4 => {
+            g.node.remove(k);
+        }
+        _ => {
+            let mut n = g.node[k].clone();
+            n.input.reverse();
+            g.node.insert(k, n);
+        }
+    }
+}
+
+/// Structural edits of real exports (what a crafted file can hold that byte flips rarely
+/// reach): no panic, no hang, no allocation out of proportion to the file.
+#[test]
+fn edited_onnx_graphs_never_panic_or_overallocate() {
+    use gru_engine::io::onnx::{read_model, write_model};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("case.onnx");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    for (name, salt) in [
+        ("torch_3_layers_bidirectional", 9),
+        ("keras3_masked_bidirectional_reset_before", 10),
+        ("keras3_bidirectional_2_layers", 11),
+    ] {
+        let model = read_model(&fixtures.join(format!("{name}.onnx"))).unwrap();
+        let mut rng = Rng::new(salt);
+        let mut worst = 0;
+        for case in 0..cases() / 3 {
+            let mut m = model.clone();
+            for _ in 0..1 + rng.next_u64() % 4 {
+                edit_graph(&mut m, &mut rng);
+            }
+            write_model(&file, &m).unwrap();
+            let size = std::fs::metadata(&file).unwrap().len() as usize;
+            let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+            let before = LIVE.load(Ordering::Relaxed);
+            PEAK.store(before, Ordering::Relaxed);
+            let r = catch_unwind(AssertUnwindSafe(|| gru_engine::onnx::gru_from_onnx(&file)));
+            let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+            if r.is_err() || peak > 16 * size + (4 << 20) {
+                std::fs::copy(&file, format!("/tmp/fuzz-onnx-{name}-{case}.onnx")).ok();
+            }
+            assert!(r.is_ok(), "{name}: edit {case} panicked");
+            assert!(
+                peak <= 16 * size + (4 << 20),
+                "{name}: edit {case} allocated {peak} bytes for a {size}-byte file"
+            );
+            worst = worst.max(peak);
+        }
+        eprintln!("onnx edits {name}: largest peak {worst} bytes");
+    }
 }

@@ -222,8 +222,8 @@ fn loops_that_are_not_grus_are_refused() {
 }
 
 /// Crafted graphs end, without a hang or a stack overflow: the sequence a Loop reads
-/// produced by an Identity that reads itself (the weights still read), and `W` at the end
-/// of a chain of 5,000 Identity nodes (an error).
+/// produced by an Identity that reads itself (the weights still read), `W` at the end
+/// of a chain of 5,000 Identity nodes, and `W` doubled by 40 nested Concats (errors).
 #[test]
 fn crafted_cycles_and_deep_chains_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,6 +268,38 @@ fn crafted_cycles_and_deep_chains_end() {
     write_model(&path, &m).unwrap();
     let e = gru_from_onnx(&path).unwrap_err().to_string();
     assert!(e.contains("deeper than"), "{e}");
+
+    // 40 Concats, each of the one before twice: 2^40 copies of `W` if evaluated blindly.
+    let mut m = to_onnx(&params, &ExportOptions::default());
+    let g = m.graph.as_mut().unwrap();
+    let w = g.initializer.iter_mut().find(|t| t.name == "W_l0").unwrap();
+    w.name = "c_0".into();
+    for k in 0..40 {
+        let out = if k == 39 {
+            "W_l0".to_string()
+        } else {
+            format!("c_{}", k + 1)
+        };
+        let axis = gru_engine::io::onnx::AttributeProto {
+            name: "axis".into(),
+            i: 0,
+            r#type: 2,
+            ..Default::default()
+        };
+        g.node.insert(
+            k,
+            gru_engine::io::onnx::NodeProto {
+                op_type: "Concat".into(),
+                input: vec![format!("c_{k}"), format!("c_{k}")],
+                output: vec![out],
+                attribute: vec![axis],
+                ..Default::default()
+            },
+        );
+    }
+    write_model(&path, &m).unwrap();
+    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    assert!(e.contains("more values than the file holds"), "{e}");
 }
 
 /// gru-engine's own export reads back as the same GRU weights, bit for bit, both

@@ -30,7 +30,17 @@ pub(super) struct Consts<'a> {
     source: HashMap<&'a str, Source>,
     /// How deep the evaluation is: bounded, so a crafted chain cannot exhaust the stack.
     depth: usize,
+    /// Values read from the file (and given as seeds), and values computed from them:
+    /// the second is bounded by the first, so a crafted expression (a Concat of a Concat
+    /// of ... the same weight) cannot grow past the file.
+    read: usize,
+    made: usize,
 }
+
+/// How many values the expressions may compute per value read (exporters' wrappers
+/// compute a few copies of each weight), plus a small allowance.
+const MADE_PER_READ: usize = 4;
+const MADE_FREE: usize = 1 << 16;
 
 #[derive(Clone, Copy)]
 enum Source {
@@ -63,12 +73,18 @@ impl<'a> Consts<'a> {
         for (i, t) in graph.initializer.iter().enumerate() {
             source.insert(t.name.as_str(), Source::Initializer(i));
         }
+        let read = seeds
+            .values()
+            .map(|v| v.as_ref().map_or(0, |a| a.data.len()))
+            .sum();
         Consts {
             graph,
             path,
             done: seeds,
             source,
             depth: 0,
+            read,
+            made: 0,
         }
     }
 
@@ -88,7 +104,10 @@ impl<'a> Consts<'a> {
         let graph = self.graph;
         self.depth += 1;
         let value = match self.source.get(name).copied() {
-            Some(Source::Initializer(i)) => tensor(&graph.initializer[i], self.path).map(Some),
+            Some(Source::Initializer(i)) => tensor(&graph.initializer[i], self.path).map(|t| {
+                self.read += t.data.len();
+                Some(t)
+            }),
             Some(Source::Node(n, k)) => self.eval(&graph.node[n], k),
             None => Ok(None),
         };
@@ -104,7 +123,11 @@ impl<'a> Consts<'a> {
         let op = node.op_type.as_str();
         if op == "Constant" {
             return match attr(node, "value").and_then(|a| a.t.as_ref()) {
-                Some(t) => Ok(Some(tensor(t, self.path)?)),
+                Some(t) => {
+                    let t = tensor(t, self.path)?;
+                    self.read += t.data.len();
+                    Ok(Some(t))
+                }
                 None => Ok(None),
             };
         }
@@ -253,6 +276,16 @@ impl<'a> Consts<'a> {
             }
             _ => return Ok(None),
         };
+        self.made += out.data.len();
+        if self.made > MADE_PER_READ * self.read + MADE_FREE {
+            return Err(bad(
+                self.path,
+                format!(
+                    "constant expressions compute more values than the file holds ({} from {} read, at {op} node `{}`)",
+                    self.made, self.read, node.name
+                ),
+            ));
+        }
         Ok(Some(out))
     }
 }

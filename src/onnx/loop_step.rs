@@ -506,8 +506,12 @@ impl Body<'_> {
     }
 }
 
+/// An error's reason without the file it names (the Loop's own error names it).
 fn err_text(e: &GruError) -> String {
-    e.to_string()
+    match e {
+        GruError::Checkpoint { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The mask and the step of m ⊙ step + (¬m) ⊙ h, in any order of terms and factors.

@@ -14,6 +14,7 @@ metadata_props) and NAME.npz, time-major whatever the exporter's layout: `input`
 them), and ONNX Runtime's `output` [T, B, dirs*H] and `h_n`.
 """
 import os
+import subprocess
 import sys
 
 # Keras 2 (tf_keras) for tf.keras: tf2onnx's GRU rewriter matches its graphs.
@@ -293,14 +294,34 @@ def keras3_cases(out, rng):
           export(model, "keras3_bidirectional_sum_refused")[1])
 
 
+def keras3_torch_case(out):
+    """Keras 3 on the torch backend (its own process: the backend is chosen at import):
+    model.export unrolls the recurrence, one block of ops per step (refused)."""
+    import keras
+
+    tools = [("keras_version", keras.__version__), ("keras_backend", keras.backend.backend()),
+             ("torch_version", torch.__version__)]
+    xi = keras.Input((5, 3), name="x")
+    model = keras.Model(xi, keras.layers.GRU(4)(xi))
+    model(np.zeros((2, 5, 3), np.float32))
+    path = os.path.join(out, "keras3_torch_unrolled_refused.onnx")
+    model.export(path, format="onnx", verbose=False)
+    print("keras3_torch_unrolled_refused: ops", stamp(path, tools))
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(1)
     torch_cases(out, rng)
     keras_cases(out, rng)
     keras3_cases(out, rng)
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    subprocess.run([sys.executable, __file__, "--keras3-torch", out], env=env, check=True)
     print(f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/onnx")
+    if sys.argv[1:2] == ["--keras3-torch"]:
+        keras3_torch_case(sys.argv[2])
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/onnx")

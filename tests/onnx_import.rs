@@ -151,6 +151,14 @@ fn loops_that_are_not_grus_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("do not meet in a Concat"), "{e}");
+    // Keras 3 on the torch backend: the steps unrolled, no Loop.
+    let e = gru_from_onnx(&fixture("keras3_torch_unrolled_refused", "onnx"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unrolled step by step") && e.contains("--format keras"),
+        "{e}"
+    );
     let w = gru_from_onnx(&fixture("keras3_bidirectional_2_layers", "onnx")).unwrap();
     assert_eq!((w.config.num_layers, w.config.bidirectional), (2, true));
     // The same model with its first Concat's inputs swapped (backward first), or with

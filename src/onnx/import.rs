@@ -90,9 +90,15 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
         }
     }
     let Some(first) = layers.first() else {
+        let has = |op: &str| graph.node.iter().any(|n| n.op_type == op);
+        let unrolled = has("Sigmoid") && has("Tanh") && has("MatMul");
         return Err(bad(
             path,
-            "the ONNX graph holds no GRU node (nor a Loop computing one)",
+            if unrolled {
+                "the ONNX graph holds no GRU node (nor a Loop computing one), but Sigmoid, Tanh and MatMul ops: a recurrence unrolled step by step, as Keras 3 on the torch backend exports, is not read; save the layer's weights and use --format keras"
+            } else {
+                "the ONNX graph holds no GRU node (nor a Loop computing one)"
+            },
         ));
     };
     let (h, nd, variant) = (first.hidden, first.nd, first.variant);

@@ -97,6 +97,24 @@ def torch_cases(out, rng):
         np.savez(os.path.join(out, name + ".npz"), input=x, h0=h0, output=y, h_n=hn)
         print(f"{name}: ops {ops}, ONNX Runtime vs torch {gap:.1e}")
 
+    # torch.onnx.export's default exporter since torch 2.9 (dynamo=True, through
+    # torch.export and onnxscript): also GRU nodes, with initial states.
+    name, i, h, layers = "torch_dynamo_2_layers_bidirectional", 3, 4, 2
+    gru = torch.nn.GRU(i, h, num_layers=layers, bidirectional=True).eval()
+    x = rng.uniform(-1, 1, (5, 2, i)).astype(np.float32)
+    h0 = rng.uniform(-0.5, 0.5, (layers * 2, 2, h)).astype(np.float32)
+    path = os.path.join(out, name + ".onnx")
+    torch.onnx.export(Wrap(gru), (torch.from_numpy(x), torch.from_numpy(h0)), path,
+                      input_names=["input", "h0"], output_names=["output", "h_n"],
+                      dynamo=True, external_data=False)
+    ops = stamp(path, tools)
+    y, hn = run(path, {"input": x, "h0": h0})
+    with torch.no_grad():
+        ty, thn = gru(torch.from_numpy(x), torch.from_numpy(h0))
+    gap = max(np.abs(y - ty.numpy()).max(), np.abs(hn - thn.numpy()).max())
+    np.savez(os.path.join(out, name + ".npz"), input=x, h0=h0, output=y, h_n=hn)
+    print(f"{name}: ops {ops}, ONNX Runtime vs torch {gap:.1e}")
+
     # Packed sequences (lengths sorted longest first, as pack_padded_sequence wants).
     name, i, h, layers = "torch_packed_lengths_bidirectional", 4, 5, 2
     gru = torch.nn.GRU(i, h, num_layers=layers, bidirectional=True).eval()

@@ -17,12 +17,13 @@ use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::onnx::{gru_from_onnx, to_onnx, ExportOptions};
 use gru_engine::*;
 
-const CASES: [&str; 14] = [
+const CASES: [&str; 15] = [
     "torch_1_layer",
     "torch_2_layers",
     "torch_3_layers_bidirectional",
     "torch_bidirectional_no_bias",
     "torch_packed_lengths_bidirectional",
+    "torch_dynamo_2_layers_bidirectional",
     "keras_2_layers_initial_state",
     "keras_bidirectional",
     "keras_reset_before_2_layers",

@@ -50,11 +50,12 @@ class Packed(torch.nn.Module):
 
 
 CASES = [
-    # name, input, hidden, layers, bidirectional, bias
-    ("torch_1_layer", 5, 7, 1, False, True),
-    ("torch_2_layers", 4, 6, 2, False, True),
-    ("torch_3_layers_bidirectional", 3, 5, 3, True, True),
-    ("torch_bidirectional_no_bias", 4, 3, 1, True, False),
+    # name, input, hidden, layers, bidirectional, bias, dynamo exporter
+    ("torch_1_layer", 5, 7, 1, False, True, False),
+    ("torch_2_layers", 4, 6, 2, False, True, False),
+    ("torch_3_layers_bidirectional", 3, 5, 3, True, True, False),
+    ("torch_bidirectional_no_bias", 4, 3, 1, True, False, False),
+    ("torch_dynamo_2_layers_bidirectional", 3, 4, 2, True, True, True),
 ]
 
 
@@ -76,19 +77,24 @@ def run(path, feeds):
 def torch_cases(out, rng):
     torch.manual_seed(0)
     tools = [("torch_version", torch.__version__)]
-    for name, i, h, layers, bidir, bias in CASES:
+    for name, i, h, layers, bidir, bias, dynamo in CASES:
         gru = torch.nn.GRU(i, h, num_layers=layers, bidirectional=bidir, bias=bias).eval()
         dirs = 2 if bidir else 1
         t, b = 6, 3
         x = rng.uniform(-1, 1, (t, b, i)).astype(np.float32)
         h0 = rng.uniform(-0.5, 0.5, (layers * dirs, b, h)).astype(np.float32)
         path = os.path.join(out, name + ".onnx")
-        torch.onnx.export(
-            Wrap(gru), (torch.from_numpy(x), torch.from_numpy(h0)), path,
-            input_names=["input", "h0"], output_names=["output", "h_n"],
-            dynamic_axes={"input": {0: "time", 1: "batch"}, "h0": {1: "batch"}},
-            opset_version=14, dynamo=False,
-        )
+        names = dict(input_names=["input", "h0"], output_names=["output", "h_n"])
+        if dynamo:
+            # The default exporter since torch 2.9 (torch.export and onnxscript).
+            torch.onnx.export(Wrap(gru), (torch.from_numpy(x), torch.from_numpy(h0)), path,
+                              dynamo=True, external_data=False, **names)
+        else:
+            torch.onnx.export(
+                Wrap(gru), (torch.from_numpy(x), torch.from_numpy(h0)), path,
+                dynamic_axes={"input": {0: "time", 1: "batch"}, "h0": {1: "batch"}},
+                opset_version=14, dynamo=False, **names,
+            )
         ops = stamp(path, tools)
         y, hn = run(path, {"input": x, "h0": h0})
         with torch.no_grad():
@@ -96,24 +102,6 @@ def torch_cases(out, rng):
         gap = max(np.abs(y - ty.numpy()).max(), np.abs(hn - thn.numpy()).max())
         np.savez(os.path.join(out, name + ".npz"), input=x, h0=h0, output=y, h_n=hn)
         print(f"{name}: ops {ops}, ONNX Runtime vs torch {gap:.1e}")
-
-    # torch.onnx.export's default exporter since torch 2.9 (dynamo=True, through
-    # torch.export and onnxscript): also GRU nodes, with initial states.
-    name, i, h, layers = "torch_dynamo_2_layers_bidirectional", 3, 4, 2
-    gru = torch.nn.GRU(i, h, num_layers=layers, bidirectional=True).eval()
-    x = rng.uniform(-1, 1, (5, 2, i)).astype(np.float32)
-    h0 = rng.uniform(-0.5, 0.5, (layers * 2, 2, h)).astype(np.float32)
-    path = os.path.join(out, name + ".onnx")
-    torch.onnx.export(Wrap(gru), (torch.from_numpy(x), torch.from_numpy(h0)), path,
-                      input_names=["input", "h0"], output_names=["output", "h_n"],
-                      dynamo=True, external_data=False)
-    ops = stamp(path, tools)
-    y, hn = run(path, {"input": x, "h0": h0})
-    with torch.no_grad():
-        ty, thn = gru(torch.from_numpy(x), torch.from_numpy(h0))
-    gap = max(np.abs(y - ty.numpy()).max(), np.abs(hn - thn.numpy()).max())
-    np.savez(os.path.join(out, name + ".npz"), input=x, h0=h0, output=y, h_n=hn)
-    print(f"{name}: ops {ops}, ONNX Runtime vs torch {gap:.1e}")
 
     # Packed sequences (lengths sorted longest first, as pack_padded_sequence wants).
     name, i, h, layers = "torch_packed_lengths_bidirectional", 4, 5, 2

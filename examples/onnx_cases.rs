@@ -1,7 +1,8 @@
 //! Writes ONNX exports of each kind of model with inputs and gru-engine's predictions,
 //! for `scripts/check_onnx.py` to run in ONNX Runtime (which, unlike tract, also takes
 //! per-row lengths; the stateful export is run there in two chunks, the second from the
-//! first's final states):
+//! first's final states; the GRU stack alone, with lengths and initial states, is
+//! compared on `output` and `h_n`):
 //!
 //! ```sh
 //! cargo run --release --example onnx_cases -- /tmp/onnx_cases
@@ -11,11 +12,13 @@
 use std::path::PathBuf;
 
 use gru_engine::config::GruVariant;
+use gru_engine::io::onnx::write_model;
 use gru_engine::io::{write_npz, Tensor, Tensors};
 use gru_engine::model::{Batch, ModelConfig, ModelInput, ModelParams};
-use gru_engine::onnx::{export, ExportOptions};
+use gru_engine::onnx::{export, gru_to_onnx, ExportOptions};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+use gru_engine::{cpu, GruConfig, GruWeights, SequenceInput};
 
 fn main() -> gru_engine::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or("/tmp/onnx_cases".into()));
@@ -123,5 +126,40 @@ fn main() -> gru_engine::Result<()> {
         write_npz(&dir.join(format!("{name}.expected.npz")), &expected)?;
         println!("{name}");
     }
+    // The GRU stack alone (nn.GRU's interface) with per-row lengths and an initial state:
+    // ONNX Runtime's `output` and `h_n` against the CPU reference's.
+    let name = "gru_stack_bidirectional_lengths_h0";
+    let cfg = GruConfig::new(3, 5).layers(2).bidirectional(true);
+    let w = GruWeights::init(cfg, 9);
+    let (t, b, ld, h) = (6, 4, 4, 5);
+    let x = rng.uniform_vec(t * b * 3, -1.0, 1.0);
+    let h0 = rng.uniform_vec(ld * b * h, -0.5, 0.5);
+    let lens = [6usize, 2, 5, 1];
+    let options = ExportOptions {
+        lengths: true,
+        initial_state: true,
+        ..Default::default()
+    };
+    write_model(
+        &dir.join(format!("{name}.onnx")),
+        &gru_to_onnx(&w, &options),
+    )?;
+    let f = cpu::forward(&w, &SequenceInput::new(&x, t, b).h0(&h0).lengths(&lens))?;
+    let floats = |v: Vec<f32>, shape: Vec<usize>| Tensor { shape, data: v };
+    let inputs = Tensors::from([
+        ("input".to_string(), floats(x, vec![t, b, 3])),
+        ("h0".to_string(), floats(h0, vec![ld, b, h])),
+        (
+            "lengths".to_string(),
+            floats(lens.iter().map(|&l| l as f32).collect(), vec![b]),
+        ),
+    ]);
+    let expected = Tensors::from([
+        ("output".to_string(), floats(f.output, vec![t, b, 2 * h])),
+        ("h_n".to_string(), floats(f.h_n, vec![ld, b, h])),
+    ]);
+    write_npz(&dir.join(format!("{name}.inputs.npz")), &inputs)?;
+    write_npz(&dir.join(format!("{name}.expected.npz")), &expected)?;
+    println!("{name}");
     Ok(())
 }

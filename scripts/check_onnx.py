@@ -7,7 +7,8 @@ gru-engine's own predictions.
 
 Each case is NAME.onnx (the export), NAME.inputs.npz (the graph's inputs as f32: token
 ids and lengths are whole numbers, cast here to the graph's int64/int32) and
-NAME.expected.npz (`logits` from gru-engine's CPU reference). A model with initial-state
+NAME.expected.npz (gru-engine's CPU reference: `logits`, or `output` and `h_n` for the GRU
+stack alone, compared by name). A model with initial-state
 inputs `h0_l<k>` (a stateful export) runs in two chunks of time: the first from zeros, the
 second from the first's `h_n_l<k>`. Every model is also checked with onnx.checker. Exits non-zero past 1e-5 (relative to max(1, |value|)).
 """
@@ -19,7 +20,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-TYPES = {"tokens": np.int64, "lengths": np.int32, "features": np.float32}
+TYPES = {"tokens": np.int64, "lengths": np.int32, "features": np.float32,
+         "input": np.float32, "h0": np.float32}
 
 
 def chunked(sess, inputs, states):
@@ -48,14 +50,15 @@ def main(folder):
         name = path[: -len(".onnx")]
         onnx.checker.check_model(onnx.load(path), full_check=True)
         inputs = {k: v.astype(TYPES[k]) for k, v in np.load(name + ".inputs.npz").items()}
-        want = np.load(name + ".expected.npz")["logits"]
+        expected = dict(np.load(name + ".expected.npz"))
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         states = [i for i in sess.get_inputs() if i.name.startswith("h0_l")]
         if states:
-            got = np.concatenate(chunked(sess, inputs, states), axis=1).reshape(want.shape)
+            got = {"logits": np.concatenate(chunked(sess, inputs, states), axis=1)}
         else:
-            got = sess.run(["logits"], inputs)[0].reshape(want.shape)
-        diff = float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+            got = dict(zip(expected, sess.run(list(expected), inputs)))
+        diff = max(float(np.max(np.abs(got[k].reshape(w.shape) - w) / np.maximum(1.0, np.abs(w))))
+                   for k, w in expected.items())
         print(f"{os.path.basename(name)}: largest difference {diff:.2e}")
         worst = max(worst, diff)
     print(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}: "

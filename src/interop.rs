@@ -43,7 +43,8 @@ pub enum WeightFormat {
     /// Keras `GRU` layer weights.
     Keras,
     /// The GRU nodes of an ONNX model, and Loops computing GRU steps as Keras exports
-    /// write them (read only: `crate::onnx::export` writes models).
+    /// write them; written as the stack alone (`crate::onnx::gru_to_onnx`; a whole model
+    /// is `crate::onnx::export`).
     Onnx,
 }
 
@@ -375,15 +376,16 @@ pub fn load_gru(path: &Path, format: WeightFormat) -> Result<GruWeights> {
     }
 }
 
-/// Writes GRU weights in `format`: safetensors, or `.npz` when the path ends in `.npz`.
+/// Writes GRU weights in `format`: safetensors, or `.npz` when the path ends in `.npz`;
+/// for ONNX, a model of the stack alone ([`crate::onnx::gru_to_onnx`]).
 pub fn save_gru(path: &Path, w: &GruWeights, format: WeightFormat) -> Result<()> {
     let t = match format {
         WeightFormat::PyTorch => to_pytorch(w)?,
         WeightFormat::Keras => to_keras(w),
         WeightFormat::Onnx => {
-            return Err(GruError::Config(
-                "ONNX is written from a whole model: use `gru export` (crate::onnx::export)".into(),
-            ))
+            // The stack alone, nn.GRU's interface: `input` -> `output`, `h_n`.
+            let model = crate::onnx::gru_to_onnx(w, &Default::default());
+            return crate::io::onnx::write_model(path, &model);
         }
     };
     if path.extension().is_some_and(|e| e == "npz") {

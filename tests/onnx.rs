@@ -233,6 +233,59 @@ fn initial_states_continue_a_sequence_in_tract() {
     }
 }
 
+/// The GRU stack alone (`gru_to_onnx`, nn.GRU's interface) in tract equals the CPU
+/// reference's output and h_n: bidirectional reset-before layers from an initial state,
+/// one reset-after layer from zeros, three unidirectional layers from an initial state.
+#[test]
+fn gru_stacks_alone_run_in_tract() {
+    use gru_engine::config::GruConfig;
+    use gru_engine::onnx::gru_to_onnx;
+    use gru_engine::{cpu, GruWeights, SequenceInput};
+    let mut rng = Rng::new(8);
+    for (cfg, initial_state) in [
+        (
+            GruConfig::new(3, 5)
+                .layers(2)
+                .bidirectional(true)
+                .variant(GruVariant::ResetBefore),
+            true,
+        ),
+        (GruConfig::new(4, 6), false),
+        (GruConfig::new(2, 3).layers(3), true),
+    ] {
+        let w = GruWeights::init(cfg, 5);
+        let (t, b, ld) = (7, 3, cfg.num_layers * cfg.num_directions());
+        let x = rng.uniform_vec(t * b * cfg.input_size, -1.0, 1.0);
+        let h0 = rng.uniform_vec(ld * b * cfg.hidden_size, -0.5, 0.5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gru.onnx");
+        let options = ExportOptions {
+            initial_state,
+            ..Default::default()
+        };
+        gru_engine::io::onnx::write_model(&path, &gru_to_onnx(&w, &options)).unwrap();
+        let mut inputs: Vec<Tensor> =
+            vec![
+                tract_ndarray::Array3::from_shape_vec((t, b, cfg.input_size), x.clone())
+                    .unwrap()
+                    .into(),
+            ];
+        let mut seq = SequenceInput::new(&x, t, b);
+        if initial_state {
+            inputs.push(
+                tract_ndarray::Array3::from_shape_vec((ld, b, cfg.hidden_size), h0.clone())
+                    .unwrap()
+                    .into(),
+            );
+            seq = seq.h0(&h0);
+        }
+        let out = run_all(&path, inputs);
+        let want = cpu::forward(&w, &seq).unwrap();
+        check("output", (out[0].clone(), want.output));
+        check("h_n", (out[1].clone(), want.h_n));
+    }
+}
+
 fn gru(dir: &std::path::Path, args: &[&str]) -> String {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
         .args(args)

@@ -14,7 +14,7 @@ use common::*;
 use gru_engine::io::onnx::{read_model, write_model, AttributeProto};
 use gru_engine::io::read_tensors;
 use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
-use gru_engine::onnx::{gru_from_onnx, to_onnx, ExportOptions};
+use gru_engine::onnx::{gru_from_onnx, gru_to_onnx, to_onnx, ExportOptions};
 use gru_engine::*;
 
 const CASES: [&str; 15] = [
@@ -330,6 +330,13 @@ fn exports_import_as_the_same_weights() {
         let w = gru_from_onnx(&path).unwrap();
         assert_eq!(w.config, params.gru.config, "{variant:?}");
         assert_eq!(w, params.gru, "{variant:?}");
+        // The stack alone, from an initial state, too.
+        let options = ExportOptions {
+            initial_state: true,
+            ..Default::default()
+        };
+        write_model(&path, &gru_to_onnx(&params.gru, &options)).unwrap();
+        assert_eq!(gru_from_onnx(&path).unwrap(), params.gru, "{variant:?}");
     }
 }
 
@@ -496,6 +503,21 @@ fn gru_import_and_forward_read_onnx() {
     let to = ["convert", "--from", "onnx", "--to", "keras"];
     let out = run(&[&to[..], &[before.to_str().unwrap(), "gru.npz"]].concat());
     assert!(out.contains("ResetBefore"), "{out}");
+    // And back: the Keras weights as an ONNX stack of their own read as the same GRU.
+    let to = [
+        "convert",
+        "--from",
+        "keras",
+        "--to",
+        "onnx",
+        "gru.npz",
+        "again.onnx",
+    ];
+    run(&to);
+    assert_eq!(
+        gru_from_onnx(&d.join("again.onnx")).unwrap(),
+        gru_from_onnx(&before).unwrap()
+    );
     let onnx = fixture("torch_2_layers", "onnx");
     let out = run(&[
         "import",

@@ -18,7 +18,8 @@ pub enum Format {
     Pytorch,
     /// Keras GRU weights (kernel, recurrent_kernel, bias; layer{k}.[forward.|backward.]).
     Keras,
-    /// The GRU layers of an ONNX model (torch.onnx.export, tf2onnx, Keras 3 export); read only.
+    /// ONNX: read, the GRU layers of a model (torch.onnx.export, tf2onnx, Keras 3
+    /// export); written, the stack alone with nn.GRU's interface (input -> output, h_n).
     Onnx,
 }
 
@@ -199,11 +200,15 @@ pub fn forward(a: ForwardArgs) -> Result<u8> {
   gru convert --from keras --to pytorch keras_gru.npz gru.safetensors     # into gru-engine / PyTorch
   gru convert --from pytorch --to keras gru.safetensors keras_gru.npz     # back to Keras
   gru convert --from pytorch --to pytorch runs/lm/best.safetensors gru.safetensors  # the GRU of a checkpoint
+  gru convert --from pytorch --to onnx gru.safetensors gru.onnx          # the stack as an ONNX graph
 
 PyTorch input may carry a module prefix (gru., rnn., ...); the output is a plain nn.GRU
 state dict that loads with load_state_dict(strict=True). Keras output is .npz when the
 file name ends in .npz, else safetensors; load it with layer.set_weights([kernel,
-recurrent_kernel, bias]) per layer and direction.")]
+recurrent_kernel, bias]) per layer and direction. ONNX output is the GRU stack alone,
+opset 14, one GRU node per layer: input `input` [time, batch, I] (time-major, as nn.GRU),
+outputs `output` [time, batch, directions*H] and `h_n` [layers*directions, batch, H]
+(gru export writes a whole trained model instead).")]
 pub struct ConvertArgs {
     /// Format of the input file.
     #[arg(long, value_enum)]

@@ -58,7 +58,7 @@ enum Command {
     /// Run GRU weights from PyTorch, Keras or ONNX over tensors in a file; write output and
     /// h_n.
     Forward(interop::ForwardArgs),
-    /// Convert GRU weights between PyTorch (gru-engine's own layout) and Keras.
+    /// Convert GRU weights between PyTorch (gru-engine's own layout), Keras and ONNX.
     Convert(interop::ConvertArgs),
     /// Write a trained model as an ONNX graph (ONNX Runtime, tract, TensorRT, OpenVINO).
     Export(export::ExportArgs),

@@ -10,6 +10,7 @@ use crate::io::onnx::{
     TensorShapeProto, TensorTypeProto, TypeProto, TypeValue, ValueInfoProto,
 };
 use crate::model::{Head, Loss, ModelInput, ModelParams};
+use crate::weights::GruWeights;
 
 use super::gates::swap_rz;
 
@@ -84,54 +85,17 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
         &["x_l0"],
         vec![ints("perm", &[1, 0, 2])],
     );
-    g.shape_const("flatten_directions", &[0, 0, -1]);
-    let mut layer_in = "x_l0".to_string();
-    for l in 0..cfg.num_layers {
-        let dirs = &params.gru.dirs[l * nd..(l + 1) * nd];
-        let i = gru.layer_input_size(l);
-        let w: Vec<f32> = dirs.iter().flat_map(|d| swap_rz(&d.w_ih, h * i)).collect();
-        let r: Vec<f32> = dirs.iter().flat_map(|d| swap_rz(&d.w_hh, h * h)).collect();
-        let b: Vec<f32> = dirs
-            .iter()
-            .flat_map(|d| swap_rz(&d.b_ih, h).into_iter().chain(swap_rz(&d.b_hh, h)))
-            .collect();
-        let (wn, rn, bn) = (format!("W_l{l}"), format!("R_l{l}"), format!("B_l{l}"));
-        g.weight(&wn, &[nd, 3 * h, i], w);
-        g.weight(&rn, &[nd, 3 * h, h], r);
-        g.weight(&bn, &[nd, 6 * h], b);
-        let lens = if options.lengths { "lengths" } else { "" };
-        let h0 = if options.initial_state {
-            let name = format!("h0_l{l}");
-            let dims = [Dim::Value(nd), Dim::Param("batch"), Dim::Value(h)];
-            g.input(&name, data_type::FLOAT, &dims);
-            name
-        } else {
-            String::new()
-        };
-        let (y, y_h) = (format!("y_l{l}"), format!("h_n_l{l}"));
-        let direction = if nd == 2 { "bidirectional" } else { "forward" };
-        let before_reset = (gru.variant == GruVariant::ResetAfter) as i64;
-        g.node(
-            "GRU",
-            &[&layer_in, &wn, &rn, &bn, lens, &h0],
-            &[&y, &y_h],
-            vec![
-                int("hidden_size", h as i64),
-                string("direction", direction),
-                int("linear_before_reset", before_reset),
-            ],
-        );
-        // Y [T, dirs, B, H] -> [T, B, dirs·H], the next layer's input.
-        let (yt, next) = (format!("y_l{l}_t"), format!("x_l{}", l + 1));
-        g.node(
-            "Transpose",
-            &[&y],
-            &[&yt],
-            vec![ints("perm", &[0, 2, 1, 3])],
-        );
-        g.node("Reshape", &[&yt, "flatten_directions"], &[&next], vec![]);
-        layer_in = next;
-    }
+    let lens = if options.lengths { "lengths" } else { "" };
+    let h0 = |g: &mut Graph, l: usize| {
+        if !options.initial_state {
+            return String::new();
+        }
+        let name = format!("h0_l{l}");
+        let dims = [Dim::Value(nd), Dim::Param("batch"), Dim::Value(h)];
+        g.input(&name, data_type::FLOAT, &dims);
+        name
+    };
+    let layer_in = gru_stack(&mut g, &params.gru, "x_l0", lens, &h0);
     let top = layer_in;
     let f = cfg.head_input_size();
     g.weight("fc.bias", &[cfg.outputs], params.fc_bias.clone());
@@ -202,6 +166,134 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
         serde_json::to_string(&cfg).unwrap_or_default(),
     )];
     metadata.extend(options.metadata.iter().cloned());
+    model(g, metadata)
+}
+
+/// Appends the GRU nodes of `gru` to `g`, the first reading `x` ([T, B, I]) with the
+/// per-row `lens` (or ""), layer l starting from the value `h0(g, l)` names (or ""
+/// for zeros). Layer l's final state is `h_n_l{l}` ([directions, B, H]); returns the
+/// top layer's output, [T, B, directions·H].
+fn gru_stack(
+    g: &mut Graph,
+    gru: &GruWeights,
+    x: &str,
+    lens: &str,
+    h0: &dyn Fn(&mut Graph, usize) -> String,
+) -> String {
+    let cfg = gru.config;
+    let (h, nd) = (cfg.hidden_size, cfg.num_directions());
+    g.shape_const("flatten_directions", &[0, 0, -1]);
+    let mut layer_in = x.to_string();
+    for l in 0..cfg.num_layers {
+        let dirs = &gru.dirs[l * nd..(l + 1) * nd];
+        let i = cfg.layer_input_size(l);
+        let w: Vec<f32> = dirs.iter().flat_map(|d| swap_rz(&d.w_ih, h * i)).collect();
+        let r: Vec<f32> = dirs.iter().flat_map(|d| swap_rz(&d.w_hh, h * h)).collect();
+        let b: Vec<f32> = dirs
+            .iter()
+            .flat_map(|d| swap_rz(&d.b_ih, h).into_iter().chain(swap_rz(&d.b_hh, h)))
+            .collect();
+        let (wn, rn, bn) = (format!("W_l{l}"), format!("R_l{l}"), format!("B_l{l}"));
+        g.weight(&wn, &[nd, 3 * h, i], w);
+        g.weight(&rn, &[nd, 3 * h, h], r);
+        g.weight(&bn, &[nd, 6 * h], b);
+        let h0 = h0(g, l);
+        let (y, y_h) = (format!("y_l{l}"), format!("h_n_l{l}"));
+        let direction = if nd == 2 { "bidirectional" } else { "forward" };
+        let before_reset = (cfg.variant == GruVariant::ResetAfter) as i64;
+        g.node(
+            "GRU",
+            &[&layer_in, &wn, &rn, &bn, lens, &h0],
+            &[&y, &y_h],
+            vec![
+                int("hidden_size", h as i64),
+                string("direction", direction),
+                int("linear_before_reset", before_reset),
+            ],
+        );
+        // Y [T, dirs, B, H] -> [T, B, dirs·H], the next layer's input.
+        let (yt, next) = (format!("y_l{l}_t"), format!("x_l{}", l + 1));
+        g.node(
+            "Transpose",
+            &[&y],
+            &[&yt],
+            vec![ints("perm", &[0, 2, 1, 3])],
+        );
+        g.node("Reshape", &[&yt, "flatten_directions"], &[&next], vec![]);
+        layer_in = next;
+    }
+    layer_in
+}
+
+/// A GRU stack alone as an ONNX model, with `nn.GRU`'s interface (time-major, batch
+/// and time dynamic): input `input` (float [time, batch, I]), `lengths` (int32 [batch])
+/// with `options.lengths`, `h0` (float [layers·directions, batch, H]) with
+/// `options.initial_state`; outputs `output` ([time, batch, directions·H]) and `h_n`
+/// ([layers·directions, batch, H]). `probabilities` and `metadata` do not apply.
+///
+/// ```
+/// use gru_engine::onnx::{gru_from_onnx, gru_to_onnx, ExportOptions};
+/// use gru_engine::io::onnx::write_model;
+/// use gru_engine::{GruConfig, GruWeights};
+/// # fn main() -> gru_engine::Result<()> {
+/// let w = GruWeights::init(GruConfig::new(3, 4).layers(2).bidirectional(true), 1);
+/// let path = std::env::temp_dir().join("gru_layer_doc.onnx");
+/// write_model(&path, &gru_to_onnx(&w, &ExportOptions::default()))?;
+/// assert_eq!(gru_from_onnx(&path)?, w);
+/// # Ok(()) }
+/// ```
+pub fn gru_to_onnx(weights: &GruWeights, options: &ExportOptions) -> ModelProto {
+    let cfg = weights.config;
+    let (h, nd, ld) = (
+        cfg.hidden_size,
+        cfg.num_directions(),
+        cfg.num_layers * cfg.num_directions(),
+    );
+    let mut g = Graph::default();
+    let dims = [
+        Dim::Param("time"),
+        Dim::Param("batch"),
+        Dim::Value(cfg.input_size),
+    ];
+    g.input("input", data_type::FLOAT, &dims);
+    if options.lengths {
+        g.input("lengths", data_type::INT32, &[Dim::Param("batch")]);
+    }
+    if options.initial_state {
+        let dims = [Dim::Value(ld), Dim::Param("batch"), Dim::Value(h)];
+        g.input("h0", data_type::FLOAT, &dims);
+    }
+    let lens = if options.lengths { "lengths" } else { "" };
+    // Layer l starts from h0[l·dirs .. (l+1)·dirs].
+    let h0 = |g: &mut Graph, l: usize| {
+        if !options.initial_state {
+            return String::new();
+        }
+        let (from, to, axis) = (
+            format!("h0_from_l{l}"),
+            format!("h0_to_l{l}"),
+            format!("h0_axis_l{l}"),
+        );
+        g.shape_const(&from, &[(l * nd) as i64]);
+        g.shape_const(&to, &[((l + 1) * nd) as i64]);
+        g.shape_const(&axis, &[0]);
+        let name = format!("h0_l{l}");
+        g.node("Slice", &["h0", &from, &to, &axis], &[&name], vec![]);
+        name
+    };
+    let top = gru_stack(&mut g, weights, "input", lens, &h0);
+    g.node("Identity", &[&top], &["output"], vec![]);
+    let finals: Vec<String> = (0..cfg.num_layers).map(|l| format!("h_n_l{l}")).collect();
+    let finals: Vec<&str> = finals.iter().map(String::as_str).collect();
+    g.node("Concat", &finals, &["h_n"], vec![int("axis", 0)]);
+    let out = [Dim::Param("time"), Dim::Param("batch"), Dim::Value(nd * h)];
+    g.output("output", &out);
+    g.output("h_n", &[Dim::Value(ld), Dim::Param("batch"), Dim::Value(h)]);
+    model(g, vec![])
+}
+
+/// A model of graph `g` with `metadata`, at [`OPSET`].
+fn model(g: Graph, metadata: Vec<(String, String)>) -> ModelProto {
     ModelProto {
         ir_version: 7,
         producer_name: "gru-engine".into(),

@@ -25,5 +25,5 @@ mod import;
 mod loop_pairs;
 mod loop_step;
 
-pub use export::{export, to_onnx, ExportOptions, OPSET};
+pub use export::{export, gru_to_onnx, to_onnx, ExportOptions, OPSET};
 pub use import::gru_from_onnx;

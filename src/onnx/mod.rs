@@ -1,7 +1,10 @@
 //! ONNX in and out. Export ([`export`], [`to_onnx`]): a trained model as a standard ONNX
 //! graph (opset 14) that ONNX Runtime, tract, TensorRT or OpenVINO run, every GRU layer
-//! one ONNX `GRU` node. Import ([`gru_from_onnx`]): the GRU layers of an ONNX file, as
-//! PyTorch's and tf2onnx's exporters write them, as gru-engine weights.
+//! one ONNX `GRU` node; [`gru_to_onnx`]: a GRU stack alone, with `nn.GRU`'s interface.
+//! Import ([`gru_from_onnx`]): the GRU layers of an ONNX file as gru-engine weights, from
+//! the GRU nodes PyTorch's and tf2onnx's exporters write and from the Loops tf2onnx and
+//! Keras 3 write for the other Keras GRUs (read as algebra, `loop_step`; Bidirectional
+//! pairs, `loop_pairs`).
 //!
 //! Mapping from gru-engine's (PyTorch's) parameters: ONNX orders the gate blocks z, r, h
 //! where PyTorch orders r, z, n, so the first two blocks swap; `B` is `[W_b | R_b]` =

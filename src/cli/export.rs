@@ -23,7 +23,7 @@ pub enum Lengths {
     /// For classifiers (rows of different lengths), not for language models or
     /// forecasters.
     Auto,
-    /// A `lengths` input (int32 [batch]) for every GRU's `sequence_lens`.
+    /// A `lengths` input (int32 `[batch]`) for every GRU's `sequence_lens`.
     Yes,
     /// Every row full length (what tract can run).
     No,

@@ -20,7 +20,7 @@ pub const OPSET: i64 = 14;
 /// What an export adds to the model's graph.
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
-    /// A `lengths` input (int32 [batch]) passed to every GRU as `sequence_lens`: per-row
+    /// A `lengths` input (int32 `[batch]`) passed to every GRU as `sequence_lens`: per-row
     /// valid steps, as a classifier over padded rows needs (tract runs only full rows).
     pub lengths: bool,
     /// Per-layer inputs `h0_l{k}` (float [directions, batch, H]) passed to the GRUs as
@@ -226,7 +226,7 @@ fn gru_stack(
 }
 
 /// A GRU stack alone as an ONNX model, with `nn.GRU`'s interface (time-major, batch
-/// and time dynamic): input `input` (float [time, batch, I]), `lengths` (int32 [batch])
+/// and time dynamic): input `input` (float [time, batch, I]), `lengths` (int32 `[batch]`)
 /// with `options.lengths`, `h0` (float [layers·directions, batch, H]) with
 /// `options.initial_state`; outputs `output` ([time, batch, directions·H]) and `h_n`
 /// ([layers·directions, batch, H]). `probabilities` and `metadata` do not apply.

@@ -56,8 +56,8 @@ pub enum Split {
     Eval,
 }
 
-/// A model being trained, on the GPU ([`GpuTrainer`]) or the CPU reference
-/// ([`CpuTrainer`]).
+/// A model being trained, on the GPU ([`GpuTrainer`](crate::train::GpuTrainer)) or the CPU reference
+/// ([`CpuTrainer`](crate::train::CpuTrainer)).
 ///
 /// ```no_run
 /// use gru_engine::model::{Batch, ModelConfig, ModelParams};

@@ -24,6 +24,14 @@ pub enum Format {
 }
 
 impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Pytorch => "PyTorch",
+            Format::Keras => "Keras",
+            Format::Onnx => "ONNX",
+        }
+    }
+
     fn to_lib(self) -> WeightFormat {
         match self {
             Format::Pytorch => WeightFormat::PyTorch,
@@ -226,9 +234,9 @@ pub fn convert(a: ConvertArgs) -> Result<u8> {
     let w = load_gru(&a.input, a.from.to_lib())?;
     save_gru(&a.output, &w, a.to.to_lib())?;
     println!(
-        "wrote {} ({:?}): {}",
+        "wrote {} ({}): {}",
         a.output.display(),
-        a.to,
+        a.to.name(),
         describe(&w)
     );
     Ok(0)

@@ -851,14 +851,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         }
     };
     let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let last_rows = train_ex.len() % b;
-    if last_rows > 0 && last_rows < ranks.size() {
-        return Err(GruError::Config(format!(
-            "{} training rows in batches of --batch {b} leave a last batch of {last_rows} rows, fewer than the {} ranks: choose another --batch",
-            train_ex.len(),
-            ranks.size()
-        )));
-    }
+    ranks.check_last_batch(train_ex.len(), b, "rows")?;
     let trainer = a.device.train_from(
         &cfg,
         resumed.as_ref().map(|(c, _)| c),

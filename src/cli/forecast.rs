@@ -415,14 +415,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             flag_opts,
         ),
     };
-    let last_rows = train_starts.len() % b;
-    if last_rows > 0 && last_rows < ranks.size() {
-        return Err(GruError::Config(format!(
-            "{} training windows in batches of --batch {b} leave a last batch of {last_rows}, fewer than the {} ranks: choose another --batch",
-            train_starts.len(),
-            ranks.size()
-        )));
-    }
+    ranks.check_last_batch(train_starts.len(), b, "windows")?;
     let trainer = a.device.train_from(
         &cfg,
         resumed.as_ref().map(|(c, _)| c),

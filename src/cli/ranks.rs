@@ -119,6 +119,19 @@ impl Ranks {
             })
     }
 
+    /// An error when an epoch of `rows` training `what` (rows, windows) in batches of
+    /// `batch` leaves a last batch with fewer rows than there are ranks.
+    pub fn check_last_batch(&self, rows: usize, batch: usize, what: &str) -> Result<()> {
+        let last = rows % batch;
+        if last > 0 && last < self.size() {
+            return Err(GruError::Config(format!(
+                "{rows} training {what} in batches of --batch {batch} leave a last batch of {last}, fewer than the {} ranks: choose another --batch",
+                self.size()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether `flag` is set on any rank (so that every rank stops at the same step).
     pub fn any(&self, flag: bool) -> Result<bool> {
         if self.size() == 1 {

@@ -286,17 +286,6 @@ fn gru_stacks_alone_run_in_tract() {
     }
 }
 
-fn gru(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "gru {args:?}: {text}");
-    text
-}
-
 /// `gru export` of a trained text classifier: `--format onnx`, per-row lengths by
 /// default for a classifier (`--lengths auto`) and none with `--lengths no`,
 /// `--initial-state` adds an `h0_l<k>` input per layer,
@@ -306,7 +295,7 @@ fn gru(dir: &std::path::Path, args: &[&str]) -> String {
 fn gru_export_writes_a_trained_classifier() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gru(
+    gru_ok(
         d,
         &[
             "example-data",
@@ -319,8 +308,8 @@ fn gru_export_writes_a_trained_classifier() {
     );
     let train =
         "classify train --data r.csv --epochs 1 --batch 8 --hidden 6 --device cpu --quiet -c run";
-    gru(d, &train.split_whitespace().collect::<Vec<_>>());
-    let out = gru(
+    gru_ok(d, &train.split_whitespace().collect::<Vec<_>>());
+    let out = gru_ok(
         d,
         &[
             "export",
@@ -349,7 +338,7 @@ fn gru_export_writes_a_trained_classifier() {
         keys.contains(&"vocabulary") && keys.contains(&"gru_engine.config"),
         "{keys:?}"
     );
-    gru(
+    gru_ok(
         d,
         &[
             "export",
@@ -363,7 +352,7 @@ fn gru_export_writes_a_trained_classifier() {
     );
     let m = gru_engine::io::onnx::read_model(&d.join("b.onnx")).unwrap();
     assert_eq!(names(&m.graph.as_ref().unwrap().input), ["tokens"]);
-    let out = gru(
+    let out = gru_ok(
         d,
         &["export", "-c", "run", "-o", "c.onnx", "--initial-state"],
     );

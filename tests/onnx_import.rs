@@ -474,17 +474,7 @@ fn what_gru_engine_cannot_compute_is_refused_by_name() {
 fn gru_import_and_forward_read_onnx() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
-            .args(args)
-            .current_dir(d)
-            .output()
-            .unwrap();
-        let text =
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "gru {args:?}: {text}");
-        text
-    };
+    let run = |args: &[&str]| gru_ok(d, args);
     // A reset-before model: gru import names the two commands that take it, and the
     // conversion it names works.
     let before = fixture("keras_reset_before_2_layers", "onnx");

@@ -185,3 +185,16 @@ pub fn cli_device() -> &'static str {
         None => "auto",
     })
 }
+
+/// `gru args` in `dir`, which must succeed: its stdout and stderr together.
+#[allow(dead_code)]
+pub fn gru_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "gru {args:?}: {text}");
+    text
+}

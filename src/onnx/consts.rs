@@ -88,6 +88,20 @@ impl<'a> Consts<'a> {
         }
     }
 
+    /// The node computing `name` and which of its outputs it is (`None` for
+    /// initializers and inputs).
+    pub fn producer(&self, name: &str) -> Option<(&'a NodeProto, usize)> {
+        match self.source.get(name)? {
+            Source::Node(n, k) => Some((&self.graph.node[*n], *k)),
+            Source::Initializer(_) => None,
+        }
+    }
+
+    /// How many nodes the graph holds: the bound of any walk back through it.
+    pub fn node_count(&self) -> usize {
+        self.graph.node.len()
+    }
+
     /// The constant `name`, or `None` where it depends on a graph input.
     pub fn get(&mut self, name: &str) -> Result<Option<Arr>> {
         if let Some(v) = self.done.get(name) {

@@ -46,7 +46,7 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
                         format!("Loop node `{}`: {msg}; {LOOP_HINT}", node.name),
                     )
                 };
-                match reads(graph, &l.seq, &mut consts)? {
+                match reads(&l.seq, &mut consts)? {
                     Reads::Forward => {
                         layers.push(Layer {
                             kind: "Loop node",

@@ -12,22 +12,15 @@ use crate::io::onnx::{GraphProto, NodeProto};
 use super::consts::{attr, Consts};
 use super::loop_step::LoopLayer;
 
-fn producer<'a>(graph: &'a GraphProto, name: &str) -> Option<&'a NodeProto> {
-    graph
-        .node
-        .iter()
-        .find(|n| n.output.iter().any(|o| o == name))
-}
-
 /// Whether `name` is computed from shapes and constants alone (no tensor's values).
-fn from_shapes(graph: &GraphProto, name: &str, consts: &mut Consts) -> Result<bool> {
+fn from_shapes(name: &str, consts: &mut Consts) -> Result<bool> {
     let mut todo = vec![name.to_string()];
     let mut seen = HashSet::new();
     while let Some(n) = todo.pop() {
         if !seen.insert(n.clone()) || consts.get(&n)?.is_some() {
             continue;
         }
-        match producer(graph, &n) {
+        match consts.producer(&n).map(|(n, _)| n) {
             Some(node) if node.op_type == "Shape" => {}
             Some(node) => todo.extend(node.input.iter().filter(|s| !s.is_empty()).cloned()),
             None => return Ok(false),
@@ -38,17 +31,13 @@ fn from_shapes(graph: &GraphProto, name: &str, consts: &mut Consts) -> Result<bo
 
 /// A `ReverseSequence` of `name` over whole rows: time axis 0, batch axis 1, lengths
 /// computed from shapes.
-fn whole_reversal<'a>(
-    graph: &'a GraphProto,
-    node: &'a NodeProto,
-    consts: &mut Consts,
-) -> Result<Option<&'a str>> {
+fn whole_reversal<'a>(node: &'a NodeProto, consts: &mut Consts) -> Result<Option<&'a str>> {
     let axis = |a: &str, default: i64| attr(node, a).map_or(default, |a| a.i);
     if node.op_type != "ReverseSequence"
         || axis("time_axis", 0) != 0
         || axis("batch_axis", 1) != 1
         || node.input.len() != 2
-        || !from_shapes(graph, &node.input[1], consts)?
+        || !from_shapes(&node.input[1], consts)?
     {
         return Ok(None);
     }
@@ -67,28 +56,28 @@ pub(super) enum Reads {
 /// How the Loop reading `seq` reads it: plainly, reversed over whole rows, or through a
 /// reversal gru-engine does not read. Looks back to the layer below or the graph's
 /// inputs.
-pub(super) fn reads(graph: &GraphProto, seq: &str, consts: &mut Consts) -> Result<Reads> {
+pub(super) fn reads(seq: &str, consts: &mut Consts) -> Result<Reads> {
     let mut name = seq.to_string();
     let mut first = None;
     // Bounded: an Identity cycle ends here too.
-    for _ in 0..=graph.node.len() {
-        let Some(node) = producer(graph, &name) else {
+    for _ in 0..=consts.node_count() {
+        let Some(node) = consts.producer(&name).map(|(n, _)| n) else {
             break;
         };
         if node.op_type == "Identity" {
             name = node.input.first().cloned().unwrap_or_default();
             continue;
         }
-        first = whole_reversal(graph, node, consts)?;
+        first = whole_reversal(node, consts)?;
         break;
     }
     if let Some(source) = first {
-        return Ok(match reversed(graph, source, consts)? {
+        return Ok(match reversed(source, consts)? {
             true => Reads::Other,
             false => Reads::Reversed(source.to_string()),
         });
     }
-    Ok(match reversed(graph, seq, consts)? {
+    Ok(match reversed(seq, consts)? {
         true => Reads::Other,
         false => Reads::Forward,
     })
@@ -96,19 +85,19 @@ pub(super) fn reads(graph: &GraphProto, seq: &str, consts: &mut Consts) -> Resul
 
 /// Whether `name` comes from a reversal (ReverseSequence, or a Slice whose steps are not
 /// all positive constants), looking back to the layer below or the graph's inputs.
-fn reversed(graph: &GraphProto, name: &str, consts: &mut Consts) -> Result<bool> {
+fn reversed(name: &str, consts: &mut Consts) -> Result<bool> {
     let mut todo = vec![name.to_string()];
     let mut seen = HashSet::new();
     while let Some(n) = todo.pop() {
         if !seen.insert(n.clone()) {
             continue;
         }
-        let Some(node) = producer(graph, &n) else {
+        let Some(node) = consts.producer(&n).map(|(n, _)| n) else {
             continue;
         };
         match node.op_type.as_str() {
             // Reversing a layer's output back into time order belongs to the layer below.
-            "ReverseSequence" if of_layer_output(graph, &node.input[0]) => {}
+            "ReverseSequence" if of_layer_output(&node.input[0], consts) => {}
             "ReverseSequence" => return Ok(true),
             "Slice" if node.input.get(4).is_some_and(|s| !s.is_empty()) => {
                 let steps = consts.get(&node.input[4])?;
@@ -125,10 +114,10 @@ fn reversed(graph: &GraphProto, name: &str, consts: &mut Consts) -> Result<bool>
 }
 
 /// Whether `name` is a Loop's or GRU's output, through Identity and Transpose.
-fn of_layer_output(graph: &GraphProto, name: &str) -> bool {
+fn of_layer_output(name: &str, consts: &Consts) -> bool {
     let mut n = name.to_string();
-    for _ in 0..=graph.node.len() {
-        let Some(node) = producer(graph, &n) else {
+    for _ in 0..=consts.node_count() {
+        let Some(node) = consts.producer(&n).map(|(n, _)| n) else {
             return false;
         };
         match node.op_type.as_str() {
@@ -149,18 +138,13 @@ struct Trace {
     reversals: usize,
 }
 
-fn trace(
-    graph: &GraphProto,
-    name: &str,
-    layer: &LoopLayer,
-    consts: &mut Consts,
-) -> Result<Option<Trace>> {
+fn trace(name: &str, layer: &LoopLayer, consts: &mut Consts) -> Result<Option<Trace>> {
     // Back to the Loop's output through Identity, Transpose, whole-row reversals and the
     // Slice + Squeeze that take the last step.
     let mut chain = Vec::new();
     let mut n = name.to_string();
     let mut state = None;
-    for _ in 0..=graph.node.len() {
+    for _ in 0..=consts.node_count() {
         if n == layer.state_out {
             state = Some(true);
             break;
@@ -169,12 +153,12 @@ fn trace(
             state = Some(false);
             break;
         }
-        let Some(node) = producer(graph, &n) else {
+        let Some(node) = consts.producer(&n).map(|(n, _)| n) else {
             return Ok(None);
         };
         let next = match node.op_type.as_str() {
             "Identity" | "Transpose" | "Slice" | "Squeeze" => node.input.first().cloned(),
-            "ReverseSequence" => whole_reversal(graph, node, consts)?.map(str::to_string),
+            "ReverseSequence" => whole_reversal(node, consts)?.map(str::to_string),
             _ => None,
         };
         let Some(next) = next else { return Ok(None) };
@@ -276,8 +260,8 @@ pub(super) fn concatenated(
             continue;
         }
         let (Some(f), Some(b)) = (
-            trace(graph, &node.input[0], forward, consts)?,
-            trace(graph, &node.input[1], backward, consts)?,
+            trace(&node.input[0], forward, consts)?,
+            trace(&node.input[1], backward, consts)?,
         ) else {
             continue;
         };

@@ -184,12 +184,6 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
             seeds.insert(n.clone(), outer.get(n)?);
         }
     }
-    let mut producers = HashMap::new();
-    for (n, b) in body.node.iter().enumerate() {
-        for (k, o) in b.output.iter().enumerate() {
-            producers.entry(o.as_str()).or_insert((n, k));
-        }
-    }
     // The step index: the iteration number, or a carried value from 0 adding 1.
     let mut counters = vec![body.input[0].name.clone()];
     let mut states = Vec::new();
@@ -202,7 +196,7 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
             .get(&node.input[2 + j])?
             .is_some_and(|a| a.data == [0.0]);
         let out = &body.output[1 + j].name;
-        if starts_at_zero && counts_up(body, &producers, inside, out, &seeds, path)? {
+        if starts_at_zero && counts_up(body, inside, out, &seeds, path)? {
             counters.push(inside.clone());
         } else {
             states.push((j, inside.clone(), body.output[1 + j].name.clone()));
@@ -211,7 +205,6 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
     let mut last = None;
     for (j, state, out) in states {
         let mut reader = Body {
-            body,
             consts: Consts::seeded(body, path, seeds.clone()),
             outside: &outside,
             counters: &counters,
@@ -219,7 +212,6 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
             seq: None,
             memo: HashMap::new(),
             busy: HashSet::new(),
-            producers: &producers,
         };
         let step = match reader.sym(&out) {
             Ok(s) => s,
@@ -257,7 +249,6 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
 /// Whether the body output `out` is `inside` + 1.
 fn counts_up(
     body: &GraphProto,
-    producers: &HashMap<&str, (usize, usize)>,
     inside: &str,
     out: &str,
     seeds: &HashMap<String, Option<Arr>>,
@@ -267,10 +258,9 @@ fn counts_up(
     let mut name = out.to_string();
     // Bounded: an Identity cycle ends here too.
     for _ in 0..=body.node.len() {
-        let Some(&(n, 0)) = producers.get(name.as_str()) else {
+        let Some((node, 0)) = consts.producer(&name) else {
             return Ok(false);
         };
-        let node = &body.node[n];
         match node.op_type.as_str() {
             "Identity" | "Cast" => name = node.input.first().cloned().unwrap_or_default(),
             "Add" if node.input.len() == 2 => {
@@ -291,7 +281,6 @@ fn counts_up(
 
 /// The body read symbolically for one choice of the carried state.
 struct Body<'a> {
-    body: &'a GraphProto,
     consts: Consts<'a>,
     outside: &'a HashSet<String>,
     counters: &'a [String],
@@ -300,8 +289,6 @@ struct Body<'a> {
     seq: Option<String>,
     memo: HashMap<String, Sym>,
     busy: HashSet<String>,
-    /// The node computing each name, and which of its outputs it is.
-    producers: &'a HashMap<&'a str, (usize, usize)>,
 }
 
 /// The deepest expression read in a Loop body (a GRU step is about 15 levels).
@@ -319,12 +306,10 @@ impl Body<'_> {
         } else if let Some(c) = self.consts.get(name).map_err(|e| err_text(&e))? {
             Sym::Const(c)
         } else {
-            let body = self.body;
-            let &(n, k) = self
-                .producers
-                .get(name)
+            let (node, k) = self
+                .consts
+                .producer(name)
                 .ok_or_else(|| format!("`{name}` is read before it is computed"))?;
-            let node = &body.node[n];
             if self.busy.len() >= MAX_DEPTH {
                 return Err(format!("`{name}` is deeper than {MAX_DEPTH} ops"));
             }

@@ -252,62 +252,45 @@ fn crafted_cycles_and_deep_chains_end() {
     let want = gru_from_onnx(&fixture("keras3_reset_after", "onnx")).unwrap();
     assert_eq!(gru_from_onnx(&path).unwrap(), want);
 
+    // `W` at the end of `n` nodes of `op`, node k reading value k `fan` times: the
+    // error importing it.
     let cfg = ModelConfig::forecaster(2, 3, 1);
     let params = ModelParams::init(cfg, 1).unwrap();
-    let mut m = to_onnx(&params, &ExportOptions::default());
-    let g = m.graph.as_mut().unwrap();
-    let w = g.initializer.iter_mut().find(|t| t.name == "W_l0").unwrap();
-    w.name = "w_0".into();
-    for k in 0..5000 {
-        let out = if k == 4999 {
-            "W_l0".to_string()
-        } else {
-            format!("w_{}", k + 1)
-        };
-        g.node.insert(
-            0,
-            gru_engine::io::onnx::NodeProto {
-                op_type: "Identity".into(),
-                input: vec![format!("w_{k}")],
-                output: vec![out],
+    let chained = |op: &str, n: usize, fan: usize| -> String {
+        let mut m = to_onnx(&params, &ExportOptions::default());
+        let g = m.graph.as_mut().unwrap();
+        let w = g.initializer.iter_mut().find(|t| t.name == "W_l0").unwrap();
+        w.name = "v_0".into();
+        for k in 0..n {
+            let out = if k + 1 == n {
+                "W_l0".to_string()
+            } else {
+                format!("v_{}", k + 1)
+            };
+            let axis = gru_engine::io::onnx::AttributeProto {
+                name: "axis".into(),
+                i: 0,
+                r#type: 2,
                 ..Default::default()
-            },
-        );
-    }
-    write_model(&path, &m).unwrap();
-    let e = gru_from_onnx(&path).unwrap_err().to_string();
+            };
+            g.node.insert(
+                k,
+                gru_engine::io::onnx::NodeProto {
+                    op_type: op.into(),
+                    input: vec![format!("v_{k}"); fan],
+                    output: vec![out],
+                    attribute: if op == "Concat" { vec![axis] } else { vec![] },
+                    ..Default::default()
+                },
+            );
+        }
+        write_model(&path, &m).unwrap();
+        gru_from_onnx(&path).unwrap_err().to_string()
+    };
+    let e = chained("Identity", 5000, 1);
     assert!(e.contains("deeper than"), "{e}");
-
     // 40 Concats, each of the one before twice: 2^40 copies of `W` if evaluated blindly.
-    let mut m = to_onnx(&params, &ExportOptions::default());
-    let g = m.graph.as_mut().unwrap();
-    let w = g.initializer.iter_mut().find(|t| t.name == "W_l0").unwrap();
-    w.name = "c_0".into();
-    for k in 0..40 {
-        let out = if k == 39 {
-            "W_l0".to_string()
-        } else {
-            format!("c_{}", k + 1)
-        };
-        let axis = gru_engine::io::onnx::AttributeProto {
-            name: "axis".into(),
-            i: 0,
-            r#type: 2,
-            ..Default::default()
-        };
-        g.node.insert(
-            k,
-            gru_engine::io::onnx::NodeProto {
-                op_type: "Concat".into(),
-                input: vec![format!("c_{k}"), format!("c_{k}")],
-                output: vec![out],
-                attribute: vec![axis],
-                ..Default::default()
-            },
-        );
-    }
-    write_model(&path, &m).unwrap();
-    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    let e = chained("Concat", 40, 2);
     assert!(e.contains("more values than the file holds"), "{e}");
 }
 

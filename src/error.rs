@@ -85,6 +85,10 @@ pub enum GruError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// Data-parallel ranks disagree (on the run's configuration, or on the length of a
+    /// sum): every rank returns the same error, so none waits for another.
+    #[error("the ranks disagree: {0}")]
+    RanksDisagree(String),
     /// The device was lost or a wait on it failed.
     #[error("GPU device lost or unresponsive: {0}")]
     DeviceLost(String),

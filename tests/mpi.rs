@@ -407,3 +407,112 @@ fn an_interrupted_rank_stops_every_rank_with_a_checkpoint() {
     assert!(err.contains("interrupted at step"), "{err}");
     Checkpoint::load(&dir.path().join("run/last.safetensors")).unwrap();
 }
+
+/// `mpirun -np 1 gru A : -np 1 gru B` in `dir`: two ranks that run different commands.
+/// Ends within 30 s without a signal (killed and failed otherwise); returns stderr.
+fn two_commands(dir: &Path, a: &str, b: &str) -> Option<(std::process::ExitStatus, String)> {
+    let bin = env!("CARGO_BIN_EXE_gru");
+    let mut all: Vec<&str> = vec!["--allow-run-as-root", "--oversubscribe", "-np", "1", bin];
+    all.extend(a.split_whitespace());
+    all.extend([":", "-np", "1", bin]);
+    all.extend(b.split_whitespace());
+    let mut job = match Command::new("mpirun")
+        .args(&all)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(j) => j,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("mpirun could not start: {e}"),
+        Err(_) => return None,
+    };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = job.kill();
+            panic!("ranks running `{a}` and `{b}` still ran after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut job.stderr.take().unwrap(), &mut err).unwrap();
+    Some((status, err))
+}
+
+/// Ranks that disagree on the model, the data, the steps or the window end non-zero
+/// within seconds, by exit status (no rank aborts or waits in a sum of another length),
+/// with one line from rank 0 naming the first difference and both values; nothing is
+/// written.
+#[test]
+fn ranks_that_disagree_end_at_once_naming_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "abcdefghijkl mnopq\n".repeat(40)).unwrap();
+    std::fs::write(d.join("b.txt"), "abcdefghijkl mnopqz\n".repeat(40)).unwrap();
+    ok(
+        1,
+        d,
+        &[
+            "example-data",
+            "classify-text",
+            "--rows",
+            "60",
+            "--out",
+            "c.csv",
+        ],
+    );
+    ok(
+        1,
+        d,
+        &[
+            "example-data",
+            "forecast",
+            "--rows",
+            "200",
+            "--out",
+            "f.csv",
+        ],
+    );
+    let lm = "train --device cpu --hidden 8 --batch 4 --seq-len 8 --sample-length 0 -c run";
+    let clf = "classify train --data c.csv --device cpu --epochs 1 --batch 4 -c run";
+    let fc = "forecast train --data f.csv --target load --device cpu --epochs 1 --batch 4 -c run";
+    let cases = [
+        (
+            format!("{lm} --steps 5 --text a.txt"),
+            format!("{lm} --steps 5 --text b.txt"),
+            "rank 1's text is 800 characters",
+        ),
+        (
+            format!("{clf} --hidden 8"),
+            format!("{clf} --hidden 64"),
+            "rank 1's model hidden_size is 64, rank 0's is 8",
+        ),
+        (
+            format!("{lm} --steps 5 --text a.txt"),
+            format!("{lm} --steps 7 --text a.txt"),
+            "rank 1's steps is 0..7, rank 0's is 0..5",
+        ),
+        (
+            format!("{fc} --hidden 8 --window 24"),
+            format!("{fc} --hidden 8 --window 10"),
+            "rank 1's window is 10, rank 0's is 24",
+        ),
+    ];
+    for (a, b, want) in cases {
+        let Some((status, err)) = two_commands(d, &a, &b) else {
+            return;
+        };
+        assert_eq!(status.code(), Some(1), "`{a}` against `{b}`: {err}");
+        assert!(err.contains(want), "`{a}` against `{b}`: {err}");
+        assert_eq!(
+            err.matches("the ranks disagree").count(),
+            1,
+            "one line, from rank 0: {err}"
+        );
+        assert!(!d.join("run").exists(), "nothing is written");
+    }
+}

@@ -13,7 +13,7 @@ use crate::cli::bench::{
     self, adapter_label, language_model, random_tokens, train_options, BenchArgs,
 };
 use crate::cli::device::Choice;
-use crate::cli::ranks::Ranks;
+use crate::cli::ranks::{run_items, Ranks};
 
 /// A communicator that adds up the time and the bytes its sums take.
 struct Timed<'a> {
@@ -68,7 +68,7 @@ pub fn bench(mut a: BenchArgs) -> Result<u8> {
         let choice = a.device.open_adapter(a.json || !ranks.leader())?;
         bench_train_ranks(&a, &choice, &ranks)
     };
-    run().map_err(|e| ranks.fail(e))
+    ranks.finish(run())
 }
 
 /// Every rank trains the language model of the flags on its share of global batches of
@@ -80,6 +80,11 @@ fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8
     let n = ranks.size();
     ranks.local_batch(b)?;
     let opts = train_options();
+    ranks.agree(&run_items(
+        &cfg,
+        &opts,
+        &[("--batch", b.to_string()), ("--seq-len", t.to_string())],
+    ))?;
     let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);
     let (inner, device): (Box<dyn Trainer>, String) = match choice {

@@ -17,7 +17,7 @@ use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
-use crate::cli::ranks::Ranks;
+use crate::cli::ranks::{fingerprint, run_items, Ranks};
 use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
 use crate::cli::train_loop::INTERRUPTED_EXIT;
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
@@ -191,6 +191,7 @@ struct Format {
 }
 
 /// One row: its label (if any) and its sequence (token ids or `[T·features]` values).
+#[derive(Debug)]
 struct Example {
     label: Option<String>,
     tokens: Vec<u32>,
@@ -746,7 +747,7 @@ fn split_sets(
 /// `gru classify train`, alone or as one rank of a data-parallel job.
 fn train(a: TrainArgs) -> Result<u8> {
     let ranks = Ranks::detect()?;
-    train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
+    ranks.finish(train_ranked(a, &ranks))
 }
 
 // Long by choice: the phases of a run (flags, data, format, model, folder, report) in
@@ -851,6 +852,48 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         }
     };
     let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
+    let epoch: u64 = resumed
+        .as_ref()
+        .and_then(|(c, _)| c.extra.get("epoch")?.parse().ok())
+        .unwrap_or(0);
+    let per_epoch = train_ex.len().div_ceil(b) as u64;
+    let total = total_steps(a.epochs, per_epoch)?;
+    // Every rank trains the same model on the same data for the same steps, or none does.
+    ranks.agree(&run_items(
+        &cfg,
+        &opts,
+        &[
+            ("labels", format!("{:?}", f.labels)),
+            ("data format", fingerprint(&f)),
+            (
+                "vocabulary",
+                format!(
+                    "{} tokens, fingerprint {}",
+                    vocab_list.len(),
+                    fingerprint(&vocab_list)
+                ),
+            ),
+            (
+                "training rows",
+                format!(
+                    "{}, fingerprint {}",
+                    train_ex.len(),
+                    fingerprint(&(&train_ex, &train_ids))
+                ),
+            ),
+            (
+                "validation rows",
+                format!(
+                    "{}, fingerprint {}",
+                    val_ex.len(),
+                    fingerprint(&(&val_ex, &val_ids))
+                ),
+            ),
+            ("steps", format!("{}..{total}", epoch * per_epoch)),
+            ("--batch", b.to_string()),
+            ("--seed", a.optim.seed.to_string()),
+        ],
+    ))?;
     ranks.check_last_batch(train_ex.len(), b, "rows")?;
     let trainer = a.device.train_from(
         &cfg,
@@ -861,19 +904,11 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         (b_rank, tmax),
     )?;
     let mut trainer = ranks.wrap(trainer);
-    let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
     if let Some((c, _)) = &resumed {
-        epoch = c
-            .extra
-            .get("epoch")
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
     // Everything is built: only now is the run folder created (or claimed) and locked.
-    let per_epoch = train_ex.len().div_ceil(b) as u64;
-    let total = total_steps(a.epochs, per_epoch)?;
     let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     if !quiet {
         let rows_line = match &a.val {

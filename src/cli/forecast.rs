@@ -16,7 +16,7 @@ use crate::cli::args::{
     at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
-use crate::cli::ranks::Ranks;
+use crate::cli::ranks::{fingerprint, run_items, Ranks};
 use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
 use crate::cli::train_loop::INTERRUPTED_EXIT;
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
@@ -295,7 +295,7 @@ impl Task for ForecastTask<'_> {
 /// `gru forecast train`, alone or as one rank of a data-parallel job.
 fn train(a: TrainArgs) -> Result<u8> {
     let ranks = Ranks::detect()?;
-    train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
+    ranks.finish(train_ranked(a, &ranks))
 }
 
 // Long by choice: the phases of a run (flags, series, windows, statistics, model,
@@ -415,6 +415,32 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             flag_opts,
         ),
     };
+    let epoch: u64 = resumed
+        .as_ref()
+        .and_then(|(c, _)| c.extra.get("epoch")?.parse().ok())
+        .unwrap_or(0);
+    let per_epoch = train_starts.len().div_ceil(b) as u64;
+    let total = total_steps(a.epochs, per_epoch)?;
+    // Every rank trains the same model on the same data for the same steps, or none does.
+    ranks.agree(&run_items(
+        &cfg,
+        &opts,
+        &[
+            ("columns", f.columns.join(", ")),
+            ("target", f.columns[f.target].clone()),
+            ("window", f.window.to_string()),
+            ("horizon", f.horizon.to_string()),
+            (
+                "series",
+                format!("{} rows, fingerprint {}", rows.len(), fingerprint(&rows)),
+            ),
+            ("statistics", fingerprint(&(&f.mean, &f.std))),
+            ("steps", format!("{}..{total}", epoch * per_epoch)),
+            ("--batch", b.to_string()),
+            ("--val-split", a.val_split.to_string()),
+            ("--seed", a.optim.seed.to_string()),
+        ],
+    ))?;
     ranks.check_last_batch(train_starts.len(), b, "windows")?;
     let trainer = a.device.train_from(
         &cfg,
@@ -425,19 +451,11 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         (b_rank, f.window),
     )?;
     let mut trainer = ranks.wrap(trainer);
-    let mut epoch = 0;
     let mut rng = Rng::new(a.optim.seed);
     if let Some((c, _)) = &resumed {
-        epoch = c
-            .extra
-            .get("epoch")
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
     // Everything is built: only now is the run folder created (or claimed) and locked.
-    let per_epoch = train_starts.len().div_ceil(b) as u64;
-    let total = total_steps(a.epochs, per_epoch)?;
     let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     if !quiet {
         eprintln!(

@@ -17,7 +17,7 @@ use crate::cli::args::{
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
-use crate::cli::ranks::Ranks;
+use crate::cli::ranks::{fingerprint, run_items, Ranks};
 use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task, INTERRUPTED_EXIT};
 
@@ -236,7 +236,7 @@ fn lm_vocab(c: &Checkpoint, file: &std::path::Path) -> Result<Vec<String>> {
 /// `gru train`, alone or as one rank of a data-parallel job.
 pub fn train(a: TrainArgs) -> Result<u8> {
     let ranks = Ranks::detect()?;
-    train_ranked(a, &ranks).map_err(|e| ranks.fail(e))
+    ranks.finish(train_ranked(a, &ranks))
 }
 
 // Long by choice: the phases of a run (flags, text, vocabulary, model, folder, report,
@@ -318,6 +318,35 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         Some(e) => total_steps(e, per_epoch)?,
         None => a.steps,
     };
+    // Every rank trains the same model on the same data for the same steps, or none does.
+    ranks.agree(&run_items(
+        &cfg,
+        &opts,
+        &[
+            (
+                "text",
+                format!(
+                    "{} characters, fingerprint {}",
+                    ids.len(),
+                    fingerprint(&ids)
+                ),
+            ),
+            (
+                "vocabulary",
+                format!(
+                    "{} characters, fingerprint {}",
+                    vocab.len(),
+                    fingerprint(&vocab)
+                ),
+            ),
+            ("steps", format!("{step}..{total}")),
+            ("--batch", b.to_string()),
+            ("--seq-len", len.to_string()),
+            ("--val-split", a.val_split.to_string()),
+            ("--eval-every", a.eval_every.to_string()),
+            ("--seed", a.optim.seed.to_string()),
+        ],
+    ))?;
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     let run_path = run.as_ref().map(|r| r.path.clone());

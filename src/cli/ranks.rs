@@ -4,8 +4,9 @@
 
 use std::rc::Rc;
 
-use gru_engine::dist::{Communicator, DataParallel, Shard, SingleProcess};
-use gru_engine::train::Trainer;
+use gru_engine::dist::{agree, Communicator, DataParallel, Fingerprint, Shard, SingleProcess};
+use gru_engine::model::ModelConfig;
+use gru_engine::train::{TrainOptions, Trainer};
 use gru_engine::{GruError, Result};
 
 use crate::cli::report::OutputArgs;
@@ -142,17 +143,68 @@ impl Ranks {
         Ok(v[0] > 0.0)
     }
 
-    /// The end of a run that failed on this rank: alone, the error goes back to the
-    /// caller (one line, non-zero exit); in a job, it is printed with the rank and every
-    /// rank is ended, so none waits for this one in a sum.
-    pub fn fail(&self, e: GruError) -> GruError {
-        if self.size() > 1 {
-            eprintln!("rank {}: error: {e}", self.comm.rank());
-            #[cfg(feature = "mpi")]
-            if let Some(mpi) = &self.mpi {
-                mpi.abort(1)
-            }
+    /// The end of a run on this rank. Alone, an error goes back to the caller (one line,
+    /// non-zero exit). In a job, an error every rank shares (the ranks disagree) is
+    /// printed by rank 0 alone and every rank exits 1 by itself; any other error is
+    /// printed with the rank, and every rank is ended, so none waits for this one in a
+    /// sum.
+    pub fn finish(&self, result: Result<u8>) -> Result<u8> {
+        let e = match result {
+            Ok(code) => return Ok(code),
+            Err(e) => e,
+        };
+        if self.size() == 1 {
+            return Err(e);
         }
-        e
+        if matches!(e, GruError::RanksDisagree(_)) {
+            return if self.leader() { Err(e) } else { Ok(1) };
+        }
+        eprintln!("rank {}: error: {e}", self.comm.rank());
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = &self.mpi {
+            mpi.abort(1)
+        }
+        Err(e)
     }
+
+    /// Checks that every rank runs the same configuration ([`agree`]): `items` are the
+    /// run's flags, model shape and data fingerprints, by name.
+    pub fn agree(&self, items: &[(String, String)]) -> Result<()> {
+        agree(self.comm(), items)
+    }
+}
+
+/// The items of a training run that ranks compare ([`Ranks::agree`]): every field of the
+/// model's shape and of the training options, then `more` (flags and data fingerprints).
+pub fn run_items(
+    cfg: &ModelConfig,
+    opts: &TrainOptions,
+    more: &[(&str, String)],
+) -> Vec<(String, String)> {
+    // The flags and data first: they name the cause (a vocabulary of another text) before
+    // its effect (another model input).
+    let mut items: Vec<(String, String)> = more
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    for (what, v) in [
+        ("model", serde_json::to_value(cfg)),
+        ("option", serde_json::to_value(opts)),
+    ] {
+        if let Ok(serde_json::Value::Object(m)) = v {
+            items.extend(
+                m.into_iter()
+                    .map(|(k, v)| (format!("{what} {k}"), v.to_string())),
+            );
+        }
+    }
+    items
+}
+
+/// A fingerprint of `value`'s debug form: equal data on every rank gives equal text.
+pub fn fingerprint(value: &impl std::fmt::Debug) -> String {
+    use std::fmt::Write;
+    let mut f = Fingerprint::default();
+    let _ = write!(f, "{value:?}");
+    f.to_string()
 }

@@ -62,10 +62,10 @@ pub fn check_in_sync(trainer: &mut dyn Trainer, comm: &dyn Communicator) -> Resu
         .enumerate()
         .map(|(i, &v)| v as f64 * ((i % 1021) + 1) as f64)
         .sum();
-    let mut first = [if comm.rank() == 0 { sum } else { 0.0 }];
-    comm.sum_f64(&mut first)?;
+    // Rank 0's checksum, bit for bit (a sum with zeros would turn -0.0 into 0.0).
+    let first = super::agree::broadcast_bytes(comm, 0, &sum.to_bits().to_le_bytes())?;
     let mut off = vec![0.0; comm.size()];
-    if sum.to_bits() != first[0].to_bits() {
+    if sum.to_bits().to_le_bytes()[..] != first[..] {
         off[comm.rank()] = 1.0;
     }
     comm.sum_f64(&mut off)?;

@@ -19,6 +19,7 @@
 //! assert_eq!((SingleProcess.rank(), SingleProcess.size(), v), (0, 1, [1.0, 2.0]));
 //! ```
 
+mod agree;
 pub(crate) mod comm;
 mod data_parallel;
 #[cfg(feature = "mpi")]
@@ -28,6 +29,7 @@ mod threads;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiCommunicator;
+pub use agree::{agree, broadcast_bytes, Fingerprint};
 pub use comm::{Communicator, SingleProcess};
 pub use data_parallel::{check_in_sync, DataParallel};
 pub use shard::Shard;

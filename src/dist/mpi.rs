@@ -45,6 +45,26 @@ impl MpiCommunicator {
     }
 }
 
+impl MpiCommunicator {
+    /// Checks that every rank sums `len` values before the sum itself: MPI reduces
+    /// buffers of different lengths into corrupt memory, or waits forever. Every rank
+    /// learns the smallest and largest length, so every rank returns the same error.
+    fn same_length(&self, len: usize) -> Result<()> {
+        let mine = [len as i64, -(len as i64)];
+        let mut both = [0i64; 2];
+        self.world
+            .all_reduce_into(&mine[..], &mut both[..], SystemOperation::max());
+        let (longest, shortest) = (both[0], -both[1]);
+        if longest != shortest {
+            return Err(GruError::RanksDisagree(format!(
+                "a sum of {shortest} values on one rank met a sum of {longest} on another (rank {} has {len}): every rank must make the same calls",
+                self.rank()
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Communicator for MpiCommunicator {
     fn rank(&self) -> usize {
         self.world.rank() as usize
@@ -53,12 +73,14 @@ impl Communicator for MpiCommunicator {
         self.world.size() as usize
     }
     fn sum_f32(&self, data: &mut [f32]) -> Result<()> {
+        self.same_length(data.len())?;
         let send = data.to_vec();
         self.world
             .all_reduce_into(&send[..], data, SystemOperation::sum());
         Ok(())
     }
     fn sum_f64(&self, data: &mut [f64]) -> Result<()> {
+        self.same_length(data.len())?;
         let send = data.to_vec();
         self.world
             .all_reduce_into(&send[..], data, SystemOperation::sum());

@@ -72,7 +72,7 @@ impl ThreadGroup {
         let out = {
             let slots = lock()?;
             if let Some(r) = slots.iter().position(|s| s.len() != len) {
-                return Err(GruError::State(format!(
+                return Err(GruError::RanksDisagree(format!(
                     "rank {r} summed {} values where rank {} summed {len}: every rank must make the same calls",
                     slots[r].len(),
                     self.rank

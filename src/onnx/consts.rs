@@ -97,6 +97,11 @@ impl<'a> Consts<'a> {
         }
     }
 
+    /// How many values were read from the file (and given as seeds) so far.
+    pub fn values_read(&self) -> usize {
+        self.read
+    }
+
     /// How many nodes the graph holds: the bound of any walk back through it.
     pub fn node_count(&self) -> usize {
         self.graph.node.len()
@@ -457,7 +462,11 @@ fn tensor(t: &TensorProto, path: &Path) -> Result<Arr> {
 }
 
 /// The `bytes` bytes of an external tensor, from the file its `location` names next to
-/// the model, at its `offset`.
+/// the model, at its `offset`. As ONNX Runtime's external-data rules intend, the
+/// location must resolve (symbolic links followed) to a regular file inside the model's
+/// folder: not a path out of it, a link out of it, a FIFO or a device. The bytes are
+/// allocated only after the file is known to hold them and the process can hold them
+/// (with the values they become).
 fn read_external(t: &TensorProto, path: &Path, bytes: usize) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let what = |msg: String| bad(path, format!("tensor `{}`: {msg}", t.name));
@@ -469,6 +478,9 @@ fn read_external(t: &TensorProto, path: &Path, bytes: usize) -> Result<Vec<u8>> 
     };
     let location =
         entry("location").ok_or_else(|| what("external data without a location".into()))?;
+    if location.is_empty() {
+        return Err(what("external data with an empty location".into()));
+    }
     if Path::new(location).is_absolute() || location.split(['/', '\\']).any(|p| p == "..") {
         return Err(what(format!(
             "external data location `{location}` leaves the model's folder"
@@ -486,18 +498,94 @@ fn read_external(t: &TensorProto, path: &Path, bytes: usize) -> Result<Vec<u8>> 
             "external data of {length} bytes, expected {bytes}"
         )));
     }
-    let file = path.parent().unwrap_or(Path::new(".")).join(location);
-    let mut f = std::fs::File::open(&file).map_err(crate::io::io(&file))?;
-    let size = f.metadata().map_err(crate::io::io(&file))?.len();
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file = folder.join(location);
+    // The real paths, links resolved (stat only: nothing is opened yet, so a FIFO
+    // cannot block here).
+    let real_folder = std::fs::canonicalize(folder).map_err(crate::io::io(folder))?;
+    let real = std::fs::canonicalize(&file).map_err(crate::io::io(&file))?;
+    if !real.starts_with(&real_folder) {
+        return Err(what(format!(
+            "external data location `{location}` is a link to {}, outside the model's folder",
+            real.display()
+        )));
+    }
+    let meta = std::fs::metadata(&real).map_err(crate::io::io(&file))?;
+    if !meta.is_file() {
+        return Err(what(format!(
+            "external data location `{location}` is not a regular file ({})",
+            file_kind(&meta)
+        )));
+    }
+    let size = meta.len();
     if offset.saturating_add(bytes as u64) > size {
         return Err(what(format!(
             "external data at {offset} + {bytes} bytes passes the end of {} ({size} bytes)",
             file.display()
         )));
     }
+    // The bytes, and the f64 values they become.
+    let values = (bytes as u64 / t_width(t)).saturating_mul(8);
+    crate::memory::check_host_bytes(
+        &format!("tensor `{}` of {}", t.name, path.display()),
+        (bytes as u64).saturating_add(values),
+        "the file's external data is larger than this machine can read",
+    )?;
+    let mut f = std::fs::File::open(&real).map_err(crate::io::io(&file))?;
+    // Checked again on what was opened, in case the file was swapped since.
+    if !f.metadata().map_err(crate::io::io(&file))?.is_file() {
+        return Err(what(format!(
+            "external data location `{location}` is not a regular file"
+        )));
+    }
     f.seek(SeekFrom::Start(offset))
         .map_err(crate::io::io(&file))?;
-    let mut buf = vec![0u8; bytes];
-    f.read_exact(&mut buf).map_err(crate::io::io(&file))?;
+    let mut buf = crate::memory::try_with_capacity::<u8>(bytes, &format!("tensor `{}`", t.name))?;
+    (&mut f)
+        .take(bytes as u64)
+        .read_to_end(&mut buf)
+        .map_err(crate::io::io(&file))?;
+    if buf.len() != bytes {
+        return Err(what(format!(
+            "external data ends after {} of {bytes} bytes",
+            buf.len()
+        )));
+    }
     Ok(buf)
+}
+
+/// Bytes per value of a tensor's data type (1 where unknown: never 0).
+fn t_width(t: &TensorProto) -> u64 {
+    match t.data_type {
+        data_type::DOUBLE | data_type::INT64 => 8,
+        data_type::FLOAT | data_type::INT32 => 4,
+        data_type::FLOAT16 => 2,
+        _ => 1,
+    }
+}
+
+/// What a file that is not a regular file is, in words.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
 }

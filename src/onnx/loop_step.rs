@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::config::GruVariant;
 use crate::error::{GruError, Result};
@@ -20,30 +21,51 @@ use crate::weights::DirWeights;
 use super::consts::{attr, Arr, Consts};
 
 /// Where an affine form's rows come from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 enum Src {
     /// The step's input x_t [B, I].
     X,
     /// The carried state h [B, H].
     H,
-    /// r ⊙ h, where r is the sigmoid of this form.
-    GatedH(Box<Lin>),
+    /// r ⊙ h, where r is the sigmoid of this form (itself of x and h only).
+    GatedH(Rc<Lin>),
 }
 
-/// Σ src·M + bias, [B, n]; each M is [k, n] row-major.
+impl PartialEq for Src {
+    fn eq(&self, other: &Src) -> bool {
+        match (self, other) {
+            (Src::X, Src::X) | (Src::H, Src::H) => true,
+            (Src::GatedH(a), Src::GatedH(b)) => same(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Equal forms, without comparing the matrices of one shared form with themselves.
+fn same(a: &Rc<Lin>, b: &Rc<Lin>) -> bool {
+    Rc::ptr_eq(a, b) || **a == **b
+}
+
+/// Σ src·M + bias, [B, n]; each M is [k, n] row-major. Matrices are shared between the
+/// forms that hold them, so reading a form again copies none.
 #[derive(Clone, Debug, PartialEq)]
 struct Lin {
     n: usize,
-    terms: Vec<(Src, usize, Vec<f64>)>,
-    bias: Vec<f64>,
+    terms: Vec<(Src, usize, Rc<[f64]>)>,
+    bias: Rc<[f64]>,
     /// Whether a bias was added (zero or not): the layer has one.
     biased: bool,
 }
 
 impl Lin {
+    /// The values a copy of this form's matrices and bias would hold.
+    fn size(&self) -> usize {
+        self.terms.iter().map(|(_, _, m)| m.len()).sum::<usize>() + self.n
+    }
+
     fn cols(&self, from: usize, to: usize) -> Lin {
         let n = self.n;
-        let cut = |m: &[f64], k: usize| -> Vec<f64> {
+        let cut = |m: &[f64], k: usize| -> Rc<[f64]> {
             (0..k)
                 .flat_map(|r| m[r * n + from..r * n + to].iter().copied())
                 .collect()
@@ -55,7 +77,7 @@ impl Lin {
                 .iter()
                 .map(|(s, k, m)| (s.clone(), *k, cut(m, *k)))
                 .collect(),
-            bias: self.bias[from..to].to_vec(),
+            bias: self.bias[from..to].into(),
             biased: self.biased,
         }
     }
@@ -66,14 +88,18 @@ impl Lin {
         }
         for (s, k, m) in other.terms {
             match self.terms.iter_mut().find(|(t, tk, _)| *t == s && *tk == k) {
-                Some((_, _, mine)) => mine.iter_mut().zip(&m).for_each(|(a, b)| *a += b),
+                Some((_, _, mine)) => {
+                    *mine = mine.iter().zip(m.iter()).map(|(a, b)| a + b).collect()
+                }
                 None => self.terms.push((s, k, m)),
             }
         }
-        self.bias
-            .iter_mut()
-            .zip(&other.bias)
-            .for_each(|(a, b)| *a += b);
+        self.bias = self
+            .bias
+            .iter()
+            .zip(other.bias.iter())
+            .map(|(a, b)| a + b)
+            .collect();
         self.biased |= other.biased;
         Some(self)
     }
@@ -83,7 +109,7 @@ impl Lin {
         if c.data.len() != self.n || c.dims.last() != Some(&self.n) {
             return None;
         }
-        self.bias.iter_mut().zip(&c.data).for_each(|(a, b)| *a += b);
+        self.bias = self.bias.iter().zip(&c.data).map(|(a, b)| a + b).collect();
         self.biased = true;
         Some(self)
     }
@@ -92,7 +118,7 @@ impl Lin {
     fn only(&self, is: impl Fn(&Src) -> bool) -> Option<(usize, &[f64])> {
         let mut found = self.terms.iter().filter(|(s, _, _)| is(s));
         let (_, k, m) = found.next()?;
-        found.next().is_none().then_some((*k, m.as_slice()))
+        found.next().is_none().then_some((*k, &m[..]))
     }
 }
 
@@ -109,12 +135,14 @@ enum Sym {
     NotRow(String),
     H,
     Lin(Lin),
-    Sigmoid(Lin),
+    Sigmoid(Rc<Lin>),
     /// 1 − sigmoid(form).
-    OneMinus(Lin),
-    Tanh(Box<Sym>),
-    Mul(Box<Sym>, Box<Sym>),
-    Add(Box<Sym>, Box<Sym>),
+    OneMinus(Rc<Lin>),
+    // Shared, not copied: a body that adds a value to itself 30 times is a chain of 30
+    // nodes, not a tree of 2^30.
+    Tanh(Rc<Sym>),
+    Mul(Rc<Sym>, Rc<Sym>),
+    Add(Rc<Sym>, Rc<Sym>),
 }
 
 /// One Loop layer: its direction's weights in gru-engine's layout.
@@ -212,6 +240,7 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
             seq: None,
             memo: HashMap::new(),
             busy: HashSet::new(),
+            made: 0,
         };
         let step = match reader.sym(&out) {
             Ok(s) => s,
@@ -228,7 +257,7 @@ pub(super) fn loop_layer(node: &NodeProto, outer: &mut Consts, path: &Path) -> R
                 continue;
             }
             Some((_, inner)) => inner.clone(),
-            None => step,
+            None => (*step).clone(),
         };
         match gru_step(&step) {
             Some(mut layer) => {
@@ -287,24 +316,57 @@ struct Body<'a> {
     state: String,
     /// The enclosing graph's sequence the step input is gathered from.
     seq: Option<String>,
-    memo: HashMap<String, Sym>,
+    memo: HashMap<String, Rc<Sym>>,
     busy: HashSet<String>,
+    /// Values the reading has computed (matrices cut, added, copied): bounded by what
+    /// the file holds, so a small body cannot grow without end.
+    made: usize,
 }
 
 /// The deepest expression read in a Loop body (a GRU step is about 15 levels).
 const MAX_DEPTH: usize = 200;
+/// The most forms one affine form adds up (a GRU's gate has 2: x·W and h·U).
+const MAX_TERMS: usize = 4;
+/// How many values reading a body may compute per value the file holds (a GRU step
+/// cuts and adds each weight about twice), plus a small allowance.
+const MADE_PER_READ: usize = 8;
+const MADE_FREE: usize = 1 << 20;
 
 impl Body<'_> {
-    fn sym(&mut self, name: &str) -> std::result::Result<Sym, String> {
+    /// Counts `n` values computed, or an error when the body computes more than the
+    /// file could need.
+    fn charge(&mut self, n: usize) -> std::result::Result<(), String> {
+        self.made = self.made.saturating_add(n);
+        let limit = self
+            .consts
+            .values_read()
+            .saturating_mul(MADE_PER_READ)
+            .saturating_add(MADE_FREE);
+        if self.made > limit {
+            return Err(format!(
+                "reading it computes more than {limit} values, more than a GRU step of this file's weights needs"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A copy of the form `l` to change, counted.
+    fn own(&mut self, l: &Lin) -> std::result::Result<Lin, String> {
+        self.charge(l.terms.len() + 1)?;
+        Ok(l.clone())
+    }
+
+    fn sym(&mut self, name: &str) -> std::result::Result<Rc<Sym>, String> {
         if let Some(s) = self.memo.get(name) {
             return Ok(s.clone());
         }
         let value = if name == self.state {
-            Sym::H
+            Rc::new(Sym::H)
         } else if self.counters.iter().any(|c| c == name) {
-            Sym::Step
+            Rc::new(Sym::Step)
         } else if let Some(c) = self.consts.get(name).map_err(|e| err_text(&e))? {
-            Sym::Const(c)
+            self.charge(c.data.len())?;
+            Rc::new(Sym::Const(c))
         } else {
             let (node, k) = self
                 .consts
@@ -318,7 +380,7 @@ impl Body<'_> {
             }
             let v = self.node(node, k)?;
             self.busy.remove(name);
-            v
+            Rc::new(v)
         };
         self.memo.insert(name.to_string(), value.clone());
         Ok(value)
@@ -328,23 +390,28 @@ impl Body<'_> {
         let op = node.op_type.as_str();
         let label = format!("{op} `{}`", node.name);
         let arg = |i: usize| node.input.get(i).filter(|s| !s.is_empty()).cloned();
-        let input = |this: &mut Self, i: usize| -> std::result::Result<Sym, String> {
+        let input = |this: &mut Self, i: usize| -> std::result::Result<Rc<Sym>, String> {
             let n = arg(i).ok_or_else(|| format!("{label} lacks input {i}"))?;
             this.sym(&n)
         };
         let unsupported = |what: &str| format!("{label} {what}");
         Ok(match op {
-            "Identity" => input(self, 0)?,
-            "Cast" => match input(self, 0)? {
-                Sym::Step => Sym::Step,
-                // A boolean mask row as 0/1.
-                s @ (Sym::Row(_) | Sym::NotRow(_)) => s,
-                s if attr(node, "to").is_some_and(|a| a.i == data_type::FLOAT as i64) => s,
-                _ => return Err(unsupported("casts to a type other than float")),
-            },
+            "Identity" => Rc::unwrap_or_clone(input(self, 0)?),
+            "Cast" => {
+                let s = input(self, 0)?;
+                match &*s {
+                    Sym::Step => Sym::Step,
+                    // A boolean mask row as 0/1.
+                    Sym::Row(_) | Sym::NotRow(_) => Rc::unwrap_or_clone(s),
+                    _ if attr(node, "to").is_some_and(|a| a.i == data_type::FLOAT as i64) => {
+                        Rc::unwrap_or_clone(s)
+                    }
+                    _ => return Err(unsupported("casts to a type other than float")),
+                }
+            }
             "Gather" => {
                 let data = arg(0).ok_or_else(|| unsupported("has no data"))?;
-                if input(self, 1)? != Sym::Step || attr(node, "axis").is_some_and(|a| a.i != 0) {
+                if *input(self, 1)? != Sym::Step || attr(node, "axis").is_some_and(|a| a.i != 0) {
                     return Err(unsupported("reads something other than the step's row"));
                 }
                 if !self.outside.contains(&data) || self.consts.get(&data).ok().flatten().is_some()
@@ -353,82 +420,105 @@ impl Body<'_> {
                 }
                 Sym::Row(data)
             }
-            "Not" => match input(self, 0)? {
-                Sym::Row(m) => Sym::NotRow(m),
+            "Not" => match &*input(self, 0)? {
+                Sym::Row(m) => Sym::NotRow(m.clone()),
                 _ => return Err(unsupported("negates something other than a mask row")),
             },
             "MatMul" => {
                 let (a, b) = (input(self, 0)?, input(self, 1)?);
-                let Sym::Const(m) = b else {
+                let Sym::Const(m) = &*b else {
                     return Err(unsupported("multiplies by something other than a weight"));
                 };
                 let [rows, n] = m.dims[..] else {
                     return Err(unsupported("multiplies by a weight that is not a matrix"));
                 };
-                let src = match a {
+                let src = match &*a {
                     Sym::Row(seq) => {
                         // The row multiplied by the input weights is x_t: one sequence.
-                        if self.seq.get_or_insert_with(|| seq.clone()) != &seq {
+                        if self.seq.get_or_insert_with(|| seq.clone()) != seq {
                             return Err(unsupported("multiplies a second sequence"));
                         }
                         Src::X
                     }
                     Sym::H => Src::H,
-                    Sym::Mul(p, q) => match (*p, *q) {
-                        (Sym::Sigmoid(r), Sym::H) | (Sym::H, Sym::Sigmoid(r)) => {
-                            Src::GatedH(Box::new(r))
+                    Sym::Mul(p, q) => match (&**p, &**q) {
+                        (Sym::Sigmoid(r), Sym::H) | (Sym::H, Sym::Sigmoid(r))
+                            if r.terms.iter().all(|(s, _, _)| !matches!(s, Src::GatedH(_))) =>
+                        {
+                            Src::GatedH(r.clone())
                         }
                         _ => return Err(unsupported("multiplies a product other than r ⊙ h")),
                     },
                     _ => return Err(unsupported("multiplies something other than x, h or r ⊙ h")),
                 };
+                self.charge(m.data.len() + n)?;
                 Sym::Lin(Lin {
                     n,
-                    terms: vec![(src, rows, m.data)],
-                    bias: vec![0.0; n],
+                    terms: vec![(src, rows, m.data.as_slice().into())],
+                    bias: vec![0.0; n].into(),
                     biased: false,
                 })
             }
-            "Add" => match (input(self, 0)?, input(self, 1)?) {
-                (Sym::Lin(a), Sym::Lin(b)) => Sym::Lin(
-                    a.plus(b)
-                        .ok_or_else(|| unsupported("adds forms of different widths"))?,
-                ),
-                (Sym::Lin(a), Sym::Const(c)) | (Sym::Const(c), Sym::Lin(a)) => Sym::Lin(
-                    a.plus_bias(&c)
-                        .ok_or_else(|| unsupported("adds a constant that is not a bias row"))?,
-                ),
-                (Sym::Const(_), _) | (_, Sym::Const(_)) => {
-                    return Err(unsupported(
-                        "adds a constant to something other than a form",
-                    ))
+            "Add" => {
+                let (a, b) = (input(self, 0)?, input(self, 1)?);
+                match (&*a, &*b) {
+                    (Sym::Lin(x), Sym::Lin(y)) => {
+                        // Adding copies the matrices of both.
+                        self.charge(x.size() + y.size())?;
+                        let sum = self
+                            .own(x)?
+                            .plus(y.clone())
+                            .ok_or_else(|| unsupported("adds forms of different widths"))?;
+                        if sum.terms.len() > MAX_TERMS {
+                            return Err(unsupported("adds more forms than a GRU's gate"));
+                        }
+                        Sym::Lin(sum)
+                    }
+                    (Sym::Lin(x), Sym::Const(c)) | (Sym::Const(c), Sym::Lin(x)) => {
+                        self.charge(x.n)?;
+                        Sym::Lin(
+                            self.own(x)?.plus_bias(c).ok_or_else(|| {
+                                unsupported("adds a constant that is not a bias row")
+                            })?,
+                        )
+                    }
+                    (Sym::Const(_), _) | (_, Sym::Const(_)) => {
+                        return Err(unsupported(
+                            "adds a constant to something other than a form",
+                        ))
+                    }
+                    _ => Sym::Add(a, b),
                 }
-                (a, b) => Sym::Add(Box::new(a), Box::new(b)),
-            },
-            "Sub" => match (input(self, 0)?, input(self, 1)?) {
+            }
+            "Sub" => match (&*input(self, 0)?, &*input(self, 1)?) {
                 (Sym::Const(one), Sym::Sigmoid(z)) if one.data.iter().all(|&v| v == 1.0) => {
-                    Sym::OneMinus(z)
+                    Sym::OneMinus(z.clone())
                 }
                 _ => return Err(unsupported("is not 1 − sigmoid")),
             },
-            "Mul" => match (input(self, 0)?, input(self, 1)?) {
-                (Sym::Const(_), _) | (_, Sym::Const(_)) => {
-                    return Err(unsupported("scales by a constant"))
+            "Mul" => {
+                let (a, b) = (input(self, 0)?, input(self, 1)?);
+                if matches!(&*a, Sym::Const(_)) || matches!(&*b, Sym::Const(_)) {
+                    return Err(unsupported("scales by a constant"));
                 }
-                (a, b) => Sym::Mul(Box::new(a), Box::new(b)),
-            },
-            "Sigmoid" => match input(self, 0)? {
-                Sym::Lin(l) => Sym::Sigmoid(l),
+                Sym::Mul(a, b)
+            }
+            "Sigmoid" => match &*input(self, 0)? {
+                Sym::Lin(l) => Sym::Sigmoid(Rc::new(self.own(l)?)),
                 _ => return Err(unsupported("is not of an affine form")),
             },
-            "Tanh" => match input(self, 0)? {
-                s @ (Sym::Lin(_) | Sym::Add(..)) => Sym::Tanh(Box::new(s)),
-                _ => return Err(unsupported("is not of a candidate")),
-            },
+            "Tanh" => {
+                let s = input(self, 0)?;
+                match &*s {
+                    Sym::Lin(_) | Sym::Add(..) => Sym::Tanh(s),
+                    _ => return Err(unsupported("is not of a candidate")),
+                }
+            }
             "Split" | "Slice" => {
-                let Sym::Lin(l) = input(self, 0)? else {
+                let Sym::Lin(l) = &*input(self, 0)? else {
                     return Err(unsupported("cuts something other than an affine form"));
                 };
+                let l = self.own(l)?;
                 let ints = |this: &mut Self, i: usize, name: &str| -> Option<Vec<i64>> {
                     match arg(i) {
                         Some(n) => match this.consts.get(&n) {
@@ -484,6 +574,7 @@ impl Body<'_> {
                     }
                     cols
                 };
+                self.charge(l.size())?;
                 Sym::Lin(l.cols(from as usize, to as usize))
             }
             _ => return Err(format!("op {label} is not part of a GRU step")),
@@ -546,7 +637,7 @@ fn gate(l: &Lin) -> Option<Gate<'_>> {
 /// The layer whose new state is `e`, if `e` is a GRU step.
 fn gru_step(e: &Sym) -> Option<LoopLayer> {
     let Sym::Add(a, b) = e else { return None };
-    let keep = |s: &Sym| -> Option<Lin> {
+    let keep = |s: &Sym| -> Option<Rc<Lin>> {
         match s {
             Sym::Mul(p, q) => match (&**p, &**q) {
                 (Sym::Sigmoid(z), Sym::H) | (Sym::H, Sym::Sigmoid(z)) => Some(z.clone()),
@@ -555,7 +646,7 @@ fn gru_step(e: &Sym) -> Option<LoopLayer> {
             _ => None,
         }
     };
-    let update = |s: &Sym| -> Option<(Lin, Sym)> {
+    let update = |s: &Sym| -> Option<(Rc<Lin>, Sym)> {
         match s {
             Sym::Mul(p, q) => match (&**p, &**q) {
                 (Sym::OneMinus(z), Sym::Tanh(c)) | (Sym::Tanh(c), Sym::OneMinus(z)) => {
@@ -570,7 +661,7 @@ fn gru_step(e: &Sym) -> Option<LoopLayer> {
         (Some(z), Some(u)) => (z, u),
         _ => (keep(b)?, update(a)?),
     };
-    if z != z2 {
+    if !same(&z, &z2) {
         return None;
     }
     // The candidate: x·Wn + bn + r ⊙ (h·Un + bhn) (reset-after) or x·Wn + (r ⊙ h)·Un + bn.
@@ -579,7 +670,7 @@ fn gru_step(e: &Sym) -> Option<LoopLayer> {
             let (_, wn) = l.only(|s| *s == Src::X)?;
             let (k, un) = l.only(|s| matches!(s, Src::GatedH(_)))?;
             let r = l.terms.iter().find_map(|(s, _, _)| match s {
-                Src::GatedH(r) => Some((**r).clone()),
+                Src::GatedH(r) => Some(r.clone()),
                 _ => None,
             })?;
             (k == l.n).then_some(())?;
@@ -589,13 +680,13 @@ fn gru_step(e: &Sym) -> Option<LoopLayer> {
                 r,
                 wn.to_vec(),
                 un.to_vec(),
-                l.bias.clone(),
+                l.bias.to_vec(),
                 zeros,
                 l.biased,
             )
         }
         Sym::Add(p, q) => {
-            let split = |p: &Sym, q: &Sym| -> Option<(Lin, Lin, Lin)> {
+            let split = |p: &Sym, q: &Sym| -> Option<(Lin, Rc<Lin>, Lin)> {
                 let Sym::Lin(xl) = p else { return None };
                 let Sym::Mul(g, hl) = q else { return None };
                 match (&**g, &**hl) {
@@ -617,8 +708,8 @@ fn gru_step(e: &Sym) -> Option<LoopLayer> {
                 r,
                 wn.to_vec(),
                 un.to_vec(),
-                xl.bias.clone(),
-                hl.bias.clone(),
+                xl.bias.to_vec(),
+                hl.bias.to_vec(),
                 xl.biased || hl.biased,
             )
         }

@@ -410,3 +410,150 @@ fn edited_onnx_graphs_never_panic_or_overallocate() {
         eprintln!("onnx edits {name}: largest peak {worst} bytes");
     }
 }
+
+/// The peak of live bytes `f` allocates above what was live before, and its result.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let r = f();
+    (r, PEAK.load(Ordering::Relaxed).saturating_sub(before))
+}
+
+/// A Keras 3 export whose Loop body feeds its candidate through `n` chained `op(a, a)`
+/// nodes before the Tanh: expanded as a tree, 2^n copies of the step's forms (a 13 KB
+/// file once grew import to 8 GB). Read as shared sub-expressions, the import ends at
+/// once, refused (the step is no longer a GRU's), in memory of the file's order.
+#[test]
+fn size_amplifying_loop_bodies_are_refused_in_bounded_memory() {
+    use gru_engine::io::onnx::{read_model, write_model, NodeProto};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("case.onnx");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let model = read_model(&fixtures.join("keras3_reset_after.onnx")).unwrap();
+    for (op, n) in [("Add", 20), ("Mul", 22), ("Add", 60), ("Mul", 150)] {
+        let mut m = model.clone();
+        let g = m.graph.as_mut().unwrap();
+        let lp = g.node.iter_mut().find(|n| n.op_type == "Loop").unwrap();
+        let body = lp.attribute[0].g.as_mut().unwrap();
+        let at = body.node.iter().position(|n| n.op_type == "Tanh").unwrap();
+        let mut v = body.node[at].input[0].clone();
+        for k in 0..n {
+            let out = format!("amplified_{k}");
+            body.node.insert(
+                at + k,
+                NodeProto {
+                    op_type: op.into(),
+                    input: vec![v.clone(), v.clone()],
+                    output: vec![out.clone()],
+                    ..Default::default()
+                },
+            );
+            v = out;
+        }
+        body.node[at + n].input[0] = v;
+        write_model(&file, &m).unwrap();
+        let size = std::fs::metadata(&file).unwrap().len() as usize;
+        let start = std::time::Instant::now();
+        let (r, peak) = peak_of(|| gru_engine::onnx::gru_from_onnx(&file));
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("its body is not a GRU step"), "{op} x{n}: {e}");
+        assert!(
+            peak <= 16 * size + (4 << 20),
+            "{op} x{n}: {peak} bytes for a {size}-byte file"
+        );
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "{op} x{n}: {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+/// A GRU export whose input weights `W` live in an external file of each kind: a
+/// regular file and a link to one inside the folder read; a link out of the folder (to
+/// /etc/passwd or a sibling folder), a FIFO (without blocking), a folder, an empty
+/// location and a sparse file declared as 100 GB are refused, by name, in bounded
+/// memory.
+#[test]
+fn external_data_of_every_file_type() {
+    use gru_engine::io::onnx::{read_model, write_model, StringStringEntryProto};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("model");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("m.onnx");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let model = read_model(&fixtures.join("torch_1_layer.onnx")).unwrap();
+    let want = gru_engine::onnx::gru_from_onnx(&fixtures.join("torch_1_layer.onnx")).unwrap();
+    let w = model.graph.as_ref().unwrap().initializer[0].clone();
+    std::fs::write(dir.join("w.bin"), &w.raw_data).unwrap();
+    std::fs::write(root.path().join("outside.bin"), &w.raw_data).unwrap();
+    std::os::unix::fs::symlink(dir.join("w.bin"), dir.join("link_in")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("outside.bin"), dir.join("link_out")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+    std::fs::create_dir(dir.join("folder")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo"))
+        .status()
+        .is_ok_and(|s| s.success());
+    let sparse = std::fs::File::create(dir.join("sparse")).unwrap();
+    sparse.set_len(200 << 30).unwrap();
+    let with = |location: &str, dims: Option<Vec<i64>>| {
+        let mut m = model.clone();
+        let t = &mut m.graph.as_mut().unwrap().initializer[0];
+        t.raw_data.clear();
+        t.data_location = 1;
+        t.external_data = vec![StringStringEntryProto {
+            key: "location".into(),
+            value: location.into(),
+        }];
+        if let Some(d) = dims {
+            t.dims = d;
+        }
+        write_model(&file, &m).unwrap();
+        let (r, peak) = peak_of(|| gru_engine::onnx::gru_from_onnx(&file));
+        assert!(peak <= 64 << 20, "{location}: {peak} bytes");
+        r
+    };
+    assert_eq!(with("w.bin", None).unwrap(), want);
+    assert_eq!(with("link_in", None).unwrap(), want);
+    for (location, why) in [
+        ("link_out", "outside the model's folder"),
+        ("passwd", "outside the model's folder"),
+        ("folder", "not a regular file (a folder)"),
+        ("", "empty location"),
+        ("../outside.bin", "leaves the model's folder"),
+        ("missing.bin", "No such file"),
+    ] {
+        let e = with(location, None).unwrap_err().to_string();
+        assert!(e.contains(why), "{location:?}: {e}");
+    }
+    if fifo {
+        // In a thread: a blocking open would hang the test, not fail it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = file.clone();
+        let m = model.clone();
+        std::thread::spawn(move || {
+            let mut m = m;
+            let t = &mut m.graph.as_mut().unwrap().initializer[0];
+            t.raw_data.clear();
+            t.data_location = 1;
+            t.external_data = vec![StringStringEntryProto {
+                key: "location".into(),
+                value: "fifo".into(),
+            }];
+            write_model(&f, &m).unwrap();
+            let _ = tx.send(gru_engine::onnx::gru_from_onnx(&f).map_err(|e| e.to_string()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a FIFO location blocked the import")
+            .unwrap_err();
+        assert!(e.contains("not a regular file (a FIFO)"), "{e}");
+    }
+    // 25·2^30 f32 values: 100 GB, which the 200 GB sparse file holds.
+    let e = with("sparse", Some(vec![25 << 30]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs") && e.contains("memory"), "{e}");
+}

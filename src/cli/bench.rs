@@ -2,6 +2,7 @@
 //! on the chosen device and on the CPU reference in the same run; with `--roofline`
 //! also the device's measured ceilings and each kernel family's share of them.
 
+use crate::cli::out::outln;
 use std::time::Instant;
 
 use clap::Args;
@@ -197,27 +198,27 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
     }
     if a.json {
         let lab = roofline.map(|r| lab_json(&r, &kernels));
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"device": device, "results": rows, "roofline": lab})
-        );
+        )?;
         return Ok(0);
     }
     if let Some(r) = &roofline {
-        print_lab(r, &kernels);
+        print_lab(r, &kernels)?;
     }
     let (layers, nd) = (a.stack.layers, if a.bidirectional { 2 } else { 1 });
-    println!(
+    outln!(
         "device: {device}; CPU: the reference (one thread, f32); {layers} layer(s) x {nd} direction(s), {:?}; FLOPs 6·B·T·H·(I+H) forward per layer and direction, x3 with backward",
         a.stack.gru_variant()
-    );
-    println!("| shape (B, T, I, H) | pass | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    )?;
+    outln!("| shape (B, T, I, H) | pass | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |")?;
+    outln!("| --- | --- | --- | --- | --- | --- | --- | --- |")?;
     let num =
         |v: &serde_json::Value, p: usize| v.as_f64().map_or("-".into(), |x| format!("{x:.p$}"));
     for r in &rows {
         let s = &r["shape"];
-        println!(
+        outln!(
             "| ({}, {}, {}, {}) | {} | {} | {} | {} | {} | {} | {} |",
             s["B"],
             s["T"],
@@ -232,7 +233,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             r["speedup_vs_cpu"]
                 .as_f64()
                 .map_or("-".into(), |x| format!("{x:.2}x")),
-        );
+        )?;
     }
     Ok(0)
 }
@@ -270,13 +271,13 @@ fn lab_json(r: &Roofline, kernels: &[ShapeKernel]) -> serde_json::Value {
     })
 }
 
-fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
-    println!("ceilings: register FMAs {:.1} GFLOP/s; streaming loads {:.2} GB/s; broadcast loads feeding 16 FMAs {:.1} GFLOP/s; workgroup memory {:.1} GB/s", r.fma_gflops, r.stream_gbs, r.uniform_gflops, r.workgroup_gbs);
-    println!("| shape (B, T, I, H) | pass | kernel (shader) | dispatches | ms | GFLOP/s | % of FMA peak |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) -> Result<()> {
+    outln!("ceilings: register FMAs {:.1} GFLOP/s; streaming loads {:.2} GB/s; broadcast loads feeding 16 FMAs {:.1} GFLOP/s; workgroup memory {:.1} GB/s", r.fma_gflops, r.stream_gbs, r.uniform_gflops, r.workgroup_gbs)?;
+    outln!("| shape (B, T, I, H) | pass | kernel (shader) | dispatches | ms | GFLOP/s | % of FMA peak |")?;
+    outln!("| --- | --- | --- | --- | --- | --- | --- |")?;
     for ((b, t, i, h), k) in kernels {
         let g = k.gflops();
-        println!(
+        outln!(
             "| ({b}, {t}, {i}, {h}) | {} | {} ({}) | {} | {:.2} | {} | {} |",
             k.pass,
             k.kernel,
@@ -285,9 +286,9 @@ fn print_lab(r: &Roofline, kernels: &[ShapeKernel]) {
             k.seconds * 1e3,
             g.map_or("-".into(), |g| format!("{g:.2}")),
             g.map_or("-".into(), |g| format!("{:.1}%", share(g, r.fma_gflops))),
-        );
+        )?;
     }
-    println!();
+    outln!()
 }
 
 /// The adapter as the bench tables name it.
@@ -362,19 +363,19 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
         "parameters": cfg.param_count(), "tokens": n,
     });
     if a.json {
-        println!("{}", serde_json::json!({"model": model, "generate": rows}));
+        outln!("{}", serde_json::json!({"model": model, "generate": rows}))?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "generation from a language model (V {v}, E {}, H {hidden}, {} layer(s); {} parameters; {n} tokens, temperature 0.8)",
         a.embed,
         cfg.num_layers,
         gru_engine::model::group_digits(cfg.param_count())
-    );
-    println!("| device | route | tokens/s | ms/token |");
-    println!("| --- | --- | --- | --- |");
+    )?;
+    outln!("| device | route | tokens/s | ms/token |")?;
+    outln!("| --- | --- | --- | --- |")?;
     for r in &rows {
-        println!(
+        outln!(
             "| {} | {} | {} | {:.3} |",
             r["device"].as_str().unwrap_or(""),
             r["route"].as_str().unwrap_or(""),
@@ -382,7 +383,7 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
                 .as_f64()
                 .map_or("-".into(), |t| format!("{t:.0}")),
             r["ms_per_token"].as_f64().unwrap_or(0.0),
-        );
+        )?;
     }
     Ok(0)
 }
@@ -441,25 +442,25 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     };
     if a.json {
         let lab = roofline.map(|r| lab_json(&r, &kernels));
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"model": model, "train": rows, "roofline": lab})
-        );
+        )?;
         return Ok(0);
     }
     if let Some(r) = &roofline {
-        print_lab(r, &kernels);
+        print_lab(r, &kernels)?;
     }
-    println!(
+    outln!(
         "training steps of a language model (V {v}, E {}, H {hidden}, {} layer(s), B {b}, T {t}; {} parameters; Adam, clip-norm 1)",
         a.embed,
         cfg.num_layers,
         gru_engine::model::group_digits(cfg.param_count())
-    );
-    println!("| device | steps/s | tokens/s | ms/step | dispatches/step |");
-    println!("| --- | --- | --- | --- | --- |");
+    )?;
+    outln!("| device | steps/s | tokens/s | ms/step | dispatches/step |")?;
+    outln!("| --- | --- | --- | --- | --- |")?;
     for r in &rows {
-        println!(
+        outln!(
             "| {} | {:.2} | {:.0} | {:.1} | {} |",
             r["device"].as_str().unwrap_or(""),
             r["steps_per_s"].as_f64().unwrap_or(0.0),
@@ -468,7 +469,7 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
             r["dispatches_per_step"]
                 .as_u64()
                 .map_or("-".into(), |n| n.to_string()),
-        );
+        )?;
     }
     Ok(0)
 }

@@ -1,6 +1,7 @@
 //! `gru bench`: in one process the bench of `bench.rs`; under `mpirun`, data-parallel
 //! training steps of every rank and how much of a step the sums across ranks take.
 
+use crate::cli::out::outln;
 use std::cell::Cell;
 use std::time::Instant;
 
@@ -139,22 +140,22 @@ fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8
         "steps": steps,
     });
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"model": {"vocab": v, "embed": a.embed, "hidden": cfg.hidden_size, "layers": cfg.num_layers, "batch": b, "seq_len": t, "parameters": cfg.param_count()}, "train_ranks": [row]})
-        );
+        )?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "data-parallel training steps of a language model (V {v}, E {}, H {}, {} layer(s), global B {b}, T {t}; {} parameters; Adam, clip-norm 1), rank 0's figures",
         a.embed,
         cfg.hidden_size,
         cfg.num_layers,
         gru_engine::model::group_digits(cfg.param_count())
-    );
-    println!("| ranks | device (rank 0) | steps/s | sequences/s | tokens/s | ms/step | sums ms/step | sums share | bytes summed/step |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    println!(
+    )?;
+    outln!("| ranks | device (rank 0) | steps/s | sequences/s | tokens/s | ms/step | sums ms/step | sums share | bytes summed/step |")?;
+    outln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")?;
+    outln!(
         "| {n} | {device} | {:.2} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1}% | {bytes} |",
         1.0 / s,
         b as f64 / s,
@@ -162,6 +163,6 @@ fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8
         s * 1e3,
         sums * 1e3,
         100.0 * sums / s,
-    );
+    )?;
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! (characters or whitespace tokens) or `label,v1,v2,...` (a numeric sequence of
 //! `--features` values per step).
 
+use crate::cli::out::{out, outln};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +19,8 @@ use crate::cli::args::{
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
-use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
-use crate::cli::train_loop::INTERRUPTED_EXIT;
+use crate::cli::report::{OutputArgs, Reporter};
+use crate::cli::signals::{catch_interrupt, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
 use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::csvdata::{all_numeric, number, records};
@@ -977,7 +978,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         schedule,
         ranks,
     )? {
-        Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
+        Outcome::Interrupted => return Ok(interrupted_exit()),
         Outcome::Done {
             train_loss,
             train_acc,
@@ -993,11 +994,12 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let val = last.2.map_or(String::new(), |(l, acc)| {
         format!("; validation loss {l:.4}, accuracy {acc:.4}")
     });
-    println!(
+    outln!(
         "epoch {epoch}: training loss {:.4}, accuracy {:.4}{val}",
-        last.0, last.1
-    );
-    rep.print_paths(&run.dir);
+        last.0,
+        last.1
+    )?;
+    rep.print_paths(&run.dir)?;
     Ok(0)
 }
 
@@ -1103,26 +1105,26 @@ fn eval(a: EvalArgs) -> Result<u8> {
     let (loss, acc) = eval_set(t.as_mut(), &ex, &ids, &f, b)?;
     let pred = predict_set(t.as_mut(), &ex, &f, b)?;
     let n = f.labels.len();
-    println!("checkpoint: {from}");
-    println!("{} rows: loss {loss:.4}, accuracy {acc:.4}", ex.len());
+    outln!("checkpoint: {from}")?;
+    outln!("{} rows: loss {loss:.4}, accuracy {acc:.4}", ex.len())?;
     if n <= MATRIX_CLASSES {
         let mut m = vec![vec![0usize; n]; n];
         for (&y, &(p, _)) in ids.iter().zip(&pred) {
             m[y as usize][p] += 1;
         }
-        println!("confusion matrix (rows: true label, columns: predicted):");
+        outln!("confusion matrix (rows: true label, columns: predicted):")?;
         let w = f.labels.iter().map(|l| l.len()).max().unwrap_or(1).max(6);
-        print!("{:>w$}", "");
+        out!("{:>w$}", "")?;
         for l in &f.labels {
-            print!(" {l:>w$}");
+            out!(" {l:>w$}")?;
         }
-        println!();
+        outln!()?;
         for (l, row) in f.labels.iter().zip(&m) {
-            print!("{l:>w$}");
+            out!("{l:>w$}")?;
             for v in row {
-                print!(" {v:>w$}");
+                out!(" {v:>w$}")?;
             }
-            println!();
+            outln!()?;
         }
     } else {
         // Linear in the classes: true, predicted and correct counts per class.
@@ -1137,14 +1139,17 @@ fn eval(a: EvalArgs) -> Result<u8> {
         }
         let mut order: Vec<usize> = (0..n).filter(|&c| truth[c] > 0).collect();
         order.sort_by(|&x, &y| truth[y].cmp(&truth[x]).then(x.cmp(&y)));
-        println!(
+        outln!(
             "{n} classes (a confusion matrix is printed for at most {MATRIX_CLASSES}); the {} most frequent in this data:",
             order.len().min(MATRIX_CLASSES)
-        );
-        println!(
+        )?;
+        outln!(
             "{:>24} {:>8} {:>9} {:>7}",
-            "label", "rows", "precision", "recall"
-        );
+            "label",
+            "rows",
+            "precision",
+            "recall"
+        )?;
         for &c in order.iter().take(MATRIX_CLASSES) {
             let precision = if predicted[c] > 0 {
                 format!("{:.4}", correct[c] as f64 / predicted[c] as f64)
@@ -1152,11 +1157,11 @@ fn eval(a: EvalArgs) -> Result<u8> {
                 "-".into()
             };
             let label: String = f.labels[c].chars().take(24).collect();
-            println!(
+            outln!(
                 "{label:>24} {:>8} {precision:>9} {:>7.4}",
                 truth[c],
                 correct[c] as f64 / truth[c] as f64
-            );
+            )?;
         }
     }
     Ok(0)
@@ -1184,9 +1189,9 @@ fn predict(a: PredictArgs) -> Result<u8> {
     );
     let ex = examples(&a.input, &rows, false, &f, &vocab)?;
     let mut t = inference_trainer(&a.device, params, a.quiet, b, &ex)?;
-    println!("row,label,probability");
+    outln!("row,label,probability")?;
     for (i, (p, prob)) in predict_set(t.as_mut(), &ex, &f, b)?.into_iter().enumerate() {
-        println!("{},{},{prob:.4}", i + 1, f.labels[p]);
+        outln!("{},{},{prob:.4}", i + 1, f.labels[p])?;
     }
     Ok(0)
 }

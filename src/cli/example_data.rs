@@ -1,6 +1,7 @@
 //! `gru example-data`: synthetic data sets written by the project, so `classify` and
 //! `forecast` can be tried on a fresh machine.
 
+use crate::cli::out::outln;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -141,6 +142,6 @@ pub fn example(a: ExampleArgs) -> Result<u8> {
         })?;
     }
     gru_engine::checkpoint::write_atomic(&a.out, s.as_bytes())?;
-    println!("wrote {} rows to {}", a.rows, a.out.display());
+    outln!("wrote {} rows to {}", a.rows, a.out.display())?;
     Ok(0)
 }

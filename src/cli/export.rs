@@ -1,6 +1,7 @@
 //! `gru export`: a trained model (a checkpoint of `gru train`, `gru classify train` or
 //! `gru forecast train`) as an ONNX graph for ONNX Runtime, tract, TensorRT or OpenVINO.
 
+use crate::cli::out::outln;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -89,7 +90,7 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
     match a.format {
         ExportFormat::Onnx => export(&c.params, &options, &a.output)?,
     }
-    println!(
+    outln!(
         "wrote {} (ONNX opset {OPSET}) from {}: {} GRU layer(s){}, {} parameters{}",
         a.output.display(),
         file.display(),
@@ -106,6 +107,6 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
             (false, true) => "; inputs `h0_l<k>` per layer",
             (false, false) => "",
         }
-    );
+    )?;
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! header); windows of `--window` past steps predict the next `--horizon` values of the
 //! target column, compared with the naive last-value forecast.
 
+use crate::cli::out::outln;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -17,8 +18,8 @@ use crate::cli::args::{
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
-use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
-use crate::cli::train_loop::INTERRUPTED_EXIT;
+use crate::cli::report::{OutputArgs, Reporter};
+use crate::cli::signals::{catch_interrupt, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
 use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::csvdata::{all_numeric, number, records};
@@ -498,24 +499,24 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         schedule,
         ranks,
     )? {
-        Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
+        Outcome::Interrupted => return Ok(interrupted_exit()),
         Outcome::Done { train_loss, .. } => train_loss,
     };
     let Some(run) = run else { return Ok(0) };
     let epoch = a.epochs;
-    println!("epoch {epoch}: training loss (normalised MSE) {last_loss:.5}");
+    outln!("epoch {epoch}: training loss (normalised MSE) {last_loss:.5}")?;
     for (name, starts) in [("training", &train_starts), ("validation", &val_starts)] {
         if starts.is_empty() {
             continue;
         }
         let [mse, mae, nmse, nmae] = score(trainer.as_mut(), &rows, &f, starts, b)?;
-        println!(
+        outln!(
             "{name} windows ({}): model MSE {mse:.4}, MAE {mae:.4}; naive last value MSE {nmse:.4}, MAE {nmae:.4} ({:.1}x lower MSE)",
             starts.len(),
             nmse / mse.max(1e-12)
-        );
+        )?;
     }
-    rep.print_paths(&run.dir);
+    rep.print_paths(&run.dir)?;
     Ok(0)
 }
 
@@ -561,13 +562,13 @@ fn predict(a: PredictArgs) -> Result<u8> {
         })
         .collect();
     let pred = t.predict(&Batch::features(&x, 1, f.window))?;
-    println!("step,{}", f.columns[f.target]);
+    outln!("step,{}", f.columns[f.target])?;
     for (h, p) in pred.iter().enumerate() {
-        println!(
+        outln!(
             "{},{:.6}",
             rows.len() + h + 1,
             *p as f64 * f.std[f.target] as f64 + f.mean[f.target] as f64
-        );
+        )?;
     }
     Ok(0)
 }

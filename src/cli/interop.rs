@@ -1,6 +1,7 @@
 //! `gru forward` and `gru convert`: running and moving GRU weights trained in PyTorch or
 //! Keras.
 
+use crate::cli::out::outln;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -233,12 +234,12 @@ pub struct ConvertArgs {
 pub fn convert(a: ConvertArgs) -> Result<u8> {
     let w = load_gru(&a.input, a.from.to_lib())?;
     save_gru(&a.output, &w, a.to.to_lib())?;
-    println!(
+    outln!(
         "wrote {} ({}): {}",
         a.output.display(),
         a.to.name(),
         describe(&w)
-    );
+    )?;
     Ok(0)
 }
 
@@ -307,6 +308,6 @@ pub fn import(a: ImportArgs) -> Result<u8> {
     }
     save_gru(&a.output, &w, WeightFormat::PyTorch)?;
     let (out, input) = (a.output.display(), a.input.display());
-    println!("wrote {out} from {input}: {}", describe(&w));
+    outln!("wrote {out} from {input}: {}", describe(&w))?;
     Ok(0)
 }

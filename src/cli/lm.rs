@@ -1,5 +1,6 @@
 //! `gru train` and `gru generate`: a character language model.
 
+use crate::cli::out::outln;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -18,8 +19,9 @@ use crate::cli::args::{
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
-use crate::cli::report::{catch_interrupt, OutputArgs, Reporter};
-use crate::cli::train_loop::{self, Outcome, Schedule, Task, INTERRUPTED_EXIT};
+use crate::cli::report::{OutputArgs, Reporter};
+use crate::cli::signals::{catch_interrupt, interrupted, interrupted_exit};
+use crate::cli::train_loop::{self, Outcome, Schedule, Task};
 
 /// The language model's batches: random windows of the text, or with `--stateful` B
 /// streams through it (a new pass starts them again from zero state).
@@ -157,11 +159,41 @@ fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
 
 /// Writes a generated token. When the reader has gone (`gru generate | head`), the rest
 /// of a possibly long generation is pointless: stop quietly, as Unix tools do.
-fn emit(out: &mut impl Write, token: &str, flush: bool) {
-    let r = write!(out, "{token}").and_then(|()| if flush { out.flush() } else { Ok(()) });
-    if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
-        std::process::exit(0);
+/// Streams `prompt` and then the tokens `trainer` generates to standard output, each
+/// flushed as it arrives, until `n` tokens, a write error (a closed pipe included: the
+/// caller ends quietly) or Ctrl-C when `interruptible`.
+fn stream_text(
+    trainer: &mut dyn Trainer,
+    vocab: &[String],
+    prompt: &str,
+    n: usize,
+    sampling: &Sampling,
+    interruptible: bool,
+) -> Result<()> {
+    let ids = encode(prompt, vocab)?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    let put = |text: &str, out: &mut std::io::StdoutLock| {
+        let r = write!(out, "{text}").and_then(|()| out.flush());
+        r.map_err(crate::cli::out::error)
+    };
+    put(prompt, &mut out)?;
+    trainer.generate_stream(
+        &ids,
+        n,
+        sampling,
+        &mut |t| match put(&vocab[t as usize], &mut out) {
+            Ok(()) => !(interruptible && interrupted()),
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
     }
+    put("\n", &mut out)
 }
 
 /// Next-token windows: inputs ids[s..s+T], targets ids[s+1..s+T+1], per row start.
@@ -382,7 +414,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         schedule,
         ranks,
     )? {
-        Outcome::Interrupted => return Ok(INTERRUPTED_EXIT),
+        Outcome::Interrupted => return Ok(interrupted_exit()),
         Outcome::Done {
             train_loss,
             train_acc,
@@ -394,24 +426,23 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let step = total;
     let val = last_val.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
     let acc = last_acc.map_or(String::new(), |v| format!(", accuracy {v:.3}"));
-    println!(
+    outln!(
         "step {step}: training loss {last_loss:.4}{acc}{val} ({:.0} s)",
         rep.start.elapsed().as_secs_f64()
-    );
-    rep.print_paths(&run.dir);
+    )?;
+    rep.print_paths(&run.dir)?;
     if a.sample_length > 0 && !a.output.json {
         let prompt: String = text.chars().take(3).collect();
-        println!("sample (temperature 0.8, prompt {prompt:?}):");
-        let prompt_ids = encode(&prompt, &vocab)?;
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "{prompt}");
-        trainer.generate(
-            &prompt_ids,
+        outln!("sample (temperature 0.8, prompt {prompt:?}):")?;
+        // Ctrl-C (or SIGTERM) ends the sample; the run is saved already.
+        stream_text(
+            trainer.as_mut(),
+            &vocab,
+            &prompt,
             a.sample_length,
             &Sampling::new(0.8).seed(a.optim.seed),
-            &mut |t| emit(&mut out, &vocab[t as usize], false),
+            true,
         )?;
-        let _ = writeln!(out);
     }
     Ok(0)
 }
@@ -471,11 +502,6 @@ pub fn generate(a: GenerateArgs) -> Result<u8> {
         a.quiet,
         (1, ids.len().max(1)),
     )?;
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{prompt}");
-    t.generate(&ids, a.length, &sampling, &mut |tok| {
-        emit(&mut out, &vocab[tok as usize], true)
-    })?;
-    let _ = writeln!(out);
+    stream_text(t.as_mut(), &vocab, &prompt, a.length, &sampling, false)?;
     Ok(0)
 }

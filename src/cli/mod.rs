@@ -13,9 +13,11 @@ mod export;
 mod forecast;
 mod interop;
 mod lm;
+mod out;
 mod ranks;
 mod report;
 mod run_folder;
+mod signals;
 mod summary;
 mod train_loop;
 
@@ -98,6 +100,8 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // `gru ... | head -1`: the reader has all it wanted.
+        Err(e) if out::closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -2,10 +2,10 @@
 //! `--quiet`), JSON lines with `--json`, `metrics.csv` in the checkpoint folder and a loss
 //! curve drawn to `loss.svg`.
 
+use crate::cli::out::outln;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::Args;
@@ -57,18 +57,6 @@ use crate::cli::run_folder::{METRICS_HEADER as HEADER, TRAIN_LOG, TRAIN_LOG_HEAD
 
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.6}"))
-}
-
-/// Set by Ctrl-C; training loops check it between steps.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Installs the Ctrl-C handler once.
-pub fn catch_interrupt() {
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 pub struct Reporter {
@@ -165,7 +153,7 @@ impl Reporter {
                 "train_accuracy": r.train_acc, "val_loss": r.val_loss, "val_accuracy": r.val_acc,
                 "rate_per_s": r.rate, "elapsed_s": r.elapsed,
             });
-            println!("{j}");
+            outln!("{j}")?;
         } else if !self.out.quiet {
             let line = format!(
                 "step {} (epoch {:.2}): loss {:.4}{acc}{val} | {:.0} {}/s",
@@ -201,19 +189,20 @@ impl Reporter {
     }
 
     /// Prints where the checkpoints, the metrics and the loss curve are.
-    pub fn print_paths(&self, dir: &gru_engine::checkpoint::CheckpointDir) {
-        println!(
+    pub fn print_paths(&self, dir: &gru_engine::checkpoint::CheckpointDir) -> Result<()> {
+        outln!(
             "checkpoints: {} (best: {})",
             dir.last_path().display(),
             dir.best_path().display()
-        );
+        )?;
         if let Some(p) = self.plot_path() {
-            println!(
+            outln!(
                 "metrics: {}, loss curve: {}",
                 p.with_file_name("metrics.csv").display(),
                 p.display()
-            );
+            )?;
         }
+        Ok(())
     }
 
     /// The loss curve's path, when there is one.

@@ -1,6 +1,7 @@
 //! `gru summary`: the Keras-style table of a model, from flags or a checkpoint, with the
 //! parameter count an LSTM of the same sizes would have.
 
+use crate::cli::out::{out, outln};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -96,7 +97,7 @@ pub fn summary(a: SummaryArgs) -> Result<u8> {
         }
     };
     cfg.validate()?;
-    print!("{}", cfg.summary());
+    out!("{}", cfg.summary())?;
     let g = cfg.gru_config();
     let gru: usize = g.param_count();
     let (torch, keras) = lstm_counts(&cfg);
@@ -108,12 +109,12 @@ pub fn summary(a: SummaryArgs) -> Result<u8> {
     } else {
         String::new()
     };
-    println!("GRU layers: {} parameters, as PyTorch nn.GRU and Keras GRU(reset_after=True) count them{note}", group_digits(gru));
-    println!(
+    outln!("GRU layers: {} parameters, as PyTorch nn.GRU and Keras GRU(reset_after=True) count them{note}", group_digits(gru))?;
+    outln!(
         "An LSTM of the same sizes: {} parameters in PyTorch (two bias vectors), {} in Keras ({:.2}x the GRU)",
         group_digits(torch),
         group_digits(keras),
         torch as f64 / gru as f64
-    );
+    )?;
     Ok(0)
 }

@@ -13,10 +13,8 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::Result;
 
 use crate::cli::ranks::Ranks;
-use crate::cli::report::{interrupted, Reporter, Row};
-
-/// Exit status after Ctrl-C (128 + SIGINT), with a checkpoint saved.
-pub const INTERRUPTED_EXIT: u8 = 130;
+use crate::cli::report::{Reporter, Row};
+use crate::cli::signals::interrupted;
 
 /// What a command trains on.
 pub trait Task {
@@ -71,7 +69,7 @@ pub enum Outcome {
         train_acc: Option<f64>,
         val: Option<(f64, Option<f64>)>,
     },
-    /// Ctrl-C: a checkpoint was saved; exit with [`INTERRUPTED_EXIT`].
+    /// Ctrl-C or SIGTERM: a checkpoint was saved; exit with 128 + the signal.
     Interrupted,
 }
 

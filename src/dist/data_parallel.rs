@@ -149,13 +149,13 @@ impl Trainer for DataParallel<'_> {
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
         self.inner.set_carried_state(state)
     }
-    fn generate(
+    fn generate_stream(
         &mut self,
         prompt: &[u32],
         n: usize,
         sampling: &Sampling,
-        on_token: &mut dyn FnMut(u32),
-    ) -> Result<Vec<u32>> {
-        self.inner.generate(prompt, n, sampling, on_token)
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        self.inner.generate_stream(prompt, n, sampling, on_token)
     }
 }

@@ -58,8 +58,8 @@ pub(crate) fn generate(
     route: Route<'_>,
     n: usize,
     sampling: &Sampling,
-    on_token: &mut dyn FnMut(u32),
-) -> Result<Vec<u32>> {
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<usize> {
     let (h, c) = (cfg.hidden_size, cfg.outputs);
     if u32::try_from(n).is_err() {
         return Err(GruError::Input(format!(
@@ -91,18 +91,21 @@ pub(crate) fn generate(
         Ok(list)
     };
     let bytes = 4 * h as u64;
-    // Grown as tokens arrive: `n` is a request, not memory to reserve up front.
-    let mut out = Vec::with_capacity(n.min(1 << 16));
-    let mut stream = |out: &mut Vec<u32>, k: usize| -> Result<()> {
-        let start = out.len() % ring;
+    // Tokens are handed on as they are read back and not kept: `done` counts them, and
+    // `stopped` is set when the consumer asks for no more.
+    let (mut done, mut stopped) = (0usize, false);
+    let mut stream = |done: &mut usize, stopped: &mut bool, k: usize| -> Result<()> {
+        let start = *done % ring;
         let first = k.min(ring - start);
         let got = ctx
             .read_f32(&staging, &[(&gen, 1 + start, first), (&gen, 1, k - first)])?
             .concat();
         for v in got {
-            let tok = v.to_bits();
-            on_token(tok);
-            out.push(tok);
+            *done += 1;
+            if !on_token(v.to_bits()) {
+                *stopped = true;
+                break;
+            }
         }
         Ok(())
     };
@@ -150,7 +153,7 @@ pub(crate) fn generate(
             // Dispatches per submission: about a chunk of tokens between readbacks.
             let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
             let mut first = true;
-            while out.len() < n {
+            while done < n && !stopped {
                 let mut enc = new_encoder();
                 let mut k = 0;
                 if first {
@@ -175,11 +178,11 @@ pub(crate) fn generate(
                     k = 1;
                     first = false;
                 }
-                let dispatches = per_submit.min((n - out.len() - k).div_ceil(fused.per_dispatch));
+                let dispatches = per_submit.min((n - done - k).div_ceil(fused.per_dispatch));
                 encode(&mut enc, "generate_tokens", &vec![draw.clone(); dispatches]);
-                k = (k + dispatches * fused.per_dispatch).min(n - out.len());
+                k = (k + dispatches * fused.per_dispatch).min(n - done);
                 ctx.queue.submit([enc.finish()]);
-                stream(&mut out, k)?;
+                stream(&mut done, &mut stopped, k)?;
             }
         }
         Route::Steps(step) => {
@@ -201,10 +204,10 @@ pub(crate) fn generate(
                 &step.tokens,
                 &gen,
             )?);
-            while out.len() < n {
-                let k = GEN_CHUNK.min(n - out.len());
+            while done < n && !stopped {
+                let k = GEN_CHUNK.min(n - done);
                 let mut enc = new_encoder();
-                for i in out.len()..out.len() + k {
+                for i in done..done + k {
                     if i == 0 {
                         warm_pass(&mut enc, &prompt);
                         for (l, ws) in warm.layers.iter().enumerate() {
@@ -232,9 +235,9 @@ pub(crate) fn generate(
                     }
                 }
                 ctx.queue.submit([enc.finish()]);
-                stream(&mut out, k)?;
+                stream(&mut done, &mut stopped, k)?;
             }
         }
     }
-    Ok(out)
+    Ok(done)
 }

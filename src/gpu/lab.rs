@@ -201,7 +201,7 @@ pub fn generation_routes(trainer: &mut GpuTrainer, n: usize) -> Result<Vec<Gener
             Some(f) => f.kernel.shader().label().to_string(),
             None => "per-token passes".to_string(),
         };
-        let mut run = |k: usize| trainer.generate_with(&[0], k, &sampling, route, &mut |_| {});
+        let mut run = |k: usize| trainer.generate_with(&[0], k, &sampling, route, &mut |_| true);
         run(2)?;
         // The prompt's pass and first draw, timed alone, come off the total.
         let start = Instant::now();

@@ -533,27 +533,26 @@ impl Trainer for CpuTrainer {
     fn carried_state(&mut self) -> Result<Option<Vec<f32>>> {
         Ok(self.carry.as_ref().map(|c| c.0.clone()))
     }
-    fn generate(
+    fn generate_stream(
         &mut self,
         prompt: &[u32],
         n: usize,
         sampling: &Sampling,
-        on_token: &mut dyn FnMut(u32),
-    ) -> Result<Vec<u32>> {
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
         check_lm(&self.params.config, prompt)?;
         sampling.validate()?;
         let (mut logits, mut h) = self.lm_step(prompt, None)?;
-        // Grown as tokens arrive: `n` is a request, not memory to reserve up front.
-        let mut out = Vec::with_capacity(n.min(1 << 16));
         for i in 0..n {
             let tok = sampling.pick(&logits, i as u32);
-            on_token(tok);
-            out.push(tok);
+            if !on_token(tok) {
+                return Ok(i + 1);
+            }
             if i + 1 < n {
                 (logits, h) = self.lm_step(&[tok], Some(&h))?;
             }
         }
-        Ok(out)
+        Ok(n)
     }
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
         self.carry = match state {

@@ -151,15 +151,36 @@ pub trait Trainer {
     fn carried_state(&mut self) -> Result<Option<Vec<f32>>>;
     /// Sets (Some) or drops (None) the carried state.
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()>;
-    /// Generates `n` tokens from a language model after warming its state on `prompt`,
-    /// step by step (the prefix is never re-run), calling `on_token` as tokens arrive.
+    /// Generates up to `n` tokens from a language model after warming its state on
+    /// `prompt`, step by step (the prefix is never re-run), handing each to `on_token`
+    /// as it arrives and keeping none: memory does not grow with `n`. `on_token` returns
+    /// whether to go on (`false`: stop, e.g. its output was closed or Ctrl-C was
+    /// pressed). Returns how many tokens were handed over.
+    fn generate_stream(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize>;
+
+    /// [`Trainer::generate_stream`] to the end, calling `on_token` as tokens arrive;
+    /// returns the `n` tokens.
     fn generate(
         &mut self,
         prompt: &[u32],
         n: usize,
         sampling: &Sampling,
         on_token: &mut dyn FnMut(u32),
-    ) -> Result<Vec<u32>>;
+    ) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(n.min(1 << 16));
+        self.generate_stream(prompt, n, sampling, &mut |t| {
+            on_token(t);
+            out.push(t);
+            true
+        })?;
+        Ok(out)
+    }
 }
 
 /// Totals of one batch's loss statistics: (loss sum, correct, counted).

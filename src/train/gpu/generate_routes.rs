@@ -62,12 +62,24 @@ fn every_route_draws_the_reference_tokens() {
                 let want = cpu.generate(&[1, 5, 2], 150, s, &mut |_| {}).unwrap();
                 for route in &routes {
                     let mut streamed = Vec::new();
-                    let got = gpu
-                        .generate_with(&[1, 5, 2], 150, s, *route, &mut |t| streamed.push(t))
+                    let n = gpu
+                        .generate_with(&[1, 5, 2], 150, s, *route, &mut |t| {
+                            streamed.push(t);
+                            true
+                        })
                         .unwrap();
                     let what = format!("{variant:?} L{layers} {sizes:?} {s:?} {route:?}");
-                    assert_eq!(got, want, "{what}");
-                    assert_eq!(streamed, got, "{what}: every token streamed once");
+                    assert_eq!(n, 150, "{what}");
+                    assert_eq!(streamed, want, "{what}: every token streamed once");
+                    // A consumer that stops after 7 tokens gets 7.
+                    let mut first = Vec::new();
+                    let n = gpu
+                        .generate_with(&[1, 5, 2], 150, s, *route, &mut |t| {
+                            first.push(t);
+                            first.len() < 7
+                        })
+                        .unwrap();
+                    assert_eq!((n, &first[..]), (7, &want[..7]), "{what}: stopped");
                 }
             }
         }

@@ -270,8 +270,8 @@ impl GpuTrainer {
         n: usize,
         sampling: &Sampling,
         fused: Option<crate::gpu::ops::generate::Fused>,
-        on_token: &mut dyn FnMut(u32),
-    ) -> Result<Vec<u32>> {
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
         use crate::generate::gpu::{generate, Route};
         self.flush_embedding()?;
         // The step shape first: building the prompt's shape can then only evict older ones.
@@ -627,17 +627,17 @@ impl Trainer for GpuTrainer {
             None => Ok(None),
         }
     }
-    fn generate(
+    fn generate_stream(
         &mut self,
         prompt: &[u32],
         n: usize,
         sampling: &Sampling,
-        on_token: &mut dyn FnMut(u32),
-    ) -> Result<Vec<u32>> {
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
         check_lm(&self.config, prompt)?;
         sampling.validate()?;
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let fused = crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling);
         self.generate_with(prompt, n, sampling, fused, on_token)

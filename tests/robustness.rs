@@ -1060,3 +1060,29 @@ fn absurd_flag_values_are_errors() {
         assert!(!run.exists(), "{extra:?}");
     }
 }
+
+/// A large but ordinary text (60 MB, 60 million characters with multi-byte ones) trains
+/// under a 3 GiB address-space cap: the vocabulary and the ids are built in one
+/// streaming pass at 4 bytes a character (one String a character needed 4 GB), and
+/// the first line says how long reading took.
+#[test]
+fn large_texts_load_in_one_streaming_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("large.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&large).unwrap());
+        let line = "naïve café 日本 the quick brown fox jumps over the lazy dog\n";
+        for _ in 0..60_000_000 / line.len() {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    let run = dir.path().join("run");
+    let mut args = train_args(&large, &run, &["--steps", "1"]);
+    args.retain(|a| *a != "-q");
+    let start = std::time::Instant::now();
+    let o = gru_limited(dir.path(), &args);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("characters (read in "), "{err}");
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+}

@@ -198,7 +198,8 @@ fn a_closed_pipe_ends_quietly_and_a_failed_write_is_one_error() {
     }
 }
 
-/// Starts `gru args` in `dir`, waits for a stderr line containing `ready`, sends
+/// Starts `gru args` in `dir`, waits for a stderr line containing `ready` (for 1.5 s
+/// where `ready` is empty), sends
 /// `signal`, and returns the exit status and stderr.
 fn signal_after(dir: &Path, args: &[&str], ready: &str, signal: &str) -> (Option<i32>, String) {
     let mut child = Command::new(GRU)
@@ -224,7 +225,13 @@ fn signal_after(dir: &Path, args: &[&str], ready: &str, signal: &str) -> (Option
         }
         seen
     });
-    let started = rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    // No line to wait for: give the command a moment to start.
+    let started = if ready.is_empty() {
+        std::thread::sleep(Duration::from_millis(1500));
+        true
+    } else {
+        rx.recv_timeout(Duration::from_secs(60)).is_ok()
+    };
     let pid = child.id().to_string();
     assert!(Command::new("sh")
         .args(["-c", &format!("kill -{signal} {pid}")])
@@ -360,4 +367,46 @@ fn streamed_generation_does_not_grow_with_its_length() {
         large < small + (64 << 10),
         "1,000 tokens peak at {small} bytes, 100,000 at {large}"
     );
+}
+
+/// Ctrl-C while a text is still being read (a FIFO fed slowly, so reading never ends by
+/// itself) stops the command at once: status 130, nothing written.
+#[test]
+fn ctrl_c_while_a_text_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("slow.txt");
+    if !Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return;
+    }
+    let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let feeder = {
+        let (fifo, feeding) = (fifo.clone(), feeding.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            while feeding.load(Ordering::Relaxed) {
+                if f.write_all(&b"some text to learn\n".repeat(100)).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let fifo_arg = fifo.to_str().unwrap().to_string();
+    let (code, text) = signal_after(
+        d,
+        &["train", "--text", &fifo_arg, "--device", "cpu", "-c", "run"],
+        "",
+        "INT",
+    );
+    feeding.store(false, Ordering::Relaxed);
+    feeder.join().unwrap();
+    assert_eq!(code, Some(130), "{text}");
+    assert!(text.contains("interrupted while reading"), "{text}");
+    assert!(!d.join("run").exists(), "{text}");
 }

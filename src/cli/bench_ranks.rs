@@ -81,11 +81,13 @@ fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8
     let n = ranks.size();
     ranks.local_batch(b)?;
     let opts = train_options();
-    ranks.agree(&run_items(
-        &cfg,
-        &opts,
-        &[("--batch", b.to_string()), ("--seq-len", t.to_string())],
-    ))?;
+    ranks.agree(|| {
+        run_items(
+            &cfg,
+            &opts,
+            &[("--batch", b.to_string()), ("--seq-len", t.to_string())],
+        )
+    })?;
     let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);
     let (inner, device): (Box<dyn Trainer>, String) = match choice {

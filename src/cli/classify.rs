@@ -860,41 +860,43 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let per_epoch = train_ex.len().div_ceil(b) as u64;
     let total = total_steps(a.epochs, per_epoch)?;
     // Every rank trains the same model on the same data for the same steps, or none does.
-    ranks.agree(&run_items(
-        &cfg,
-        &opts,
-        &[
-            ("labels", format!("{:?}", f.labels)),
-            ("data format", fingerprint(&f)),
-            (
-                "vocabulary",
-                format!(
-                    "{} tokens, fingerprint {}",
-                    vocab_list.len(),
-                    fingerprint(&vocab_list)
+    ranks.agree(|| {
+        run_items(
+            &cfg,
+            &opts,
+            &[
+                ("labels", format!("{:?}", f.labels)),
+                ("data format", fingerprint(&f)),
+                (
+                    "vocabulary",
+                    format!(
+                        "{} tokens, fingerprint {}",
+                        vocab_list.len(),
+                        fingerprint(&vocab_list)
+                    ),
                 ),
-            ),
-            (
-                "training rows",
-                format!(
-                    "{}, fingerprint {}",
-                    train_ex.len(),
-                    fingerprint(&(&train_ex, &train_ids))
+                (
+                    "training rows",
+                    format!(
+                        "{}, fingerprint {}",
+                        train_ex.len(),
+                        fingerprint(&(&train_ex, &train_ids))
+                    ),
                 ),
-            ),
-            (
-                "validation rows",
-                format!(
-                    "{}, fingerprint {}",
-                    val_ex.len(),
-                    fingerprint(&(&val_ex, &val_ids))
+                (
+                    "validation rows",
+                    format!(
+                        "{}, fingerprint {}",
+                        val_ex.len(),
+                        fingerprint(&(&val_ex, &val_ids))
+                    ),
                 ),
-            ),
-            ("steps", format!("{}..{total}", epoch * per_epoch)),
-            ("--batch", b.to_string()),
-            ("--seed", a.optim.seed.to_string()),
-        ],
-    ))?;
+                ("steps", format!("{}..{total}", epoch * per_epoch)),
+                ("--batch", b.to_string()),
+                ("--seed", a.optim.seed.to_string()),
+            ],
+        )
+    })?;
     ranks.check_last_batch(train_ex.len(), b, "rows")?;
     let trainer = a.device.train_from(
         &cfg,

@@ -423,25 +423,27 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let per_epoch = train_starts.len().div_ceil(b) as u64;
     let total = total_steps(a.epochs, per_epoch)?;
     // Every rank trains the same model on the same data for the same steps, or none does.
-    ranks.agree(&run_items(
-        &cfg,
-        &opts,
-        &[
-            ("columns", f.columns.join(", ")),
-            ("target", f.columns[f.target].clone()),
-            ("window", f.window.to_string()),
-            ("horizon", f.horizon.to_string()),
-            (
-                "series",
-                format!("{} rows, fingerprint {}", rows.len(), fingerprint(&rows)),
-            ),
-            ("statistics", fingerprint(&(&f.mean, &f.std))),
-            ("steps", format!("{}..{total}", epoch * per_epoch)),
-            ("--batch", b.to_string()),
-            ("--val-split", a.val_split.to_string()),
-            ("--seed", a.optim.seed.to_string()),
-        ],
-    ))?;
+    ranks.agree(|| {
+        run_items(
+            &cfg,
+            &opts,
+            &[
+                ("columns", f.columns.join(", ")),
+                ("target", f.columns[f.target].clone()),
+                ("window", f.window.to_string()),
+                ("horizon", f.horizon.to_string()),
+                (
+                    "series",
+                    format!("{} rows, fingerprint {}", rows.len(), fingerprint(&rows)),
+                ),
+                ("statistics", fingerprint(&(&f.mean, &f.std))),
+                ("steps", format!("{}..{total}", epoch * per_epoch)),
+                ("--batch", b.to_string()),
+                ("--val-split", a.val_split.to_string()),
+                ("--seed", a.optim.seed.to_string()),
+            ],
+        )
+    })?;
     ranks.check_last_batch(train_starts.len(), b, "windows")?;
     let trainer = a.device.train_from(
         &cfg,

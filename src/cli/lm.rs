@@ -18,9 +18,10 @@ use crate::cli::args::{
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
-use crate::cli::ranks::{fingerprint, run_items, Ranks};
+use crate::cli::ranks::{fingerprint, fingerprint_bytes, run_items, Ranks};
 use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted, interrupted_exit};
+use crate::cli::text::{read_chars, CharText};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
 
 /// The language model's batches: random windows of the text, or with `--stateful` B
@@ -127,24 +128,6 @@ pub struct TrainArgs {
     pub output: OutputArgs,
 }
 
-/// A text file as UTF-8, refusing empty and binary files with the reason.
-pub fn read_text(path: &std::path::Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|source| GruError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    if bytes.is_empty() {
-        return Err(GruError::Input(format!("{} is empty", path.display())));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        GruError::Input(format!(
-            "{} is not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
-}
-
 /// The token ids of `text` in `vocab` (sorted characters), naming the first unknown one.
 fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
     text.chars()
@@ -157,8 +140,6 @@ fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// Writes a generated token. When the reader has gone (`gru generate | head`), the rest
-/// of a possibly long generation is pointless: stop quietly, as Unix tools do.
 /// Streams `prompt` and then the tokens `trainer` generates to standard output, each
 /// flushed as it arrives, until `n` tokens, a write error (a closed pipe included: the
 /// caller ends quietly) or Ctrl-C when `interruptible`.
@@ -295,23 +276,43 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         )));
     }
     let flag_opts = a.optim.options()?.stateful(a.stateful);
-    let (text, source) = match &a.text {
-        Some(p) => (read_text(p)?, p.display().to_string()),
-        None => (corpus::text(), corpus::DESCRIPTION.to_string()),
-    };
     let plan = a.run.plan("lm", ranks.leader())?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let resumed = plan.resume_checkpoint()?;
-    let vocab: Vec<String> = match &resumed {
-        Some((c, file)) => lm_vocab(c, file)?,
+    let fixed = match &resumed {
+        Some((c, file)) => Some(lm_vocab(c, file)?),
+        None => None,
+    };
+    // One streaming pass: the vocabulary and the ids, 4 bytes a character.
+    let (loaded, source) = match &a.text {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|source| GruError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let name = p.display().to_string();
+            (read_chars(f, &name, size, fixed.as_deref())?, name)
+        }
         None => {
-            let mut v: Vec<String> = text.chars().map(String::from).collect();
-            v.sort();
-            v.dedup();
-            v
+            let text = corpus::text();
+            let size = text.len() as u64;
+            (
+                read_chars(text.as_bytes(), corpus::DESCRIPTION, size, fixed.as_deref())?,
+                corpus::DESCRIPTION.to_string(),
+            )
         }
     };
-    let ids = encode(&text, &vocab)?;
+    let Some(CharText {
+        ids,
+        vocab,
+        head,
+        seconds: load_seconds,
+    }) = loaded
+    else {
+        eprintln!("interrupted while reading {source}: nothing was trained or saved");
+        return Ok(interrupted_exit());
+    };
     let n_val = (ids.len() as f64 * a.val_split) as usize;
     let (train_ids, val_ids) = ids.split_at(ids.len() - n_val);
     if train_ids.len() < len.saturating_add(1) {
@@ -351,40 +352,42 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         None => a.steps,
     };
     // Every rank trains the same model on the same data for the same steps, or none does.
-    ranks.agree(&run_items(
-        &cfg,
-        &opts,
-        &[
-            (
-                "text",
-                format!(
-                    "{} characters, fingerprint {}",
-                    ids.len(),
-                    fingerprint(&ids)
+    ranks.agree(|| {
+        run_items(
+            &cfg,
+            &opts,
+            &[
+                (
+                    "text",
+                    format!(
+                        "{} characters, fingerprint {}",
+                        ids.len(),
+                        fingerprint_bytes(bytemuck::cast_slice(&ids))
+                    ),
                 ),
-            ),
-            (
-                "vocabulary",
-                format!(
-                    "{} characters, fingerprint {}",
-                    vocab.len(),
-                    fingerprint(&vocab)
+                (
+                    "vocabulary",
+                    format!(
+                        "{} characters, fingerprint {}",
+                        vocab.len(),
+                        fingerprint(&vocab)
+                    ),
                 ),
-            ),
-            ("steps", format!("{step}..{total}")),
-            ("--batch", b.to_string()),
-            ("--seq-len", len.to_string()),
-            ("--val-split", a.val_split.to_string()),
-            ("--eval-every", a.eval_every.to_string()),
-            ("--seed", a.optim.seed.to_string()),
-        ],
-    ))?;
+                ("steps", format!("{step}..{total}")),
+                ("--batch", b.to_string()),
+                ("--seq-len", len.to_string()),
+                ("--val-split", a.val_split.to_string()),
+                ("--eval-every", a.eval_every.to_string()),
+                ("--seed", a.optim.seed.to_string()),
+            ],
+        )
+    })?;
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     let run_path = run.as_ref().map(|r| r.path.clone());
     if !quiet {
         eprintln!(
-            "training on {source}: {} characters ({} for validation), vocabulary {}, {} parameters, {} on {}",
+            "training on {source}: {} characters (read in {load_seconds:.1} s; {} for validation), vocabulary {}, {} parameters, {} on {}",
             ids.len(),
             n_val,
             vocab.len(),
@@ -432,7 +435,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     )?;
     rep.print_paths(&run.dir)?;
     if a.sample_length > 0 && !a.output.json {
-        let prompt: String = text.chars().take(3).collect();
+        let prompt = head;
         outln!("sample (temperature 0.8, prompt {prompt:?}):")?;
         // Ctrl-C (or SIGTERM) ends the sample; the run is saved already.
         stream_text(

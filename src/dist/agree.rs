@@ -183,7 +183,7 @@ impl fmt::Display for Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::ThreadGroup;
+    use crate::dist::threads::ThreadGroup;
 
     fn on_ranks<T: Send>(n: usize, f: impl Fn(&ThreadGroup) -> T + Sync) -> Vec<T> {
         std::thread::scope(|s| {

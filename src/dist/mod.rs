@@ -25,7 +25,7 @@ mod data_parallel;
 #[cfg(feature = "mpi")]
 mod mpi;
 pub(crate) mod shard;
-mod threads;
+pub(crate) mod threads;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiCommunicator;

@@ -48,10 +48,119 @@ pub enum WeightFormat {
     Onnx,
 }
 
-/// The common prefix ending in `.` before `weight_ih_l0` (empty when none).
-fn torch_prefix(t: &Tensors) -> Option<String> {
+/// What a weights file may not say by itself, for [`load_gru_with`].
+///
+/// ```
+/// use gru_engine::interop::LoadOptions;
+/// use gru_engine::GruVariant;
+/// let o = LoadOptions { variant: Some(GruVariant::ResetBefore), prefix: Some("enc.gru.".into()) };
+/// assert_eq!(o.prefix.as_deref(), Some("enc.gru."));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// The GRU's variant where the file cannot carry it (a plain state dict: nn.GRU is
+    /// reset-after, the default). A variant the file does carry (a gru-engine
+    /// checkpoint's metadata, a Keras bias's shape, an ONNX node) must agree with it.
+    pub variant: Option<GruVariant>,
+    /// Which GRU of a state dict holding several (`enc.gru.`, `dec.gru.`): the prefix
+    /// before `weight_ih_l0`, with its dot.
+    pub prefix: Option<String>,
+}
+
+/// Every prefix before `weight_ih_l0` in `t` (empty for none), sorted.
+fn torch_prefixes(t: &Tensors) -> Vec<String> {
     t.keys()
-        .find_map(|k| k.strip_suffix("weight_ih_l0").map(str::to_string))
+        .filter_map(|k| k.strip_suffix("weight_ih_l0").map(str::to_string))
+        .collect()
+}
+
+/// The one GRU prefix of `t`, the chosen one, or an error listing them.
+fn torch_prefix(t: &Tensors, chosen: Option<&str>, path: &Path) -> Result<String> {
+    let all = torch_prefixes(t);
+    let list = || {
+        all.iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (chosen, all.len()) {
+        (_, 0) => Err(bad(
+            path,
+            "no `weight_ih_l0` tensor: not a PyTorch nn.GRU state dict",
+        )),
+        (Some(c), _) => all.iter().find(|p| *p == c).cloned().ok_or_else(|| {
+            bad(
+                path,
+                format!("no GRU under the prefix `{c}`; its GRUs: {}", list()),
+            )
+        }),
+        (None, 1) => Ok(all[0].clone()),
+        (None, _) => Err(bad(
+            path,
+            format!(
+                "{} GRUs in one file, under the prefixes {}: choose one (--prefix, LoadOptions::prefix)",
+                all.len(),
+                list()
+            ),
+        )),
+    }
+}
+
+/// The variant a file's metadata records: a gru-engine checkpoint's `model`, or the
+/// `gru_variant` that [`save_gru`] writes.
+fn metadata_variant(meta: &BTreeMap<String, String>, path: &Path) -> Result<Option<GruVariant>> {
+    if let Some(v) = meta.get("gru_variant") {
+        return match v.as_str() {
+            "reset-after" => Ok(Some(GruVariant::ResetAfter)),
+            "reset-before" => Ok(Some(GruVariant::ResetBefore)),
+            _ => Err(bad(
+                path,
+                format!("metadata gru_variant `{v}`: expected reset-after or reset-before"),
+            )),
+        };
+    }
+    let Some(model) = meta.get("model") else {
+        return Ok(None);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(model).map_err(|e| bad(path, format!("model metadata: {e}")))?;
+    match v.get("variant") {
+        None => Ok(None),
+        Some(x) => serde_json::from_value(x.clone()).map(Some).map_err(|_| {
+            bad(
+                path,
+                format!("model metadata: variant {x} is not a GRU variant"),
+            )
+        }),
+    }
+}
+
+/// The variant of `found` (what the file says, if it says) against `wanted` (the
+/// caller's): an error where both are given and differ.
+fn agree_variant(
+    found: Option<GruVariant>,
+    wanted: Option<GruVariant>,
+    path: &Path,
+) -> Result<GruVariant> {
+    match (found, wanted) {
+        (Some(f), Some(w)) if f != w => Err(bad(
+            path,
+            format!(
+                "the file holds a {} GRU, but {} was asked for",
+                variant_name(f),
+                variant_name(w)
+            ),
+        )),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
+        (None, None) => Ok(GruVariant::ResetAfter),
+    }
+}
+
+fn variant_name(v: GruVariant) -> &'static str {
+    match v {
+        GruVariant::ResetAfter => "reset-after",
+        GruVariant::ResetBefore => "reset-before",
+    }
 }
 
 fn take<'a>(t: &'a Tensors, name: &str, shape: &[usize], path: &Path) -> Result<&'a Tensor> {
@@ -72,13 +181,15 @@ fn take<'a>(t: &'a Tensors, name: &str, shape: &[usize], path: &Path) -> Result<
 
 /// A PyTorch `nn.GRU` state dict (any module prefix) as gru-engine weights. Tensors
 /// outside the prefix are ignored; inside it, every tensor must belong to the GRU.
+///
+/// The variant is reset-after (nn.GRU's); [`load_gru_with`] takes it from a file's
+/// metadata or the caller. A file holding several GRUs is an error listing them.
 pub fn from_pytorch(t: &Tensors, path: &Path) -> Result<GruWeights> {
-    let prefix = torch_prefix(t).ok_or_else(|| {
-        bad(
-            path,
-            "no `weight_ih_l0` tensor: not a PyTorch nn.GRU state dict",
-        )
-    })?;
+    from_pytorch_with(t, &LoadOptions::default(), path)
+}
+
+fn from_pytorch_with(t: &Tensors, opts: &LoadOptions, path: &Path) -> Result<GruWeights> {
+    let prefix = torch_prefix(t, opts.prefix.as_deref(), path)?;
     let ours: Tensors = t
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_string(), v.clone())))
@@ -106,7 +217,8 @@ pub fn from_pytorch(t: &Tensors, path: &Path) -> Result<GruWeights> {
     let cfg = GruConfig::new(i, h)
         .layers(layers)
         .bidirectional(bidirectional)
-        .bias(bias);
+        .bias(bias)
+        .variant(opts.variant.unwrap_or_default());
     cfg.validate().map_err(|e| bad(path, e.to_string()))?;
     // Shapes first, values after: nothing is allocated from sizes the data does not back.
     for id in cfg.tensor_ids() {
@@ -366,21 +478,51 @@ pub fn to_keras(w: &GruWeights) -> Tensors {
 
 /// Reads GRU weights from a file in `format`.
 pub fn load_gru(path: &Path, format: WeightFormat) -> Result<GruWeights> {
-    if format == WeightFormat::Onnx {
-        return crate::onnx::gru_from_onnx(path);
+    load_gru_with(path, format, &LoadOptions::default())
+}
+
+/// [`load_gru`] with what the file may not say: the variant of a plain state dict, and
+/// which GRU of a file with several. Every config the file records (a gru-engine
+/// checkpoint's metadata, a Keras bias's shape, an ONNX node's attributes) is taken
+/// from it, and a `variant` that contradicts it is an error.
+pub fn load_gru_with(path: &Path, format: WeightFormat, opts: &LoadOptions) -> Result<GruWeights> {
+    if format != WeightFormat::PyTorch && opts.prefix.is_some() {
+        return Err(GruError::Config(
+            "a prefix chooses among the GRUs of a PyTorch state dict only".into(),
+        ));
     }
-    let t = read_tensors(path, false)?;
-    match format {
-        WeightFormat::Keras => from_keras(&t, path),
-        _ => from_pytorch(&t, path),
-    }
+    let mut w = match format {
+        WeightFormat::Onnx => crate::onnx::gru_from_onnx(path)?,
+        WeightFormat::Keras => from_keras(&read_tensors(path, false)?, path)?,
+        WeightFormat::PyTorch => {
+            let (t, meta) = crate::io::read_tensors_with_metadata(path, false)?;
+            let variant = agree_variant(metadata_variant(&meta, path)?, opts.variant, path)?;
+            let opts = LoadOptions {
+                variant: Some(variant),
+                ..opts.clone()
+            };
+            return from_pytorch_with(&t, &opts, path);
+        }
+    };
+    // The file says which variant; the caller may only confirm it.
+    w.config.variant = agree_variant(Some(w.config.variant), opts.variant, path)?;
+    Ok(w)
 }
 
 /// Writes GRU weights in `format`: safetensors, or `.npz` when the path ends in `.npz`;
 /// for ONNX, a model of the stack alone ([`crate::onnx::gru_to_onnx`]).
 pub fn save_gru(path: &Path, w: &GruWeights, format: WeightFormat) -> Result<()> {
+    let mut meta = BTreeMap::new();
     let t = match format {
-        WeightFormat::PyTorch => to_pytorch(w)?,
+        WeightFormat::PyTorch => {
+            // nn.GRU has one variant; the file says which it holds, so that reading it
+            // back never takes a reset-before GRU for a reset-after one.
+            meta.insert(
+                "gru_variant".to_string(),
+                variant_name(w.config.variant).to_string(),
+            );
+            to_pytorch(w)?
+        }
         WeightFormat::Keras => to_keras(w),
         WeightFormat::Onnx => {
             // The stack alone, nn.GRU's interface: `input` -> `output`, `h_n`.
@@ -391,6 +533,6 @@ pub fn save_gru(path: &Path, w: &GruWeights, format: WeightFormat) -> Result<()>
     if path.extension().is_some_and(|e| e == "npz") {
         write_npz(path, &t)
     } else {
-        write_safetensors(path, &t, BTreeMap::new())
+        write_safetensors(path, &t, meta)
     }
 }

@@ -411,3 +411,155 @@ fn broken_npz_archives_are_errors_not_panics() {
         let _ = load_gru(&path, WeightFormat::Keras);
     }
 }
+
+/// The output of `gru forward --weights <weights> [extra]` on `x` ([T=4, B=2, I]).
+fn forward_cli(
+    dir: &Path,
+    weights: &Path,
+    x: &[f32],
+    i: usize,
+    extra: &[&str],
+) -> Result<Vec<f32>, String> {
+    let input = dir.join("fx.safetensors");
+    let mut t = Tensors::new();
+    t.insert(
+        "input".into(),
+        Tensor {
+            shape: vec![4, 2, i],
+            data: x.to_vec(),
+        },
+    );
+    write_safetensors(&input, &t, BTreeMap::new()).unwrap();
+    let out = dir.join("fy.safetensors");
+    let mut args = vec![
+        "forward",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let o = gru(&args);
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    Ok(read_tensors(&out, false).unwrap()["output"].data.clone())
+}
+
+/// A reset-before checkpoint is read as reset-before by every reader (its metadata says
+/// so): `gru forward --weights CKPT` gives the reference's reset-before output, `gru
+/// convert` keeps the variant in Keras and ONNX and refuses a plain state dict, and a
+/// `--variant` that contradicts the file is an error.
+#[test]
+fn checkpoints_are_read_with_their_variant() {
+    use gru_engine::checkpoint::Checkpoint;
+    use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = ModelConfig::classifier(ModelInput::Features(3), 5, 2)
+        .layers(2)
+        .variant(GruVariant::ResetBefore);
+    let params = ModelParams::init(cfg, 4).unwrap();
+    let ckpt = d.join("ckpt.safetensors");
+    Checkpoint::from_params(params.clone()).save(&ckpt).unwrap();
+    let x = Rng::new(3).uniform_vec(4 * 2 * 3, -1.0, 1.0);
+    let want = cpu::forward(&params.gru, &SequenceInput::new(&x, 4, 2))
+        .unwrap()
+        .output;
+    let close = |got: &[f32], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{what}: {g} vs {w}");
+        }
+    };
+    close(&forward_cli(d, &ckpt, &x, 3, &[]).unwrap(), "forward CKPT");
+    close(
+        &forward_cli(d, &ckpt, &x, 3, &["--variant", "reset-before"]).unwrap(),
+        "forward CKPT --variant reset-before",
+    );
+    let e = forward_cli(d, &ckpt, &x, 3, &["--variant", "reset-after"]).unwrap_err();
+    assert!(
+        e.contains("holds a reset-before GRU, but reset-after was asked for"),
+        "{e}"
+    );
+    // Through Keras and ONNX: the variant travels; a plain state dict cannot hold it.
+    for (to, file) in [("keras", "k.npz"), ("onnx", "k.onnx")] {
+        let o = gru(&[
+            "convert",
+            "--from",
+            "pytorch",
+            "--to",
+            to,
+            ckpt.to_str().unwrap(),
+            d.join(file).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let fmt = if to == "keras" {
+            WeightFormat::Keras
+        } else {
+            WeightFormat::Onnx
+        };
+        let back = load_gru(&d.join(file), fmt).unwrap();
+        assert_eq!(back.config.variant, GruVariant::ResetBefore, "{to}");
+        same_function(&back, &params.gru);
+    }
+    let o = gru(&[
+        "convert",
+        "--from",
+        "pytorch",
+        "--to",
+        "pytorch",
+        ckpt.to_str().unwrap(),
+        d.join("p.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("reset"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A plain state dict is nn.GRU's reset-after unless told otherwise.
+    let plain = d.join("plain.safetensors");
+    let mut as_after = params.gru.clone();
+    as_after.config.variant = GruVariant::ResetAfter;
+    write_safetensors(&plain, &to_pytorch(&as_after).unwrap(), BTreeMap::new()).unwrap();
+    close(
+        &forward_cli(d, &plain, &x, 3, &["--variant", "reset-before"]).unwrap(),
+        "plain state dict --variant reset-before",
+    );
+    assert_ne!(forward_cli(d, &plain, &x, 3, &[]).unwrap(), want);
+}
+
+/// Two GRUs in one state dict (an encoder and a decoder): an error listing both
+/// prefixes, and `--prefix` chooses one.
+#[test]
+fn a_state_dict_with_two_grus_needs_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let enc = GruWeights::init(GruConfig::new(3, 4), 1);
+    let dec = GruWeights::init(GruConfig::new(3, 4), 2);
+    let mut t = torch_tensors(&enc, "enc.gru.");
+    t.extend(torch_tensors(&dec, "dec.gru."));
+    let file = d.join("two.safetensors");
+    write_safetensors(&file, &t, BTreeMap::new()).unwrap();
+    let e = forward_cli(d, &file, &[0.5; 24], 3, &[]).unwrap_err();
+    assert!(
+        e.contains("2 GRUs in one file") && e.contains("`dec.gru.`, `enc.gru.`"),
+        "{e}"
+    );
+    let x = Rng::new(5).uniform_vec(24, -1.0, 1.0);
+    for (prefix, w) in [("enc.gru.", &enc), ("dec.gru.", &dec)] {
+        let got = forward_cli(d, &file, &x, 3, &["--prefix", prefix]).unwrap();
+        let want = cpu::forward(w, &SequenceInput::new(&x, 4, 2))
+            .unwrap()
+            .output;
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{prefix}: {g} vs {w}");
+        }
+    }
+    let e = forward_cli(d, &file, &x, 3, &["--prefix", "mid.gru."]).unwrap_err();
+    assert!(e.contains("no GRU under the prefix `mid.gru.`"), "{e}");
+}

@@ -52,7 +52,13 @@ impl StackArgs {
     }
 
     pub fn gru_variant(&self) -> GruVariant {
-        match self.variant {
+        self.variant.to_lib()
+    }
+}
+
+impl Variant {
+    pub fn to_lib(self) -> GruVariant {
+        match self {
             Variant::ResetAfter => GruVariant::ResetAfter,
             Variant::ResetBefore => GruVariant::ResetBefore,
         }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use gru_engine::interop::{
-    load_gru, read_tensors, save_gru, write_safetensors, Tensor, Tensors, WeightFormat,
+    load_gru, load_gru_with, read_tensors, save_gru, write_safetensors, LoadOptions, Tensor,
+    Tensors, WeightFormat,
 };
 use gru_engine::{cpu, GpuGru, GruError, Result, SequenceInput};
 
@@ -73,6 +74,8 @@ pub struct ForwardArgs {
     #[arg(long)]
     pub batch_first: bool,
     #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
     pub device: DeviceArgs,
     #[arg(long, short)]
     pub quiet: bool,
@@ -92,7 +95,7 @@ fn tensor(path: &Path, name: &str, required: bool) -> Result<Option<Tensor>> {
 }
 
 pub fn forward(a: ForwardArgs) -> Result<u8> {
-    let w = load_gru(&a.weights, a.format.to_lib())?;
+    let w = a.source.load(&a.weights, a.format)?;
     let cfg = w.config;
     let x = tensor(&a.input, "input", true)?.unwrap_or(Tensor {
         shape: vec![],
@@ -229,10 +232,36 @@ pub struct ConvertArgs {
     pub input: PathBuf,
     /// Output file.
     pub output: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// What a weights file may not say by itself.
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// The GRU variant of a plain PyTorch state dict (default reset-after, nn.GRU's).
+    /// A variant the file records (a gru-engine checkpoint, a Keras bias, an ONNX node)
+    /// is used as it is; this flag may only confirm it.
+    #[arg(long, value_enum)]
+    pub variant: Option<crate::cli::args::Variant>,
+    /// Which GRU of a state dict holding several, by its prefix (`enc.gru.`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+impl SourceArgs {
+    /// `path` in `format`, with these choices.
+    fn load(&self, path: &Path, format: Format) -> Result<gru_engine::GruWeights> {
+        let opts = LoadOptions {
+            variant: self.variant.map(|v| v.to_lib()),
+            prefix: self.prefix.clone(),
+        };
+        load_gru_with(path, format.to_lib(), &opts)
+    }
 }
 
 pub fn convert(a: ConvertArgs) -> Result<u8> {
-    let w = load_gru(&a.input, a.from.to_lib())?;
+    let w = a.source.load(&a.input, a.from)?;
     save_gru(&a.output, &w, a.to.to_lib())?;
     outln!(
         "wrote {} ({}): {}",

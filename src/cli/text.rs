@@ -11,6 +11,7 @@ use gru_engine::{GruError, Result};
 use crate::cli::signals::interrupted;
 
 /// A text as token ids.
+#[derive(Debug)]
 pub struct CharText {
     /// One id a character, into `vocab`.
     pub ids: Vec<u32>,

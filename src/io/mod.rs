@@ -23,10 +23,23 @@ pub use self::tensor::{Tensor, Tensors};
 /// (the last two widened with `half`); integer tensors (lengths) are converted exactly
 /// when `allow_int`; any other dtype is an error naming the tensor.
 pub fn read_tensors(path: &Path, allow_int: bool) -> Result<Tensors> {
+    Ok(read_tensors_with_metadata(path, allow_int)?.0)
+}
+
+/// [`read_tensors`], with the file's string metadata (a safetensors header's
+/// `__metadata__`; none for `.npz`).
+pub fn read_tensors_with_metadata(
+    path: &Path,
+    allow_int: bool,
+) -> Result<(Tensors, std::collections::BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     if bytes.starts_with(b"PK") {
-        npy::read_npz(&bytes, path)
+        Ok((npy::read_npz(&bytes, path)?, Default::default()))
     } else {
-        safetensors::read_safetensors(&bytes, path, allow_int)
+        let meta = safetensors::read_metadata(&bytes);
+        Ok((
+            safetensors::read_safetensors(&bytes, path, allow_int)?,
+            meta,
+        ))
     }
 }

@@ -48,6 +48,16 @@ pub(crate) fn read_safetensors(bytes: &[u8], path: &Path, allow_int: bool) -> Re
     Ok(out)
 }
 
+/// The string metadata of a safetensors file's header (empty where it has none or the
+/// header is unreadable: the tensors' read reports that).
+pub(crate) fn read_metadata(bytes: &[u8]) -> BTreeMap<String, String> {
+    SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, h)| h.metadata().clone())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// Little-endian F32, F16 or BF16 bytes as f32 (the last two widened with `half`);
 /// `None` for any other dtype.
 pub(crate) fn decode_floats(dtype: Dtype, d: &[u8]) -> Option<Vec<f32>> {

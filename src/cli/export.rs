@@ -68,6 +68,11 @@ pub struct ExportArgs {
 
 pub fn export_model(a: ExportArgs) -> Result<u8> {
     let (c, file) = load_checkpoint(&a.checkpoint)?;
+    // A forecaster's normalisation travels with it: refused here as `forecast predict`
+    // refuses it, rather than written into a model that cannot be used.
+    if c.extra.contains_key("forecast") {
+        crate::cli::forecast::format_of(&c, &file)?;
+    }
     let cfg = c.params.config;
     let classifier = cfg.head == Head::LastState && cfg.loss != Loss::MeanSquaredError;
     let lengths = match a.lengths {

@@ -89,7 +89,7 @@ pub struct PredictArgs {
 
 /// How a checkpoint reads a series; stored in its metadata as `forecast`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Format {
+pub struct Format {
     columns: Vec<String>,
     target: usize,
     window: usize,
@@ -100,7 +100,7 @@ struct Format {
 }
 
 /// The series [rows, columns] and its column names.
-fn series(path: &Path) -> Result<(Vec<Vec<f32>>, Vec<String>)> {
+fn series(path: &Path) -> Result<Series> {
     let mut rows = records(path)?;
     let header = if all_numeric(rows[0].iter()) {
         None
@@ -132,8 +132,97 @@ fn series(path: &Path) -> Result<(Vec<Vec<f32>>, Vec<String>)> {
                 .collect::<Result<Vec<_>>>()?,
         );
     }
+    let named = header.is_some();
     let names = header.unwrap_or_else(|| (0..width).map(|c| format!("column {c}")).collect());
-    Ok((out, names))
+    Ok(Series {
+        rows: out,
+        names,
+        named,
+    })
+}
+
+/// A CSV series: its rows, its column names (`column k` without a header) and whether
+/// the file had a header.
+struct Series {
+    rows: Vec<Vec<f32>>,
+    names: Vec<String>,
+    named: bool,
+}
+
+impl Series {
+    /// The rows with their columns in the order `f` was trained on. With a header on
+    /// both sides, columns are matched by name (a file may order them differently), and
+    /// a missing or an extra column is an error naming it; otherwise by position, and
+    /// the counts must agree.
+    fn aligned(self, f: &Format, path: &Path) -> Result<Vec<Vec<f32>>> {
+        let generic = |n: &[String]| {
+            n.iter()
+                .enumerate()
+                .all(|(i, c)| *c == format!("column {i}"))
+        };
+        if !self.named || generic(&f.columns) {
+            if self.names.len() != f.columns.len() {
+                return Err(GruError::Input(format!(
+                    "{}: {} columns, the model was trained on {}",
+                    path.display(),
+                    self.names.len(),
+                    f.columns.len()
+                )));
+            }
+            return Ok(self.rows);
+        }
+        let missing: Vec<&str> = f
+            .columns
+            .iter()
+            .filter(|c| !self.names.contains(c))
+            .map(String::as_str)
+            .collect();
+        let extra: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|n| !f.columns.contains(n))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let list = |v: &[&str]| {
+                v.iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(GruError::Input(format!(
+                "{}: the model was trained on the columns {}; {}",
+                path.display(),
+                list(&f.columns.iter().map(String::as_str).collect::<Vec<_>>()),
+                match (missing.is_empty(), extra.is_empty()) {
+                    (false, true) => format!("missing {}", list(&missing)),
+                    (true, false) => format!("extra {}", list(&extra)),
+                    _ => format!("missing {}, extra {}", list(&missing), list(&extra)),
+                }
+            )));
+        }
+        let at: Vec<usize> = f
+            .columns
+            .iter()
+            .map(|c| self.names.iter().position(|n| n == c).unwrap_or(0))
+            .collect();
+        if self
+            .names
+            .iter()
+            .enumerate()
+            .any(|(i, n)| self.names[..i].contains(n))
+        {
+            return Err(GruError::Input(format!(
+                "{}: a column name appears twice in the header",
+                path.display()
+            )));
+        }
+        Ok(self
+            .rows
+            .into_iter()
+            .map(|r| at.iter().map(|&i| r[i]).collect())
+            .collect())
+    }
 }
 
 /// (inputs `[window·columns]`, targets `[horizon]`) normalised, for window start `s`.
@@ -186,7 +275,7 @@ fn score(
 
 /// A forecaster checkpoint's series format, checked against its model once, here: the
 /// column count, target, horizon and normalisation all fit, so later indexing is safe.
-fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
+pub fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
     let bad = |reason: String| GruError::Checkpoint {
         path: path.display().to_string(),
         reason,
@@ -227,6 +316,39 @@ fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
         )));
     }
     Ok(f)
+}
+
+/// Each column's mean and standard deviation over `rows`, computed in f64 (in f32 the
+/// squares of values near 1e20 overflow to inf), or an error naming a column whose
+/// scale f32 cannot hold: its mean, its std or its normalised values would not be finite.
+/// A constant column gets std 1.
+fn column_statistics(
+    rows: &[Vec<f32>],
+    names: &[String],
+    file: &Path,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let n = rows.len().max(1) as f64;
+    let (mut mean, mut std) = (Vec::new(), Vec::new());
+    for (c, name) in names.iter().enumerate() {
+        let m = rows.iter().map(|r| r[c] as f64).sum::<f64>() / n;
+        let v = rows.iter().map(|r| (r[c] as f64 - m).powi(2)).sum::<f64>() / n;
+        let s = if v > 0.0 { v.sqrt() } else { 1.0 };
+        let fits = |x: f64| x.is_finite() && x.abs() <= f32::MAX as f64;
+        // Normalised values are at most |x - mean| / std; they too must fit.
+        let widest = rows
+            .iter()
+            .map(|r| (r[c] as f64 - m).abs() / s)
+            .fold(0.0, f64::max);
+        if !(fits(m) && fits(s) && (s as f32) > 0.0 && fits(widest)) {
+            return Err(GruError::Input(format!(
+                "{}: column `{name}` has mean {m:e} and standard deviation {s:e}, beyond what f32 arithmetic can normalise: rescale it (divide by a power of ten) before training",
+                file.display()
+            )));
+        }
+        mean.push(m as f32);
+        std.push(s as f32);
+    }
+    Ok((mean, std))
 }
 
 pub fn run(cmd: ForecastCommand) -> Result<u8> {
@@ -321,8 +443,14 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(32))?;
     let plan = a.run.plan("forecast", ranks.leader())?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
-    let (rows, names) = series(&a.data)?;
+    let data = series(&a.data)?;
     let resumed = plan.resume_checkpoint()?;
+    let names = data.names.clone();
+    // A resumed model reads the columns it was trained on, by name where both have them.
+    let rows = match &resumed {
+        Some((c, file)) => data.aligned(&format_of(c, file)?, &a.data)?,
+        None => data.rows,
+    };
     let windows = |window: usize, horizon: usize| {
         (rows.len() + 1).saturating_sub(window.saturating_add(horizon))
     };
@@ -358,24 +486,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             }
             // Statistics of the training part only, so validation stays unseen.
             let train_rows = &rows[..rows.len() - ((n as f64 * a.val_split) as usize)];
-            let cols = names.len();
-            let mean: Vec<f32> = (0..cols)
-                .map(|c| train_rows.iter().map(|r| r[c]).sum::<f32>() / train_rows.len() as f32)
-                .collect();
-            let std: Vec<f32> = (0..cols)
-                .map(|c| {
-                    let v = train_rows
-                        .iter()
-                        .map(|r| (r[c] - mean[c]).powi(2))
-                        .sum::<f32>()
-                        / train_rows.len() as f32;
-                    if v > 0.0 {
-                        v.sqrt()
-                    } else {
-                        1.0
-                    }
-                })
-                .collect();
+            let (mean, std) = column_statistics(train_rows, &names, &a.data)?;
             Format {
                 columns: names.clone(),
                 target,
@@ -386,14 +497,6 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             }
         }
     };
-    if f.columns.len() != names.len() {
-        return Err(GruError::Input(format!(
-            "{}: {} columns, the checkpoint was trained on {}",
-            a.data.display(),
-            names.len(),
-            f.columns.len()
-        )));
-    }
     let n = windows(f.window, f.horizon);
     if n < 2 {
         return Err(GruError::Input(format!(
@@ -529,15 +632,7 @@ fn predict(a: PredictArgs) -> Result<u8> {
         "gru forecast train",
     )?)?;
     let f = format_of(&c, &file)?;
-    let (rows, names) = series(&a.data)?;
-    if names.len() != f.columns.len() {
-        return Err(GruError::Input(format!(
-            "{}: {} columns, the model was trained on {}",
-            a.data.display(),
-            names.len(),
-            f.columns.len()
-        )));
-    }
+    let rows = series(&a.data)?.aligned(&f, &a.data)?;
     if rows.len() < f.window {
         return Err(GruError::Input(format!(
             "{}: {} rows, fewer than the model's window of {}",

@@ -387,7 +387,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let run_path = run.as_ref().map(|r| r.path.clone());
     if !quiet {
         eprintln!(
-            "training on {source}: {} characters (read in {load_seconds:.1} s; {} for validation), vocabulary {}, {} parameters, {} on {}",
+            "training on {source} (read in {load_seconds:.1} s): {} characters ({} for validation), vocabulary {}, {} parameters, {} on {}",
             ids.len(),
             n_val,
             vocab.len(),

@@ -1185,3 +1185,85 @@ fn forecast_columns_are_matched_by_name() {
         &["extra `wind`"],
     );
 }
+
+/// `--resume` with a flag that contradicts the checkpoint is an error naming the flag
+/// and both values (the flags were ignored: the loss equalled the old run's); the same
+/// value given again is fine, and a flag left out takes the checkpoint's value (a
+/// default `--batch` no longer replaces the run's batch).
+#[test]
+fn resume_refuses_flags_that_contradict_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = corpus(d);
+    let run = d.join("run");
+    succeeded(&gru_in(
+        d,
+        &train_args(&t, &run, &["--steps", "4", "--lr", "0.01"]),
+    ));
+    let before = snapshot(&run);
+    for (flag, value, saved) in [
+        ("--hidden", "16", "8"),
+        ("--layers", "2", "1"),
+        ("--lr", "0.5", "0.01"),
+        ("--optimizer", "sgd", "adam"),
+        ("--variant", "reset-before", "reset-after"),
+        ("--dropout", "0.3", "0"),
+        ("--batch", "8", "4"),
+        ("--seq-len", "16", "8"),
+        ("--seed", "7", "42"),
+    ] {
+        let extra = vec!["--resume", "--steps", "8", flag, value];
+        let o = gru_in(d, &train_args(&t, &run, &extra));
+        failed(
+            &o,
+            &[&format!(
+                "{flag} {value} conflicts with the checkpoint being resumed, which has {} {saved}",
+                &flag[2..]
+            )],
+        );
+        assert_eq!(snapshot(&run), before, "{flag}: nothing written");
+    }
+    let o = gru_in(
+        d,
+        &train_args(&t, &run, &["--resume", "--steps", "8", "--stateful"]),
+    );
+    failed(&o, &["--stateful true conflicts"]);
+    // The same values again, and a batch left at its default: the run continues with
+    // its own batch.
+    let mut args = train_args(
+        &t,
+        &run,
+        &["--resume", "--steps", "8", "--lr", "0.01", "--hidden", "8"],
+    );
+    let at = args.iter().position(|a| *a == "--batch").unwrap();
+    args.drain(at..at + 2);
+    succeeded(&gru_in(d, &args));
+    let c = Checkpoint::load(&run.join("last.safetensors")).unwrap();
+    assert_eq!(c.optimizer.unwrap().step, 8);
+    assert_eq!(c.extra["batch"], "4");
+}
+
+/// `--resume --steps N` at or below the checkpoint's step has nothing to do: it says so,
+/// exits 0, prints no NaN and leaves the checkpoints as they were.
+#[test]
+fn resume_past_the_last_step_has_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = corpus(d);
+    let run = d.join("run");
+    succeeded(&gru_in(d, &train_args(&t, &run, &["--steps", "6"])));
+    let before = snapshot(&run);
+    for steps in ["3", "6"] {
+        let mut args = train_args(&t, &run, &["--resume", "--steps", steps]);
+        args.retain(|a| *a != "-q");
+        let o = gru_in(d, &args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}{err}");
+        assert!(
+            err.contains("nothing to do: the checkpoint is at step 6"),
+            "{err}"
+        );
+        assert!(!out.contains("NaN") && !err.contains("NaN"), "{out}{err}");
+        assert_eq!(snapshot(&run), before);
+    }
+}

@@ -72,7 +72,11 @@ pub struct RunArgs {
     /// or the first free runs/<task>-N).
     #[arg(long, short = 'c')]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the folder's last checkpoint (default folder: the newest run).
+    /// Continue from the folder's last checkpoint (default folder: the newest run). The
+    /// checkpoint keeps its model, optimiser, seed, batch (and sequence length or
+    /// window): giving one of those flags with another value is an error. What may
+    /// change: --steps, --epochs, --eval-every, --log-every, --sample-length, the data
+    /// files, --val-split, --device, --backend and the output flags.
     #[arg(long)]
     pub resume: bool,
     /// Start over even if the folder already holds a checkpoint.
@@ -153,6 +157,123 @@ impl OptimArgs {
             e => e,
         })?;
         Ok(o)
+    }
+}
+
+/// The flags given on the command line (by clap id) of the subcommand that runs, as
+/// opposed to those at their defaults.
+static GIVEN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Records which flags the command line gave (call once, before the command runs).
+pub fn record_given(m: &clap::ArgMatches) {
+    let mut m = m;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    let ids = m
+        .ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect();
+    let _ = GIVEN.set(ids);
+}
+
+/// Whether the flag with clap id `id` (the field name: `hidden`, `clip_norm`) was given
+/// on the command line.
+pub fn given(id: &str) -> bool {
+    GIVEN.get().is_some_and(|g| g.iter().any(|x| x == id))
+}
+
+/// What `--resume` lets change, for its help and its errors.
+pub const RESUMABLE: &str = "--steps, --epochs, --eval-every, --log-every, --sample-length, the data files, --val-split, --device, --backend and the output flags";
+
+/// On `--resume`: an error for the first flag given on the command line whose value
+/// differs from the checkpoint's. Items are (clap id, value given, value saved).
+pub fn check_resume(items: &[(&str, String, String)]) -> Result<()> {
+    for (id, mine, saved) in items {
+        if given(id) && mine != saved {
+            return Err(GruError::Config(format!(
+                "--{flag} {mine} conflicts with the checkpoint being resumed, which has {flag} {saved}: drop the flag, or start a new run (on resume only {RESUMABLE} may change)",
+                flag = id.replace('_', "-")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("none".into(), |v| v.to_string())
+}
+
+impl StackArgs {
+    /// (flag, given, saved) of the stack's flags against a checkpoint's model.
+    pub fn resume_items(&self, cfg: &ModelConfig) -> Vec<(&'static str, String, String)> {
+        let v = |v: GruVariant| match v {
+            GruVariant::ResetAfter => "reset-after".to_string(),
+            GruVariant::ResetBefore => "reset-before".to_string(),
+        };
+        vec![
+            ("hidden", opt(self.hidden), cfg.hidden_size.to_string()),
+            (
+                "layers",
+                self.layers.to_string(),
+                cfg.num_layers.to_string(),
+            ),
+            ("variant", v(self.gru_variant()), v(cfg.variant)),
+            ("dropout", self.dropout.to_string(), cfg.dropout.to_string()),
+        ]
+    }
+}
+
+impl OptimArgs {
+    /// (flag, given, saved) of the optimiser's flags against a checkpoint's options.
+    pub fn resume_items(&self, saved: &TrainOptions) -> Vec<(&'static str, String, String)> {
+        let kind = |o: &gru_engine::train::Optimizer| match o {
+            gru_engine::train::Optimizer::Adam => "adam",
+            gru_engine::train::Optimizer::AdamW => "adamw",
+            gru_engine::train::Optimizer::Sgd { .. } => "sgd",
+        };
+        let mine = self.options().ok();
+        let momentum = |o: &gru_engine::train::Optimizer| match o {
+            gru_engine::train::Optimizer::Sgd { momentum } => momentum.to_string(),
+            other => format!("none ({})", kind(other)),
+        };
+        vec![
+            ("lr", self.lr.to_string(), saved.learning_rate.to_string()),
+            (
+                "optimizer",
+                mine.map_or("?".into(), |o| kind(&o.optimizer).to_string()),
+                kind(&saved.optimizer).to_string(),
+            ),
+            (
+                "momentum",
+                self.momentum.to_string(),
+                momentum(&saved.optimizer),
+            ),
+            (
+                "weight_decay",
+                opt(self.weight_decay),
+                saved.weight_decay.to_string(),
+            ),
+            (
+                "clip_norm",
+                self.clip_norm.to_string(),
+                saved.clip_norm.unwrap_or(0.0).to_string(),
+            ),
+            ("clip_value", opt(self.clip_value), opt(saved.clip_value)),
+            ("max_norm", opt(self.max_norm), opt(saved.max_norm)),
+            ("seed", self.seed.to_string(), saved.seed.to_string()),
+        ]
+    }
+}
+
+/// The value a run uses for `id` on resume: the checkpoint's `saved` where the flag was
+/// not given (its default must not replace what the run was trained with), `mine`
+/// otherwise (checked against it by [`check_resume`]).
+pub fn resumed_value<T: std::str::FromStr + Copy>(id: &str, mine: T, saved: Option<&String>) -> T {
+    match saved.and_then(|s| s.parse().ok()) {
+        Some(v) if !given(id) => v,
+        _ => mine,
     }
 }
 

@@ -15,7 +15,8 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
+    at_least_one, check_resume, load_checkpoint, model_path, resumed_value, save_run, total_steps,
+    OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
@@ -629,6 +630,7 @@ impl Task for ClassifyTask<'_> {
         let extra = [
             ("classify", self.format_json.clone()),
             ("epoch", epochs.to_string()),
+            ("batch", self.b.to_string()),
         ];
         save_run(t, dir, rng, loss, self.vocab, "classify", &extra).map(|_| ())
     }
@@ -757,8 +759,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
     // Every flag is checked before anything is read, built or written.
-    let b = at_least_one("--batch", a.batch)?;
-    let b_rank = ranks.local_batch(b)?;
+    at_least_one("--batch", a.batch)?;
     a.device.local_rank = ranks.local_rank();
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
@@ -784,6 +785,34 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let plan = a.run.plan("classify", ranks.leader())?;
     let resumed = plan.resume_checkpoint()?;
+    // On --resume the checkpoint decides the model, the optimiser and the batch: a flag
+    // given with another value is an error, one left at its default takes the saved
+    // value.
+    if let Some((c, file)) = &resumed {
+        let cfg = &c.params.config;
+        let (f, _) = format_of(c, file)?;
+        let mut items = a.stack.resume_items(cfg);
+        if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
+            items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
+        }
+        items.push((
+            "bidirectional",
+            a.bidirectional.to_string(),
+            cfg.bidirectional.to_string(),
+        ));
+        items.push(("features", a.features.to_string(), f.features.to_string()));
+        items.push(("max_len", a.max_len.to_string(), f.max_len.to_string()));
+        if let Some(o) = &c.options {
+            items.extend(a.optim.resume_items(o));
+        }
+        if let Some(saved) = c.extra.get("batch") {
+            items.push(("batch", a.batch.to_string(), saved.clone()));
+        }
+        check_resume(&items)?;
+        a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+    }
+    let b = a.batch;
+    let b_rank = ranks.local_batch(b)?;
     let rows = apply_header(
         &a.data,
         records(&a.data)?,
@@ -859,6 +888,15 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         .unwrap_or(0);
     let per_epoch = train_ex.len().div_ceil(b) as u64;
     let total = total_steps(a.epochs, per_epoch)?;
+    if resumed.is_some() && epoch >= a.epochs {
+        if ranks.leader() {
+            eprintln!(
+                "nothing to do: the checkpoint is at epoch {epoch}, and this run ends at epoch {}; give --epochs above {epoch} to train further",
+                a.epochs
+            );
+        }
+        return Ok(0);
+    }
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
         run_items(

@@ -14,7 +14,8 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
+    at_least_one, check_resume, load_checkpoint, model_path, resumed_value, save_run, total_steps,
+    OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
@@ -410,6 +411,7 @@ impl Task for ForecastTask<'_> {
         let extra = [
             ("forecast", self.format_json.clone()),
             ("epoch", epochs.to_string()),
+            ("batch", self.b.to_string()),
         ];
         save_run(t, dir, rng, loss, None, "forecast", &extra).map(|_| ())
     }
@@ -426,8 +428,7 @@ fn train(a: TrainArgs) -> Result<u8> {
 fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
-    let b = at_least_one("--batch", a.batch)?;
-    let b_rank = ranks.local_batch(b)?;
+    at_least_one("--batch", a.batch)?;
     a.device.local_rank = ranks.local_rank();
     at_least_one("--window", a.window)?;
     at_least_one("--horizon", a.horizon)?;
@@ -445,6 +446,30 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let data = series(&a.data)?;
     let resumed = plan.resume_checkpoint()?;
+    // On --resume the checkpoint decides the model, the optimiser, the window and the
+    // batch: a flag given with another value is an error, one left at its default takes
+    // the saved value.
+    if let Some((c, file)) = &resumed {
+        let f = format_of(c, file)?;
+        let mut items = a.stack.resume_items(&c.params.config);
+        items.push(("window", a.window.to_string(), f.window.to_string()));
+        items.push(("horizon", a.horizon.to_string(), f.horizon.to_string()));
+        items.push(("target", a.target.clone(), f.columns[f.target].clone()));
+        if let Some(o) = &c.options {
+            items.extend(a.optim.resume_items(o));
+        }
+        if let Some(saved) = c.extra.get("batch") {
+            items.push(("batch", a.batch.to_string(), saved.clone()));
+        }
+        // A target given by its index names the same column.
+        if a.target.parse::<usize>().ok() == Some(f.target) {
+            items.retain(|(id, _, _)| *id != "target");
+        }
+        check_resume(&items)?;
+        a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+    }
+    let b = a.batch;
+    let b_rank = ranks.local_batch(b)?;
     let names = data.names.clone();
     // A resumed model reads the columns it was trained on, by name where both have them.
     let rows = match &resumed {
@@ -525,6 +550,15 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         .unwrap_or(0);
     let per_epoch = train_starts.len().div_ceil(b) as u64;
     let total = total_steps(a.epochs, per_epoch)?;
+    if resumed.is_some() && epoch >= a.epochs {
+        if ranks.leader() {
+            eprintln!(
+                "nothing to do: the checkpoint is at epoch {epoch}, and this run ends at epoch {}; give --epochs above {epoch} to train further",
+                a.epochs
+            );
+        }
+        return Ok(0);
+    }
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
         run_items(

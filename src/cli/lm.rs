@@ -14,7 +14,8 @@ use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
 
 use crate::cli::args::{
-    at_least_one, load_checkpoint, model_path, save_run, total_steps, OptimArgs, RunArgs, StackArgs,
+    at_least_one, check_resume, load_checkpoint, model_path, resumed_value, save_run, total_steps,
+    OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
@@ -72,7 +73,21 @@ impl Task for LmTask<'_> {
         loss: Option<f64>,
         _: u64,
     ) -> Result<()> {
-        save_run(t, dir, rng, loss, Some(self.vocab), "language-model", &[]).map(|_| ())
+        // The batch and the sequence length, which a resumed run keeps.
+        let extra = [
+            ("batch", self.b.to_string()),
+            ("seq_len", self.len.to_string()),
+        ];
+        save_run(
+            t,
+            dir,
+            rng,
+            loss,
+            Some(self.vocab),
+            "language-model",
+            &extra,
+        )
+        .map(|_| ())
     }
 }
 
@@ -258,11 +273,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Before any output: a Ctrl-C from the first line on stops at a step boundary.
     catch_interrupt();
     // Every flag is checked before anything is read, built or written.
-    let (b, len) = (
-        at_least_one("--batch", a.batch)?,
-        at_least_one("--seq-len", a.seq_len)?,
-    );
-    let b_rank = ranks.local_batch(b)?;
+    at_least_one("--batch", a.batch)?;
+    at_least_one("--seq-len", a.seq_len)?;
     a.device.local_rank = ranks.local_rank();
     at_least_one("--embed", a.embed)?;
     at_least_one("--layers", a.stack.layers)?;
@@ -279,6 +291,30 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let plan = a.run.plan("lm", ranks.leader())?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let resumed = plan.resume_checkpoint()?;
+    // On --resume the checkpoint decides the model, the optimiser, the batch and the
+    // sequence length: a flag given with another value is an error, one left at its
+    // default takes the saved value.
+    if let Some((c, _)) = &resumed {
+        let cfg = &c.params.config;
+        let mut items = a.stack.resume_items(cfg);
+        if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
+            items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
+        }
+        if let Some(o) = &c.options {
+            items.extend(a.optim.resume_items(o));
+            items.push(("stateful", a.stateful.to_string(), o.stateful.to_string()));
+        }
+        for (id, mine) in [("batch", a.batch), ("seq_len", a.seq_len)] {
+            if let Some(saved) = c.extra.get(id) {
+                items.push((id, mine.to_string(), saved.clone()));
+            }
+        }
+        check_resume(&items)?;
+        a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+        a.seq_len = resumed_value("seq_len", a.seq_len, c.extra.get("seq_len"));
+    }
+    let (b, len) = (a.batch, a.seq_len);
+    let b_rank = ranks.local_batch(b)?;
     let fixed = match &resumed {
         Some((c, file)) => Some(lm_vocab(c, file)?),
         None => None,
@@ -351,6 +387,14 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         Some(e) => total_steps(e, per_epoch)?,
         None => a.steps,
     };
+    if resumed.is_some() && step >= total {
+        if ranks.leader() {
+            eprintln!(
+                "nothing to do: the checkpoint is at step {step}, and this run ends at step {total}; give --steps above {step} to train further"
+            );
+        }
+        return Ok(0);
+    }
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
         run_items(

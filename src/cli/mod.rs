@@ -24,7 +24,7 @@ mod train_loop;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -84,7 +84,9 @@ enum Command {
 /// non-zero exit.
 pub fn main() -> ExitCode {
     quiet_headless_vulkan();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    args::record_given(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Train(a) => lm::train(a),
         Command::Generate(a) => lm::generate(a),

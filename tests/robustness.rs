@@ -1267,3 +1267,66 @@ fn resume_past_the_last_step_has_nothing_to_do() {
         assert_eq!(snapshot(&run), before);
     }
 }
+
+/// A run whose loss stops being finite ends at once: exit 1, one error line saying it
+/// diverged, the last finite checkpoint kept (generate and resume take it) and no file
+/// named that does not exist (it exited 0 naming a best.safetensors that was never
+/// written, beside a last.safetensors full of NaN).
+#[test]
+fn a_diverged_run_stops_and_keeps_its_last_finite_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = corpus(d);
+    let diverge = |run: &Path, lr: &str| {
+        gru_in(
+            d,
+            &train_args(
+                &t,
+                run,
+                &[
+                    "--steps",
+                    "300",
+                    "--eval-every",
+                    "5",
+                    "--lr",
+                    lr,
+                    "--optimizer",
+                    "sgd",
+                    "--clip-norm",
+                    "0",
+                ],
+            ),
+        )
+    };
+    // Diverges after two evaluations.
+    let run = d.join("late");
+    let o = diverge(&run, "3e20");
+    failed(&o, &["training diverged"]);
+    let (out, _) = text(&o);
+    assert!(!out.contains("best"), "{out}");
+    let c = Checkpoint::load(&run.join("last.safetensors")).unwrap();
+    assert!(c
+        .params
+        .tensors()
+        .iter()
+        .all(|t| t.iter().all(|v| v.is_finite())));
+    succeeded(&gru_in(
+        d,
+        &[
+            "generate",
+            "-c",
+            s(&run),
+            "-n",
+            "5",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    ));
+    // Diverges before any evaluation: nothing is saved, and the error says so.
+    let run = d.join("early");
+    let o = diverge(&run, "1e28");
+    let line = failed(&o, &["training diverged"]);
+    assert!(line.contains("no checkpoint was saved"), "{line}");
+    assert!(!run.join("last.safetensors").exists() && !run.join("best.safetensors").exists());
+}

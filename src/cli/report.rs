@@ -189,12 +189,18 @@ impl Reporter {
     }
 
     /// Prints where the checkpoints, the metrics and the loss curve are.
+    /// Files that do not exist (no best without a finite evaluation) are not named.
     pub fn print_paths(&self, dir: &gru_engine::checkpoint::CheckpointDir) -> Result<()> {
-        outln!(
-            "checkpoints: {} (best: {})",
-            dir.last_path().display(),
-            dir.best_path().display()
-        )?;
+        match (dir.last_path().exists(), dir.best_path().exists()) {
+            (true, true) => outln!(
+                "checkpoints: {} (best: {})",
+                dir.last_path().display(),
+                dir.best_path().display()
+            )?,
+            (true, false) => outln!("checkpoint: {}", dir.last_path().display())?,
+            (false, true) => outln!("best checkpoint: {}", dir.best_path().display())?,
+            (false, false) => {}
+        }
         if let Some(p) = self.plot_path() {
             outln!(
                 "metrics: {}, loss curve: {}",

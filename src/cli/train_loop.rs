@@ -10,7 +10,7 @@ use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::dist::check_in_sync;
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
-use gru_engine::Result;
+use gru_engine::{GruError, Result};
 
 use crate::cli::ranks::Ranks;
 use crate::cli::report::{Reporter, Row};
@@ -73,6 +73,22 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// The error that ends a run whose training loss stopped being finite: nothing more is
+/// trained or saved, so the folder keeps its last checkpoint with finite parameters.
+fn diverged(step: u64, loss: f64, dir: Option<&CheckpointDir>, saved: bool) -> GruError {
+    let kept = match dir {
+        Some(d) if saved && d.last_path().exists() => format!(
+            "the last finite checkpoint, {}, is kept",
+            d.last_path().display()
+        ),
+        Some(_) => "no checkpoint was saved before it".to_string(),
+        None => "rank 0 keeps the last finite checkpoint".to_string(),
+    };
+    GruError::State(format!(
+        "training diverged: the training loss is {loss} by step {step}; {kept}; lower --lr, or clip gradients with --clip-norm"
+    ))
+}
+
 /// Loss and accuracy summed over the batches read back since the last reset.
 #[derive(Default)]
 struct Running {
@@ -118,6 +134,8 @@ pub fn run(
     let (mut since_eval, mut since_log) = (Running::default(), Running::default());
     let (mut window, mut items) = (Instant::now(), 0u64);
     let mut last = (f64::NAN, None, None);
+    // Whether the folder holds a checkpoint of this run (a resumed run's counts).
+    let mut saved = s.start > 0;
     while step < s.total {
         if ranks.any(interrupted())? {
             rep.finish();
@@ -144,6 +162,10 @@ pub fn run(
         }
         // One readback per log point or evaluation.
         let m = trainer.take_metrics(Split::Train)?;
+        if !m.loss.is_finite() {
+            rep.finish();
+            return Err(diverged(step, m.loss, dir.as_deref(), saved));
+        }
         since_eval.add(&m);
         since_log.add(&m);
         let rate = items as f64 / window.elapsed().as_secs_f64().max(1e-9);
@@ -172,6 +194,7 @@ pub fn run(
             if let Some(dir) = dir.as_deref_mut() {
                 let loss = val.map_or(train_loss, |v| v.0);
                 task.save(trainer, dir, rng, Some(loss), step / per)?;
+                saved = true;
             }
             last = (train_loss, train_acc, val);
             since_eval = Running::default();

@@ -248,9 +248,20 @@ fn crafted_cycles_and_deep_chains_end() {
     t.attribute.clear();
     t.input = t.output.clone();
     write_model(&path, &m).unwrap();
-    // Only the weights are read, and they are whole.
-    let want = gru_from_onnx(&fixture("keras3_reset_after", "onnx")).unwrap();
-    assert_eq!(gru_from_onnx(&path).unwrap(), want);
+    // Not a graph (ONNX graphs are acyclic): refused by name, as is a Loop that reads
+    // its own output.
+    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    assert!(e.contains("reads its own output"), "{e}");
+    let mut m = read_model(&fixture("keras3_reset_after", "onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let lp = g.node.iter_mut().find(|n| n.op_type == "Loop").unwrap();
+    lp.input[2] = lp.output[0].clone();
+    write_model(&path, &m).unwrap();
+    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("Loop node") && e.contains("reads its own output"),
+        "{e}"
+    );
 
     // `W` at the end of `n` nodes of `op`, node k reading value k `fan` times: the
     // error importing it.
@@ -536,4 +547,110 @@ fn gru_import_and_forward_read_onnx() {
             &t["output"].data,
         );
     }
+}
+
+/// What the file cannot mean: a Cast to a type that is not ONNX's, an initializer
+/// defined twice (which one wins?), and weights that are not finite f32 values (NaN,
+/// inf, a double 1e300) are refused, each by name; a Cast to an integer type truncates
+/// as ONNX's Cast does.
+#[test]
+fn ambiguous_or_non_finite_weights_are_refused() {
+    use gru_engine::io::onnx::{data_type, NodeProto, TensorProto};
+    let cfg = ModelConfig::forecaster(2, 4, 1);
+    let params = ModelParams::init(cfg, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let load = |edit: &dyn Fn(&mut gru_engine::io::onnx::GraphProto)| {
+        let mut m = to_onnx(&params, &ExportOptions::default());
+        edit(m.graph.as_mut().unwrap());
+        write_model(&path, &m).unwrap();
+        gru_from_onnx(&path).map_err(|e| e.to_string())
+    };
+    let values = |t: &TensorProto| -> Vec<f32> {
+        if t.raw_data.is_empty() {
+            t.float_data.clone()
+        } else {
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        }
+    };
+    let set = |t: &mut TensorProto, v: Vec<f32>| {
+        t.raw_data.clear();
+        t.float_data = v;
+    };
+    let w = |g: &mut gru_engine::io::onnx::GraphProto| -> usize {
+        g.initializer.iter().position(|t| t.name == "W_l0").unwrap()
+    };
+    let cast_to = |to: i64| {
+        move |g: &mut gru_engine::io::onnx::GraphProto| {
+            let k = w(g);
+            g.initializer[k].name = "W_raw".into();
+            g.node.insert(
+                0,
+                NodeProto {
+                    op_type: "Cast".into(),
+                    name: "cast_w".into(),
+                    input: vec!["W_raw".into()],
+                    output: vec!["W_l0".into()],
+                    attribute: vec![AttributeProto {
+                        name: "to".into(),
+                        i: to,
+                        r#type: 2,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            );
+        }
+    };
+    let e = load(&cast_to(9999)).unwrap_err();
+    assert!(e.contains("`to` = 9999 is not an ONNX data type"), "{e}");
+    let e = load(&cast_to(8)).unwrap_err();
+    assert!(e.contains("casts to ONNX data type 8"), "{e}");
+    // To float: the same weights; to int64: truncated toward zero.
+    let want = load(&|_| {}).unwrap();
+    assert_eq!(load(&cast_to(1)).unwrap(), want);
+    let ints = load(&cast_to(7)).unwrap();
+    assert!(ints.dirs[0]
+        .w_ih
+        .iter()
+        .zip(&want.dirs[0].w_ih)
+        .all(|(i, w)| *i == w.trunc()));
+    let e = load(&|g| {
+        let k = w(g);
+        let t = g.initializer[k].clone();
+        g.initializer.push(t);
+    })
+    .unwrap_err();
+    assert!(e.contains("the initializer `W_l0` is defined twice"), "{e}");
+    for bad in [f32::NAN, f32::INFINITY] {
+        let e = load(&|g| {
+            let k = w(g);
+            let mut v = values(&g.initializer[k]);
+            v[3] = bad;
+            set(&mut g.initializer[k], v);
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("tensor `W_l0`") && e.contains("at index 3 is not a finite f32"),
+            "{e}"
+        );
+    }
+    let e = load(&|g| {
+        let k = w(g);
+        let t = &mut g.initializer[k];
+        let mut v: Vec<f64> = values(t).iter().map(|&x| x as f64).collect();
+        v[0] = 1e300;
+        t.raw_data.clear();
+        t.float_data.clear();
+        t.data_type = data_type::DOUBLE;
+        t.double_data = v;
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("value 1e300 at index 0 is not a finite f32"),
+        "{e}"
+    );
 }

@@ -190,7 +190,13 @@ impl<'a> Consts<'a> {
         let rank = x.dims.len() as i64;
         let axis = |a: i64, r: i64| if a < 0 { (a + r) as usize } else { a as usize };
         let out = match op {
-            "Identity" | "Cast" => x,
+            "Identity" => x,
+            "Cast" => {
+                let to = attr(node, "to")
+                    .map(|a| a.i)
+                    .ok_or_else(|| bad_op("no `to` type"))?;
+                cast(x, to).map_err(|m| bad_op(&m))?
+            }
             "Unsqueeze" => {
                 let axes = ints_of(1, "axes").ok_or_else(|| bad_op("no axes"))?;
                 let r = rank + axes.len() as i64;
@@ -458,6 +464,22 @@ fn tensor(t: &TensorProto, path: &Path) -> Result<Arr> {
         }
         typed
     };
+    // Weights gru-engine computes with are f32: NaN, inf and values past f32 (a double
+    // 1e300) would become non-finite weights.
+    if matches!(
+        t.data_type,
+        data_type::FLOAT | data_type::DOUBLE | data_type::FLOAT16
+    ) {
+        if let Some(i) = data
+            .iter()
+            .position(|v| !(v.is_finite() && v.abs() <= f32::MAX as f64))
+        {
+            return Err(what(format!(
+                "value {:e} at index {i} is not a finite f32 (weights must be finite)",
+                data[i]
+            )));
+        }
+    }
     Ok(Arr { dims, data })
 }
 
@@ -555,6 +577,50 @@ fn read_external(t: &TensorProto, path: &Path, bytes: usize) -> Result<Vec<u8>> 
         )));
     }
     Ok(buf)
+}
+
+/// `x` converted as ONNX's Cast to data type `to` converts it: to float16 rounded, to
+/// an integer type truncated toward zero (and wrapped to its width), to bool 0 or 1; a
+/// type that is not ONNX's, or one weights cannot be (strings, complex numbers, 8- and
+/// 4-bit floats), is an error.
+fn cast(mut x: Arr, to: i64) -> std::result::Result<Arr, String> {
+    let ints = |bits: u32, signed: bool, v: f64| -> f64 {
+        if !v.is_finite() {
+            return 0.0;
+        }
+        let t = v.trunc();
+        let m = 2f64.powi(bits as i32);
+        let w = t.rem_euclid(m);
+        if signed && w >= m / 2.0 {
+            w - m
+        } else {
+            w
+        }
+    };
+    let f: Box<dyn Fn(f64) -> f64> = match to {
+        // float, double
+        1 => Box::new(|v| v as f32 as f64),
+        11 => Box::new(|v| v),
+        10 => Box::new(|v| half::f16::from_f64(v).to_f64()),
+        16 => Box::new(|v| half::bf16::from_f64(v).to_f64()),
+        2 => Box::new(move |v| ints(8, false, v)),
+        3 => Box::new(move |v| ints(8, true, v)),
+        4 => Box::new(move |v| ints(16, false, v)),
+        5 => Box::new(move |v| ints(16, true, v)),
+        // int32, int64, uint32, uint64: shapes and indices, within f64's exact integers.
+        6 => Box::new(move |v| ints(32, true, v)),
+        12 => Box::new(move |v| ints(32, false, v)),
+        7 | 13 => Box::new(|v| if v.is_finite() { v.trunc() } else { 0.0 }),
+        9 => Box::new(|v| if v != 0.0 { 1.0 } else { 0.0 }),
+        8 | 14 | 15 | 17..=23 => {
+            return Err(format!(
+                "casts to ONNX data type {to}, which weights are not read as"
+            ))
+        }
+        _ => return Err(format!("`to` = {to} is not an ONNX data type")),
+    };
+    x.data.iter_mut().for_each(|v| *v = f(*v));
+    Ok(x)
 }
 
 /// Bytes per value of a tensor's data type (1 where unknown: never 0).

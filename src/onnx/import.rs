@@ -4,18 +4,60 @@
 //! initializers, `Constant` nodes, or small constant expressions over them (the
 //! Unsqueeze, Concat, Slice, ... an exporter wraps weights in), evaluated here.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
 use crate::io::bad;
-use crate::io::onnx::{read_model, NodeProto};
+use crate::io::onnx::{read_model, GraphProto, NodeProto};
 use crate::weights::{DirWeights, GruWeights};
 
 use super::consts::{attr, Arr, Consts};
 use super::gates::swap_rz;
 use super::loop_pairs::{concatenated, reads, Reads};
 use super::loop_step::{loop_layer, LoopLayer, LOOP_HINT};
+
+/// Refuses a graph (or any subgraph) whose names are ambiguous: two initializers of one
+/// name (which would win?), two producers of one value, or a node that reads its own
+/// output.
+fn check_names(graph: &GraphProto, path: &Path) -> Result<()> {
+    let mut inits = HashSet::new();
+    for t in &graph.initializer {
+        if !inits.insert(t.name.as_str()) {
+            return Err(bad(
+                path,
+                format!("the initializer `{}` is defined twice", t.name),
+            ));
+        }
+    }
+    let mut made = HashSet::new();
+    for n in &graph.node {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if !made.insert(o.as_str()) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "the value `{o}` is computed by two nodes (the second: {} `{}`)",
+                        n.op_type, n.name
+                    ),
+                ));
+            }
+            if n.input.contains(o) {
+                return Err(bad(
+                    path,
+                    format!("{} node `{}` reads its own output `{o}`", n.op_type, n.name),
+                ));
+            }
+        }
+        for a in &n.attribute {
+            for g in a.g.iter() {
+                check_names(g, path)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The GRU layers of the ONNX model at `path`, in graph order, as one stack: every GRU
 /// node must run forward or both ways with the standard activations, every Loop must be
@@ -28,6 +70,7 @@ pub fn gru_from_onnx(path: &Path) -> Result<GruWeights> {
         .graph
         .as_ref()
         .ok_or_else(|| bad(path, "the ONNX model has no graph"))?;
+    check_names(graph, path)?;
     let mut consts = Consts::new(graph, path);
     let mut layers: Vec<Layer> = Vec::new();
     // The last layer when it is a forward Loop, which a reversed one may pair with.

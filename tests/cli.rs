@@ -629,6 +629,49 @@ fn bad_input_is_one_clear_error() {
         &["train", "--device", "banana", "-c", s(&c)],
         "--device must be auto, gpu, cpu or an adapter index",
     );
+    // The same value from the environment names the variable; an empty one is unset.
+    let o = Command::new(env!("CARGO_BIN_EXE_gru"))
+        .env("GRU_DEVICE", "garbage")
+        .args(["summary", "--kind", "lm", "--vocab", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "summary computes nothing: {}",
+        stderr(&o)
+    );
+    let with_env = |v: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gru"))
+            .env("GRU_DEVICE", v)
+            .args([
+                "train", "--steps", "1", "--hidden", "4", "--embed", "4", "--batch", "2",
+            ])
+            .args([
+                "--seq-len",
+                "4",
+                "--sample-length",
+                "0",
+                "-q",
+                "--force",
+                "-c",
+                s(&c),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = with_env("garbage");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the GRU_DEVICE environment variable must be auto, gpu, cpu or an adapter index, found `garbage`"),
+        "{err}"
+    );
+    let o = with_env("");
+    assert!(
+        o.status.success(),
+        "GRU_DEVICE=\"\" is unset: {}",
+        stderr(&o)
+    );
 }
 
 /// Starts `gru args`, waits (at most a minute) for a stderr line containing `ready`,

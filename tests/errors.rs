@@ -137,3 +137,25 @@ fn gpu_rejects_bad_input_without_panicking() {
     }));
     assert!(m.contains("adapter index 999"), "{m}");
 }
+
+/// A carried state of the wrong size names each dimension with its value, on the CPU
+/// reference and the GPU alike.
+#[test]
+fn carried_state_errors_name_each_dimension() {
+    use gru_engine::model::{ModelConfig, ModelParams};
+    use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
+    let params = ModelParams::init(ModelConfig::language_model(5, 3, 4).layers(2), 1).unwrap();
+    let opts = TrainOptions::adam(1e-3);
+    let mut trainers: Vec<Box<dyn Trainer>> =
+        vec![Box::new(CpuTrainer::new(params.clone(), opts).unwrap())];
+    if let Some(ctx) = common::gpu() {
+        trainers.push(Box::new(GpuTrainer::new(ctx, &params, opts).unwrap()));
+    }
+    for mut t in trainers {
+        let e = t
+            .set_carried_state(Some((&[0.0; 5], 3)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("([layers*dirs, B, H] = [2, 3, 4])"), "{e}");
+    }
+}

@@ -654,3 +654,49 @@ fn ambiguous_or_non_finite_weights_are_refused() {
         "{e}"
     );
 }
+
+/// Loops nested 50 deep (past protobuf's recursion limit) are refused in one short
+/// line (the decoder's path through every level was several KB).
+#[test]
+fn deeply_nested_loops_are_refused_in_a_short_line() {
+    use gru_engine::io::onnx::{GraphProto, ModelProto, NodeProto};
+    let mut g = GraphProto {
+        node: vec![NodeProto {
+            op_type: "Identity".into(),
+            input: vec!["h".into()],
+            output: vec!["h_out".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    for k in 0..50 {
+        g = GraphProto {
+            node: vec![NodeProto {
+                op_type: "Loop".into(),
+                name: format!("loop_{k}"),
+                input: vec!["M".into(), "c".into(), "h".into()],
+                output: vec!["h_out".into()],
+                attribute: vec![AttributeProto {
+                    name: "body".into(),
+                    r#type: 5,
+                    g: Some(Box::new(g)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested.onnx");
+    write_model(
+        &path,
+        &ModelProto {
+            graph: Some(g),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = gru_from_onnx(&path).unwrap_err().to_string();
+    assert!(e.len() < 400, "{} characters: {e}", e.len());
+}

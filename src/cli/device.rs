@@ -146,7 +146,12 @@ impl DeviceArgs {
             adapter_index: index,
             ..Default::default()
         };
-        let ctx = match self.device.as_str() {
+        // GRU_DEVICE="" is GRU_DEVICE unset.
+        let device = match self.device.trim() {
+            "" => "auto",
+            d => d,
+        };
+        let ctx = match device {
             "cpu" => {
                 say("device: the CPU reference (--device cpu)".into());
                 return Ok(Choice::Cpu);
@@ -178,8 +183,14 @@ impl DeviceArgs {
             "gpu" => GpuContext::new(&request(None))?,
             n => {
                 let index = n.parse::<usize>().map_err(|_| {
+                    // Name where the value came from: the flag, or the variable.
+                    let from = if crate::cli::args::given("device") {
+                        "--device"
+                    } else {
+                        "the GRU_DEVICE environment variable"
+                    };
                     GruError::Config(format!(
-                        "--device must be auto, gpu, cpu or an adapter index, found `{n}`"
+                        "{from} must be auto, gpu, cpu or an adapter index, found `{n}`"
                     ))
                 })?;
                 GpuContext::new(&request(Some(index)))?

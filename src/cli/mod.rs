@@ -106,7 +106,7 @@ pub fn main() -> ExitCode {
         // `gru ... | head -1`: the reader has all it wanted.
         Err(e) if out::closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -122,5 +122,20 @@ fn quiet_headless_vulkan() {
         && std::env::var_os("NODEVICE_SELECT").is_none()
     {
         std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
+/// An error as one line of readable length: newlines folded, and text past 1,000
+/// characters cut (a crafted file can make a reason of any size).
+fn one_line(text: &str) -> String {
+    const MAX: usize = 1000;
+    let flat = text.replace('\n', " ");
+    match flat.char_indices().nth(MAX) {
+        Some((at, _)) => format!(
+            "{}... ({} more characters)",
+            &flat[..at],
+            flat[at..].chars().count()
+        ),
+        None => flat,
     }
 }

@@ -213,8 +213,20 @@ pub struct TensorProto {
 /// length against the bytes present before it allocates.
 pub fn read_model(path: &Path) -> Result<ModelProto> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    ModelProto::decode(bytes.as_slice())
-        .map_err(|e| bad(path, format!("not an ONNX model (protobuf: {e})")))
+    ModelProto::decode(bytes.as_slice()).map_err(|e| {
+        // prost names every message on the way down: thousands of characters for a
+        // deeply nested file. The innermost part says what failed.
+        let text = e.to_string();
+        let reason = match text.rsplit_once(": ") {
+            Some((path_part, last)) if text.len() > 200 => format!(
+                "{} (in a message {} levels deep)",
+                last,
+                path_part.matches(": ").count() + 1
+            ),
+            _ => text,
+        };
+        bad(path, format!("not an ONNX model (protobuf: {reason})"))
+    })
 }
 
 /// Writes an ONNX model atomically.

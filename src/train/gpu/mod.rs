@@ -650,13 +650,12 @@ impl Trainer for GpuTrainer {
             return Ok(());
         };
         let gcfg = self.config.gru_config();
-        let per = gcfg.num_directions() * batch * gcfg.hidden_size;
-        check_len(
-            "carried state",
-            h.len(),
-            &[gcfg.num_layers, per],
-            "[layers*dirs, B, H]",
-        )?;
+        let dims = [
+            gcfg.num_layers * gcfg.num_directions(),
+            batch,
+            gcfg.hidden_size,
+        ];
+        check_len("carried state", h.len(), &dims, "[layers*dirs, B, H]")?;
         self.carry_for(batch)?;
         if let Some(c) = &mut self.carry {
             c.write(&self.ctx, h);

@@ -5,10 +5,9 @@
 //!
 //! Cases per loader: `PROPTEST_CASES` (default 3000); the seed: `FUZZ_SEED`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use gru_engine::checkpoint::Checkpoint;
 use gru_engine::interop::{
@@ -19,41 +18,12 @@ use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
 use gru_engine::{GruConfig, GruWeights};
 
-/// Counts live bytes and the peak since the last reset.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            if new > l.size() {
-                let now = LIVE.fetch_add(new - l.size(), Ordering::Relaxed) + new - l.size();
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
-            }
-        }
-        q
-    }
-}
+#[path = "counting/mod.rs"]
+mod counting;
+use counting::{LIVE, PEAK};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 fn cases() -> usize {
     std::env::var("PROPTEST_CASES")
@@ -414,10 +384,7 @@ fn edited_onnx_graphs_never_panic_or_overallocate() {
 /// The peak of live bytes `f` allocates above what was live before, and its result.
 fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let r = f();
-    (r, PEAK.load(Ordering::Relaxed).saturating_sub(before))
+    counting::peak_during(f)
 }
 
 /// A Keras 3 export whose Loop body feeds its candidate through `n` chained `op(a, a)`

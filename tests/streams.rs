@@ -5,11 +5,10 @@
 //! sample; generation streams in memory that does not grow with its length.
 #![cfg(unix)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gru_engine::generate::Sampling;
@@ -18,29 +17,11 @@ use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
 
 const GRU: &str = env!("CARGO_BIN_EXE_gru");
 
-/// Counts live bytes and their peak since the last reset.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
+#[path = "counting/mod.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 fn run(dir: &Path, args: &[&str], stdout: Stdio) -> Output {
     Command::new(GRU)
@@ -64,11 +45,7 @@ fn ok(dir: &Path, args: &[&str]) {
 
 /// A small language model, classifier and forecaster in `dir` (runs `lm`, `clf`, `fc`).
 fn models(dir: &Path) {
-    std::fs::write(
-        dir.join("a.txt"),
-        "the quick brown fox jumps over it\n".repeat(30),
-    )
-    .unwrap();
+    text_in(dir);
     ok(
         dir,
         &[
@@ -106,6 +83,36 @@ fn models(dir: &Path) {
             "8", "--hidden", "8", "--window", "8", "--device", "cpu", "-c", "fc", "-q",
         ],
     );
+}
+
+/// `gru train` of a tiny model on a.txt into `run` on the CPU reference, then `extra`.
+fn tiny_train<'a>(run: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "train",
+        "--text",
+        "a.txt",
+        "--hidden",
+        "8",
+        "--batch",
+        "4",
+        "--seq-len",
+        "8",
+        "--device",
+        "cpu",
+        "-c",
+        run,
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// A small text to learn, as a.txt in `dir`.
+fn text_in(dir: &Path) {
+    std::fs::write(
+        dir.join("a.txt"),
+        "the quick brown fox jumps over it\n".repeat(30),
+    )
+    .unwrap();
 }
 
 fn lm_args(run: &str) -> Vec<&str> {
@@ -248,30 +255,10 @@ fn signal_after(dir: &Path, args: &[&str], ready: &str, signal: &str) -> (Option
 fn sigterm_saves_like_ctrl_c_and_exits_143() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("a.txt"),
-        "the quick brown fox jumps over it\n".repeat(30),
-    )
-    .unwrap();
+    text_in(d);
     let (code, text) = signal_after(
         d,
-        &[
-            "train",
-            "--text",
-            "a.txt",
-            "--steps",
-            "1000000",
-            "--hidden",
-            "8",
-            "--batch",
-            "4",
-            "--seq-len",
-            "8",
-            "--device",
-            "cpu",
-            "-c",
-            "run",
-        ],
+        &tiny_train("run", &["--steps", "1000000"]),
         "training on",
         "TERM",
     );
@@ -305,33 +292,11 @@ fn sigterm_saves_like_ctrl_c_and_exits_143() {
 fn ctrl_c_ends_the_end_of_run_sample() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("a.txt"),
-        "the quick brown fox jumps over it\n".repeat(30),
-    )
-    .unwrap();
+    text_in(d);
     let start = std::time::Instant::now();
     let (code, text) = signal_after(
         d,
-        &[
-            "train",
-            "--text",
-            "a.txt",
-            "--steps",
-            "2",
-            "--hidden",
-            "8",
-            "--batch",
-            "4",
-            "--seq-len",
-            "8",
-            "--device",
-            "cpu",
-            "-c",
-            "run",
-            "--sample-length",
-            "100000000",
-        ],
+        &tiny_train("run", &["--steps", "2", "--sample-length", "100000000"]),
         // The last evaluation's line: the sample starts right after it.
         "val loss",
         "INT",
@@ -350,17 +315,10 @@ fn streamed_generation_does_not_grow_with_its_length() {
     let mut t = CpuTrainer::new(params, TrainOptions::adam(1e-3)).unwrap();
     let s = Sampling::new(1.0).seed(5);
     let mut peak = |n: usize| {
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
-        let mut count = 0usize;
-        let done = t
-            .generate_stream(&[1, 2], n, &s, &mut |_| {
-                count += 1;
-                true
-            })
-            .unwrap();
-        assert_eq!((done, count), (n, n));
-        PEAK.load(Ordering::Relaxed) - before
+        let (done, bytes) =
+            counting::peak_during(|| t.generate_stream(&[1, 2], n, &s, &mut |_| true).unwrap());
+        assert_eq!(done, n);
+        bytes
     };
     let (small, large) = (peak(1_000), peak(100_000));
     assert!(

@@ -277,6 +277,35 @@ pub fn resumed_value<T: std::str::FromStr + Copy>(id: &str, mine: T, saved: Opti
     }
 }
 
+/// The epochs an epoch-based run trains: (the epoch it starts at, steps per epoch, the
+/// step it ends at), the start read from a resumed checkpoint; `None`, said on stderr by
+/// `leader`, when the checkpoint has reached `epochs` already.
+pub fn epochs_to_run(
+    resumed: Option<&Checkpoint>,
+    epochs: u64,
+    per_epoch: u64,
+    leader: bool,
+) -> Result<Option<(u64, u64, u64)>> {
+    let total = total_steps(epochs, per_epoch)?;
+    let Some(c) = resumed else {
+        return Ok(Some((0, per_epoch, total)));
+    };
+    let epoch: u64 = c
+        .extra
+        .get("epoch")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    if epoch >= epochs {
+        if leader {
+            eprintln!(
+                "nothing to do: the checkpoint is at epoch {epoch}, and this run ends at epoch {epochs}; give --epochs above {epoch} to train further"
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some((epoch, per_epoch, total)))
+}
+
 /// A count flag that must be at least 1.
 pub fn at_least_one(name: &str, v: usize) -> Result<usize> {
     if v == 0 {

@@ -15,8 +15,8 @@ use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
-    at_least_one, check_resume, load_checkpoint, model_path, resumed_value, save_run, total_steps,
-    OptimArgs, RunArgs, StackArgs,
+    at_least_one, check_resume, epochs_to_run, load_checkpoint, model_path, resumed_value,
+    save_run, OptimArgs, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
@@ -882,21 +882,15 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         }
     };
     let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let epoch: u64 = resumed
-        .as_ref()
-        .and_then(|(c, _)| c.extra.get("epoch")?.parse().ok())
-        .unwrap_or(0);
-    let per_epoch = train_ex.len().div_ceil(b) as u64;
-    let total = total_steps(a.epochs, per_epoch)?;
-    if resumed.is_some() && epoch >= a.epochs {
-        if ranks.leader() {
-            eprintln!(
-                "nothing to do: the checkpoint is at epoch {epoch}, and this run ends at epoch {}; give --epochs above {epoch} to train further",
-                a.epochs
-            );
-        }
+    let Some((epoch, per_epoch, total)) = epochs_to_run(
+        resumed.as_ref().map(|(c, _)| c),
+        a.epochs,
+        train_ex.len().div_ceil(b) as u64,
+        ranks.leader(),
+    )?
+    else {
         return Ok(0);
-    }
+    };
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
         run_items(

@@ -1330,3 +1330,54 @@ fn a_diverged_run_stops_and_keeps_its_last_finite_checkpoint() {
     assert!(line.contains("no checkpoint was saved"), "{line}");
     assert!(!run.join("last.safetensors").exists() && !run.join("best.safetensors").exists());
 }
+
+/// `classify train --resume` and `forecast train --resume` refuse flags that contradict
+/// the checkpoint too (bidirectional, hidden, window, horizon), naming both values.
+#[test]
+fn classify_and_forecast_resume_refuse_contradicting_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    numeric_classes(&p("c.csv"), 3, 20, true);
+    let series: String = (0..80)
+        .map(|i| format!("{},{}\n", (i as f32 * 0.3).sin(), i % 7))
+        .collect();
+    std::fs::write(p("s.csv"), series).unwrap();
+    let classify = |extra: &[&str]| {
+        let mut a = vec![
+            "classify", "train", "--data", "c.csv", "-c", "c", "--device", "cpu", "-q",
+        ];
+        a.extend_from_slice(extra);
+        gru_in(d.path(), &a)
+    };
+    succeeded(&classify(&["--epochs", "1", "--hidden", "4"]));
+    failed(
+        &classify(&["--resume", "--epochs", "2", "--bidirectional"]),
+        &["--bidirectional true conflicts with the checkpoint being resumed, which has bidirectional false"],
+    );
+    failed(
+        &classify(&["--resume", "--epochs", "2", "--hidden", "5"]),
+        &["--hidden 5 conflicts"],
+    );
+    succeeded(&classify(&["--resume", "--epochs", "2"]));
+    let forecast = |extra: &[&str]| {
+        let mut a = vec![
+            "forecast", "train", "--data", "s.csv", "--window", "5", "--hidden", "4", "-c", "f",
+            "--device", "cpu", "-q",
+        ];
+        a.extend_from_slice(extra);
+        gru_in(d.path(), &a)
+    };
+    succeeded(&forecast(&["--epochs", "1"]));
+    failed(
+        &forecast(&["--resume", "--epochs", "2", "--horizon", "3"]),
+        &["--horizon 3 conflicts with the checkpoint being resumed, which has horizon 1"],
+    );
+    let mut args = vec![
+        "forecast", "train", "--data", "s.csv", "--window", "9", "--epochs", "2",
+    ];
+    args.extend(["-c", "f", "--device", "cpu", "-q", "--resume"]);
+    failed(&gru_in(d.path(), &args), &["--window 9 conflicts"]);
+    let o = forecast(&["--resume", "--epochs", "1"]);
+    let (_, err) = text(&o);
+    assert!(o.status.success() && err.contains("nothing to do"), "{err}");
+}

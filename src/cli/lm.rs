@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use gru_engine::budget;
-use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
+use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::generate::Sampling;
-use gru_engine::model::{Batch, Head, ModelConfig, ModelInput};
+use gru_engine::model::{Batch, ModelConfig, ModelInput};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -22,8 +22,8 @@ use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, fingerprint_bytes, run_items, Ranks};
 use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted, interrupted_exit};
-use crate::cli::text::{read_chars, CharText};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
+use gru_engine::text::{read_chars, CharText, CharVocab};
 
 /// The language model's batches: random windows of the text, or with `--stateful` B
 /// streams through it (a new pass starts them again from zero state).
@@ -143,30 +143,18 @@ pub struct TrainArgs {
     pub output: OutputArgs,
 }
 
-/// The token ids of `text` in `vocab` (sorted characters), naming the first unknown one.
-fn encode(text: &str, vocab: &[String]) -> Result<Vec<u32>> {
-    text.chars()
-        .map(|c| {
-            let s = c.to_string();
-            vocab.binary_search(&s).map(|i| i as u32).map_err(|_| {
-                GruError::Input(format!("character {c:?} is not in the model's vocabulary"))
-            })
-        })
-        .collect()
-}
-
 /// Streams `prompt` and then the tokens `trainer` generates to standard output, each
 /// flushed as it arrives, until `n` tokens, a write error (a closed pipe included: the
 /// caller ends quietly) or Ctrl-C when `interruptible`.
 fn stream_text(
     trainer: &mut dyn Trainer,
-    vocab: &[String],
+    vocab: &CharVocab,
     prompt: &str,
     n: usize,
     sampling: &Sampling,
     interruptible: bool,
 ) -> Result<()> {
-    let ids = encode(prompt, vocab)?;
+    let ids = vocab.encode(prompt)?;
     let mut out = std::io::stdout().lock();
     let mut failed = None;
     let put = |text: &str, out: &mut std::io::StdoutLock| {
@@ -178,7 +166,7 @@ fn stream_text(
         &ids,
         n,
         sampling,
-        &mut |t| match put(&vocab[t as usize], &mut out) {
+        &mut |t| match put(vocab.token(t), &mut out) {
             Ok(()) => !(interruptible && interrupted()),
             Err(e) => {
                 failed = Some(e);
@@ -222,43 +210,6 @@ fn evaluate(
     }
     let m = t.take_metrics(Split::Eval)?;
     Ok(Some((m.loss, m.accuracy)))
-}
-
-/// The vocabulary of a language-model checkpoint, checked against its model once, here:
-/// a sorted list of distinct single characters, one per embedding row and head output.
-fn lm_vocab(c: &Checkpoint, file: &std::path::Path) -> Result<Vec<String>> {
-    let bad = |reason: String| GruError::Checkpoint {
-        path: file.display().to_string(),
-        reason,
-    };
-    let vocab = c
-        .vocab
-        .clone()
-        .ok_or_else(|| bad("no vocabulary: not a language-model checkpoint".into()))?;
-    let cfg = &c.params.config;
-    let ok = matches!(cfg.input, ModelInput::Tokens { vocab: n, .. } if n == vocab.len())
-        && cfg.head == Head::EveryStep
-        && cfg.outputs == vocab.len();
-    if !ok {
-        return Err(bad(format!(
-            "a vocabulary of {} characters does not fit the model (input {:?}, {} outputs): not a language model",
-            vocab.len(),
-            cfg.input,
-            cfg.outputs
-        )));
-    }
-    if let Some(i) = vocab.iter().position(|v| v.chars().count() != 1) {
-        return Err(bad(format!(
-            "vocabulary entry {i} is {:?}, not one character",
-            vocab[i]
-        )));
-    }
-    if vocab.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(bad(
-            "the vocabulary is not a sorted list of distinct characters".into(),
-        ));
-    }
-    Ok(vocab)
 }
 
 /// `gru train`, alone or as one rank of a data-parallel job.
@@ -316,10 +267,11 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let (b, len) = (a.batch, a.seq_len);
     let b_rank = ranks.local_batch(b)?;
     let fixed = match &resumed {
-        Some((c, file)) => Some(lm_vocab(c, file)?),
+        Some((c, file)) => Some(CharVocab::from_checkpoint(c, &file.display().to_string())?),
         None => None,
     };
     // One streaming pass: the vocabulary and the ids, 4 bytes a character.
+    let reading = std::time::Instant::now();
     let (loaded, source) = match &a.text {
         Some(p) => {
             let f = std::fs::File::open(p).map_err(|source| GruError::Io {
@@ -328,24 +280,28 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             })?;
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             let name = p.display().to_string();
-            (read_chars(f, &name, size, fixed.as_deref())?, name)
+            (
+                read_chars(f, &name, size, fixed.as_ref(), &interrupted)?,
+                name,
+            )
         }
         None => {
             let text = corpus::text();
             let size = text.len() as u64;
             (
-                read_chars(text.as_bytes(), corpus::DESCRIPTION, size, fixed.as_deref())?,
+                read_chars(
+                    text.as_bytes(),
+                    corpus::DESCRIPTION,
+                    size,
+                    fixed.as_ref(),
+                    &interrupted,
+                )?,
                 corpus::DESCRIPTION.to_string(),
             )
         }
     };
-    let Some(CharText {
-        ids,
-        vocab,
-        head,
-        seconds: load_seconds,
-    }) = loaded
-    else {
+    let load_seconds = reading.elapsed().as_secs_f64();
+    let Some(CharText { ids, vocab, head }) = loaded else {
         eprintln!("interrupted while reading {source}: nothing was trained or saved");
         return Ok(interrupted_exit());
     };
@@ -414,7 +370,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
                     format!(
                         "{} characters, fingerprint {}",
                         vocab.len(),
-                        fingerprint(&vocab)
+                        fingerprint(&vocab.tokens())
                     ),
                 ),
                 ("steps", format!("{step}..{total}")),
@@ -449,7 +405,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         len,
         stateful: opts.stateful,
         per_epoch,
-        vocab: &vocab,
+        vocab: vocab.tokens(),
     };
     let schedule = Schedule::new(step, total, a.eval_every, a.output.log_every()?);
     let (last_loss, last_acc, last_val) = match train_loop::run(
@@ -530,15 +486,15 @@ pub struct GenerateArgs {
 
 pub fn generate(a: GenerateArgs) -> Result<u8> {
     let (c, file) = load_checkpoint(&model_path(a.checkpoint.as_deref(), "lm", "gru train")?)?;
-    let vocab = lm_vocab(&c, &file)?;
+    let vocab = CharVocab::from_checkpoint(&c, &file.display().to_string())?;
     let prompt = a.prompt.clone().unwrap_or_else(|| {
-        if vocab.iter().any(|v| v == "\n") {
+        if vocab.contains('\n') {
             "\n".into()
         } else {
-            vocab[0].clone()
+            vocab.token(0).to_string()
         }
     });
-    let ids = encode(&prompt, &vocab)?;
+    let ids = vocab.encode(&prompt)?;
     let sampling = Sampling::new(a.temperature).top_k(a.top_k).seed(a.seed);
     sampling.validate()?;
     let cfg = c.params.config;

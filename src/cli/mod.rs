@@ -19,7 +19,6 @@ mod report;
 mod run_folder;
 mod signals;
 mod summary;
-mod text;
 mod train_loop;
 
 use std::process::ExitCode;

@@ -42,6 +42,7 @@ pub mod onnx;
 pub mod real;
 pub mod rng;
 pub mod sequence;
+pub mod task;
 pub mod text;
 pub mod train;
 pub mod weights;

@@ -70,8 +70,10 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
     let (c, file) = load_checkpoint(&a.checkpoint)?;
     // A forecaster's normalisation travels with it: refused here as `forecast predict`
     // refuses it, rather than written into a model that cannot be used.
-    if c.extra.contains_key("forecast") {
-        crate::cli::forecast::format_of(&c, &file)?;
+    if c.extra
+        .contains_key(gru_engine::task::forecast::ForecastFormat::METADATA)
+    {
+        gru_engine::task::forecast::ForecastFormat::from_checkpoint(&c, &file)?;
     }
     let cfg = c.params.config;
     let classifier = cfg.head == Head::LastState && cfg.loss != Loss::MeanSquaredError;

@@ -3,15 +3,14 @@
 //! target column, compared with the naive last-value forecast.
 
 use crate::cli::out::outln;
+use gru_engine::task::forecast::ForecastFormat as Format;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use gru_engine::checkpoint::Checkpoint;
-use gru_engine::model::{Batch, Head, ModelConfig, ModelInput};
+use gru_engine::model::{Batch, ModelConfig};
 use gru_engine::rng::Rng;
 use gru_engine::train::Trainer;
 use gru_engine::{GruError, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
     at_least_one, check_resume, epochs_to_run, load_checkpoint, model_path, resumed_value,
@@ -88,18 +87,6 @@ pub struct PredictArgs {
     pub quiet: bool,
 }
 
-/// How a checkpoint reads a series; stored in its metadata as `forecast`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Format {
-    columns: Vec<String>,
-    target: usize,
-    window: usize,
-    horizon: usize,
-    /// Per column, from the training part: values are fed as (x - mean) / std.
-    mean: Vec<f32>,
-    std: Vec<f32>,
-}
-
 /// The series [rows, columns] and its column names.
 fn series(path: &Path) -> Result<Series> {
     let mut rows = records(path)?;
@@ -150,96 +137,6 @@ struct Series {
     named: bool,
 }
 
-impl Series {
-    /// The rows with their columns in the order `f` was trained on. With a header on
-    /// both sides, columns are matched by name (a file may order them differently), and
-    /// a missing or an extra column is an error naming it; otherwise by position, and
-    /// the counts must agree.
-    fn aligned(self, f: &Format, path: &Path) -> Result<Vec<Vec<f32>>> {
-        let generic = |n: &[String]| {
-            n.iter()
-                .enumerate()
-                .all(|(i, c)| *c == format!("column {i}"))
-        };
-        if !self.named || generic(&f.columns) {
-            if self.names.len() != f.columns.len() {
-                return Err(GruError::Input(format!(
-                    "{}: {} columns, the model was trained on {}",
-                    path.display(),
-                    self.names.len(),
-                    f.columns.len()
-                )));
-            }
-            return Ok(self.rows);
-        }
-        let missing: Vec<&str> = f
-            .columns
-            .iter()
-            .filter(|c| !self.names.contains(c))
-            .map(String::as_str)
-            .collect();
-        let extra: Vec<&str> = self
-            .names
-            .iter()
-            .filter(|n| !f.columns.contains(n))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() || !extra.is_empty() {
-            let list = |v: &[&str]| {
-                v.iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            return Err(GruError::Input(format!(
-                "{}: the model was trained on the columns {}; {}",
-                path.display(),
-                list(&f.columns.iter().map(String::as_str).collect::<Vec<_>>()),
-                match (missing.is_empty(), extra.is_empty()) {
-                    (false, true) => format!("missing {}", list(&missing)),
-                    (true, false) => format!("extra {}", list(&extra)),
-                    _ => format!("missing {}, extra {}", list(&missing), list(&extra)),
-                }
-            )));
-        }
-        let at: Vec<usize> = f
-            .columns
-            .iter()
-            .map(|c| self.names.iter().position(|n| n == c).unwrap_or(0))
-            .collect();
-        if self
-            .names
-            .iter()
-            .enumerate()
-            .any(|(i, n)| self.names[..i].contains(n))
-        {
-            return Err(GruError::Input(format!(
-                "{}: a column name appears twice in the header",
-                path.display()
-            )));
-        }
-        Ok(self
-            .rows
-            .into_iter()
-            .map(|r| at.iter().map(|&i| r[i]).collect())
-            .collect())
-    }
-}
-
-/// (inputs `[window·columns]`, targets `[horizon]`) normalised, for window start `s`.
-fn sample(rows: &[Vec<f32>], f: &Format, s: usize) -> (Vec<f32>, Vec<f32>) {
-    let norm = |c: usize, v: f32| (v - f.mean[c]) / f.std[c];
-    let x = rows[s..s + f.window]
-        .iter()
-        .flat_map(|r| r.iter().enumerate().map(move |(c, &v)| norm(c, v)))
-        .collect();
-    let y = rows[s + f.window..s + f.window + f.horizon]
-        .iter()
-        .map(|r| norm(f.target, r[f.target]))
-        .collect();
-    (x, y)
-}
-
 /// Model and naive (last value) MSE and MAE in the target's units over window starts.
 fn score(
     t: &mut dyn Trainer,
@@ -253,7 +150,7 @@ fn score(
     for chunk in starts.chunks(b) {
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for &s in chunk {
-            let (xi, yi) = sample(rows, f, s);
+            let (xi, yi) = f.sample(rows, s);
             x.extend(xi);
             y.extend(yi);
         }
@@ -272,84 +169,6 @@ fn score(
         }
     }
     Ok([se / n, ae / n, nse / n, nae / n])
-}
-
-/// A forecaster checkpoint's series format, checked against its model once, here: the
-/// column count, target, horizon and normalisation all fit, so later indexing is safe.
-pub fn format_of(c: &Checkpoint, path: &Path) -> Result<Format> {
-    let bad = |reason: String| GruError::Checkpoint {
-        path: path.display().to_string(),
-        reason,
-    };
-    let f: Format = serde_json::from_str(
-        c.extra
-            .get("forecast")
-            .ok_or_else(|| bad("not a forecaster checkpoint (no `forecast` metadata)".into()))?,
-    )
-    .map_err(|e| bad(format!("forecast metadata: {e}")))?;
-    let cfg = &c.params.config;
-    let cols = f.columns.len();
-    if cfg.input != ModelInput::Features(cols) || cfg.head != Head::LastState {
-        return Err(bad(format!(
-            "forecast metadata names {cols} columns, the model reads {:?}: not this model's format",
-            cfg.input
-        )));
-    }
-    if f.mean.len() != cols || f.std.len() != cols {
-        return Err(bad(format!(
-            "normalisation for {} / {} columns, the series has {cols}",
-            f.mean.len(),
-            f.std.len()
-        )));
-    }
-    if let Some(i) =
-        (0..cols).find(|&i| !(f.mean[i].is_finite() && f.std[i].is_finite() && f.std[i] > 0.0))
-    {
-        return Err(bad(format!(
-            "column {i}: mean {} and std {} must be finite with std > 0",
-            f.mean[i], f.std[i]
-        )));
-    }
-    if f.target >= cols || f.window == 0 || f.horizon != cfg.outputs {
-        return Err(bad(format!(
-            "target {} of {cols} columns, window {}, horizon {} for a model of {} outputs",
-            f.target, f.window, f.horizon, cfg.outputs
-        )));
-    }
-    Ok(f)
-}
-
-/// Each column's mean and standard deviation over `rows`, computed in f64 (in f32 the
-/// squares of values near 1e20 overflow to inf), or an error naming a column whose
-/// scale f32 cannot hold: its mean, its std or its normalised values would not be finite.
-/// A constant column gets std 1.
-fn column_statistics(
-    rows: &[Vec<f32>],
-    names: &[String],
-    file: &Path,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let n = rows.len().max(1) as f64;
-    let (mut mean, mut std) = (Vec::new(), Vec::new());
-    for (c, name) in names.iter().enumerate() {
-        let m = rows.iter().map(|r| r[c] as f64).sum::<f64>() / n;
-        let v = rows.iter().map(|r| (r[c] as f64 - m).powi(2)).sum::<f64>() / n;
-        let s = if v > 0.0 { v.sqrt() } else { 1.0 };
-        let fits = |x: f64| x.is_finite() && x.abs() <= f32::MAX as f64;
-        // Normalised values are at most |x - mean| / std; they too must fit.
-        let widest = rows
-            .iter()
-            .map(|r| (r[c] as f64 - m).abs() / s)
-            .fold(0.0, f64::max);
-        if !(fits(m) && fits(s) && (s as f32) > 0.0 && fits(widest)) {
-            return Err(GruError::Input(format!(
-                "{}: column `{name}` has mean {m:e} and standard deviation {s:e}, beyond what f32 arithmetic can normalise: rescale it (divide by a power of ten) before training",
-                file.display()
-            )));
-        }
-        mean.push(m as f32);
-        std.push(s as f32);
-    }
-    Ok((mean, std))
 }
 
 pub fn run(cmd: ForecastCommand) -> Result<u8> {
@@ -384,7 +203,7 @@ impl Task for ForecastTask<'_> {
         let chunk = &self.order[k * self.b..((k + 1) * self.b).min(self.order.len())];
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for &s in chunk {
-            let (xi, yi) = sample(self.rows, self.f, s);
+            let (xi, yi) = self.f.sample(self.rows, s);
             x.extend(xi);
             y.extend(yi);
         }
@@ -450,7 +269,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // batch: a flag given with another value is an error, one left at its default takes
     // the saved value.
     if let Some((c, file)) = &resumed {
-        let f = format_of(c, file)?;
+        let f = Format::from_checkpoint(c, file)?;
         let mut items = a.stack.resume_items(&c.params.config);
         items.push(("window", a.window.to_string(), f.window.to_string()));
         items.push(("horizon", a.horizon.to_string(), f.horizon.to_string()));
@@ -473,14 +292,16 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let names = data.names.clone();
     // A resumed model reads the columns it was trained on, by name where both have them.
     let rows = match &resumed {
-        Some((c, file)) => data.aligned(&format_of(c, file)?, &a.data)?,
+        Some((c, file)) => {
+            Format::from_checkpoint(c, file)?.align(data.rows, &data.names, data.named, &a.data)?
+        }
         None => data.rows,
     };
     let windows = |window: usize, horizon: usize| {
         (rows.len() + 1).saturating_sub(window.saturating_add(horizon))
     };
     let f = match &resumed {
-        Some((c, file)) => format_of(c, file)?,
+        Some((c, file)) => Format::from_checkpoint(c, file)?,
         None => {
             let target = match a.target.parse::<usize>() {
                 Ok(i) if i < names.len() => i,
@@ -511,7 +332,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             }
             // Statistics of the training part only, so validation stays unseen.
             let train_rows = &rows[..rows.len() - ((n as f64 * a.val_split) as usize)];
-            let (mean, std) = column_statistics(train_rows, &names, &a.data)?;
+            let (mean, std) = Format::statistics(train_rows, &names, &a.data)?;
             Format {
                 columns: names.clone(),
                 target,
@@ -659,8 +480,11 @@ fn predict(a: PredictArgs) -> Result<u8> {
         "forecast",
         "gru forecast train",
     )?)?;
-    let f = format_of(&c, &file)?;
-    let rows = series(&a.data)?.aligned(&f, &a.data)?;
+    let f = Format::from_checkpoint(&c, &file)?;
+    let rows = {
+        let data = series(&a.data)?;
+        f.align(data.rows, &data.names, data.named, &a.data)?
+    };
     if rows.len() < f.window {
         return Err(GruError::Input(format!(
             "{}: {} rows, fewer than the model's window of {}",
@@ -677,23 +501,11 @@ fn predict(a: PredictArgs) -> Result<u8> {
         a.quiet,
         (1, f.window),
     )?;
-    let s = rows.len() - f.window;
-    let x: Vec<f32> = rows[s..]
-        .iter()
-        .flat_map(|r| {
-            r.iter()
-                .enumerate()
-                .map(|(c, &v)| (v - f.mean[c]) / f.std[c])
-        })
-        .collect();
+    let x = f.last_window(&rows);
     let pred = t.predict(&Batch::features(&x, 1, f.window))?;
     outln!("step,{}", f.columns[f.target])?;
-    for (h, p) in pred.iter().enumerate() {
-        outln!(
-            "{},{:.6}",
-            rows.len() + h + 1,
-            *p as f64 * f.std[f.target] as f64 + f.mean[f.target] as f64
-        )?;
+    for (h, &p) in pred.iter().enumerate() {
+        outln!("{},{:.6}", rows.len() + h + 1, f.value(p))?;
     }
     Ok(0)
 }

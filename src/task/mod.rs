@@ -1,0 +1,4 @@
+//! What each kind of model needs besides its parameters: how a forecaster reads a series,
+//! shared by the command line, the web build and embedders.
+
+pub mod forecast;

@@ -3,12 +3,13 @@
 //! `--features` values per step).
 
 use crate::cli::out::{out, outln};
+use gru_engine::task::classify::{ClassifierFormat as Format, TokenVocab, Tokenization};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use gru_engine::checkpoint::Checkpoint;
-use gru_engine::model::{Batch, Head, Loss, ModelConfig, ModelInput, ModelParams};
+
+use gru_engine::model::{Batch, Loss, ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{Split, Trainer};
 use gru_engine::{GruError, Result};
@@ -34,12 +35,21 @@ pub enum InputKind {
     Numeric,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Tokens {
     /// One token per character.
     Chars,
     /// One token per whitespace-separated word.
     Words,
+}
+
+impl Tokens {
+    fn to_lib(self) -> Tokenization {
+        match self {
+            Tokens::Chars => Tokenization::Chars,
+            Tokens::Words => Tokenization::Words,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -177,21 +187,6 @@ pub struct PredictArgs {
     pub quiet: bool,
 }
 
-/// How a checkpoint reads its rows; stored in its metadata as `classify`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Format {
-    numeric: bool,
-    tokens: Tokens,
-    features: usize,
-    max_len: usize,
-    labels: Vec<String>,
-    /// The vocabulary cap and minimum count it was built with (absent in older files).
-    #[serde(default)]
-    max_vocab: Option<usize>,
-    #[serde(default)]
-    min_count: Option<usize>,
-}
-
 /// One row: its label (if any) and its sequence (token ids or `[T·features]` values).
 #[derive(Debug)]
 struct Example {
@@ -199,13 +194,6 @@ struct Example {
     tokens: Vec<u32>,
     values: Vec<f32>,
     len: usize,
-}
-
-fn split_text(text: &str, tokens: Tokens) -> Vec<String> {
-    match tokens {
-        Tokens::Chars => text.chars().map(String::from).collect(),
-        Tokens::Words => text.split_whitespace().map(String::from).collect(),
-    }
 }
 
 /// Rows of a CSV file with the header decision already applied: the rows, and the
@@ -272,7 +260,7 @@ fn examples(
     rows: &Rows,
     labelled: bool,
     f: &Format,
-    vocab: &HashMap<String, u32>,
+    vocab: &TokenVocab,
 ) -> Result<Vec<Example>> {
     let first = usize::from(labelled);
     let mut out = Vec::new();
@@ -313,11 +301,7 @@ fn examples(
             e.values.truncate(e.len * f.features);
         } else {
             let text = rest.join(",");
-            e.tokens = split_text(&text, f.tokens)
-                .iter()
-                .take(f.max_len)
-                .map(|t| vocab.get(t).copied().unwrap_or(0))
-                .collect();
+            e.tokens = vocab.encode(&text, f.tokens, f.max_len);
             if e.tokens.is_empty() {
                 return Err(GruError::Input(format!(
                     "{}: row {row} has an empty text",
@@ -365,39 +349,6 @@ fn class_ids(path: &Path, rows: &Rows, ex: &[Example], labels: &[String]) -> Res
                 ))
             })
         })
-        .collect()
-}
-
-/// The text vocabulary of the training rows: `<unk>` (id 0), then the tokens within
-/// `max_len` of each row seen at least `min_count` times, most frequent first (ties by
-/// first occurrence), at most `max_vocab` entries in all.
-fn build_vocab(
-    rows: &[&Vec<String>],
-    tokens: Tokens,
-    max_len: usize,
-    max_vocab: Option<usize>,
-    min_count: usize,
-) -> Vec<String> {
-    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
-    for r in rows {
-        for t in split_text(&r[1..].join(","), tokens)
-            .into_iter()
-            .take(max_len)
-        {
-            let next = counts.len();
-            counts.entry(t).or_insert((0, next)).0 += 1;
-        }
-    }
-    let mut kept: Vec<(String, (usize, usize))> = counts
-        .into_iter()
-        .filter(|(_, (c, _))| *c >= min_count)
-        .collect();
-    kept.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
-    if let Some(n) = max_vocab {
-        kept.truncate(n.saturating_sub(1));
-    }
-    std::iter::once("<unk>".to_string())
-        .chain(kept.into_iter().map(|(t, _)| t))
         .collect()
 }
 
@@ -504,68 +455,6 @@ fn predict_set(
     Ok(out)
 }
 
-/// A classifier checkpoint's row format and vocabulary, checked against its model once,
-/// here: every later index (labels by class, tokens by id) is then in range.
-fn format_of(c: &Checkpoint, path: &Path) -> Result<(Format, HashMap<String, u32>)> {
-    let bad = |reason: String| GruError::Checkpoint {
-        path: path.display().to_string(),
-        reason,
-    };
-    let f: Format = serde_json::from_str(
-        c.extra
-            .get("classify")
-            .ok_or_else(|| bad("not a classifier checkpoint (no `classify` metadata)".into()))?,
-    )
-    .map_err(|e| bad(format!("classify metadata: {e}")))?;
-    let cfg = &c.params.config;
-    if f.features == 0 || f.max_len == 0 {
-        return Err(bad(format!(
-            "classify metadata: features {} and max_len {} must be at least 1",
-            f.features, f.max_len
-        )));
-    }
-    if cfg.head != Head::LastState {
-        return Err(bad("not a classifier: its head reads every step".into()));
-    }
-    match (f.numeric, cfg.input) {
-        (true, ModelInput::Features(n)) if n == f.features => {}
-        (false, ModelInput::Tokens { vocab, .. })
-            if c.vocab.as_ref().is_some_and(|v| v.len() == vocab) => {}
-        _ => {
-            return Err(bad(format!(
-                "classify metadata ({}, {} features, {} vocabulary entries) does not fit the model's input {:?}",
-                if f.numeric { "numeric" } else { "text" },
-                f.features,
-                c.vocab.as_ref().map_or(0, Vec::len),
-                cfg.input
-            )))
-        }
-    }
-    let classes = match cfg.loss {
-        Loss::BinaryCrossEntropy => 2,
-        _ => cfg.outputs,
-    };
-    if f.labels.len() != classes {
-        return Err(bad(format!(
-            "{} labels for a model with {classes} classes",
-            f.labels.len()
-        )));
-    }
-    let distinct: std::collections::HashSet<&String> = f.labels.iter().collect();
-    if distinct.len() != f.labels.len() {
-        return Err(bad("the labels are not distinct".into()));
-    }
-    let vocab = c
-        .vocab
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (t, i as u32))
-        .collect();
-    Ok((f, vocab))
-}
-
 pub fn run(cmd: ClassifyCommand) -> Result<u8> {
     match cmd {
         ClassifyCommand::Train(a) => train(a),
@@ -648,7 +537,7 @@ fn held_out_rows(n: usize, val_split: f64, seed: u64) -> Vec<usize> {
 }
 
 /// A new run's row format and vocabulary (from the training rows only).
-fn new_format(a: &TrainArgs, rows: &Rows, held_out: &[usize]) -> Result<(Format, Vec<String>)> {
+fn new_format(a: &TrainArgs, rows: &Rows, held_out: &[usize]) -> Result<(Format, TokenVocab)> {
     let numeric = match a.input {
         InputKind::Numeric => true,
         InputKind::Text => false,
@@ -665,7 +554,7 @@ fn new_format(a: &TrainArgs, rows: &Rows, held_out: &[usize]) -> Result<(Format,
         )));
     }
     let vocab = if numeric {
-        Vec::new()
+        TokenVocab::default()
     } else {
         let mut skip = held_out.iter().peekable();
         let train_rows: Vec<&Vec<String>> = rows
@@ -682,11 +571,17 @@ fn new_format(a: &TrainArgs, rows: &Rows, held_out: &[usize]) -> Result<(Format,
             })
             .map(|(_, r)| r)
             .collect();
-        build_vocab(&train_rows, a.tokens, a.max_len, a.max_vocab, a.min_count)
+        TokenVocab::build(
+            train_rows.iter().map(|r| r[1..].join(",")),
+            a.tokens.to_lib(),
+            a.max_len,
+            a.max_vocab,
+            a.min_count,
+        )
     };
     let f = Format {
         numeric,
-        tokens: a.tokens,
+        tokens: a.tokens.to_lib(),
         features: a.features,
         max_len: a.max_len,
         labels,
@@ -702,7 +597,7 @@ fn new_format(a: &TrainArgs, rows: &Rows, held_out: &[usize]) -> Result<(Format,
 fn split_sets(
     a: &TrainArgs,
     f: &Format,
-    vocab: &HashMap<String, u32>,
+    vocab: &TokenVocab,
     mut train_ex: Vec<Example>,
     mut train_ids: Vec<u32>,
     held_out: &[usize],
@@ -790,7 +685,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // value.
     if let Some((c, file)) = &resumed {
         let cfg = &c.params.config;
-        let (f, _) = format_of(c, file)?;
+        let (f, _) = Format::from_checkpoint(c, file)?;
         let mut items = a.stack.resume_items(cfg);
         if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
             items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
@@ -833,18 +728,11 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     } else {
         held_out_rows(rows.rows.len(), a.val_split, a.optim.seed)
     };
-    let (f, vocab_list) = match &resumed {
-        Some((c, file)) => {
-            let (f, _) = format_of(c, file)?;
-            (f, c.vocab.clone().unwrap_or_default())
-        }
+    let (f, vocab) = match &resumed {
+        Some((c, file)) => Format::from_checkpoint(c, file)?,
         None => new_format(&a, &rows, &held_out)?,
     };
-    let vocab: HashMap<String, u32> = vocab_list
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
+    let vocab_list = vocab.tokens();
     let train_ex = examples(&a.data, &rows, true, &f, &vocab)?;
     let train_ids = class_ids(&a.data, &rows, &train_ex, &f.labels)?;
     let (train_ex, train_ids, val_ex, val_ids) =
@@ -970,8 +858,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
                 format!(
                     "text in {} tokens (vocabulary {})",
                     match f.tokens {
-                        Tokens::Chars => "character",
-                        Tokens::Words => "word",
+                        Tokenization::Chars => "character",
+                        Tokenization::Words => "word",
                     },
                     vocab_list.len()
                 )
@@ -999,7 +887,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         cfg,
         order: Vec::new(),
         format_json,
-        vocab: (!f.numeric).then_some(vocab_list.as_slice()),
+        vocab: (!f.numeric).then_some(vocab_list),
     };
     // One evaluation per epoch.
     let schedule = Schedule::new(epoch * per_epoch, total, per_epoch, a.output.log_every()?);
@@ -1061,13 +949,13 @@ fn eval_header(
 struct Trained {
     params: ModelParams,
     format: Format,
-    vocab: HashMap<String, u32>,
+    vocab: TokenVocab,
     from: String,
 }
 
 fn load_trained(checkpoint: Option<&Path>) -> Result<Trained> {
     let (c, file) = load_checkpoint(&model_path(checkpoint, "classify", "gru classify train")?)?;
-    let (format, vocab) = format_of(&c, &file)?;
+    let (format, vocab) = Format::from_checkpoint(&c, &file)?;
     let kind = match file.file_name().and_then(|n| n.to_str()) {
         Some("best.safetensors") => "best",
         Some("last.safetensors") => "last",

@@ -224,3 +224,81 @@ fn a_checkpoint_of_another_model_is_refused_by_the_trainer() {
         other => panic!("expected a shape error, got {other:?}"),
     }
 }
+
+/// `ModelData::of` reads each training command's checkpoint as its kind, from bytes,
+/// with the data that kind needs; a checkpoint of no known task is refused by name.
+#[test]
+fn model_data_reads_each_kind_from_bytes() {
+    use gru_engine::task::ModelData;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gru = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_gru"))
+            .current_dir(d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    std::fs::write(d.join("a.txt"), "abc abd\n".repeat(40)).unwrap();
+    gru(&[
+        "train",
+        "--text",
+        "a.txt",
+        "--steps",
+        "2",
+        "--hidden",
+        "4",
+        "--batch",
+        "2",
+        "--seq-len",
+        "4",
+        "--device",
+        "cpu",
+        "--sample-length",
+        "0",
+        "-q",
+        "-c",
+        "lm",
+    ]);
+    gru(&[
+        "example-data",
+        "classify-text",
+        "--rows",
+        "40",
+        "--out",
+        "c.csv",
+    ]);
+    gru(&[
+        "classify", "train", "--data", "c.csv", "--epochs", "1", "--hidden", "4", "--device",
+        "cpu", "-q", "-c", "clf",
+    ]);
+    gru(&["example-data", "forecast", "--rows", "60", "--out", "f.csv"]);
+    gru(&[
+        "forecast", "train", "--data", "f.csv", "--target", "load", "--window", "4", "--epochs",
+        "1", "--hidden", "4", "--device", "cpu", "-q", "-c", "fc",
+    ]);
+    let read = |run: &str| {
+        let path = d.join(run).join("last.safetensors");
+        let c = Checkpoint::from_bytes(&std::fs::read(&path).unwrap(), &path).unwrap();
+        (ModelData::of(&c, &path), c)
+    };
+    let (lm, _) = read("lm");
+    assert!(matches!(lm.unwrap(), ModelData::Language(v) if v.tokens().concat() == "\n abcd"));
+    let (clf, _) = read("clf");
+    let clf = clf.unwrap();
+    assert_eq!(clf.kind(), "classifier");
+    assert!(matches!(&clf, ModelData::Classifier(f, v) if f.labels.len() >= 2 && !v.is_empty()));
+    let (fc, mut c) = read("fc");
+    assert!(matches!(fc.unwrap(), ModelData::Forecaster(f) if f.columns[f.target] == "load"));
+    c.extra.insert("task".into(), "translation".into());
+    let e = ModelData::of(&c, Path::new("x")).unwrap_err().to_string();
+    assert!(
+        e.contains("task `translation` is not one gru-engine trains"),
+        "{e}"
+    );
+}

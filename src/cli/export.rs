@@ -68,12 +68,12 @@ pub struct ExportArgs {
 
 pub fn export_model(a: ExportArgs) -> Result<u8> {
     let (c, file) = load_checkpoint(&a.checkpoint)?;
-    // A forecaster's normalisation travels with it: refused here as `forecast predict`
-    // refuses it, rather than written into a model that cannot be used.
-    if c.extra
-        .contains_key(gru_engine::task::forecast::ForecastFormat::METADATA)
-    {
-        gru_engine::task::forecast::ForecastFormat::from_checkpoint(&c, &file)?;
+    // The data a model needs travels with it (vocabulary, labels, normalisation):
+    // refused here as `generate` and `predict` would refuse it, rather than written
+    // into a model that cannot be used.
+    // (A weights-only checkpoint, written by the library without any, exports as it is.)
+    if c.extra.contains_key("task") || c.vocab.is_some() {
+        gru_engine::task::ModelData::of(&c, &file)?;
     }
     let cfg = c.params.config;
     let classifier = cfg.head == Head::LastState && cfg.loss != Loss::MeanSquaredError;

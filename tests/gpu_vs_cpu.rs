@@ -610,3 +610,44 @@ fn non_finite_inputs_pass_through_like_pytorch() {
         "row 1 never sees the NaN"
     );
 }
+
+/// The awaited API (what a browser has) opens the same device and reads back exactly
+/// what the blocking one does: output, h_n, every gradient and the weights, both
+/// variants, bidirectional with lengths.
+#[test]
+fn the_async_api_reads_what_the_blocking_one_does() {
+    if gpu().is_none() {
+        return;
+    }
+    let ctx = pollster::block_on(GpuContext::new_default_async()).unwrap();
+    for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+        let cfg = GruConfig::new(3, 5)
+            .layers(2)
+            .bidirectional(true)
+            .variant(variant);
+        let w = GruWeights::init(cfg, 7);
+        let mut rng = Rng::new(3);
+        let (t, b) = (6, 3);
+        let x = rng.uniform_vec(t * b * 3, -1.0, 1.0);
+        let lengths = [6, 1, 4];
+        let input = SequenceInput::new(&x, t, b).lengths(&lengths);
+        let mut g = GpuGru::new(ctx.clone(), &w).unwrap();
+        g.forward(&input).unwrap();
+        let (out, h_n) = (g.read_output().unwrap(), g.read_h_n().unwrap());
+        assert_eq!(pollster::block_on(g.read_output_async()).unwrap(), out);
+        assert_eq!(pollster::block_on(g.read_h_n_async()).unwrap(), h_n);
+        let d_out = rng.uniform_vec(out.len(), -1.0, 1.0);
+        let sync = g.backward(&d_out, None).unwrap();
+        g.forward(&input).unwrap();
+        let awaited = pollster::block_on(g.backward_async(&d_out, None)).unwrap();
+        assert_eq!(awaited.d_input, sync.d_input, "{variant:?}");
+        assert_eq!(awaited.d_h0, sync.d_h0, "{variant:?}");
+        assert_eq!(awaited.d_weights, sync.d_weights, "{variant:?}");
+        assert_eq!(pollster::block_on(g.read_weights_async()).unwrap(), w);
+        // And the reference agrees with both.
+        let want = cpu::forward(&w, &input).unwrap();
+        for (a, b) in out.iter().zip(&want.output) {
+            assert!((a - b).abs() < 1e-4, "{variant:?}: {a} vs {b}");
+        }
+    }
+}

@@ -113,8 +113,8 @@ fn rank(device_type: wgpu::DeviceType, backend: wgpu::Backend) -> (u8, u8) {
     (device, backend)
 }
 
-fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance(backends).enumerate_adapters(backends))
+async fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    instance(backends).enumerate_adapters(backends).await
 }
 
 /// Which builds a device runs: (the software adapters' subgroup builds, their
@@ -165,22 +165,29 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
 /// The adapters of `backends`, GL only when no Vulkan/Metal/DX12 adapter exists (or GL
 /// is all that was asked for): probing GL prints windowing-system noise on headless
 /// machines ("XDG_RUNTIME_DIR is invalid ...") and it is the slowest path anyway.
-fn enumerate_preferred(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+async fn enumerate_preferred(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let primary = backends & wgpu::Backends::PRIMARY;
     if !primary.is_empty() {
-        let found = enumerate(primary);
+        let found = enumerate(primary).await;
         if !found.is_empty() {
             return found;
         }
     }
-    enumerate(backends)
+    enumerate(backends).await
 }
 
 /// Every adapter wgpu finds on these backends, in a stable order; GL adapters only when
 /// there is no Vulkan/Metal/DX12 adapter or only GL is asked for. The indices are the
 /// ones [`DeviceRequest::adapter_index`] takes.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    pollster::block_on(list_adapters_async(backends))
+}
+
+/// [`list_adapters`], awaited (the form a browser has).
+pub async fn list_adapters_async(backends: wgpu::Backends) -> Vec<AdapterSummary> {
     enumerate_preferred(backends)
+        .await
         .iter()
         .enumerate()
         .map(|(i, a)| summarize(i, a))
@@ -229,10 +236,23 @@ impl GpuContext {
     }
 
     /// Opens the adapter that `request` names, with every limit the adapter allows
-    /// (so large sequences fit in one storage binding where the hardware can).
+    /// (so large sequences fit in one storage binding where the hardware can). Blocks
+    /// until the device is open: [`GpuContext::new_async`] is the same, awaited (in a
+    /// browser, this form is an error).
     pub fn new(request: &DeviceRequest) -> Result<Arc<Self>> {
+        crate::gpu::wait::blocking(Self::new_async(request))
+    }
+
+    /// [`GpuContext::new_default`], awaited.
+    pub async fn new_default_async() -> Result<Arc<Self>> {
+        Self::new_async(&DeviceRequest::default()).await
+    }
+
+    /// [`GpuContext::new`], awaited: the one implementation, and the form a browser has
+    /// (where nothing may block).
+    pub async fn new_async(request: &DeviceRequest) -> Result<Arc<Self>> {
         // The same list as `list_adapters`, so an index from `gru devices` means the same.
-        let adapters = enumerate_preferred(request.backends);
+        let adapters = enumerate_preferred(request.backends).await;
         let summaries: Vec<_> = adapters
             .iter()
             .enumerate()
@@ -276,12 +296,14 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            GruError::RequestDevice {
-                adapter: info.name.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let (device, queue) =
+            adapter
+                .request_device(&desc)
+                .await
+                .map_err(|e| GruError::RequestDevice {
+                    adapter: info.name.clone(),
+                    reason: e.to_string(),
+                })?;
         let lost = Arc::new(AtomicBool::new(false));
         let lost_flag = lost.clone();
         device
@@ -376,13 +398,33 @@ impl GpuContext {
         &self.limits
     }
 
-    /// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
+    /// Runs `f` inside validation and out-of-memory error scopes and returns what they
+    /// caught. In a browser, where their answers cannot be waited for here, errors
+    /// reach the uncaptured-error handler instead and the next check reports them
+    /// ([`GpuContext::check_health`]; every read-back makes one).
     pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            crate::gpu::wait::blocking(self.scoped_async(async { f() }))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let out = f();
+            self.check_health()?;
+            out
+        }
+    }
+
+    /// [`GpuContext::scoped`] around a future: the one implementation of the scopes.
+    pub(crate) async fn scoped_async<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = f();
-        let v = pollster::block_on(validation.pop());
-        let o = pollster::block_on(oom.pop());
+        let out = f.await;
+        let v = validation.pop().await;
+        let o = oom.pop().await;
         self.check_health()?;
         if let Some(e) = o {
             return Err(GruError::OutOfMemory(e.to_string()));
@@ -484,8 +526,21 @@ impl GpuContext {
     }
 
     /// Copies `parts` (buffer, first f32, count) into `staging` in one submission and
-    /// reads them back, one `Vec` per part.
+    /// reads them back, one `Vec` per part, blocking until they arrive. In a browser,
+    /// where nothing may block, it is an error: [`GpuContext::read_f32_async`] is the
+    /// same, awaited.
     pub(crate) fn read_f32(
+        &self,
+        staging: &wgpu::Buffer,
+        parts: &[(&wgpu::Buffer, usize, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        crate::gpu::wait::blocking(self.read_f32_async(staging, parts))
+    }
+
+    /// [`GpuContext::read_f32`], awaited: the one implementation. Natively the device is
+    /// polled until the copy is done; in a browser the mapping's callback completes the
+    /// wait when the browser runs it.
+    pub(crate) async fn read_f32_async(
         &self,
         staging: &wgpu::Buffer,
         parts: &[(&wgpu::Buffer, usize, usize)],
@@ -494,7 +549,7 @@ impl GpuContext {
         if total == 0 {
             return Ok(parts.iter().map(|_| Vec::new()).collect());
         }
-        self.scoped(|| {
+        self.scoped_async(async {
             let mut enc = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -507,13 +562,12 @@ impl GpuContext {
             }
             self.queue.submit([enc.finish()]);
             let slice = staging.slice(..4 * total as u64);
-            let (tx, rx) = std::sync::mpsc::channel();
-            slice.map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+            let (tx, rx) = crate::gpu::wait::oneshot();
+            slice.map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+            #[cfg(not(target_arch = "wasm32"))]
             self.wait_idle()?;
-            rx.recv()
-                .map_err(|_| GruError::DeviceLost("buffer mapping never completed".into()))?
+            rx.await
+                .ok_or_else(|| GruError::DeviceLost("buffer mapping never completed".into()))?
                 .map_err(|e| GruError::DeviceLost(format!("buffer mapping failed: {e}")))?;
             let out = {
                 let view = slice
@@ -533,6 +587,7 @@ impl GpuContext {
             staging.unmap();
             Ok(out)
         })
+        .await
     }
 }
 

@@ -12,6 +12,7 @@ use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::{weights_from_parts, GpuParams};
+use crate::gpu::wait::blocking;
 use crate::gpu::workspace::Workspace;
 use crate::sequence::{swap_leading_axes, validate_cell, GruGrads, SequenceInput};
 use crate::weights::GruWeights;
@@ -157,9 +158,14 @@ impl GpuGru {
 
     /// Reads the parameters back from the device.
     pub fn read_weights(&mut self) -> Result<GruWeights> {
+        blocking(self.read_weights_async())
+    }
+
+    /// [`GpuGru::read_weights`], awaited.
+    pub async fn read_weights_async(&mut self) -> Result<GruWeights> {
         let parts = self.params.parts(false);
         let staging = self.ctx.staging(parts.iter().map(|p| p.2).sum())?;
-        let data = self.ctx.read_f32(&staging, &parts)?;
+        let data = self.ctx.read_f32_async(&staging, &parts).await?;
         Ok(weights_from_parts(self.config, data.into_iter()))
     }
 
@@ -284,6 +290,11 @@ impl GpuGru {
 
     /// The last forward's output: [T, B, dirs·H], or [B, T, dirs·H] for batch-first input.
     pub fn read_output(&self) -> Result<Vec<f32>> {
+        blocking(self.read_output_async())
+    }
+
+    /// [`GpuGru::read_output`], awaited (the form a browser has).
+    pub async fn read_output_async(&self) -> Result<Vec<f32>> {
         let (run, last) = self.current()?;
         let f = self.config.output_size();
         let mut out = vec![0.0; last.t_len * last.batch * f];
@@ -291,7 +302,8 @@ impl GpuGru {
             let top = &ws.outs[self.config.num_layers - 1];
             let part = self
                 .ctx
-                .read_f32(&ws.staging, &[(top, 0, last.t_len * ws.batch * f)])?
+                .read_f32_async(&ws.staging, &[(top, 0, last.t_len * ws.batch * f)])
+                .await?
                 .concat();
             scatter_rows(&mut out, &part, last.t_len, last.batch, f, *b0, ws.batch);
         }
@@ -304,6 +316,11 @@ impl GpuGru {
 
     /// The last forward's final state h_n: [layers·dirs, B, H].
     pub fn read_h_n(&self) -> Result<Vec<f32>> {
+        blocking(self.read_h_n_async())
+    }
+
+    /// [`GpuGru::read_h_n`], awaited.
+    pub async fn read_h_n_async(&self) -> Result<Vec<f32>> {
         let (run, last) = self.current()?;
         let h = self.config.hidden_size;
         let ld = run.chunks[0].1.dirs.len();
@@ -315,7 +332,7 @@ impl GpuGru {
                 .iter()
                 .map(|d| (d.hs.raw(), d.hs.first() + last.t_len * bh, bh))
                 .collect();
-            let part = self.ctx.read_f32(&ws.staging, &parts)?.concat();
+            let part = self.ctx.read_f32_async(&ws.staging, &parts).await?.concat();
             scatter_rows(&mut h_n, &part, ld, last.batch, h, *b0, ws.batch);
         }
         Ok(h_n)
@@ -326,6 +343,16 @@ impl GpuGru {
     pub fn backward(&mut self, d_output: &[f32], d_h_n: Option<&[f32]>) -> Result<GruGrads> {
         self.backward_on_device(d_output, d_h_n)?;
         self.read_grads()
+    }
+
+    /// [`GpuGru::backward`], its read-back awaited.
+    pub async fn backward_async(
+        &mut self,
+        d_output: &[f32],
+        d_h_n: Option<&[f32]>,
+    ) -> Result<GruGrads> {
+        self.backward_on_device(d_output, d_h_n)?;
+        self.read_grads_async().await
     }
 
     /// Like [`GpuGru::backward`] but leaves the gradients on the device (one submission,
@@ -393,6 +420,11 @@ impl GpuGru {
 
     /// The gradients of the last [`GpuGru::backward_on_device`].
     pub fn read_grads(&self) -> Result<GruGrads> {
+        blocking(self.read_grads_async())
+    }
+
+    /// [`GpuGru::read_grads`], awaited.
+    pub async fn read_grads_async(&self) -> Result<GruGrads> {
         let (run, last) = self.current()?;
         if !self.grads_ready {
             return Err(GruError::State(
@@ -412,7 +444,7 @@ impl GpuGru {
                     .iter()
                     .map(|d| (d.d_hs.raw(), d.d_hs.first(), bc * h)),
             );
-            let mut data = ctx.read_f32(&ws.staging, &parts)?.into_iter();
+            let mut data = ctx.read_f32_async(&ws.staging, &parts).await?.into_iter();
             let part_x = data.next().unwrap_or_default();
             scatter_rows(&mut d_x, &part_x, t_len, batch, cfg.input_size, *b0, bc);
             scatter_rows(
@@ -425,7 +457,9 @@ impl GpuGru {
                 bc,
             );
         }
-        let grads = ctx.read_f32(&run.chunks[0].1.staging, &self.params.parts(true))?;
+        let grads = ctx
+            .read_f32_async(&run.chunks[0].1.staging, &self.params.parts(true))
+            .await?;
         let mut d_weights = weights_from_parts(cfg, grads.into_iter());
         d_weights.zero_biases_if_absent();
         let d_input = if last.batch_first {

@@ -13,9 +13,14 @@ mod layer;
 pub(crate) mod ops;
 pub(crate) mod params;
 pub(crate) mod plan;
+pub(crate) mod wait;
 pub(crate) mod workspace;
 
-pub use context::{best_adapter_index, list_adapters, AdapterSummary, DeviceRequest, GpuContext};
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::list_adapters;
+pub use context::{
+    best_adapter_index, list_adapters_async, AdapterSummary, DeviceRequest, GpuContext,
+};
 pub use layer::GpuGru;
 
 /// Every shader as the device compiles it (the shared declarations of `abi` followed by

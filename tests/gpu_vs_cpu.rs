@@ -651,3 +651,39 @@ fn the_async_api_reads_what_the_blocking_one_does() {
         }
     }
 }
+
+/// The trainer's awaited read-backs (metrics, predictions, parameters) give what its
+/// blocking calls give, on a language model after two steps.
+#[test]
+fn the_trainers_awaited_read_backs_equal_the_blocking_ones() {
+    use gru_engine::model::{Batch, ModelConfig, ModelParams};
+    use gru_engine::train::{GpuTrainer, Split, TrainOptions, Trainer};
+    let Some(ctx) = gpu() else {
+        return;
+    };
+    let params = ModelParams::init(ModelConfig::language_model(7, 4, 6).layers(2), 5).unwrap();
+    let x: Vec<u32> = (0..24).map(|i| (i * 5 % 7) as u32).collect();
+    let y: Vec<u32> = (0..24).map(|i| (i * 3 % 7) as u32).collect();
+    let batch = Batch::tokens(&x, 3, 8).classes(&y);
+    let make = || {
+        let mut t = GpuTrainer::new(ctx.clone(), &params, TrainOptions::adam(1e-2)).unwrap();
+        t.train_step(&batch).unwrap();
+        t.train_step(&batch).unwrap();
+        t
+    };
+    let (mut a, mut b) = (make(), make());
+    let m = a.take_metrics(Split::Train).unwrap();
+    let m2 = pollster::block_on(b.take_metrics_async(Split::Train)).unwrap();
+    assert_eq!(
+        (m.loss, m.count, m.accuracy),
+        (m2.loss, m2.count, m2.accuracy)
+    );
+    assert_eq!(
+        a.predict(&batch).unwrap(),
+        pollster::block_on(b.predict_async(&batch)).unwrap()
+    );
+    assert_eq!(
+        a.params().unwrap(),
+        pollster::block_on(b.params_async()).unwrap()
+    );
+}

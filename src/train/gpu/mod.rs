@@ -4,6 +4,7 @@
 //! `update.rs`). Lists are recorded once per shape; a step only writes its inputs and
 //! one small uniform (learning rate, bias corrections, dropout seed).
 
+mod awaited;
 mod carry;
 #[cfg(test)]
 mod generate_routes;
@@ -15,6 +16,8 @@ mod tensors;
 mod update;
 
 use std::sync::Arc;
+
+use crate::gpu::wait::blocking;
 
 use crate::config::GruConfig;
 use crate::dist::comm::Communicator;
@@ -28,8 +31,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::GpuParams;
 use crate::model::{
-    batch_first_logits, check_same_config, Batch, Loss, ModelConfig, ModelInput, ModelParams,
-    ParamRole,
+    batch_first_logits, check_same_config, Batch, ModelConfig, ModelInput, ModelParams, ParamRole,
 };
 use crate::train::cpu::shared_batch;
 use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
@@ -552,7 +554,12 @@ impl Trainer for GpuTrainer {
         self.write_rows(&prep);
         self.write_step_uniform(self.step + 1);
         self.submit(i, Pass::Gradients)?;
-        tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.grad)
+        blocking(tensors::read_params(
+            &self.ctx,
+            self.config,
+            &self.tensors,
+            |t| &t.grad,
+        ))
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
         let prep = batch.prepare(&self.config, true)?;
@@ -561,36 +568,13 @@ impl Trainer for GpuTrainer {
         self.submit(i, Pass::Eval)
     }
     fn take_metrics(&mut self, split: Split) -> Result<Metrics> {
-        let buf = &self.metrics[split as usize];
-        let t = self
-            .ctx
-            .read_f32(&self.small_staging, &[(buf, 0, 4)])?
-            .concat();
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        enc.clear_buffer(buf, 0, None);
-        self.ctx.queue.submit([enc.finish()]);
-        let t = [t[0] as f64, t[1] as f64, t[2] as f64, t[3] as f64];
-        Ok(Metrics::from_totals(
-            t,
-            self.config.loss != Loss::MeanSquaredError,
-        ))
+        blocking(self.take_metrics_async(split))
     }
     fn predict(&mut self, batch: &Batch) -> Result<Vec<f32>> {
-        let prep = batch.prepare(&self.config, false)?;
-        let i = self.shape_index(prep.seq_len, prep.batch)?;
-        self.write_inputs(i, &prep);
-        self.submit(i, Pass::Predict)?;
-        let logits = self.shapes.get(i).read_logits(&self.ctx, &self.config)?;
-        Ok(batch_first_logits(
-            &self.config,
-            logits,
-            prep.batch,
-            prep.seq_len,
-        ))
+        blocking(self.predict_async(batch))
     }
     fn params(&mut self) -> Result<ModelParams> {
-        self.flush_embedding()?;
-        tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.value)
+        blocking(self.params_async())
     }
     fn set_params(&mut self, params: &ModelParams) -> Result<()> {
         check_same_config(&self.config, &params.config)?;
@@ -602,8 +586,8 @@ impl Trainer for GpuTrainer {
         self.flush_embedding()?;
         Ok(OptimizerState {
             step: self.step,
-            m: tensors::read(&self.ctx, &self.tensors, |t| &t.m)?,
-            v: tensors::read(&self.ctx, &self.tensors, |t| &t.v)?,
+            m: blocking(tensors::read(&self.ctx, &self.tensors, |t| &t.m))?,
+            v: blocking(tensors::read(&self.ctx, &self.tensors, |t| &t.v))?,
         })
     }
     fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {

@@ -168,7 +168,11 @@ impl ModelRun {
 
     /// The logits of the last predict pass, [head rows, C] time-major over the whole
     /// batch (a readback per chunk).
-    pub(crate) fn read_logits(&self, ctx: &GpuContext, cfg: &ModelConfig) -> Result<Vec<f32>> {
+    pub(crate) async fn read_logits(
+        &self,
+        ctx: &GpuContext,
+        cfg: &ModelConfig,
+    ) -> Result<Vec<f32>> {
         let c = cfg.outputs;
         let steps = match cfg.head {
             Head::EveryStep => self.chunks[0].t_len,
@@ -178,7 +182,8 @@ impl ModelRun {
         for plan in &self.chunks {
             let (row0, rows) = (plan.place.row0, plan.batch);
             let part = ctx
-                .read_f32(&plan.staging, &[(&plan.logits, 0, steps * rows * c)])?
+                .read_f32_async(&plan.staging, &[(&plan.logits, 0, steps * rows * c)])
+                .await?
                 .concat();
             for t in 0..steps {
                 let dst = (t * self.batch + row0) * c;

@@ -106,7 +106,7 @@ pub(crate) fn allocate(
 }
 
 /// One buffer of every tensor (`pick`: value, gradient or a moment), read back.
-pub(crate) fn read(
+pub(crate) async fn read(
     ctx: &GpuContext,
     tensors: &[GpuTensor],
     pick: impl Fn(&GpuTensor) -> &Range,
@@ -120,17 +120,17 @@ pub(crate) fn read(
             (&r.buffer, r.first(), r.len)
         })
         .collect();
-    ctx.read_f32(&staging, &parts)
+    ctx.read_f32_async(&staging, &parts).await
 }
 
 /// One buffer of every tensor, read back as the parameters of `config`.
-pub(crate) fn read_params(
+pub(crate) async fn read_params(
     ctx: &GpuContext,
     config: ModelConfig,
     tensors: &[GpuTensor],
     pick: impl Fn(&GpuTensor) -> &Range,
 ) -> Result<ModelParams> {
-    let data = read(ctx, tensors, pick)?;
+    let data = read(ctx, tensors, pick).await?;
     let mut p = ModelParams::zeros(config);
     for (dst, src) in p.tensors_mut().into_iter().zip(data) {
         *dst = src;

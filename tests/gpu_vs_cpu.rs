@@ -687,3 +687,34 @@ fn the_trainers_awaited_read_backs_equal_the_blocking_ones() {
         pollster::block_on(b.params_async()).unwrap()
     );
 }
+
+/// Awaited generation streams exactly the blocking call's tokens (both routes the
+/// sampling allows), and stops when asked.
+#[test]
+fn awaited_generation_streams_the_blocking_tokens() {
+    use gru_engine::generate::Sampling;
+    use gru_engine::model::{ModelConfig, ModelParams};
+    use gru_engine::train::{GpuTrainer, TrainOptions, Trainer};
+    let Some(ctx) = gpu() else {
+        return;
+    };
+    let params = ModelParams::init(ModelConfig::language_model(9, 4, 8), 2).unwrap();
+    let mut t = GpuTrainer::new(ctx, &params, TrainOptions::adam(1e-3)).unwrap();
+    for s in [Sampling::greedy(), Sampling::new(0.9).top_k(3).seed(4)] {
+        let want = t.generate(&[1, 2], 90, &s, &mut |_| {}).unwrap();
+        let mut got = Vec::new();
+        let n = pollster::block_on(t.generate_stream_async(&[1, 2], 90, &s, &mut |tok| {
+            got.push(tok);
+            true
+        }))
+        .unwrap();
+        assert_eq!((n, &got), (90, &want), "{s:?}");
+        let mut first = Vec::new();
+        let n = pollster::block_on(t.generate_stream_async(&[1, 2], 90, &s, &mut |tok| {
+            first.push(tok);
+            first.len() < 5
+        }))
+        .unwrap();
+        assert_eq!((n, &first[..]), (5, &want[..5]), "{s:?}");
+    }
+}

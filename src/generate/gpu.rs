@@ -49,9 +49,48 @@ pub(crate) fn fused_for(ctx: &GpuContext, cfg: &ModelConfig, sampling: &Sampling
     fused_route(ctx, &dims(cfg)?, sampling.top_k, GEN_CHUNK)
 }
 
+/// Where generated tokens are read back from: the ring `gen` the kernels append to.
+struct Stream<'a> {
+    ctx: &'a GpuContext,
+    staging: &'a wgpu::Buffer,
+    gen: &'a wgpu::Buffer,
+    ring: usize,
+}
+
+impl Stream<'_> {
+    /// Reads the next `k` tokens back and hands them on; `stopped` when the consumer
+    /// asks for no more.
+    async fn next(
+        &self,
+        done: &mut usize,
+        stopped: &mut bool,
+        k: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<()> {
+        let start = *done % self.ring;
+        let first = k.min(self.ring - start);
+        let got = self
+            .ctx
+            .read_f32_async(
+                self.staging,
+                &[(self.gen, 1 + start, first), (self.gen, 1, k - first)],
+            )
+            .await?
+            .concat();
+        for v in got {
+            *done += 1;
+            if !on_token(v.to_bits()) {
+                *stopped = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `n` tokens from a unidirectional language model whose prompt is already written to
 /// `warm` (T = prompt length, B = 1).
-pub(crate) fn generate(
+pub(crate) async fn generate(
     ctx: &GpuContext,
     cfg: &ModelConfig,
     warm: &ModelPlan,
@@ -94,20 +133,11 @@ pub(crate) fn generate(
     // Tokens are handed on as they are read back and not kept: `done` counts them, and
     // `stopped` is set when the consumer asks for no more.
     let (mut done, mut stopped) = (0usize, false);
-    let mut stream = |done: &mut usize, stopped: &mut bool, k: usize| -> Result<()> {
-        let start = *done % ring;
-        let first = k.min(ring - start);
-        let got = ctx
-            .read_f32(&staging, &[(&gen, 1 + start, first), (&gen, 1, k - first)])?
-            .concat();
-        for v in got {
-            *done += 1;
-            if !on_token(v.to_bits()) {
-                *stopped = true;
-                break;
-            }
-        }
-        Ok(())
+    let stream = Stream {
+        ctx,
+        staging: &staging,
+        gen: &gen,
+        ring,
     };
     let new_encoder = || {
         ctx.device
@@ -182,7 +212,7 @@ pub(crate) fn generate(
                 encode(&mut enc, "generate_tokens", &vec![draw.clone(); dispatches]);
                 k = (k + dispatches * fused.per_dispatch).min(n - done);
                 ctx.queue.submit([enc.finish()]);
-                stream(&mut done, &mut stopped, k)?;
+                stream.next(&mut done, &mut stopped, k, on_token).await?;
             }
         }
         Route::Steps(step) => {
@@ -235,7 +265,7 @@ pub(crate) fn generate(
                     }
                 }
                 ctx.queue.submit([enc.finish()]);
-                stream(&mut done, &mut stopped, k)?;
+                stream.next(&mut done, &mut stopped, k, on_token).await?;
             }
         }
     }

@@ -4,7 +4,10 @@
 //! `train_step` and `evaluate` need no awaited form.
 
 use super::{batch_first_logits, tensors, GpuTrainer, Pass};
+use crate::error::GruError;
 use crate::error::Result;
+use crate::generate::{check_lm, Sampling};
+use crate::gpu::bind::Range;
 use crate::model::{Batch, Loss, ModelParams};
 use crate::train::trainer::{Metrics, Split};
 
@@ -51,5 +54,68 @@ impl GpuTrainer {
     pub async fn params_async(&mut self) -> Result<ModelParams> {
         self.flush_embedding()?;
         tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.value).await
+    }
+
+    /// [`Trainer::generate_stream`](crate::train::Trainer::generate_stream) by a chosen route: `fused` (generate.wgsl) or, with
+    /// `None`, one pass of the model's kernels per token.
+    pub(crate) async fn generate_with_async(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        fused: Option<crate::gpu::ops::generate::Fused>,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        use crate::generate::gpu::{generate, Route};
+        self.flush_embedding()?;
+        // The step shape first: building the prompt's shape can then only evict older ones.
+        if fused.is_none() {
+            self.shape_index(1, 1)?;
+        }
+        let wi = self.shape_index(prompt.len(), 1)?;
+        let si = match fused {
+            None => Some(self.shape_index(1, 1)?),
+            Some(_) => None,
+        };
+        let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
+        self.write_inputs(wi, &prep);
+        let warm = self.shapes.get(wi).single()?;
+        let tensors: Vec<&Range> = self.tensors.iter().map(|t| &t.value).collect();
+        let route = match (fused, si) {
+            (Some(f), _) => Route::Fused(f, &tensors),
+            (None, Some(si)) => Route::Steps(self.shapes.get(si).single()?),
+            (None, None) => return Err(GruError::State("generation without a route".into())),
+        };
+        self.ctx
+            .scoped_async(generate(
+                &self.ctx,
+                &self.config,
+                warm,
+                route,
+                n,
+                sampling,
+                on_token,
+            ))
+            .await
+    }
+
+    /// [`Trainer::generate_stream`](crate::train::Trainer::generate_stream), awaited: up
+    /// to `n` tokens after `prompt`, each handed to `on_token` as it is read back (`false`
+    /// stops); returns how many.
+    pub async fn generate_stream_async(
+        &mut self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        check_lm(&self.config, prompt)?;
+        sampling.validate()?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let fused = crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling);
+        self.generate_with_async(prompt, n, sampling, fused, on_token)
+            .await
     }
 }

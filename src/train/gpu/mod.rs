@@ -23,7 +23,7 @@ use crate::config::GruConfig;
 use crate::dist::comm::Communicator;
 use crate::dist::shard::Shard;
 use crate::error::{check_len, GruError, Result};
-use crate::generate::{check_lm, Sampling};
+use crate::generate::Sampling;
 use crate::gpu::abi::TrainStep;
 use crate::gpu::bind::Range;
 use crate::gpu::cache::ShapeCache;
@@ -274,28 +274,7 @@ impl GpuTrainer {
         fused: Option<crate::gpu::ops::generate::Fused>,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
-        use crate::generate::gpu::{generate, Route};
-        self.flush_embedding()?;
-        // The step shape first: building the prompt's shape can then only evict older ones.
-        if fused.is_none() {
-            self.shape_index(1, 1)?;
-        }
-        let wi = self.shape_index(prompt.len(), 1)?;
-        let si = match fused {
-            None => Some(self.shape_index(1, 1)?),
-            Some(_) => None,
-        };
-        let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
-        self.write_inputs(wi, &prep);
-        let warm = self.shapes.get(wi).single()?;
-        let tensors: Vec<&Range> = self.tensors.iter().map(|t| &t.value).collect();
-        let route = match (fused, si) {
-            (Some(f), _) => Route::Fused(f, &tensors),
-            (None, Some(si)) => Route::Steps(self.shapes.get(si).single()?),
-            (None, None) => return Err(GruError::State("generation without a route".into())),
-        };
-        self.ctx
-            .scoped(|| generate(&self.ctx, &self.config, warm, route, n, sampling, on_token))
+        blocking(self.generate_with_async(prompt, n, sampling, fused, on_token))
     }
 
     /// What every model plan binds besides its own buffers.
@@ -618,13 +597,7 @@ impl Trainer for GpuTrainer {
         sampling: &Sampling,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
-        check_lm(&self.config, prompt)?;
-        sampling.validate()?;
-        if n == 0 {
-            return Ok(0);
-        }
-        let fused = crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling);
-        self.generate_with(prompt, n, sampling, fused, on_token)
+        blocking(self.generate_stream_async(prompt, n, sampling, on_token))
     }
     fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
         let Some((h, batch)) = state else {

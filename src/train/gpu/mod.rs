@@ -4,6 +4,7 @@
 //! `update.rs`). Lists are recorded once per shape; a step only writes its inputs and
 //! one small uniform (learning rate, bias corrections, dropout seed).
 
+mod as_trainer;
 mod awaited;
 mod carry;
 #[cfg(test)]
@@ -12,6 +13,7 @@ mod lazy;
 mod place;
 pub(crate) mod plan;
 mod run;
+mod submit;
 mod tensors;
 mod update;
 
@@ -20,22 +22,18 @@ use std::sync::Arc;
 use crate::gpu::wait::blocking;
 
 use crate::config::GruConfig;
-use crate::dist::comm::Communicator;
 use crate::dist::shard::Shard;
-use crate::error::{check_len, GruError, Result};
+use crate::error::{GruError, Result};
 use crate::generate::Sampling;
 use crate::gpu::abi::TrainStep;
 use crate::gpu::bind::Range;
 use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::{encode, Dispatch};
+use crate::gpu::ops::Dispatch;
 use crate::gpu::params::GpuParams;
-use crate::model::{
-    batch_first_logits, check_same_config, Batch, ModelConfig, ModelInput, ModelParams, ParamRole,
-};
-use crate::train::cpu::shared_batch;
-use crate::train::options::{Optimizer, OptimizerState, TrainOptions};
-use crate::train::trainer::{Metrics, Split, Trainer};
+use crate::model::{batch_first_logits, check_same_config, ModelConfig, ModelParams, ParamRole};
+use crate::train::options::{Optimizer, TrainOptions};
+use crate::train::trainer::Trainer;
 
 use carry::Carry;
 use lazy::LazyEmbedding;
@@ -305,158 +303,6 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// Records and submits one pass over shape `i`: initial states (zeros, or carried
-    /// for a stateful model's training passes), the list, the update, and the copy of the
-    /// final states into the carry.
-    fn submit(&mut self, i: usize, pass: Pass) -> Result<()> {
-        self.submit_with(i, pass, true)
-    }
-
-    /// [`Self::submit`]; a training pass without `update` leaves its gradients for
-    /// [`Self::submit_update`] (data-parallel training sums them across ranks between).
-    fn submit_with(&mut self, i: usize, pass: Pass, update: bool) -> Result<()> {
-        let training = matches!(pass, Pass::Train | Pass::Gradients);
-        let carry = self.options.stateful && pass == Pass::Train;
-        if carry {
-            self.carry_for(self.shapes.get(i).batch)?;
-        }
-        if !training {
-            // The forward reads every row the batch holds: all must be up to date.
-            self.flush_embedding()?;
-        }
-        let updates = pass == Pass::Train && update;
-        let flush = updates && LazyEmbedding::flush_after(self.step + 1);
-        let ctx = &self.ctx;
-        let run = self.shapes.get(i);
-        let held = self
-            .carry
-            .as_ref()
-            .filter(|c| self.options.stateful && training && c.valid && c.batch == run.batch);
-        let out = self.carry.as_ref().filter(|_| carry);
-        ctx.scoped(|| {
-            let mut enc = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("model_pass"),
-                });
-            if let Some(l) = self.lazy.as_ref().filter(|_| training) {
-                encode(&mut enc, "embed_before", &l.before);
-            }
-            run.encode(&mut enc, &self.config, pass, (held, out));
-            if updates {
-                self.encode_update(&mut enc, flush);
-            }
-            ctx.queue.submit([enc.finish()]);
-            Ok(())
-        })?;
-        if updates {
-            self.updated(flush);
-        }
-        if let Some(c) = self.carry.as_mut().filter(|_| carry) {
-            c.valid = true;
-        }
-        Ok(())
-    }
-
-    /// The update of a training pass submitted without it.
-    fn submit_update(&mut self) -> Result<()> {
-        let flush = LazyEmbedding::flush_after(self.step + 1);
-        let ctx = &self.ctx;
-        ctx.scoped(|| {
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            self.encode_update(&mut enc, flush);
-            ctx.queue.submit([enc.finish()]);
-            Ok(())
-        })?;
-        self.updated(flush);
-        Ok(())
-    }
-
-    /// Records the update (norm, clip, optimiser, max-norm) and, with `flush`, the
-    /// embedding's catch-up of every row.
-    fn encode_update(&self, enc: &mut wgpu::CommandEncoder, flush: bool) {
-        encode(enc, "update", &self.update);
-        if let Some(l) = self.lazy.as_ref().filter(|_| flush) {
-            encode(enc, "embed_flush", &l.flush);
-        }
-    }
-
-    /// After an update: the embedding's rows lag unless it was flushed.
-    fn updated(&mut self, flush: bool) {
-        if let Some(l) = self.lazy.as_mut() {
-            l.lagging = !flush;
-        }
-    }
-
-    /// Sums the flat gradient across ranks: read back, summed, written back.
-    fn sum_gradients(&mut self, comm: &dyn Communicator) -> Result<()> {
-        let segments = &self.flats.layout.segments;
-        let total: usize = segments.iter().sum();
-        if self.grad_staging.is_none() {
-            self.grad_staging = Some(self.ctx.staging(total)?);
-        }
-        let staging = self
-            .grad_staging
-            .as_ref()
-            .ok_or_else(|| GruError::State("no staging buffer for the gradient".into()))?;
-        let parts: Vec<_> = self
-            .flats
-            .grad
-            .buffers
-            .iter()
-            .zip(segments)
-            .map(|(b, &n)| (b, 0, n))
-            .collect();
-        let mut flat = self.ctx.read_f32(staging, &parts)?.concat();
-        comm.sum_f32(&mut flat)?;
-        let mut at = 0;
-        for (b, &n) in self.flats.grad.buffers.iter().zip(segments) {
-            self.ctx
-                .queue
-                .write_buffer(b, 0, bytemuck::cast_slice(&flat[at..at + n]));
-            at += n;
-        }
-        Ok(())
-    }
-
-    /// Writes the training uniform of update `step` (and keeps it for the embedding's
-    /// lagging rows).
-    fn write_step_uniform(&self, step: u64) {
-        let u = update::step_uniform(&self.options, step);
-        self.ctx
-            .queue
-            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&u));
-        if let Some(l) = &self.lazy {
-            l.write_history(&self.ctx, &u);
-        }
-    }
-
-    /// Writes the rows a pass with a backward holds, for the embedding's lazy update.
-    fn write_rows(&mut self, prep: &crate::model::batch::Prepared) {
-        if let Some(l) = &mut self.lazy {
-            l.write_rows(&self.ctx, &prep.tokens);
-        }
-    }
-
-    /// Brings every embedding row up to date with the steps taken (one submission, where
-    /// some row lags): before anything reads the whole table or its moments.
-    fn flush_embedding(&mut self) -> Result<()> {
-        let Some(l) = self.lazy.as_mut().filter(|l| l.lagging) else {
-            return Ok(());
-        };
-        // The flush reads the step number from the uniform; the next pass rewrites it.
-        let u = update::step_uniform(&self.options, self.step);
-        let ctx = &self.ctx;
-        ctx.queue
-            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&u));
-        ctx.scoped(|| {
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            l.encode_flush(&mut enc);
-            ctx.queue.submit([enc.finish()]);
-            Ok(())
-        })
-    }
-
     /// The global gradient norm of the last training step, before clipping (a readback).
     pub fn last_grad_norm(&self) -> Result<f32> {
         let n = update::norm_slots(&self.flats);
@@ -464,160 +310,6 @@ impl GpuTrainer {
             .ctx
             .read_f32(&self.small_staging, &[(&self.norms, n + 1, 1)])?
             .concat()[0])
-    }
-}
-
-impl Trainer for GpuTrainer {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-    fn options(&self) -> &TrainOptions {
-        &self.options
-    }
-    fn device_name(&self) -> String {
-        let info = self.ctx.adapter_info();
-        format!("{} ({:?})", info.name, info.backend)
-    }
-    fn prepare(&mut self, seq_len: usize, batch: usize) -> Result<()> {
-        self.shape_index(seq_len, batch).map(|_| ())
-    }
-    fn train_step(&mut self, batch: &Batch) -> Result<()> {
-        let prep = batch.prepare(&self.config, true)?;
-        let i = self.train_index(prep.seq_len, prep.batch, None)?;
-        self.write_inputs(i, &prep);
-        self.write_rows(&prep);
-        self.write_step_uniform(self.step + 1);
-        self.submit(i, Pass::Train)?;
-        self.step += 1;
-        Ok(())
-    }
-    fn train_step_shared(
-        &mut self,
-        batch: &Batch,
-        shard: Shard,
-        comm: &dyn Communicator,
-    ) -> Result<()> {
-        let prep = shared_batch(&self.config, batch, shard, comm)?;
-        let i = self.train_index(prep.seq_len, prep.batch, Some(shard))?;
-        self.write_inputs(i, &prep);
-        let vocab = match self.config.input {
-            ModelInput::Tokens { vocab, .. } if self.lazy.is_some() => Some(vocab),
-            _ => None,
-        };
-        if let Some(vocab) = vocab {
-            // Every rank moves the rows any rank's shard holds (and zeroes their
-            // gradients first), so the summed gradient and the update agree everywhere.
-            let mut held = vec![0.0f32; vocab];
-            for &t in &prep.tokens {
-                held[t as usize] = 1.0;
-            }
-            comm.sum_f32(&mut held)?;
-            let rows: Vec<u32> = (0..vocab as u32)
-                .filter(|&r| held[r as usize] > 0.0)
-                .collect();
-            if let Some(l) = &mut self.lazy {
-                l.write_rows(&self.ctx, &rows);
-            }
-        }
-        self.write_step_uniform(self.step + 1);
-        self.submit_with(i, Pass::Train, false)?;
-        self.sum_gradients(comm)?;
-        self.submit_update()?;
-        self.step += 1;
-        Ok(())
-    }
-    fn gradients(&mut self, batch: &Batch) -> Result<ModelParams> {
-        let prep = batch.prepare(&self.config, true)?;
-        let i = self.train_index(prep.seq_len, prep.batch, None)?;
-        self.write_inputs(i, &prep);
-        self.write_rows(&prep);
-        self.write_step_uniform(self.step + 1);
-        self.submit(i, Pass::Gradients)?;
-        blocking(tensors::read_params(
-            &self.ctx,
-            self.config,
-            &self.tensors,
-            |t| &t.grad,
-        ))
-    }
-    fn evaluate(&mut self, batch: &Batch) -> Result<()> {
-        let prep = batch.prepare(&self.config, true)?;
-        let i = self.shape_index(prep.seq_len, prep.batch)?;
-        self.write_inputs(i, &prep);
-        self.submit(i, Pass::Eval)
-    }
-    fn take_metrics(&mut self, split: Split) -> Result<Metrics> {
-        blocking(self.take_metrics_async(split))
-    }
-    fn predict(&mut self, batch: &Batch) -> Result<Vec<f32>> {
-        blocking(self.predict_async(batch))
-    }
-    fn params(&mut self) -> Result<ModelParams> {
-        blocking(self.params_async())
-    }
-    fn set_params(&mut self, params: &ModelParams) -> Result<()> {
-        check_same_config(&self.config, &params.config)?;
-        // The moments of lagging rows first take the steps they missed.
-        self.flush_embedding()?;
-        tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)
-    }
-    fn optimizer_state(&mut self) -> Result<OptimizerState> {
-        self.flush_embedding()?;
-        Ok(OptimizerState {
-            step: self.step,
-            m: blocking(tensors::read(&self.ctx, &self.tensors, |t| &t.m))?,
-            v: blocking(tensors::read(&self.ctx, &self.tensors, |t| &t.v))?,
-        })
-    }
-    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let lens: Vec<usize> = self.tensors.iter().map(|t| t.info.len()).collect();
-        state.check(&lens)?;
-        // The values of lagging rows first take the steps they missed.
-        self.flush_embedding()?;
-        let m: Vec<&[f32]> = state.m.iter().map(Vec::as_slice).collect();
-        let v: Vec<&[f32]> = state.v.iter().map(Vec::as_slice).collect();
-        tensors::write(&self.ctx, &self.tensors, &m, |t| &t.m)?;
-        tensors::write(&self.ctx, &self.tensors, &v, |t| &t.v)?;
-        self.step = state.step;
-        if let Some(l) = &mut self.lazy {
-            l.set_current(&self.ctx, state.step);
-        }
-        Ok(())
-    }
-    fn carried_state(&mut self) -> Result<Option<Vec<f32>>> {
-        match self.carry.as_ref().filter(|c| c.valid) {
-            Some(c) => Ok(Some(c.read(&self.ctx, &self.config)?)),
-            None => Ok(None),
-        }
-    }
-    fn generate_stream(
-        &mut self,
-        prompt: &[u32],
-        n: usize,
-        sampling: &Sampling,
-        on_token: &mut dyn FnMut(u32) -> bool,
-    ) -> Result<usize> {
-        blocking(self.generate_stream_async(prompt, n, sampling, on_token))
-    }
-    fn set_carried_state(&mut self, state: Option<(&[f32], usize)>) -> Result<()> {
-        let Some((h, batch)) = state else {
-            if let Some(c) = &mut self.carry {
-                c.valid = false;
-            }
-            return Ok(());
-        };
-        let gcfg = self.config.gru_config();
-        let dims = [
-            gcfg.num_layers * gcfg.num_directions(),
-            batch,
-            gcfg.hidden_size,
-        ];
-        check_len("carried state", h.len(), &dims, "[layers*dirs, B, H]")?;
-        self.carry_for(batch)?;
-        if let Some(c) = &mut self.carry {
-            c.write(&self.ctx, h);
-        }
-        Ok(())
     }
 }
 

@@ -96,7 +96,18 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("src/rng.rs", include_str!("../../src/rng.rs")),
     ("src/sequence.rs", include_str!("../../src/sequence.rs")),
-    ("src/train/cpu.rs", include_str!("../../src/train/cpu.rs")),
+    (
+        "src/train/cpu/mod.rs",
+        include_str!("../../src/train/cpu/mod.rs"),
+    ),
+    (
+        "src/train/cpu/pass.rs",
+        include_str!("../../src/train/cpu/pass.rs"),
+    ),
+    (
+        "src/train/cpu/update.rs",
+        include_str!("../../src/train/cpu/update.rs"),
+    ),
     (
         "src/train/gpu/mod.rs",
         include_str!("../../src/train/gpu/mod.rs"),

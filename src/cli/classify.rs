@@ -683,9 +683,13 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // On --resume the checkpoint decides the model, the optimiser and the batch: a flag
     // given with another value is an error, one left at its default takes the saved
     // value.
-    if let Some((c, file)) = &resumed {
+    // A resumed run's format and vocabulary, read and checked once.
+    let saved = match &resumed {
+        Some((c, file)) => Some(Format::from_checkpoint(c, file)?),
+        None => None,
+    };
+    if let (Some((c, _)), Some((f, _))) = (&resumed, &saved) {
         let cfg = &c.params.config;
-        let (f, _) = Format::from_checkpoint(c, file)?;
         let mut items = a.stack.resume_items(cfg);
         if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
             items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
@@ -728,8 +732,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     } else {
         held_out_rows(rows.rows.len(), a.val_split, a.optim.seed)
     };
-    let (f, vocab) = match &resumed {
-        Some((c, file)) => Format::from_checkpoint(c, file)?,
+    let (f, vocab) = match saved {
+        Some(saved) => saved,
         None => new_format(&a, &rows, &held_out)?,
     };
     let vocab_list = vocab.tokens();

@@ -268,8 +268,12 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // On --resume the checkpoint decides the model, the optimiser, the window and the
     // batch: a flag given with another value is an error, one left at its default takes
     // the saved value.
-    if let Some((c, file)) = &resumed {
-        let f = Format::from_checkpoint(c, file)?;
+    // A resumed run's series format, read and checked once.
+    let saved = match &resumed {
+        Some((c, file)) => Some(Format::from_checkpoint(c, file)?),
+        None => None,
+    };
+    if let (Some((c, _)), Some(f)) = (&resumed, &saved) {
         let mut items = a.stack.resume_items(&c.params.config);
         items.push(("window", a.window.to_string(), f.window.to_string()));
         items.push(("horizon", a.horizon.to_string(), f.horizon.to_string()));
@@ -291,17 +295,15 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let b_rank = ranks.local_batch(b)?;
     let names = data.names.clone();
     // A resumed model reads the columns it was trained on, by name where both have them.
-    let rows = match &resumed {
-        Some((c, file)) => {
-            Format::from_checkpoint(c, file)?.align(data.rows, &data.names, data.named, &a.data)?
-        }
+    let rows = match &saved {
+        Some(f) => f.align(data.rows, &data.names, data.named, &a.data)?,
         None => data.rows,
     };
     let windows = |window: usize, horizon: usize| {
         (rows.len() + 1).saturating_sub(window.saturating_add(horizon))
     };
-    let f = match &resumed {
-        Some((c, file)) => Format::from_checkpoint(c, file)?,
+    let f = match saved {
+        Some(f) => f,
         None => {
             let target = match a.target.parse::<usize>() {
                 Ok(i) if i < names.len() => i,

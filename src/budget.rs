@@ -114,6 +114,22 @@ impl Footprint {
         }
     }
 
+    /// Checks that training `cfg` on batches of `batch` x `seq_len` at `at` fits, before
+    /// anything is allocated; the error names the model and the shape, then `hint`.
+    pub fn check_training(
+        cfg: &ModelConfig,
+        batch: usize,
+        seq_len: usize,
+        at: Placement,
+        hint: &str,
+    ) -> Result<()> {
+        let what = format!(
+            "a model of {} parameters on batches of {batch} x {seq_len}",
+            crate::model::group_digits(cfg.param_count())
+        );
+        Self::training(cfg, batch, seq_len, at).check(&what, hint)
+    }
+
     /// Host bytes in all: host allocations, plus device ones where they share the host.
     pub fn host_total(&self) -> u64 {
         if self.shares_host {

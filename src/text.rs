@@ -99,6 +99,16 @@ impl CharVocab {
         self.tokens.is_empty()
     }
 
+    /// The prompt `gru generate` starts from when given none: a newline if the
+    /// vocabulary has one, else its first character.
+    pub fn default_prompt(&self) -> String {
+        if self.contains('\n') {
+            "\n".into()
+        } else {
+            self.token(0).to_string()
+        }
+    }
+
     /// The characters, one string each, by id (as checkpoints store them).
     pub fn tokens(&self) -> &[String] {
         &self.tokens

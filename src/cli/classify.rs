@@ -3,6 +3,7 @@
 //! `--features` values per step).
 
 use crate::cli::out::{out, outln};
+use gru_engine::task::classify::best_class;
 use gru_engine::task::classify::{ClassifierFormat as Format, TokenVocab, Tokenization};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -433,24 +434,7 @@ fn predict_set(
     for chunk in all.chunks(b) {
         let (tok, val, len) = batch_inputs(ex, chunk, tmax, f);
         let logits = t.predict(&batch(f, &tok, &val, &len, tmax))?;
-        for row in logits.chunks(cfg.outputs) {
-            out.push(if cfg.outputs == 1 {
-                let p = 1.0 / (1.0 + (-row[0] as f64).exp());
-                if p > 0.5 {
-                    (1, p)
-                } else {
-                    (0, 1.0 - p)
-                }
-            } else {
-                let mx = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
-                let z: f64 = row.iter().map(|&v| (v as f64 - mx).exp()).sum();
-                let (arg, _) =
-                    row.iter()
-                        .enumerate()
-                        .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
-                (arg, (row[arg] as f64 - mx).exp() / z)
-            });
-        }
+        out.extend(logits.chunks(cfg.outputs).map(best_class));
     }
     Ok(out)
 }

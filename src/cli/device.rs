@@ -258,12 +258,11 @@ impl DeviceArgs {
                 shares_host: ctx.is_software(),
             },
         };
-        let what = format!(
-            "a model of {} parameters on batches of {batch} x {seq_len}",
-            gru_engine::model::group_digits(cfg.param_count())
-        );
-        Footprint::training(cfg, batch, seq_len, at).check(
-            &what,
+        Footprint::check_training(
+            cfg,
+            batch,
+            seq_len,
+            at,
             "use a smaller --hidden, --embed, --layers, --batch or sequence length",
         )?;
         let params = params()?;

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use gru_engine::budget;
 use gru_engine::checkpoint::CheckpointDir;
 use gru_engine::generate::Sampling;
 use gru_engine::model::{Batch, ModelConfig, ModelInput};
@@ -23,47 +22,34 @@ use crate::cli::ranks::{fingerprint, fingerprint_bytes, run_items, Ranks};
 use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
+use gru_engine::task::lm::{check_val_split, data_rng, LmData};
 use gru_engine::text::{read_chars, CharText, CharVocab};
 
-/// The language model's batches: random windows of the text, or with `--stateful` B
-/// streams through it (a new pass starts them again from zero state).
+/// The language model's steps: the batches and validation of [`LmData`].
 struct LmTask<'a> {
-    train_ids: &'a [u32],
-    val_ids: &'a [u32],
-    b: usize,
-    len: usize,
+    data: &'a LmData,
     stateful: bool,
-    per_epoch: u64,
     vocab: &'a [String],
 }
 
 impl Task for LmTask<'_> {
     fn steps_per_epoch(&self) -> u64 {
-        self.per_epoch
+        self.data.steps_per_epoch()
     }
     fn start_epoch(&mut self, _: &mut Rng) -> Result<()> {
         Ok(())
     }
     fn train_step(&mut self, t: &mut dyn Trainer, rng: &mut Rng, step: u64, _: u64) -> Result<u64> {
-        let (b, len, ids) = (self.b, self.len, self.train_ids);
-        let stream_len = (ids.len() - 1) / b;
-        let starts: Vec<usize> = if self.stateful && stream_len > len {
-            let k = (step % (stream_len / len) as u64) as usize;
-            if k == 0 {
-                t.set_carried_state(None)?;
-            }
-            (0..b).map(|r| r * stream_len + k * len).collect()
-        } else {
-            (0..b)
-                .map(|_| (rng.next_u64() % (ids.len() - len) as u64) as usize)
-                .collect()
-        };
-        let (x, y) = windows(ids, &starts, len)?;
-        t.train_step(&Batch::tokens(&x, b, len).classes(&y))?;
+        let (b, len) = (self.data.batch(), self.data.seq_len());
+        let batch = self.data.train_batch(rng, step, self.stateful)?;
+        if batch.reset_state {
+            t.set_carried_state(None)?;
+        }
+        t.train_step(&Batch::tokens(&batch.inputs, b, len).classes(&batch.targets))?;
         Ok((b * len) as u64)
     }
     fn validate(&mut self, t: &mut dyn Trainer) -> Result<Option<(f64, Option<f64>)>> {
-        evaluate(t, self.val_ids, self.b, self.len)
+        evaluate(t, self.data)
     }
     fn save(
         &self,
@@ -75,8 +61,8 @@ impl Task for LmTask<'_> {
     ) -> Result<()> {
         // The batch and the sequence length, which a resumed run keeps.
         let extra = [
-            ("batch", self.b.to_string()),
-            ("seq_len", self.len.to_string()),
+            ("batch", self.data.batch().to_string()),
+            ("seq_len", self.data.seq_len().to_string()),
         ];
         save_run(
             t,
@@ -180,33 +166,15 @@ fn stream_text(
     put("\n", &mut out)
 }
 
-/// Next-token windows: inputs ids[s..s+T], targets ids[s+1..s+T+1], per row start.
-fn windows(ids: &[u32], starts: &[usize], t: usize) -> Result<(Vec<u32>, Vec<u32>)> {
-    let n = starts.len().saturating_mul(t);
-    let mut x = budget::try_with_capacity(n, "a batch of token ids")?;
-    let mut y = budget::try_with_capacity(n, "a batch of targets")?;
-    for &s in starts {
-        x.extend_from_slice(&ids[s..s + t]);
-        y.extend_from_slice(&ids[s + 1..s + t + 1]);
-    }
-    Ok((x, y))
-}
-
-/// Mean loss and accuracy over up to 8 batches of consecutive windows of `val`.
-fn evaluate(
-    t: &mut dyn Trainer,
-    val: &[u32],
-    b: usize,
-    len: usize,
-) -> Result<Option<(f64, Option<f64>)>> {
-    let per = val.len().saturating_sub(1) / len;
-    if per == 0 {
+/// Mean loss and accuracy over the validation batches of `data`.
+fn evaluate(t: &mut dyn Trainer, data: &LmData) -> Result<Option<(f64, Option<f64>)>> {
+    let batches = data.val_batches()?;
+    if batches.is_empty() {
         return Ok(None);
     }
-    let starts: Vec<usize> = (0..per.min(8 * b)).map(|i| i * len).collect();
-    for chunk in starts.chunks(b) {
-        let (x, y) = windows(val, chunk, len)?;
-        t.evaluate(&Batch::tokens(&x, chunk.len(), len).classes(&y))?;
+    let len = data.seq_len();
+    for v in &batches {
+        t.evaluate(&Batch::tokens(&v.inputs, v.rows(len), len).classes(&v.targets))?;
     }
     let m = t.take_metrics(Split::Eval)?;
     Ok(Some((m.loss, m.accuracy)))
@@ -232,12 +200,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     at_least_one("--eval-every", a.eval_every as usize)?;
     a.output.log_every()?;
     let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(128))?;
-    if !(0.0..1.0).contains(&a.val_split) {
-        return Err(GruError::Config(format!(
-            "--val-split must be in [0, 1), found {}",
-            a.val_split
-        )));
-    }
+    check_val_split(a.val_split)?;
     let flag_opts = a.optim.options()?.stateful(a.stateful);
     let plan = a.run.plan("lm", ranks.leader())?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
@@ -305,14 +268,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         eprintln!("interrupted while reading {source}: nothing was trained or saved");
         return Ok(interrupted_exit());
     };
-    let n_val = (ids.len() as f64 * a.val_split) as usize;
-    let (train_ids, val_ids) = ids.split_at(ids.len() - n_val);
-    if train_ids.len() < len.saturating_add(1) {
-        return Err(GruError::Input(format!(
-            "{source} gives {} training characters, fewer than one sequence of --seq-len {len} + 1",
-            train_ids.len()
-        )));
-    }
+    let data = LmData::new(ids, a.val_split, b, len, &source)?;
+    let (ids, n_val) = (data.ids(), data.val_ids().len());
     let (cfg, opts) = match &resumed {
         Some((c, _)) => (c.params.config, c.options.unwrap_or(flag_opts)),
         None => (
@@ -331,14 +288,13 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     )?;
     let mut trainer = ranks.wrap(trainer);
     let mut step = 0;
-    let mut rng = Rng::new(a.optim.seed ^ 0x5eed);
+    let mut rng = data_rng(a.optim.seed);
     if let Some((c, _)) = &resumed {
         step = c.optimizer.as_ref().map_or(0, |o| o.step);
         rng = Rng::new(c.rng_state.unwrap_or(rng.state()));
     }
     let cfg = *trainer.config();
-    let per_epoch = (train_ids.len() - 1) / b.saturating_mul(len);
-    let per_epoch = per_epoch.max(1) as u64;
+    let per_epoch = data.steps_per_epoch();
     let total = match a.epochs {
         Some(e) => total_steps(e, per_epoch)?,
         None => a.steps,
@@ -399,12 +355,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let out = ranks.output(&a.output);
     let rep = Reporter::new(&out, total, step, "tokens", run_path.as_deref())?;
     let mut task = LmTask {
-        train_ids,
-        val_ids,
-        b,
-        len,
+        data: &data,
         stateful: opts.stateful,
-        per_epoch,
         vocab: vocab.tokens(),
     };
     let schedule = Schedule::new(step, total, a.eval_every, a.output.log_every()?);
@@ -487,13 +439,7 @@ pub struct GenerateArgs {
 pub fn generate(a: GenerateArgs) -> Result<u8> {
     let (c, file) = load_checkpoint(&model_path(a.checkpoint.as_deref(), "lm", "gru train")?)?;
     let vocab = CharVocab::from_checkpoint(&c, &file.display().to_string())?;
-    let prompt = a.prompt.clone().unwrap_or_else(|| {
-        if vocab.contains('\n') {
-            "\n".into()
-        } else {
-            vocab.token(0).to_string()
-        }
-    });
+    let prompt = a.prompt.clone().unwrap_or_else(|| vocab.default_prompt());
     let ids = vocab.encode(&prompt)?;
     let sampling = Sampling::new(a.temperature).top_k(a.top_k).seed(a.seed);
     sampling.validate()?;

@@ -250,6 +250,8 @@ impl GpuContext {
 
     /// [`GpuContext::new`], awaited: the one implementation, and the form a browser has
     /// (where nothing may block).
+    // In a browser wgpu's handles are neither Send nor Sync, and there is one thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn new_async(request: &DeviceRequest) -> Result<Arc<Self>> {
         // The same list as `list_adapters`, so an index from `gru devices` means the same.
         let adapters = enumerate_preferred(request.backends).await;

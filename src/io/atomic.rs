@@ -23,10 +23,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
+        {
+            // Closed before the rename.
+            let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
         fs::rename(&tmp, path).map_err(io(path))?;
         // Make the rename itself durable (not supported on every platform).
         if let Ok(d) = fs::File::open(dir) {

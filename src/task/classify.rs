@@ -211,3 +211,25 @@ impl ClassifierFormat {
             .map(|i| i as u32)
     }
 }
+
+/// The predicted class of one row of a classifier's logits and its probability: a
+/// sigmoid over one output (class 1 above 0.5), else a softmax.
+///
+/// ```
+/// use gru_engine::task::classify::best_class;
+/// assert_eq!(best_class(&[0.0]), (0, 0.5));
+/// assert_eq!(best_class(&[0.0, 3.0, 1.0]).0, 1);
+/// ```
+pub fn best_class(row: &[f32]) -> (usize, f64) {
+    if row.len() == 1 {
+        let p = 1.0 / (1.0 + (-row[0] as f64).exp());
+        return if p > 0.5 { (1, p) } else { (0, 1.0 - p) };
+    }
+    let mx = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+    let z: f64 = row.iter().map(|&v| (v as f64 - mx).exp()).sum();
+    let (arg, _) = row
+        .iter()
+        .enumerate()
+        .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    (arg, (row[arg] as f64 - mx).exp() / z)
+}

@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod forecast;
+pub mod lm;
 
 use std::path::Path;
 

@@ -107,12 +107,7 @@ impl Trainer for GpuTrainer {
         tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)
     }
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
-        self.flush_embedding()?;
-        Ok(OptimizerState {
-            step: self.step,
-            m: blocking(tensors::read(&self.ctx, &self.tensors, |t| &t.m))?,
-            v: blocking(tensors::read(&self.ctx, &self.tensors, |t| &t.v))?,
-        })
+        blocking(self.optimizer_state_async())
     }
     fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
         let lens: Vec<usize> = self.tensors.iter().map(|t| t.info.len()).collect();

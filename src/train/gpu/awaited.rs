@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::generate::{check_lm, Sampling};
 use crate::gpu::bind::Range;
 use crate::model::{Batch, Loss, ModelParams};
+use crate::train::options::OptimizerState;
 use crate::train::trainer::{Metrics, Split};
 
 impl GpuTrainer {
@@ -54,6 +55,16 @@ impl GpuTrainer {
     pub async fn params_async(&mut self) -> Result<ModelParams> {
         self.flush_embedding()?;
         tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.value).await
+    }
+
+    /// [`Trainer::optimizer_state`](crate::train::Trainer::optimizer_state), awaited.
+    pub async fn optimizer_state_async(&mut self) -> Result<OptimizerState> {
+        self.flush_embedding()?;
+        Ok(OptimizerState {
+            step: self.step,
+            m: tensors::read(&self.ctx, &self.tensors, |t| &t.m).await?,
+            v: tensors::read(&self.ctx, &self.tensors, |t| &t.v).await?,
+        })
     }
 
     /// [`Trainer::generate_stream`](crate::train::Trainer::generate_stream) by a chosen route: `fused` (generate.wgsl) or, with

@@ -106,6 +106,12 @@ class Browser:
             time.sleep(0.5)
         raise TimeoutError(f"the page's title is still {self.title()!r} after {timeout} s")
 
+    def click(self, css):
+        """Clicks the element `css` selects, as a user would."""
+        el = self._s("POST", "/element", {"using": "css selector", "value": css})
+        ref = next(iter(el.values()))
+        self._s("POST", f"/element/{ref}/click", {})
+
     def screenshot(self, path):
         png = base64.b64decode(self._s("GET", "/screenshot"))
         with open(path, "wb") as f:

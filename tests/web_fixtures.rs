@@ -1,0 +1,128 @@
+//! The browser tests' fixtures (web/tests/fixtures, written by its make.sh) are what the
+//! native build prints today: `gru generate --temperature 0` from the checkpoint prints
+//! exactly lm.generate.txt, with no near-tie deciding any of its characters (so a GPU's
+//! different rounding picks the same ones), and a 20-step `gru train --json` run ends
+//! on the losses of lm.train.json.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gru_engine::checkpoint::Checkpoint;
+use gru_engine::model::Batch;
+use gru_engine::text::CharVocab;
+use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("web/tests/fixtures")
+        .join(name)
+}
+
+fn gru(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_gru"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "gru {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn greedy_generation_prints_the_fixture_text() {
+    let ckpt = fixture("lm.safetensors");
+    let want = std::fs::read_to_string(fixture("lm.generate.txt")).unwrap();
+    let got = gru(&[
+        "generate",
+        "--device",
+        "cpu",
+        "--quiet",
+        "-c",
+        ckpt.to_str().unwrap(),
+        "--temperature",
+        "0",
+        "--prompt",
+        "The ",
+        "--length",
+        "120",
+    ]);
+    assert_eq!(got, want);
+}
+
+#[test]
+fn no_near_tie_decides_a_fixture_character() {
+    let c = Checkpoint::load(&fixture("lm.safetensors")).unwrap();
+    let vocab = CharVocab::from_checkpoint(&c, "lm.safetensors").unwrap();
+    let text = std::fs::read_to_string(fixture("lm.generate.txt")).unwrap();
+    let ids = vocab.encode(text.trim_end_matches('\n')).unwrap();
+    let prompt = "The ".chars().count();
+    let mut t = CpuTrainer::new(c.params, TrainOptions::default()).unwrap();
+    let v = vocab.len();
+    // Each generated character is the argmax of the logits after the text before it,
+    // by a margin far above f32 rounding (the GPU sums in another order).
+    let mut smallest = f32::MAX;
+    for n in prompt..ids.len() {
+        let logits = t.predict(&Batch::tokens(&ids[..n], 1, n)).unwrap();
+        let last = &logits[(n - 1) * v..n * v];
+        let mut order: Vec<usize> = (0..v).collect();
+        order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+        assert_eq!(order[0] as u32, ids[n], "character {n}");
+        smallest = smallest.min(last[order[0]] - last[order[1]]);
+    }
+    assert!(
+        smallest > 1e-2,
+        "a near tie: top-two logit margin {smallest}"
+    );
+}
+
+#[test]
+fn twenty_steps_of_gru_train_end_on_the_fixture_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gru(&[
+        "train",
+        "--device",
+        "cpu",
+        "--text",
+        fixture("lm.txt").to_str().unwrap(),
+        "--hidden",
+        "32",
+        "--embed",
+        "16",
+        "--batch",
+        "8",
+        "--seq-len",
+        "32",
+        "--steps",
+        "20",
+        "--eval-every",
+        "20",
+        "--seed",
+        "1",
+        "--sample-length",
+        "0",
+        "--json",
+        "--checkpoint-dir",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    let line = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .next_back()
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_str(line).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("lm.train.json")).unwrap()).unwrap();
+    for k in [
+        "step",
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+    ] {
+        assert_eq!(got[k], want[k], "{k}");
+    }
+}

@@ -22,6 +22,27 @@ pub(crate) trait Wgsl {
     fn wgsl() -> String;
 }
 
+/// First in the builds that call subgroup operations. WGSL requires `enable subgroups;`
+/// there, and Tint (a browser's compiler) refuses them without it; naga 30 refuses the
+/// directive itself (not yet implemented) and accepts the operations without it. So
+/// the browser build gets the directive and native builds a marker comment, which
+/// tools (scripts/dawn_validate.mjs) replace with the directive.
+pub(crate) struct Subgroups;
+
+/// The native builds' marker of [`Subgroups`].
+pub(crate) const SUBGROUPS_MARKER: &str =
+    "// enable subgroups; (WGSL needs it; naga 30 refuses it and needs none)\n";
+
+impl Wgsl for Subgroups {
+    fn wgsl() -> String {
+        if cfg!(target_arch = "wasm32") {
+            "enable subgroups;\n".into()
+        } else {
+            SUBGROUPS_MARKER.into()
+        }
+    }
+}
+
 /// `WG`.
 pub(crate) struct Workgroup;
 impl Wgsl for Workgroup {

@@ -135,6 +135,7 @@ fn builds(
     let software = info.device_type == wgpu::DeviceType::Cpu && subgroups;
     let windows = software
         && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_uniform_buffers_per_shader_stage >= UNIFORM_BUFFERS_PER_STAGE
         && limits.min_uniform_buffer_offset_alignment <= 256;
     (software, windows)
 }
@@ -631,6 +632,11 @@ fn poisoned() -> GruError {
 /// Bytes of op(B) one GEMM dispatch reads through a uniform binding on software
 /// adapters (`array<vec4<f32>, 4096>` in shaders/parts/gemm_b_uniform.wgsl).
 pub(crate) const UNIFORM_WINDOW: u64 = 65536;
+
+/// Uniform buffers the window builds bind in one stage at most (generate_uniform's
+/// weights and parameters; WebGPU's default allows 12, llvmpipe many more).
+#[doc(hidden)]
+pub const UNIFORM_BUFFERS_PER_STAGE: u32 = 14;
 
 /// Every runtime check on except naga's loop bounding: its counter in every loop keeps
 /// drivers from unrolling them (wgpu issue 7698 reports 100x on some GPUs).

@@ -21,6 +21,7 @@ pub use context::list_adapters;
 pub use context::{
     best_adapter_index, list_adapters_async, AdapterSummary, DeviceRequest, GpuContext,
 };
+pub use context::UNIFORM_BUFFERS_PER_STAGE;
 pub use layer::GpuGru;
 
 /// Every shader as the device compiles it (the shared declarations of `abi` followed by
@@ -30,5 +31,22 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
     kernels::ALL_SHADERS
         .iter()
         .map(|s| (s.label(), s.source()))
+        .collect()
+}
+
+/// Every entry point the engine builds a pipeline from: (build label, as in
+/// [`shader_sources`], entry point name, whether the build calls subgroup operations
+/// and so needs `enable subgroups;` outside naga). For validators outside the engine
+/// (Dawn's, in CI: scripts/dawn_validate.mjs).
+#[doc(hidden)]
+pub fn kernel_entry_points() -> Vec<(&'static str, &'static str, bool)> {
+    kernels::ALL_KERNELS
+        .iter()
+        .map(|k| {
+            let src = k.shader().source();
+            let subgroups =
+                src.starts_with(abi::SUBGROUPS_MARKER) || src.starts_with("enable subgroups;");
+            (k.shader().label(), k.entry(), subgroups)
+        })
         .collect()
 }

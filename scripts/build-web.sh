@@ -17,7 +17,7 @@ rm -rf web/dist
 mkdir -p web/dist
 wasm-bindgen --target web --no-typescript --out-dir web/dist \
     target/wasm32-unknown-unknown/release/gru_web.wasm
-cp web/page/index.html web/page/demo.js web/page/style.css web/dist/
+cp web/page/index.html web/page/demo.js web/page/style.css web/page/bench.html web/dist/
 # The sample text the page offers: the README.
 cp README.md web/dist/sample.txt
 echo "built web/dist ($(du -sh web/dist | cut -f1)); serve it with: python3 -m http.server -d web/dist 8000" >&2

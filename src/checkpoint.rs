@@ -76,6 +76,16 @@ impl Checkpoint {
         Ok(c)
     }
 
+    /// [`Checkpoint::from_trainer`], awaited (the form a browser has): parameters,
+    /// optimiser state and options. Carried state is not read: stateful training is not
+    /// offered there.
+    pub async fn from_awaitable(t: &mut crate::train::AwaitableTrainer) -> Result<Self> {
+        let mut c = Self::from_params(t.params().await?);
+        c.optimizer = Some(t.optimizer_state().await?);
+        c.options = Some(*t.trainer().options());
+        Ok(c)
+    }
+
     /// Loads parameters, optimiser state and carried state into `t` (same model).
     pub fn restore(&self, t: &mut dyn Trainer) -> Result<()> {
         t.set_params(&self.params)?;

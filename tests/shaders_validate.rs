@@ -53,9 +53,14 @@ fn subgroup_builds_enable_subgroups() {
             .map(|l| l.split("//").next().unwrap_or(""))
             .collect::<Vec<_>>()
             .join("\n");
-        let calls = ["subgroupShuffle", "subgroupAdd", "subgroupBroadcast", "subgroup_size"]
-            .iter()
-            .any(|op| code.contains(op));
+        let calls = [
+            "subgroupShuffle",
+            "subgroupAdd",
+            "subgroupBroadcast",
+            "subgroup_size",
+        ]
+        .iter()
+        .any(|op| code.contains(op));
         assert_eq!(
             marked.contains(&name),
             calls,

@@ -107,11 +107,7 @@ fn twenty_steps_of_gru_train_end_on_the_fixture_losses() {
         "--checkpoint-dir",
         dir.path().join("run").to_str().unwrap(),
     ]);
-    let line = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .next_back()
-        .unwrap();
+    let line = out.lines().rfind(|l| l.starts_with('{')).unwrap();
     let got: serde_json::Value = serde_json::from_str(line).unwrap();
     let want: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("lm.train.json")).unwrap()).unwrap();

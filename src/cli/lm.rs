@@ -318,7 +318,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
                     format!(
                         "{} characters, fingerprint {}",
                         ids.len(),
-                        fingerprint_bytes(bytemuck::cast_slice(&ids))
+                        fingerprint_bytes(bytemuck::cast_slice(ids))
                     ),
                 ),
                 (

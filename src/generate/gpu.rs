@@ -99,7 +99,6 @@ pub(crate) async fn generate(
     sampling: &Sampling,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<usize> {
-    let (h, c) = (cfg.hidden_size, cfg.outputs);
     if u32::try_from(n).is_err() {
         return Err(GruError::Input(format!(
             "at most {} tokens per request on the device (the count is 32-bit), found {n}",
@@ -111,163 +110,223 @@ pub(crate) async fn generate(
         Route::Fused(f, _) => 1 + GEN_CHUNK.div_ceil(f.per_dispatch) * f.per_dispatch,
         Route::Steps(_) => GEN_CHUNK,
     };
-    let gen = ctx.storage("generated", 1 + ring)?;
-    let staging = ctx.staging(ring)?;
-    // The prompt's pass, whose last step's logits pick the first token (written to
-    // `next`, the next pass's input, and to `gen`).
-    let warm_list = |next: &wgpu::Buffer| -> Result<Vec<_>> {
-        let mut list = warm.predict.clone();
-        let last_row = (warm.t_len - 1) * c;
+    let g = Generation {
+        ctx,
+        cfg,
+        warm,
+        sampling,
+        ring,
+        gen: ctx.storage("generated", 1 + ring)?,
+        staging: ctx.staging(ring)?,
+    };
+    match route {
+        Route::Fused(fused, tensors) => g.fused(fused, tensors, n, on_token).await,
+        Route::Steps(step) => g.steps(step, n, on_token).await,
+    }
+}
+
+/// One request's shared parts: the prompt's plan, the ring of drawn tokens and its
+/// staging buffer.
+struct Generation<'a> {
+    ctx: &'a GpuContext,
+    cfg: &'a ModelConfig,
+    warm: &'a ModelPlan,
+    sampling: &'a Sampling,
+    ring: usize,
+    gen: wgpu::Buffer,
+    staging: wgpu::Buffer,
+}
+
+impl Generation<'_> {
+    /// Bytes of one layer's state.
+    fn state_bytes(&self) -> u64 {
+        4 * self.cfg.hidden_size as u64
+    }
+
+    /// The prompt's pass, whose last step's logits pick the first token (written to
+    /// `next`, the next pass's input, and to the ring).
+    fn warm_list(&self, next: &wgpu::Buffer) -> Result<Vec<crate::gpu::ops::Dispatch>> {
+        let c = self.cfg.outputs;
+        let mut list = self.warm.predict.clone();
+        let last_row = (self.warm.t_len - 1) * c;
         list.push(sample(
-            ctx,
-            sampling,
+            self.ctx,
+            self.sampling,
             (c, last_row),
-            ring,
-            &warm.logits,
+            self.ring,
+            &self.warm.logits,
             next,
-            &gen,
+            &self.gen,
         )?);
         Ok(list)
-    };
-    let bytes = 4 * h as u64;
-    // Tokens are handed on as they are read back and not kept: `done` counts them, and
-    // `stopped` is set when the consumer asks for no more.
-    let (mut done, mut stopped) = (0usize, false);
-    let stream = Stream {
-        ctx,
-        staging: &staging,
-        gen: &gen,
-        ring,
-    };
-    let new_encoder = || {
-        ctx.device
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.ctx
+            .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("generate"),
             })
-    };
-    let warm_pass = |enc: &mut wgpu::CommandEncoder, list: &[crate::gpu::ops::Dispatch]| {
-        for ws in &warm.layers {
+    }
+
+    /// Records the prompt's pass from zero states.
+    fn warm_pass(&self, enc: &mut wgpu::CommandEncoder, list: &[crate::gpu::ops::Dispatch]) {
+        for ws in &self.warm.layers {
             let st = ws.states(0);
-            enc.clear_buffer(st.raw(), st.start(), Some(bytes));
+            enc.clear_buffer(st.raw(), st.start(), Some(self.state_bytes()));
         }
         encode(enc, "generate_prompt", list);
-    };
-    match route {
-        Route::Fused(fused, tensors) => {
-            let dims = dims(cfg).ok_or_else(|| {
-                crate::error::GruError::State("fused generation of a non-token model".into())
-            })?;
-            let weights = ctx.storage("gen_weights", dims.weights_len())?;
-            let state = ctx.storage("gen_state", dims.state_len())?;
-            let params = GenParams {
-                vocab: dims.vocab as u32,
-                embed: dims.embed as u32,
-                hidden: h as u32,
-                layers: dims.layers as u32,
-                cols: c as u32,
-                reset_after: dims.reset_after as u32,
-                per_dispatch: fused.per_dispatch as u32,
-                total: n as u32,
-                top_k: sampling.top_k.min(c) as u32,
-                temperature: sampling.temperature,
-                seed_lo: sampling.seed as u32,
-                seed_hi: (sampling.seed >> 32) as u32,
-                ring: ring as u32,
-                ..Default::default()
-            };
-            let draw =
-                generate_tokens(ctx, fused.kernel, &dims, &params, (&weights, &state, &gen))?;
-            // generate.wgsl reads the last token from `gen`: the first draw's input copy
-            // goes to scratch.
-            let prompt = warm_list(&ctx.storage("gen_next", 1)?)?;
-            // Dispatches per submission: about a chunk of tokens between readbacks.
-            let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
-            let mut first = true;
-            while done < n && !stopped {
-                let mut enc = new_encoder();
-                let mut k = 0;
-                if first {
-                    for p in &dims.layout().0 {
-                        let r = tensors[p.tensor];
-                        let (from, to, len) =
-                            (4 * p.from as u64, 4 * p.to as u64, 4 * p.len as u64);
-                        enc.copy_buffer_to_buffer(&r.buffer, r.offset + from, &weights, to, len);
-                    }
-                    warm_pass(&mut enc, &prompt);
-                    for (l, ws) in warm.layers.iter().enumerate() {
-                        let from = ws.final_state_offset(h);
-                        let st = ws.states(0);
-                        enc.copy_buffer_to_buffer(
-                            st.raw(),
-                            st.start() + from,
-                            &state,
-                            l as u64 * bytes,
-                            bytes,
-                        );
-                    }
-                    k = 1;
-                    first = false;
-                }
-                let dispatches = per_submit.min((n - done - k).div_ceil(fused.per_dispatch));
-                encode(&mut enc, "generate_tokens", &vec![draw.clone(); dispatches]);
-                k = (k + dispatches * fused.per_dispatch).min(n - done);
-                ctx.queue.submit([enc.finish()]);
-                stream.next(&mut done, &mut stopped, k, on_token).await?;
-            }
-        }
-        Route::Steps(step) => {
-            for ws in &step.layers {
-                ctx.queue
-                    .write_buffer(ws.lengths(), 0, bytemuck::bytes_of(&1u32));
-            }
-            let carry = (0..cfg.num_layers)
-                .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
-                .collect::<Result<Vec<_>>>()?;
-            let prompt = warm_list(&step.tokens)?;
-            let mut step_list = step.predict.clone();
-            step_list.push(sample(
-                ctx,
-                sampling,
-                (c, 0),
-                ring,
-                &step.logits,
-                &step.tokens,
-                &gen,
-            )?);
-            while done < n && !stopped {
-                let k = GEN_CHUNK.min(n - done);
-                let mut enc = new_encoder();
-                for i in done..done + k {
-                    if i == 0 {
-                        warm_pass(&mut enc, &prompt);
-                        for (l, ws) in warm.layers.iter().enumerate() {
-                            let at = ws.final_state_offset(h);
-                            let st = ws.states(0);
-                            enc.copy_buffer_to_buffer(
-                                st.raw(),
-                                st.start() + at,
-                                &carry[l],
-                                0,
-                                bytes,
-                            );
-                        }
-                        continue;
-                    }
-                    for (l, ws) in step.layers.iter().enumerate() {
-                        let st = ws.states(0);
-                        enc.copy_buffer_to_buffer(&carry[l], 0, st.raw(), st.start(), bytes);
-                    }
-                    encode(&mut enc, "generate_step", &step_list);
-                    for (l, ws) in step.layers.iter().enumerate() {
-                        let at = ws.final_state_offset(h);
-                        let st = ws.states(0);
-                        enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
-                    }
-                }
-                ctx.queue.submit([enc.finish()]);
-                stream.next(&mut done, &mut stopped, k, on_token).await?;
-            }
+    }
+
+    /// Records copies of the prompt pass's final states, layer `l`'s to
+    /// `to(l)` at its offset.
+    fn copy_final_states<'b>(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        to: impl Fn(usize) -> (&'b wgpu::Buffer, u64),
+    ) {
+        let (h, bytes) = (self.cfg.hidden_size, self.state_bytes());
+        for (l, ws) in self.warm.layers.iter().enumerate() {
+            let st = ws.states(0);
+            let (buf, at) = to(l);
+            enc.copy_buffer_to_buffer(
+                st.raw(),
+                st.start() + ws.final_state_offset(h),
+                buf,
+                at,
+                bytes,
+            );
         }
     }
-    Ok(done)
+
+    fn stream(&self) -> Stream<'_> {
+        Stream {
+            ctx: self.ctx,
+            staging: &self.staging,
+            gen: &self.gen,
+            ring: self.ring,
+        }
+    }
+
+    /// generate.wgsl: many tokens per dispatch from a packed copy of the weights.
+    async fn fused(
+        &self,
+        fused: Fused,
+        tensors: &[&Range],
+        n: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        let (ctx, cfg, sampling) = (self.ctx, self.cfg, self.sampling);
+        let dims = dims(cfg).ok_or_else(|| {
+            crate::error::GruError::State("fused generation of a non-token model".into())
+        })?;
+        let weights = ctx.storage("gen_weights", dims.weights_len())?;
+        let state = ctx.storage("gen_state", dims.state_len())?;
+        let params = GenParams {
+            vocab: dims.vocab as u32,
+            embed: dims.embed as u32,
+            hidden: cfg.hidden_size as u32,
+            layers: dims.layers as u32,
+            cols: cfg.outputs as u32,
+            reset_after: dims.reset_after as u32,
+            per_dispatch: fused.per_dispatch as u32,
+            total: n as u32,
+            top_k: sampling.top_k.min(cfg.outputs) as u32,
+            temperature: sampling.temperature,
+            seed_lo: sampling.seed as u32,
+            seed_hi: (sampling.seed >> 32) as u32,
+            ring: self.ring as u32,
+            ..Default::default()
+        };
+        let draw = generate_tokens(
+            ctx,
+            fused.kernel,
+            &dims,
+            &params,
+            (&weights, &state, &self.gen),
+        )?;
+        // generate.wgsl reads the last token from the ring: the first draw's input copy
+        // goes to scratch.
+        let prompt = self.warm_list(&ctx.storage("gen_next", 1)?)?;
+        // Dispatches per submission: about a chunk of tokens between readbacks.
+        let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
+        let stream = self.stream();
+        // Tokens are handed on as they are read back and not kept.
+        let (mut done, mut stopped, mut first) = (0usize, false, true);
+        while done < n && !stopped {
+            let mut enc = self.encoder();
+            let mut k = 0;
+            if first {
+                for p in &dims.layout().0 {
+                    let r = tensors[p.tensor];
+                    let (from, to, len) = (4 * p.from as u64, 4 * p.to as u64, 4 * p.len as u64);
+                    enc.copy_buffer_to_buffer(&r.buffer, r.offset + from, &weights, to, len);
+                }
+                self.warm_pass(&mut enc, &prompt);
+                self.copy_final_states(&mut enc, |l| (&state, l as u64 * self.state_bytes()));
+                (k, first) = (1, false);
+            }
+            let dispatches = per_submit.min((n - done - k).div_ceil(fused.per_dispatch));
+            encode(&mut enc, "generate_tokens", &vec![draw.clone(); dispatches]);
+            k = (k + dispatches * fused.per_dispatch).min(n - done);
+            ctx.queue.submit([enc.finish()]);
+            stream.next(&mut done, &mut stopped, k, on_token).await?;
+        }
+        Ok(done)
+    }
+
+    /// One pass of the model's (1, 1) plan per token, the state carried between them.
+    async fn steps(
+        &self,
+        step: &ModelPlan,
+        n: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        let (ctx, cfg, bytes) = (self.ctx, self.cfg, self.state_bytes());
+        let h = cfg.hidden_size;
+        for ws in &step.layers {
+            ctx.queue
+                .write_buffer(ws.lengths(), 0, bytemuck::bytes_of(&1u32));
+        }
+        let carry = (0..cfg.num_layers)
+            .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
+            .collect::<Result<Vec<_>>>()?;
+        let prompt = self.warm_list(&step.tokens)?;
+        let mut step_list = step.predict.clone();
+        step_list.push(sample(
+            ctx,
+            self.sampling,
+            (cfg.outputs, 0),
+            self.ring,
+            &step.logits,
+            &step.tokens,
+            &self.gen,
+        )?);
+        let stream = self.stream();
+        let (mut done, mut stopped) = (0usize, false);
+        while done < n && !stopped {
+            let k = GEN_CHUNK.min(n - done);
+            let mut enc = self.encoder();
+            for i in done..done + k {
+                if i == 0 {
+                    self.warm_pass(&mut enc, &prompt);
+                    self.copy_final_states(&mut enc, |l| (&carry[l], 0));
+                    continue;
+                }
+                for (l, ws) in step.layers.iter().enumerate() {
+                    let st = ws.states(0);
+                    enc.copy_buffer_to_buffer(&carry[l], 0, st.raw(), st.start(), bytes);
+                }
+                encode(&mut enc, "generate_step", &step_list);
+                for (l, ws) in step.layers.iter().enumerate() {
+                    let at = ws.final_state_offset(h);
+                    let st = ws.states(0);
+                    enc.copy_buffer_to_buffer(st.raw(), st.start() + at, &carry[l], 0, bytes);
+                }
+            }
+            ctx.queue.submit([enc.finish()]);
+            stream.next(&mut done, &mut stopped, k, on_token).await?;
+        }
+        Ok(done)
+    }
 }

@@ -33,11 +33,10 @@ pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
         .unwrap_or(0)
 }
 
-// Long by choice: the backward schedule in recording order (reverse steps, then the
-// weight-gradient GEMMs per layer and direction), with its buffer offsets side by side.
-/// The backward dispatch list of a workspace. With `accumulate_grads` the parameter
-/// gradients are added to what the buffers hold (batch chunks after the first);
-/// otherwise they overwrite it.
+/// The backward dispatch list of a workspace: per layer from the top, its reverse steps
+/// ([`steps`]) and then its weight gradients and input gradient ([`weight_grads`]). With
+/// `accumulate_grads` the parameter gradients are added to what the buffers hold (batch
+/// chunks after the first); otherwise they overwrite it.
 pub(crate) fn plan(
     ctx: &GpuContext,
     cfg: &GruConfig,
@@ -45,222 +44,250 @@ pub(crate) fn plan(
     ws: &Workspace,
     accumulate_grads: bool,
 ) -> Result<Vec<Dispatch>> {
-    let h = cfg.hidden_size as u32;
-    let nd = cfg.num_directions();
-    let tb = (ws.t_len * ws.batch) as u32;
     let mut list = Vec::new();
     for l in (0..cfg.num_layers).rev() {
-        let i = cfg.layer_input_size(l) as u32;
-        let d_out = if l + 1 == cfg.num_layers {
-            &ws.d_out_top
-        } else {
-            &ws.d_ins[l + 1]
-        };
-        let hid = cfg.hidden_size;
-        let sequence = match cfg.variant {
+        steps(ctx, cfg, params, ws, l, &mut list)?;
+        weight_grads(ctx, cfg, params, ws, l, accumulate_grads, &mut list)?;
+    }
+    Ok(list)
+}
+
+/// Layer `l`'s reverse steps, in recording order, with their buffer offsets.
+fn steps(
+    ctx: &GpuContext,
+    cfg: &GruConfig,
+    params: &GpuParams,
+    ws: &Workspace,
+    l: usize,
+    list: &mut Vec<Dispatch>,
+) -> Result<()> {
+    let nd = cfg.num_directions();
+    let d_out = if l + 1 == cfg.num_layers {
+        &ws.d_out_top
+    } else {
+        &ws.d_ins[l + 1]
+    };
+    let hid = cfg.hidden_size;
+    let sequence = match cfg.variant {
+        GruVariant::ResetAfter => {
+            step::sequence_of(ctx, step::for_device(ctx, Kernel::BwdStateGates, hid), hid)
+        }
+        GruVariant::ResetBefore => step::sequence_of(ctx, Kernel::BwdCandidate, hid),
+    };
+    let reset_before = cfg.variant == GruVariant::ResetBefore;
+    let kernels = match (cfg.variant, sequence) {
+        (GruVariant::ResetAfter, _) => vec![
+            Kernel::BwdGates,
+            sequence.unwrap_or(step::for_device(ctx, Kernel::BwdStateGates, hid)),
+            step::for_device(ctx, Kernel::BwdState, hid),
+        ],
+        (GruVariant::ResetBefore, Some(k)) => vec![k],
+        (GruVariant::ResetBefore, None) => {
+            vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
+        }
+    };
+    // Direction d's tensors: saved, hs, W_hh, d_hs, d_gx, d_gh.
+    let tensors = |d: usize| {
+        let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
+        [
+            &buf.saved,
+            &buf.hs,
+            &p.w_hh,
+            &buf.d_hs,
+            &ws.d_gx[d],
+            &ws.d_gh[d],
+        ]
+    };
+    let place = |d: &mut StepDims, o: [u32; 6]| {
+        (d.off_saved, d.off_hs, d.off_w) = (o[0], o[1], o[2]);
+        (d.off_d_hs, d.off_d_gx, d.off_d_gh) = (o[3], o[4], o[5]);
+    };
+    for (mut dims, t, paired) in step_runs(ctx, cfg, ws, &kernels, tensors, place) {
+        if let Some(k) = sequence {
+            dims.steps = step::steps_per_dispatch(ctx, k, hid) as u32;
+        }
+        let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
+        let bufs: [&dyn Bind; 8] = [d_out, &t[0], &t[1], &t[2], &ws.lengths, &t[3], &t[4], &t[5]];
+        let kernels = kernels
+            .iter()
+            .map(|&k| {
+                let gates = matches!(k, Kernel::BwdGates | Kernel::SeqBefore);
+                let constants: &[(&'static str, u32)] = if gates {
+                    &[("RESET_BEFORE", reset_before as u32)]
+                } else {
+                    &[]
+                };
+                let slots = &ws.step_slots;
+                StepKernel::new(ctx, k, constants, slots, &dims_buf, &dims, &bufs, paired)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let stride = ws.slot_stride;
+        // A sequence entry takes a chunk of steps, from the top one down.
+        let chunk = dims.steps.max(1) as usize;
+        match cfg.variant {
+            // Gates of the last step, then per step its state gradient fused with
+            // the gates of the step before (T - 1 dispatches, or one per chunk),
+            // then step 0's state.
             GruVariant::ResetAfter => {
-                step::sequence_of(ctx, step::for_device(ctx, Kernel::BwdStateGates, hid), hid)
+                let t_last = ws.t_len - 1;
+                list.push(kernels[0].at(t_last, stride));
+                let tops = (1..ws.t_len).rev().step_by(chunk);
+                list.extend(tops.map(|s| kernels[1].at_steps(s, stride, chunk.min(s))));
+                list.push(kernels[2].at(0, stride));
             }
-            GruVariant::ResetBefore => step::sequence_of(ctx, Kernel::BwdCandidate, hid),
-        };
-        let reset_before = cfg.variant == GruVariant::ResetBefore;
-        let kernels = match (cfg.variant, sequence) {
-            (GruVariant::ResetAfter, _) => vec![
-                Kernel::BwdGates,
-                sequence.unwrap_or(step::for_device(ctx, Kernel::BwdStateGates, hid)),
-                step::for_device(ctx, Kernel::BwdState, hid),
-            ],
-            (GruVariant::ResetBefore, Some(k)) => vec![k],
-            (GruVariant::ResetBefore, None) => {
-                vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
-            }
-        };
-        // Direction d's tensors: saved, hs, W_hh, d_hs, d_gx, d_gh.
-        let tensors = |d: usize| {
-            let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
-            [
-                &buf.saved,
-                &buf.hs,
-                &p.w_hh,
-                &buf.d_hs,
-                &ws.d_gx[d],
-                &ws.d_gh[d],
-            ]
-        };
-        let place = |d: &mut StepDims, o: [u32; 6]| {
-            (d.off_saved, d.off_hs, d.off_w) = (o[0], o[1], o[2]);
-            (d.off_d_hs, d.off_d_gx, d.off_d_gh) = (o[3], o[4], o[5]);
-        };
-        for (mut dims, t, paired) in step_runs(ctx, cfg, ws, &kernels, tensors, place) {
-            if let Some(k) = sequence {
-                dims.steps = step::steps_per_dispatch(ctx, k, hid) as u32;
-            }
-            let dims_buf = ctx.uniform("step_dims", bytemuck::bytes_of(&dims))?;
-            let bufs: [&dyn Bind; 8] =
-                [d_out, &t[0], &t[1], &t[2], &ws.lengths, &t[3], &t[4], &t[5]];
-            let kernels = kernels
-                .iter()
-                .map(|&k| {
-                    let gates = matches!(k, Kernel::BwdGates | Kernel::SeqBefore);
-                    let constants: &[(&'static str, u32)] = if gates {
-                        &[("RESET_BEFORE", reset_before as u32)]
-                    } else {
-                        &[]
-                    };
-                    let slots = &ws.step_slots;
-                    StepKernel::new(ctx, k, constants, slots, &dims_buf, &dims, &bufs, paired)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let stride = ws.slot_stride;
-            // A sequence entry takes a chunk of steps, from the top one down.
-            let chunk = dims.steps.max(1) as usize;
-            match cfg.variant {
-                // Gates of the last step, then per step its state gradient fused with
-                // the gates of the step before (T - 1 dispatches, or one per chunk),
-                // then step 0's state.
-                GruVariant::ResetAfter => {
-                    let t_last = ws.t_len - 1;
-                    list.push(kernels[0].at(t_last, stride));
-                    let tops = (1..ws.t_len).rev().step_by(chunk);
-                    list.extend(tops.map(|s| kernels[1].at_steps(s, stride, chunk.min(s))));
-                    list.push(kernels[2].at(0, stride));
-                }
-                GruVariant::ResetBefore => {
-                    for s in (0..ws.t_len).rev().step_by(chunk) {
-                        let steps = chunk.min(s + 1);
-                        list.extend(kernels.iter().map(|k| k.at_steps(s, stride, steps)));
-                    }
+            GruVariant::ResetBefore => {
+                for s in (0..ws.t_len).rev().step_by(chunk) {
+                    let steps = chunk.min(s + 1);
+                    list.extend(kernels.iter().map(|k| k.at_steps(s, stride, steps)));
                 }
             }
         }
-        for d in 0..nd {
-            let idx = l * nd + d;
-            let p = &params.dirs[idx];
-            let buf = &ws.dirs[idx];
-            let (d_gx, d_gh) = (&ws.d_gx[d], &ws.d_gh[d]);
-            let at = GemmFlags {
-                trans_a: true,
-                accumulate: accumulate_grads,
-                ..Default::default()
-            };
-            // d_w_ih [3H, I] = d_gxᵀ [3H, T·B] · X [T·B, I]
+    }
+    Ok(())
+}
+
+/// Layer `l`'s parameter gradients (GEMMs and column sums per direction) and the
+/// gradient of its input.
+fn weight_grads(
+    ctx: &GpuContext,
+    cfg: &GruConfig,
+    params: &GpuParams,
+    ws: &Workspace,
+    l: usize,
+    accumulate_grads: bool,
+    list: &mut Vec<Dispatch>,
+) -> Result<()> {
+    let h = cfg.hidden_size as u32;
+    let nd = cfg.num_directions();
+    let tb = (ws.t_len * ws.batch) as u32;
+    let i = cfg.layer_input_size(l) as u32;
+    for d in 0..nd {
+        let idx = l * nd + d;
+        let p = &params.dirs[idx];
+        let buf = &ws.dirs[idx];
+        let (d_gx, d_gh) = (&ws.d_gx[d], &ws.d_gh[d]);
+        let at = GemmFlags {
+            trans_a: true,
+            accumulate: accumulate_grads,
+            ..Default::default()
+        };
+        // d_w_ih [3H, I] = d_gxᵀ [3H, T·B] · X [T·B, I]
+        let gp = GemmParams {
+            m: 3 * h,
+            n: i,
+            k: tb,
+            lda: 3 * h,
+            ldb: i,
+            ldc: i,
+            ..Default::default()
+        };
+        list.extend(gemm(
+            ctx,
+            "gemm_d_w_ih",
+            gp,
+            at,
+            d_gx,
+            ws.layer_input(l),
+            None,
+            &p.d_w_ih,
+            &ws.scratch,
+        )?);
+        list.extend(colsum(
+            ctx,
+            "colsum_d_b_ih",
+            tb as usize,
+            3 * h as usize,
+            d_gx,
+            &p.d_b_ih,
+            accumulate_grads,
+            &ws.scratch,
+        )?);
+        // d_w_hh [3H, H] = d_ghᵀ · H_prev; for reset-before the n rows see r*h instead.
+        let rz_rows = if cfg.variant == GruVariant::ResetAfter {
+            3 * h
+        } else {
+            2 * h
+        };
+        let gp = GemmParams {
+            m: rz_rows,
+            n: h,
+            k: tb,
+            lda: 3 * h,
+            ldb: h,
+            ldc: h,
+            ..Default::default()
+        };
+        list.extend(gemm(
+            ctx,
+            "gemm_d_w_hh",
+            gp,
+            at,
+            d_gh,
+            &buf.hs,
+            None,
+            &p.d_w_hh,
+            &ws.scratch,
+        )?);
+        if cfg.variant == GruVariant::ResetBefore {
             let gp = GemmParams {
-                m: 3 * h,
-                n: i,
-                k: tb,
-                lda: 3 * h,
-                ldb: i,
-                ldc: i,
-                ..Default::default()
-            };
-            list.extend(gemm(
-                ctx,
-                "gemm_d_w_ih",
-                gp,
-                at,
-                d_gx,
-                ws.layer_input(l),
-                None,
-                &p.d_w_ih,
-                &ws.scratch,
-            )?);
-            list.extend(colsum(
-                ctx,
-                "colsum_d_b_ih",
-                tb as usize,
-                3 * h as usize,
-                d_gx,
-                &p.d_b_ih,
-                accumulate_grads,
-                &ws.scratch,
-            )?);
-            // d_w_hh [3H, H] = d_ghᵀ · H_prev; for reset-before the n rows see r*h instead.
-            let rz_rows = if cfg.variant == GruVariant::ResetAfter {
-                3 * h
-            } else {
-                2 * h
-            };
-            let gp = GemmParams {
-                m: rz_rows,
+                m: h,
                 n: h,
                 k: tb,
                 lda: 3 * h,
-                ldb: h,
+                ldb: 4 * h,
                 ldc: h,
+                off_a: 2 * h,
+                off_b: 3 * h,
+                off_c: 2 * h * h,
                 ..Default::default()
             };
             list.extend(gemm(
                 ctx,
-                "gemm_d_w_hh",
+                "gemm_d_w_hn",
                 gp,
                 at,
                 d_gh,
-                &buf.hs,
+                &buf.saved,
                 None,
                 &p.d_w_hh,
                 &ws.scratch,
             )?);
-            if cfg.variant == GruVariant::ResetBefore {
-                let gp = GemmParams {
-                    m: h,
-                    n: h,
-                    k: tb,
-                    lda: 3 * h,
-                    ldb: 4 * h,
-                    ldc: h,
-                    off_a: 2 * h,
-                    off_b: 3 * h,
-                    off_c: 2 * h * h,
-                    ..Default::default()
-                };
-                list.extend(gemm(
-                    ctx,
-                    "gemm_d_w_hn",
-                    gp,
-                    at,
-                    d_gh,
-                    &buf.saved,
-                    None,
-                    &p.d_w_hh,
-                    &ws.scratch,
-                )?);
-            }
-            list.extend(colsum(
-                ctx,
-                "colsum_d_b_hh",
-                tb as usize,
-                3 * h as usize,
-                d_gh,
-                &p.d_b_hh,
-                accumulate_grads,
-                &ws.scratch,
-            )?);
-            // dX [T·B, I] (+)= d_gx [T·B, 3H] · W_ih [3H, I]; the reverse direction adds.
-            let gp = GemmParams {
-                m: tb,
-                n: i,
-                k: 3 * h,
-                lda: 3 * h,
-                ldb: i,
-                ldc: i,
-                ..Default::default()
-            };
-            let flags = GemmFlags {
-                accumulate: d == 1,
-                ..Default::default()
-            };
-            list.extend(gemm(
-                ctx,
-                "gemm_d_input",
-                gp,
-                flags,
-                d_gx,
-                &p.w_ih,
-                None,
-                &ws.d_ins[l],
-                &ws.scratch,
-            )?);
         }
+        list.extend(colsum(
+            ctx,
+            "colsum_d_b_hh",
+            tb as usize,
+            3 * h as usize,
+            d_gh,
+            &p.d_b_hh,
+            accumulate_grads,
+            &ws.scratch,
+        )?);
+        // dX [T·B, I] (+)= d_gx [T·B, 3H] · W_ih [3H, I]; the reverse direction adds.
+        let gp = GemmParams {
+            m: tb,
+            n: i,
+            k: 3 * h,
+            lda: 3 * h,
+            ldb: i,
+            ldc: i,
+            ..Default::default()
+        };
+        let flags = GemmFlags {
+            accumulate: d == 1,
+            ..Default::default()
+        };
+        list.extend(gemm(
+            ctx,
+            "gemm_d_input",
+            gp,
+            flags,
+            d_gx,
+            &p.w_ih,
+            None,
+            &ws.d_ins[l],
+            &ws.scratch,
+        )?);
     }
-    Ok(list)
+    Ok(())
 }

@@ -18,10 +18,10 @@ pub(crate) mod workspace;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::list_adapters;
+pub use context::UNIFORM_BUFFERS_PER_STAGE;
 pub use context::{
     best_adapter_index, list_adapters_async, AdapterSummary, DeviceRequest, GpuContext,
 };
-pub use context::UNIFORM_BUFFERS_PER_STAGE;
 pub use layer::GpuGru;
 
 /// Every shader as the device compiles it (the shared declarations of `abi` followed by

@@ -3,11 +3,13 @@
 //! trainer cannot wait. Submitting work never waits, so `train_step`, `evaluate` and
 //! the settings go through [`AwaitableTrainer::trainer`].
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::generate::Sampling;
 use crate::model::{Batch, ModelParams};
-use crate::train::{CpuTrainer, GpuTrainer, Metrics, OptimizerState, Split, Trainer};
+use crate::train::cpu::CpuTrainer;
+use crate::train::gpu::GpuTrainer;
+use crate::train::options::OptimizerState;
+use crate::train::trainer::{Metrics, Split, Trainer};
 
 /// The GPU trainer or the CPU reference, awaited.
 ///
@@ -16,7 +18,7 @@ use crate::train::{CpuTrainer, GpuTrainer, Metrics, OptimizerState, Split, Train
 /// use gru_engine::train::{AwaitableTrainer, CpuTrainer, Split, TrainOptions};
 /// # async fn run() -> gru_engine::Result<()> {
 /// let params = ModelParams::init(ModelConfig::language_model(4, 8, 16), 1)?;
-/// let mut t = AwaitableTrainer::Cpu(CpuTrainer::new(params, TrainOptions::adam(1e-2))?);
+/// let mut t = AwaitableTrainer::Cpu(Box::new(CpuTrainer::new(params, TrainOptions::adam(1e-2))?));
 /// t.trainer().train_step(&Batch::tokens(&[0, 1, 2], 1, 3).classes(&[1, 2, 3]))?;
 /// println!("loss {}", t.take_metrics(Split::Train).await?.loss);
 /// # Ok(()) }
@@ -88,14 +90,5 @@ impl AwaitableTrainer {
             }
             AwaitableTrainer::Cpu(t) => t.generate_stream(prompt, n, sampling, on_token),
         }
-    }
-
-    /// [`Checkpoint::from_trainer`], awaited: parameters, optimiser state and options
-    /// (carried state is not read: stateful training is not offered awaited).
-    pub async fn checkpoint(&mut self) -> Result<Checkpoint> {
-        let mut c = Checkpoint::from_params(self.params().await?);
-        c.optimizer = Some(self.optimizer_state().await?);
-        c.options = Some(*self.trainer().options());
-        Ok(c)
     }
 }

@@ -213,7 +213,9 @@ impl Trainer {
         future_to_promise(async move {
             let mut guard = exclusive(&inner, "trainer")?;
             let s = &mut *guard;
-            let mut c: Checkpoint = s.trainer.checkpoint().await.map_err(error)?;
+            let mut c = Checkpoint::from_awaitable(&mut s.trainer)
+                .await
+                .map_err(error)?;
             c.vocab = Some(s.vocab.tokens().to_vec());
             c.rng_state = Some(s.rng.state());
             c.extra.insert("task".into(), "language-model".into());

@@ -94,7 +94,11 @@ class Browser:
         return self._s("POST", "/execute/sync", {"script": script, "args": list(args)})
 
     def text_of(self, element_id):
-        return self.run("return document.getElementById(arguments[0]).textContent;", element_id)
+        """The text of element `element_id`, or None when the page has none."""
+        return self.run(
+            "const e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
+            element_id,
+        )
 
     def wait_title(self, timeout):
         """Waits until the title is `done` or starts with `error:`; returns it."""
@@ -130,7 +134,9 @@ if __name__ == "__main__":
     try:
         b.open(sys.argv[1])
         print(b.wait_title(float(os.environ.get("TIMEOUT", "300"))))
-        print(b.text_of("adapter"))
+        adapter = b.text_of("adapter")
+        if adapter is not None:
+            print(adapter)
         print(b.text_of("result"), end="")
     finally:
         b.close()

@@ -49,32 +49,4 @@ pub fn records_from_bytes(bytes: &[u8], path: &Path) -> Result<Vec<Vec<String>>>
     Ok(rows)
 }
 
-/// A numeric field, refusing non-numbers and NaN/infinities with their place.
-pub fn number(path: &Path, row: usize, col: usize, s: &str) -> Result<f32> {
-    let v: f32 = s.parse().map_err(|_| {
-        bad(
-            path,
-            format!("row {row}, column {}: `{s}` is not a number", col + 1),
-        )
-    })?;
-    if !v.is_finite() {
-        return Err(bad(
-            path,
-            format!("row {row}, column {}: {s} is not a finite number", col + 1),
-        ));
-    }
-    Ok(v)
-}
-
-/// True when every field parses as a number (NaN included: it is refused later with
-/// its place rather than turning the file into text).
-pub fn all_numeric<'a>(fields: impl IntoIterator<Item = &'a String>) -> bool {
-    let mut any = false;
-    for f in fields {
-        if f.parse::<f32>().is_err() {
-            return false;
-        }
-        any = true;
-    }
-    any
-}
+pub use crate::task::rows::{all_numeric, number};

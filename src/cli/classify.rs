@@ -3,16 +3,14 @@
 //! `--features` values per step).
 
 use crate::cli::out::{out, outln};
-use gru_engine::task::classify::best_class;
 use gru_engine::task::classify::{ClassifierFormat as Format, TokenVocab, Tokenization};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use gru_engine::model::{Batch, Loss, ModelConfig, ModelInput, ModelParams};
+use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
-use gru_engine::train::{Split, Trainer};
+use gru_engine::train::Trainer;
 use gru_engine::{GruError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +24,11 @@ use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
 use gru_engine::checkpoint::CheckpointDir;
-use gru_engine::csvdata::{all_numeric, number, records};
+use gru_engine::csvdata::records;
+use gru_engine::task::rows::{
+    all_numeric, batch, batch_inputs, class_ids, eval_set, examples, held_out_rows, predict_set,
+    summarize_labels, targets, training_header, Example, Rows,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum InputKind {
@@ -188,22 +190,6 @@ pub struct PredictArgs {
     pub quiet: bool,
 }
 
-/// One row: its label (if any) and its sequence (token ids or `[T·features]` values).
-#[derive(Debug)]
-struct Example {
-    label: Option<String>,
-    tokens: Vec<u32>,
-    values: Vec<f32>,
-    len: usize,
-}
-
-/// Rows of a CSV file with the header decision already applied: the rows, and the
-/// 1-based file row number of the first one.
-struct Rows {
-    rows: Vec<Vec<String>>,
-    first_row: usize,
-}
-
 /// Applies `--header` to `rows`: `looks_like_header` is the auto rule for this use.
 /// Says which was chosen (unless quiet) when a header was taken.
 fn apply_header(
@@ -235,208 +221,6 @@ fn apply_header(
         );
     }
     Rows { rows, first_row: 2 }
-}
-
-/// Training rule: the first row's label occurs nowhere else while every other label
-/// occurs at least 5 times; or, for numeric rows, only the first row is not numbers.
-fn training_header(rows: &[Vec<String>]) -> bool {
-    if rows.len() < 3 {
-        return false;
-    }
-    let rest = &rows[1..];
-    if !all_numeric(rows[0].iter().skip(1)) && rest.iter().all(|r| all_numeric(r.iter().skip(1))) {
-        return true;
-    }
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for r in rest {
-        *counts.entry(r[0].as_str()).or_default() += 1;
-    }
-    !counts.contains_key(rows[0][0].as_str()) && counts.values().all(|&c| c >= 5)
-}
-
-/// Parses rows; `labelled`: the first field is the label. `vocab` maps tokens to ids
-/// (0 is the unknown/padding token).
-fn examples(
-    path: &Path,
-    rows: &Rows,
-    labelled: bool,
-    f: &Format,
-    vocab: &TokenVocab,
-) -> Result<Vec<Example>> {
-    let first = usize::from(labelled);
-    let mut out = Vec::new();
-    for (i, rec) in rows.rows.iter().enumerate() {
-        let row = i + rows.first_row;
-        if rec.len() <= first {
-            return Err(GruError::Input(format!(
-                "{}: row {row} has no {}",
-                path.display(),
-                if labelled {
-                    "sequence after its label"
-                } else {
-                    "values"
-                }
-            )));
-        }
-        let label = labelled.then(|| rec[0].clone());
-        let rest = &rec[first..];
-        let mut e = Example {
-            label,
-            tokens: Vec::new(),
-            values: Vec::new(),
-            len: 0,
-        };
-        if f.numeric {
-            if rest.len() % f.features != 0 {
-                return Err(GruError::Input(format!(
-                    "{}: row {row} has {} values, not a multiple of --features {}",
-                    path.display(),
-                    rest.len(),
-                    f.features
-                )));
-            }
-            for (c, s) in rest.iter().enumerate() {
-                e.values.push(number(path, row, c + first, s)?);
-            }
-            e.len = (rest.len() / f.features).min(f.max_len);
-            e.values.truncate(e.len * f.features);
-        } else {
-            let text = rest.join(",");
-            e.tokens = vocab.encode(&text, f.tokens, f.max_len);
-            if e.tokens.is_empty() {
-                return Err(GruError::Input(format!(
-                    "{}: row {row} has an empty text",
-                    path.display()
-                )));
-            }
-            e.len = e.tokens.len();
-        }
-        out.push(e);
-    }
-    Ok(out)
-}
-
-/// Labels as a short text: all of them when few, else the first few and the count.
-fn summarize_labels(labels: &[String]) -> String {
-    const SHOWN: usize = 8;
-    if labels.len() <= SHOWN {
-        labels.join(", ")
-    } else {
-        format!(
-            "{}, ... ({} labels)",
-            labels[..SHOWN].join(", "),
-            gru_engine::model::group_digits(labels.len())
-        )
-    }
-}
-
-/// Class ids of labelled examples, refusing labels the model was not trained on.
-fn class_ids(path: &Path, rows: &Rows, ex: &[Example], labels: &[String]) -> Result<Vec<u32>> {
-    let index: HashMap<&str, u32> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i as u32))
-        .collect();
-    ex.iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let l = e.label.as_deref().unwrap_or_default();
-            index.get(l).copied().ok_or_else(|| {
-                GruError::Input(format!(
-                    "{}: row {}: label `{l}` was not in the training data (known: {})",
-                    path.display(),
-                    i + rows.first_row,
-                    summarize_labels(labels)
-                ))
-            })
-        })
-        .collect()
-}
-
-/// Inputs of rows `idx`, padded to `t` steps, batch-first, with their lengths.
-fn batch_inputs(
-    ex: &[Example],
-    idx: &[usize],
-    t: usize,
-    f: &Format,
-) -> (Vec<u32>, Vec<f32>, Vec<usize>) {
-    let (mut tok, mut val, mut len) = (Vec::new(), Vec::new(), Vec::new());
-    for &i in idx {
-        let e = &ex[i];
-        if f.numeric {
-            val.extend_from_slice(&e.values);
-            val.resize(val.len() + (t - e.len) * f.features, 0.0);
-        } else {
-            tok.extend_from_slice(&e.tokens);
-            tok.resize(tok.len() + t - e.len, 0);
-        }
-        len.push(e.len);
-    }
-    (tok, val, len)
-}
-
-/// A batch from owned parts.
-fn batch<'a>(f: &Format, tok: &'a [u32], val: &'a [f32], len: &'a [usize], t: usize) -> Batch<'a> {
-    let b = len.len();
-    let x = if f.numeric {
-        Batch::features(val, b, t)
-    } else {
-        Batch::tokens(tok, b, t)
-    };
-    x.lengths(len)
-}
-
-/// Targets of a batch in the form the loss wants.
-fn targets(cfg: &ModelConfig, ids: &[u32]) -> (Vec<u32>, Vec<f32>) {
-    match cfg.loss {
-        Loss::BinaryCrossEntropy => (Vec::new(), ids.iter().map(|&c| c as f32).collect()),
-        _ => (ids.to_vec(), Vec::new()),
-    }
-}
-
-/// Runs `ex` through evaluate (with labels) in batches; returns (loss, accuracy).
-fn eval_set(
-    t: &mut dyn Trainer,
-    ex: &[Example],
-    ids: &[u32],
-    f: &Format,
-    b: usize,
-) -> Result<(f64, f64)> {
-    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let cfg = *t.config();
-    let all: Vec<usize> = (0..ex.len()).collect();
-    for chunk in all.chunks(b) {
-        let (tok, val, len) = batch_inputs(ex, chunk, tmax, f);
-        let y: Vec<u32> = chunk.iter().map(|&i| ids[i]).collect();
-        let (c, v) = targets(&cfg, &y);
-        let bt = batch(f, &tok, &val, &len, tmax);
-        t.evaluate(&if c.is_empty() {
-            bt.values(&v)
-        } else {
-            bt.classes(&c)
-        })?;
-    }
-    let m = t.take_metrics(Split::Eval)?;
-    Ok((m.loss, m.accuracy.unwrap_or(0.0)))
-}
-
-/// Predicted class and its probability for every example.
-fn predict_set(
-    t: &mut dyn Trainer,
-    ex: &[Example],
-    f: &Format,
-    b: usize,
-) -> Result<Vec<(usize, f64)>> {
-    let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
-    let cfg = *t.config();
-    let all: Vec<usize> = (0..ex.len()).collect();
-    let mut out = Vec::new();
-    for chunk in all.chunks(b) {
-        let (tok, val, len) = batch_inputs(ex, chunk, tmax, f);
-        let logits = t.predict(&batch(f, &tok, &val, &len, tmax))?;
-        out.extend(logits.chunks(cfg.outputs).map(best_class));
-    }
-    Ok(out)
 }
 
 pub fn run(cmd: ClassifyCommand) -> Result<u8> {
@@ -507,17 +291,6 @@ impl Task for ClassifyTask<'_> {
         ];
         save_run(t, dir, rng, loss, self.vocab, "classify", &extra).map(|_| ())
     }
-}
-
-/// The rows of a file of `n` held out for validation (`--val-split`), spread over the
-/// file (not its tail, which may be one class), in order.
-fn held_out_rows(n: usize, val_split: f64, seed: u64) -> Vec<usize> {
-    let k = (n as f64 * val_split) as usize;
-    let mut order: Vec<usize> = (0..n).collect();
-    Rng::new(seed ^ 0xfeed).shuffle(&mut order);
-    let mut take = order[..k].to_vec();
-    take.sort_unstable();
-    take
 }
 
 /// A new run's row format and vocabulary (from the training rows only).

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod forecast;
 pub mod lm;
+pub mod rows;
 
 use std::path::Path;
 

@@ -79,8 +79,8 @@ pub fn model_pass<R: Real>(
     pass(params, &prep, dropout_seed, h0, grads)
 }
 
-// Long by choice: the reference reads top to bottom as the math (embedding, layers,
-// head, loss, then backward in reverse), which splitting would scatter.
+/// One pass of the whole model: the reference reads top to bottom as the math
+/// (embedding, layers, head, loss, then backward in reverse).
 pub(crate) fn pass<R: Real>(
     params: &ModelParams<R>,
     prep: &Prepared,
@@ -110,22 +110,7 @@ pub(crate) fn pass<R: Real>(
     }
 
     // Input [T, B, I].
-    let x0: Vec<R> = match cfg.input {
-        ModelInput::Tokens { embed_dim, .. } => prep
-            .tokens
-            .iter()
-            .flat_map(|&t| {
-                params.embedding[t as usize * embed_dim..(t as usize + 1) * embed_dim]
-                    .iter()
-                    .copied()
-            })
-            .collect(),
-        ModelInput::Features(_) => prep
-            .features
-            .iter()
-            .map(|&v| R::from_f64(v as f64))
-            .collect(),
-    };
+    let x0 = model_input(params, prep);
 
     // The stack, one layer at a time so dropout can sit between layers.
     let layer_w: Vec<_> = (0..cfg.num_layers).map(|l| params.gru_layer(l)).collect();
@@ -176,68 +161,7 @@ pub(crate) fn pass<R: Real>(
         out.copy_from_slice(&params.fc_bias);
         cpu::matvec_acc(&params.fc_weight, &head_in[r * f..(r + 1) * f], out);
     }
-    // Loss.
-    let mut totals: Totals = [0.0, 0.0, 0.0, 1.0];
-    let mut d_logits = vec![R::default(); rows * c];
-    if !prep.targets.is_empty() {
-        let inv = R::from_f64(1.0 / prep.count as f64);
-        let one = R::from_f64(1.0);
-        for r in 0..rows {
-            let x = &logits[r * c..(r + 1) * c];
-            let d = &mut d_logits[r * c..(r + 1) * c];
-            match cfg.loss {
-                Loss::CrossEntropy => {
-                    let t = prep.targets[r];
-                    if t == IGNORE {
-                        continue;
-                    }
-                    let (mut mx, mut arg) = (x[0], 0);
-                    for (k, &v) in x.iter().enumerate().skip(1) {
-                        if v > mx {
-                            mx = v;
-                            arg = k;
-                        }
-                    }
-                    let mut sum = R::default();
-                    for &v in x {
-                        sum += (v - mx).exp();
-                    }
-                    let lse = mx + sum.ln();
-                    for k in 0..c {
-                        let prob = (x[k] - lse).exp();
-                        let hot = if k == t as usize { one } else { R::default() };
-                        d[k] = (prob - hot) * inv;
-                    }
-                    totals[0] += (lse - x[t as usize]).to_f64();
-                    totals[1] += (arg == t as usize) as u8 as f64;
-                    totals[2] += 1.0;
-                }
-                Loss::BinaryCrossEntropy => {
-                    let t = prep.targets[r];
-                    if t == IGNORE {
-                        continue;
-                    }
-                    let (xv, y) = (x[0].to_f64(), f32::from_bits(t) as f64);
-                    totals[0] += xv.max(0.0) - xv * y + (1.0 + (-xv.abs()).exp()).ln();
-                    totals[1] += ((xv > 0.0) == (y > 0.5)) as u8 as f64;
-                    totals[2] += 1.0;
-                    d[0] = (sigmoid(x[0]) - R::from_f64(y)) * inv;
-                }
-                Loss::MeanSquaredError => {
-                    for k in 0..c {
-                        let t = prep.targets[r * c + k];
-                        if t == IGNORE {
-                            continue;
-                        }
-                        let e = x[k] - R::from_f64(f32::from_bits(t) as f64);
-                        totals[0] += (e * e).to_f64();
-                        totals[2] += 1.0;
-                        d[k] = R::from_f64(2.0) * e * inv;
-                    }
-                }
-            }
-        }
-    }
+    let (totals, d_logits) = loss(cfg, prep, &logits, rows);
     if !want_grads {
         return Ok(ModelPass {
             logits,
@@ -302,4 +226,97 @@ pub(crate) fn pass<R: Real>(
         grads: Some(g),
         h_n,
     })
+}
+
+/// The model's input [T, B, I]: embedding rows of the tokens, or the features.
+fn model_input<R: Real>(params: &ModelParams<R>, prep: &Prepared) -> Vec<R> {
+    match params.config.input {
+        ModelInput::Tokens { embed_dim, .. } => prep
+            .tokens
+            .iter()
+            .flat_map(|&t| {
+                params.embedding[t as usize * embed_dim..(t as usize + 1) * embed_dim]
+                    .iter()
+                    .copied()
+            })
+            .collect(),
+        ModelInput::Features(_) => prep
+            .features
+            .iter()
+            .map(|&v| R::from_f64(v as f64))
+            .collect(),
+    }
+}
+
+/// The loss totals (sum, correct, counted, 1) of `logits` [rows, C] and their gradient,
+/// each target's share divided by the batch's count.
+fn loss<R: Real>(
+    cfg: &ModelConfig,
+    prep: &Prepared,
+    logits: &[R],
+    rows: usize,
+) -> (Totals, Vec<R>) {
+    let c = cfg.outputs;
+    let mut totals: Totals = [0.0, 0.0, 0.0, 1.0];
+    let mut d_logits = vec![R::default(); rows * c];
+    if !prep.targets.is_empty() {
+        let inv = R::from_f64(1.0 / prep.count as f64);
+        let one = R::from_f64(1.0);
+        for r in 0..rows {
+            let x = &logits[r * c..(r + 1) * c];
+            let d = &mut d_logits[r * c..(r + 1) * c];
+            match cfg.loss {
+                Loss::CrossEntropy => {
+                    let t = prep.targets[r];
+                    if t == IGNORE {
+                        continue;
+                    }
+                    let (mut mx, mut arg) = (x[0], 0);
+                    for (k, &v) in x.iter().enumerate().skip(1) {
+                        if v > mx {
+                            mx = v;
+                            arg = k;
+                        }
+                    }
+                    let mut sum = R::default();
+                    for &v in x {
+                        sum += (v - mx).exp();
+                    }
+                    let lse = mx + sum.ln();
+                    for k in 0..c {
+                        let prob = (x[k] - lse).exp();
+                        let hot = if k == t as usize { one } else { R::default() };
+                        d[k] = (prob - hot) * inv;
+                    }
+                    totals[0] += (lse - x[t as usize]).to_f64();
+                    totals[1] += (arg == t as usize) as u8 as f64;
+                    totals[2] += 1.0;
+                }
+                Loss::BinaryCrossEntropy => {
+                    let t = prep.targets[r];
+                    if t == IGNORE {
+                        continue;
+                    }
+                    let (xv, y) = (x[0].to_f64(), f32::from_bits(t) as f64);
+                    totals[0] += xv.max(0.0) - xv * y + (1.0 + (-xv.abs()).exp()).ln();
+                    totals[1] += ((xv > 0.0) == (y > 0.5)) as u8 as f64;
+                    totals[2] += 1.0;
+                    d[0] = (sigmoid(x[0]) - R::from_f64(y)) * inv;
+                }
+                Loss::MeanSquaredError => {
+                    for k in 0..c {
+                        let t = prep.targets[r * c + k];
+                        if t == IGNORE {
+                            continue;
+                        }
+                        let e = x[k] - R::from_f64(f32::from_bits(t) as f64);
+                        totals[0] += (e * e).to_f64();
+                        totals[2] += 1.0;
+                        d[k] = R::from_f64(2.0) * e * inv;
+                    }
+                }
+            }
+        }
+    }
+    (totals, d_logits)
 }

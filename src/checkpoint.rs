@@ -195,26 +195,7 @@ impl Checkpoint {
             check_present(&st, &info.name, &info.shape, path)?;
         }
         if let Some(v) = get("vocab") {
-            let n = serde_json::from_str::<Vec<String>>(v)
-                .map_err(|e| bad(path, format!("vocab metadata: {e}")))?
-                .len();
-            match config.input {
-                crate::model::ModelInput::Tokens { vocab, .. } if vocab == n => {}
-                crate::model::ModelInput::Tokens { vocab, .. } => {
-                    return Err(bad(
-                        path,
-                        format!(
-                            "the vocabulary lists {n} tokens, the model's embedding has {vocab}"
-                        ),
-                    ))
-                }
-                crate::model::ModelInput::Features(_) => {
-                    return Err(bad(
-                        path,
-                        format!("a vocabulary of {n} tokens for a model with numeric input"),
-                    ))
-                }
-            }
+            check_vocab_size(&config, v, path)?;
         }
         let mut params = ModelParams::try_zeros(config)?;
         let mut expected: Vec<String> = Vec::new();
@@ -315,6 +296,29 @@ impl Checkpoint {
             extra,
         })
     }
+}
+
+/// Checks that the `vocab` metadata (a JSON list) has one token per embedding row.
+fn check_vocab_size(config: &ModelConfig, vocab_json: &str, path: &Path) -> Result<()> {
+    let n = serde_json::from_str::<Vec<String>>(vocab_json)
+        .map_err(|e| bad(path, format!("vocab metadata: {e}")))?
+        .len();
+    match config.input {
+        crate::model::ModelInput::Tokens { vocab, .. } if vocab == n => {}
+        crate::model::ModelInput::Tokens { vocab, .. } => {
+            return Err(bad(
+                path,
+                format!("the vocabulary lists {n} tokens, the model's embedding has {vocab}"),
+            ))
+        }
+        crate::model::ModelInput::Features(_) => {
+            return Err(bad(
+                path,
+                format!("a vocabulary of {n} tokens for a model with numeric input"),
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `name` is in the file with `shape` without reading its values.

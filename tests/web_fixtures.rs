@@ -2,7 +2,8 @@
 //! native build prints today: `gru generate --temperature 0` from the checkpoint prints
 //! exactly lm.generate.txt, with no near-tie deciding any of its characters (so a GPU's
 //! different rounding picks the same ones), and a 20-step `gru train --json` run ends
-//! on the losses of lm.train.json.
+//! on the losses of lm.train.json; `gru classify predict` and `gru forecast predict` print
+//! classify.predict.csv and forecast.predict.csv.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,4 +122,40 @@ fn twenty_steps_of_gru_train_end_on_the_fixture_losses() {
     ] {
         assert_eq!(got[k], want[k], "{k}");
     }
+}
+
+#[test]
+fn classify_and_forecast_predict_print_the_fixture_rows() {
+    let got = gru(&[
+        "classify",
+        "predict",
+        "--device",
+        "cpu",
+        "--quiet",
+        "-c",
+        fixture("classify.safetensors").to_str().unwrap(),
+        "--header",
+        "no",
+        "--input",
+        fixture("classify.input.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        got,
+        std::fs::read_to_string(fixture("classify.predict.csv")).unwrap()
+    );
+    let got = gru(&[
+        "forecast",
+        "predict",
+        "--device",
+        "cpu",
+        "--quiet",
+        "-c",
+        fixture("forecast.safetensors").to_str().unwrap(),
+        "--data",
+        fixture("forecast.input.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        got,
+        std::fs::read_to_string(fixture("forecast.predict.csv")).unwrap()
+    );
 }

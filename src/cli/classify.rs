@@ -23,8 +23,9 @@ use crate::cli::ranks::{fingerprint, run_items, Ranks};
 use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
-use gru_engine::checkpoint::CheckpointDir;
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
 use gru_engine::csvdata::records;
+use gru_engine::task::check_val_split;
 use gru_engine::task::rows::{
     all_numeric, batch, batch_inputs, class_ids, eval_set, examples, held_out_rows, predict_set,
     summarize_labels, targets, training_header, Example, Rows,
@@ -399,6 +400,193 @@ fn split_sets(
     Ok((train_ex, train_ids, val_ex, val_ids))
 }
 
+/// On --resume the checkpoint decides the model, the optimiser and the batch: a flag
+/// given with another value is an error, one left at its default takes the saved value.
+fn resume_flags(a: &mut TrainArgs, c: &Checkpoint, f: &Format) -> Result<()> {
+    let cfg = &c.params.config;
+    let mut items = a.stack.resume_items(cfg);
+    if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
+        items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
+    }
+    items.push((
+        "bidirectional",
+        a.bidirectional.to_string(),
+        cfg.bidirectional.to_string(),
+    ));
+    items.push(("features", a.features.to_string(), f.features.to_string()));
+    items.push(("max_len", a.max_len.to_string(), f.max_len.to_string()));
+    if let Some(o) = &c.options {
+        items.extend(a.optim.resume_items(o));
+    }
+    if let Some(saved) = c.extra.get("batch") {
+        items.push(("batch", a.batch.to_string(), saved.clone()));
+    }
+    check_resume(&items)?;
+    a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+    Ok(())
+}
+
+/// A new run's model: its input from the row format, a head of one output per label (or
+/// one, with --binary).
+fn new_model(
+    a: &TrainArgs,
+    f: &Format,
+    vocab: usize,
+    (embed, hidden): (usize, usize),
+) -> Result<ModelConfig> {
+    let input = if f.numeric {
+        ModelInput::Features(f.features)
+    } else {
+        ModelInput::Tokens {
+            vocab,
+            embed_dim: embed,
+        }
+    };
+    let binary = a.binary && f.labels.len() == 2;
+    if a.binary && !binary {
+        return Err(GruError::Config(format!(
+            "--binary needs exactly 2 labels, found {}",
+            f.labels.len()
+        )));
+    }
+    let classes = if binary { 1 } else { f.labels.len() };
+    Ok(a.stack
+        .apply(ModelConfig::classifier(input, hidden, classes))
+        .bidirectional(a.bidirectional))
+}
+
+/// What every rank of a data-parallel run must agree on besides the model and the
+/// optimiser: the labels, the format, the vocabulary, the training and validation rows
+/// (`sets`), the steps and the data flags.
+fn agreed(
+    a: &TrainArgs,
+    f: &Format,
+    vocab_list: &[String],
+    sets: [(&[Example], &[u32]); 2],
+    steps: String,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("labels", format!("{:?}", f.labels)),
+        ("data format", fingerprint(&f)),
+        (
+            "vocabulary",
+            format!(
+                "{} tokens, fingerprint {}",
+                vocab_list.len(),
+                fingerprint(&vocab_list)
+            ),
+        ),
+        (
+            "training rows",
+            format!("{}, fingerprint {}", sets[0].0.len(), fingerprint(&sets[0])),
+        ),
+        (
+            "validation rows",
+            format!("{}, fingerprint {}", sets[1].0.len(), fingerprint(&sets[1])),
+        ),
+        ("steps", steps),
+        ("--batch", a.batch.to_string()),
+        ("--seed", a.optim.seed.to_string()),
+    ]
+}
+
+/// The first line of a run: its rows, labels, input and parameters.
+fn describe_run(
+    a: &TrainArgs,
+    f: &Format,
+    vocab: usize,
+    [n_train, n_val]: [usize; 2],
+    params: usize,
+) -> String {
+    let rows_line = match &a.val {
+        Some(p) => format!(
+            "{n_train} training rows, {n_val} validation rows (from {})",
+            p.display()
+        ),
+        None => format!(
+            "{n_train} training rows, {n_val} validation rows (held out, --val-split {})",
+            a.val_split
+        ),
+    };
+    let input = if f.numeric {
+        format!("numeric ({} per step)", f.features)
+    } else {
+        let unit = match f.tokens {
+            Tokenization::Chars => "character",
+            Tokenization::Words => "word",
+        };
+        format!("text in {unit} tokens (vocabulary {vocab})")
+    };
+    format!(
+        "classifying {rows_line} into {} labels ({}) from {input}; {} parameters",
+        f.labels.len(),
+        summarize_labels(&f.labels),
+        gru_engine::model::group_digits(params),
+    )
+}
+
+/// A run's examples, split.
+struct Sets {
+    train_ex: Vec<Example>,
+    train_ids: Vec<u32>,
+    val_ex: Vec<Example>,
+    val_ids: Vec<u32>,
+}
+
+/// The training file's rows (after the header decision) with their format and
+/// vocabulary (`saved`: a resumed run's, else new from the training rows), as training
+/// and validation examples with their class ids.
+fn read_sets(
+    a: &TrainArgs,
+    saved: Option<(Format, TokenVocab)>,
+    quiet: bool,
+) -> Result<(Format, TokenVocab, Sets)> {
+    let rows = apply_header(
+        &a.data,
+        records(&a.data)?,
+        a.header.header,
+        training_header,
+        quiet,
+    );
+    if rows.rows.is_empty() {
+        return Err(GruError::Input(format!(
+            "{}: no data rows after the header",
+            a.data.display()
+        )));
+    }
+    // Rows held out for validation when there is no --val file: spread over the file
+    // (not its tail, which may be one class).
+    let held_out: Vec<usize> = if a.val.is_some() {
+        Vec::new()
+    } else {
+        held_out_rows(rows.rows.len(), a.val_split, a.optim.seed)
+    };
+    let (f, vocab) = match saved {
+        Some(saved) => saved,
+        None => new_format(a, &rows, &held_out)?,
+    };
+    let train_ex = examples(&a.data, &rows, true, &f, &vocab)?;
+    let train_ids = class_ids(&a.data, &rows, &train_ex, &f.labels)?;
+    let (train_ex, train_ids, val_ex, val_ids) =
+        split_sets(a, &f, &vocab, train_ex, train_ids, &held_out, quiet)?;
+    if train_ex.is_empty() {
+        return Err(GruError::Input(format!(
+            "{}: no training rows left after holding out validation",
+            a.data.display()
+        )));
+    }
+    Ok((
+        f,
+        vocab,
+        Sets {
+            train_ex,
+            train_ids,
+            val_ex,
+            val_ids,
+        },
+    ))
+}
+
 /// `gru classify train`, alone or as one rank of a data-parallel job.
 fn train(a: TrainArgs) -> Result<u8> {
     let ranks = Ranks::detect()?;
@@ -427,108 +615,34 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
             )));
         }
     }
-    if !(0.0..1.0).contains(&a.val_split) {
-        return Err(GruError::Config(format!(
-            "--val-split must be in [0, 1), found {}",
-            a.val_split
-        )));
-    }
+    check_val_split(a.val_split)?;
     let flag_opts = a.optim.options()?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let plan = a.run.plan("classify", ranks.leader())?;
     let resumed = plan.resume_checkpoint()?;
-    // On --resume the checkpoint decides the model, the optimiser and the batch: a flag
-    // given with another value is an error, one left at its default takes the saved
-    // value.
     // A resumed run's format and vocabulary, read and checked once.
-    let saved = match &resumed {
-        Some((c, file)) => Some(Format::from_checkpoint(c, file)?),
-        None => None,
-    };
+    let saved = (resumed.as_ref())
+        .map(|(c, file)| Format::from_checkpoint(c, file))
+        .transpose()?;
     if let (Some((c, _)), Some((f, _))) = (&resumed, &saved) {
-        let cfg = &c.params.config;
-        let mut items = a.stack.resume_items(cfg);
-        if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
-            items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
-        }
-        items.push((
-            "bidirectional",
-            a.bidirectional.to_string(),
-            cfg.bidirectional.to_string(),
-        ));
-        items.push(("features", a.features.to_string(), f.features.to_string()));
-        items.push(("max_len", a.max_len.to_string(), f.max_len.to_string()));
-        if let Some(o) = &c.options {
-            items.extend(a.optim.resume_items(o));
-        }
-        if let Some(saved) = c.extra.get("batch") {
-            items.push(("batch", a.batch.to_string(), saved.clone()));
-        }
-        check_resume(&items)?;
-        a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+        resume_flags(&mut a, c, f)?;
     }
     let b = a.batch;
     let b_rank = ranks.local_batch(b)?;
-    let rows = apply_header(
-        &a.data,
-        records(&a.data)?,
-        a.header.header,
-        training_header,
-        quiet,
-    );
-    if rows.rows.is_empty() {
-        return Err(GruError::Input(format!(
-            "{}: no data rows after the header",
-            a.data.display()
-        )));
-    }
-    // Rows held out for validation when there is no --val file: spread over the file
-    // (not its tail, which may be one class).
-    let held_out: Vec<usize> = if a.val.is_some() {
-        Vec::new()
-    } else {
-        held_out_rows(rows.rows.len(), a.val_split, a.optim.seed)
-    };
-    let (f, vocab) = match saved {
-        Some(saved) => saved,
-        None => new_format(&a, &rows, &held_out)?,
-    };
+    let (f, vocab, sets) = read_sets(&a, saved, quiet)?;
     let vocab_list = vocab.tokens();
-    let train_ex = examples(&a.data, &rows, true, &f, &vocab)?;
-    let train_ids = class_ids(&a.data, &rows, &train_ex, &f.labels)?;
-    let (train_ex, train_ids, val_ex, val_ids) =
-        split_sets(&a, &f, &vocab, train_ex, train_ids, &held_out, quiet)?;
-    if train_ex.is_empty() {
-        return Err(GruError::Input(format!(
-            "{}: no training rows left after holding out validation",
-            a.data.display()
-        )));
-    }
+    let Sets {
+        train_ex,
+        train_ids,
+        val_ex,
+        val_ids,
+    } = sets;
     let (cfg, opts) = match &resumed {
         Some((c, _)) => (c.params.config, c.options.unwrap_or(flag_opts)),
-        None => {
-            let input = if f.numeric {
-                ModelInput::Features(f.features)
-            } else {
-                ModelInput::Tokens {
-                    vocab: vocab_list.len(),
-                    embed_dim: embed,
-                }
-            };
-            let binary = a.binary && f.labels.len() == 2;
-            if a.binary && !binary {
-                return Err(GruError::Config(format!(
-                    "--binary needs exactly 2 labels, found {}",
-                    f.labels.len()
-                )));
-            }
-            let classes = if binary { 1 } else { f.labels.len() };
-            let cfg = a
-                .stack
-                .apply(ModelConfig::classifier(input, hidden, classes))
-                .bidirectional(a.bidirectional);
-            (cfg, flag_opts)
-        }
+        None => (
+            new_model(&a, &f, vocab_list.len(), (embed, hidden))?,
+            flag_opts,
+        ),
     };
     let tmax = train_ex.iter().map(|e| e.len).max().unwrap_or(1);
     let Some((epoch, per_epoch, total)) = epochs_to_run(
@@ -542,41 +656,9 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     };
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
-        run_items(
-            &cfg,
-            &opts,
-            &[
-                ("labels", format!("{:?}", f.labels)),
-                ("data format", fingerprint(&f)),
-                (
-                    "vocabulary",
-                    format!(
-                        "{} tokens, fingerprint {}",
-                        vocab_list.len(),
-                        fingerprint(&vocab_list)
-                    ),
-                ),
-                (
-                    "training rows",
-                    format!(
-                        "{}, fingerprint {}",
-                        train_ex.len(),
-                        fingerprint(&(&train_ex, &train_ids))
-                    ),
-                ),
-                (
-                    "validation rows",
-                    format!(
-                        "{}, fingerprint {}",
-                        val_ex.len(),
-                        fingerprint(&(&val_ex, &val_ids))
-                    ),
-                ),
-                ("steps", format!("{}..{total}", epoch * per_epoch)),
-                ("--batch", b.to_string()),
-                ("--seed", a.optim.seed.to_string()),
-            ],
-        )
+        let steps = format!("{}..{total}", epoch * per_epoch);
+        let sets = [(&train_ex[..], &train_ids[..]), (&val_ex[..], &val_ids[..])];
+        run_items(&cfg, &opts, &agreed(&a, &f, vocab_list, sets, steps))
     })?;
     ranks.check_last_batch(train_ex.len(), b, "rows")?;
     let trainer = a.device.train_from(
@@ -595,39 +677,9 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let mut run = ranks.leader().then(|| plan.start()).transpose()?;
     if !quiet {
-        let rows_line = match &a.val {
-            Some(p) => format!(
-                "{} training rows, {} validation rows (from {})",
-                train_ex.len(),
-                val_ex.len(),
-                p.display()
-            ),
-            None => format!(
-                "{} training rows, {} validation rows (held out, --val-split {})",
-                train_ex.len(),
-                val_ex.len(),
-                a.val_split
-            ),
-        };
-        eprintln!(
-            "classifying {rows_line} into {} labels ({}) from {}; {} parameters, on {}",
-            f.labels.len(),
-            summarize_labels(&f.labels),
-            if f.numeric {
-                format!("numeric ({} per step)", f.features)
-            } else {
-                format!(
-                    "text in {} tokens (vocabulary {})",
-                    match f.tokens {
-                        Tokenization::Chars => "character",
-                        Tokenization::Words => "word",
-                    },
-                    vocab_list.len()
-                )
-            },
-            gru_engine::model::group_digits(cfg.param_count()),
-            trainer.device_name()
-        );
+        let (rows, params) = ([train_ex.len(), val_ex.len()], cfg.param_count());
+        let what = describe_run(&a, &f, vocab_list.len(), rows, params);
+        eprintln!("{what}, on {}", trainer.device_name());
     }
     let rep = Reporter::new(
         &ranks.output(&a.output),

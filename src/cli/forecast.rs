@@ -3,7 +3,8 @@
 //! target column, compared with the naive last-value forecast.
 
 use crate::cli::out::outln;
-use gru_engine::task::forecast::ForecastFormat as Format;
+use gru_engine::task::check_val_split;
+use gru_engine::task::forecast::{windows, ForecastFormat as Format};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -21,7 +22,7 @@ use crate::cli::ranks::{fingerprint, run_items, Ranks};
 use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
-use gru_engine::checkpoint::CheckpointDir;
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
 use gru_engine::csvdata::{all_numeric, number, records};
 
 #[derive(Subcommand, Debug)]
@@ -253,99 +254,33 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     at_least_one("--horizon", a.horizon)?;
     at_least_one("--epochs", a.epochs as usize)?;
     a.output.log_every()?;
-    if !(0.0..1.0).contains(&a.val_split) {
-        return Err(GruError::Config(format!(
-            "--val-split must be in [0, 1), found {}",
-            a.val_split
-        )));
-    }
+    check_val_split(a.val_split)?;
     let flag_opts = a.optim.options()?;
     let hidden = at_least_one("--hidden", a.stack.hidden.unwrap_or(32))?;
     let plan = a.run.plan("forecast", ranks.leader())?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let data = series(&a.data)?;
     let resumed = plan.resume_checkpoint()?;
-    // On --resume the checkpoint decides the model, the optimiser, the window and the
-    // batch: a flag given with another value is an error, one left at its default takes
-    // the saved value.
     // A resumed run's series format, read and checked once.
-    let saved = match &resumed {
-        Some((c, file)) => Some(Format::from_checkpoint(c, file)?),
-        None => None,
-    };
+    let saved = (resumed.as_ref())
+        .map(|(c, file)| Format::from_checkpoint(c, file))
+        .transpose()?;
     if let (Some((c, _)), Some(f)) = (&resumed, &saved) {
-        let mut items = a.stack.resume_items(&c.params.config);
-        items.push(("window", a.window.to_string(), f.window.to_string()));
-        items.push(("horizon", a.horizon.to_string(), f.horizon.to_string()));
-        items.push(("target", a.target.clone(), f.columns[f.target].clone()));
-        if let Some(o) = &c.options {
-            items.extend(a.optim.resume_items(o));
-        }
-        if let Some(saved) = c.extra.get("batch") {
-            items.push(("batch", a.batch.to_string(), saved.clone()));
-        }
-        // A target given by its index names the same column.
-        if a.target.parse::<usize>().ok() == Some(f.target) {
-            items.retain(|(id, _, _)| *id != "target");
-        }
-        check_resume(&items)?;
-        a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+        resume_flags(&mut a, c, f)?;
     }
     let b = a.batch;
     let b_rank = ranks.local_batch(b)?;
     let names = data.names.clone();
     // A resumed model reads the columns it was trained on, by name where both have them.
-    let rows = match &saved {
-        Some(f) => f.align(data.rows, &data.names, data.named, &a.data)?,
-        None => data.rows,
-    };
-    let windows = |window: usize, horizon: usize| {
-        (rows.len() + 1).saturating_sub(window.saturating_add(horizon))
-    };
-    let f = match saved {
-        Some(f) => f,
+    let (rows, f) = match saved {
+        Some(f) => (f.align(data.rows, &data.names, data.named, &a.data)?, f),
         None => {
-            let target = match a.target.parse::<usize>() {
-                Ok(i) if i < names.len() => i,
-                Ok(i) => {
-                    return Err(GruError::Config(format!(
-                        "--target {i}: the series has {} columns",
-                        names.len()
-                    )))
-                }
-                Err(_) => names.iter().position(|n| *n == a.target).ok_or_else(|| {
-                    GruError::Config(format!(
-                        "--target `{}` is not a column (columns: {})",
-                        a.target,
-                        names.join(", ")
-                    ))
-                })?,
-            };
-            let n = windows(a.window, a.horizon);
-            if n < 2 {
-                return Err(GruError::Input(format!(
-                    "{}: {} rows are too few for --window {} + --horizon {} (at least {} needed)",
-                    a.data.display(),
-                    rows.len(),
-                    a.window,
-                    a.horizon,
-                    a.window as u128 + a.horizon as u128 + 1
-                )));
-            }
-            // Statistics of the training part only, so validation stays unseen.
-            let train_rows = &rows[..rows.len() - ((n as f64 * a.val_split) as usize)];
-            let (mean, std) = Format::statistics(train_rows, &names, &a.data)?;
-            Format {
-                columns: names.clone(),
-                target,
-                window: a.window,
-                horizon: a.horizon,
-                mean,
-                std,
-            }
+            let w = (a.window, a.horizon);
+            let f = Format::new(&names, &a.target, w, &data.rows, a.val_split, &a.data)?;
+            (data.rows, f)
         }
     };
-    let n = windows(f.window, f.horizon);
+    let n = windows(rows.len(), f.window, f.horizon);
     if n < 2 {
         return Err(GruError::Input(format!(
             "{}: {} rows are too few for the window {} + horizon {} (at least {} needed)",
@@ -378,25 +313,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     };
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
-        run_items(
-            &cfg,
-            &opts,
-            &[
-                ("columns", f.columns.join(", ")),
-                ("target", f.columns[f.target].clone()),
-                ("window", f.window.to_string()),
-                ("horizon", f.horizon.to_string()),
-                (
-                    "series",
-                    format!("{} rows, fingerprint {}", rows.len(), fingerprint(&rows)),
-                ),
-                ("statistics", fingerprint(&(&f.mean, &f.std))),
-                ("steps", format!("{}..{total}", epoch * per_epoch)),
-                ("--batch", b.to_string()),
-                ("--val-split", a.val_split.to_string()),
-                ("--seed", a.optim.seed.to_string()),
-            ],
-        )
+        let steps = format!("{}..{total}", epoch * per_epoch);
+        run_items(&cfg, &opts, &agreed(&a, &f, &rows, steps))
     })?;
     ranks.check_last_batch(train_starts.len(), b, "windows")?;
     let trainer = a.device.train_from(
@@ -459,21 +377,87 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         Outcome::Done { train_loss, .. } => train_loss,
     };
     let Some(run) = run else { return Ok(0) };
-    let epoch = a.epochs;
-    outln!("epoch {epoch}: training loss (normalised MSE) {last_loss:.5}")?;
-    for (name, starts) in [("training", &train_starts), ("validation", &val_starts)] {
+    outln!(
+        "epoch {}: training loss (normalised MSE) {last_loss:.5}",
+        a.epochs
+    )?;
+    let sets = [
+        ("training", &train_starts[..]),
+        ("validation", &val_starts[..]),
+    ];
+    report_scores(trainer.as_mut(), &rows, &f, &sets, b)?;
+    rep.print_paths(&run.dir)?;
+    Ok(0)
+}
+
+/// The model's and the naive forecast's errors on each named set of windows.
+fn report_scores(
+    t: &mut dyn Trainer,
+    rows: &[Vec<f32>],
+    f: &Format,
+    sets: &[(&str, &[usize])],
+    b: usize,
+) -> Result<()> {
+    for &(name, starts) in sets {
         if starts.is_empty() {
             continue;
         }
-        let [mse, mae, nmse, nmae] = score(trainer.as_mut(), &rows, &f, starts, b)?;
+        let [mse, mae, nmse, nmae] = score(t, rows, f, starts, b)?;
         outln!(
             "{name} windows ({}): model MSE {mse:.4}, MAE {mae:.4}; naive last value MSE {nmse:.4}, MAE {nmae:.4} ({:.1}x lower MSE)",
             starts.len(),
             nmse / mse.max(1e-12)
         )?;
     }
-    rep.print_paths(&run.dir)?;
-    Ok(0)
+    Ok(())
+}
+
+/// On --resume the checkpoint decides the model, the optimiser, the window and the
+/// batch: a flag given with another value is an error, one left at its default takes the
+/// saved value.
+fn resume_flags(a: &mut TrainArgs, c: &Checkpoint, f: &Format) -> Result<()> {
+    let mut items = a.stack.resume_items(&c.params.config);
+    items.push(("window", a.window.to_string(), f.window.to_string()));
+    items.push(("horizon", a.horizon.to_string(), f.horizon.to_string()));
+    items.push(("target", a.target.clone(), f.columns[f.target].clone()));
+    if let Some(o) = &c.options {
+        items.extend(a.optim.resume_items(o));
+    }
+    if let Some(saved) = c.extra.get("batch") {
+        items.push(("batch", a.batch.to_string(), saved.clone()));
+    }
+    // A target given by its index names the same column.
+    if a.target.parse::<usize>().ok() == Some(f.target) {
+        items.retain(|(id, _, _)| *id != "target");
+    }
+    check_resume(&items)?;
+    a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+    Ok(())
+}
+
+/// What every rank of a data-parallel run must agree on besides the model and the
+/// optimiser: the series, its format, the steps and the data flags.
+fn agreed(
+    a: &TrainArgs,
+    f: &Format,
+    rows: &[Vec<f32>],
+    steps: String,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("columns", f.columns.join(", ")),
+        ("target", f.columns[f.target].clone()),
+        ("window", f.window.to_string()),
+        ("horizon", f.horizon.to_string()),
+        (
+            "series",
+            format!("{} rows, fingerprint {}", rows.len(), fingerprint(&rows)),
+        ),
+        ("statistics", fingerprint(&(&f.mean, &f.std))),
+        ("steps", steps),
+        ("--batch", a.batch.to_string()),
+        ("--val-split", a.val_split.to_string()),
+        ("--seed", a.optim.seed.to_string()),
+    ]
 }
 
 fn predict(a: PredictArgs) -> Result<u8> {

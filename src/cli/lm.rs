@@ -2,10 +2,10 @@
 
 use crate::cli::out::outln;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use gru_engine::checkpoint::CheckpointDir;
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
 use gru_engine::generate::Sampling;
 use gru_engine::model::{Batch, ModelConfig, ModelInput};
 use gru_engine::rng::Rng;
@@ -22,7 +22,8 @@ use crate::cli::ranks::{fingerprint, fingerprint_bytes, run_items, Ranks};
 use crate::cli::report::{OutputArgs, Reporter};
 use crate::cli::signals::{catch_interrupt, interrupted, interrupted_exit};
 use crate::cli::train_loop::{self, Outcome, Schedule, Task};
-use gru_engine::task::lm::{check_val_split, data_rng, LmData};
+use gru_engine::task::check_val_split;
+use gru_engine::task::lm::{data_rng, LmData};
 use gru_engine::text::{read_chars, CharText, CharVocab};
 
 /// The language model's steps: the batches and validation of [`LmData`].
@@ -205,27 +206,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     let plan = a.run.plan("lm", ranks.leader())?;
     let quiet = a.output.quiet || a.output.json || !ranks.leader();
     let resumed = plan.resume_checkpoint()?;
-    // On --resume the checkpoint decides the model, the optimiser, the batch and the
-    // sequence length: a flag given with another value is an error, one left at its
-    // default takes the saved value.
     if let Some((c, _)) = &resumed {
-        let cfg = &c.params.config;
-        let mut items = a.stack.resume_items(cfg);
-        if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
-            items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
-        }
-        if let Some(o) = &c.options {
-            items.extend(a.optim.resume_items(o));
-            items.push(("stateful", a.stateful.to_string(), o.stateful.to_string()));
-        }
-        for (id, mine) in [("batch", a.batch), ("seq_len", a.seq_len)] {
-            if let Some(saved) = c.extra.get(id) {
-                items.push((id, mine.to_string(), saved.clone()));
-            }
-        }
-        check_resume(&items)?;
-        a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
-        a.seq_len = resumed_value("seq_len", a.seq_len, c.extra.get("seq_len"));
+        resume_flags(&mut a, c)?;
     }
     let (b, len) = (a.batch, a.seq_len);
     let b_rank = ranks.local_batch(b)?;
@@ -235,34 +217,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     };
     // One streaming pass: the vocabulary and the ids, 4 bytes a character.
     let reading = std::time::Instant::now();
-    let (loaded, source) = match &a.text {
-        Some(p) => {
-            let f = std::fs::File::open(p).map_err(|source| GruError::Io {
-                path: p.display().to_string(),
-                source,
-            })?;
-            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-            let name = p.display().to_string();
-            (
-                read_chars(f, &name, size, fixed.as_ref(), &interrupted)?,
-                name,
-            )
-        }
-        None => {
-            let text = corpus::text();
-            let size = text.len() as u64;
-            (
-                read_chars(
-                    text.as_bytes(),
-                    corpus::DESCRIPTION,
-                    size,
-                    fixed.as_ref(),
-                    &interrupted,
-                )?,
-                corpus::DESCRIPTION.to_string(),
-            )
-        }
-    };
+    let (loaded, source) = read_text(a.text.as_deref(), fixed.as_ref())?;
     let load_seconds = reading.elapsed().as_secs_f64();
     let Some(CharText { ids, vocab, head }) = loaded else {
         eprintln!("interrupted while reading {source}: nothing was trained or saved");
@@ -309,34 +264,8 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     }
     // Every rank trains the same model on the same data for the same steps, or none does.
     ranks.agree(|| {
-        run_items(
-            &cfg,
-            &opts,
-            &[
-                (
-                    "text",
-                    format!(
-                        "{} characters, fingerprint {}",
-                        ids.len(),
-                        fingerprint_bytes(bytemuck::cast_slice(ids))
-                    ),
-                ),
-                (
-                    "vocabulary",
-                    format!(
-                        "{} characters, fingerprint {}",
-                        vocab.len(),
-                        fingerprint(&vocab.tokens())
-                    ),
-                ),
-                ("steps", format!("{step}..{total}")),
-                ("--batch", b.to_string()),
-                ("--seq-len", len.to_string()),
-                ("--val-split", a.val_split.to_string()),
-                ("--eval-every", a.eval_every.to_string()),
-                ("--seed", a.optim.seed.to_string()),
-            ],
-        )
+        let what = format!("{step}..{total}");
+        run_items(&cfg, &opts, &agreed(&a, &data, &vocab, what))
     })?;
     // Everything is built: only now is the run folder created (or claimed) and locked.
     let mut run = ranks.leader().then(|| plan.start()).transpose()?;
@@ -378,6 +307,118 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     };
     // Rank 0 reports, and samples from the model every rank holds.
     let Some(run) = run else { return Ok(0) };
+    let last = (last_loss, last_acc, last_val);
+    report_and_sample(
+        &a,
+        &rep,
+        &run.dir,
+        trainer.as_mut(),
+        &vocab,
+        &head,
+        (total, last),
+    )
+}
+
+/// What every rank of a data-parallel run must agree on besides the model and the
+/// optimiser: the text, its vocabulary, the steps and the data flags.
+fn agreed(
+    a: &TrainArgs,
+    data: &LmData,
+    vocab: &CharVocab,
+    steps: String,
+) -> Vec<(&'static str, String)> {
+    let ids = data.ids();
+    vec![
+        (
+            "text",
+            format!(
+                "{} characters, fingerprint {}",
+                ids.len(),
+                fingerprint_bytes(bytemuck::cast_slice(ids))
+            ),
+        ),
+        (
+            "vocabulary",
+            format!(
+                "{} characters, fingerprint {}",
+                vocab.len(),
+                fingerprint(&vocab.tokens())
+            ),
+        ),
+        ("steps", steps),
+        ("--batch", data.batch().to_string()),
+        ("--seq-len", data.seq_len().to_string()),
+        ("--val-split", a.val_split.to_string()),
+        ("--eval-every", a.eval_every.to_string()),
+        ("--seed", a.optim.seed.to_string()),
+    ]
+}
+
+/// On --resume the checkpoint decides the model, the optimiser, the batch and the
+/// sequence length: a flag given with another value is an error, one left at its
+/// default takes the saved value.
+fn resume_flags(a: &mut TrainArgs, c: &Checkpoint) -> Result<()> {
+    let cfg = &c.params.config;
+    let mut items = a.stack.resume_items(cfg);
+    if let ModelInput::Tokens { embed_dim, .. } = cfg.input {
+        items.push(("embed", a.embed.to_string(), embed_dim.to_string()));
+    }
+    if let Some(o) = &c.options {
+        items.extend(a.optim.resume_items(o));
+        items.push(("stateful", a.stateful.to_string(), o.stateful.to_string()));
+    }
+    for (id, mine) in [("batch", a.batch), ("seq_len", a.seq_len)] {
+        if let Some(saved) = c.extra.get(id) {
+            items.push((id, mine.to_string(), saved.clone()));
+        }
+    }
+    check_resume(&items)?;
+    a.batch = resumed_value("batch", a.batch, c.extra.get("batch"));
+    a.seq_len = resumed_value("seq_len", a.seq_len, c.extra.get("seq_len"));
+    Ok(())
+}
+
+/// The text of `--text` (or the built-in corpus) as ids and vocabulary (`fixed`: a
+/// resumed model's), and its name; `None` when Ctrl-C stopped the reading.
+fn read_text(text: Option<&Path>, fixed: Option<&CharVocab>) -> Result<(Option<CharText>, String)> {
+    Ok(match text {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|source| GruError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let name = p.display().to_string();
+            (read_chars(f, &name, size, fixed, &interrupted)?, name)
+        }
+        None => {
+            let text = corpus::text();
+            let size = text.len() as u64;
+            (
+                read_chars(
+                    text.as_bytes(),
+                    corpus::DESCRIPTION,
+                    size,
+                    fixed,
+                    &interrupted,
+                )?,
+                corpus::DESCRIPTION.to_string(),
+            )
+        }
+    })
+}
+
+/// The closing lines of `gru train`: the last figures, where the run is, and a sample
+/// from `head` (the text's start) unless --json or --sample-length 0.
+fn report_and_sample(
+    a: &TrainArgs,
+    rep: &Reporter,
+    dir: &CheckpointDir,
+    trainer: &mut dyn Trainer,
+    vocab: &CharVocab,
+    head: &str,
+    (total, (last_loss, last_acc, last_val)): (u64, (f64, Option<f64>, Option<f64>)),
+) -> Result<u8> {
     let step = total;
     let val = last_val.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
     let acc = last_acc.map_or(String::new(), |v| format!(", accuracy {v:.3}"));
@@ -385,15 +426,15 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
         "step {step}: training loss {last_loss:.4}{acc}{val} ({:.0} s)",
         rep.start.elapsed().as_secs_f64()
     )?;
-    rep.print_paths(&run.dir)?;
+    rep.print_paths(dir)?;
     if a.sample_length > 0 && !a.output.json {
         let prompt = head;
         outln!("sample (temperature 0.8, prompt {prompt:?}):")?;
         // Ctrl-C (or SIGTERM) ends the sample; the run is saved already.
         stream_text(
-            trainer.as_mut(),
-            &vocab,
-            &prompt,
+            trainer,
+            vocab,
+            prompt,
             a.sample_length,
             &Sampling::new(0.8).seed(a.optim.seed),
             true,

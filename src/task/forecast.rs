@@ -89,6 +89,54 @@ impl ForecastFormat {
         Ok(f)
     }
 
+    /// The format of a new forecaster of column `target` (a name or an index) of a series
+    /// read from `file` with column `names`: its statistics over the training windows'
+    /// rows only (the last `val_split` of the windows are held out, so validation stays
+    /// unseen). The series must give at least two windows.
+    pub fn new(
+        names: &[String],
+        target: &str,
+        (window, horizon): (usize, usize),
+        rows: &[Vec<f32>],
+        val_split: f64,
+        file: &Path,
+    ) -> Result<Self> {
+        let target = match target.parse::<usize>() {
+            Ok(i) if i < names.len() => i,
+            Ok(i) => {
+                return Err(GruError::Config(format!(
+                    "--target {i}: the series has {} columns",
+                    names.len()
+                )))
+            }
+            Err(_) => names.iter().position(|n| n == target).ok_or_else(|| {
+                GruError::Config(format!(
+                    "--target `{target}` is not a column (columns: {})",
+                    names.join(", ")
+                ))
+            })?,
+        };
+        let n = windows(rows.len(), window, horizon);
+        if n < 2 {
+            return Err(GruError::Input(format!(
+                "{}: {} rows are too few for --window {window} + --horizon {horizon} (at least {} needed)",
+                file.display(),
+                rows.len(),
+                window as u128 + horizon as u128 + 1
+            )));
+        }
+        let train_rows = &rows[..rows.len() - ((n as f64 * val_split) as usize)];
+        let (mean, std) = Self::statistics(train_rows, names, file)?;
+        Ok(ForecastFormat {
+            columns: names.to_vec(),
+            target,
+            window,
+            horizon,
+            mean,
+            std,
+        })
+    }
+
     /// Each column's mean and standard deviation over `rows` (the training part), in
     /// f64 (in f32 the squares of values near 1e20 overflow to inf), or an error naming
     /// a column whose scale f32 cannot hold: its mean, its std or its normalised values
@@ -234,4 +282,9 @@ impl ForecastFormat {
     pub fn value(&self, p: f32) -> f64 {
         p as f64 * self.std[self.target] as f64 + self.mean[self.target] as f64
     }
+}
+
+/// Windows of `window` inputs and `horizon` targets that `rows` rows give.
+pub fn windows(rows: usize, window: usize, horizon: usize) -> usize {
+    (rows + 1).saturating_sub(window.saturating_add(horizon))
 }

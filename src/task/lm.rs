@@ -6,22 +6,12 @@
 use crate::budget;
 use crate::error::{GruError, Result};
 use crate::rng::Rng;
+use crate::task::check_val_split;
 
 /// The random stream that draws batches for training seed `seed` (what a checkpoint's
 /// `rng_state` continues).
 pub fn data_rng(seed: u64) -> Rng {
     Rng::new(seed ^ 0x5eed)
-}
-
-/// Checks `--val-split`: a fraction in [0, 1).
-pub fn check_val_split(val_split: f64) -> Result<()> {
-    if (0.0..1.0).contains(&val_split) {
-        Ok(())
-    } else {
-        Err(GruError::Config(format!(
-            "--val-split must be in [0, 1), found {val_split}"
-        )))
-    }
 }
 
 /// One batch: rows of T input ids and their next-token targets, row-major.

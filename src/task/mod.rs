@@ -85,3 +85,14 @@ impl ModelData {
         }
     }
 }
+
+/// Checks `--val-split`: a fraction in [0, 1).
+pub fn check_val_split(val_split: f64) -> Result<()> {
+    if (0.0..1.0).contains(&val_split) {
+        Ok(())
+    } else {
+        Err(GruError::Config(format!(
+            "--val-split must be in [0, 1), found {val_split}"
+        )))
+    }
+}

@@ -394,3 +394,71 @@ async fn bad_input_is_an_error_with_the_clis_message() {
     assert!(e.contains("busy"), "{e}");
     settle(first).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn a_native_classifier_and_forecaster_predict_what_the_cli_prints() {
+    // `gru classify predict` printed row,label,probability (4 decimals) for these texts.
+    let texts = include_str!("fixtures/classify.input.csv");
+    let want = include_str!("fixtures/classify.predict.csv");
+    let bytes = include_bytes!("fixtures/classify.safetensors").to_vec();
+    let model = Model::load(bytes, JsValue::UNDEFINED)
+        .await
+        .map_err(message)
+        .unwrap();
+    assert_eq!(model.kind(), "classifier");
+    let inputs: js_sys::Array = texts.lines().map(JsValue::from_str).collect();
+    let got = js_sys::Array::from(&settle(model.classify(inputs)).await.unwrap());
+    let rows: Vec<&str> = want.lines().skip(1).collect();
+    assert_eq!(got.length() as usize, rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let f: Vec<&str> = row.split(',').collect();
+        let g = got.get(i as u32);
+        let label = js_sys::Reflect::get(&g, &"label".into())
+            .unwrap()
+            .as_string()
+            .unwrap();
+        let p = js_sys::Reflect::get(&g, &"probability".into())
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert_eq!(label, f[1], "row {}", i + 1);
+        let want_p: f64 = f[2].parse().unwrap();
+        assert!((p - want_p).abs() <= 6e-5, "row {}: {p} vs {want_p}", i + 1);
+    }
+    // `gru forecast predict` printed step,load for the next 3 steps after these rows.
+    let series = include_str!("fixtures/forecast.input.csv");
+    let want = include_str!("fixtures/forecast.predict.csv");
+    let bytes = include_bytes!("fixtures/forecast.safetensors").to_vec();
+    let model = Model::load(bytes, JsValue::UNDEFINED)
+        .await
+        .map_err(message)
+        .unwrap();
+    assert_eq!(model.kind(), "forecaster");
+    let rows: js_sys::Array = series
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: js_sys::Array = l
+                .split(',')
+                .map(|x| JsValue::from_f64(x.parse().unwrap()))
+                .collect();
+            JsValue::from(v)
+        })
+        .collect();
+    let got = js_sys::Float64Array::from(settle(model.forecast(rows)).await.unwrap()).to_vec();
+    let want: Vec<f64> = want
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
+    }
+    // Too few rows for the window: the CLI's message.
+    let short: js_sys::Array = (0..3)
+        .map(|_| JsValue::from(js_sys::Array::of2(&1.into(), &2.into())))
+        .collect();
+    let e = settle(model.forecast(short)).await.unwrap_err();
+    assert!(e.contains("fewer than the model's window of 24"), "{e}");
+}

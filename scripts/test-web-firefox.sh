@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The browser tests (web/tests/browser.rs) in headless Firefox ESR, whose WebGPU is wgpu
 # on Mesa's lavapipe, with the prefs dom.webgpu.enabled and gfx.webgpu.ignore-blocklist
-# (web/webdriver.json). Not part of .ci/run (README, "In the browser"); needs
-# `apt-get install firefox-esr` and `cargo install geckodriver`.
+# (web/webdriver.json). Needs
+# `apt-get install firefox-esr` and `cargo install geckodriver` (.ci/run runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GECKODRIVER=${GECKODRIVER:-$(command -v geckodriver || echo "$HOME/.cargo/bin/geckodriver")}

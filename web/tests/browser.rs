@@ -302,6 +302,12 @@ async fn the_engine_names_a_webgpu_adapter() {
     let get = |k: &str| js_sys::Reflect::get(&info, &k.into()).unwrap();
     assert_eq!(get("gpu").as_bool(), Some(true), "{:?}", get("reason"));
     assert!(!get("name").as_string().unwrap().is_empty());
+    console_log!(
+        "WebGPU adapter: {} ({}, fallback {})",
+        get("name").as_string().unwrap(),
+        get("backend").as_string().unwrap_or_default(),
+        get("fallback").as_bool().unwrap_or_default()
+    );
 }
 
 #[wasm_bindgen_test]

@@ -94,18 +94,11 @@ impl Model {
     pub fn generate(&self, prompt: Option<String>, length: f64, options: JsValue) -> Promise {
         let (cell, data) = (self.trainer.clone(), self.data.clone());
         future_to_promise(async move {
-            let options = Options::new(&options, "generate's options")?;
-            let sampling = sampling(&options)?;
-            let on_token = options.function("onToken")?;
-            let length = whole("length", length)?;
             let mut trainer = exclusive(&cell, "model")?;
-            let trainer = &mut *trainer;
             let ModelData::Language(vocab) = &*data else {
                 return Err(wrong_kind(&data, "generate text"));
             };
-            let prompt = prompt.unwrap_or_else(|| vocab.default_prompt());
-            let ids = vocab.encode(&prompt).map_err(error)?;
-            let text = generate(trainer, vocab, &ids, length, &sampling, on_token).await?;
+            let text = generate(&mut trainer, vocab, prompt, length, &options).await?;
             Ok(text.into())
         })
     }
@@ -244,19 +237,26 @@ pub fn sampling(options: &Options) -> Result<Sampling, JsValue> {
     Ok(s)
 }
 
-/// Generates on `trainer`, handing each character to `on_token`; the characters.
+/// Generates on `trainer` with [`Model::generate`]'s arguments (`options` checked as
+/// `gru generate` checks its flags), handing each character to `onToken`; the
+/// characters.
 pub async fn generate(
     trainer: &mut AwaitableTrainer,
     vocab: &gru_engine::text::CharVocab,
-    prompt: &[u32],
-    length: usize,
-    sampling: &Sampling,
-    on_token: Option<js_sys::Function>,
+    prompt: Option<String>,
+    length: f64,
+    options: &JsValue,
 ) -> Result<String, JsValue> {
+    let options = Options::new(options, "generate's options")?;
+    let sampling = sampling(&options)?;
+    let on_token = options.function("onToken")?;
+    let length = whole("length", length)?;
+    let prompt = prompt.unwrap_or_else(|| vocab.default_prompt());
+    let ids = vocab.encode(&prompt).map_err(error)?;
     let mut text = String::new();
     let mut failed = None;
     trainer
-        .generate_stream(prompt, length, sampling, &mut |t| {
+        .generate_stream(&ids, length, &sampling, &mut |t| {
             let c = vocab.token(t);
             text.push_str(c);
             match &on_token {

@@ -17,7 +17,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::device;
 use crate::js::{bad, error, exclusive, maybe, now_ms, object, Options};
-use crate::model::{generate, sampling, whole};
+use crate::model::{generate, whole};
 
 /// A language model being trained in the page.
 #[wasm_bindgen]
@@ -233,16 +233,9 @@ impl Trainer {
     pub fn generate(&self, prompt: Option<String>, length: f64, options: JsValue) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let options = Options::new(&options, "generate's options")?;
-            let sampling = sampling(&options)?;
-            let on_token = options.function("onToken")?;
-            let length = whole("length", length)?;
             let mut guard = exclusive(&inner, "trainer")?;
             let s = &mut *guard;
-            let prompt = prompt.unwrap_or_else(|| s.vocab.default_prompt());
-            let ids = s.vocab.encode(&prompt).map_err(error)?;
-            let text =
-                generate(&mut s.trainer, &s.vocab, &ids, length, &sampling, on_token).await?;
+            let text = generate(&mut s.trainer, &s.vocab, prompt, length, &options).await?;
             Ok(text.into())
         })
     }

@@ -195,12 +195,18 @@ pub async fn list_adapters_async(backends: wgpu::Backends) -> Vec<AdapterSummary
         .collect()
 }
 
-/// The index [`GpuContext::new`] picks when no index is given, if any adapter exists.
+/// The index [`GpuContext::new`] picks when no index is given, if any adapter exists:
+/// the best by type and backend among those every kernel fits; only when none fits, the
+/// best of all (opening it then fails naming the limit).
 pub fn best_adapter_index(adapters: &[AdapterSummary]) -> Option<usize> {
-    adapters
-        .iter()
-        .min_by_key(|a| (rank(a.device_type, a.backend), a.index))
-        .map(|a| a.index)
+    let best = |fit_only: bool| {
+        adapters
+            .iter()
+            .filter(|a| !fit_only || a.unfit.is_none())
+            .min_by_key(|a| (rank(a.device_type, a.backend), a.index))
+            .map(|a| a.index)
+    };
+    best(true).or_else(|| best(false))
 }
 
 /// One opened device with its queue and the caches that live as long as it does.
@@ -752,6 +758,40 @@ impl GpuContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The library's own pick passes over an adapter some kernel would not fit while a
+    /// fitting one exists, and falls back to the best of all only when none fits.
+    #[test]
+    fn the_pick_skips_unfit_adapters() {
+        let adapter = |index, device_type, unfit: Option<&str>| AdapterSummary {
+            index,
+            name: format!("adapter {index}"),
+            backend: wgpu::Backend::Vulkan,
+            device_type,
+            driver: String::new(),
+            driver_info: String::new(),
+            max_storage_buffer_binding_size: 1 << 27,
+            max_buffer_size: 1 << 31,
+            max_compute_workgroup_storage_size: 1 << 15,
+            max_storage_buffers_per_shader_stage: 8,
+            shader_f16: false,
+            subgroup: false,
+            unfit: unfit.map(String::from),
+        };
+        let small =
+            Some("the kernels need max_compute_workgroup_size_y >= 8, the adapter allows 1");
+        let list = [
+            adapter(0, wgpu::DeviceType::DiscreteGpu, small),
+            adapter(1, wgpu::DeviceType::Cpu, None),
+        ];
+        assert_eq!(best_adapter_index(&list), Some(1));
+        let none_fit = [
+            adapter(0, wgpu::DeviceType::Cpu, small),
+            adapter(1, wgpu::DeviceType::DiscreteGpu, small),
+        ];
+        assert_eq!(best_adapter_index(&none_fit), Some(1));
+        assert_eq!(best_adapter_index(&[]), None);
+    }
 
     /// The default device; under `CI` a missing one fails the test instead of skipping it.
     fn test_context() -> Option<Arc<GpuContext>> {

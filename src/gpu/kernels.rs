@@ -204,8 +204,13 @@ kernels! {
 /// a naga test checks every shader against it).
 pub(crate) const WORKGROUP_BYTES: u32 = 8704;
 
-/// Threads of the largest workgroup any kernel runs (the split step builds' 128).
-const MAX_THREADS: u32 = 2 * abi::WG;
+/// Invocations of the largest workgroup any kernel runs (the split step builds' 128,
+/// and transpose's 16 x 8): what Vulkan and GLES guarantee, and WebGPU's compatibility
+/// mode allows. A naga test checks every entry point against it and [`MAX_SIZE`].
+pub(crate) const MAX_INVOCATIONS: u32 = 2 * abi::WG;
+
+/// The largest workgroup size in x, y and z of any kernel.
+pub(crate) const MAX_SIZE: [u32; 3] = [2 * abi::WG, 8, 1];
 
 impl Shader {
     /// Builds only software adapters run: subgroup shuffles, 8-lane workgroups.
@@ -237,13 +242,23 @@ pub(crate) fn unfit(limits: &wgpu::Limits, software: bool, windows: bool) -> Opt
     let general = [
         (
             "max_compute_invocations_per_workgroup",
-            MAX_THREADS,
+            MAX_INVOCATIONS,
             l.max_compute_invocations_per_workgroup,
         ),
         (
             "max_compute_workgroup_size_x",
-            MAX_THREADS,
+            MAX_SIZE[0],
             l.max_compute_workgroup_size_x,
+        ),
+        (
+            "max_compute_workgroup_size_y",
+            MAX_SIZE[1],
+            l.max_compute_workgroup_size_y,
+        ),
+        (
+            "max_compute_workgroup_size_z",
+            MAX_SIZE[2],
+            l.max_compute_workgroup_size_z,
         ),
         (
             "max_compute_workgroup_storage_size",
@@ -436,6 +451,92 @@ mod tests {
             .filter(|(_, v)| v.space == AddressSpace::WorkGroup)
             .map(|(_, v)| layouter[v.ty].size)
             .sum()
+    }
+
+    /// Every entry point's workgroup size, as naga evaluates it.
+    fn workgroup_size(src: &str, entry: &str) -> [u32; 3] {
+        let (module, _) = parse(src);
+        let ep = module
+            .entry_points
+            .iter()
+            .find(|e| e.name == entry)
+            .unwrap();
+        assert!(
+            ep.workgroup_size_overrides.is_none(),
+            "{entry}: the check needs constant sizes"
+        );
+        ep.workgroup_size
+    }
+
+    #[test]
+    fn no_kernel_runs_a_larger_workgroup_than_the_check_assumes() {
+        let mut most = [0u32; 4];
+        for k in ALL_KERNELS {
+            let [x, y, z] = workgroup_size(k.shader().source(), k.entry());
+            let n = x * y * z;
+            let name = format!("{} ({})", k.entry(), k.shader().label());
+            assert!(n <= MAX_INVOCATIONS, "{name}: {n} invocations");
+            for (i, v) in [x, y, z].into_iter().enumerate() {
+                assert!(v <= MAX_SIZE[i], "{name}: size {:?}", [x, y, z]);
+                most[i] = most[i].max(v);
+            }
+            most[3] = most[3].max(n);
+        }
+        // The bounds are reached: the check asks no more than the kernels need.
+        assert_eq!(
+            most,
+            [MAX_SIZE[0], MAX_SIZE[1], MAX_SIZE[2], MAX_INVOCATIONS]
+        );
+    }
+
+    /// Fake adapters: one allowing only Vulkan's and GLES's guaranteed 128 invocations
+    /// fits; one fewer, or a y size of 1, is refused naming the limit; WebGPU's
+    /// compatibility-mode defaults are refused for their 4 storage buffers per stage.
+    #[test]
+    fn workgroup_limits_of_small_adapters() {
+        let vulkan_minimum = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 128,
+            max_compute_workgroup_size_x: 128,
+            max_compute_workgroup_size_y: 128,
+            max_compute_workgroup_size_z: 64,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(unfit(&vulkan_minimum, false, false), None);
+        let fewer = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 127,
+            ..vulkan_minimum.clone()
+        };
+        let why = unfit(&fewer, false, false).unwrap();
+        assert!(
+            why.contains("max_compute_invocations_per_workgroup >= 128"),
+            "{why}"
+        );
+        let flat = wgpu::Limits {
+            max_compute_workgroup_size_y: 1,
+            ..vulkan_minimum.clone()
+        };
+        let why = unfit(&flat, false, false).unwrap();
+        assert!(why.contains("max_compute_workgroup_size_y >= 8"), "{why}");
+        let no_z = wgpu::Limits {
+            max_compute_workgroup_size_z: 0,
+            ..vulkan_minimum.clone()
+        };
+        assert!(unfit(&no_z, false, false).unwrap().contains("size_z"));
+        // WebGPU compatibility mode's defaults (gpuweb proposals/compatibility-mode.md).
+        let compat = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 128,
+            max_compute_workgroup_size_x: 128,
+            max_compute_workgroup_size_y: 128,
+            max_compute_workgroup_size_z: 64,
+            max_storage_buffers_per_shader_stage: 4,
+            max_compute_workgroup_storage_size: 16384,
+            ..wgpu::Limits::default()
+        };
+        let why = unfit(&compat, false, false).unwrap();
+        assert!(
+            why.contains("max_storage_buffers_per_shader_stage") && why.contains("allows 4"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //   sumsq:      per workgroup, the sum of grad^2 over its span of SPAN values of one
 //               tensor, into norms[index + workgroup] (the host gives each tensor
 //               ceil(n / SPAN) workgroups and consecutive slots: p.index is the first).
-//   clip_scale: the partial sums in slot order, then norms[count] =
+//   clip_scale: the partial sums (one workgroup, a fixed order), then norms[count] =
 //               min(1, clip_norm / (sqrt(total) + 1e-6)) as in PyTorch's clip_grad_norm_
 //               (1 with clipping off),
 //               norms[count + 1] = sqrt(total), the norm before clipping (count = slots).
@@ -41,13 +41,19 @@ fn sumsq(
     if (lid == 0u) { norms[p.index + part] = total; }
 }
 
-@compute @workgroup_size(1)
-fn clip_scale() {
-    var total = 0.0;
-    for (var i = 0u; i < p.count; i++) { total += norms[i]; }
-    let norm = sqrt(total);
-    var scale = 1.0;
-    if (step.clip != 0u) { scale = min(1.0, step.clip_norm / (norm + 1e-6)); }
-    norms[p.count] = scale;
-    norms[p.count + 1u] = norm;
+// One workgroup: each lane sums slots lid, lid + WG, ... in order, then the fixed tree
+// of workgroup_sum; a single thread's loop over every slot would be one long dependent
+// chain of loads on a GPU.
+@compute @workgroup_size(WG)
+fn clip_scale(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var i = lid; i < p.count; i += WG) { s += norms[i]; }
+    let total = workgroup_sum(lid, s);
+    if (lid == 0u) {
+        let norm = sqrt(total);
+        var scale = 1.0;
+        if (step.clip != 0u) { scale = min(1.0, step.clip_norm / (norm + 1e-6)); }
+        norms[p.count] = scale;
+        norms[p.count + 1u] = norm;
+    }
 }

@@ -58,7 +58,7 @@ pub(crate) fn sum_squares(
     )
 }
 
-/// The partial sums of norms[.. count] in order: norms[count] = the clip factor,
+/// The partial sums of norms[.. count] (one workgroup, a fixed order): norms[count] = the clip factor,
 /// norms[count + 1] = the norm before clipping.
 pub(crate) fn clip_scale(
     ctx: &GpuContext,
@@ -181,6 +181,42 @@ mod tests {
                 "clip {clip}: {got:?}"
             );
             assert!((got[3] as f64 - 2.0e15).abs() <= 1e-6 * 2.0e15, "{got:?}");
+        }
+    }
+
+    /// Every partial sum counts once, across the workgroup's lanes and its tree: slot
+    /// counts of 1, below, at and past the 64 lanes, up to 1,000 slots.
+    #[test]
+    fn the_norm_sums_every_slot() {
+        let Some(ctx) = ctx() else { return };
+        let u = TrainStep {
+            clip: 1,
+            clip_norm: 1.0,
+            ..Default::default()
+        };
+        let step = ctx.uniform("step", bytemuck::bytes_of(&u)).unwrap();
+        let any = upload(&ctx, &[0.0]);
+        for count in [1usize, 7, 63, 64, 65, 130, 1000] {
+            // Slot i holds i + 1: the total is count (count + 1) / 2.
+            let mut sums: Vec<f32> = (0..count).map(|i| (i + 1) as f32).collect();
+            sums.extend([0.0, 0.0]);
+            let norms = upload(&ctx, &sums);
+            run(
+                &ctx,
+                &[clip_scale(&ctx, &step, count, &any, &norms).unwrap()],
+            );
+            let got = read(&ctx, &norms, count + 2);
+            let norm = ((count * (count + 1) / 2) as f64).sqrt();
+            assert!(
+                (got[count + 1] as f64 - norm).abs() <= 1e-6 * norm,
+                "{count} slots: norm {} for {norm}",
+                got[count + 1]
+            );
+            let scale = (1.0 / (norm + 1e-6)).min(1.0);
+            assert!(
+                (got[count] as f64 - scale).abs() <= 1e-6 * scale,
+                "{count} slots"
+            );
         }
     }
 }

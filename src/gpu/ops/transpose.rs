@@ -44,7 +44,15 @@ mod tests {
         let Some(ctx) = ctx() else { return };
         let mut rng = Rng::new(3);
         // Tiles cut at every edge: rows and columns below 8, between 8 and 16, past 16.
-        for &(r, c) in &[(1, 1), (3, 17), (33, 5), (13, 29), (27, 10), (9, 9), (192, 64)] {
+        for &(r, c) in &[
+            (1, 1),
+            (3, 17),
+            (33, 5),
+            (13, 29),
+            (27, 10),
+            (9, 9),
+            (192, 64),
+        ] {
             let x = rng.uniform_vec(r * c, -1.0, 1.0);
             let want: Vec<f64> = (0..c * r).map(|i| x[(i % r) * c + i / r] as f64).collect();
             let (xb, ob) = (upload(&ctx, &x), ctx.storage("t", r * c).unwrap());

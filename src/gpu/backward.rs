@@ -16,7 +16,7 @@ use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 
 /// f32 values of split-K / long-colsum scratch the plans of this shape need.
-pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
+pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize {
     let h = cfg.hidden_size;
     (0..cfg.num_layers)
         .flat_map(|l| {
@@ -26,7 +26,7 @@ pub(crate) fn scratch_len(cfg: &GruConfig, tb: usize) -> usize {
                 gemm_scratch(3 * h, i, tb),
                 gemm_scratch(3 * h, h, tb),
                 gemm_scratch(tb, i, 3 * h),
-                colsum_scratch(tb, 3 * h),
+                colsum_scratch(ctx, tb, 3 * h),
             ]
         })
         .max()

@@ -61,10 +61,12 @@ pub struct DeviceRequest {
     /// size (default; a dispatch costs them about 100 µs); `false` keeps one dispatch
     /// per step wherever a GPU would (H > 64), for tests and comparisons.
     pub sequence_kernels: bool,
-    /// Whether the per-step kernels split their matvec's k loop over 4 threads per
-    /// output (128-thread workgroups, shaders/parts/step_split_k.wgsl). `None` (default):
-    /// on GPUs, not on software adapters, whose barrier-free builds suit them; `Some`
-    /// forces it either way (tests run the GPU builds on llvmpipe this way).
+    /// Whether the device gets the GPU builds: the per-step kernels split their matvec's
+    /// k loop over 4 threads per output (128-thread workgroups,
+    /// shaders/parts/step_split_k.wgsl), and column sums run in slices of 256 rows (many
+    /// short columns) rather than 4,096. `None` (default): on GPUs, not on software
+    /// adapters, whose barrier-free builds and few dispatches suit them; `Some` forces it
+    /// either way (tests run the GPU builds on llvmpipe this way).
     pub split_steps: Option<bool>,
     /// Run both directions of a bidirectional layer in one step dispatch (grid z = 2)
     /// where their tensors can be bound together (default `true`); `false` gives each
@@ -348,6 +350,13 @@ impl GpuContext {
     /// hidden size: software adapters, unless the request turned it off.
     pub(crate) fn sequence_everywhere(&self) -> bool {
         self.is_software() && self.sequence_kernels
+    }
+
+    /// Whether the device gets the GPU builds: the split step kernels and the GPU
+    /// slicing of the column sums ([`DeviceRequest::split_steps`] forces them either
+    /// way; by default GPUs get them and software adapters do not).
+    pub(crate) fn gpu_builds(&self) -> bool {
+        self.split_steps()
     }
 
     /// Whether the per-step kernels run their split builds ([`DeviceRequest::split_steps`]).

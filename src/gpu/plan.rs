@@ -19,7 +19,7 @@ pub(crate) fn workspace(
     batch: usize,
     accumulate_grads: bool,
 ) -> Result<Workspace> {
-    let mut ws = Workspace::alloc(ctx, cfg, t_len, batch, scratch_len(cfg, t_len * batch))?;
+    let mut ws = Workspace::alloc(ctx, cfg, t_len, batch, scratch_len(ctx, cfg, t_len * batch))?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
     ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads)?;
     Ok(ws)

@@ -9,12 +9,27 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
 
-/// Rows per colsum slice (one loop iteration each).
-const COLSUM_ROWS: usize = 4096;
+/// Rows per colsum slice on software adapters: each invocation's loop stays under
+/// llvmpipe's 65,535 iterations, and few slices keep its dispatches few.
+const COLSUM_ROWS_SOFTWARE: usize = 4096;
 
-/// f32 values of scratch a column sum over `m` rows of `n` columns needs.
-pub(crate) fn colsum_scratch(m: usize, n: usize) -> usize {
-    match m.div_ceil(COLSUM_ROWS) {
+/// Rows per slice in the GPU builds: many short columns, so a [T·B, 3H] bias gradient
+/// spreads over hundreds of workgroups (its columns times T·B / 256 slices) instead of
+/// a few with 4,096 dependent loads each; reduce_slices then adds the slices in order.
+const COLSUM_ROWS_GPU: usize = 256;
+
+/// Rows per colsum slice on this device.
+fn colsum_rows(ctx: &GpuContext) -> usize {
+    if ctx.gpu_builds() {
+        COLSUM_ROWS_GPU
+    } else {
+        COLSUM_ROWS_SOFTWARE
+    }
+}
+
+/// f32 values of scratch a column sum over `m` rows of `n` columns needs on `ctx`.
+pub(crate) fn colsum_scratch(ctx: &GpuContext, m: usize, n: usize) -> usize {
+    match m.div_ceil(colsum_rows(ctx)) {
         0 | 1 => 0,
         s => s * n,
     }
@@ -62,12 +77,13 @@ pub(crate) fn colsum(
     accumulate: bool,
     scratch: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
-    let slices = m.div_ceil(COLSUM_ROWS).max(1);
+    let rows = colsum_rows(ctx);
+    let slices = m.div_ceil(rows).max(1);
     let split = slices > 1;
     let params = ColsumParams {
         m: m as u32,
         n: n as u32,
-        rows_per_slice: COLSUM_ROWS as u32,
+        rows_per_slice: rows as u32,
         _p0: 0,
     };
     let constants = [("ACCUMULATE", (accumulate && !split) as u32)];
@@ -107,8 +123,31 @@ mod tests {
     #[test]
     fn colsum_long_and_narrow() {
         let Some(ctx) = ctx() else { return };
+        colsum_cases(&ctx, &[(1, 1), (7, 3), (1000, 65), (70_000, 12)]);
+    }
+
+    /// The GPU builds' slices of 256 rows, forced on this adapter: one slice, slices cut
+    /// at 256 and past it, and many slices.
+    #[test]
+    fn colsum_in_the_gpu_slices() {
+        let Some(ctx) = gpu_builds_ctx() else { return };
+        assert_eq!(colsum_rows(&ctx), COLSUM_ROWS_GPU);
+        colsum_cases(
+            &ctx,
+            &[
+                (1, 1),
+                (255, 3),
+                (256, 67),
+                (257, 130),
+                (6400, 65),
+                (70_000, 12),
+            ],
+        );
+    }
+
+    fn colsum_cases(ctx: &GpuContext, shapes: &[(usize, usize)]) {
         let mut rng = Rng::new(2);
-        for &(m, n) in &[(1, 1), (7, 3), (1000, 65), (70_000, 12)] {
+        for &(m, n) in shapes {
             for acc in [false, true] {
                 let x = rng.uniform_vec(m * n, -1.0, 1.0);
                 let o = rng.uniform_vec(n, -1.0, 1.0);
@@ -118,13 +157,15 @@ mod tests {
                             + if acc { o[j] as f64 } else { 0.0 }
                     })
                     .collect();
-                let (xb, ob) = (upload(&ctx, &x), upload(&ctx, &o));
-                let scratch = ctx.storage("scratch", colsum_scratch(m, n).max(1)).unwrap();
+                let (xb, ob) = (upload(ctx, &x), upload(ctx, &o));
+                let scratch = ctx
+                    .storage("scratch", colsum_scratch(ctx, m, n).max(1))
+                    .unwrap();
                 run(
-                    &ctx,
-                    &colsum(&ctx, "colsum", m, n, &xb, &ob, acc, &scratch).unwrap(),
+                    ctx,
+                    &colsum(ctx, "colsum", m, n, &xb, &ob, acc, &scratch).unwrap(),
                 );
-                let got = read(&ctx, &ob, n);
+                let got = read(ctx, &ob, n);
                 for (j, (g, w)) in got.iter().zip(&want).enumerate() {
                     // f32 sums of m terms of size <= 1: error grows like sqrt(m)·eps·|partial sums|.
                     assert!(

@@ -13,6 +13,22 @@ pub(crate) fn ctx() -> Option<std::sync::Arc<GpuContext>> {
     }
 }
 
+/// The device with the GPU builds forced on (`DeviceRequest::split_steps`), so that a
+/// software adapter runs what GPUs run.
+pub(crate) fn gpu_builds_ctx() -> Option<std::sync::Arc<GpuContext>> {
+    let request = crate::gpu::context::DeviceRequest {
+        split_steps: Some(true),
+        ..Default::default()
+    };
+    match GpuContext::new(&request) {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but no GPU adapter: {e}")
+        }
+        Err(_) => None,
+    }
+}
+
 pub(crate) fn run(ctx: &GpuContext, list: &[Dispatch]) {
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     encode(&mut enc, "test", list);

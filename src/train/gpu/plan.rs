@@ -126,7 +126,7 @@ impl ModelPlan {
                 gemm_scratch(c, f, rows)
                     .max(gemm_scratch(rows, f, c))
                     .max(gemm_scratch(rows, c, f))
-                    .max(colsum_scratch(rows, c)),
+                    .max(colsum_scratch(ctx, rows, c)),
             )?,
         };
         let vocab = match cfg.input {

@@ -1,7 +1,8 @@
 // gemm: C[M, N] = op(A)[M, K] · op(B)[K, N] (+ bias[N]) (+ C when ACCUMULATE).
 //
 // A workgroup of 64 threads computes a 64 x 64 tile of C; each thread an 8 x 8 block
-// held in registers. Per depth step of TK, the workgroup stages op(A) and op(B) tiles in
+// held in registers as 16 named vec4 sums (no array indexed by a loop counter, which
+// FXC, DX12's compiler without DXC, may refuse to unroll or spill). Per depth step of TK, the workgroup stages op(A) and op(B) tiles in
 // shared memory as vec4s, and each thread reads two vec4s of each for 64 FMAs. Few loads
 // per FMA matter on every device, and most on llvmpipe, which pays per lane for every
 // load that is not a register.
@@ -33,7 +34,11 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let col0 = wg.x * TN;
     let tx = li % 8u;
     let ty = li / 8u;
-    var acc: array<vec4<f32>, 16>; // [8 rows][2 vec4 of columns]
+    // Row r of the thread's block: columns 0-3 in c{r}l, 4-7 in c{r}h.
+    var c0l = vec4<f32>(); var c0h = vec4<f32>(); var c1l = vec4<f32>(); var c1h = vec4<f32>();
+    var c2l = vec4<f32>(); var c2h = vec4<f32>(); var c3l = vec4<f32>(); var c3h = vec4<f32>();
+    var c4l = vec4<f32>(); var c4h = vec4<f32>(); var c5l = vec4<f32>(); var c5h = vec4<f32>();
+    var c6l = vec4<f32>(); var c6h = vec4<f32>(); var c7l = vec4<f32>(); var c7h = vec4<f32>();
     let k_begin = wg.z * p.k_slice;
     let k_end = min(k_begin + p.k_slice, p.k);
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
@@ -76,23 +81,39 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let a1 = a_tile[kk * 16u + ty * 2u + 1u];
             let b0 = b_tile[kk * 16u + tx * 2u];
             let b1 = b_tile[kk * 16u + tx * 2u + 1u];
-            for (var r = 0u; r < 4u; r++) {
-                acc[r * 2u] = fma(vec4<f32>(a0[r]), b0, acc[r * 2u]);
-                acc[r * 2u + 1u] = fma(vec4<f32>(a0[r]), b1, acc[r * 2u + 1u]);
-                acc[8u + r * 2u] = fma(vec4<f32>(a1[r]), b0, acc[8u + r * 2u]);
-                acc[8u + r * 2u + 1u] = fma(vec4<f32>(a1[r]), b1, acc[8u + r * 2u + 1u]);
-            }
+            c0l = fma(vec4<f32>(a0.x), b0, c0l); c0h = fma(vec4<f32>(a0.x), b1, c0h);
+            c1l = fma(vec4<f32>(a0.y), b0, c1l); c1h = fma(vec4<f32>(a0.y), b1, c1h);
+            c2l = fma(vec4<f32>(a0.z), b0, c2l); c2h = fma(vec4<f32>(a0.z), b1, c2h);
+            c3l = fma(vec4<f32>(a0.w), b0, c3l); c3h = fma(vec4<f32>(a0.w), b1, c3h);
+            c4l = fma(vec4<f32>(a1.x), b0, c4l); c4h = fma(vec4<f32>(a1.x), b1, c4h);
+            c5l = fma(vec4<f32>(a1.y), b0, c5l); c5h = fma(vec4<f32>(a1.y), b1, c5h);
+            c6l = fma(vec4<f32>(a1.z), b0, c6l); c6h = fma(vec4<f32>(a1.z), b1, c6h);
+            c7l = fma(vec4<f32>(a1.w), b0, c7l); c7h = fma(vec4<f32>(a1.w), b1, c7h);
         }
         workgroupBarrier();
     }
     let c_slice = p.off_c + wg.z * p.m * p.ldc;
-    for (var r = 0u; r < 8u; r++) {
-        let m = row0 + ty * 8u + r;
-        if (m >= p.m) { break; }
-        for (var j = 0u; j < 8u; j++) {
-            let n = col0 + tx * 8u + j;
-            if (n >= p.n) { break; }
-            store_c(c_slice, m, n, acc[r * 2u + j / 4u][j % 4u]);
-        }
-    }
+    let m0 = row0 + ty * 8u;
+    let n0 = col0 + tx * 8u;
+    store_row(c_slice, m0, n0, c0l, c0h);
+    store_row(c_slice, m0 + 1u, n0, c1l, c1h);
+    store_row(c_slice, m0 + 2u, n0, c2l, c2h);
+    store_row(c_slice, m0 + 3u, n0, c3l, c3h);
+    store_row(c_slice, m0 + 4u, n0, c4l, c4h);
+    store_row(c_slice, m0 + 5u, n0, c5l, c5h);
+    store_row(c_slice, m0 + 6u, n0, c6l, c6h);
+    store_row(c_slice, m0 + 7u, n0, c7l, c7h);
+}
+
+// Row m of the block, columns n0..n0+7 (lo: 0-3, hi: 4-7), those inside C.
+fn store_row(c_slice: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (m >= p.m) { return; }
+    if (n0 < p.n) { store_c(c_slice, m, n0, lo.x); }
+    if (n0 + 1u < p.n) { store_c(c_slice, m, n0 + 1u, lo.y); }
+    if (n0 + 2u < p.n) { store_c(c_slice, m, n0 + 2u, lo.z); }
+    if (n0 + 3u < p.n) { store_c(c_slice, m, n0 + 3u, lo.w); }
+    if (n0 + 4u < p.n) { store_c(c_slice, m, n0 + 4u, hi.x); }
+    if (n0 + 5u < p.n) { store_c(c_slice, m, n0 + 5u, hi.y); }
+    if (n0 + 6u < p.n) { store_c(c_slice, m, n0 + 6u, hi.z); }
+    if (n0 + 7u < p.n) { store_c(c_slice, m, n0 + 7u, hi.w); }
 }

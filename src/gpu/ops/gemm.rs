@@ -311,6 +311,19 @@ mod tests {
     #[test]
     fn gemm_all_transposes_and_offsets() {
         let Some(ctx) = ctx() else { return };
+        gemm_cases(&ctx);
+    }
+
+    /// The portable build (gemm.wgsl, what GPUs and browsers run), forced on this
+    /// adapter: every output of its 8 x 8 register block lands where it belongs.
+    #[test]
+    fn portable_gemm_all_transposes_and_offsets() {
+        let Some(ctx) = portable_ctx() else { return };
+        gemm_cases(&ctx);
+    }
+
+    fn gemm_cases(ctx: &std::sync::Arc<GpuContext>) {
+        let ctx = ctx.clone();
         let mut rng = Rng::new(1);
         // (12, 8, 70_000) runs split-K; (5, 3, 2000) splits for parallelism.
         for &(m, n, k) in &[

@@ -29,6 +29,15 @@ pub(crate) fn gpu_builds_ctx() -> Option<std::sync::Arc<GpuContext>> {
     }
 }
 
+/// The device with the portable builds only (`DeviceRequest::subgroup_kernels` off).
+pub(crate) fn portable_ctx() -> Option<std::sync::Arc<GpuContext>> {
+    let request = crate::gpu::context::DeviceRequest {
+        subgroup_kernels: false,
+        ..Default::default()
+    };
+    GpuContext::new(&request).ok().or_else(ctx)
+}
+
 pub(crate) fn run(ctx: &GpuContext, list: &[Dispatch]) {
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     encode(&mut enc, "test", list);

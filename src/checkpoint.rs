@@ -86,6 +86,19 @@ impl Checkpoint {
         Ok(c)
     }
 
+    /// The first parameter value that is NaN or infinite: the tensor's name, the value
+    /// and its index.
+    pub fn first_non_finite(&self) -> Option<(String, f32, usize)> {
+        let infos = self.params.infos();
+        infos
+            .iter()
+            .zip(self.params.tensors())
+            .find_map(|(info, values)| {
+                let i = values.iter().position(|v| !v.is_finite())?;
+                Some((info.name.clone(), values[i], i))
+            })
+    }
+
     /// Loads parameters, optimiser state and carried state into `t` (same model).
     pub fn restore(&self, t: &mut dyn Trainer) -> Result<()> {
         t.set_params(&self.params)?;
@@ -427,6 +440,14 @@ impl CheckpointDir {
     /// evaluation) or with a non-finite one is written as `last` only. Returns whether
     /// `best` was written.
     pub fn save(&mut self, c: &Checkpoint) -> Result<bool> {
+        // Checked on the host, value by value: whatever the kernels' NaN arithmetic (Metal
+        // compiles them with fast math), no non-finite checkpoint replaces a good one.
+        if let Some((name, value, i)) = c.first_non_finite() {
+            return Err(GruError::State(format!(
+                "training diverged: parameter `{name}` holds {value} at index {i}; the last finite checkpoint, {}, is kept; lower the learning rate, or clip gradients",
+                self.last_path().display()
+            )));
+        }
         let bytes = c.to_bytes()?;
         write_atomic(&self.last_path(), &bytes)?;
         let better = match (c.loss.filter(|l| l.is_finite()), self.best) {

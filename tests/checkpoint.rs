@@ -131,6 +131,39 @@ fn best_and_last_follow_the_loss() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// The library refuses to save parameters holding NaN or infinity, checked on the host
+/// whatever the kernels' NaN arithmetic: `last` and `best` stay the finite ones,
+/// byte for byte, and the error names the tensor and the index.
+#[test]
+fn a_non_finite_checkpoint_is_never_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = CheckpointDir::open(dir.path()).unwrap();
+    let mut c = Checkpoint::from_params(ModelParams::init(cfg(), 1).unwrap());
+    c.loss = Some(2.0);
+    d.save(&c).unwrap();
+    let (last, best) = (
+        std::fs::read(d.last_path()).unwrap(),
+        std::fs::read(d.best_path()).unwrap(),
+    );
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut broken = c.clone();
+        broken.params.fc_bias[3] = bad;
+        broken.loss = Some(0.5);
+        assert_eq!(
+            broken.first_non_finite().map(|f| (f.0, f.2)),
+            Some(("fc.bias".into(), 3))
+        );
+        let e = d.save(&broken).unwrap_err().to_string();
+        assert!(
+            e.contains("`fc.bias`") && e.contains("index 3") && e.contains("diverged"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(d.last_path()).unwrap(), last);
+        assert_eq!(std::fs::read(d.best_path()).unwrap(), best);
+    }
+    assert_eq!(c.first_non_finite(), None);
+}
+
 /// Rewrites a valid checkpoint's tensors and metadata through `edit`.
 fn tampered(
     edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),

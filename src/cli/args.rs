@@ -358,17 +358,13 @@ pub fn save_run(
     extra: &[(&str, String)],
 ) -> Result<bool> {
     let mut c = Checkpoint::from_trainer(t)?;
-    // A checkpoint no reader would take is never written over a good one.
-    let infos = c.params.infos();
-    for (info, values) in infos.iter().zip(c.params.tensors()) {
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(GruError::State(format!(
-                "training diverged: parameter `{}` holds {} at index {i}; the last finite checkpoint, {}, is kept; lower --lr, or clip gradients with --clip-norm",
-                info.name,
-                values[i],
-                dir.last_path().display()
-            )));
-        }
+    // A checkpoint no reader would take is never written over a good one (the library
+    // refuses it too; here the message names the flags).
+    if let Some((name, value, i)) = c.first_non_finite() {
+        return Err(GruError::State(format!(
+            "training diverged: parameter `{name}` holds {value} at index {i}; the last finite checkpoint, {}, is kept; lower --lr, or clip gradients with --clip-norm",
+            dir.last_path().display()
+        )));
     }
     c.vocab = vocab.map(<[String]>::to_vec);
     c.rng_state = Some(rng.state());

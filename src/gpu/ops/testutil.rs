@@ -1,41 +1,42 @@
 //! What the op tests share: the device, upload, run, read back, compare.
 
-use crate::gpu::context::GpuContext;
+use std::sync::Arc;
+
+use crate::gpu::context::{DeviceRequest, GpuContext};
 use crate::gpu::ops::dispatch::{encode, Dispatch};
 
-pub(crate) fn ctx() -> Option<std::sync::Arc<GpuContext>> {
-    match GpuContext::new_default() {
+/// The device `request` opens; under `CI` a missing one fails the test instead of
+/// skipping it.
+fn opened(request: &DeviceRequest) -> Option<Arc<GpuContext>> {
+    match GpuContext::new(request) {
         Ok(c) => Some(c),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("CI is set but no GPU adapter: {e}")
         }
         Err(_) => None,
     }
+}
+
+/// The default device.
+pub(crate) fn ctx() -> Option<Arc<GpuContext>> {
+    opened(&DeviceRequest::default())
 }
 
 /// The device with the GPU builds forced on (`DeviceRequest::split_steps`), so that a
 /// software adapter runs what GPUs run.
-pub(crate) fn gpu_builds_ctx() -> Option<std::sync::Arc<GpuContext>> {
-    let request = crate::gpu::context::DeviceRequest {
+pub(crate) fn gpu_builds_ctx() -> Option<Arc<GpuContext>> {
+    opened(&DeviceRequest {
         split_steps: Some(true),
         ..Default::default()
-    };
-    match GpuContext::new(&request) {
-        Ok(c) => Some(c),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but no GPU adapter: {e}")
-        }
-        Err(_) => None,
-    }
+    })
 }
 
 /// The device with the portable builds only (`DeviceRequest::subgroup_kernels` off).
-pub(crate) fn portable_ctx() -> Option<std::sync::Arc<GpuContext>> {
-    let request = crate::gpu::context::DeviceRequest {
+pub(crate) fn portable_ctx() -> Option<Arc<GpuContext>> {
+    opened(&DeviceRequest {
         subgroup_kernels: false,
         ..Default::default()
-    };
-    GpuContext::new(&request).ok().or_else(ctx)
+    })
 }
 
 pub(crate) fn run(ctx: &GpuContext, list: &[Dispatch]) {

@@ -718,3 +718,52 @@ fn awaited_generation_streams_the_blocking_tokens() {
         assert_eq!((n, &first[..]), (5, &want[..5]), "{s:?}");
     }
 }
+
+/// `train_steps_async` reads many steps' metrics back at once (copies of the running
+/// sums, differenced): each step's loss and count equal those of a trainer that reads
+/// back after every step, across the chunk of 63 steps one read-back holds; the
+/// parameters are the same, and the sums start over after it.
+#[test]
+fn many_steps_read_back_at_once_equal_one_by_one() {
+    use gru_engine::model::{Batch, ModelConfig, ModelParams};
+    use gru_engine::train::{GpuTrainer, Split, TrainOptions, Trainer};
+    let Some(ctx) = gpu() else {
+        return;
+    };
+    let params = ModelParams::init(ModelConfig::language_model(7, 4, 6), 5).unwrap();
+    let data: Vec<(Vec<u32>, Vec<u32>)> = (0..70u32)
+        .map(|s| {
+            let x = (0..24).map(|i| (i * 5 + s) % 7).collect();
+            let y = (0..24).map(|i| (i * 3 + 2 * s) % 7).collect();
+            (x, y)
+        })
+        .collect();
+    let batches: Vec<Batch> = data
+        .iter()
+        .map(|(x, y)| Batch::tokens(x, 3, 8).classes(y))
+        .collect();
+    let make = || GpuTrainer::new(ctx.clone(), &params, TrainOptions::adam(1e-2)).unwrap();
+    let (mut one, mut many) = (make(), make());
+    let want: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            one.train_step(b).unwrap();
+            one.take_metrics(Split::Train).unwrap()
+        })
+        .collect();
+    let got = pollster::block_on(many.train_steps_async(&batches)).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!((g.count, g.batches), (w.count, 1), "step {k}");
+        assert!(
+            (g.loss - w.loss).abs() <= 1e-4 * w.loss.abs().max(1.0),
+            "step {k}: {} vs {}",
+            g.loss,
+            w.loss
+        );
+        let (ga, wa) = (g.accuracy.unwrap(), w.accuracy.unwrap());
+        assert!((ga - wa).abs() < 1e-6, "step {k}: accuracy {ga} vs {wa}");
+    }
+    assert_eq!(one.params().unwrap(), many.params().unwrap());
+    assert_eq!(many.take_metrics(Split::Train).unwrap().count, 0.0);
+}

@@ -52,6 +52,22 @@ impl AwaitableTrainer {
         }
     }
 
+    /// Trains on each of `batches` in turn; each step's metrics. On the GPU they are
+    /// read back once for many steps ([`GpuTrainer::train_steps_async`]); either way
+    /// the training sums start over afterwards.
+    pub async fn train_steps(&mut self, batches: &[Batch<'_>]) -> Result<Vec<Metrics>> {
+        match self {
+            AwaitableTrainer::Gpu(t) => t.train_steps_async(batches).await,
+            AwaitableTrainer::Cpu(t) => batches
+                .iter()
+                .map(|b| {
+                    t.train_step(b)?;
+                    t.take_metrics(Split::Train)
+                })
+                .collect(),
+        }
+    }
+
     /// [`Trainer::params`], awaited.
     pub async fn params(&mut self) -> Result<ModelParams> {
         match self {

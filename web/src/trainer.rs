@@ -19,6 +19,9 @@ use crate::device;
 use crate::js::{bad, error, exclusive, maybe, now_ms, object, Options};
 use crate::model::{generate, whole};
 
+/// Steps whose batches are drawn and held at once, their losses read back together.
+const STEPS_PER_READ: usize = 32;
+
 /// A language model being trained in the page.
 #[wasm_bindgen]
 pub struct Trainer {
@@ -132,27 +135,34 @@ impl Trainer {
             let s = &mut *guard;
             let (b, len) = (s.data.batch(), s.data.seq_len());
             let mut losses = Vec::with_capacity(n);
-            for _ in 0..n {
-                let batch = s
-                    .data
-                    .train_batch(&mut s.rng, s.step, false)
+            // The batches of a chunk of steps, drawn in `gru train`'s order, then trained
+            // with one read-back of their losses per chunk (not one per step).
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(STEPS_PER_READ);
+                let drawn = (0..k as u64)
+                    .map(|i| s.data.train_batch(&mut s.rng, s.step + i, false))
+                    .collect::<gru_engine::Result<Vec<_>>>()
                     .map_err(error)?;
-                s.trainer
-                    .trainer()
-                    .train_step(&Batch::tokens(&batch.inputs, b, len).classes(&batch.targets))
-                    .map_err(error)?;
-                let m = s.trainer.take_metrics(Split::Train).await.map_err(error)?;
-                s.step += 1;
-                steps.set(s.step);
-                s.window_items += (b * len) as u64;
-                if !m.loss.is_finite() {
-                    return Err(error(GruError::State(format!(
-                        "training diverged: the training loss is {} by step {}; lower lr, or clip gradients with clipNorm",
-                        m.loss, s.step
-                    ))));
+                let batches: Vec<Batch> = drawn
+                    .iter()
+                    .map(|d| Batch::tokens(&d.inputs, b, len).classes(&d.targets))
+                    .collect();
+                let metrics = s.trainer.train_steps(&batches).await.map_err(error)?;
+                for m in metrics {
+                    s.step += 1;
+                    steps.set(s.step);
+                    s.window_items += (b * len) as u64;
+                    if !m.loss.is_finite() {
+                        return Err(error(GruError::State(format!(
+                            "training diverged: the training loss is {} by step {}; lower lr, or clip gradients with clipNorm",
+                            m.loss, s.step
+                        ))));
+                    }
+                    losses.push(m.loss);
+                    s.since_eval.push(m);
                 }
-                losses.push(m.loss);
-                s.since_eval.push(m);
+                left -= k;
             }
             Ok(Float64Array::from(losses.as_slice()).into())
         })

@@ -32,6 +32,46 @@ impl GpuTrainer {
         ))
     }
 
+    /// Trains on each of `batches` in turn and returns each step's metrics, read back
+    /// once per [`HISTORY`](super::HISTORY) − 1 steps rather than after every step: a
+    /// copy of the running sums is recorded after each step (no read-back), and the
+    /// step's metrics are the difference of consecutive copies. The training sums start
+    /// over afterwards, as after [`GpuTrainer::take_metrics_async`].
+    pub async fn train_steps_async(&mut self, batches: &[Batch<'_>]) -> Result<Vec<Metrics>> {
+        use crate::train::Trainer;
+        let mut out = Vec::with_capacity(batches.len());
+        for chunk in batches.chunks(super::HISTORY - 1) {
+            self.snapshot_train_metrics(0);
+            for (k, b) in chunk.iter().enumerate() {
+                self.train_step(b)?;
+                self.snapshot_train_metrics(k + 1);
+            }
+            let (history, staging) = (&self.history.0, &self.history.1);
+            let sums = self
+                .ctx
+                .read_f32_async(staging, &[(history, 0, 4 * (chunk.len() + 1))])
+                .await?
+                .concat();
+            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            enc.clear_buffer(&self.metrics[Split::Train as usize], 0, None);
+            self.ctx.queue.submit([enc.finish()]);
+            let classification = self.config.loss != Loss::MeanSquaredError;
+            out.extend(sums.chunks(4).collect::<Vec<_>>().windows(2).map(|w| {
+                let t: [f64; 4] = std::array::from_fn(|i| w[1][i] as f64 - w[0][i] as f64);
+                Metrics::from_totals(t, classification)
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Records a copy of the running training sums into slot `k` of the history.
+    fn snapshot_train_metrics(&self, k: usize) {
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        let from = &self.metrics[Split::Train as usize];
+        enc.copy_buffer_to_buffer(from, 0, &self.history.0, 16 * k as u64, 16);
+        self.ctx.queue.submit([enc.finish()]);
+    }
+
     /// [`Trainer::predict`](crate::train::Trainer::predict), awaited.
     pub async fn predict_async(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
         let prep = batch.prepare(&self.config, false)?;

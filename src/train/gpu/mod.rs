@@ -78,6 +78,9 @@ pub struct GpuTrainer {
     metrics: [wgpu::Buffer; 2],
     /// Readback of the metrics and the norm, without a buffer per call.
     small_staging: wgpu::Buffer,
+    /// Copies of the running training metrics after each of up to [`HISTORY`] steps,
+    /// and their read-back: per-step losses with one read-back for many steps.
+    history: (wgpu::Buffer, wgpu::Buffer),
     update: Vec<Dispatch>,
     shapes: ShapeCache<ModelRun>,
     /// Most batch rows per plan (`None`: what the device holds).
@@ -101,6 +104,10 @@ impl std::fmt::Debug for GpuTrainer {
 
 /// Shapes whose buffers are kept (training, evaluation and a last batch, typically).
 const MAX_SHAPES: usize = 4;
+
+/// Snapshots of the running training metrics one read-back can hold: the state before
+/// a run of steps, then one after each ([`GpuTrainer::train_steps_async`]).
+pub(crate) const HISTORY: usize = 64;
 
 impl Drop for GpuTrainer {
     fn drop(&mut self) {
@@ -137,7 +144,11 @@ impl GpuTrainer {
                 ctx.storage("train_metrics", 4)?,
                 ctx.storage("eval_metrics", 4)?,
             ];
-            let small_staging = ctx.staging(4)?;
+            let small_staging = (
+                ctx.staging(4)?,
+                ctx.storage("metric_history", 4 * HISTORY)?,
+                ctx.staging(4 * HISTORY)?,
+            );
             let adam = !matches!(options.optimizer, Optimizer::Sgd { .. });
             let lazy = (tensors[0].info.role == ParamRole::Embedding)
                 .then(|| LazyEmbedding::new(&ctx, &tensors[0], adam, (&step_uniform, &norms)))
@@ -150,7 +161,8 @@ impl GpuTrainer {
                 small_staging,
             ))
         })?;
-        let ((layers, flats, tensors, lazy), step_uniform, norms, metrics, small_staging) = built;
+        let ((layers, flats, tensors, lazy), step_uniform, norms, metrics, staging) = built;
+        let (small_staging, history, history_staging) = staging;
         let mut t = GpuTrainer {
             ctx,
             config,
@@ -163,6 +175,7 @@ impl GpuTrainer {
             norms,
             metrics,
             small_staging,
+            history: (history, history_staging),
             update: Vec::new(),
             shapes: ShapeCache::new(MAX_SHAPES),
             batch_chunk: None,

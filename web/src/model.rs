@@ -9,6 +9,7 @@ use gru_engine::checkpoint::Checkpoint;
 use gru_engine::generate::Sampling;
 use gru_engine::model::Batch;
 use gru_engine::task::classify::best_class;
+use gru_engine::task::rows;
 use gru_engine::task::ModelData;
 use gru_engine::train::{AwaitableTrainer, TrainOptions};
 use gru_engine::GruError;
@@ -114,7 +115,7 @@ impl Model {
             let ModelData::Classifier(f, vocab) = &*data else {
                 return Err(wrong_kind(&data, "classify"));
             };
-            let (mut tok, mut val, mut len) = (Vec::new(), Vec::new(), Vec::new());
+            let mut ex = Vec::new();
             for (i, x) in inputs.iter().enumerate() {
                 if f.numeric {
                     let v = numbers(&x).ok_or_else(|| {
@@ -130,9 +131,9 @@ impl Model {
                             f.features
                         )));
                     }
-                    let steps = (v.len() / f.features).min(f.max_len);
-                    val.push(v[..steps * f.features].to_vec());
-                    len.push(steps);
+                    let len = (v.len() / f.features).min(f.max_len);
+                    let values = v[..len * f.features].to_vec();
+                    ex.push(example(Vec::new(), values, len));
                 } else {
                     let text = x.as_string().ok_or_else(|| {
                         bad(format!(
@@ -144,29 +145,21 @@ impl Model {
                     if ids.is_empty() {
                         return Err(bad(format!("input {i} has an empty text")));
                     }
-                    len.push(ids.len());
-                    tok.push(ids);
+                    let len = ids.len();
+                    ex.push(example(ids, Vec::new(), len));
                 }
             }
             let out = Array::new();
-            if len.is_empty() {
+            if ex.is_empty() {
                 return Ok(out.into());
             }
-            let t = len.iter().copied().max().unwrap_or(1);
-            let b = len.len();
-            // Padded to the longest, batch-first, with the lengths (as the CLI batches).
-            let tok: Vec<u32> = tok.iter().flat_map(|r| pad(r, t, 0u32)).collect();
-            let val: Vec<f32> = val
-                .iter()
-                .flat_map(|r| pad(r, t * f.features, 0.0))
-                .collect();
-            let batch = if f.numeric {
-                Batch::features(&val, b, t)
-            } else {
-                Batch::tokens(&tok, b, t)
-            };
-            let logits = trainer.predict(&batch.lengths(&len)).await.map_err(error)?;
-            let outputs = logits.len() / b;
+            // Padded to the longest, batch-first, with the lengths, as the CLI batches.
+            let t = ex.iter().map(|e| e.len).max().unwrap_or(1);
+            let all: Vec<usize> = (0..ex.len()).collect();
+            let (tok, val, len) = rows::batch_inputs(&ex, &all, t, f);
+            let batch = rows::batch(f, &tok, &val, &len, t);
+            let logits = trainer.predict(&batch).await.map_err(error)?;
+            let outputs = logits.len() / ex.len();
             for row in logits.chunks(outputs.max(1)) {
                 let (class, p) = best_class(row);
                 out.push(&object(&[
@@ -309,8 +302,12 @@ fn numbers(v: &JsValue) -> Option<Vec<f32>> {
     }
 }
 
-fn pad<T: Copy>(row: &[T], n: usize, fill: T) -> impl Iterator<Item = T> + '_ {
-    row.iter()
-        .copied()
-        .chain(std::iter::repeat_n(fill, n - row.len()))
+/// An unlabelled example for the library's batching.
+fn example(tokens: Vec<u32>, values: Vec<f32>, len: usize) -> rows::Example {
+    rows::Example {
+        label: None,
+        tokens,
+        values,
+        len,
+    }
 }

@@ -156,9 +156,6 @@ fn a64(x: usize) -> usize {
 /// takes over.
 pub(crate) const LOOP_BUDGET: u64 = 60_000;
 
-/// Uniform windows the "generate_uniform" build binds (bindings 4..17): per layer
-/// slot, W_ih's and W_hh's three gate blocks, then the head.
-pub(crate) const GEN_WINDOWS: usize = 13;
 const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
 
 /// How generation runs on a device: one dispatch for many tokens with `kernel`,
@@ -185,9 +182,9 @@ pub(crate) fn fused_route(
     if bytes + UNIFORM_WINDOW > ctx.storage_limit() {
         return None;
     }
-    let windows = ctx.uniform_windows()
-        && ctx.limits.max_uniform_buffers_per_shader_stage as usize > GEN_WINDOWS
-        && dims.fits_windows();
+    // The device's window builds are chosen only where it allows the 14 uniform buffers
+    // generate_uniform binds (UNIFORM_BUFFERS_PER_STAGE, checked when it opens).
+    let windows = ctx.uniform_windows() && dims.fits_windows();
     let kernel = match (windows, sg) {
         (true, _) => Kernel::GenTokensUb,
         (false, true) => Kernel::GenTokensSg,

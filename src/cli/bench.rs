@@ -21,7 +21,8 @@ use crate::cli::device::{Choice, DeviceArgs};
 #[command(after_help = "Examples:
   gru bench --quick
   gru bench --roofline --shape 32,64,128,128
-  gru bench --device 0 --json > bench.json")]
+  gru bench --device 0 --json > bench.json
+  gru bench --plan --class discrete --shape 64,100,256,1024 --train --gpu h100")]
 pub struct BenchArgs {
     /// Only the two smaller shapes.
     #[arg(long)]
@@ -49,9 +50,36 @@ pub struct BenchArgs {
     /// --generate: tokens to draw per measurement.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub tokens: u32,
-    /// --train, --generate: vocabulary size.
-    #[arg(long, default_value_t = 113)]
-    pub vocab: usize,
+    /// --train, --generate: vocabulary size [default: 113; 100 with --plan].
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Print the dispatches a class of adapter gets for the first --shape (default the
+    /// seed model's 64,100,256,1024), recorded without running them, with a roofline
+    /// estimate on --gpu and cuDNN's estimate beside it; with --train, a training step
+    /// of the language model embedding I, GRU(H), dense --vocab.
+    #[arg(long, conflicts_with_all = ["generate", "roofline", "bidirectional"])]
+    pub plan: bool,
+    /// --plan: the class of adapter whose builds to record.
+    #[arg(long, value_enum, default_value = "discrete", requires = "plan")]
+    pub class: crate::cli::bench_plan::ClassArg,
+    /// --plan: the GPU to estimate on (h100, a100, rtx4090, rx7900xtx, m2max, a770).
+    #[arg(long, requires = "plan")]
+    pub gpu: Option<String>,
+    /// --plan: FP32 TFLOP/s, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub peak_tflops: Option<f64>,
+    /// --plan: DRAM bandwidth in GB/s, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub dram_gbs: Option<f64>,
+    /// --plan: cache bandwidth in GB/s, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub cache_gbs: Option<f64>,
+    /// --plan: streaming multiprocessors or compute units, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub units: Option<u32>,
+    /// --plan: µs per dispatch, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub dispatch_us: Option<f64>,
     /// --train, --generate: embedding size.
     #[arg(long, short = 'E', default_value_t = 32)]
     pub embed: usize,
@@ -99,6 +127,14 @@ fn parse_shape(s: &str) -> std::result::Result<(usize, usize, usize, usize), Str
     }
 }
 
+/// A finite number above 0.
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("expected a number above 0, found `{s}`")),
+    }
+}
+
 /// Mean seconds per call of `f`, over at least one call and about `budget` seconds.
 fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?; // warm-up: pipelines, workspaces, caches
@@ -113,6 +149,9 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// `gru bench` in one process (under mpirun: `bench_ranks::bench`).
 pub fn bench(a: BenchArgs) -> Result<u8> {
+    if a.plan {
+        return crate::cli::bench_plan::plan(&a);
+    }
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
         return bench_train(&a, &choice);
@@ -306,7 +345,7 @@ pub fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
     let hidden = a.stack.hidden.unwrap_or(128);
     let cfg = a
         .stack
-        .apply(ModelConfig::language_model(a.vocab.max(2), a.embed, hidden));
+        .apply(ModelConfig::language_model(a.vocab.unwrap_or(113).max(2), a.embed, hidden));
     cfg.validate()?;
     Ok((cfg, ModelParams::init(cfg, 1)?))
 }
@@ -318,7 +357,7 @@ pub fn train_options() -> TrainOptions {
 
 /// Random token ids and next-token targets, [B, T] each, for `--train`.
 pub fn random_tokens(a: &BenchArgs) -> (Vec<u32>, Vec<u32>) {
-    let (v, n) = (a.vocab.max(2) as u64, a.batch * a.seq_len);
+    let (v, n) = (a.vocab.unwrap_or(113).max(2) as u64, a.batch * a.seq_len);
     let mut rng = Rng::new(2);
     let mut draw = || (0..n).map(|_| (rng.next_u64() % v) as u32).collect();
     (draw(), draw())
@@ -328,7 +367,7 @@ pub fn random_tokens(a: &BenchArgs) -> (Vec<u32>, Vec<u32>) {
 /// CPU reference, in the same run, for the language model the flags give.
 fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let (cfg, params) = language_model(a)?;
-    let (v, hidden) = (a.vocab.max(2), cfg.hidden_size);
+    let (v, hidden) = (a.vocab.unwrap_or(113).max(2), cfg.hidden_size);
     let n = a.tokens as usize;
     let mut rows = Vec::new();
     let mut push = |device: String, route: String, s: f64| {
@@ -392,7 +431,7 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
 /// on the CPU reference trainer in the same run (Adam, global-norm clipping at 1).
 fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let (cfg, params) = language_model(a)?;
-    let (v, b, t, hidden) = (a.vocab.max(2), a.batch, a.seq_len, cfg.hidden_size);
+    let (v, b, t, hidden) = (a.vocab.unwrap_or(113).max(2), a.batch, a.seq_len, cfg.hidden_size);
     let opts = train_options();
     let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);

@@ -77,7 +77,7 @@ pub fn bench(mut a: BenchArgs) -> Result<u8> {
 /// ranks); rank 0 prints steps/s, sequences/s and the share of a step spent in sums.
 fn bench_train_ranks(a: &BenchArgs, choice: &Choice, ranks: &Ranks) -> Result<u8> {
     let (cfg, params) = language_model(a)?;
-    let (v, b, t) = (a.vocab.max(2), a.batch, a.seq_len);
+    let (v, b, t) = (a.vocab.unwrap_or(113).max(2), a.batch, a.seq_len);
     let n = ranks.size();
     ranks.local_batch(b)?;
     let opts = train_options();

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bench_plan;
 mod bench_ranks;
 mod classify;
 mod corpus;

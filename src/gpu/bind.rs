@@ -17,6 +17,8 @@ pub(crate) trait Bind {
     fn room(&self) -> u64 {
         self.raw().size() - self.start()
     }
+    /// Bytes the binding covers (for the plan's traffic counts).
+    fn bytes(&self) -> u64;
 }
 
 impl Bind for wgpu::Buffer {
@@ -28,6 +30,9 @@ impl Bind for wgpu::Buffer {
     }
     fn binding(&self) -> wgpu::BindingResource<'_> {
         self.as_entire_binding()
+    }
+    fn bytes(&self) -> u64 {
+        self.size()
     }
 }
 
@@ -62,6 +67,9 @@ impl Bind for Range {
             offset: self.offset,
             size: NonZeroU64::new(bytes),
         })
+    }
+    fn bytes(&self) -> u64 {
+        4 * self.len as u64
     }
 }
 

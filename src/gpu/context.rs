@@ -72,6 +72,11 @@ pub struct DeviceRequest {
     /// where their tensors can be bound together (default `true`); `false` gives each
     /// direction its own dispatches (tests compare the two).
     pub pair_directions: bool,
+    /// The device only records dispatch lists, never runs them (`gru bench --plan`):
+    /// sequence entries then take a GPU's chunks of steps even on a software adapter,
+    /// whose loop-iteration cap would cut a run of them short.
+    #[doc(hidden)]
+    pub record_only: bool,
 }
 
 impl Default for DeviceRequest {
@@ -83,6 +88,7 @@ impl Default for DeviceRequest {
             sequence_kernels: true,
             split_steps: None,
             pair_directions: true,
+            record_only: false,
         }
     }
 }
@@ -224,6 +230,7 @@ pub struct GpuContext {
     sequence_kernels: bool,
     split_steps: Option<bool>,
     pair_directions: bool,
+    record_only: bool,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -336,6 +343,7 @@ impl GpuContext {
             sequence_kernels: request.sequence_kernels,
             split_steps: request.split_steps,
             pair_directions: request.pair_directions,
+            record_only: request.record_only,
             lost,
             uncaptured,
         }))
@@ -368,6 +376,12 @@ impl GpuContext {
     /// ([`DeviceRequest::pair_directions`]).
     pub(crate) fn pair_directions(&self) -> bool {
         self.pair_directions
+    }
+
+    /// Whether the loop-iteration cap of a software adapter bounds what one invocation
+    /// runs: on software adapters, unless the device only records (`record_only`).
+    pub(crate) fn loop_capped(&self) -> bool {
+        self.is_software() && !self.record_only
     }
 
     /// A CPU rasterizer (llvmpipe, SwiftShader): correct but about a thousand times slower than a GPU.

@@ -8,6 +8,7 @@ pub mod context;
 pub(crate) mod flat;
 mod forward;
 pub(crate) mod kernels;
+pub mod estimate;
 pub mod lab;
 mod layer;
 pub(crate) mod ops;

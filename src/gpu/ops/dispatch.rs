@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::abi::WG;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Kernel, Pipeline};
+use crate::gpu::kernels::{Kernel, Pipeline, Slot};
 
 /// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid, and the
 /// useful floating-point operations it does (0 where no one counts them; the kernel lab
@@ -22,6 +22,48 @@ pub(crate) struct Dispatch {
     pub groups: [u32; 3],
     pub flops: u64,
     pub indirect: Option<(wgpu::Buffer, u64)>,
+    pub traffic: Traffic,
+}
+
+/// Bytes a dispatch moves, for the plan's estimates (`gru bench --plan`, design.md §9):
+/// `read` and `written` count each value once (the least a memory system must deliver);
+/// `loads` counts every load from global memory the workgroups issue, operands that
+/// several tiles share once per tile (what a GPU's L2 serves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes read at least once.
+    pub read: u64,
+    /// Bytes written.
+    pub written: u64,
+    /// Bytes loaded from global memory, counted per workgroup that loads them.
+    pub loads: u64,
+}
+
+impl Traffic {
+    /// `read` and `written` values of f32, each loaded once.
+    pub(crate) fn floats(read: u64, written: u64) -> Self {
+        Traffic {
+            read: 4 * read,
+            written: 4 * written,
+            loads: 4 * read,
+        }
+    }
+
+    /// What `buffers` (bindings `first`.. of `kernel`) hold: the read-only ones read
+    /// once, the read-write ones written once (ops that also read theirs say so).
+    pub(crate) fn of_bindings(kernel: Kernel, first: usize, buffers: &[&dyn Bind]) -> Self {
+        let mut t = Traffic::default();
+        for (b, slot) in buffers.iter().zip(&kernel.slots()[first..]) {
+            let bytes = b.bytes();
+            match slot {
+                Slot::Read => t.read += bytes,
+                Slot::ReadWrite => t.written += bytes,
+                _ => {}
+            }
+        }
+        t.loads = t.read;
+        t
+    }
 }
 
 /// Replays `list` into one compute pass (wgpu orders the dispatches and their barriers).
@@ -107,6 +149,7 @@ pub(crate) fn param_dispatch(
         groups,
         flops: 0,
         indirect: None,
+        traffic: Traffic::of_bindings(kernel, 1, buffers),
     })
 }
 
@@ -133,5 +176,6 @@ pub(crate) fn buffers_dispatch(
         groups,
         flops: 0,
         indirect: None,
+        traffic: Traffic::of_bindings(kernel, 0, buffers),
     })
 }

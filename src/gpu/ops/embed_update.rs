@@ -7,7 +7,7 @@ use crate::gpu::abi::{EmbedUpdateParams, SUMSQ_SPAN};
 use crate::gpu::bind::{Bind, Range};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{bind, flat_grid, row_grid, Dispatch};
+use crate::gpu::ops::dispatch::{bind, flat_grid, row_grid, Dispatch, Traffic};
 
 /// Byte offsets of the grids in the indirect-argument buffer: the listed rows' values,
 /// the zeroed rows' values, one thread per listed row, and the sum of squares' spans.
@@ -83,6 +83,12 @@ fn dispatch(
         groups,
         flops: 0,
         indirect,
+        // Rows the batch lists, at most the table: counted as the whole table.
+        traffic: Traffic::of_bindings(
+            kernel,
+            1,
+            &[t.step, t.history, rows, t.norms, t.grad, t.table, t.m, t.v, t.last],
+        ),
     })
 }
 

@@ -6,7 +6,7 @@ use crate::gpu::abi::{ReduceParams, WG};
 use crate::gpu::bind::Bind;
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{bind, groups, param_dispatch, Dispatch};
+use crate::gpu::ops::dispatch::{bind, groups, param_dispatch, Dispatch, Traffic};
 use crate::gpu::ops::reduce::reduce_slices;
 
 impl GemmParams {
@@ -198,6 +198,17 @@ fn gemm_windowed(
             bias.unwrap_or(a).binding(),
             c.binding(),
         ];
+        let mut part = q;
+        (part.n, part.k) = if f.trans_b {
+            ((w.end - w.first) as u32, p.k)
+        } else {
+            (p.n, (w.end - w.first) as u32)
+        };
+        let with_bias = bias.is_some() && !later;
+        let accumulating = GemmFlags {
+            accumulate: f.accumulate || later,
+            ..f
+        };
         list.push(Dispatch {
             bind_group: bind(ctx, &pipeline, label, resources),
             pipeline,
@@ -205,9 +216,23 @@ fn gemm_windowed(
             groups: [groups(grid_n, cols), groups(p.m as usize, rows), 1],
             flops,
             indirect: None,
+            traffic: gemm_traffic(&part, accumulating, with_bias, (rows, cols), 1),
         });
     }
     Ok(Some(list))
+}
+
+/// What one GEMM dispatch moves: A, B (and bias, and C when accumulating) read, C (or
+/// its `slices` split slices) written; each tile of `rows` x `cols` outputs loads its
+/// rows of op(A) and columns of op(B).
+fn gemm_traffic(p: &GemmParams, f: GemmFlags, bias: bool, (rows, cols): (u32, u32), slices: usize) -> Traffic {
+    let (m, n, k) = (p.m as u64, p.n as u64, p.k as u64);
+    let accumulate = (f.accumulate && slices == 1) as u64;
+    let read = m * k + k * n + n * bias as u64 + m * n * accumulate;
+    let mut t = Traffic::floats(read, m * n * slices as u64);
+    let (tiles_m, tiles_n) = (m.div_ceil(rows as u64), n.div_ceil(cols as u64));
+    t.loads = 4 * (m * k * tiles_n + k * n * tiles_m + n * bias as u64 + m * n * accumulate);
+    t
 }
 
 /// C = op(A) · op(B) (+ bias) (+ C); see gemm.wgsl for the meaning of `p`. Long K runs
@@ -280,6 +305,7 @@ fn gemm_as(
         grid,
     )?];
     list[0].flops = 2 * p.m as u64 * p.n as u64 * p.k as u64;
+    list[0].traffic = gemm_traffic(&p, f, bias.is_some(), (rows, cols), slices);
     if split {
         let r = ReduceParams {
             m: p.m,

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::gpu::abi::{GenParams, WG, WG_SOFTWARE};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{bind, Dispatch};
+use crate::gpu::ops::dispatch::{bind, Dispatch, Traffic};
 
 /// The sizes generate.wgsl walks per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +256,7 @@ pub(crate) fn generate_tokens(
         groups: [1, 1, 1],
         flops: 0,
         indirect: None,
+        traffic: Traffic::default(),
     })
 }
 

@@ -7,7 +7,7 @@ use crate::gpu::abi::{ColsumParams, WG};
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
+use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch, Traffic};
 
 /// Rows per colsum slice on software adapters: each invocation's loop stays under
 /// llvmpipe's 65,535 iterations, and few slices keep its dispatches few.
@@ -53,7 +53,7 @@ pub(crate) fn reduce_slices(
         ("BIAS", bias.is_some() as u32),
     ];
     let buffers = [part, bias.unwrap_or(part), out];
-    param_dispatch(
+    let mut d = param_dispatch(
         ctx,
         Kernel::ReduceSlices,
         &constants,
@@ -61,7 +61,11 @@ pub(crate) fn reduce_slices(
         bytemuck::bytes_of(&r),
         &buffers,
         [gx, total.div_ceil(gx), 1],
-    )
+    )?;
+    let (mn, n) = (r.m as u64 * r.n as u64, r.n as u64);
+    let read = r.slices as u64 * mn + mn * accumulate as u64 + n * bias.is_some() as u64;
+    d.traffic = Traffic::floats(read, mn);
+    Ok(d)
 }
 
 /// out[N] (+)= column sums of x[M, N]; long columns run in slices through `scratch`
@@ -98,6 +102,8 @@ pub(crate) fn colsum(
         &buffers,
         grid,
     )?];
+    let (mu, nu) = (m as u64, n as u64);
+    list[0].traffic = Traffic::floats(mu * nu, slices as u64 * nu);
     if split {
         let r = ReduceParams {
             m: 1,

@@ -9,7 +9,7 @@ use crate::gpu::abi::{TB, TB_SUBGROUP, UT, WG};
 use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
-use crate::gpu::ops::dispatch::{bind, groups, Dispatch};
+use crate::gpu::ops::dispatch::{bind, groups, Dispatch, Traffic};
 
 /// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
 pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer, u32)> {
@@ -97,7 +97,7 @@ const LOOP_BUDGET: u64 = 40_000;
 /// invocation within [`LOOP_BUDGET`]; on a GPU at most 256, so that no dispatch runs
 /// long enough to trip a watchdog.
 pub(crate) fn steps_per_dispatch(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> usize {
-    if !ctx.is_software() {
+    if !ctx.loop_capped() {
         return 256;
     }
     let per_step = sequence_iterations(kernel, hidden as u64);
@@ -150,6 +150,38 @@ pub(crate) struct StepKernel {
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
     flops: u64,
+    traffic: Traffic,
+}
+
+/// What one step of `kernel` moves for one direction, `b` rows, `h` units, in a grid
+/// of `unit_tiles` x `row_tiles` workgroups (a sequence entry: 1 x row tiles): the
+/// matvec's `g` gate blocks of the recurrent weights (each row tile loads them) and its
+/// vector (each unit tile loads its rows of it), and the step's elementwise inputs and
+/// outputs.
+fn step_traffic(kernel: Kernel, b: u64, h: u64, unit_tiles: u64, row_tiles: u64) -> Traffic {
+    let g = matvec_rows(kernel);
+    let (weights, vector) = (g * h * h, b * g.max(1) * h);
+    // Elementwise values in and out per row and unit, beyond the matvec's operands.
+    let (ins, outs) = match kernel.entry() {
+        // gx, h_prev (b_hh per unit, negligible) -> h, out, saved.
+        "step_fused" | "seq_fused" => (4, 6),
+        "step_gates" => (3, 3),
+        "step_candidate" => (3, 3),
+        "seq_gates_candidate" => (5, 6),
+        // d_out, d_hs, saved, h_prev -> d_gx, d_gh (and d_hs of the step below).
+        "bwd_gates" => (7, 6),
+        "bwd_state" => (2, 1),
+        "bwd_state_gates" | "seq_state_gates" => (8, 7),
+        "bwd_candidate" | "bwd_rz" => (4, 3),
+        "seq_before" => (9, 7),
+        _ => (0, 0),
+    };
+    let read = weights + vector + ins * b * h;
+    Traffic {
+        read: 4 * read,
+        written: 4 * outs * b * h,
+        loads: 4 * (weights * row_tiles + vector * unit_tiles + ins * b * h),
+    }
 }
 
 /// Multiply-adds of one step's recurrent matvec, as gate rows of W_hh (of H each) per
@@ -299,11 +331,16 @@ impl StepKernel {
         let pairs = if paired { 2 } else { 1 };
         let groups = [unit_groups, groups(d.batch as usize, rows), pairs];
         let (b, h) = (d.batch as u64, d.hidden as u64);
+        let mut traffic = step_traffic(kernel, b, h, groups[0] as u64, groups[1] as u64);
+        for x in [&mut traffic.read, &mut traffic.written, &mut traffic.loads] {
+            *x *= pairs as u64;
+        }
         Ok(StepKernel {
             pipeline,
             bind_group,
             groups,
             flops: 2 * matvec_rows(kernel) * b * h * h * pairs as u64,
+            traffic,
         })
     }
 
@@ -322,6 +359,11 @@ impl StepKernel {
             groups: self.groups,
             flops: self.flops * steps as u64,
             indirect: None,
+            traffic: Traffic {
+                read: self.traffic.read * steps as u64,
+                written: self.traffic.written * steps as u64,
+                loads: self.traffic.loads * steps as u64,
+            },
         }
     }
 }

@@ -64,7 +64,8 @@ fn store_gate(s: u32, t: u32, b: u32, j: u32, g: u32, gx: f32, gh: f32) {
 }
 
 // state_matvec(k0, b0, s, c0, c1) -> array<f32, UT * TB> comes from the prelude:
-// shaders/parts/state_matvec.wgsl, or its subgroup form on software adapters.
+// shaders/parts/state_matvec.wgsl, its subgroup form on software adapters, or its split
+// form in the GPU builds (which bind W_hhᵀ [H, 3H] as w_hh and read it as such).
 
 // The gate gradients of step s (time t) for row b, unit j: dGx[t] and dGh[s].
 fn gates_at(s: u32, t: u32, b: u32, j: u32) {
@@ -118,19 +119,19 @@ fn bwd_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 fn state_at(k0: u32, b0: u32, s: u32, t: u32, t_prev: u32, then_gates: bool) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let acc = split_reduce(state_matvec(k0, b0, s, 0u, 3u * nh));
-    if (k_part != 0u) { return; }
+    let acc = split_reduce(state_matvec(k0, b0, s, 0u, 3u * nh), 0u);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
         if (k >= nh) { break; }
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
+            if (!owns(u * TB + i)) { continue; }
             let idx = at_d_hs() + (s * nb + b) * nh + k;
             if (t >= lengths[b]) {
                 d_hs[idx] = d_hs[idx + nb * nh]; // frozen: dh passes through
             } else {
-                d_hs[idx] = dh_total(s, t, b, k) * saved_at(s, b, 1u, k) + acc[u * TB + i];
+                d_hs[idx] = dh_total(s, t, b, k) * saved_at(s, b, 1u, k) + total(acc, 0u, u * TB + i);
             }
             if (then_gates && s > 0u) {
                 gates_at(s - 1u, t_prev, b, k);
@@ -162,14 +163,14 @@ fn bwd_state_gates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
 fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let d_rh = split_reduce(state_matvec(k0, b0, s, 2u * nh, 3u * nh));
-    if (k_part != 0u) { return; }
+    let d_rh = split_reduce(state_matvec(k0, b0, s, 2u * nh, 3u * nh), 0u);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
         if (k >= nh) { break; }
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
+            if (!owns(u * TB + i)) { continue; }
             let idx = at_d_hs() + (s * nb + b) * nh + k;
             if (t >= lengths[b]) {
                 store_gate(s, t, b, k, 0u, 0.0, 0.0);
@@ -182,7 +183,7 @@ fn candidate_at(k0: u32, b0: u32, s: u32, t: u32) {
             let z = saved_at(s, b, 1u, k);
             let n = saved_at(s, b, 2u, k);
             let hp = h_prev(s, b, k);
-            let drh = d_rh[u * TB + i];
+            let drh = total(d_rh, 0u, u * TB + i);
             let ga_r = drh * hp * r * (1.0 - r);
             let ga_z = dh * (hp - n) * z * (1.0 - z);
             store_gate(s, t, b, k, 0u, ga_r, ga_r);
@@ -202,15 +203,15 @@ fn bwd_candidate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 fn rz_at(k0: u32, b0: u32, s: u32, t: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let acc = split_reduce(state_matvec(k0, b0, s, 0u, 2u * nh));
-    if (k_part != 0u) { return; }
+    let acc = split_reduce(state_matvec(k0, b0, s, 0u, 2u * nh), 0u);
     for (var u = 0u; u < UT; u++) {
         let k = k0 + u * (WG / UT);
         if (k >= nh) { break; }
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
-            if (t < lengths[b]) { d_hs[at_d_hs() + (s * nb + b) * nh + k] += acc[u * TB + i]; }
+            if (!owns(u * TB + i)) { continue; }
+            if (t < lengths[b]) { d_hs[at_d_hs() + (s * nb + b) * nh + k] += total(acc, 0u, u * TB + i); }
         }
     }
 }

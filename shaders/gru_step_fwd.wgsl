@@ -70,13 +70,14 @@ fn gate_fmas(acc: ptr<function, Acc>, v: array<f32, TB>, row: u32, j1: u32, j2: 
 // w_at(x) = w_t[x] comes from the prelude: shaders/parts/step_w_storage.wgsl, or
 // step_w_uniform.wgsl (the "gru_step_fwd_uniform" build).
 // recurrent_matvec(j0, b0, s, from_rh, want_rz, want_n) -> Acc comes from the prelude:
-// shaders/parts/recurrent_matvec.wgsl, or its subgroup form on software adapters.
+// shaders/parts/recurrent_matvec.wgsl, its subgroup form on software adapters, or its
+// split form in the GPU builds (which bind W_hh [3H, H] as w_t and read it as such).
 
 // The matvec's sums over the k slices (step_split_*.wgsl; nothing to add unless KS > 1).
 // Every gate, asked for or not, so that the barriers stay in uniform control flow.
 fn reduce_acc(a: Acc) -> Acc {
     if (KS == 1u) { return a; }
-    return Acc(split_reduce(a.r), split_reduce(a.z), split_reduce(a.n));
+    return Acc(split_reduce(a.r, 0u), split_reduce(a.z, 1u), split_reduce(a.n, 2u));
 }
 
 // Row b past its length: state frozen, output zero.
@@ -112,7 +113,6 @@ fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
 // sequence entries walk every unit block of every step of their chunk.
 fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
     let acc = reduce_acc(recurrent_matvec(j0, b0, s, false, true, true));
-    if (k_part != 0u) { return; }
     let nb = dims.batch;
     let nh = dims.hidden;
     for (var u = 0u; u < UT; u++) {
@@ -121,12 +121,13 @@ fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
+            if (!owns(u * TB + i)) { continue; }
             if (t >= lengths[b]) { freeze(s, t, b, j); clear_saved(s, b, j); continue; }
             let g = at_gx() + (t * nb + b) * 3u * nh;
             let a = u * TB + i;
-            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[at_b() + j]);
-            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[at_b() + nh + j]);
-            let hn = acc.n[a] + b_hh[at_b() + 2u * nh + j];
+            let r = sigmoid(gx[g + j] + total(acc.r, 0u, a) + b_hh[at_b() + j]);
+            let z = sigmoid(gx[g + nh + j] + total(acc.z, 1u, a) + b_hh[at_b() + nh + j]);
+            let hn = total(acc.n, 2u, a) + b_hh[at_b() + 2u * nh + j];
             let n = tanh_(gx[g + 2u * nh + j] + r * hn);
             let sv = at_saved() + (s * nb + b) * 4u * nh + j;
             saved[sv] = r;
@@ -140,7 +141,6 @@ fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
 
 fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
     let acc = reduce_acc(recurrent_matvec(j0, b0, s, false, true, false));
-    if (k_part != 0u) { return; }
     let nb = dims.batch;
     let nh = dims.hidden;
     for (var u = 0u; u < UT; u++) {
@@ -149,12 +149,13 @@ fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
+            if (!owns(u * TB + i)) { continue; }
             let sv = at_saved() + (s * nb + b) * 4u * nh + j;
             if (t >= lengths[b]) { clear_saved(s, b, j); continue; }
             let g = at_gx() + (t * nb + b) * 3u * nh;
             let a = u * TB + i;
-            let r = sigmoid(gx[g + j] + acc.r[a] + b_hh[at_b() + j]);
-            let z = sigmoid(gx[g + nh + j] + acc.z[a] + b_hh[at_b() + nh + j]);
+            let r = sigmoid(gx[g + j] + total(acc.r, 0u, a) + b_hh[at_b() + j]);
+            let z = sigmoid(gx[g + nh + j] + total(acc.z, 1u, a) + b_hh[at_b() + nh + j]);
             saved[sv] = r;
             saved[sv + nh] = z;
             saved[sv + 3u * nh] = r * hs[at_hs() + (s * nb + b) * nh + j];
@@ -164,7 +165,6 @@ fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
 
 fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
     let acc = reduce_acc(recurrent_matvec(j0, b0, s, true, false, true));
-    if (k_part != 0u) { return; }
     let nb = dims.batch;
     let nh = dims.hidden;
     for (var u = 0u; u < UT; u++) {
@@ -173,10 +173,11 @@ fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
         for (var i = 0u; i < TB; i++) {
             let b = b0 + i;
             if (b >= nb) { break; }
+            if (!owns(u * TB + i)) { continue; }
             // Phase 1 already cleared saved; rows of other units still read its r*h slot.
             if (t >= lengths[b]) { freeze(s, t, b, j); continue; }
             let g = at_gx() + (t * nb + b) * 3u * nh;
-            let n = tanh_(gx[g + 2u * nh + j] + acc.n[u * TB + i] + b_hh[at_b() + 2u * nh + j]);
+            let n = tanh_(gx[g + 2u * nh + j] + total(acc.n, 2u, u * TB + i) + b_hh[at_b() + 2u * nh + j]);
             let sv = at_saved() + (s * nb + b) * 4u * nh + j;
             let z = saved[sv + nh];
             saved[sv + 2u * nh] = n;

@@ -208,15 +208,38 @@ fn portable_kernels_match_reference_on_every_adapter() {
 }
 
 /// The builds a GPU runs at every H, forced where the adapter would take others: the
-/// per-step kernels with their k loop split over 4 threads per output (128-thread
-/// workgroups, partial sums added in workgroup memory), at sizes with fewer k values
-/// than threads (H 1 and 3), not a multiple of 4 (17, 67) and several unit blocks (130).
+/// per-step kernels in tiles of 4 units x 16 rows, each unit lane's k loop over 64
+/// threads whose sums meet in a tree in workgroup memory, W_hh read along k forward and
+/// W_hhᵀ backward. Sizes with fewer k values than threads (H 1, 3), not a multiple of
+/// the tile (67, 130), the seed model's 1024; batches inside one row tile and across
+/// two (17, 33), both variants, one and two layers, both directions, lengths.
 #[test]
 fn split_step_kernels_match_reference() {
     let Some(ctx) = context_split(false, false, Some(true)) else {
         return;
     };
     rotating_cases(&ctx, &[1, 3, 67, 130], 900);
+    let mut n = 0;
+    for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+        for &(h, b, t) in &[(67, 17, 5), (130, 33, 3), (1024, 17, 2), (1024, 3, 3)] {
+            let c = Case {
+                variant,
+                i: 7,
+                h,
+                t,
+                b,
+                layers: 1 + n % 2,
+                bidir: n % 2 == 0,
+                lengths: n % 3 != 1,
+                h0: true,
+                bias: true,
+                batch_first: false,
+                chunk: None,
+            };
+            run_case(&ctx, c, 950 + n as u64);
+            n += 1;
+        }
+    }
 }
 
 /// The subgroup builds of the per-step kernels (software adapters asked for one

@@ -343,9 +343,11 @@ pub fn adapter_label(ctx: &gru_engine::GpuContext) -> String {
 /// unless given, initialised with seed 1.
 pub fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
     let hidden = a.stack.hidden.unwrap_or(128);
-    let cfg = a
-        .stack
-        .apply(ModelConfig::language_model(a.vocab.unwrap_or(113).max(2), a.embed, hidden));
+    let cfg = a.stack.apply(ModelConfig::language_model(
+        a.vocab.unwrap_or(113).max(2),
+        a.embed,
+        hidden,
+    ));
     cfg.validate()?;
     Ok((cfg, ModelParams::init(cfg, 1)?))
 }
@@ -431,7 +433,12 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
 /// on the CPU reference trainer in the same run (Adam, global-norm clipping at 1).
 fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let (cfg, params) = language_model(a)?;
-    let (v, b, t, hidden) = (a.vocab.unwrap_or(113).max(2), a.batch, a.seq_len, cfg.hidden_size);
+    let (v, b, t, hidden) = (
+        a.vocab.unwrap_or(113).max(2),
+        a.batch,
+        a.seq_len,
+        cfg.hidden_size,
+    );
     let opts = train_options();
     let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);

@@ -166,7 +166,10 @@ pub fn plan(a: &BenchArgs) -> Result<u8> {
         let grid = if d.indirect {
             "indirect".to_string()
         } else {
-            format!("{}x{}x{}", d.workgroups[0], d.workgroups[1], d.workgroups[2])
+            format!(
+                "{}x{}x{}",
+                d.workgroups[0], d.workgroups[1], d.workgroups[2]
+            )
         };
         let mb = |x: u64| x as f64 / 1e6;
         outln!(

@@ -13,6 +13,14 @@ pub(crate) const TB: u32 = 8;
 pub(crate) const TB_SUBGROUP: u32 = 16;
 /// Units per thread in the step kernels (threads per workgroup: WG / UT).
 pub(crate) const UT: u32 = 2;
+/// Units of a GPU (split) step build's workgroup: few, so that a step grid fills a
+/// large GPU (1,024 workgroups at B 64, H 1024).
+pub(crate) const WG_SPLIT: u32 = 4;
+/// Batch rows of a GPU step build's workgroup: each W_hh value loaded feeds 16 rows.
+pub(crate) const TB_SPLIT: u32 = 16;
+/// Threads summing slices of one unit lane's k loop in the GPU step builds
+/// (WG_SPLIT / UT x KS_SPLIT = 128 threads a workgroup).
+pub(crate) const KS_SPLIT: u32 = 64;
 /// A target to skip (`model::IGNORE`): a NaN bit pattern no real target has.
 pub(crate) const IGNORE: u32 = crate::model::IGNORE;
 
@@ -81,6 +89,16 @@ impl Wgsl for StepTileSubgroup {
     }
 }
 
+/// `WG`, `TB`, `UT` and `KS` of the GPU step builds (shaders/parts/step_split_k.wgsl).
+pub(crate) struct StepTileSplit;
+impl Wgsl for StepTileSplit {
+    fn wgsl() -> String {
+        format!(
+            "const WG: u32 = {WG_SPLIT}u;\nconst TB: u32 = {TB_SPLIT}u;\nconst UT: u32 = {UT}u;\nconst KS: u32 = {KS_SPLIT}u;\n"
+        )
+    }
+}
+
 /// WGSL files under `shaders/parts/` that several shaders (or several builds of one
 /// shader) share, prepended like the declarations above.
 macro_rules! wgsl_parts {
@@ -135,8 +153,13 @@ wgsl_parts! {
     StepPair => "step_pair",
     /// The step kernels' k loop whole (every build but the GPU split builds).
     StepSplitNone => "step_split_none",
-    /// The step kernels' k loop split over 4 threads per output (GPU builds, H > 64).
+    /// The step kernels' k loop split over KS threads per unit lane, summed in a tree
+    /// (GPU builds, H > 64).
     StepSplitK => "step_split_k",
+    /// The forward step's recurrent matvec of the GPU builds, from W_hh.
+    RecurrentMatvecSplit => "recurrent_matvec_split",
+    /// The backward step's state matvec of the GPU builds, from W_hhᵀ.
+    StateMatvecSplit => "state_matvec_split",
     /// One value's SGD and Adam step, shared by the dense and the embedding's update.
     UpdateRules => "update_rules",
     /// Generation's row sums, each lane loading its own vector values.

@@ -76,23 +76,32 @@ fn steps(
     };
     let reset_before = cfg.variant == GruVariant::ResetBefore;
     let kernels = match (cfg.variant, sequence) {
-        (GruVariant::ResetAfter, _) => vec![
+        (GruVariant::ResetAfter, Some(k)) => vec![
             Kernel::BwdGates,
-            sequence.unwrap_or(step::for_device(ctx, Kernel::BwdStateGates, hid)),
+            k,
             step::for_device(ctx, Kernel::BwdState, hid),
         ],
+        (GruVariant::ResetAfter, None) => [
+            Kernel::BwdGates,
+            step::for_device(ctx, Kernel::BwdStateGates, hid),
+            step::for_device(ctx, Kernel::BwdState, hid),
+        ]
+        .map(|k| step::split_of(ctx, k))
+        .to_vec(),
         (GruVariant::ResetBefore, Some(k)) => vec![k],
-        (GruVariant::ResetBefore, None) => {
-            vec![Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
-        }
+        (GruVariant::ResetBefore, None) => [Kernel::BwdGates, Kernel::BwdCandidate, Kernel::BwdRz]
+            .map(|k| step::split_of(ctx, k))
+            .to_vec(),
     };
-    // Direction d's tensors: saved, hs, W_hh, d_hs, d_gx, d_gh.
+    // Direction d's tensors: saved, hs, W_hh (W_hhᵀ for the split builds, which the
+    // forward pass has just refreshed), d_hs, d_gx, d_gh.
+    let split = step::split_layout(&kernels);
     let tensors = |d: usize| {
         let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
         [
             &buf.saved,
             &buf.hs,
-            &p.w_hh,
+            if split { &p.w_hh_t } else { &p.w_hh },
             &buf.d_hs,
             &ws.d_gx[d],
             &ws.d_gh[d],

@@ -375,7 +375,13 @@ fn entry_info(kernel: Kernel) -> (u32, u32) {
 }
 
 /// One kernel of cuDNN's plan, as [`cudnn_plan`] lists it.
-fn op(kernel: &str, workgroups: u64, flops: u64, floats: (u64, u64), loads: u64) -> PlannedDispatch {
+fn op(
+    kernel: &str,
+    workgroups: u64,
+    flops: u64,
+    floats: (u64, u64),
+    loads: u64,
+) -> PlannedDispatch {
     PlannedDispatch {
         kernel: kernel.to_string(),
         workgroups: [workgroups.clamp(1, u32::MAX as u64) as u32, 1, 1],
@@ -421,7 +427,12 @@ fn elementwise(name: &str, n: u64, ins: u64, outs: u64) -> PlannedDispatch {
 /// and gradient, the dense layer's three SGEMMs, softmax cross-entropy, and one fused
 /// Adam over every parameter.
 pub fn cudnn_plan(s: &Shape, gpu: &GpuSpec) -> Vec<PlannedDispatch> {
-    let (b, t, i, h) = (s.batch as u64, s.seq_len as u64, s.input as u64, s.hidden as u64);
+    let (b, t, i, h) = (
+        s.batch as u64,
+        s.seq_len as u64,
+        s.input as u64,
+        s.hidden as u64,
+    );
     let tb = t * b;
     let mut list = Vec::new();
     if s.vocab.is_some() {
@@ -536,7 +547,10 @@ mod tests {
         assert_eq!(steps, 400);
         let flops: u64 = plan.iter().map(|d| d.flops).sum();
         let (tb, h, i, v) = (6400u64, 1024u64, 256u64, 100u64);
-        assert_eq!(flops, 3 * 2 * tb * 3 * h * h + 3 * 2 * tb * 3 * h * i + 3 * 2 * tb * h * v);
+        assert_eq!(
+            flops,
+            3 * 2 * tb * 3 * h * h + 3 * 2 * tb * 3 * h * i + 3 * 2 * tb * h * v
+        );
         let ms = cudnn(&s, g) * 1e3;
         assert!((1.5..6.0).contains(&ms), "{ms} ms");
     }

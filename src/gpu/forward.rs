@@ -81,11 +81,16 @@ pub(crate) fn plan(
             GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
         };
         let sequence = step::sequence_of(ctx, per_step[0], h);
-        let kernels = sequence.map_or(per_step, |k| vec![k]);
-        // Direction d's tensors: gx, W_hhᵀ, b_hh, hs, saved.
+        let kernels = match sequence {
+            Some(k) => vec![k],
+            None => per_step.iter().map(|&k| step::split_of(ctx, k)).collect(),
+        };
+        // Direction d's tensors: gx, W_hhᵀ (W_hh for the split builds), b_hh, hs, saved.
+        let split = step::split_layout(&kernels);
         let tensors = |d: usize| {
             let (p, buf) = (&params.dirs[l * nd + d], &ws.dirs[l * nd + d]);
-            [&ws.gx[d], &p.w_hh_t, &p.b_hh, &buf.hs, &buf.saved]
+            let w = if split { &p.w_hh } else { &p.w_hh_t };
+            [&ws.gx[d], w, &p.b_hh, &buf.hs, &buf.saved]
         };
         let place = |d: &mut StepDims, o: [u32; 5]| {
             (d.off_gx, d.off_w, d.off_b, d.off_hs, d.off_saved) = (o[0], o[1], o[2], o[3], o[4]);

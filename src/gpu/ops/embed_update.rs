@@ -87,7 +87,9 @@ fn dispatch(
         traffic: Traffic::of_bindings(
             kernel,
             1,
-            &[t.step, t.history, rows, t.norms, t.grad, t.table, t.m, t.v, t.last],
+            &[
+                t.step, t.history, rows, t.norms, t.grad, t.table, t.m, t.v, t.last,
+            ],
         ),
     })
 }

@@ -225,7 +225,13 @@ fn gemm_windowed(
 /// What one GEMM dispatch moves: A, B (and bias, and C when accumulating) read, C (or
 /// its `slices` split slices) written; each tile of `rows` x `cols` outputs loads its
 /// rows of op(A) and columns of op(B).
-fn gemm_traffic(p: &GemmParams, f: GemmFlags, bias: bool, (rows, cols): (u32, u32), slices: usize) -> Traffic {
+fn gemm_traffic(
+    p: &GemmParams,
+    f: GemmFlags,
+    bias: bool,
+    (rows, cols): (u32, u32),
+    slices: usize,
+) -> Traffic {
     let (m, n, k) = (p.m as u64, p.n as u64, p.k as u64);
     let accumulate = (f.accumulate && slices == 1) as u64;
     let read = m * k + k * n + n * bias as u64 + m * n * accumulate;

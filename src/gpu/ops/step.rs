@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
-use crate::gpu::abi::{TB, TB_SUBGROUP, UT, WG};
+use crate::gpu::abi::{TB, TB_SPLIT, TB_SUBGROUP, UT, WG, WG_SPLIT};
 use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
@@ -48,8 +48,19 @@ pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Ker
     }
 }
 
+/// Whether `kernels` (as [`split_of`] resolved them) run split builds, which read the
+/// recurrent weights the other way round: the forward W_hh [3H, H] and the backward
+/// W_hhᵀ [H, 3H], each along its matvec's sum (shaders/parts/*_matvec_split.wgsl). A
+/// run's kernels share their bindings, so a run is split throughout or not at all.
+pub(crate) fn split_layout(kernels: &[Kernel]) -> bool {
+    kernels
+        .iter()
+        .any(|k| matches!(k.shader(), Shader::StepFwdSplit | Shader::StepBwdSplit))
+}
+
 /// The split build of a per-step `kernel` where the device takes them
-/// ([`GpuContext::split_steps`]): the matvec's k loop over 4 threads per output.
+/// ([`GpuContext::split_steps`]): tiles of 4 units x 16 rows, the matvec's k loop over
+/// 64 threads per unit lane.
 pub(crate) fn split_of(ctx: &GpuContext, kernel: Kernel) -> Kernel {
     if !ctx.split_steps() {
         return kernel;
@@ -160,7 +171,13 @@ pub(crate) struct StepKernel {
 /// outputs.
 fn step_traffic(kernel: Kernel, b: u64, h: u64, unit_tiles: u64, row_tiles: u64) -> Traffic {
     let g = matvec_rows(kernel);
-    let (weights, vector) = (g * h * h, b * g.max(1) * h);
+    // The matvec's vector per row: the state (forward) or g gate blocks of dGh (backward).
+    let backward = matches!(
+        kernel.shader(),
+        Shader::StepBwd | Shader::StepBwdSplit | Shader::StepBwdSg | Shader::StepBwdUb
+    );
+    let vector = if backward { b * g * h } else { b * h };
+    let weights = g * h * h;
     // Elementwise values in and out per row and unit, beyond the matvec's operands.
     let (ins, outs) = match kernel.entry() {
         // gx, h_prev (b_hh per unit, negligible) -> h, out, saved.
@@ -266,8 +283,9 @@ pub(crate) fn is_sequence(kernel: Kernel) -> bool {
 }
 
 impl StepKernel {
-    /// `buffers` are bindings 2.. of the shader, in order; `paired`: both directions of
-    /// a bidirectional layer, each binding spanning both (`pair`).
+    /// `kernel` as [`split_of`] resolved it; `buffers` are bindings 2.. of the shader, in
+    /// order; `paired`: both directions of a bidirectional layer, each binding spanning
+    /// both (`pair`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: &GpuContext,
@@ -279,7 +297,6 @@ impl StepKernel {
         buffers: &[&dyn Bind],
         paired: bool,
     ) -> Result<Self> {
-        let kernel = split_of(ctx, kernel);
         let pipeline = ctx.pipeline(kernel, constants)?;
         let mut res = vec![
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -313,19 +330,20 @@ impl StepKernel {
             }));
         }
         let bind_group = bind(ctx, &pipeline, kernel.entry(), res);
-        // Workgroups of WG units x TB batch rows (the shaders' WG and TB; the subgroup
-        // builds' TB is TB_SUBGROUP).
-        let rows = match kernel.shader() {
+        // Workgroups of WG units x TB batch rows (the shaders' WG and TB: the subgroup
+        // builds' TB is TB_SUBGROUP, the split builds' tile WG_SPLIT x TB_SPLIT).
+        let (units, rows) = match kernel.shader() {
             Shader::StepFwdSg | Shader::StepFwdUb | Shader::StepBwdSg | Shader::StepBwdUb => {
-                TB_SUBGROUP
+                (WG, TB_SUBGROUP)
             }
-            _ => TB,
+            Shader::StepFwdSplit | Shader::StepBwdSplit => (WG_SPLIT, TB_SPLIT),
+            _ => (WG, TB),
         };
         // A sequence entry's workgroup walks every unit of its rows.
         let unit_groups = if is_sequence(kernel) {
             1
         } else {
-            groups(d.hidden as usize, WG)
+            groups(d.hidden as usize, units)
         };
         // A pair's workgroups run direction z.
         let pairs = if paired { 2 } else { 1 };

@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// --plan: streaming multiprocessors or compute units, replacing --gpu's.
     #[arg(long, requires = "plan", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub units: Option<u32>,
+    /// --plan --class software: check the estimate on this adapter, from its measured
+    /// ceilings, against each kernel family's measured time.
+    #[arg(long, requires = "plan")]
+    pub measure: bool,
     /// --plan: µs per dispatch, replacing --gpu's.
     #[arg(long, requires = "plan", value_parser = positive)]
     pub dispatch_us: Option<f64>,

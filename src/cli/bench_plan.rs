@@ -4,7 +4,12 @@
 
 use clap::ValueEnum;
 use gru_engine::gpu::estimate::{self, AdapterClass, GpuSpec, PlannedDispatch, Shape, OURS};
-use gru_engine::{GruError, Result};
+use gru_engine::gpu::lab::{self, KernelTime};
+use gru_engine::gpu::DeviceRequest;
+use gru_engine::model::{Batch, ModelConfig, ModelParams};
+use gru_engine::rng::Rng;
+use gru_engine::train::GpuTrainer;
+use gru_engine::{GpuContext, GpuGru, GruConfig, GruError, GruWeights, Result, SequenceInput};
 
 use crate::cli::bench::BenchArgs;
 use crate::cli::out::outln;
@@ -77,6 +82,9 @@ pub fn plan(a: &BenchArgs) -> Result<u8> {
         hidden: h,
         vocab: a.train.then(|| a.vocab.unwrap_or(100).max(2)),
     };
+    if a.measure {
+        return measure(a, &shape);
+    }
     let gpu = spec(a)?;
     let plan = estimate::record(a.class.into(), &shape)?;
     let list = &plan.dispatches;
@@ -198,4 +206,132 @@ pub fn plan(a: &BenchArgs) -> Result<u8> {
         total / cudnn
     )?;
     Ok(0)
+}
+
+/// `--measure`: the software plan's estimate on this adapter, from the lab's measured
+/// ceilings and dispatch cost, against each kernel family's measured time.
+fn measure(a: &BenchArgs, shape: &Shape) -> Result<u8> {
+    if !matches!(a.class, ClassArg::Software) {
+        return Err(GruError::Input(
+            "--measure checks the estimate against this adapter's own builds: add --class software"
+                .into(),
+        ));
+    }
+    let plan = estimate::record(AdapterClass::Software, shape)?;
+    let ctx = GpuContext::new(&DeviceRequest::default())?;
+    let budget = a.seconds.min(1.0);
+    let roof = lab::roofline(&ctx, budget)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let spec = GpuSpec {
+        id: "measured",
+        name: "this adapter (measured ceilings)",
+        fp32_tflops: roof.fma_gflops / 1e3,
+        dram_gbs: roof.stream_gbs,
+        // Every load costs llvmpipe the same, cached or not.
+        l2_gbs: roof.stream_gbs,
+        units: cores,
+        dispatch_us: lab::dispatch_seconds(&ctx, budget)? * 1e6,
+    };
+    let measured = measured_families(&ctx, shape, budget)?;
+    // Estimated seconds per entry point, in the plan's order.
+    let mut est: Vec<(String, usize, f64)> = Vec::new();
+    for d in &plan.dispatches {
+        let entry = d.kernel.rsplit(':').next().unwrap_or(&d.kernel).to_string();
+        let t = estimate::dispatch_time(d, &spec, &OURS).seconds;
+        match est.iter_mut().find(|e| e.0 == entry) {
+            Some(e) => (e.1, e.2) = (e.1 + 1, e.2 + t),
+            None => est.push((entry, 1, t)),
+        }
+    }
+    let rows: Vec<(String, usize, f64, f64)> = est
+        .into_iter()
+        .map(|(k, n, e)| {
+            let m: f64 = measured
+                .iter()
+                .filter(|t| t.kernel == k)
+                .map(|t| t.seconds)
+                .sum();
+            (k, n, e, m)
+        })
+        .collect();
+    let (te, tm): (f64, f64) = rows.iter().fold((0.0, 0.0), |s, r| (s.0 + r.2, s.1 + r.3));
+    if a.json {
+        let kernels: Vec<_> = rows
+            .iter()
+            .map(|(k, n, e, m)| serde_json::json!({"kernel": k, "dispatches": n, "estimate_ms": e * 1e3, "measured_ms": m * 1e3}))
+            .collect();
+        outln!(
+            "{}",
+            serde_json::json!({
+                "adapter": plan.recorded_on,
+                "ceilings": {"fma_gflops": roof.fma_gflops, "stream_gbs": roof.stream_gbs, "dispatch_us": spec.dispatch_us, "units": cores},
+                "kernels": kernels,
+                "estimate_ms": te * 1e3,
+                "measured_ms": tm * 1e3,
+                "error": (te - tm) / tm,
+            })
+        )?;
+        return Ok(0);
+    }
+    outln!(
+        "estimate against measurement on {}: ceilings {:.1} GFLOP/s FMA, {:.2} GB/s loads, {:.0} µs a dispatch, {cores} cores",
+        plan.recorded_on,
+        roof.fma_gflops,
+        roof.stream_gbs,
+        spec.dispatch_us
+    )?;
+    outln!("| kernel | dispatches | estimate ms | measured ms | estimate / measured |")?;
+    outln!("| --- | --- | --- | --- | --- |")?;
+    for (k, n, e, m) in &rows {
+        outln!(
+            "| {k} | {n} | {:.2} | {:.2} | {:.2} |",
+            e * 1e3,
+            m * 1e3,
+            e / m
+        )?;
+    }
+    outln!(
+        "total: estimate {:.2} ms, measured {:.2} ms (each family timed alone), error {:+.0}%",
+        te * 1e3,
+        tm * 1e3,
+        (te - tm) / tm * 100.0
+    )?;
+    Ok(0)
+}
+
+/// Each kernel family of `shape` timed alone on `ctx`: a layer's forward and backward,
+/// or the language model's training step.
+fn measured_families(
+    ctx: &std::sync::Arc<GpuContext>,
+    s: &Shape,
+    budget: f64,
+) -> Result<Vec<KernelTime>> {
+    let mut rng = Rng::new(2);
+    match s.vocab {
+        Some(v) => {
+            let cfg = ModelConfig::language_model(v, s.input, s.hidden);
+            let params = ModelParams::init(cfg, 1)?;
+            let mut trainer =
+                GpuTrainer::new(ctx.clone(), &params, crate::cli::bench::train_options())?;
+            let n = s.batch * s.seq_len;
+            let mut draw =
+                || -> Vec<u32> { (0..n).map(|_| (rng.next_u64() % v as u64) as u32).collect() };
+            let (x, y) = (draw(), draw());
+            let batch = Batch::tokens(&x, s.batch, s.seq_len).classes(&y);
+            lab::profile_training(&mut trainer, &batch, budget)
+        }
+        None => {
+            let cfg = GruConfig::new(s.input, s.hidden);
+            let w = GruWeights::init(cfg, 1);
+            let mut gru = GpuGru::new(ctx.clone(), &w)?;
+            let x = rng.uniform_vec(s.seq_len * s.batch * s.input, -1.0, 1.0);
+            let dy = rng.uniform_vec(s.seq_len * s.batch * s.hidden, -1.0, 1.0);
+            lab::profile(
+                &mut gru,
+                &SequenceInput::new(&x, s.seq_len, s.batch),
+                &dy,
+                budget,
+            )
+        }
+    }
 }

@@ -22,10 +22,10 @@ pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize
         .flat_map(|l| {
             let i = cfg.layer_input_size(l);
             [
-                gemm_scratch(tb, 3 * h, i), // forward input projection
-                gemm_scratch(3 * h, i, tb),
-                gemm_scratch(3 * h, h, tb),
-                gemm_scratch(tb, i, 3 * h),
+                gemm_scratch(ctx, tb, 3 * h, i), // forward input projection
+                gemm_scratch(ctx, 3 * h, i, tb),
+                gemm_scratch(ctx, 3 * h, h, tb),
+                gemm_scratch(ctx, tb, i, 3 * h),
                 colsum_scratch(ctx, tb, 3 * h),
             ]
         })

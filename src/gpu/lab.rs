@@ -105,6 +105,16 @@ pub fn roofline(ctx: &GpuContext, budget: f64) -> Result<Roofline> {
     })
 }
 
+/// Seconds one dispatch costs on its own: 64 dispatches of one workgroup that does
+/// almost nothing, in one submission, about `budget` seconds in all.
+pub fn dispatch_seconds(ctx: &GpuContext, budget: f64) -> Result<f64> {
+    let src = ctx.storage("dispatch_src", 64)?;
+    let dst = ctx.storage("dispatch_dst", 64)?;
+    let one = ctx.scoped(|| probe(ctx, Probe::Fma, (64, 1), (&src, &dst), (64, 64)))?;
+    let list = vec![one; 64];
+    Ok(time_list(ctx, &list, budget)? / list.len() as f64)
+}
+
 /// Times every kernel family of `gru`'s forward and backward at the shape of `input`
 /// (`d_output` as for [`GpuGru::backward_on_device`]): each family's dispatches of one
 /// pass, in their recorded order, run alone, about `budget` seconds each. The sum is

@@ -38,25 +38,33 @@ const GEMM_ROWS: u32 = 64;
 /// Most K rows one GEMM invocation covers: about K/16·17 loop iterations must stay under
 /// llvmpipe's 65535 per invocation.
 const MAX_K_SLICE: usize = 8192;
-/// Fewest K rows worth a slice of their own.
-const MIN_K_SLICE: usize = 1024;
-/// Workgroups a split GEMM aims for, so wide GPUs have work for every core.
-const TARGET_WORKGROUPS: usize = 256;
-/// (slices, rows per slice) for a GEMM of this shape.
-fn split_k(m: usize, n: usize, k: usize) -> (usize, usize) {
+
+/// How far a GEMM splits its K rows to give every core work: the fewest K rows worth a
+/// slice of their own, and the workgroups a split aims for. Software adapters split
+/// little (a few cores, and each slice costs a reduction); the GPU builds aim past four
+/// workgroups per unit of the largest GPU in the plan's table (132 SMs).
+fn split_targets(ctx: &GpuContext) -> (usize, usize) {
+    if ctx.gpu_builds() {
+        (256, 640)
+    } else {
+        (1024, 256)
+    }
+}
+
+/// (slices, rows per slice) for a GEMM of this shape on `ctx`.
+fn split_k(ctx: &GpuContext, m: usize, n: usize, k: usize) -> (usize, usize) {
+    let (min_k_slice, target) = split_targets(ctx);
     let tiles = m.div_ceil(GEMM_ROWS as usize) * n.div_ceil(64);
     let needed = k.div_ceil(MAX_K_SLICE);
-    let wanted = TARGET_WORKGROUPS
-        .div_ceil(tiles)
-        .min(k.div_ceil(MIN_K_SLICE));
+    let wanted = target.div_ceil(tiles).min(k.div_ceil(min_k_slice));
     let slices = needed.max(wanted).max(1);
     let k_slice = k.div_ceil(slices).div_ceil(16) * 16;
     (k.div_ceil(k_slice.max(1)).max(1), k_slice.max(16))
 }
 
-/// f32 values of scratch a GEMM of this shape needs (0 when it runs unsplit).
-pub(crate) fn gemm_scratch(m: usize, n: usize, k: usize) -> usize {
-    match split_k(m, n, k) {
+/// f32 values of scratch a GEMM of this shape needs on `ctx` (0 when it runs unsplit).
+pub(crate) fn gemm_scratch(ctx: &GpuContext, m: usize, n: usize, k: usize) -> usize {
+    match split_k(ctx, m, n, k) {
         (1, _) => 0,
         (s, _) => s * m * n,
     }
@@ -276,7 +284,7 @@ fn gemm_as(
         },
         other => other,
     };
-    let (slices, k_slice) = split_k(p.m as usize, p.n as usize, p.k as usize);
+    let (slices, k_slice) = split_k(ctx, p.m as usize, p.n as usize, p.k as usize);
     p.k_slice = k_slice as u32;
     let split = slices > 1;
     let constants = [
@@ -434,7 +442,7 @@ mod tests {
                     accumulate: acc,
                 };
                 let scratch = ctx
-                    .storage("scratch", gemm_scratch(m, n, k).max(1))
+                    .storage("scratch", gemm_scratch(&ctx, m, n, k).max(1))
                     .unwrap();
                 let bias_buf = bias.then_some(&biasb as &dyn Bind);
                 let mut kernels = vec![Kernel::Gemm];

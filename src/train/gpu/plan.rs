@@ -123,9 +123,9 @@ impl ModelPlan {
             stats: ctx.storage("loss_stats", rows * 3)?,
             scratch: ctx.storage(
                 "head_scratch",
-                gemm_scratch(c, f, rows)
-                    .max(gemm_scratch(rows, f, c))
-                    .max(gemm_scratch(rows, c, f))
+                gemm_scratch(ctx, c, f, rows)
+                    .max(gemm_scratch(ctx, rows, f, c))
+                    .max(gemm_scratch(ctx, rows, c, f))
                     .max(colsum_scratch(ctx, rows, c)),
             )?,
         };

@@ -149,12 +149,17 @@ fn a64(x: usize) -> usize {
     x.next_multiple_of(64)
 }
 
-/// Loop iterations one invocation may run: llvmpipe (Mesa 22.3) stops a shader
-/// invocation after 65535 loop iterations counted over all its loops, and the draws of
-/// an over-long dispatch come out wrong. Also the bound of a token's work on every
-/// adapter: past it, one workgroup is too little of a GPU and the per-kernel path
-/// takes over.
+/// Loop iterations one invocation may run on a software adapter: llvmpipe (Mesa 22.3)
+/// stops a shader invocation after 65535 loop iterations counted over all its loops,
+/// and the draws of an over-long dispatch come out wrong.
 pub(crate) const LOOP_BUDGET: u64 = 60_000;
+
+/// Weights the one workgroup of the fused route may read per token on a GPU. One core
+/// streams 50-100 GB/s, so a token of 1 MiB takes 10-20 µs there, what the handful of
+/// dispatches of the per-kernel path cost; past it the per-kernel path, whose step
+/// and head kernels spread over every core, is faster (the seed-size model's 16 MB
+/// would take 150-300 µs a token in one workgroup).
+pub(crate) const GPU_FUSED_BYTES: u64 = 1 << 20;
 
 const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
 
@@ -166,11 +171,13 @@ pub(crate) struct Fused {
     pub per_dispatch: usize,
 }
 
-/// The fused route for `dims` on `ctx`, or `None` where the model is too large for one
-/// workgroup (or for a binding): the per-kernel path then runs it. Software adapters
-/// take the subgroup builds, and the uniform windows where the weights fit them; a
-/// software adapter's dispatch draws only as many tokens as fit [`LOOP_BUDGET`], a
-/// GPU's up to `chunk`.
+/// The fused route for `dims` on `ctx`, or `None` where the per-kernel path runs the
+/// model: chosen by the adapter's class. A software adapter takes it while a token fits
+/// [`LOOP_BUDGET`] (its dispatches cost about 100 µs, so one workgroup pays whatever
+/// the model), with the subgroup builds and the uniform windows where the weights fit
+/// them, and draws as many tokens a dispatch as the budget holds; a GPU takes it for
+/// weights up to [`GPU_FUSED_BYTES`], `chunk` tokens a dispatch. A model past a binding
+/// takes the per-kernel path everywhere.
 pub(crate) fn fused_route(
     ctx: &GpuContext,
     dims: &GenDims,
@@ -179,7 +186,7 @@ pub(crate) fn fused_route(
 ) -> Option<Fused> {
     let sg = ctx.subgroup_builds();
     let bytes = 4 * dims.weights_len() as u64;
-    if bytes + UNIFORM_WINDOW > ctx.storage_limit() {
+    if bytes + UNIFORM_WINDOW > ctx.storage_limit() || !fused_fits(ctx.is_software(), bytes) {
         return None;
     }
     // The device's window builds are chosen only where it allows the 14 uniform buffers
@@ -201,15 +208,21 @@ pub(crate) fn fused_route(
     })
 }
 
-/// Tokens one dispatch may draw at `per_token` loop iterations each: none past the
-/// budget; on a software adapter as many as the budget holds, on a GPU `chunk`.
+/// Whether a model of `bytes` of weights takes the fused route on an adapter of this
+/// class ([`GPU_FUSED_BYTES`]; software adapters decide by loop iterations instead).
+pub(crate) fn fused_fits(software: bool, bytes: u64) -> bool {
+    software || bytes <= GPU_FUSED_BYTES
+}
+
+/// Tokens one dispatch may draw at `per_token` loop iterations each: on a software
+/// adapter as many as [`LOOP_BUDGET`] holds (none past it), on a GPU `chunk`.
 pub(crate) fn tokens_per_dispatch(per_token: u64, software: bool, chunk: usize) -> usize {
-    if per_token > LOOP_BUDGET {
-        0
-    } else if software {
-        ((LOOP_BUDGET / per_token) as usize).min(chunk)
-    } else {
+    if !software {
         chunk
+    } else if per_token > LOOP_BUDGET {
+        0
+    } else {
+        ((LOOP_BUDGET / per_token) as usize).min(chunk)
     }
 }
 
@@ -270,8 +283,19 @@ mod tests {
         assert_eq!(tokens_per_dispatch(100, true, 64), 64);
         assert_eq!(tokens_per_dispatch(30_000, true, 64), 2);
         assert_eq!(tokens_per_dispatch(30_000, false, 64), 64);
-        assert_eq!(tokens_per_dispatch(LOOP_BUDGET + 1, false, 64), 0);
+        assert_eq!(tokens_per_dispatch(LOOP_BUDGET + 1, false, 64), 64);
         assert_eq!(tokens_per_dispatch(LOOP_BUDGET + 1, true, 64), 0);
+    }
+
+    /// A GPU's route follows the weights' bytes, not llvmpipe's loop cap: the default
+    /// character model (about 0.3 MB) in one workgroup, the seed-size model (16 MB) by
+    /// the per-kernel path; a software adapter keeps both on the fused route's terms.
+    #[test]
+    fn a_gpus_route_follows_the_weights_bytes() {
+        let floats = |v: usize, e: usize, h: usize| (3 * h * (e + h) + 6 * h + v * h + v) as u64;
+        assert!(fused_fits(false, 4 * floats(65, 32, 128)));
+        assert!(!fused_fits(false, 4 * floats(100, 256, 1024)));
+        assert!(fused_fits(true, 4 * floats(100, 256, 1024)));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::gpu::abi::{NormParams, TensorParams, SUMSQ_SPAN};
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, row_grid, Dispatch};
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, row_grid, Dispatch, Traffic};
 
 /// What one optimiser dispatch updates: `len` values of a value buffer, its gradient
 /// and its moments (a segment of the model's flat buffers).
@@ -93,7 +93,7 @@ pub(crate) fn optimizer_step(
 ) -> Result<Dispatch> {
     let q = tensor_params(t, count);
     let bufs = [step, norms, t.grad, t.value, t.m, t.v];
-    param_dispatch(
+    let mut d = param_dispatch(
         ctx,
         kernel,
         &[],
@@ -101,7 +101,11 @@ pub(crate) fn optimizer_step(
         bytemuck::bytes_of(&q),
         &bufs,
         flat_grid(ctx, t.len),
-    )
+    )?;
+    // Gradient, value and moments read, value and moments written (SGD: one moment).
+    let (n, moments) = (t.len as u64, if kernel == Kernel::Adam { 2 } else { 1 });
+    d.traffic = Traffic::floats((2 + moments) * n, (1 + moments) * n);
+    Ok(d)
 }
 
 /// Keras' max_norm(c) on each of `rows` rows of `cols` values.

@@ -218,7 +218,29 @@ fn split_step_kernels_match_reference() {
     let Some(ctx) = context_split(false, false, Some(true)) else {
         return;
     };
-    rotating_cases(&ctx, &[1, 3, 67, 130], 900);
+    split_cases(&ctx);
+}
+
+/// The wide tiles integrated GPUs take (16 units x 16 rows, 16 threads per unit lane,
+/// each finishing two outputs), on the same cases.
+#[test]
+fn wide_split_step_kernels_match_reference() {
+    let ctx = match GpuContext::new(&gru_engine::gpu::DeviceRequest {
+        subgroup_kernels: false,
+        sequence_kernels: false,
+        split_steps: Some(true),
+        wide_steps: Some(true),
+        ..Default::default()
+    }) {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("no adapter under CI: {e}"),
+        Err(_) => return,
+    };
+    split_cases(&ctx);
+}
+
+fn split_cases(ctx: &std::sync::Arc<GpuContext>) {
+    rotating_cases(ctx, &[1, 3, 67, 130], 900);
     let mut n = 0;
     for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
         for &(h, b, t) in &[(67, 17, 5), (130, 33, 3), (1024, 17, 2), (1024, 3, 3)] {
@@ -236,7 +258,7 @@ fn split_step_kernels_match_reference() {
                 batch_first: false,
                 chunk: None,
             };
-            run_case(&ctx, c, 950 + n as u64);
+            run_case(ctx, c, 950 + n as u64);
             n += 1;
         }
     }

@@ -2,13 +2,13 @@
 // workgroup, KS threads per unit lane). Thread lx sums slice k_part = lx % KS of the
 // matvec's k loop (every KS-th k, so that the KS threads of a lane read neighbouring
 // addresses), for unit lane lx / KS. The slices' sums meet in a fixed tree in workgroup
-// memory (deterministic), and thread (lane, k_part) finishes output k_part of its lane,
-// so the step's elementwise tail runs in parallel too. Sums stay in named vec4s: no
+// memory (deterministic), and thread (lane, k_part) finishes the outputs a of its lane
+// with a % KS == k_part, so the step's elementwise tail runs in parallel too. Sums stay in named vec4s: no
 // register array is indexed by a variable (FXC on DX12 may refuse or spill those).
 
 const LANES: u32 = WG / UT;
 const OUTS: u32 = UT * TB;
-const_assert OUTS == 32u && KS >= OUTS;
+const_assert OUTS == 32u && (KS % OUTS == 0u || OUTS % KS == 0u);
 var<private> k_part: u32;
 var<private> split_lane: u32;
 // The upper half of the live slices' sums at each level of the tree, 8 vec4s each.
@@ -89,5 +89,5 @@ fn total(v: array<f32, OUTS>, gate: u32, a: u32) -> f32 {
 
 // Whether this thread finishes output a of its lane.
 fn owns(a: u32) -> bool {
-    return a == k_part;
+    return a % KS == k_part;
 }

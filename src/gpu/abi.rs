@@ -21,6 +21,12 @@ pub(crate) const TB_SPLIT: u32 = 16;
 /// Threads summing slices of one unit lane's k loop in the GPU step builds
 /// (WG_SPLIT / UT x KS_SPLIT = 128 threads a workgroup).
 pub(crate) const KS_SPLIT: u32 = 64;
+/// Units of the wide GPU step builds' workgroup, for GPUs with few cores (integrated
+/// ones): a quarter of the workgroups, each state row (or gate-gradient row) loaded
+/// once for 16 units instead of 4.
+pub(crate) const WG_SPLIT_WIDE: u32 = 16;
+/// Threads per unit lane of the wide builds (8 lanes x 16 = 128 threads).
+pub(crate) const KS_SPLIT_WIDE: u32 = 16;
 /// A target to skip (`model::IGNORE`): a NaN bit pattern no real target has.
 pub(crate) const IGNORE: u32 = crate::model::IGNORE;
 
@@ -95,6 +101,16 @@ impl Wgsl for StepTileSplit {
     fn wgsl() -> String {
         format!(
             "const WG: u32 = {WG_SPLIT}u;\nconst TB: u32 = {TB_SPLIT}u;\nconst UT: u32 = {UT}u;\nconst KS: u32 = {KS_SPLIT}u;\n"
+        )
+    }
+}
+
+/// `WG`, `TB`, `UT` and `KS` of the wide GPU step builds.
+pub(crate) struct StepTileSplitWide;
+impl Wgsl for StepTileSplitWide {
+    fn wgsl() -> String {
+        format!(
+            "const WG: u32 = {WG_SPLIT_WIDE}u;\nconst TB: u32 = {TB_SPLIT}u;\nconst UT: u32 = {UT}u;\nconst KS: u32 = {KS_SPLIT_WIDE}u;\n"
         )
     }
 }

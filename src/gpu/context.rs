@@ -68,6 +68,11 @@ pub struct DeviceRequest {
     /// adapters, whose barrier-free builds and few dispatches suit them; `Some` forces it
     /// either way (tests run the GPU builds on llvmpipe this way).
     pub split_steps: Option<bool>,
+    /// Whether the GPU step builds take wide tiles (16 units x 16 rows: a quarter of the
+    /// workgroups, half the loads of the state rows), which suit GPUs with few cores.
+    /// `None` (default): integrated GPUs do, others take the narrow tiles (4 units x 16
+    /// rows) that fill a large discrete GPU; `Some` forces it (tests, `gru bench --plan`).
+    pub wide_steps: Option<bool>,
     /// Run both directions of a bidirectional layer in one step dispatch (grid z = 2)
     /// where their tensors can be bound together (default `true`); `false` gives each
     /// direction its own dispatches (tests compare the two).
@@ -87,6 +92,7 @@ impl Default for DeviceRequest {
             subgroup_kernels: true,
             sequence_kernels: true,
             split_steps: None,
+            wide_steps: None,
             pair_directions: true,
             record_only: false,
         }
@@ -229,6 +235,7 @@ pub struct GpuContext {
     subgroup_kernels: bool,
     sequence_kernels: bool,
     split_steps: Option<bool>,
+    wide_steps: Option<bool>,
     pair_directions: bool,
     record_only: bool,
     lost: Arc<AtomicBool>,
@@ -342,6 +349,7 @@ impl GpuContext {
             subgroup_kernels: request.subgroup_kernels,
             sequence_kernels: request.sequence_kernels,
             split_steps: request.split_steps,
+            wide_steps: request.wide_steps,
             pair_directions: request.pair_directions,
             record_only: request.record_only,
             lost,
@@ -370,6 +378,12 @@ impl GpuContext {
     /// Whether the per-step kernels run their split builds ([`DeviceRequest::split_steps`]).
     pub(crate) fn split_steps(&self) -> bool {
         self.split_steps.unwrap_or(!self.is_software())
+    }
+
+    /// Whether the GPU step builds take their wide tiles ([`DeviceRequest::wide_steps`]).
+    pub(crate) fn wide_steps(&self) -> bool {
+        self.wide_steps
+            .unwrap_or(self.info.device_type == wgpu::DeviceType::IntegratedGpu)
     }
 
     /// Whether bidirectional layers may pair their directions in one step dispatch

@@ -28,12 +28,12 @@ use crate::model::{ModelConfig, ModelParams};
 use crate::train::{GpuTrainer, TrainOptions};
 
 /// Which builds a plan is recorded for: what the engine gives a discrete GPU, an
-/// integrated one (the same builds today), or a software adapter (llvmpipe).
+/// integrated one, or a software adapter (llvmpipe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdapterClass {
     /// A discrete GPU.
     Discrete,
-    /// An integrated GPU (Apple, Intel, AMD APUs): the same builds as a discrete one.
+    /// An integrated GPU (Apple, Intel, AMD APUs): the step kernels in wide tiles.
     Integrated,
     /// A CPU rasterizer (llvmpipe, SwiftShader); recorded only on one.
     Software,
@@ -271,6 +271,7 @@ pub fn record(class: AdapterClass, shape: &Shape) -> Result<Plan> {
             subgroup_kernels: false,
             sequence_kernels: false,
             split_steps: Some(true),
+            wide_steps: Some(class == AdapterClass::Integrated),
             record_only: true,
             ..Default::default()
         },

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::{StepDims, StepParams};
-use crate::gpu::abi::{TB, TB_SPLIT, TB_SUBGROUP, UT, WG, WG_SPLIT};
+use crate::gpu::abi::{TB, TB_SPLIT, TB_SUBGROUP, UT, WG, WG_SPLIT, WG_SPLIT_WIDE};
 use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
@@ -53,9 +53,15 @@ pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Ker
 /// W_hhᵀ [H, 3H], each along its matvec's sum (shaders/parts/*_matvec_split.wgsl). A
 /// run's kernels share their bindings, so a run is split throughout or not at all.
 pub(crate) fn split_layout(kernels: &[Kernel]) -> bool {
-    kernels
-        .iter()
-        .any(|k| matches!(k.shader(), Shader::StepFwdSplit | Shader::StepBwdSplit))
+    kernels.iter().any(|k| {
+        matches!(
+            k.shader(),
+            Shader::StepFwdSplit
+                | Shader::StepBwdSplit
+                | Shader::StepFwdSplitWide
+                | Shader::StepBwdSplitWide
+        )
+    })
 }
 
 /// The split build of a per-step `kernel` where the device takes them
@@ -65,7 +71,15 @@ pub(crate) fn split_of(ctx: &GpuContext, kernel: Kernel) -> Kernel {
     if !ctx.split_steps() {
         return kernel;
     }
+    let wide = ctx.wide_steps();
     match kernel {
+        Kernel::StepFused if wide => Kernel::StepFusedSplitWide,
+        Kernel::StepGates if wide => Kernel::StepGatesSplitWide,
+        Kernel::StepCandidate if wide => Kernel::StepCandidateSplitWide,
+        Kernel::BwdState if wide => Kernel::BwdStateSplitWide,
+        Kernel::BwdStateGates if wide => Kernel::BwdStateGatesSplitWide,
+        Kernel::BwdCandidate if wide => Kernel::BwdCandidateSplitWide,
+        Kernel::BwdRz if wide => Kernel::BwdRzSplitWide,
         Kernel::StepFused => Kernel::StepFusedSplit,
         Kernel::StepGates => Kernel::StepGatesSplit,
         Kernel::StepCandidate => Kernel::StepCandidateSplit,
@@ -174,7 +188,11 @@ fn step_traffic(kernel: Kernel, b: u64, h: u64, unit_tiles: u64, row_tiles: u64)
     // The matvec's vector per row: the state (forward) or g gate blocks of dGh (backward).
     let backward = matches!(
         kernel.shader(),
-        Shader::StepBwd | Shader::StepBwdSplit | Shader::StepBwdSg | Shader::StepBwdUb
+        Shader::StepBwd
+            | Shader::StepBwdSplit
+            | Shader::StepBwdSplitWide
+            | Shader::StepBwdSg
+            | Shader::StepBwdUb
     );
     let vector = if backward { b * g * h } else { b * h };
     let weights = g * h * h;
@@ -224,11 +242,17 @@ fn matvec_rows(kernel: Kernel) -> u64 {
         | Kernel::BwdStateGatesUb
         | Kernel::SeqStateGatesUb => 3,
         Kernel::StepFusedSplit | Kernel::BwdStateSplit | Kernel::BwdStateGatesSplit => 3,
+        Kernel::StepFusedSplitWide | Kernel::BwdStateSplitWide | Kernel::BwdStateGatesSplitWide => {
+            3
+        }
         Kernel::StepGates | Kernel::BwdRz | Kernel::StepGatesSplit | Kernel::BwdRzSplit => 2,
+        Kernel::StepGatesSplitWide | Kernel::BwdRzSplitWide => 2,
         Kernel::StepCandidate
         | Kernel::BwdCandidate
         | Kernel::StepCandidateSplit
-        | Kernel::BwdCandidateSplit => 1,
+        | Kernel::BwdCandidateSplit
+        | Kernel::StepCandidateSplitWide
+        | Kernel::BwdCandidateSplitWide => 1,
         _ => 0,
     }
 }
@@ -337,6 +361,7 @@ impl StepKernel {
                 (WG, TB_SUBGROUP)
             }
             Shader::StepFwdSplit | Shader::StepBwdSplit => (WG_SPLIT, TB_SPLIT),
+            Shader::StepFwdSplitWide | Shader::StepBwdSplitWide => (WG_SPLIT_WIDE, TB_SPLIT),
             _ => (WG, TB),
         };
         // A sequence entry's workgroup walks every unit of its rows.

@@ -4,9 +4,10 @@
 // `per_dispatch` tokens are drawn or the count in gen[0] reaches `total`. Between tokens
 // nothing leaves the device and no dispatch is launched: on llvmpipe a dispatch costs
 // about 100 µs, more than a small model's whole step; on a GPU, a launch per kernel per
-// token leaves it idle. One workgroup cannot fill a GPU, so the host takes this kernel
-// only for models whose per-token work is small (a loop-iteration bound that also keeps
-// each dispatch under llvmpipe's 65535 loop iterations per invocation).
+// token leaves it idle. One workgroup cannot fill a GPU, so a GPU takes this kernel
+// only for models of at most 1 MiB of weights, and a software adapter for models whose
+// token keeps a dispatch under llvmpipe's 65535 loop iterations per invocation
+// (gpu/ops/generate.rs, fused_route).
 //
 // weights: every tensor of the model in ModelParams order, each gate block on its own
 // 64-value (256-byte) boundary, so a uniform window can start at it: the embedding

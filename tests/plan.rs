@@ -186,3 +186,48 @@ fn bench_plan_refuses_bad_flags_in_one_line() {
     let o = gru(&["bench", "--plan", "--peak-tflops", "-3"]);
     assert!(!o.status.success());
 }
+
+/// A GPU described by its figures: each flag replaces the table's, and a slower GPU
+/// gets a longer estimate.
+#[test]
+fn bench_plan_takes_a_described_gpu() {
+    let ms = |extra: &[&str]| -> Option<(f64, String)> {
+        let mut args = vec!["bench", "--plan", "--shape", "8,12,16,96", "--json"];
+        args.extend_from_slice(extra);
+        let o = gru(&args);
+        if !o.status.success() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let e = &v["estimate"];
+        Some((
+            e["ms"].as_f64().unwrap(),
+            e["gpu"].as_str().unwrap().to_string(),
+        ))
+    };
+    let Some((h100, name)) = ms(&[]) else { return };
+    assert_eq!(name, "NVIDIA H100 SXM");
+    let (slow, name) = ms(&[
+        "--peak-tflops",
+        "1",
+        "--dram-gbs",
+        "50",
+        "--cache-gbs",
+        "100",
+        "--units",
+        "4",
+        "--dispatch-us",
+        "20",
+    ])
+    .unwrap();
+    assert_eq!(name, "the described GPU");
+    assert!(slow > 3.0 * h100, "{slow} ms against {h100}");
+    // The dispatch cost alone: every dispatch pays it.
+    let (more, _) = ms(&["--dispatch-us", "50"]).unwrap();
+    assert!(more > h100 + 45.0 * 25.0 / 1e3, "{more} against {h100}");
+}

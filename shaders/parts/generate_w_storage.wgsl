@@ -1,5 +1,5 @@
 // generate.wgsl's weights read from their storage buffer: a unit's gate rows are
-// summed by dot3/dot1 (shaders/parts/generate_dot*.wgsl).
+// summed by dot3/dot1 (shaders/parts/generate_dot_subgroup.wgsl).
 
 fn w_at(x: u32) -> f32 {
     return weights[x];

@@ -53,37 +53,8 @@ pub struct BenchArgs {
     /// --train, --generate: vocabulary size [default: 113; 100 with --plan].
     #[arg(long)]
     pub vocab: Option<usize>,
-    /// Print the dispatches a class of adapter gets for the first --shape (default the
-    /// seed model's 64,100,256,1024), recorded without running them, with a roofline
-    /// estimate on --gpu and cuDNN's estimate beside it; with --train, a training step
-    /// of the language model embedding I, GRU(H), dense --vocab.
-    #[arg(long, conflicts_with_all = ["generate", "roofline", "bidirectional"])]
-    pub plan: bool,
-    /// --plan: the class of adapter whose builds to record.
-    #[arg(long, value_enum, default_value = "discrete", requires = "plan")]
-    pub class: crate::cli::bench_plan::ClassArg,
-    /// --plan: the GPU to estimate on (h100, a100, rtx4090, rx7900xtx, m2max, a770).
-    #[arg(long, requires = "plan")]
-    pub gpu: Option<String>,
-    /// --plan: FP32 TFLOP/s, replacing --gpu's.
-    #[arg(long, requires = "plan", value_parser = positive)]
-    pub peak_tflops: Option<f64>,
-    /// --plan: DRAM bandwidth in GB/s, replacing --gpu's.
-    #[arg(long, requires = "plan", value_parser = positive)]
-    pub dram_gbs: Option<f64>,
-    /// --plan: cache bandwidth in GB/s, replacing --gpu's.
-    #[arg(long, requires = "plan", value_parser = positive)]
-    pub cache_gbs: Option<f64>,
-    /// --plan: streaming multiprocessors or compute units, replacing --gpu's.
-    #[arg(long, requires = "plan", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub units: Option<u32>,
-    /// --plan --class software: check the estimate on this adapter, from its measured
-    /// ceilings, against each kernel family's measured time.
-    #[arg(long, requires = "plan")]
-    pub measure: bool,
-    /// --plan: µs per dispatch, replacing --gpu's.
-    #[arg(long, requires = "plan", value_parser = positive)]
-    pub dispatch_us: Option<f64>,
+    #[command(flatten)]
+    pub plan: crate::cli::bench_plan::PlanArgs,
     /// --train, --generate: embedding size.
     #[arg(long, short = 'E', default_value_t = 32)]
     pub embed: usize,
@@ -131,14 +102,6 @@ fn parse_shape(s: &str) -> std::result::Result<(usize, usize, usize, usize), Str
     }
 }
 
-/// A finite number above 0.
-fn positive(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!("expected a number above 0, found `{s}`")),
-    }
-}
-
 /// Mean seconds per call of `f`, over at least one call and about `budget` seconds.
 fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?; // warm-up: pipelines, workspaces, caches
@@ -153,8 +116,9 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// `gru bench` in one process (under mpirun: `bench_ranks::bench`).
 pub fn bench(a: BenchArgs) -> Result<u8> {
-    if a.plan {
-        return crate::cli::bench_plan::plan(&a);
+    if a.plan.plan {
+        let shape = a.shape.first().copied();
+        return crate::cli::bench_plan::plan(&a.plan, (shape, a.train, a.vocab), a.json, a.seconds);
     }
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
@@ -358,7 +322,7 @@ pub fn language_model(a: &BenchArgs) -> Result<(ModelConfig, ModelParams)> {
 
 /// The optimiser `--train` times: Adam, global-norm clipping at 1.
 pub fn train_options() -> TrainOptions {
-    TrainOptions::adam(2e-3).clip_norm(1.0)
+    gru_engine::gpu::estimate::training_options()
 }
 
 /// Random token ids and next-token targets, [B, T] each, for `--train`.

@@ -2,7 +2,7 @@
 //! without running them, and their roofline estimate on a known or described GPU, with
 //! cuDNN's standard algorithm estimated the same way beside it (design.md §9).
 
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 use gru_engine::gpu::estimate::{self, AdapterClass, GpuSpec, PlannedDispatch, Shape, OURS};
 use gru_engine::gpu::lab::{self, KernelTime};
 use gru_engine::gpu::DeviceRequest;
@@ -11,8 +11,55 @@ use gru_engine::rng::Rng;
 use gru_engine::train::GpuTrainer;
 use gru_engine::{GpuContext, GpuGru, GruConfig, GruError, GruWeights, Result, SequenceInput};
 
-use crate::cli::bench::BenchArgs;
 use crate::cli::out::outln;
+
+/// `gru bench --plan` and its flags (the shape, `--train`, `--vocab`, `--json` and
+/// `--seconds` are `gru bench`'s own).
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Print the dispatches a class of adapter gets for the first --shape (default the
+    /// seed model's 64,100,256,1024), recorded without running them, with a roofline
+    /// estimate on --gpu and cuDNN's estimate beside it; with --train, a training step
+    /// of the language model embedding I, GRU(H), dense --vocab.
+    #[arg(long, conflicts_with_all = ["generate", "roofline", "bidirectional"])]
+    pub plan: bool,
+    /// --plan: the class of adapter whose builds to record.
+    #[arg(long, value_enum, default_value = "discrete", requires = "plan")]
+    pub class: ClassArg,
+    /// --plan: the GPU to estimate on (h100, a100, rtx4090, rx7900xtx, m2max, a770).
+    #[arg(long, requires = "plan")]
+    pub gpu: Option<String>,
+    /// --plan: FP32 TFLOP/s, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub peak_tflops: Option<f64>,
+    /// --plan: DRAM bandwidth in GB/s, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub dram_gbs: Option<f64>,
+    /// --plan: cache bandwidth in GB/s, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub cache_gbs: Option<f64>,
+    /// --plan: streaming multiprocessors or compute units, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub units: Option<u32>,
+    /// --plan --class software: check the estimate on this adapter, from its measured
+    /// ceilings, against each kernel family's measured time.
+    #[arg(long, requires = "plan")]
+    pub measure: bool,
+    /// --plan: µs per dispatch, replacing --gpu's.
+    #[arg(long, requires = "plan", value_parser = positive)]
+    pub dispatch_us: Option<f64>,
+}
+
+/// A finite number above 0.
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("expected a number above 0, found `{s}`")),
+    }
+}
+
+/// What `gru bench` says of the plan's model: the shape, `--train`, `--vocab`.
+pub type Model = (Option<(usize, usize, usize, usize)>, bool, Option<usize>);
 
 /// `--class`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -37,7 +84,7 @@ const SEED: (usize, usize, usize, usize) = (64, 100, 256, 1024);
 
 /// The GPU `--gpu` names (default the H100), with any of the figure flags replacing
 /// its own.
-fn spec(a: &BenchArgs) -> Result<GpuSpec> {
+fn spec(a: &PlanArgs) -> Result<GpuSpec> {
     let name = a.gpu.as_deref().unwrap_or("h100");
     let mut g = estimate::gpu(name).cloned().ok_or_else(|| {
         let ids: Vec<&str> = estimate::GPUS.iter().map(|g| g.id).collect();
@@ -73,17 +120,17 @@ fn runs(list: &[PlannedDispatch]) -> Vec<(usize, usize)> {
     out
 }
 
-pub fn plan(a: &BenchArgs) -> Result<u8> {
-    let (b, t, i, h) = a.shape.first().copied().unwrap_or(SEED);
+pub fn plan(a: &PlanArgs, (shape, train, vocab): Model, json: bool, seconds: f64) -> Result<u8> {
+    let (b, t, i, h) = shape.unwrap_or(SEED);
     let shape = Shape {
         batch: b,
         seq_len: t,
         input: i,
         hidden: h,
-        vocab: a.train.then(|| a.vocab.unwrap_or(100).max(2)),
+        vocab: train.then(|| vocab.unwrap_or(100).max(2)),
     };
     if a.measure {
-        return measure(a, &shape);
+        return measure(a, &shape, json, seconds);
     }
     let gpu = spec(a)?;
     let plan = estimate::record(a.class.into(), &shape)?;
@@ -101,7 +148,7 @@ pub fn plan(a: &BenchArgs) -> Result<u8> {
         .filter(|(d, t)| t.fill < 1.0 && !estimate::latency_bound(d, &gpu, &OURS))
         .count();
     let class = format!("{:?}", a.class).to_lowercase();
-    if a.json {
+    if json {
         let dispatches: Vec<_> = list
             .iter()
             .zip(&times)
@@ -210,7 +257,7 @@ pub fn plan(a: &BenchArgs) -> Result<u8> {
 
 /// `--measure`: the software plan's estimate on this adapter, from the lab's measured
 /// ceilings and dispatch cost, against each kernel family's measured time.
-fn measure(a: &BenchArgs, shape: &Shape) -> Result<u8> {
+fn measure(a: &PlanArgs, shape: &Shape, json: bool, seconds: f64) -> Result<u8> {
     if !matches!(a.class, ClassArg::Software) {
         return Err(GruError::Input(
             "--measure checks the estimate against this adapter's own builds: add --class software"
@@ -219,7 +266,7 @@ fn measure(a: &BenchArgs, shape: &Shape) -> Result<u8> {
     }
     let plan = estimate::record(AdapterClass::Software, shape)?;
     let ctx = GpuContext::new(&DeviceRequest::default())?;
-    let budget = a.seconds.min(1.0);
+    let budget = seconds.min(1.0);
     let roof = lab::roofline(&ctx, budget)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let spec = GpuSpec {
@@ -255,7 +302,7 @@ fn measure(a: &BenchArgs, shape: &Shape) -> Result<u8> {
         })
         .collect();
     let (te, tm): (f64, f64) = rows.iter().fold((0.0, 0.0), |s, r| (s.0 + r.2, s.1 + r.3));
-    if a.json {
+    if json {
         let kernels: Vec<_> = rows
             .iter()
             .map(|(k, n, e, m)| serde_json::json!({"kernel": k, "dispatches": n, "estimate_ms": e * 1e3, "measured_ms": m * 1e3}))
@@ -311,8 +358,7 @@ fn measured_families(
         Some(v) => {
             let cfg = ModelConfig::language_model(v, s.input, s.hidden);
             let params = ModelParams::init(cfg, 1)?;
-            let mut trainer =
-                GpuTrainer::new(ctx.clone(), &params, crate::cli::bench::train_options())?;
+            let mut trainer = GpuTrainer::new(ctx.clone(), &params, estimate::training_options())?;
             let n = s.batch * s.seq_len;
             let mut draw =
                 || -> Vec<u32> { (0..n).map(|_| (rng.next_u64() % v as u64) as u32).collect() };

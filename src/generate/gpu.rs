@@ -11,9 +11,10 @@ use crate::gpu::abi::GenParams;
 use crate::gpu::bind::Bind;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::encode;
+use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::generate::{fused_route, generate_tokens, Fused, GenDims};
 use crate::gpu::ops::sample::sample;
+use crate::gpu::ops::{encode, transpose};
 use crate::model::{ModelConfig, ModelInput};
 use crate::train::gpu::plan::ModelPlan;
 
@@ -248,6 +249,23 @@ impl Generation<'_> {
         // generate.wgsl reads the last token from the ring: the first draw's input copy
         // goes to scratch.
         let prompt = self.warm_list(&ctx.storage("gen_next", 1)?)?;
+        // The portable build reads every matrix transposed, so that a warp's lanes read
+        // neighbouring addresses (generate_w_storage_t.wgsl).
+        let matrices = match fused.kernel {
+            Kernel::GenTokens => dims.matrices(),
+            _ => Vec::new(),
+        };
+        let packs = matrices
+            .iter()
+            .map(|&(t, rows, cols, to)| {
+                let dst = Range {
+                    buffer: weights.clone(),
+                    offset: 4 * to as u64,
+                    len: rows * cols,
+                };
+                transpose(ctx, "generate_pack", rows, cols, tensors[t], &dst)
+            })
+            .collect::<Result<Vec<_>>>()?;
         // Dispatches per submission: about a chunk of tokens between readbacks.
         let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
         let stream = self.stream();
@@ -258,10 +276,14 @@ impl Generation<'_> {
             let mut k = 0;
             if first {
                 for p in &dims.layout().0 {
+                    if matrices.iter().any(|m| m.0 == p.tensor) {
+                        continue;
+                    }
                     let r = tensors[p.tensor];
                     let (from, to, len) = (4 * p.from as u64, 4 * p.to as u64, 4 * p.len as u64);
                     enc.copy_buffer_to_buffer(&r.buffer, r.offset + from, &weights, to, len);
                 }
+                encode(&mut enc, "generate_pack", &packs);
                 self.warm_pass(&mut enc, &prompt);
                 self.copy_final_states(&mut enc, |l| (&state, l as u64 * self.state_bytes()));
                 (k, first) = (1, false);

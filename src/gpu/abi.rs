@@ -178,8 +178,8 @@ wgsl_parts! {
     StateMatvecSplit => "state_matvec_split",
     /// One value's SGD and Adam step, shared by the dense and the embedding's update.
     UpdateRules => "update_rules",
-    /// Generation's row sums, each lane loading its own vector values.
-    GenerateDot => "generate_dot",
+    /// Generation's weights from storage, every matrix transposed (the portable build).
+    GenerateWStorageT => "generate_w_storage_t",
     /// The same sums with the vector values shared across a subgroup.
     GenerateDotSubgroup => "generate_dot_subgroup",
 }

@@ -319,9 +319,14 @@ fn training_list(ctx: &Arc<GpuContext>, s: &Shape, vocab: usize) -> Result<Vec<D
     let cfg = ModelConfig::language_model(vocab, s.input, s.hidden);
     cfg.validate()?;
     let params = ModelParams::init(cfg, 1)?;
-    let options = TrainOptions::adam(2e-3).clip_norm(1.0);
-    let mut trainer = GpuTrainer::new(ctx.clone(), &params, options)?;
+    let mut trainer = GpuTrainer::new(ctx.clone(), &params, training_options())?;
     trainer.recorded_step(s.seq_len, s.batch)
+}
+
+/// The optimiser of the plan's training step, and of `gru bench --train`: Adam,
+/// global-norm clipping at 1.
+pub fn training_options() -> TrainOptions {
+    TrainOptions::adam(2e-3).clip_norm(1.0)
 }
 
 fn planned(d: &Dispatch) -> PlannedDispatch {

@@ -90,7 +90,7 @@ shaders! {
     MaxNorm => "max_norm" [Workgroup, NormParams],
     StridedCopy => "strided_copy" [Workgroup, CopyParams],
     Sample => "sample" [Workgroup, WorkgroupReduce, SampleParams, SamplePick],
-    Generate => "generate" [Workgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDot, GenerateWStorage],
+    Generate => "generate" [Workgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateWStorageT],
     GenerateSg => "generate" as "generate_subgroup" [Subgroups, SoftwareWorkgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDotSubgroup, GenerateWStorage],
     GenerateUb => "generate" as "generate_uniform" [Subgroups, SoftwareWorkgroup, WorkgroupReduce, GenParams, Activations, SamplePick, GenerateDotSubgroup, GenerateWUniform],
     Roofline => "roofline" [Workgroup, LabParams],

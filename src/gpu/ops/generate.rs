@@ -73,6 +73,30 @@ impl GenDims {
         (pieces, at + c)
     }
 
+    /// The matrices the portable build packs transposed (generate_w_storage_t.wgsl),
+    /// as (tensor, rows, columns, where its first gate block goes): per layer W_ih
+    /// [3H, I] and W_hh [3H, H] into the space of their three blocks, then the head
+    /// [C, H]. Their pieces of [`Self::layout`] are not copied as they are.
+    pub(crate) fn matrices(&self) -> Vec<(usize, usize, usize, usize)> {
+        let (pieces, _) = self.layout();
+        let at = |tensor: usize| {
+            pieces
+                .iter()
+                .find(|p| p.tensor == tensor)
+                .map_or(0, |p| p.to)
+        };
+        let h = self.hidden;
+        let mut out = Vec::new();
+        for l in 0..self.layers {
+            let (t, i) = (1 + 4 * l, if l == 0 { self.embed } else { h });
+            out.push((t, 3 * h, i, at(t)));
+            out.push((t + 1, 3 * h, h, at(t + 1)));
+        }
+        let t = 1 + 4 * self.layers;
+        out.push((t, self.cols, h, at(t)));
+        out
+    }
+
     /// Floats of the packed weights.
     pub(crate) fn weights_len(&self) -> usize {
         self.layout().1

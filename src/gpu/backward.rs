@@ -36,29 +36,33 @@ pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize
 /// The backward dispatch list of a workspace: per layer from the top, its reverse steps
 /// ([`steps`]) and then its weight gradients and input gradient ([`weight_grads`]). With
 /// `accumulate_grads` the parameter gradients are added to what the buffers hold (batch
-/// chunks after the first); otherwise they overwrite it.
+/// chunks after the first); otherwise they overwrite it. Without `d_h0` the reset-after
+/// loop leaves out the state gradient of step 0 (the initial states' gradient, which
+/// nothing else reads); reset-before's step 0 also holds gate gradients and stays.
 pub(crate) fn plan(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
     ws: &Workspace,
     accumulate_grads: bool,
+    d_h0: bool,
 ) -> Result<Vec<Dispatch>> {
     let mut list = Vec::new();
     for l in (0..cfg.num_layers).rev() {
-        steps(ctx, cfg, params, ws, l, &mut list)?;
+        steps(ctx, cfg, params, ws, (l, d_h0), &mut list)?;
         weight_grads(ctx, cfg, params, ws, l, accumulate_grads, &mut list)?;
     }
     Ok(list)
 }
 
-/// Layer `l`'s reverse steps, in recording order, with their buffer offsets.
+/// Layer `l`'s reverse steps, in recording order, with their buffer offsets (step 0's
+/// state gradient only with `d_h0`).
 fn steps(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
     ws: &Workspace,
-    l: usize,
+    (l, d_h0): (usize, bool),
     list: &mut Vec<Dispatch>,
 ) -> Result<()> {
     let nd = cfg.num_directions();
@@ -136,13 +140,15 @@ fn steps(
         match cfg.variant {
             // Gates of the last step, then per step its state gradient fused with
             // the gates of the step before (T - 1 dispatches, or one per chunk),
-            // then step 0's state.
+            // then step 0's state where d_h0 is wanted.
             GruVariant::ResetAfter => {
                 let t_last = ws.t_len - 1;
                 list.push(kernels[0].at(t_last, stride));
                 let tops = (1..ws.t_len).rev().step_by(chunk);
                 list.extend(tops.map(|s| kernels[1].at_steps(s, stride, chunk.min(s))));
-                list.push(kernels[2].at(0, stride));
+                if d_h0 {
+                    list.push(kernels[2].at(0, stride));
+                }
             }
             GruVariant::ResetBefore => {
                 for s in (0..ws.t_len).rev().step_by(chunk) {

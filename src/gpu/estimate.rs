@@ -311,7 +311,7 @@ fn layer_list(ctx: &Arc<GpuContext>, s: &Shape) -> Result<Vec<Dispatch>> {
     let cfg = GruConfig::new(s.input, s.hidden);
     cfg.validate()?;
     let params = GpuParams::new(ctx, &cfg)?;
-    let ws = workspace(ctx, &cfg, &params, s.seq_len, s.batch, false)?;
+    let ws = workspace(ctx, &cfg, &params, (s.seq_len, s.batch), false, true)?;
     Ok(ws.forward.iter().chain(&ws.backward).cloned().collect())
 }
 

@@ -198,7 +198,14 @@ impl GpuGru {
                     .step_by(rows)
                     .map(|b0| {
                         let bc = rows.min(batch - b0);
-                        let ws = crate::gpu::plan::workspace(ctx, cfg, params, t_len, bc, b0 > 0)?;
+                        let ws = crate::gpu::plan::workspace(
+                            ctx,
+                            cfg,
+                            params,
+                            (t_len, bc),
+                            b0 > 0,
+                            true,
+                        )?;
                         Ok((b0, ws))
                     })
                     .collect::<Result<Vec<_>>>()

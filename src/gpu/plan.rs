@@ -10,18 +10,20 @@ use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 
 /// `accumulate_grads`: this workspace is a later batch chunk whose parameter gradients
-/// add to those of the chunks before it.
+/// add to those of the chunks before it. `d_h0`: the backward computes the gradient of
+/// the initial states (the layer API returns it; training, whose initial states are no
+/// parameters, does not need it).
 pub(crate) fn workspace(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
-    t_len: usize,
-    batch: usize,
+    (t_len, batch): (usize, usize),
     accumulate_grads: bool,
+    d_h0: bool,
 ) -> Result<Workspace> {
     let mut ws = Workspace::alloc(ctx, cfg, t_len, batch, scratch_len(ctx, cfg, t_len * batch))?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
-    ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads)?;
+    ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads, d_h0)?;
     Ok(ws)
 }
 
@@ -35,7 +37,7 @@ mod tests {
     /// offset), with a grid z of 2 (both directions) or 1.
     fn step_dispatches(ctx: &GpuContext, cfg: &GruConfig) -> (usize, usize) {
         let params = GpuParams::new(ctx, cfg).unwrap();
-        let ws = workspace(ctx, cfg, &params, 6, 3, false).unwrap();
+        let ws = workspace(ctx, cfg, &params, (6, 3), false, true).unwrap();
         let steps = ws.forward.iter().chain(&ws.backward);
         let steps: Vec<_> = steps.filter(|d| d.offset.is_some()).collect();
         let paired = steps.iter().filter(|d| d.groups[2] == 2).count();

@@ -89,8 +89,14 @@ impl ModelPlan {
         let mut layers = Vec::new();
         for (lc, p) in bufs.layers {
             let later = place.row0 > 0;
+            // The initial states are no parameters: no gradient for them.
             layers.push(crate::gpu::plan::workspace(
-                ctx, lc, p, t_len, batch, later,
+                ctx,
+                lc,
+                p,
+                (t_len, batch),
+                later,
+                false,
             )?);
         }
         let top = layers

@@ -276,7 +276,12 @@ pub fn record(class: AdapterClass, shape: &Shape) -> Result<Plan> {
             ..Default::default()
         },
     };
-    let ctx = GpuContext::new(&request)?;
+    let ctx = GpuContext::new(&request).map_err(|e| match e {
+        GruError::NoAdapter(why) => GruError::NoAdapter(format!(
+            "{why} (a plan is only recorded, not run, so any adapter serves, llvmpipe included)"
+        )),
+        e => e,
+    })?;
     if class == AdapterClass::Software && !ctx.is_software() {
         return Err(GruError::NoAdapter(format!(
             "the software plan is recorded on a software adapter (llvmpipe), found only {}",

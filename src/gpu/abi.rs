@@ -322,8 +322,9 @@ wgsl_structs! {
     }
     /// The second stage of split-K and long column sums.
     ReduceParams { m: u32, n: u32, slices: u32, ld: u32, off: u32, _p0: u32, _p1: u32, _p2: u32 }
-    /// Column sums of an [m, n] matrix in slices of rows.
-    ColsumParams { m: u32, n: u32, rows_per_slice: u32, _p0: u32 }
+    /// Column sums of an [m, n] matrix in slices of rows; `colsum_pair` also sums a second
+    /// matrix into columns `second` .. `second + n` of the same output.
+    ColsumParams { m: u32, n: u32, rows_per_slice: u32, second: u32 }
     /// out[cols, rows] = in[rows, cols]ᵀ.
     TransposeParams { rows: u32, cols: u32, _p0: u32, _p1: u32 }
     /// One slot per step, read at a dynamic offset.

@@ -4,10 +4,12 @@
 
 use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
+use crate::gpu::bind::span;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::forward::step_runs;
 use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::reduce::colsum_pair;
 use crate::gpu::ops::{
     colsum, colsum_scratch, gemm, gemm_scratch, step, Dispatch, GemmFlags, GemmParams, StepDims,
     StepKernel,
@@ -26,7 +28,8 @@ pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize
                 gemm_scratch(ctx, 3 * h, i, tb),
                 gemm_scratch(ctx, 3 * h, h, tb),
                 gemm_scratch(ctx, tb, i, 3 * h),
-                colsum_scratch(ctx, tb, 3 * h),
+                // Both biases' sums at once: up to two tensors and their padding.
+                colsum_scratch(ctx, tb, 2 * (3 * h).next_multiple_of(64)),
             ]
         })
         .max()
@@ -207,16 +210,23 @@ fn weight_grads(
             &p.d_w_ih,
             &ws.scratch,
         )?);
-        list.extend(colsum(
-            ctx,
-            "colsum_d_b_ih",
-            tb as usize,
-            3 * h as usize,
-            d_gx,
-            &p.d_b_ih,
-            accumulate_grads,
-            &ws.scratch,
-        )?);
+        // Both bias gradients in one column sum where their tensors lie one after the
+        // other (flat buffers); else one each.
+        let padded = (3 * h as usize).next_multiple_of(64);
+        let biases = span(&p.d_b_ih, &p.d_b_hh, ctx.storage_limit())
+            .filter(|(_, second)| *second as usize <= padded);
+        if biases.is_none() {
+            list.extend(colsum(
+                ctx,
+                "colsum_d_b_ih",
+                tb as usize,
+                3 * h as usize,
+                d_gx,
+                &p.d_b_ih,
+                accumulate_grads,
+                &ws.scratch,
+            )?);
+        }
         // d_w_hh [3H, H] = d_ghᵀ · H_prev; for reset-before the n rows see r*h instead.
         let rz_rows = if cfg.variant == GruVariant::ResetAfter {
             3 * h
@@ -268,16 +278,27 @@ fn weight_grads(
                 &ws.scratch,
             )?);
         }
-        list.extend(colsum(
-            ctx,
-            "colsum_d_b_hh",
-            tb as usize,
-            3 * h as usize,
-            d_gh,
-            &p.d_b_hh,
-            accumulate_grads,
-            &ws.scratch,
-        )?);
+        match &biases {
+            Some((both, second)) => list.extend(colsum_pair(
+                ctx,
+                "colsum_d_biases",
+                (tb as usize, 3 * h as usize),
+                (d_gx, d_gh),
+                (both, *second as usize),
+                accumulate_grads,
+                &ws.scratch,
+            )?),
+            None => list.extend(colsum(
+                ctx,
+                "colsum_d_b_hh",
+                tb as usize,
+                3 * h as usize,
+                d_gh,
+                &p.d_b_hh,
+                accumulate_grads,
+                &ws.scratch,
+            )?),
+        }
         // dX [T·B, I] (+)= d_gx [T·B, 3H] · W_ih [3H, I]; the reverse direction adds.
         let gp = GemmParams {
             m: tb,

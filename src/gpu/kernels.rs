@@ -141,6 +141,7 @@ kernels! {
     GemmSg => GemmSubgroup."gemm_sg" [U, R, R, R, W],
     GemmUb => GemmUniform."gemm_sg" [U, R, U, R, W],
     Colsum => Colsum."colsum" [U, R, W],
+    ColsumPair => Colsum."colsum_pair" [U, R, W, R],
     Transpose => Transpose."transpose" [U, R, W],
     ReduceSlices => ReduceSlices."reduce_slices" [U, R, R, W],
     StepFused => StepFwd."step_fused" [S, U, R, R, R, R, W, W, W],

@@ -81,35 +81,78 @@ pub(crate) fn colsum(
     accumulate: bool,
     scratch: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
+    colsums(ctx, label, (m, n), (x, None), out, accumulate, scratch)
+}
+
+/// Column sums of x[M, N] into out[0 .. N] and of x2[M, N] into out[second .. second +
+/// N] in one dispatch (and one reduction of the slices), zeros between: a layer's two
+/// bias gradients, whose tensors lie one after the other (`bind::span`). `scratch`
+/// holds at least [`colsum_scratch`] of (M, second + N) values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn colsum_pair(
+    ctx: &GpuContext,
+    label: &str,
+    (m, n): (usize, usize),
+    (x, x2): (&dyn Bind, &dyn Bind),
+    (out, second): (&dyn Bind, usize),
+    accumulate: bool,
+    scratch: &dyn Bind,
+) -> Result<Vec<Dispatch>> {
+    colsums(
+        ctx,
+        label,
+        (m, n),
+        (x, Some((x2, second))),
+        out,
+        accumulate,
+        scratch,
+    )
+}
+
+fn colsums(
+    ctx: &GpuContext,
+    label: &str,
+    (m, n): (usize, usize),
+    (x, x2): (&dyn Bind, Option<(&dyn Bind, usize)>),
+    out: &dyn Bind,
+    accumulate: bool,
+    scratch: &dyn Bind,
+) -> Result<Vec<Dispatch>> {
     let rows = colsum_rows(ctx);
     let slices = m.div_ceil(rows).max(1);
     let split = slices > 1;
+    let second = x2.map_or(0, |(_, s)| s);
+    let width = if x2.is_some() { second + n } else { n };
     let params = ColsumParams {
         m: m as u32,
         n: n as u32,
         rows_per_slice: rows as u32,
-        _p0: 0,
+        second: second as u32,
     };
     let constants = [("ACCUMULATE", (accumulate && !split) as u32)];
-    let buffers = [x, if split { scratch } else { out }];
-    let grid = [groups(n, WG), slices as u32, 1];
+    let target = if split { scratch } else { out };
+    let (kernel, buffers): (Kernel, Vec<&dyn Bind>) = match x2 {
+        Some((x2, _)) => (Kernel::ColsumPair, vec![x, target, x2]),
+        None => (Kernel::Colsum, vec![x, target]),
+    };
+    let grid = [groups(width, WG), slices as u32, 1];
     let mut list = vec![param_dispatch(
         ctx,
-        Kernel::Colsum,
+        kernel,
         &constants,
         label,
         bytemuck::bytes_of(&params),
         &buffers,
         grid,
     )?];
-    let (mu, nu) = (m as u64, n as u64);
-    list[0].traffic = Traffic::floats(mu * nu, slices as u64 * nu);
+    let inputs = if x2.is_some() { 2 } else { 1 };
+    list[0].traffic = Traffic::floats(inputs * (m * n) as u64, (slices * width) as u64);
     if split {
         let r = ReduceParams {
             m: 1,
-            n: n as u32,
+            n: width as u32,
             slices: slices as u32,
-            ld: n as u32,
+            ld: width as u32,
             off: 0,
             ..Default::default()
         };
@@ -149,6 +192,61 @@ mod tests {
                 (70_000, 12),
             ],
         );
+    }
+
+    /// Two matrices' column sums into one output, the second's at an offset, the
+    /// columns between written 0 (with and without accumulating; one slice and many,
+    /// on the software and the GPU slices).
+    #[test]
+    fn colsum_pair_sums_both_and_zeroes_between() {
+        for ctx in [ctx(), gpu_builds_ctx()].into_iter().flatten() {
+            let mut rng = Rng::new(3);
+            for &(m, n, gap) in &[(1, 1, 0), (7, 3, 5), (600, 67, 61), (5000, 12, 52)] {
+                for acc in [false, true] {
+                    let second = n + gap;
+                    let x = rng.uniform_vec(m * n, -1.0, 1.0);
+                    let x2 = rng.uniform_vec(m * n, -1.0, 1.0);
+                    let mut o = rng.uniform_vec(second + n, -1.0, 1.0);
+                    // The padding holds zeros, as the flat buffers' does.
+                    o[n..second].iter_mut().for_each(|v| *v = 0.0);
+                    let sum =
+                        |a: &[f32], j: usize| (0..m).map(|i| a[i * n + j] as f64).sum::<f64>();
+                    let want: Vec<f64> = (0..second + n)
+                        .map(|c| {
+                            let s = if c < n {
+                                sum(&x, c)
+                            } else if c >= second {
+                                sum(&x2, c - second)
+                            } else {
+                                0.0
+                            };
+                            s + if acc { o[c] as f64 } else { 0.0 }
+                        })
+                        .collect();
+                    let (xb, x2b, ob) = (upload(&ctx, &x), upload(&ctx, &x2), upload(&ctx, &o));
+                    let len = colsum_scratch(&ctx, m, second + n).max(1);
+                    let scratch = ctx.storage("scratch", len).unwrap();
+                    let list = colsum_pair(
+                        &ctx,
+                        "pair",
+                        (m, n),
+                        (&xb, &x2b),
+                        (&ob, second),
+                        acc,
+                        &scratch,
+                    )
+                    .unwrap();
+                    run(&ctx, &list);
+                    let got = read(&ctx, &ob, second + n);
+                    for (c, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (*g as f64 - w).abs() <= 1e-4 * (m as f64).sqrt(),
+                            "pair m{m} n{n} gap{gap}: column {c}: got {g} want {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn colsum_cases(ctx: &GpuContext, shapes: &[(usize, usize)]) {

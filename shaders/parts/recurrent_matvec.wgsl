@@ -1,8 +1,9 @@
 // The forward step's recurrent matvec (gru_step_fwd.wgsl), plain: every lane loads
-// the state values it multiplies (the builds GPUs run).
+// the state values it multiplies (the portable builds: GPUs' sequence entries at
+// H <= 64; past it GPUs run recurrent_matvec_split.wgsl).
 
-// acc[u * TB + i] = Σ_k W_g[j_u, k] v[b0 + i, k] for the gate blocks g asked for (k in
-// this thread's slice: step_split_*.wgsl), with j_u = j0 + u·WG/UT and v = h_prev
+// acc[u * TB + i] = Σ_k W_g[j_u, k] v[b0 + i, k] for the gate blocks g asked for, the
+// whole k loop in one thread, with j_u = j0 + u·WG/UT and v = h_prev
 // (hs[s]) or r*h (slot 3 of saved[s]). Units past H and rows past B repeat the last one
 // (results unused). Written out for UT = 2 and TB = 8 in vec4 accumulators, so that no
 // register array depends on the driver unrolling a loop (FXC on DX12 does not).
@@ -31,10 +32,7 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
     var z2 = array<vec4<f32>, 2>();
     var n1 = array<vec4<f32>, 2>();
     var n2 = array<vec4<f32>, 2>();
-    // Slice k_part of KS (the whole loop but in the GPU split builds).
-    let per = (nh + KS - 1u) / KS;
-    let k_end = min(nh, (k_part + 1u) * per);
-    for (var k = k_part * per; k < k_end; k++) {
+    for (var k = 0u; k < nh; k++) {
         let row = k * 3u * nh;
         var v_lo: vec4<f32>;
         var v_hi: vec4<f32>;

@@ -1,8 +1,9 @@
 // The backward step's state matvec (gru_step_bwd.wgsl), plain: every lane loads the
-// gate gradients it multiplies (the builds GPUs run).
+// gate gradients it multiplies (the portable builds: GPUs' sequence entries at
+// H <= 64; past it GPUs run state_matvec_split.wgsl).
 
-// acc[u * TB + i] = Σ_{c in [c0, c1)} dGh[s, b0 + i, c] · W_hh[c, k_u] (c in this
-// thread's slice: step_split_*.wgsl) with k_u = k0 + u·WG/UT. Units past H and rows
+// acc[u * TB + i] = Σ_{c in [c0, c1)} dGh[s, b0 + i, c] · W_hh[c, k_u], the whole range
+// in one thread, with k_u = k0 + u·WG/UT. Units past H and rows
 // past B repeat the last one (unused), so the loop has no branch. Written out for
 // UT = 2 and TB = 8 in vec4 accumulators, so that no register array depends on the
 // driver unrolling a loop (FXC on DX12 does not).
@@ -28,10 +29,7 @@ fn state_matvec(k0: u32, b0: u32, s: u32, c0: u32, c1: u32) -> array<f32, UT * T
     var a1_hi = vec4<f32>();
     var a2_lo = vec4<f32>();
     var a2_hi = vec4<f32>();
-    // Slice k_part of KS (the whole range but in the GPU split builds).
-    let per = (c1 - c0 + KS - 1u) / KS;
-    let ce = min(c1, c0 + (k_part + 1u) * per);
-    for (var c = c0 + k_part * per; c < ce; c++) {
+    for (var c = c0; c < c1; c++) {
         let w1 = vec4<f32>(whh_at(c * nh + k1));
         let w2 = vec4<f32>(whh_at(c * nh + k2));
         let g_lo = vec4<f32>(d_gh[o0 + c], d_gh[o1 + c], d_gh[o2 + c], d_gh[o3 + c]);

@@ -61,10 +61,11 @@ pub struct DeviceRequest {
     /// size (default; a dispatch costs them about 100 µs); `false` keeps one dispatch
     /// per step wherever a GPU would (H > 64), for tests and comparisons.
     pub sequence_kernels: bool,
-    /// Whether the device gets the GPU builds: the per-step kernels split their matvec's
-    /// k loop over 4 threads per output (128-thread workgroups,
-    /// shaders/parts/step_split_k.wgsl), and column sums run in slices of 256 rows (many
-    /// short columns) rather than 4,096. `None` (default): on GPUs, not on software
+    /// Whether the device gets the GPU builds: the per-step kernels in tiles of 4 units x
+    /// 16 rows with each unit lane's k loop over 64 threads (128-thread workgroups,
+    /// shaders/parts/step_split_k.wgsl; see `wide_steps`), the GEMMs split K to fill a
+    /// large GPU, and column sums run in slices of 256 rows (many short columns) rather
+    /// than 4,096. `None` (default): on GPUs, not on software
     /// adapters, whose barrier-free builds and few dispatches suit them; `Some` forces it
     /// either way (tests run the GPU builds on llvmpipe this way).
     pub split_steps: Option<bool>,

@@ -235,6 +235,17 @@ impl Shader {
         ) || self.windowed()
     }
 
+    /// The GPU step builds (both tiles), which read the recurrent weights along their sum.
+    pub(crate) fn is_split(self) -> bool {
+        matches!(
+            self,
+            Shader::StepFwdSplit
+                | Shader::StepBwdSplit
+                | Shader::StepFwdSplitWide
+                | Shader::StepBwdSplitWide
+        )
+    }
+
     /// Builds that read weights through 64 KiB uniform windows (software adapters).
     pub(crate) fn windowed(self) -> bool {
         matches!(

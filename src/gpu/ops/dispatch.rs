@@ -49,6 +49,15 @@ impl Traffic {
         }
     }
 
+    /// `n` times this (a sequence entry's steps, a pair's two directions).
+    pub(crate) fn times(self, n: u64) -> Self {
+        Traffic {
+            read: self.read * n,
+            written: self.written * n,
+            loads: self.loads * n,
+        }
+    }
+
     /// What `buffers` (bindings `first`.. of `kernel`) hold: the read-only ones read
     /// once, the read-write ones written once (ops that also read theirs say so).
     pub(crate) fn of_bindings(kernel: Kernel, first: usize, buffers: &[&dyn Bind]) -> Self {

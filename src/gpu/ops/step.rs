@@ -53,15 +53,7 @@ pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Ker
 /// W_hhᵀ [H, 3H], each along its matvec's sum (shaders/parts/*_matvec_split.wgsl). A
 /// run's kernels share their bindings, so a run is split throughout or not at all.
 pub(crate) fn split_layout(kernels: &[Kernel]) -> bool {
-    kernels.iter().any(|k| {
-        matches!(
-            k.shader(),
-            Shader::StepFwdSplit
-                | Shader::StepBwdSplit
-                | Shader::StepFwdSplitWide
-                | Shader::StepBwdSplitWide
-        )
-    })
+    kernels.iter().any(|k| k.shader().is_split())
 }
 
 /// The split build of a per-step `kernel` where the device takes them
@@ -374,10 +366,8 @@ impl StepKernel {
         let pairs = if paired { 2 } else { 1 };
         let groups = [unit_groups, groups(d.batch as usize, rows), pairs];
         let (b, h) = (d.batch as u64, d.hidden as u64);
-        let mut traffic = step_traffic(kernel, b, h, groups[0] as u64, groups[1] as u64);
-        for x in [&mut traffic.read, &mut traffic.written, &mut traffic.loads] {
-            *x *= pairs as u64;
-        }
+        let traffic =
+            step_traffic(kernel, b, h, groups[0] as u64, groups[1] as u64).times(pairs as u64);
         Ok(StepKernel {
             pipeline,
             bind_group,
@@ -402,11 +392,7 @@ impl StepKernel {
             groups: self.groups,
             flops: self.flops * steps as u64,
             indirect: None,
-            traffic: Traffic {
-                read: self.traffic.read * steps as u64,
-                written: self.traffic.written * steps as u64,
-                loads: self.traffic.loads * steps as u64,
-            },
+            traffic: self.traffic.times(steps as u64),
         }
     }
 }

@@ -1,13 +1,21 @@
 // embedding: the lookup table of a token model and its gradient.
 //   embed_fwd:  out[n, j] = table[tokens[n], j]
-//   embed_bwd:  for each token v the batch holds, d_table[v, j] (+)= the sum of d_x[p, j]
-//               over the positions p holding v, in the order the host listed them:
-//               ids = [D | tokens (M) | starts (M + 1) | positions (N)], D tokens
-//               present (ascending), M = min(N, V) slots. The scatter-add is
-//               deterministic, needs no float atomics, and touches only the rows the
-//               batch holds: one thread per (present token, value), not per table value.
-//               Other rows are left alone (embed_update.wgsl zeroes the rows of a pass).
+//   embed_bwd:  for each token v listed, d_table[v, j] (+)= the sum of d_x[p, j] over
+//               the positions p holding v, in the order the host listed them:
+//               ids = [D | M | tokens (M) | starts (M + 1) | positions (N)], D tokens
+//               listed (ascending) in M slots. The scatter-add is deterministic and
+//               needs no float atomics. Listing the tokens the batch holds (M =
+//               min(N, V)), a pass touches only their rows, one thread per (present
+//               token, value), and leaves the others alone (embed_update.wgsl zeroes the
+//               rows of a pass); listing every token (D = M = V) writes the whole
+//               gradient, zero where a token is absent (the dense update's table).
+//               d_x may come as the split-K slices of its GEMM, [slices, N, dim]: each
+//               position's value is their sum in slice order, as reduce_slices.wgsl
+//               would have written it, and that reduction's dispatch is saved.
 
+
+// Split-K slices of d_x that embed_bwd adds (1: d_x itself).
+override SLICES: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: EmbedParams;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -28,26 +36,39 @@ fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     dst[e] = src[ids[row] * p.dim + j];
 }
 
+// d_x[pos, j]: the sum of its slices in order.
+fn d_x(pos: u32, j: u32) -> f32 {
+    let at = pos * p.dim + j;
+    var s = src[at];
+    // A pipeline constant, not a uniform: with one slice the loop is compiled away, and
+    // llvmpipe, which counts even an empty loop against an invocation's 65,535
+    // iterations, never sees it (a token may occur at 70,000 positions).
+    for (var z = 1u; z < SLICES; z++) {
+        s += src[z * p.n * p.dim + at];
+    }
+    return s;
+}
+
 @compute @workgroup_size(WG)
 fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = flat(gid, nwg);
-    let m = min(p.n, p.vocab);
+    let m = ids[1];
     if (e >= m * p.dim) { return; }
     let d = e / p.dim;
     let j = e % p.dim;
     if (d >= ids[0]) { return; }
-    let v = ids[1u + d];
-    let base = 2u + 2u * m;
+    let v = ids[2u + d];
+    let base = 3u + 2u * m;
     // Four positions per iteration, in order: llvmpipe caps an invocation at 65535 loop
     // iterations, which one position per iteration would pass for a token occurring
     // more than 65535 times in a batch (a space in half a million characters).
-    let k1 = ids[2u + m + d];
+    let k1 = ids[3u + m + d];
     var s = 0.0;
-    for (var k = ids[1u + m + d]; k < k1; k += 4u) {
-        s += src[ids[base + k] * p.dim + j];
-        if (k + 1u < k1) { s += src[ids[base + k + 1u] * p.dim + j]; }
-        if (k + 2u < k1) { s += src[ids[base + k + 2u] * p.dim + j]; }
-        if (k + 3u < k1) { s += src[ids[base + k + 3u] * p.dim + j]; }
+    for (var k = ids[2u + m + d]; k < k1; k += 4u) {
+        s += d_x(ids[base + k], j);
+        if (k + 1u < k1) { s += d_x(ids[base + k + 1u], j); }
+        if (k + 2u < k1) { s += d_x(ids[base + k + 2u], j); }
+        if (k + 3u < k1) { s += d_x(ids[base + k + 3u], j); }
     }
     let at = v * p.dim + j;
     if (p.accumulate != 0u) { s += dst[at]; }

@@ -3,10 +3,13 @@
 
 mod common;
 
-use common::{assert_close, data, gpu, to_f64};
+use std::sync::Arc;
+
+use common::{assert_close, data, gpu, gpu_portable, to_f64};
 use gru_engine::model::{ModelConfig, ModelInput, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
+use gru_engine::GpuContext;
 use gru_engine::GruVariant;
 
 /// Trains the same model on both trainers for `steps` batches and compares losses and
@@ -21,6 +24,18 @@ fn compare(
     steps: usize,
 ) {
     let Some(ctx) = gpu() else { return };
+    compare_on(ctx, name, cfg, opts, (b, t, lengths), steps);
+}
+
+/// [`compare`] on `ctx`.
+fn compare_on(
+    ctx: Arc<GpuContext>,
+    name: &str,
+    cfg: ModelConfig,
+    opts: TrainOptions,
+    (b, t, lengths): (usize, usize, bool),
+    steps: usize,
+) {
     let params = ModelParams::init(cfg, 11).unwrap();
     let mut cpu = CpuTrainer::new(params.clone(), opts).unwrap();
     let mut gpu = GpuTrainer::new(ctx, &params, opts).unwrap();
@@ -154,6 +169,80 @@ fn stateful_language_model_carries_state() {
     );
 }
 
+/// The builds a GPU gets, forced on this adapter: a small embedding table joins the
+/// dense update (the gradient pass writes all its rows), past 256 rows a weight
+/// gradient's split-K slices and its bias's column-sum slices are reduced in one
+/// dispatch (both the layer's and the head's: 29 x 20 = 580 rows), and past 3H = 256
+/// the first layer's input gradient reaches the embedding in split-K slices (H = 90).
+#[test]
+fn gpu_builds_train_like_the_reference() {
+    let Some(ctx) = gpu_portable() else { return };
+    let lm = ModelConfig::language_model(7, 5, 9).layers(2).dropout(0.25);
+    let opts = TrainOptions::adam(1e-2)
+        .clip_norm(0.5)
+        .max_norm(1.0)
+        .seed(3);
+    compare_on(ctx.clone(), "gpu builds lm", lm, opts, (3, 6, false), 4);
+    let binary = ModelConfig::classifier(
+        ModelInput::Tokens {
+            vocab: 11,
+            embed_dim: 3,
+        },
+        5,
+        1,
+    )
+    .layers(2)
+    .bidirectional(true);
+    let opts = TrainOptions::adamw(5e-3);
+    compare_on(
+        ctx.clone(),
+        "gpu builds binary",
+        binary,
+        opts,
+        (4, 5, true),
+        3,
+    );
+    let large = ModelConfig::language_model(67, 3, 65);
+    let opts = TrainOptions::adam(1e-2).clip_norm(1.0);
+    compare_on(
+        ctx.clone(),
+        "gpu builds large",
+        large,
+        opts,
+        (29, 20, false),
+        2,
+    );
+    let wide = ModelConfig::language_model(13, 5, 90);
+    let opts = TrainOptions::sgd(0.5, 0.0);
+    compare_on(ctx.clone(), "gpu builds wide", wide, opts, (3, 6, false), 2);
+    // Its gradients themselves, which are small beside the weights they update.
+    let params = ModelParams::init(wide, 4).unwrap();
+    let mut cpu = CpuTrainer::new(params.clone(), opts).unwrap();
+    let mut gpu = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
+    let d = data(&wide, 3, 6, false, &mut Rng::new(8));
+    let (gc, gg) = (
+        cpu.gradients(&d.batch()).unwrap(),
+        gpu.gradients(&d.batch()).unwrap(),
+    );
+    for ((info, c), g) in gc.infos().iter().zip(gc.tensors()).zip(gg.tensors()) {
+        let scale = c.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+        let case = "gpu builds wide, gradients";
+        assert_close(&info.name, g, &to_f64(c), 1e-4 * scale, 1e-3, case);
+    }
+    let features = ModelConfig::classifier(ModelInput::Features(3), 7, 3)
+        .bidirectional(true)
+        .variant(GruVariant::ResetBefore);
+    let opts = TrainOptions::sgd(0.1, 0.9).clip_value(0.05);
+    compare_on(
+        ctx,
+        "gpu builds features",
+        features,
+        opts,
+        (30, 20, true),
+        2,
+    );
+}
+
 #[test]
 fn summary_counts_match_pytorch_and_keras() {
     // TensorFlow's text-generation tutorial (seed 000): 4,021,569 parameters in Keras.
@@ -204,10 +293,16 @@ fn larger_awkward_shapes_match_the_reference() {
 /// them lazily (shaders/embed_update.wgsl). Past twice the lazy update's ring of 64
 /// steps, with an evaluation, a gradient pass and a readback between, the table, every
 /// other tensor and the moments still match the dense CPU reference, for each optimiser,
-/// and with each batch in chunks.
+/// and with each batch in chunks. The GPU builds (forced here) update this small a
+/// table densely: every row every step, as the reference.
 #[test]
 fn sparse_batches_over_a_large_vocabulary_match_the_dense_reference() {
-    let Some(ctx) = gpu() else { return };
+    for ctx in [gpu(), gpu_portable()].into_iter().flatten() {
+        sparse_batches_on(ctx);
+    }
+}
+
+fn sparse_batches_on(ctx: Arc<GpuContext>) {
     let cfg = ModelConfig::classifier(
         ModelInput::Tokens {
             vocab: 150,

@@ -320,8 +320,12 @@ wgsl_structs! {
         off_c: u32, k_slice: u32, tile_n: u32, win: u32,
         n_first: u32, k_first: u32, _p0: u32, _p1: u32,
     }
-    /// The second stage of split-K and long column sums.
-    ReduceParams { m: u32, n: u32, slices: u32, ld: u32, off: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// The second stage of split-K and long column sums: one or two sums of slices
+    /// (`reduce::Slices`; the second absent with m2 = 0) in one dispatch.
+    ReduceParams {
+        m: u32, n: u32, slices: u32, ld: u32, off: u32, src: u32, _p0: u32, _p1: u32,
+        m2: u32, n2: u32, slices2: u32, ld2: u32, off2: u32, src2: u32, _p2: u32, _p3: u32,
+    }
     /// Column sums of an [m, n] matrix in slices of rows; `colsum_pair` also sums a second
     /// matrix into columns `second` .. `second + n` of the same output.
     ColsumParams { m: u32, n: u32, rows_per_slice: u32, second: u32 }

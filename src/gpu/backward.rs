@@ -7,15 +7,44 @@ use crate::error::Result;
 use crate::gpu::bind::span;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
+use crate::gpu::flat::ALIGN;
 use crate::gpu::forward::step_runs;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::reduce::colsum_pair;
+use crate::gpu::ops::gemm::gemm_deferred;
+use crate::gpu::ops::reduce::{colsum_pair_deferred, reduce_pending, reduce_slices, Slices};
 use crate::gpu::ops::{
     colsum, colsum_scratch, gemm, gemm_scratch, step, Dispatch, GemmFlags, GemmParams, StepDims,
     StepKernel,
 };
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
+
+/// What a workspace's backward computes and how it leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackwardNeeds {
+    /// This workspace is a later batch chunk whose parameter gradients add to those of
+    /// the chunks before it.
+    pub accumulate_grads: bool,
+    /// The gradient of the initial states (the layer API returns it; training, whose
+    /// initial states are no parameters, does not need it).
+    pub d_h0: bool,
+    /// The first layer's input gradient may stay in split-K slices in the scratch
+    /// (`Workspace::d_input_slices`) for a consumer that adds them as it reads them
+    /// (the embedding's gradient): one reduction dispatch fewer. One-way layers only.
+    pub d_input_slices: bool,
+}
+
+impl BackwardNeeds {
+    /// What the layer API returns: every gradient, reduced; `accumulate_grads` for a
+    /// later batch chunk.
+    pub(crate) fn layer(accumulate_grads: bool) -> Self {
+        BackwardNeeds {
+            accumulate_grads,
+            d_h0: true,
+            d_input_slices: false,
+        }
+    }
+}
 
 /// f32 values of split-K / long-colsum scratch the plans of this shape need.
 pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize {
@@ -28,8 +57,10 @@ pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize
                 gemm_scratch(ctx, 3 * h, i, tb),
                 gemm_scratch(ctx, 3 * h, h, tb),
                 gemm_scratch(ctx, tb, i, 3 * h),
-                // Both biases' sums at once: up to two tensors and their padding.
-                colsum_scratch(ctx, tb, 2 * (3 * h).next_multiple_of(64)),
+                // d_w_ih's slices, then both biases' (up to two tensors and their
+                // padding), reduced together.
+                gemm_scratch(ctx, 3 * h, i, tb).next_multiple_of(ALIGN)
+                    + colsum_scratch(ctx, tb, 2 * (3 * h).next_multiple_of(64)),
             ]
         })
         .max()
@@ -42,20 +73,31 @@ pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize
 /// chunks after the first); otherwise they overwrite it. Without `d_h0` the reset-after
 /// loop leaves out the state gradient of step 0 (the initial states' gradient, which
 /// nothing else reads); reset-before's step 0 also holds gate gradients and stays.
+/// With `d_input_slices` a one-way first layer may leave its input gradient in split-K
+/// slices: they are returned, and `d_ins[0]` is not written.
 pub(crate) fn plan(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
     ws: &Workspace,
-    accumulate_grads: bool,
-    d_h0: bool,
-) -> Result<Vec<Dispatch>> {
+    needs: BackwardNeeds,
+) -> Result<(Vec<Dispatch>, Option<Slices>)> {
     let mut list = Vec::new();
+    let mut slices = None;
     for l in (0..cfg.num_layers).rev() {
-        steps(ctx, cfg, params, ws, (l, d_h0), &mut list)?;
-        weight_grads(ctx, cfg, params, ws, l, accumulate_grads, &mut list)?;
+        steps(ctx, cfg, params, ws, (l, needs.d_h0), &mut list)?;
+        let keep = needs.d_input_slices && l == 0 && cfg.num_directions() == 1;
+        slices = weight_grads(
+            ctx,
+            cfg,
+            params,
+            ws,
+            (l, keep),
+            needs.accumulate_grads,
+            &mut list,
+        )?;
     }
-    Ok(list)
+    Ok((list, slices))
 }
 
 /// Layer `l`'s reverse steps, in recording order, with their buffer offsets (step 0's
@@ -165,16 +207,17 @@ fn steps(
 }
 
 /// Layer `l`'s parameter gradients (GEMMs and column sums per direction) and the
-/// gradient of its input.
+/// gradient of its input; with `keep_slices` (a one-way layer) that gradient's split-K
+/// slices are left in the scratch and returned, not reduced.
 fn weight_grads(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
     ws: &Workspace,
-    l: usize,
+    (l, keep_slices): (usize, bool),
     accumulate_grads: bool,
     list: &mut Vec<Dispatch>,
-) -> Result<()> {
+) -> Result<Option<Slices>> {
     let h = cfg.hidden_size as u32;
     let nd = cfg.num_directions();
     let tb = (ws.t_len * ws.batch) as u32;
@@ -199,33 +242,73 @@ fn weight_grads(
             ldc: i,
             ..Default::default()
         };
-        list.extend(gemm(
+        let (gemm_list, w_ih_slices) = gemm_deferred(
             ctx,
             "gemm_d_w_ih",
             gp,
             at,
             d_gx,
             ws.layer_input(l),
-            None,
             &p.d_w_ih,
-            &ws.scratch,
-        )?);
+            (&ws.scratch, 0),
+        )?;
+        list.extend(gemm_list);
         // Both bias gradients in one column sum where their tensors lie one after the
-        // other (flat buffers); else one each.
+        // other (flat buffers), its slices reduced in one dispatch with d_w_ih's; else
+        // one each.
         let padded = (3 * h as usize).next_multiple_of(64);
         let biases = span(&p.d_b_ih, &p.d_b_hh, ctx.storage_limit())
             .filter(|(_, second)| *second as usize <= padded);
-        if biases.is_none() {
-            list.extend(colsum(
-                ctx,
-                "colsum_d_b_ih",
-                tb as usize,
-                3 * h as usize,
-                d_gx,
-                &p.d_b_ih,
-                accumulate_grads,
-                &ws.scratch,
-            )?);
+        match &biases {
+            Some((both, second)) => {
+                let src = w_ih_slices.map_or(0, |r| r.end());
+                let (d, bias_slices) = colsum_pair_deferred(
+                    ctx,
+                    "colsum_d_biases",
+                    (tb as usize, 3 * h as usize),
+                    (d_gx, d_gh),
+                    (both, *second as usize),
+                    accumulate_grads,
+                    (&ws.scratch, src),
+                )?;
+                list.push(d);
+                list.extend(reduce_pending(
+                    ctx,
+                    "reduce_d_w_ih_biases",
+                    [(w_ih_slices, &p.d_w_ih), (bias_slices, both)],
+                    accumulate_grads,
+                    &ws.scratch,
+                )?);
+            }
+            None => {
+                if let Some(r) = w_ih_slices {
+                    let label = "reduce_d_w_ih";
+                    list.push(reduce_slices(
+                        ctx,
+                        label,
+                        r,
+                        accumulate_grads,
+                        None,
+                        &ws.scratch,
+                        &p.d_w_ih,
+                    )?);
+                }
+                for (label, g, out) in [
+                    ("colsum_d_b_ih", d_gx, &p.d_b_ih),
+                    ("colsum_d_b_hh", d_gh, &p.d_b_hh),
+                ] {
+                    list.extend(colsum(
+                        ctx,
+                        label,
+                        tb as usize,
+                        3 * h as usize,
+                        g,
+                        out,
+                        accumulate_grads,
+                        &ws.scratch,
+                    )?);
+                }
+            }
         }
         // d_w_hh [3H, H] = d_ghᵀ · H_prev; for reset-before the n rows see r*h instead.
         let rz_rows = if cfg.variant == GruVariant::ResetAfter {
@@ -278,27 +361,6 @@ fn weight_grads(
                 &ws.scratch,
             )?);
         }
-        match &biases {
-            Some((both, second)) => list.extend(colsum_pair(
-                ctx,
-                "colsum_d_biases",
-                (tb as usize, 3 * h as usize),
-                (d_gx, d_gh),
-                (both, *second as usize),
-                accumulate_grads,
-                &ws.scratch,
-            )?),
-            None => list.extend(colsum(
-                ctx,
-                "colsum_d_b_hh",
-                tb as usize,
-                3 * h as usize,
-                d_gh,
-                &p.d_b_hh,
-                accumulate_grads,
-                &ws.scratch,
-            )?),
-        }
         // dX [T·B, I] (+)= d_gx [T·B, 3H] · W_ih [3H, I]; the reverse direction adds.
         let gp = GemmParams {
             m: tb,
@@ -313,6 +375,20 @@ fn weight_grads(
             accumulate: d == 1,
             ..Default::default()
         };
+        if keep_slices {
+            let (gemm_list, slices) = gemm_deferred(
+                ctx,
+                "gemm_d_input",
+                gp,
+                flags,
+                d_gx,
+                &p.w_ih,
+                &ws.d_ins[l],
+                (&ws.scratch, 0),
+            )?;
+            list.extend(gemm_list);
+            return Ok(slices);
+        }
         list.extend(gemm(
             ctx,
             "gemm_d_input",
@@ -325,5 +401,5 @@ fn weight_grads(
             &ws.scratch,
         )?);
     }
-    Ok(())
+    Ok(None)
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::GruConfig;
 use crate::error::{GruError, Result};
+use crate::gpu::backward::BackwardNeeds;
 use crate::gpu::context::{DeviceRequest, GpuContext};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::Dispatch;
@@ -316,7 +317,13 @@ fn layer_list(ctx: &Arc<GpuContext>, s: &Shape) -> Result<Vec<Dispatch>> {
     let cfg = GruConfig::new(s.input, s.hidden);
     cfg.validate()?;
     let params = GpuParams::new(ctx, &cfg)?;
-    let ws = workspace(ctx, &cfg, &params, (s.seq_len, s.batch), false, true)?;
+    let ws = workspace(
+        ctx,
+        &cfg,
+        &params,
+        (s.seq_len, s.batch),
+        BackwardNeeds::layer(false),
+    )?;
     Ok(ws.forward.iter().chain(&ws.backward).cloned().collect())
 }
 

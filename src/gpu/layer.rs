@@ -12,6 +12,7 @@ use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::{weights_from_parts, GpuParams};
+use crate::gpu::plan::BackwardNeeds;
 use crate::gpu::wait::blocking;
 use crate::gpu::workspace::Workspace;
 use crate::sequence::{swap_leading_axes, validate_cell, GruGrads, SequenceInput};
@@ -203,8 +204,7 @@ impl GpuGru {
                             cfg,
                             params,
                             (t_len, bc),
-                            b0 > 0,
-                            true,
+                            BackwardNeeds::layer(b0 > 0),
                         )?;
                         Ok((b0, ws))
                     })

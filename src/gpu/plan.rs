@@ -3,27 +3,26 @@
 
 use crate::config::GruConfig;
 use crate::error::Result;
+pub(crate) use crate::gpu::backward::BackwardNeeds;
 use crate::gpu::backward::{self, scratch_len};
 use crate::gpu::context::GpuContext;
 use crate::gpu::forward;
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 
-/// `accumulate_grads`: this workspace is a later batch chunk whose parameter gradients
-/// add to those of the chunks before it. `d_h0`: the backward computes the gradient of
-/// the initial states (the layer API returns it; training, whose initial states are no
-/// parameters, does not need it).
+/// The workspace of (T, B) with its lists, the backward's as `needs` says.
 pub(crate) fn workspace(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
     (t_len, batch): (usize, usize),
-    accumulate_grads: bool,
-    d_h0: bool,
+    needs: BackwardNeeds,
 ) -> Result<Workspace> {
     let mut ws = Workspace::alloc(ctx, cfg, t_len, batch, scratch_len(ctx, cfg, t_len * batch))?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
-    ws.backward = backward::plan(ctx, cfg, params, &ws, accumulate_grads, d_h0)?;
+    let (list, slices) = backward::plan(ctx, cfg, params, &ws, needs)?;
+    ws.backward = list;
+    ws.d_input_slices = slices;
     Ok(ws)
 }
 
@@ -37,7 +36,7 @@ mod tests {
     /// offset), with a grid z of 2 (both directions) or 1.
     fn step_dispatches(ctx: &GpuContext, cfg: &GruConfig) -> (usize, usize) {
         let params = GpuParams::new(ctx, cfg).unwrap();
-        let ws = workspace(ctx, cfg, &params, (6, 3), false, true).unwrap();
+        let ws = workspace(ctx, cfg, &params, (6, 3), BackwardNeeds::layer(false)).unwrap();
         let steps = ws.forward.iter().chain(&ws.backward);
         let steps: Vec<_> = steps.filter(|d| d.offset.is_some()).collect();
         let paired = steps.iter().filter(|d| d.groups[2] == 2).count();

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::flat::ALIGN;
+use crate::gpu::ops::reduce::Slices;
 use crate::gpu::ops::{step_slots, Dispatch};
 
 /// Buffers of one layer and direction that backward needs from forward. A layer's
@@ -50,6 +51,9 @@ pub(crate) struct Workspace {
     /// Per direction [T, B, 3H] step order, shared by every layer.
     pub d_gh: Vec<Range>,
     pub scratch: wgpu::Buffer, // split-K partial products [slices, M, N], shared
+    /// Where the backward leaves the first layer's input gradient in `scratch` as
+    /// split-K slices instead of in `d_ins[0]` (`plan::BackwardNeeds::d_input_slices`).
+    pub d_input_slices: Option<Slices>,
     pub dirs: Vec<DirBuffers>,
     pub step_slots: wgpu::Buffer,
     pub slot_stride: u32,
@@ -103,6 +107,7 @@ impl Workspace {
             d_gx: slabs(ctx, "d_gx", nd, tb * 3 * h)?,
             d_gh: slabs(ctx, "d_gh", nd, tb * 3 * h)?,
             scratch: ctx.storage("scratch", scratch)?,
+            d_input_slices: None,
             dirs,
             step_slots,
             slot_stride,
@@ -152,6 +157,14 @@ impl Workspace {
     /// The gradient of the sequence input, what backward ends with.
     pub(crate) fn d_input(&self) -> &wgpu::Buffer {
         &self.d_ins[0]
+    }
+    /// The input gradient as the backward left it: `d_ins[0]` (one slice), or its
+    /// split-K slices from the scratch's start (`d_input_slices`).
+    pub(crate) fn d_input_slices(&self) -> (&wgpu::Buffer, usize) {
+        match self.d_input_slices {
+            Some(r) => (&self.scratch, r.slices as usize),
+            None => (&self.d_ins[0], 1),
+        }
     }
     /// The top layer's states of direction `d`, [T+1, B, H] in step order: h0 first,
     /// h_n at [`Workspace::final_state_offset`].

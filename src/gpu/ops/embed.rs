@@ -5,7 +5,7 @@ use crate::gpu::abi::EmbedParams;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch, Traffic};
 
 fn params(n: usize, dim: usize, vocab: usize, accumulate: bool) -> EmbedParams {
     EmbedParams {
@@ -38,62 +38,92 @@ pub(crate) fn embed_forward(
     )
 }
 
-/// d_table[v, j] (+)= Σ d_x[p, j] over the positions p of each token v the batch holds,
-/// in the order `index` ([`token_index`]) lists them; other rows are left as they are
-/// (the trainer's lazy update zeroes the rows a pass holds, and the last pass's, first).
-/// With `accumulate` (a later chunk) the sums are added.
+/// Which rows of the table an embedding gradient writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TableRows {
+    /// The rows of the tokens a batch holds; the others are left as they are (the
+    /// trainer's lazy update zeroes the rows a pass holds, and the last pass's, first).
+    Present,
+    /// Every row, zero where the batch holds no such token (the dense update's table).
+    All,
+}
+
+impl TableRows {
+    /// Slots of the index's token list for `n` positions over `vocab` tokens.
+    fn slots(self, n: usize, vocab: usize) -> usize {
+        match self {
+            TableRows::Present => n.min(vocab),
+            TableRows::All => vocab,
+        }
+    }
+}
+
+/// d_table[v, j] (+)= Σ d_x[p, j] over the positions p of each token v `index` lists
+/// ([`token_index`], built for `rows`), in its order. With `accumulate` (a later
+/// chunk) the sums are added. `d_x` is [N, dim], or `slices` split-K slices of it one
+/// after the other, added in order as each position is read.
 pub(crate) fn embed_backward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
-    accumulate: bool,
+    (rows, accumulate): (TableRows, bool),
     index: &dyn Bind,
-    d_x: &dyn Bind,
+    (d_x, slices): (&dyn Bind, usize),
     d_table: &dyn Bind,
 ) -> Result<Dispatch> {
     let q = params(n, dim, vocab, accumulate);
-    param_dispatch(
+    let slices = slices.max(1);
+    let m = rows.slots(n, vocab);
+    let mut d = param_dispatch(
         ctx,
         Kernel::EmbedBwd,
-        &[],
+        &[("SLICES", slices as u32)],
         "embed_bwd",
         bytemuck::bytes_of(&q),
         &[index, d_x, d_table],
-        flat_grid(ctx, n.min(vocab) * dim),
-    )
+        flat_grid(ctx, m * dim),
+    )?;
+    // Every position's slices once, the index, and the rows written (read too when
+    // adding).
+    let read = (slices * n * dim + token_index_len(n, vocab, rows)) as u64;
+    let written = (m * dim) as u64;
+    d.traffic = Traffic::floats(read + written * accumulate as u64, written);
+    Ok(d)
 }
 
 /// Values of [`token_index`] for `n` positions over `vocab` tokens.
-pub(crate) fn token_index_len(n: usize, vocab: usize) -> usize {
-    2 + 2 * n.min(vocab) + n
+pub(crate) fn token_index_len(n: usize, vocab: usize, rows: TableRows) -> usize {
+    3 + 2 * rows.slots(n, vocab) + n
 }
 
-/// [D | tokens (M) | starts (M + 1) | positions (N)], M = min(N, V): the D tokens
-/// present in ascending order, where each one's positions start, and the positions
-/// grouped by token in order, which is the embedding gradient's summation order
-/// (`embed_backward`'s `index`). Slots past D are zero.
-pub(crate) fn token_index(tokens: &[u32], vocab: usize) -> Vec<u32> {
+/// [D | M | tokens (M) | starts (M + 1) | positions (N)]: D tokens in ascending order
+/// in M slots (with [`TableRows::Present`] those present, M = min(N, V); with
+/// [`TableRows::All`] every token, D = M = V), where each one's positions start, and
+/// the positions grouped by token in order, which is the embedding gradient's summation
+/// order (`embed_backward`'s `index`). Slots past D are zero.
+pub(crate) fn token_index(tokens: &[u32], vocab: usize, rows: TableRows) -> Vec<u32> {
     let n = tokens.len();
-    let m = n.min(vocab);
+    let m = rows.slots(n, vocab);
     let mut counts = vec![0u32; vocab];
     for &t in tokens {
         counts[t as usize] += 1;
     }
-    let mut index = vec![0u32; token_index_len(n, vocab)];
+    let mut index = vec![0u32; token_index_len(n, vocab, rows)];
     let (mut d, mut start) = (0usize, 0u32);
-    // Where each present token's positions go, by token.
+    // Where each listed token's positions go, by token.
     let mut next = vec![0u32; vocab];
     for (v, &c) in counts.iter().enumerate() {
-        if c > 0 {
-            index[1 + d] = v as u32;
-            index[1 + m + d] = start;
+        if c > 0 || rows == TableRows::All {
+            index[2 + d] = v as u32;
+            index[2 + m + d] = start;
             next[v] = start;
             start += c;
             d += 1;
         }
     }
     index[0] = d as u32;
-    index[1 + m + d] = start;
-    let base = 2 + 2 * m;
+    index[1] = m as u32;
+    index[2 + m + d] = start;
+    let base = 3 + 2 * m;
     for (pos, &t) in tokens.iter().enumerate() {
         index[base + next[t as usize] as usize] = pos as u32;
         next[t as usize] += 1;
@@ -130,30 +160,70 @@ mod tests {
         close(&read(&ctx, &out, n * dim), &want, "lookup");
 
         let d_x: Vec<f32> = (0..n * dim).map(|i| (i as f32).sin()).collect();
-        let index = token_index(&tokens, vocab);
-        let ib = ctx.storage("index", index.len()).unwrap();
-        ctx.queue.write_buffer(&ib, 0, bytemuck::cast_slice(&index));
         let dx = upload(&ctx, &d_x);
-        let d_table = upload(&ctx, &vec![7.0; vocab * dim]);
-        let mut want = vec![0.0f64; vocab * dim];
+        let mut sums = vec![0.0f64; vocab * dim];
         for (p, &v) in tokens.iter().enumerate() {
             for j in 0..dim {
-                want[v as usize * dim + j] += d_x[p * dim + j] as f64;
+                sums[v as usize * dim + j] += d_x[p * dim + j] as f64;
             }
         }
-        // Token 3 is not in the batch: its row keeps what it held.
-        for j in 0..dim {
-            want[3 * dim + j] = 7.0;
+        // Token 3 is not in the batch: listing the present tokens leaves its row as it
+        // was; listing all writes it 0.
+        for rows in [TableRows::Present, TableRows::All] {
+            let index = token_index(&tokens, vocab, rows);
+            let ib = ctx.storage("index", index.len()).unwrap();
+            ctx.queue.write_buffer(&ib, 0, bytemuck::cast_slice(&index));
+            let d_table = upload(&ctx, &vec![7.0; vocab * dim]);
+            let absent = if rows == TableRows::All { 0.0 } else { 7.0 };
+            let want: Vec<f64> = (0..vocab * dim)
+                .map(|i| if i / dim == 3 { absent } else { sums[i] })
+                .collect();
+            let bwd = |acc| {
+                embed_backward(&ctx, (n, dim, vocab), (rows, acc), &ib, (&dx, 1), &d_table).unwrap()
+            };
+            run(&ctx, &[bwd(false)]);
+            close(&read(&ctx, &d_table, vocab * dim), &want, "gradient");
+            run(&ctx, &[bwd(true)]);
+            let twice: Vec<f64> = want
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i / dim == 3 { *v } else { 2.0 * v })
+                .collect();
+            close(&read(&ctx, &d_table, vocab * dim), &twice, "accumulated");
         }
-        let bwd = |acc| embed_backward(&ctx, (n, dim, vocab), acc, &ib, &dx, &d_table).unwrap();
-        run(&ctx, &[bwd(false)]);
-        close(&read(&ctx, &d_table, vocab * dim), &want, "gradient");
-        run(&ctx, &[bwd(true)]);
-        let twice: Vec<f64> = want
-            .iter()
-            .enumerate()
-            .map(|(i, v)| if i / dim == 3 { *v } else { 2.0 * v })
+    }
+
+    /// Every row written when the vocabulary is larger than the batch (more slots than
+    /// positions), absent tokens 0.
+    #[test]
+    fn all_rows_of_a_vocabulary_larger_than_the_batch() {
+        let Some(ctx) = ctx() else { return };
+        let (vocab, dim) = (131, 5);
+        let tokens = [130u32, 0, 130];
+        let n = tokens.len();
+        let d_x: Vec<f32> = (0..n * dim).map(|i| i as f32 + 1.0).collect();
+        let index = token_index(&tokens, vocab, TableRows::All);
+        assert_eq!(index.len(), token_index_len(n, vocab, TableRows::All));
+        let ib = ctx.storage("index", index.len()).unwrap();
+        ctx.queue.write_buffer(&ib, 0, bytemuck::cast_slice(&index));
+        let (dx, d_table) = (upload(&ctx, &d_x), upload(&ctx, &vec![7.0; vocab * dim]));
+        let list = [embed_backward(
+            &ctx,
+            (n, dim, vocab),
+            (TableRows::All, false),
+            &ib,
+            (&dx, 1),
+            &d_table,
+        )
+        .unwrap()];
+        run(&ctx, &list);
+        let want: Vec<f64> = (0..vocab * dim)
+            .map(|i| match i / dim {
+                0 => d_x[dim + i % dim] as f64,
+                130 => (d_x[i % dim] + d_x[2 * dim + i % dim]) as f64,
+                _ => 0.0,
+            })
             .collect();
-        close(&read(&ctx, &d_table, vocab * dim), &twice, "accumulated");
+        close(&read(&ctx, &d_table, vocab * dim), &want, "all rows");
     }
 }

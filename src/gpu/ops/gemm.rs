@@ -2,12 +2,12 @@
 
 use crate::error::Result;
 pub(crate) use crate::gpu::abi::GemmParams;
-use crate::gpu::abi::{ReduceParams, WG};
+use crate::gpu::abi::WG;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{bind, groups, param_dispatch, Dispatch, Traffic};
-use crate::gpu::ops::reduce::reduce_slices;
+use crate::gpu::ops::reduce::{reduce_slices, Slices};
 
 impl GemmParams {
     /// C [m, n] = op(A) · op(B) over k, with leading dimensions and no offsets.
@@ -272,14 +272,66 @@ fn gemm_as(
     ctx: &GpuContext,
     kernel: Kernel,
     label: &str,
-    mut p: GemmParams,
+    p: GemmParams,
     f: GemmFlags,
     [a, b, c, scratch]: [&dyn Bind; 4],
     bias: Option<&dyn Bind>,
 ) -> Result<Vec<Dispatch>> {
+    let (mut list, split) = gemm_slices(ctx, kernel, label, (p, f), [a, b, c, scratch], bias, 0)?;
+    if let Some(r) = split {
+        list.push(reduce_slices(
+            ctx,
+            label,
+            r,
+            f.accumulate,
+            bias,
+            scratch,
+            c,
+        )?);
+    }
+    Ok(list)
+}
+
+/// [`gemm`] (no bias) whose split-K slices stay in `scratch` from value `src` (a
+/// multiple of `flat::ALIGN`) for a reduction the caller records, with another sum's
+/// in one dispatch (`reduce::reduce_pending`): the GEMM's dispatches and, when it
+/// splits, its slices (an unsplit GEMM writes C itself, accumulating by `f`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_deferred(
+    ctx: &GpuContext,
+    label: &str,
+    p: GemmParams,
+    f: GemmFlags,
+    a: &dyn Bind,
+    b: &dyn Bind,
+    c: &dyn Bind,
+    (scratch, src): (&dyn Bind, usize),
+) -> Result<(Vec<Dispatch>, Option<Slices>)> {
+    gemm_slices(
+        ctx,
+        variant(ctx),
+        label,
+        (p, f),
+        [a, b, c, scratch],
+        None,
+        src,
+    )
+}
+
+/// The GEMM's dispatch, and where it splits K the slices it leaves in `scratch` from
+/// value `src`.
+fn gemm_slices(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    label: &str,
+    (mut p, f): (GemmParams, GemmFlags),
+    [a, b, c, scratch]: [&dyn Bind; 4],
+    bias: Option<&dyn Bind>,
+    src: usize,
+) -> Result<(Vec<Dispatch>, Option<Slices>)> {
     let kernel = match kernel {
         Kernel::GemmUb => match gemm_windowed(ctx, label, p, f, [a, b, c], bias)? {
-            Some(list) => return Ok(list),
+            Some(list) => return Ok((list, None)),
             None => Kernel::GemmSg,
         },
         other => other,
@@ -295,7 +347,7 @@ fn gemm_as(
     ];
     let final_c = (p.off_c, p.ldc);
     if split {
-        p.off_c = 0;
+        p.off_c = src as u32;
         p.ldc = p.n;
     }
     let buffers = [a, b, bias.unwrap_or(b), if split { scratch } else { c }];
@@ -309,7 +361,7 @@ fn gemm_as(
         groups(p.m as usize, rows),
         slices as u32,
     ];
-    let mut list = vec![param_dispatch(
+    let mut d = param_dispatch(
         ctx,
         kernel,
         &constants,
@@ -317,29 +369,18 @@ fn gemm_as(
         bytemuck::bytes_of(&p),
         &buffers,
         grid,
-    )?];
-    list[0].flops = 2 * p.m as u64 * p.n as u64 * p.k as u64;
-    list[0].traffic = gemm_traffic(&p, f, bias.is_some(), (rows, cols), slices);
-    if split {
-        let r = ReduceParams {
-            m: p.m,
-            n: p.n,
-            slices: slices as u32,
-            ld: final_c.1,
-            off: final_c.0,
-            ..Default::default()
-        };
-        list.push(reduce_slices(
-            ctx,
-            label,
-            r,
-            f.accumulate,
-            bias,
-            scratch,
-            c,
-        )?);
-    }
-    Ok(list)
+    )?;
+    d.flops = 2 * p.m as u64 * p.n as u64 * p.k as u64;
+    d.traffic = gemm_traffic(&p, f, bias.is_some(), (rows, cols), slices);
+    let r = split.then_some(Slices {
+        m: p.m,
+        n: p.n,
+        slices: slices as u32,
+        ld: final_c.1,
+        off: final_c.0,
+        src: src as u32,
+    });
+    Ok((vec![d], r))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub(crate) fn clip_scale(
         count: count as u32,
         ..Default::default()
     };
-    param_dispatch(
+    let mut d = param_dispatch(
         ctx,
         Kernel::ClipScale,
         &[],
@@ -79,7 +79,11 @@ pub(crate) fn clip_scale(
         bytemuck::bytes_of(&q),
         &[step, any_grad, norms],
         [1, 1, 1],
-    )
+    )?;
+    // The partial sums in, the factor and the norm out; the gradient is bound only
+    // for the layout.
+    d.traffic = Traffic::floats(count as u64, 2);
+    Ok(d)
 }
 
 /// One optimiser step over `t` (every tensor of a segment at once): `kernel` is `Sgd` or `Adam` (AdamW by the uniform).

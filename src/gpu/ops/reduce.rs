@@ -2,10 +2,10 @@
 //! (reduce_slices.wgsl).
 
 use crate::error::Result;
-pub(crate) use crate::gpu::abi::ReduceParams;
-use crate::gpu::abi::{ColsumParams, WG};
-use crate::gpu::bind::Bind;
+use crate::gpu::abi::{ColsumParams, ReduceParams, WG};
+use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::GpuContext;
+use crate::gpu::flat::ALIGN;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch, Traffic};
 
@@ -35,36 +35,135 @@ pub(crate) fn colsum_scratch(ctx: &GpuContext, m: usize, n: usize) -> usize {
     }
 }
 
-/// out[off + m·ld + n] (+)= Σ_z part[z, m, n] (+ bias[n]).
+/// One sum of split slices: out[off + m·ld + n] (+)= Σ_z part[src + z·M·N + m·N + n],
+/// M = `m`, N = `n`, z < `slices`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Slices {
+    pub m: u32,
+    pub n: u32,
+    pub slices: u32,
+    pub ld: u32,
+    pub off: u32,
+    pub src: u32,
+}
+
+impl Slices {
+    fn values(&self) -> u64 {
+        self.m as u64 * self.n as u64
+    }
+
+    /// Where another sum's slices may start in the same scratch: past these, at the
+    /// next binding offset every adapter accepts (`flat::ALIGN` values).
+    pub(crate) fn end(&self) -> usize {
+        (self.src as usize + self.slices as usize * self.values() as usize).next_multiple_of(ALIGN)
+    }
+}
+
+/// out[off + m·ld + n] (+)= Σ_z part[src + z·M·N + m·N + n] (+ bias[n]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn reduce_slices(
     ctx: &GpuContext,
     label: &str,
-    r: ReduceParams,
+    r: Slices,
     accumulate: bool,
     bias: Option<&dyn Bind>,
     part: &dyn Bind,
     out: &dyn Bind,
 ) -> Result<Dispatch> {
-    let total = groups(r.m as usize * r.n as usize, WG);
+    reduce(ctx, label, (r, None), accumulate, bias, part, out)
+}
+
+/// Sums left in slices of `part` (by `gemm_deferred`, [`colsum_pair_deferred`]) into
+/// two outputs: one dispatch where both outputs can be bound as one range (a weight
+/// gradient and its bias's, `bind::span`), else one each; none for a sum that was not
+/// split (its producer wrote its output).
+pub(crate) fn reduce_pending(
+    ctx: &GpuContext,
+    label: &str,
+    [(a, out_a), (b, out_b)]: [(Option<Slices>, &Range); 2],
+    accumulate: bool,
+    part: &dyn Bind,
+) -> Result<Vec<Dispatch>> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            if let Some((both, gap)) = span(out_a, out_b, ctx.storage_limit()) {
+                let b = Slices {
+                    off: b.off + gap,
+                    ..b
+                };
+                return Ok(vec![reduce(
+                    ctx,
+                    label,
+                    (a, Some(b)),
+                    accumulate,
+                    None,
+                    part,
+                    &both,
+                )?]);
+            }
+            Ok(vec![
+                reduce_slices(ctx, label, a, accumulate, None, part, out_a)?,
+                reduce_slices(ctx, label, b, accumulate, None, part, out_b)?,
+            ])
+        }
+        (Some(r), None) => Ok(vec![reduce_slices(
+            ctx, label, r, accumulate, None, part, out_a,
+        )?]),
+        (None, Some(r)) => Ok(vec![reduce_slices(
+            ctx, label, r, accumulate, None, part, out_b,
+        )?]),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// One reduce_slices dispatch over one or two sums.
+fn reduce(
+    ctx: &GpuContext,
+    label: &str,
+    (a, b): (Slices, Option<Slices>),
+    accumulate: bool,
+    bias: Option<&dyn Bind>,
+    part: &dyn Bind,
+    out: &dyn Bind,
+) -> Result<Dispatch> {
+    let b2 = b.unwrap_or_default();
+    let values = a.values() + b2.values();
+    let total = groups(values as usize, WG);
     let gx = total.min(ctx.limits.max_compute_workgroups_per_dimension);
     let constants = [
         ("ACCUMULATE", accumulate as u32),
         ("BIAS", bias.is_some() as u32),
     ];
+    let q = ReduceParams {
+        m: a.m,
+        n: a.n,
+        slices: a.slices,
+        ld: a.ld,
+        off: a.off,
+        src: a.src,
+        m2: b2.m,
+        n2: b2.n,
+        slices2: b2.slices,
+        ld2: b2.ld,
+        off2: b2.off,
+        src2: b2.src,
+        ..Default::default()
+    };
     let buffers = [part, bias.unwrap_or(part), out];
     let mut d = param_dispatch(
         ctx,
         Kernel::ReduceSlices,
         &constants,
         label,
-        bytemuck::bytes_of(&r),
+        bytemuck::bytes_of(&q),
         &buffers,
         [gx, total.div_ceil(gx), 1],
     )?;
-    let (mn, n) = (r.m as u64 * r.n as u64, r.n as u64);
-    let read = r.slices as u64 * mn + mn * accumulate as u64 + n * bias.is_some() as u64;
-    d.traffic = Traffic::floats(read, mn);
+    let read = a.slices as u64 * a.values()
+        + b2.slices as u64 * b2.values()
+        + values * accumulate as u64
+        + a.n as u64 * bias.is_some() as u64;
+    d.traffic = Traffic::floats(read, values);
     Ok(d)
 }
 
@@ -81,43 +180,77 @@ pub(crate) fn colsum(
     accumulate: bool,
     scratch: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
-    colsums(ctx, label, (m, n), (x, None), out, accumulate, scratch)
+    let (d, split) = colsum_slices(ctx, label, (m, n), (x, None), out, accumulate, (scratch, 0))?;
+    let mut list = vec![d];
+    if let Some(r) = split {
+        list.push(reduce_slices(
+            ctx, label, r, accumulate, None, scratch, out,
+        )?);
+    }
+    Ok(list)
+}
+
+/// [`colsum`] whose slices stay in `scratch` from value `src`, as
+/// [`colsum_pair_deferred`]'s do.
+pub(crate) fn colsum_deferred(
+    ctx: &GpuContext,
+    label: &str,
+    (m, n): (usize, usize),
+    x: &dyn Bind,
+    out: &dyn Bind,
+    accumulate: bool,
+    (scratch, src): (&dyn Bind, usize),
+) -> Result<(Dispatch, Option<Slices>)> {
+    colsum_slices(
+        ctx,
+        label,
+        (m, n),
+        (x, None),
+        out,
+        accumulate,
+        (scratch, src),
+    )
 }
 
 /// Column sums of x[M, N] into out[0 .. N] and of x2[M, N] into out[second .. second +
-/// N] in one dispatch (and one reduction of the slices), zeros between: a layer's two
-/// bias gradients, whose tensors lie one after the other (`bind::span`). `scratch`
-/// holds at least [`colsum_scratch`] of (M, second + N) values.
+/// N] in one dispatch, zeros between: a layer's two bias gradients, whose tensors lie
+/// one after the other (`bind::span`). Long columns leave their slices in `scratch`
+/// from value `src` (a multiple of `flat::ALIGN`; at least [`colsum_scratch`] of (M,
+/// second + N) values past it) for a reduction the caller records with another sum's
+/// ([`reduce_pending`]): the dispatch and, when it slices, its slices (a single slice
+/// is written to `out` directly, accumulating by `accumulate`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn colsum_pair(
+pub(crate) fn colsum_pair_deferred(
     ctx: &GpuContext,
     label: &str,
     (m, n): (usize, usize),
     (x, x2): (&dyn Bind, &dyn Bind),
     (out, second): (&dyn Bind, usize),
     accumulate: bool,
-    scratch: &dyn Bind,
-) -> Result<Vec<Dispatch>> {
-    colsums(
+    (scratch, src): (&dyn Bind, usize),
+) -> Result<(Dispatch, Option<Slices>)> {
+    colsum_slices(
         ctx,
         label,
         (m, n),
         (x, Some((x2, second))),
         out,
         accumulate,
-        scratch,
+        (scratch, src),
     )
 }
 
-fn colsums(
+/// The column sums' dispatch, and where the rows run in several slices, the slices it
+/// leaves in `scratch` from value `src`.
+fn colsum_slices(
     ctx: &GpuContext,
     label: &str,
     (m, n): (usize, usize),
     (x, x2): (&dyn Bind, Option<(&dyn Bind, usize)>),
     out: &dyn Bind,
     accumulate: bool,
-    scratch: &dyn Bind,
-) -> Result<Vec<Dispatch>> {
+    (scratch, src): (&dyn Bind, usize),
+) -> Result<(Dispatch, Option<Slices>)> {
     let rows = colsum_rows(ctx);
     let slices = m.div_ceil(rows).max(1);
     let split = slices > 1;
@@ -130,13 +263,19 @@ fn colsums(
         second: second as u32,
     };
     let constants = [("ACCUMULATE", (accumulate && !split) as u32)];
-    let target = if split { scratch } else { out };
+    // The slices from value `src` of the scratch (256-byte aligned).
+    let part = Range {
+        buffer: scratch.raw().clone(),
+        offset: scratch.start() + 4 * src as u64,
+        len: slices * width,
+    };
+    let target: &dyn Bind = if split { &part } else { out };
     let (kernel, buffers): (Kernel, Vec<&dyn Bind>) = match x2 {
         Some((x2, _)) => (Kernel::ColsumPair, vec![x, target, x2]),
         None => (Kernel::Colsum, vec![x, target]),
     };
     let grid = [groups(width, WG), slices as u32, 1];
-    let mut list = vec![param_dispatch(
+    let mut d = param_dispatch(
         ctx,
         kernel,
         &constants,
@@ -144,23 +283,18 @@ fn colsums(
         bytemuck::bytes_of(&params),
         &buffers,
         grid,
-    )?];
+    )?;
     let inputs = if x2.is_some() { 2 } else { 1 };
-    list[0].traffic = Traffic::floats(inputs * (m * n) as u64, (slices * width) as u64);
-    if split {
-        let r = ReduceParams {
-            m: 1,
-            n: width as u32,
-            slices: slices as u32,
-            ld: width as u32,
-            off: 0,
-            ..Default::default()
-        };
-        list.push(reduce_slices(
-            ctx, label, r, accumulate, None, scratch, out,
-        )?);
-    }
-    Ok(list)
+    d.traffic = Traffic::floats(inputs * (m * n) as u64, (slices * width) as u64);
+    let r = split.then_some(Slices {
+        m: 1,
+        n: width as u32,
+        slices: slices as u32,
+        ld: width as u32,
+        off: 0,
+        src: src as u32,
+    });
+    Ok((d, r))
 }
 
 #[cfg(test)]
@@ -196,7 +330,8 @@ mod tests {
 
     /// Two matrices' column sums into one output, the second's at an offset, the
     /// columns between written 0 (with and without accumulating; one slice and many,
-    /// on the software and the GPU slices).
+    /// on the software and the GPU slices), their slices after another sum's in the
+    /// scratch, and both reduced together into one buffer (`reduce_pending`).
     #[test]
     fn colsum_pair_sums_both_and_zeroes_between() {
         for ctx in [ctx(), gpu_builds_ctx()].into_iter().flatten() {
@@ -204,44 +339,74 @@ mod tests {
             for &(m, n, gap) in &[(1, 1, 0), (7, 3, 5), (600, 67, 61), (5000, 12, 52)] {
                 for acc in [false, true] {
                     let second = n + gap;
+                    let width = second + n;
                     let x = rng.uniform_vec(m * n, -1.0, 1.0);
                     let x2 = rng.uniform_vec(m * n, -1.0, 1.0);
-                    let mut o = rng.uniform_vec(second + n, -1.0, 1.0);
+                    // The other sum: 3 slices of [2, 5] at the scratch's start, its
+                    // output [2, 5] at the buffer's start, the pair's after it.
+                    let first = Slices {
+                        m: 2,
+                        n: 5,
+                        slices: 3,
+                        ld: 5,
+                        off: 0,
+                        src: 0,
+                    };
+                    let at = first.end();
+                    let other = rng.uniform_vec(30, -1.0, 1.0);
+                    let mut o = rng.uniform_vec(ALIGN + width, -1.0, 1.0);
                     // The padding holds zeros, as the flat buffers' does.
-                    o[n..second].iter_mut().for_each(|v| *v = 0.0);
+                    o[ALIGN + n..ALIGN + second]
+                        .iter_mut()
+                        .for_each(|v| *v = 0.0);
                     let sum =
                         |a: &[f32], j: usize| (0..m).map(|i| a[i * n + j] as f64).sum::<f64>();
-                    let want: Vec<f64> = (0..second + n)
-                        .map(|c| {
-                            let s = if c < n {
-                                sum(&x, c)
-                            } else if c >= second {
-                                sum(&x2, c - second)
-                            } else {
-                                0.0
-                            };
-                            s + if acc { o[c] as f64 } else { 0.0 }
-                        })
+                    let held = |i: usize| if acc { o[i] as f64 } else { 0.0 };
+                    let mut want: Vec<f64> = (0..10)
+                        .map(|e| (0..3).map(|z| other[z * 10 + e] as f64).sum::<f64>() + held(e))
                         .collect();
+                    want.extend((0..width).map(|c| {
+                        let s = if c < n {
+                            sum(&x, c)
+                        } else if c >= second {
+                            sum(&x2, c - second)
+                        } else {
+                            0.0
+                        };
+                        s + held(ALIGN + c)
+                    }));
                     let (xb, x2b, ob) = (upload(&ctx, &x), upload(&ctx, &x2), upload(&ctx, &o));
-                    let len = colsum_scratch(&ctx, m, second + n).max(1);
-                    let scratch = ctx.storage("scratch", len).unwrap();
-                    let list = colsum_pair(
+                    let range = |offset: usize, len| Range {
+                        buffer: ob.clone(),
+                        offset: 4 * offset as u64,
+                        len,
+                    };
+                    let (out_a, out_b) = (range(0, 10), range(ALIGN, width));
+                    let mut s = other.clone();
+                    s.resize(at + colsum_scratch(&ctx, m, width).max(1), 0.0);
+                    let scratch = upload(&ctx, &s);
+                    let (d, slices) = colsum_pair_deferred(
                         &ctx,
                         "pair",
                         (m, n),
                         (&xb, &x2b),
-                        (&ob, second),
+                        (&out_b, second),
                         acc,
-                        &scratch,
+                        (&scratch, at),
                     )
                     .unwrap();
+                    let pending = [(Some(first), &out_a), (slices, &out_b)];
+                    let mut list = vec![d];
+                    list.extend(reduce_pending(&ctx, "both", pending, acc, &scratch).unwrap());
+                    // One reduction for both where the pair's columns were sliced.
+                    assert_eq!(list.len(), 2, "m{m}");
                     run(&ctx, &list);
-                    let got = read(&ctx, &ob, second + n);
+                    let got = read(&ctx, &ob, ALIGN + width);
+                    let got: Vec<f32> = got[..10].iter().chain(&got[ALIGN..]).copied().collect();
                     for (c, (g, w)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (*g as f64 - w).abs() <= 1e-4 * (m as f64).sqrt(),
-                            "pair m{m} n{n} gap{gap}: column {c}: got {g} want {w}"
+                            "pair m{m} n{n} gap{gap}: value {c}: got {g} want {w}"
                         );
                     }
                 }

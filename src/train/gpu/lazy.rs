@@ -14,6 +14,21 @@ use crate::gpu::ops::{encode, Dispatch};
 
 use super::tensors::GpuTensor;
 
+/// Most values of a table the GPU builds update densely. The lazy update costs a step
+/// five dispatches (about 25 µs on a GPU); the dense one moves 32 bytes a value (the
+/// norm's read, Adam's four reads and three writes), which at the smallest DRAM
+/// bandwidth in the estimate's GPU table (400 GB/s, docs/design.md §9) takes as long
+/// at about 310,000 values. Software adapters keep the lazy update at any size: their
+/// dispatches are cheap and their loads slow.
+const DENSE_TABLE_VALUES: usize = 1 << 18;
+
+/// Whether an embedding table of `values` values takes the lazy update on `ctx`
+/// (otherwise it joins the flat buffers' dense update, and the gradient pass writes all
+/// its rows).
+pub(crate) fn wanted(ctx: &GpuContext, values: usize) -> bool {
+    !ctx.gpu_builds() || values > DENSE_TABLE_VALUES
+}
+
 /// The lazy update's buffers, lists and lag.
 pub(crate) struct LazyEmbedding {
     pub vocab: usize,

@@ -29,6 +29,7 @@ use crate::gpu::abi::TrainStep;
 use crate::gpu::bind::Range;
 use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
+use crate::gpu::ops::embed::TableRows;
 use crate::gpu::ops::Dispatch;
 use crate::gpu::params::GpuParams;
 use crate::model::{batch_first_logits, check_same_config, ModelConfig, ModelParams, ParamRole};
@@ -136,7 +137,10 @@ impl GpuTrainer {
                         .variant(gcfg.variant)
                 })
                 .collect();
-            let (flats, tensors, layers) = tensors::allocate(&ctx, &layer_configs, &infos)?;
+            let table = infos.iter().find(|i| i.role == ParamRole::Embedding);
+            let lazy_table = table.is_some_and(|t| lazy::wanted(&ctx, t.len()));
+            let (flats, tensors, layers) =
+                tensors::allocate(&ctx, &layer_configs, &infos, lazy_table)?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
             let norms = ctx.storage("grad_norms", update::norm_slots(&flats) + 2)?;
@@ -150,8 +154,10 @@ impl GpuTrainer {
                 ctx.staging(4 * HISTORY)?,
             );
             let adam = !matches!(options.optimizer, Optimizer::Sgd { .. });
-            let lazy = (tensors[0].info.role == ParamRole::Embedding)
-                .then(|| LazyEmbedding::new(&ctx, &tensors[0], adam, (&step_uniform, &norms)))
+            // The table's own segment means the lazy update (`tensors::allocate`).
+            let lazy = flats
+                .lazy
+                .map(|_| LazyEmbedding::new(&ctx, &tensors[0], adam, (&step_uniform, &norms)))
                 .transpose()?;
             Ok((
                 (layers, flats, tensors, lazy),
@@ -298,6 +304,10 @@ impl GpuTrainer {
             layers: &self.layers,
             embedding: (self.tensors[0].info.role == ParamRole::Embedding)
                 .then(|| pair(&self.tensors[0])),
+            table_rows: match self.lazy {
+                Some(_) => TableRows::Present,
+                None => TableRows::All,
+            },
             fc_weight: pair(&self.tensors[n - 2]),
             fc_bias: pair(&self.tensors[n - 1]),
             step: &self.step_uniform,

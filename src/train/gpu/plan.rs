@@ -7,14 +7,18 @@ use crate::error::{GruError, Result};
 use crate::gpu::abi::{CopyParams, LossParams};
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
+use crate::gpu::flat::ALIGN;
 use crate::gpu::ops::copy::strided_copy;
 use crate::gpu::ops::dropout::dropout;
-use crate::gpu::ops::embed::{embed_backward, embed_forward, token_index, token_index_len};
-use crate::gpu::ops::loss::{loss, metrics_add};
-use crate::gpu::ops::{
-    colsum, colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams,
+use crate::gpu::ops::embed::{
+    embed_backward, embed_forward, token_index, token_index_len, TableRows,
 };
+use crate::gpu::ops::gemm::gemm_deferred;
+use crate::gpu::ops::loss::{loss, metrics_add};
+use crate::gpu::ops::reduce::{colsum_deferred, reduce_pending};
+use crate::gpu::ops::{colsum_scratch, gemm, gemm_scratch, Dispatch, GemmFlags, GemmParams};
 use crate::gpu::params::GpuParams;
+use crate::gpu::plan::BackwardNeeds;
 use crate::gpu::workspace::Workspace;
 use crate::model::batch::Prepared;
 use crate::model::{Head, Loss, ModelConfig, ModelInput, HEAD_SITE};
@@ -27,6 +31,8 @@ use super::place::Place;
 pub(crate) struct ModelBuffers<'a> {
     pub layers: &'a [(GruConfig, GpuParams)],
     pub embedding: Option<(&'a Range, &'a Range)>,
+    /// The embedding gradient's rows: those a batch holds (the lazy update) or all.
+    pub table_rows: TableRows,
     pub fc_weight: (&'a Range, &'a Range),
     pub fc_bias: (&'a Range, &'a Range),
     pub step: &'a wgpu::Buffer,
@@ -42,9 +48,9 @@ pub(crate) struct ModelPlan {
     pub layers: Vec<Workspace>,
     /// Token ids [T, B] (token models).
     pub tokens: wgpu::Buffer,
-    /// [offsets (V+1) | positions (T·B)]: where each token occurs, for the embedding
-    /// gradient.
+    /// Where each token occurs, for the embedding gradient (`embed::token_index`).
     token_index: wgpu::Buffer,
+    table_rows: TableRows,
     targets: wgpu::Buffer,
     pub logits: wgpu::Buffer,
     loss_params: wgpu::Buffer,
@@ -89,14 +95,22 @@ impl ModelPlan {
         let mut layers = Vec::new();
         for (lc, p) in bufs.layers {
             let later = place.row0 > 0;
-            // The initial states are no parameters: no gradient for them.
+            // The initial states are no parameters: no gradient for them. On a GPU a
+            // token model's first layer may leave its input gradient in slices, which
+            // the embedding's gradient adds as it reads (not on a software adapter,
+            // whose loop cap the extra loop per position would bring nearer).
+            let tokens = matches!(cfg.input, ModelInput::Tokens { .. });
+            let needs = BackwardNeeds {
+                accumulate_grads: later,
+                d_h0: false,
+                d_input_slices: layers.is_empty() && tokens && ctx.gpu_builds(),
+            };
             layers.push(crate::gpu::plan::workspace(
                 ctx,
                 lc,
                 p,
                 (t_len, batch),
-                later,
-                false,
+                needs,
             )?);
         }
         let top = layers
@@ -129,10 +143,11 @@ impl ModelPlan {
             stats: ctx.storage("loss_stats", rows * 3)?,
             scratch: ctx.storage(
                 "head_scratch",
-                gemm_scratch(ctx, c, f, rows)
-                    .max(gemm_scratch(ctx, rows, f, c))
-                    .max(gemm_scratch(ctx, rows, c, f))
-                    .max(colsum_scratch(ctx, rows, c)),
+                // The weight gradient's slices, then the bias's, reduced together.
+                (gemm_scratch(ctx, c, f, rows).next_multiple_of(ALIGN)
+                    + colsum_scratch(ctx, rows, c))
+                .max(gemm_scratch(ctx, rows, f, c))
+                .max(gemm_scratch(ctx, rows, c, f)),
             )?,
         };
         let vocab = match cfg.input {
@@ -149,7 +164,8 @@ impl ModelPlan {
             place,
             layers,
             tokens: ctx.storage("tokens", tb)?,
-            token_index: ctx.storage("token_index", token_index_len(tb, vocab))?,
+            token_index: ctx.storage("token_index", token_index_len(tb, vocab, bufs.table_rows))?,
+            table_rows: bufs.table_rows,
             targets: ctx.storage("targets", target_len)?,
             logits: ctx.storage("logits", rows * c)?,
             loss_params: ctx.uniform(
@@ -302,24 +318,32 @@ impl ModelPlan {
         };
         let (d_w, d_b) = (bufs.fc_weight.1, bufs.fc_bias.1);
         let gp = GemmParams::dims(c, f, rows, c, f, f);
-        list.extend(gemm(
+        let (gemm_list, w_slices) = gemm_deferred(
             ctx,
             "gemm_d_dense_w",
             gp,
             ta,
             &head.d_logits,
             &head.input.0,
-            None,
             d_w,
-            &head.scratch,
-        )?);
-        list.extend(colsum(
+            (&head.scratch, 0),
+        )?;
+        list.extend(gemm_list);
+        // The bias's slices after the weight's, both reduced in one dispatch.
+        let (d, b_slices) = colsum_deferred(
             ctx,
             "colsum_d_dense_b",
-            rows,
-            c,
+            (rows, c),
             &head.d_logits,
             d_b,
+            later,
+            (&head.scratch, w_slices.map_or(0, |r| r.end())),
+        )?;
+        list.push(d);
+        list.extend(reduce_pending(
+            ctx,
+            "reduce_d_dense",
+            [(w_slices, d_w), (b_slices, d_b)],
             later,
             &head.scratch,
         )?);
@@ -375,12 +399,13 @@ impl ModelPlan {
             (cfg.input, bufs.embedding)
         {
             let dims = (tb, embed_dim, vocab);
+            let (d_x, slices) = self.layers[0].d_input_slices();
             list.push(embed_backward(
                 ctx,
                 dims,
-                later,
+                (self.table_rows, later),
                 &self.token_index,
-                self.layers[0].d_input(),
+                (d_x, slices),
                 d_table,
             )?);
         }
@@ -399,7 +424,7 @@ impl ModelPlan {
         match cfg.input {
             ModelInput::Tokens { vocab, .. } => {
                 q.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&prep.tokens));
-                let index = token_index(&prep.tokens, vocab);
+                let index = token_index(&prep.tokens, vocab, self.table_rows);
                 q.write_buffer(&self.token_index, 0, bytemuck::cast_slice(&index));
             }
             ModelInput::Features(_) => {

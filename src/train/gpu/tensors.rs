@@ -23,8 +23,8 @@ pub(crate) struct GpuTensor {
 /// The model's flat buffers: every tensor's value, gradient and moments.
 pub(crate) struct Flats {
     pub layout: Layout,
-    /// The embedding table's segment, which has the lazy update instead of the dense
-    /// one (`super::lazy`).
+    /// The embedding table's segment, where it has the lazy update instead of the dense
+    /// one (`super::lazy`; a table the dense update takes shares the others' segment).
     pub lazy: Option<usize>,
     pub value: Flat,
     pub grad: Flat,
@@ -49,14 +49,19 @@ impl Flats {
 pub(crate) type Layers = Vec<(GruConfig, GpuParams)>;
 
 /// Every parameter tensor of `infos` in flat buffers (zeroed), and the GRU stack's
-/// layers (one config each) over their ranges.
+/// layers (one config each) over their ranges; with `lazy_table` an embedding table
+/// gets a segment of its own for the lazy update.
 pub(crate) fn allocate(
     ctx: &GpuContext,
     layer_configs: &[GruConfig],
     infos: &[ParamInfo],
+    lazy_table: bool,
 ) -> Result<(Flats, Vec<GpuTensor>, Layers)> {
     let lens: Vec<usize> = infos.iter().map(ParamInfo::len).collect();
-    let table = infos.iter().position(|i| i.role == ParamRole::Embedding);
+    let table = infos
+        .iter()
+        .position(|i| i.role == ParamRole::Embedding)
+        .filter(|_| lazy_table);
     let layout = Layout::for_device(ctx, &lens, table);
     let flats = Flats {
         lazy: table.map(|i| layout.segment_of(i)),

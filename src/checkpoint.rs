@@ -26,6 +26,20 @@ use crate::train::{OptimizerState, TrainOptions, Trainer};
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "gru-engine/1";
 
+/// How a checkpoint file stores the model's values. Every loader reads F32, F16 and
+/// BF16 files alike (widening to f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SavePrecision {
+    /// Every tensor as F32: what training holds, bit for bit.
+    #[default]
+    F32,
+    /// The parameters and a carried state as F16 (rounded to nearest, half their
+    /// bytes); the optimiser's moments stay F32, since Adam's second moments are mostly
+    /// below f16's smallest value and would resume as zeros. A value past f16's range
+    /// (65,504) is refused with its tensor's name rather than written as infinity.
+    F16,
+}
+
 /// Everything needed to resume training or to run a trained model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
@@ -108,29 +122,49 @@ impl Checkpoint {
         t.set_carried_state(self.carried_state.as_ref().map(|(h, b)| (h.as_slice(), *b)))
     }
 
-    /// The file's bytes.
+    /// The file's bytes, every tensor F32.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_bytes_as(SavePrecision::F32)
+    }
+
+    /// The file's bytes with the parameters (and carried state) stored as `precision`
+    /// says; with [`SavePrecision::F16`] a value past f16's range is an error naming
+    /// its tensor.
+    pub fn to_bytes_as(&self, precision: SavePrecision) -> Result<Vec<u8>> {
         let infos = self.params.infos();
         let tensors = self.params.tensors();
-        let mut named: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+        // (name, shape, values, stored as `precision` rather than F32)
+        let mut named: Vec<(String, Vec<usize>, &[f32], bool)> = Vec::new();
         for (info, data) in infos.iter().zip(&tensors) {
-            named.push((info.name.clone(), info.shape.clone(), data));
+            named.push((info.name.clone(), info.shape.clone(), data, true));
         }
         if let Some(o) = &self.optimizer {
             for (info, (m, v)) in infos.iter().zip(o.m.iter().zip(&o.v)) {
-                named.push((format!("optimizer.m.{}", info.name), info.shape.clone(), m));
-                named.push((format!("optimizer.v.{}", info.name), info.shape.clone(), v));
+                let (mn, vn) = (
+                    format!("optimizer.m.{}", info.name),
+                    format!("optimizer.v.{}", info.name),
+                );
+                named.push((mn, info.shape.clone(), m, false));
+                named.push((vn, info.shape.clone(), v, false));
             }
         }
         if let Some((h, b)) = &self.carried_state {
             let g = self.params.config.gru_config();
             let shape = vec![g.num_layers * g.num_directions(), *b, g.hidden_size];
-            named.push(("state.h".into(), shape, h));
+            named.push(("state.h".into(), shape, h, true));
         }
+        let stored = named
+            .iter()
+            .map(|(n, _, data, narrow)| match (precision, narrow) {
+                (SavePrecision::F16, true) => Ok((Dtype::F16, f16_bytes(n, data)?)),
+                _ => Ok((Dtype::F32, bytemuck::cast_slice(data).to_vec())),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let views = named
             .iter()
-            .map(|(n, shape, data)| {
-                TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+            .zip(&stored)
+            .map(|((n, shape, _, _), (dtype, bytes))| {
+                TensorView::new(*dtype, shape.clone(), bytes)
                     .map(|v| (n.clone(), v))
                     .map_err(|e| GruError::State(format!("tensor {n}: {e}")))
             })
@@ -160,9 +194,22 @@ impl Checkpoint {
         safetensors::serialize(views, Some(meta)).map_err(|e| GruError::State(e.to_string()))
     }
 
-    /// Writes the checkpoint to `path` atomically.
+    /// Writes the checkpoint to `path` atomically (every tensor F32).
     pub fn save(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// [`Checkpoint::save`] with the parameters stored as `precision` says.
+    ///
+    /// ```no_run
+    /// use gru_engine::checkpoint::{Checkpoint, SavePrecision};
+    /// # fn f(c: &Checkpoint) -> gru_engine::Result<()> {
+    /// c.save_as("model-f16.safetensors".as_ref(), SavePrecision::F16)?; // F16 weights
+    /// let back = Checkpoint::load("model-f16.safetensors".as_ref())?; // widened to f32
+    /// # Ok(()) }
+    /// ```
+    pub fn save_as(&self, path: &Path, precision: SavePrecision) -> Result<()> {
+        write_atomic(path, &self.to_bytes_as(precision)?)
     }
 
     /// Reads a checkpoint, checking every tensor's presence, dtype and shape against the
@@ -311,6 +358,23 @@ impl Checkpoint {
     }
 }
 
+/// `values` as little-endian F16 bytes (rounded to nearest), refusing a finite value
+/// that f16 cannot hold (|v| past 65,504 rounds to infinity) with `name`.
+fn f16_bytes(name: &str, values: &[f32]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(2 * values.len());
+    for (i, &v) in values.iter().enumerate() {
+        let h = half::f16::from_f32(v);
+        if h.is_infinite() && v.is_finite() {
+            return Err(GruError::Config(format!(
+                "tensor `{name}` holds {v} at index {i}, past f16's largest value ({}): it cannot be saved in f16; save it in f32",
+                half::f16::MAX
+            )));
+        }
+        out.extend_from_slice(&h.to_le_bytes());
+    }
+    Ok(out)
+}
+
 /// Checks that the `vocab` metadata (a JSON list) has one token per embedding row.
 fn check_vocab_size(config: &ModelConfig, vocab_json: &str, path: &Path) -> Result<()> {
     let n = serde_json::from_str::<Vec<String>>(vocab_json)
@@ -367,9 +431,13 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Resul
         )
     })?;
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let why = match view.dtype() {
+            Dtype::F16 => " (an F16 value past 65,504 is stored as infinity)",
+            _ => "",
+        };
         return Err(bad(
             path,
-            format!("tensor `{name}` holds a non-finite value at index {i}"),
+            format!("tensor `{name}` holds a non-finite value at index {i}{why}"),
         ));
     }
     Ok(values)
@@ -390,6 +458,7 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], path: &Path) -> Resul
 pub struct CheckpointDir {
     dir: PathBuf,
     best: Option<f64>,
+    precision: SavePrecision,
 }
 
 impl CheckpointDir {
@@ -400,6 +469,7 @@ impl CheckpointDir {
         let mut d = CheckpointDir {
             dir: dir.to_path_buf(),
             best: None,
+            precision: SavePrecision::F32,
         };
         if d.best_path().exists() {
             // A non-finite loss never counts as best (an older file may hold one).
@@ -417,7 +487,12 @@ impl CheckpointDir {
         Ok(CheckpointDir {
             dir: dir.to_path_buf(),
             best: None,
+            precision: SavePrecision::F32,
         })
+    }
+    /// Stores the parameters of later saves as `precision` says (F32 by default).
+    pub fn set_precision(&mut self, precision: SavePrecision) {
+        self.precision = precision;
     }
     /// The folder.
     pub fn path(&self) -> &Path {
@@ -448,7 +523,7 @@ impl CheckpointDir {
                 self.last_path().display()
             )));
         }
-        let bytes = c.to_bytes()?;
+        let bytes = c.to_bytes_as(self.precision)?;
         write_atomic(&self.last_path(), &bytes)?;
         let better = match (c.loss.filter(|l| l.is_finite()), self.best) {
             (Some(l), Some(b)) => l < b,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::{assert_close, gpu, to_f64};
-use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir, SavePrecision};
 use gru_engine::model::{Batch, ModelConfig, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, TrainOptions, Trainer};
@@ -162,6 +162,121 @@ fn a_non_finite_checkpoint_is_never_saved() {
         assert_eq!(std::fs::read(d.best_path()).unwrap(), best);
     }
     assert_eq!(c.first_non_finite(), None);
+}
+
+/// An F16 checkpoint: the parameters and the carried state stored as F16 (each value
+/// f16-rounded, the file smaller), the moments as F32 (exact), every loader reading it,
+/// a trainer resuming from it; a parameter past f16's range refused by name, from a
+/// checkpoint folder too, where the last good file stays.
+#[test]
+fn f16_checkpoints_round_the_weights_and_keep_the_moments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = CpuTrainer::new(ModelParams::init(cfg(), 2).unwrap(), opts()).unwrap();
+    step(&mut t, &mut Rng::new(3));
+    let c = Checkpoint::from_trainer(&mut t).unwrap();
+    let (p32, p16) = (
+        dir.path().join("f32.safetensors"),
+        dir.path().join("f16.safetensors"),
+    );
+    c.save(&p32).unwrap();
+    c.save_as(&p16, SavePrecision::F16).unwrap();
+    let bytes = std::fs::read(&p16).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, view) in st.tensors() {
+        let want = if name.starts_with("optimizer.") {
+            Dtype::F32
+        } else {
+            Dtype::F16
+        };
+        assert_eq!(view.dtype(), want, "{name}");
+    }
+    let params_bytes: usize = c.params.tensors().iter().map(|t| 4 * t.len()).sum();
+    let sizes = (std::fs::metadata(&p32).unwrap().len(), bytes.len() as u64);
+    assert!(sizes.0 - sizes.1 >= params_bytes as u64 / 2, "{sizes:?}");
+    let back = Checkpoint::load(&p16).unwrap();
+    let round =
+        |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() };
+    for (a, b) in back.params.tensors().iter().zip(c.params.tensors()) {
+        assert_eq!(*a, round(b).as_slice());
+    }
+    let (h_back, h) = (
+        &back.carried_state.as_ref().unwrap().0,
+        &c.carried_state.as_ref().unwrap().0,
+    );
+    assert_eq!(*h_back, round(h));
+    assert_eq!(back.optimizer, c.optimizer);
+    assert_eq!(back.options, c.options);
+    // Resuming from it: the trainer takes the rounded weights and the exact moments.
+    let mut r = CpuTrainer::new(ModelParams::init(cfg(), 5).unwrap(), opts()).unwrap();
+    back.restore(&mut r).unwrap();
+    assert_eq!(r.params().unwrap(), back.params);
+    step(&mut r, &mut Rng::new(4));
+
+    // Past f16's range: refused with the tensor's name; the folder keeps its last file.
+    let mut big = c.clone();
+    big.params.tensors_mut()[3][7] = 70_000.0;
+    let name = big.params.infos()[3].name.clone();
+    let err = big.to_bytes_as(SavePrecision::F16).unwrap_err().to_string();
+    assert!(
+        err.contains(&name) && err.contains("65504") && err.contains("index 7"),
+        "{err}"
+    );
+    // 65,504 itself, and f32 files, are fine.
+    big.params.tensors_mut()[3][7] = 65_504.0;
+    big.to_bytes_as(SavePrecision::F16).unwrap();
+    let mut d = CheckpointDir::open(&dir.path().join("run")).unwrap();
+    d.set_precision(SavePrecision::F16);
+    d.save(&c).unwrap();
+    let kept = std::fs::read(d.last_path()).unwrap();
+    big.params.tensors_mut()[3][7] = -1e6;
+    assert!(d.save(&big).unwrap_err().to_string().contains(&name));
+    assert_eq!(std::fs::read(d.last_path()).unwrap(), kept);
+    big.to_bytes_as(SavePrecision::F32).unwrap();
+}
+
+/// An F16 file whose values overflowed (infinity) is refused with the tensor's name and
+/// why; F16 and BF16 files of finite values load widened.
+#[test]
+fn f16_and_bf16_files_load_and_an_overflowed_one_is_refused() {
+    let to = |dtype: Dtype, b: &[u8]| -> Vec<u8> {
+        let v: &[f32] = bytemuck::cast_slice(b);
+        match dtype {
+            Dtype::F16 => v
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect(),
+            _ => v
+                .iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect(),
+        }
+    };
+    for dtype in [Dtype::F16, Dtype::BF16] {
+        let bytes = tampered(|t, _| {
+            for (_, d, _, b) in t.iter_mut() {
+                *b = to(dtype, b);
+                *d = dtype;
+            }
+        });
+        let c = Checkpoint::from_bytes(&bytes, Path::new("x.safetensors")).unwrap();
+        assert!(c
+            .params
+            .tensors()
+            .iter()
+            .all(|t| t.iter().all(|v| v.is_finite())));
+    }
+    let bytes = tampered(|t, _| {
+        let (n, d, _, b) = &mut t[0];
+        assert_eq!(n, "embedding.weight");
+        *b = to(Dtype::F16, b);
+        b[2..4].copy_from_slice(&half::f16::INFINITY.to_le_bytes());
+        *d = Dtype::F16;
+    });
+    expect_error(
+        &bytes,
+        "tensor `embedding.weight` holds a non-finite value at index 1",
+    );
+    expect_error(&bytes, "F16 value past 65,504");
 }
 
 /// Rewrites a valid checkpoint's tensors and metadata through `edit`.

@@ -70,6 +70,53 @@ fn corpus(dir: &Path) -> PathBuf {
     p
 }
 
+/// `--save-precision f16`: the run's checkpoints hold F16 parameters (the moments F32),
+/// a resume reads them, and without the flag the resumed run saves F32 again; an
+/// unknown value is refused in one line.
+#[test]
+fn save_precision_stores_the_parameters_as_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let text = corpus(d.path());
+    let run = d.path().join("run");
+    let dtypes = || -> Vec<(String, safetensors::Dtype)> {
+        let bytes = std::fs::read(run.join("last.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        st.tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.dtype()))
+            .collect()
+    };
+    let base = ["train", "--text", s(&text), "--checkpoint-dir", s(&run)];
+    let small = [
+        "--hidden",
+        "6",
+        "--embed",
+        "4",
+        "--seq-len",
+        "5",
+        "--batch",
+        "2",
+    ];
+    let mut args: Vec<&str> = base.iter().chain(&small).copied().collect();
+    args.extend(["--steps", "3", "--save-precision", "f16"]);
+    ok(&args);
+    for (name, dtype) in dtypes() {
+        let want = if name.starts_with("optimizer.") {
+            safetensors::Dtype::F32
+        } else {
+            safetensors::Dtype::F16
+        };
+        assert_eq!(dtype, want, "{name}");
+    }
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["--resume", "--steps", "5"]);
+    ok(&args);
+    assert_eq!(last(&run).optimizer.unwrap().step, 5);
+    assert!(dtypes().iter().all(|(_, d)| *d == safetensors::Dtype::F32));
+    let err = stderr_of(&["train", "--save-precision", "f8"]);
+    assert!(err.contains("f8") && err.contains("f16"), "{err}");
+}
+
 /// The language model's flags land in the saved model, optimiser and options.
 #[test]
 fn train_flags_reach_the_model_and_the_optimiser() {

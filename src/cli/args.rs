@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use gru_engine::checkpoint::{Checkpoint, CheckpointDir};
+use gru_engine::checkpoint::{Checkpoint, CheckpointDir, SavePrecision};
 use gru_engine::model::ModelConfig;
 use gru_engine::rng::Rng;
 use gru_engine::train::TrainOptions;
@@ -82,6 +82,27 @@ pub struct RunArgs {
     /// Start over even if the folder already holds a checkpoint.
     #[arg(long)]
     pub force: bool,
+    /// How checkpoints store the parameters: f32, or f16 (half their bytes, rounded to
+    /// nearest; the optimiser's moments stay f32, so resuming stays exact but for the
+    /// weights' rounding). Every command reads either.
+    #[arg(long, value_enum, default_value_t = SavePrecisionArg::F32)]
+    pub save_precision: SavePrecisionArg,
+}
+
+/// `--save-precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SavePrecisionArg {
+    F32,
+    F16,
+}
+
+impl SavePrecisionArg {
+    pub fn to_lib(self) -> SavePrecision {
+        match self {
+            SavePrecisionArg::F32 => SavePrecision::F32,
+            SavePrecisionArg::F16 => SavePrecision::F16,
+        }
+    }
 }
 
 impl RunArgs {
@@ -91,12 +112,13 @@ impl RunArgs {
     /// of data-parallel training), where the other ranks only read the checkpoint to
     /// resume.
     pub fn plan(&self, base: &str, leader: bool) -> Result<RunPlan> {
-        RunPlan::new(
+        let plan = RunPlan::new(
             self.checkpoint_dir.as_deref(),
             base,
             (self.resume, self.force),
             leader,
-        )
+        )?;
+        Ok(plan.save_precision(self.save_precision.to_lib()))
     }
 }
 

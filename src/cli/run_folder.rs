@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use gru_engine::checkpoint::{write_atomic, Checkpoint, CheckpointDir};
+use gru_engine::checkpoint::{write_atomic, Checkpoint, CheckpointDir, SavePrecision};
 use gru_engine::{GruError, Result};
 
 /// The lock file inside a run folder; it holds the PID of the run that has the lock.
@@ -145,6 +145,8 @@ pub struct RunPlan {
     resume: bool,
     /// Held from planning on when the folder exists already (resume, force, explicit).
     lock: Option<File>,
+    /// How the run's checkpoints store the parameters.
+    precision: SavePrecision,
 }
 
 /// A started run: its folder, locked until this is dropped.
@@ -182,6 +184,7 @@ impl RunPlan {
             base: base.into(),
             resume,
             lock: None,
+            precision: SavePrecision::F32,
         };
         let Some(p) = path else {
             return Ok(plan);
@@ -223,6 +226,11 @@ impl RunPlan {
         }
     }
 
+    /// The plan with its checkpoints' parameters stored as `precision` says.
+    pub fn save_precision(self, precision: SavePrecision) -> Self {
+        RunPlan { precision, ..self }
+    }
+
     /// Starts the run, once everything else has been built: creates and locks the
     /// folder (a default one is claimed race-free), removes temporaries of killed runs,
     /// and starts `metrics.csv` afresh unless resuming.
@@ -237,7 +245,7 @@ impl RunPlan {
             (None, _) => claim(&self.base)?,
         };
         remove_stale_temporaries(&path);
-        let dir = if self.resume {
+        let mut dir = if self.resume {
             CheckpointDir::open(&path)?
         } else {
             // Starting over: earlier files stay until the new run's writes replace them.
@@ -248,6 +256,7 @@ impl RunPlan {
             let _ = std::fs::remove_file(path.join("loss.svg"));
             CheckpointDir::fresh(&path)?
         };
+        dir.set_precision(self.precision);
         Ok(Run {
             path,
             dir,

@@ -19,7 +19,7 @@ use safetensors::SafeTensors;
 use crate::error::{GruError, Result};
 /// Atomic file writes, also used for metrics and data files.
 pub use crate::io::write_atomic;
-use crate::io::{bad, decode_floats, io};
+use crate::io::{bad, decode_floats, f16_bytes, io};
 use crate::model::{ModelConfig, ModelParams};
 use crate::train::{OptimizerState, TrainOptions, Trainer};
 
@@ -356,23 +356,6 @@ impl Checkpoint {
             extra,
         })
     }
-}
-
-/// `values` as little-endian F16 bytes (rounded to nearest), refusing a finite value
-/// that f16 cannot hold (|v| past 65,504 rounds to infinity) with `name`.
-fn f16_bytes(name: &str, values: &[f32]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(2 * values.len());
-    for (i, &v) in values.iter().enumerate() {
-        let h = half::f16::from_f32(v);
-        if h.is_infinite() && v.is_finite() {
-            return Err(GruError::Config(format!(
-                "tensor `{name}` holds {v} at index {i}, past f16's largest value ({}): it cannot be saved in f16; save it in f32",
-                half::f16::MAX
-            )));
-        }
-        out.extend_from_slice(&h.to_le_bytes());
-    }
-    Ok(out)
 }
 
 /// Checks that the `vocab` metadata (a JSON list) has one token per embedding row.

@@ -6,11 +6,13 @@
 mod common;
 
 use common::*;
+use gru_engine::checkpoint::SavePrecision;
 use gru_engine::config::GruVariant;
 use gru_engine::model::{Head, ModelConfig, ModelInput, ModelParams};
-use gru_engine::onnx::{export, ExportOptions};
+use gru_engine::onnx::{export, gru_from_onnx, gru_to_onnx, ExportOptions};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, TrainOptions, Trainer};
+use gru_engine::{GruConfig, GruWeights};
 use tract_onnx::prelude::*;
 
 /// The exported model's logits for `d` in tract, and gru-engine's.
@@ -110,6 +112,60 @@ fn forecasters_run_in_tract() {
     let cfg = ModelConfig::forecaster(2, 9, 3);
     let d = data(&cfg, 4, 8, false, &mut rng);
     check("forecaster", both(cfg, &d, &ExportOptions::default()));
+}
+
+/// Float16 initializers: the file about half as large, one Cast to float per weight, the
+/// graph computing in f32 (tract's logits are gru-engine's on the f16-rounded weights),
+/// a GRU stack read back by the importer as the rounded weights, and a weight past
+/// f16's range refused with its tensor's name.
+#[test]
+fn float16_initializers_halve_the_file_and_run_in_tract() {
+    let round = |v: f32| half::f16::from_f32(v).to_f32();
+    // Weights large enough to outweigh the graph's own bytes.
+    let cfg = ModelConfig::language_model(23, 16, 48).layers(2);
+    let params = ModelParams::init(cfg, 11).unwrap();
+    let d = data(&cfg, 3, 6, false, &mut Rng::new(7));
+    let dir = tempfile::tempdir().unwrap();
+    let (p32, p16) = (dir.path().join("f32.onnx"), dir.path().join("f16.onnx"));
+    let f16 = ExportOptions {
+        precision: SavePrecision::F16,
+        ..Default::default()
+    };
+    export(&params, &ExportOptions::default(), &p32).unwrap();
+    export(&params, &f16, &p16).unwrap();
+    let sizes = [&p32, &p16].map(|p| std::fs::metadata(p).unwrap().len() as f64);
+    assert!(sizes[1] < 0.55 * sizes[0], "{sizes:?}");
+    let m = gru_engine::io::onnx::read_model(&p16).unwrap();
+    let g = m.graph.unwrap();
+    let casts = g.node.iter().filter(|n| n.op_type == "Cast").count();
+    assert_eq!(
+        casts,
+        g.initializer.iter().filter(|t| t.data_type == 10).count()
+    );
+    // The embedding, each layer's W, R and B, the dense weight and bias.
+    assert_eq!(casts, 1 + 3 * 2 + 2);
+    let ids: Vec<i64> = d.tokens.iter().map(|&v| v as i64).collect();
+    let input: Tensor = tract_ndarray::Array2::from_shape_vec((d.b, d.t), ids)
+        .unwrap()
+        .into();
+    let got = run_all(&p16, vec![input]).remove(0);
+    let mut t = CpuTrainer::new(params.map(round), TrainOptions::default()).unwrap();
+    check(
+        "float16 language model",
+        (got, t.predict(&d.batch()).unwrap()),
+    );
+
+    let w = GruWeights::init(GruConfig::new(3, 4).layers(2).bidirectional(true), 1);
+    let path = dir.path().join("stack.onnx");
+    gru_engine::io::onnx::write_model(&path, &gru_to_onnx(&w, &f16)).unwrap();
+    assert_eq!(gru_from_onnx(&path).unwrap(), w.map(round));
+
+    let mut big = params.clone();
+    big.tensors_mut()[2][5] = -7e4;
+    let name = big.infos()[2].name.clone();
+    let err = export(&big, &f16, &p16).unwrap_err().to_string();
+    assert!(err.contains(&name) && err.contains("index 5"), "{err}");
+    export(&big, &ExportOptions::default(), &p32).unwrap();
 }
 
 /// Every output of the ONNX model at `path` for `inputs`, in tract.
@@ -352,6 +408,18 @@ fn gru_export_writes_a_trained_classifier() {
     );
     let m = gru_engine::io::onnx::read_model(&d.join("b.onnx")).unwrap();
     assert_eq!(names(&m.graph.as_ref().unwrap().input), ["tokens"]);
+    // --precision f16: float16 initializers, said in the line it prints.
+    let out = gru_ok(
+        d,
+        &["export", "-c", "run", "-o", "h.onnx", "--precision", "f16"],
+    );
+    assert!(out.contains("(float16 initializers)"), "{out}");
+    let m = gru_engine::io::onnx::read_model(&d.join("h.onnx")).unwrap();
+    let inits = &m.graph.as_ref().unwrap().initializer;
+    assert!(
+        inits.iter().any(|t| t.data_type == 10),
+        "no float16 initializer"
+    );
     let out = gru_ok(
         d,
         &["export", "-c", "run", "-o", "c.onnx", "--initial-state"],

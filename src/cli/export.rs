@@ -9,7 +9,7 @@ use gru_engine::model::{Head, Loss};
 use gru_engine::onnx::{export, ExportOptions, OPSET};
 use gru_engine::Result;
 
-use crate::cli::args::load_checkpoint;
+use crate::cli::args::{load_checkpoint, SavePrecisionArg};
 
 /// The file formats `gru export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,6 +64,11 @@ pub struct ExportArgs {
     /// classifier.
     #[arg(long)]
     pub probabilities: bool,
+    /// How the initializers store the weights: f32, or f16 (float16, half the file,
+    /// rounded to nearest; a Cast widens each where the graph starts, so it computes in
+    /// f32 and every runtime runs it). A weight past f16's range is refused by name.
+    #[arg(long, value_enum, default_value_t = SavePrecisionArg::F32)]
+    pub precision: SavePrecisionArg,
 }
 
 pub fn export_model(a: ExportArgs) -> Result<u8> {
@@ -93,12 +98,13 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
         initial_state: a.initial_state,
         probabilities: a.probabilities,
         metadata,
+        precision: a.precision.to_lib(),
     };
     match a.format {
         ExportFormat::Onnx => export(&c.params, &options, &a.output)?,
     }
     outln!(
-        "wrote {} (ONNX opset {OPSET}) from {}: {} GRU layer(s){}, {} parameters{}",
+        "wrote {} (ONNX opset {OPSET}) from {}: {} GRU layer(s){}, {} parameters{}{}",
         a.output.display(),
         file.display(),
         cfg.num_layers,
@@ -108,6 +114,10 @@ pub fn export_model(a: ExportArgs) -> Result<u8> {
             ""
         },
         gru_engine::model::group_digits(cfg.param_count()),
+        match a.precision {
+            SavePrecisionArg::F16 => " (float16 initializers)",
+            SavePrecisionArg::F32 => "",
+        },
         match (lengths, a.initial_state) {
             (true, true) => "; inputs `lengths` per row and `h0_l<k>` per layer",
             (true, false) => "; input `lengths` per row",

@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
+use crate::checkpoint::SavePrecision;
 use crate::config::GruVariant;
 use crate::error::Result;
+use crate::io::f16_bytes;
 use crate::io::onnx::{
     attribute_type, data_type, write_model, AttributeProto, DimValue, Dimension, GraphProto,
     ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
@@ -34,10 +36,20 @@ pub struct ExportOptions {
     /// Key/value pairs for the model's `metadata_props` (vocabulary, labels,
     /// normalisation), so a consumer can prepare inputs.
     pub metadata: Vec<(String, String)>,
+    /// How the initializers store the weights: f32, or float16 (half the file), each
+    /// widened by a `Cast` to float where the graph starts, so that the graph computes
+    /// in f32 as before and every runtime runs it.
+    pub precision: SavePrecision,
 }
 
-/// Writes `params` as an ONNX model at `path`.
+/// Writes `params` as an ONNX model at `path`; with float16 initializers a value past
+/// f16's range (65,504) is refused with its tensor's name.
 pub fn export(params: &ModelParams, options: &ExportOptions, path: &Path) -> Result<()> {
+    if options.precision == SavePrecision::F16 {
+        for (info, values) in params.infos().iter().zip(params.tensors()) {
+            f16_bytes(&info.name, values)?;
+        }
+    }
     write_model(path, &to_onnx(params, options))
 }
 
@@ -51,7 +63,7 @@ pub fn to_onnx(params: &ModelParams, options: &ExportOptions) -> ModelProto {
     let cfg = params.config;
     let gru = cfg.gru_config();
     let (h, nd) = (cfg.hidden_size, gru.num_directions());
-    let mut g = Graph::default();
+    let mut g = Graph::new(options.precision);
     let batch_time = [Dim::Param("batch"), Dim::Param("time")];
     let x = match cfg.input {
         ModelInput::Tokens { vocab, embed_dim } => {
@@ -249,7 +261,7 @@ pub fn gru_to_onnx(weights: &GruWeights, options: &ExportOptions) -> ModelProto 
         cfg.num_directions(),
         cfg.num_layers * cfg.num_directions(),
     );
-    let mut g = Graph::default();
+    let mut g = Graph::new(options.precision);
     let dims = [
         Dim::Param("time"),
         Dim::Param("batch"),
@@ -354,6 +366,9 @@ fn string(name: &str, s: &str) -> AttributeProto {
 #[derive(Default)]
 struct Graph {
     nodes: Vec<NodeProto>,
+    /// Initializers stored as float16, each widened by one of `casts`.
+    f16: bool,
+    casts: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
@@ -380,13 +395,46 @@ impl Graph {
         });
     }
 
-    /// An f32 initializer, little-endian in `raw_data`.
+    /// The graph's builder; `f16`: weights stored as float16 initializers.
+    fn new(precision: SavePrecision) -> Self {
+        Graph {
+            f16: precision == SavePrecision::F16,
+            ..Default::default()
+        }
+    }
+
+    /// An f32 weight `name`: an f32 initializer, little-endian in `raw_data`; or a
+    /// float16 initializer `name_f16` (rounded to nearest; `export` has refused values
+    /// past its range) and a Cast to float named `name`, recorded before every node.
     fn weight(&mut self, name: &str, dims: &[usize], data: Vec<f32>) {
+        let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        if !self.f16 {
+            self.inits.push(TensorProto {
+                dims,
+                data_type: data_type::FLOAT,
+                name: name.into(),
+                raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ..Default::default()
+            });
+            return;
+        }
+        let stored = format!("{name}_f16");
         self.inits.push(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::FLOAT,
-            name: name.into(),
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            dims,
+            data_type: data_type::FLOAT16,
+            name: stored.clone(),
+            raw_data: data
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            ..Default::default()
+        });
+        self.casts.push(NodeProto {
+            input: vec![stored],
+            output: vec![name.into()],
+            name: format!("Cast_{name}"),
+            op_type: "Cast".into(),
+            attribute: vec![int("to", data_type::FLOAT as i64)],
             ..Default::default()
         });
     }
@@ -434,7 +482,7 @@ impl Graph {
 
     fn finish(self, name: &str) -> GraphProto {
         GraphProto {
-            node: self.nodes,
+            node: self.casts.into_iter().chain(self.nodes).collect(),
             name: name.into(),
             initializer: self.inits,
             input: self.inputs,

@@ -243,6 +243,31 @@ fn gpu_builds_train_like_the_reference() {
     );
 }
 
+/// The device memory a trainer takes (`GpuContext::allocated_bytes`, what `gru train`
+/// reports): at least its four flat buffers (values, gradients, two moments), and once
+/// a shape is prepared at least that shape's saved activations and states; a prepared
+/// shape is built once.
+#[test]
+fn allocated_bytes_count_the_model_and_its_workspace() {
+    let Some(_) = gpu() else { return };
+    // A device of its own: the other tests allocate on the shared one meanwhile.
+    let ctx = GpuContext::new_default().unwrap();
+    let cfg = ModelConfig::language_model(11, 4, 16);
+    let params = ModelParams::init(cfg, 1).unwrap();
+    let before = ctx.allocated_bytes();
+    let mut t = GpuTrainer::new(ctx.clone(), &params, TrainOptions::adam(1e-2)).unwrap();
+    let model = ctx.allocated_bytes() - before;
+    let n = cfg.param_count() as u64;
+    assert!(model >= 16 * n, "{model} bytes for {n} parameters");
+    t.prepare(20, 8).unwrap();
+    let shape = ctx.allocated_bytes() - before - model;
+    let (tb, h) = (20 * 8, 16);
+    assert!(shape >= 4 * (tb * 4 * h + (tb + 8) * h), "{shape} bytes");
+    let all = ctx.allocated_bytes();
+    t.prepare(20, 8).unwrap();
+    assert_eq!(ctx.allocated_bytes(), all);
+}
+
 #[test]
 fn summary_counts_match_pytorch_and_keras() {
     // TensorFlow's text-generation tutorial (seed 000): 4,021,569 parameters in Keras.

@@ -266,11 +266,21 @@ impl DeviceArgs {
             "use a smaller --hidden, --embed, --layers, --batch or sequence length",
         )?;
         let params = params()?;
+        let gpu = match &choice {
+            Choice::Gpu(ctx) => Some((ctx.clone(), ctx.allocated_bytes())),
+            Choice::Cpu => None,
+        };
         let mut t: Box<dyn Trainer> = match choice {
             Choice::Gpu(ctx) => Box::new(GpuTrainer::new(ctx, &params, opts)?),
             Choice::Cpu => Box::new(CpuTrainer::new(params, opts)?),
         };
         t.prepare(seq_len, batch)?;
+        if let Some((ctx, before)) = gpu.filter(|_| !quiet) {
+            let mb = (ctx.allocated_bytes() - before) as f64 / 1e6;
+            eprintln!(
+                "device memory: {mb:.1} MB of buffers (parameters, gradients, optimiser state, and the workspace of batches of {batch} x {seq_len})"
+            );
+        }
         Ok(t)
     }
 }

@@ -1,6 +1,6 @@
 //! Adapter and device selection, limits and features, error capture, readback.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GruError, Result};
@@ -241,6 +241,8 @@ pub struct GpuContext {
     record_only: bool,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Bytes of every buffer created so far ([`GpuContext::allocated_bytes`]).
+    allocated: AtomicU64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -355,6 +357,7 @@ impl GpuContext {
             record_only: request.record_only,
             lost,
             uncaptured,
+            allocated: AtomicU64::new(0),
         }))
     }
 
@@ -515,6 +518,27 @@ impl GpuContext {
         });
     }
 
+    /// Bytes of every buffer the engine has created on this device so far, freed ones
+    /// included: read before and after building a model (a trainer and its
+    /// [`crate::train::Trainer::prepare`]d shape), the difference is the device memory
+    /// it took.
+    ///
+    /// ```no_run
+    /// # use gru_engine::model::{ModelConfig, ModelParams};
+    /// # use gru_engine::train::{GpuTrainer, TrainOptions, Trainer};
+    /// # fn main() -> gru_engine::Result<()> {
+    /// let ctx = gru_engine::GpuContext::new_default()?;
+    /// let before = ctx.allocated_bytes();
+    /// let params = ModelParams::init(ModelConfig::language_model(65, 256, 1024), 1)?;
+    /// let mut t = GpuTrainer::new(ctx.clone(), &params, TrainOptions::adam(1e-3))?;
+    /// t.prepare(100, 64)?; // the buffers of batches of 64 x 100
+    /// println!("{} bytes", ctx.allocated_bytes() - before);
+    /// # Ok(()) }
+    /// ```
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
     /// The largest buffer a kernel can bind whole, in bytes ([`binding_limit`]).
     pub(crate) fn storage_limit(&self) -> u64 {
         binding_limit(&self.limits)
@@ -533,6 +557,7 @@ impl GpuContext {
             self.limits.max_buffer_size
         };
         let size = buffer_size(label, bytes, limit)?;
+        self.allocated.fetch_add(size, Ordering::Relaxed);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,

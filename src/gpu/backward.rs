@@ -375,31 +375,30 @@ fn weight_grads(
             accumulate: d == 1,
             ..Default::default()
         };
-        if keep_slices {
-            let (gemm_list, slices) = gemm_deferred(
-                ctx,
-                "gemm_d_input",
-                gp,
-                flags,
-                d_gx,
-                &p.w_ih,
-                &ws.d_ins[l],
-                (&ws.scratch, 0),
-            )?;
-            list.extend(gemm_list);
-            return Ok(slices);
-        }
-        list.extend(gemm(
+        let (gemm_list, slices) = gemm_deferred(
             ctx,
             "gemm_d_input",
             gp,
             flags,
             d_gx,
             &p.w_ih,
-            None,
             &ws.d_ins[l],
-            &ws.scratch,
-        )?);
+            (&ws.scratch, 0),
+        )?;
+        list.extend(gemm_list);
+        match slices {
+            Some(r) if keep_slices => return Ok(Some(r)),
+            Some(r) => list.push(reduce_slices(
+                ctx,
+                "gemm_d_input",
+                r,
+                flags.accumulate,
+                None,
+                &ws.scratch,
+                &ws.d_ins[l],
+            )?),
+            None => {}
+        }
     }
     Ok(None)
 }

@@ -84,9 +84,15 @@ enum Command {
 /// non-zero exit.
 pub fn main() -> ExitCode {
     quiet_headless_vulkan();
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return clap_exit(e),
+    };
     args::record_given(&matches);
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => return clap_exit(e),
+    };
     let result = match cli.command {
         Command::Train(a) => lm::train(a),
         Command::Generate(a) => lm::generate(a),
@@ -107,6 +113,22 @@ pub fn main() -> ExitCode {
         Err(e) if out::closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What clap would print and its exit code (help and version 0, usage errors 2), but
+/// a failed write of it fails: clap's own exit ignores one, so `gru --help > /dev/full`
+/// exited 0. A reader that closed the pipe (`gru --help | head -1`) had what it wanted.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    use std::io::Write;
+    let written = e.print().and_then(|()| std::io::stdout().flush());
+    match written {
+        Ok(()) => ExitCode::from(e.exit_code().clamp(0, 255) as u8),
+        Err(w) if w.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(w) => {
+            eprintln!("error: standard output: {w}");
             ExitCode::FAILURE
         }
     }

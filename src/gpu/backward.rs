@@ -11,7 +11,7 @@ use crate::gpu::flat::ALIGN;
 use crate::gpu::forward::step_runs;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::ops::gemm::gemm_deferred;
-use crate::gpu::ops::reduce::{colsum_pair_deferred, reduce_pending, reduce_slices, Slices};
+use crate::gpu::ops::reduce::{colsum_deferred, reduce_pending, reduce_slices, Slices};
 use crate::gpu::ops::{
     colsum, colsum_scratch, gemm, gemm_scratch, step, Dispatch, GemmFlags, GemmParams, StepDims,
     StepKernel,
@@ -262,12 +262,12 @@ fn weight_grads(
         match &biases {
             Some((both, second)) => {
                 let src = w_ih_slices.map_or(0, |r| r.end());
-                let (d, bias_slices) = colsum_pair_deferred(
+                let (d, bias_slices) = colsum_deferred(
                     ctx,
                     "colsum_d_biases",
                     (tb as usize, 3 * h as usize),
-                    (d_gx, d_gh),
-                    (both, *second as usize),
+                    (d_gx, Some((d_gh, *second as usize))),
+                    both,
                     accumulate_grads,
                     (&ws.scratch, src),
                 )?;

@@ -73,7 +73,7 @@ pub(crate) fn reduce_slices(
     reduce(ctx, label, (r, None), accumulate, bias, part, out)
 }
 
-/// Sums left in slices of `part` (by `gemm_deferred`, [`colsum_pair_deferred`]) into
+/// Sums left in slices of `part` (by `gemm_deferred`, [`colsum_deferred`]) into
 /// two outputs: one dispatch where both outputs can be bound as one range (a weight
 /// gradient and its bias's, `bind::span`), else one each; none for a sum that was not
 /// split (its producer wrote its output).
@@ -180,7 +180,7 @@ pub(crate) fn colsum(
     accumulate: bool,
     scratch: &dyn Bind,
 ) -> Result<Vec<Dispatch>> {
-    let (d, split) = colsum_slices(ctx, label, (m, n), (x, None), out, accumulate, (scratch, 0))?;
+    let (d, split) = colsum_deferred(ctx, label, (m, n), (x, None), out, accumulate, (scratch, 0))?;
     let mut list = vec![d];
     if let Some(r) = split {
         list.push(reduce_slices(
@@ -190,59 +190,15 @@ pub(crate) fn colsum(
     Ok(list)
 }
 
-/// [`colsum`] whose slices stay in `scratch` from value `src`, as
-/// [`colsum_pair_deferred`]'s do.
+/// Column sums of x[M, N] into out[0 .. N] and, with `x2 = Some((x2, second))`, of
+/// x2[M, N] into out[second .. second + N] in the same dispatch, zeros between: a
+/// layer's two bias gradients, whose tensors lie one after the other (`bind::span`).
+/// Long columns leave their slices in `scratch` from value `src` (a multiple of
+/// `flat::ALIGN`; at least [`colsum_scratch`] of (M, width) values past it) for a
+/// reduction the caller records with another sum's ([`reduce_pending`]): the dispatch
+/// and, when it slices, its slices (a single slice is written to `out` directly,
+/// accumulating by `accumulate`).
 pub(crate) fn colsum_deferred(
-    ctx: &GpuContext,
-    label: &str,
-    (m, n): (usize, usize),
-    x: &dyn Bind,
-    out: &dyn Bind,
-    accumulate: bool,
-    (scratch, src): (&dyn Bind, usize),
-) -> Result<(Dispatch, Option<Slices>)> {
-    colsum_slices(
-        ctx,
-        label,
-        (m, n),
-        (x, None),
-        out,
-        accumulate,
-        (scratch, src),
-    )
-}
-
-/// Column sums of x[M, N] into out[0 .. N] and of x2[M, N] into out[second .. second +
-/// N] in one dispatch, zeros between: a layer's two bias gradients, whose tensors lie
-/// one after the other (`bind::span`). Long columns leave their slices in `scratch`
-/// from value `src` (a multiple of `flat::ALIGN`; at least [`colsum_scratch`] of (M,
-/// second + N) values past it) for a reduction the caller records with another sum's
-/// ([`reduce_pending`]): the dispatch and, when it slices, its slices (a single slice
-/// is written to `out` directly, accumulating by `accumulate`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn colsum_pair_deferred(
-    ctx: &GpuContext,
-    label: &str,
-    (m, n): (usize, usize),
-    (x, x2): (&dyn Bind, &dyn Bind),
-    (out, second): (&dyn Bind, usize),
-    accumulate: bool,
-    (scratch, src): (&dyn Bind, usize),
-) -> Result<(Dispatch, Option<Slices>)> {
-    colsum_slices(
-        ctx,
-        label,
-        (m, n),
-        (x, Some((x2, second))),
-        out,
-        accumulate,
-        (scratch, src),
-    )
-}
-
-/// The column sums' dispatch, and where the rows run in several slices, the slices it
-/// leaves in `scratch` from value `src`.
-fn colsum_slices(
     ctx: &GpuContext,
     label: &str,
     (m, n): (usize, usize),
@@ -385,12 +341,12 @@ mod tests {
                     let mut s = other.clone();
                     s.resize(at + colsum_scratch(&ctx, m, width).max(1), 0.0);
                     let scratch = upload(&ctx, &s);
-                    let (d, slices) = colsum_pair_deferred(
+                    let (d, slices) = colsum_deferred(
                         &ctx,
                         "pair",
                         (m, n),
-                        (&xb, &x2b),
-                        (&out_b, second),
+                        (&xb, Some((&x2b, second))),
+                        &out_b,
                         acc,
                         (&scratch, at),
                     )

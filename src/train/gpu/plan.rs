@@ -334,7 +334,7 @@ impl ModelPlan {
             ctx,
             "colsum_d_dense_b",
             (rows, c),
-            &head.d_logits,
+            (&head.d_logits, None),
             d_b,
             later,
             (&head.scratch, w_slices.map_or(0, |r| r.end())),

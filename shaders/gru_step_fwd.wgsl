@@ -13,6 +13,9 @@
 // The step index arrives through a dynamic offset into a uniform array written once
 // per shape, so no buffer is written between steps.
 //
+// Storage types (prelude aliases, f32 or f16): gx, states, outputs and saved values
+// act_t, W_hh and b_hh wt_t. Loads widen to f32, every sum and gate is f32, stores round.
+//
 // Entries:
 //   step_fused      reset-after: r, z, n and h' in one pass.
 //   step_gates      reset-before, phase 1: r, z and r*h (n needs r of every unit).
@@ -21,13 +24,13 @@
 
 @group(0) @binding(0) var<uniform> sp: StepParams;
 @group(0) @binding(1) var<uniform> dims: StepDims;
-@group(0) @binding(2) var<storage, read> gx: array<f32>;          // [T, B, 3H] time order, b_ih included
-@group(0) @binding(3) var<storage, read> w_t: array<f32>;         // [H, 3H] = W_hhᵀ
-@group(0) @binding(4) var<storage, read> b_hh: array<f32>;        // [3H]
+@group(0) @binding(2) var<storage, read> gx: array<act_t>;        // [T, B, 3H] time order, b_ih included
+@group(0) @binding(3) var<storage, read> w_t: array<wt_t>;        // [H, 3H] = W_hhᵀ
+@group(0) @binding(4) var<storage, read> b_hh: array<wt_t>;       // [3H]
 @group(0) @binding(5) var<storage, read> lengths: array<u32>;     // [B]
-@group(0) @binding(6) var<storage, read_write> hs: array<f32>;    // [T+1, B, H] step order
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;   // [T, B, out_stride] time order
-@group(0) @binding(8) var<storage, read_write> saved: array<f32>; // [T, B, 4H] step order: r, z, n, extra
+@group(0) @binding(6) var<storage, read_write> hs: array<act_t>;  // [T+1, B, H] step order
+@group(0) @binding(7) var<storage, read_write> out: array<act_t>; // [T, B, out_stride] time order
+@group(0) @binding(8) var<storage, read_write> saved: array<act_t>; // [T, B, 4H] step order: r, z, n, extra
 
 
 // Index u * TB + i: unit u of the thread, batch row b0 + i.
@@ -85,7 +88,7 @@ fn freeze(s: u32, t: u32, b: u32, j: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
     hs[at_hs() + ((s + 1u) * nb + b) * nh + j] = hs[at_hs() + (s * nb + b) * nh + j];
-    out[(t * nb + b) * dims.out_stride + out_first() + j] = 0.0;
+    out[(t * nb + b) * dims.out_stride + out_first() + j] = act_t(0.0);
 }
 
 // ... and nothing saved (backward checks the length itself; zeros keep buffers clean).
@@ -93,19 +96,19 @@ fn clear_saved(s: u32, b: u32, j: u32) {
     let nb = dims.batch;
     let nh = dims.hidden;
     let sv = at_saved() + (s * nb + b) * 4u * nh + j;
-    saved[sv] = 0.0;
-    saved[sv + nh] = 0.0;
-    saved[sv + 2u * nh] = 0.0;
-    saved[sv + 3u * nh] = 0.0;
+    saved[sv] = act_t(0.0);
+    saved[sv + nh] = act_t(0.0);
+    saved[sv + 2u * nh] = act_t(0.0);
+    saved[sv + 3u * nh] = act_t(0.0);
 }
 
 fn finish(s: u32, t: u32, b: u32, j: u32, z: f32, n: f32) {
     let nb = dims.batch;
     let nh = dims.hidden;
-    let hp = hs[at_hs() + (s * nb + b) * nh + j];
+    let hp = f32(hs[at_hs() + (s * nb + b) * nh + j]);
     let h = (1.0 - z) * n + z * hp;
-    hs[at_hs() + ((s + 1u) * nb + b) * nh + j] = h;
-    out[(t * nb + b) * dims.out_stride + out_first() + j] = h;
+    hs[at_hs() + ((s + 1u) * nb + b) * nh + j] = act_t(h);
+    out[(t * nb + b) * dims.out_stride + out_first() + j] = act_t(h);
 }
 
 // One step's work for units j0 + u·(WG / UT) and rows b0 .. b0 + TB, at step s (time
@@ -125,15 +128,15 @@ fn fused_at(j0: u32, b0: u32, s: u32, t: u32) {
             if (t >= lengths[b]) { freeze(s, t, b, j); clear_saved(s, b, j); continue; }
             let g = at_gx() + (t * nb + b) * 3u * nh;
             let a = u * TB + i;
-            let r = sigmoid(gx[g + j] + total(acc.r, 0u, a) + b_hh[at_b() + j]);
-            let z = sigmoid(gx[g + nh + j] + total(acc.z, 1u, a) + b_hh[at_b() + nh + j]);
-            let hn = total(acc.n, 2u, a) + b_hh[at_b() + 2u * nh + j];
-            let n = tanh_(gx[g + 2u * nh + j] + r * hn);
+            let r = sigmoid(f32(gx[g + j]) + total(acc.r, 0u, a) + f32(b_hh[at_b() + j]));
+            let z = sigmoid(f32(gx[g + nh + j]) + total(acc.z, 1u, a) + f32(b_hh[at_b() + nh + j]));
+            let hn = total(acc.n, 2u, a) + f32(b_hh[at_b() + 2u * nh + j]);
+            let n = tanh_(f32(gx[g + 2u * nh + j]) + r * hn);
             let sv = at_saved() + (s * nb + b) * 4u * nh + j;
-            saved[sv] = r;
-            saved[sv + nh] = z;
-            saved[sv + 2u * nh] = n;
-            saved[sv + 3u * nh] = hn;
+            saved[sv] = act_t(r);
+            saved[sv + nh] = act_t(z);
+            saved[sv + 2u * nh] = act_t(n);
+            saved[sv + 3u * nh] = act_t(hn);
             finish(s, t, b, j, z, n);
         }
     }
@@ -154,11 +157,11 @@ fn gates_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
             if (t >= lengths[b]) { clear_saved(s, b, j); continue; }
             let g = at_gx() + (t * nb + b) * 3u * nh;
             let a = u * TB + i;
-            let r = sigmoid(gx[g + j] + total(acc.r, 0u, a) + b_hh[at_b() + j]);
-            let z = sigmoid(gx[g + nh + j] + total(acc.z, 1u, a) + b_hh[at_b() + nh + j]);
-            saved[sv] = r;
-            saved[sv + nh] = z;
-            saved[sv + 3u * nh] = r * hs[at_hs() + (s * nb + b) * nh + j];
+            let r = sigmoid(f32(gx[g + j]) + total(acc.r, 0u, a) + f32(b_hh[at_b() + j]));
+            let z = sigmoid(f32(gx[g + nh + j]) + total(acc.z, 1u, a) + f32(b_hh[at_b() + nh + j]));
+            saved[sv] = act_t(r);
+            saved[sv + nh] = act_t(z);
+            saved[sv + 3u * nh] = act_t(r * f32(hs[at_hs() + (s * nb + b) * nh + j]));
         }
     }
 }
@@ -177,10 +180,10 @@ fn candidate_phase_at(j0: u32, b0: u32, s: u32, t: u32) {
             // Phase 1 already cleared saved; rows of other units still read its r*h slot.
             if (t >= lengths[b]) { freeze(s, t, b, j); continue; }
             let g = at_gx() + (t * nb + b) * 3u * nh;
-            let n = tanh_(gx[g + 2u * nh + j] + total(acc.n, 2u, u * TB + i) + b_hh[at_b() + 2u * nh + j]);
+            let n = tanh_(f32(gx[g + 2u * nh + j]) + total(acc.n, 2u, u * TB + i) + f32(b_hh[at_b() + 2u * nh + j]));
             let sv = at_saved() + (s * nb + b) * 4u * nh + j;
-            let z = saved[sv + nh];
-            saved[sv + 2u * nh] = n;
+            let z = f32(saved[sv + nh]);
+            saved[sv + 2u * nh] = act_t(n);
             finish(s, t, b, j, z, n);
         }
     }

@@ -12,13 +12,13 @@ override BIAS: bool = false;
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> part: array<f32>;      // slices of both sums
-@group(0) @binding(2) var<storage, read> bias: array<f32>;      // [N] (unused without BIAS)
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // both outputs
+@group(0) @binding(2) var<storage, read> bias: array<wt_t>;     // [N] (unused without BIAS)
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>; // both outputs (f32 sums, rounded once)
 
 fn store(idx: u32, sum: f32) {
     var s = sum;
-    if (ACCUMULATE) { s += out[idx]; }
-    out[idx] = s;
+    if (ACCUMULATE) { s += f32(out[idx]); }
+    out[idx] = out_t(s);
 }
 
 @compute @workgroup_size(WG)
@@ -32,7 +32,7 @@ fn reduce_slices(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         for (var z = 0u; z < p.slices; z++) {
             s += part[p.src + z * first + e];
         }
-        if (BIAS) { s += bias[n]; }
+        if (BIAS) { s += f32(bias[n]); }
         store(p.off + (e / p.n) * p.ld + n, s);
     } else if (e - first < p.m2 * p.n2) {
         let e2 = e - first;

@@ -5,10 +5,10 @@
 
 
 @group(0) @binding(0) var<uniform> p: TransposeParams;
-@group(0) @binding(1) var<storage, read> src: array<f32>;       // [R, C]
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>; // [C, R]
+@group(0) @binding(1) var<storage, read> src: array<wt_t>;       // [R, C]
+@group(0) @binding(2) var<storage, read_write> dst: array<wt_t>; // [C, R]
 
-var<workgroup> tile: array<f32, 272>; // 16 x 17: the pad avoids bank conflicts
+var<workgroup> tile: array<wt_t, 272>; // 16 x 17: the pad avoids bank conflicts
 
 @compute @workgroup_size(16, 8)
 fn transpose(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

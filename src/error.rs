@@ -41,6 +41,16 @@ pub enum GruError {
         /// wgpu's reason.
         reason: String,
     },
+    /// The adapter lacks a feature the request needs (`SHADER_F16` for f16 storage).
+    #[error("{needed_by} needs the adapter feature {feature}, which `{adapter}` does not offer (see `gru devices`); use --precision f32 there")]
+    MissingFeature {
+        /// The adapter's name.
+        adapter: String,
+        /// The wgpu feature, as `gru devices` names it.
+        feature: &'static str,
+        /// What asked for it.
+        needed_by: String,
+    },
     /// A buffer would exceed what the device can bind.
     #[error("{what} needs {bytes} bytes but the device allows at most {limit} bytes per buffer; use a smaller batch or sequence")]
     TooLarge {

@@ -39,6 +39,7 @@ pub mod io;
 pub mod memory;
 pub mod model;
 pub mod onnx;
+pub mod precision;
 pub mod real;
 pub mod rng;
 pub mod sequence;
@@ -50,6 +51,7 @@ pub mod weights;
 pub use config::{GruConfig, GruVariant};
 pub use error::{GruError, Result};
 pub use gpu::{AdapterSummary, DeviceRequest, GpuContext, GpuGru};
+pub use precision::Precision;
 
 pub use sequence::{GruGrads, SequenceInput};
 pub use weights::{DirWeights, GruWeights, TensorId, TensorKind};

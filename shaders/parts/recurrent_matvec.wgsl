@@ -37,11 +37,11 @@ fn recurrent_matvec(j0: u32, b0: u32, s: u32, from_rh: bool, want_rz: bool, want
         var v_lo: vec4<f32>;
         var v_hi: vec4<f32>;
         if (from_rh) {
-            v_lo = vec4<f32>(saved[o0 + k], saved[o1 + k], saved[o2 + k], saved[o3 + k]);
-            v_hi = vec4<f32>(saved[o4 + k], saved[o5 + k], saved[o6 + k], saved[o7 + k]);
+            v_lo = vec4<f32>(vec4<act_t>(saved[o0 + k], saved[o1 + k], saved[o2 + k], saved[o3 + k]));
+            v_hi = vec4<f32>(vec4<act_t>(saved[o4 + k], saved[o5 + k], saved[o6 + k], saved[o7 + k]));
         } else {
-            v_lo = vec4<f32>(hs[o0 + k], hs[o1 + k], hs[o2 + k], hs[o3 + k]);
-            v_hi = vec4<f32>(hs[o4 + k], hs[o5 + k], hs[o6 + k], hs[o7 + k]);
+            v_lo = vec4<f32>(vec4<act_t>(hs[o0 + k], hs[o1 + k], hs[o2 + k], hs[o3 + k]));
+            v_hi = vec4<f32>(vec4<act_t>(hs[o4 + k], hs[o5 + k], hs[o6 + k], hs[o7 + k]));
         }
         if (want_rz) {
             let wr1 = vec4<f32>(w_at(row + j1));

@@ -13,9 +13,9 @@ const_assert TB == 16u && UT == 2u;
 // The state values of four rows (offsets o) at k.
 fn v4(o: vec4<u32>, k: u32, from_rh: bool) -> vec4<f32> {
     if (from_rh) {
-        return vec4<f32>(saved[o.x + k], saved[o.y + k], saved[o.z + k], saved[o.w + k]);
+        return vec4<f32>(vec4<act_t>(saved[o.x + k], saved[o.y + k], saved[o.z + k], saved[o.w + k]));
     }
-    return vec4<f32>(hs[o.x + k], hs[o.y + k], hs[o.z + k], hs[o.w + k]);
+    return vec4<f32>(vec4<act_t>(hs[o.x + k], hs[o.y + k], hs[o.z + k], hs[o.w + k]));
 }
 
 fn pack(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>, e: vec4<f32>, f: vec4<f32>, g: vec4<f32>, h: vec4<f32>) -> array<f32, UT * TB> {

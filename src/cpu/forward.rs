@@ -47,6 +47,43 @@ pub struct CpuForward<R = f32> {
 /// assert_eq!(out.output.len(), 4 * 3);
 /// ```
 pub fn forward<R: Real>(w: &GruWeights<R>, input: &SequenceInput<R>) -> Result<CpuForward<R>> {
+    run(w, input, &|x| x)
+}
+
+/// [`forward`] as a device with f16 storage runs it ([`crate::Precision::F16`]): the
+/// weights, the input and h0 rounded to f16, and every value the device stores rounded
+/// where it stores it (gx after its sum and bias; each new state; the saved gate values,
+/// of which reset-before reads z and r*h back), every sum and gate in f32 between.
+///
+/// ```
+/// use gru_engine::{cpu, GruConfig, GruWeights, SequenceInput};
+/// let w = GruWeights::init(GruConfig::new(2, 3), 0);
+/// let x = vec![0.1f32; 4 * 1 * 2];
+/// let half = cpu::forward_f16(&w, &SequenceInput::new(&x, 4, 1)).unwrap();
+/// let full = cpu::forward(&w, &SequenceInput::new(&x, 4, 1)).unwrap();
+/// assert!(half.output.iter().zip(&full.output).all(|(a, b)| (a - b).abs() < 1e-2));
+/// ```
+pub fn forward_f16(w: &GruWeights, input: &SequenceInput) -> Result<CpuForward> {
+    let q = crate::precision::round_all_f16;
+    let mut w16 = w.clone();
+    for d in &mut w16.dirs {
+        for t in [&mut d.w_ih, &mut d.w_hh, &mut d.b_ih, &mut d.b_hh] {
+            *t = q(t);
+        }
+    }
+    let x = q(input.data);
+    let h0 = input.h0.map(q);
+    let mut rounded = SequenceInput { data: &x, ..*input };
+    rounded.h0 = h0.as_deref();
+    run(&w16, &rounded, &crate::precision::round_f16)
+}
+
+/// The forward pass with `store` applied to every value where a device stores it.
+fn run<R: Real>(
+    w: &GruWeights<R>,
+    input: &SequenceInput<R>,
+    store: &dyn Fn(R) -> R,
+) -> Result<CpuForward<R>> {
     input.validate(&w.config)?;
     let cfg = w.config;
     let (t_len, b_len, h) = (input.seq_len, input.batch, cfg.hidden_size);
@@ -90,18 +127,21 @@ pub fn forward<R: Real>(w: &GruWeights<R>, input: &SequenceInput<R>) -> Result<C
                     let x_t = &x[(t * b_len + b) * i_len..(t * b_len + b + 1) * i_len];
                     let mut gx = p.b_ih.clone();
                     matvec_acc(&p.w_ih, x_t, &mut gx);
+                    gx.iter_mut().for_each(|v| *v = store(*v));
                     let mut gh = p.b_hh.clone();
                     // r and z rows of W_hh always see h; the n rows depend on the variant.
                     matvec_acc(&p.w_hh[..2 * h * h], &h_prev, &mut gh[..2 * h]);
                     let r: Vec<R> = (0..h).map(|j| sigmoid(gx[j] + gh[j])).collect();
-                    let z: Vec<R> = (0..h).map(|j| sigmoid(gx[h + j] + gh[h + j])).collect();
+                    let mut z: Vec<R> = (0..h).map(|j| sigmoid(gx[h + j] + gh[h + j])).collect();
                     let extra: Vec<R> = match cfg.variant {
                         GruVariant::ResetAfter => {
                             matvec_acc(&p.w_hh[2 * h * h..], &h_prev, &mut gh[2 * h..]);
                             gh[2 * h..].to_vec()
                         }
                         GruVariant::ResetBefore => {
-                            let rh: Vec<R> = (0..h).map(|j| r[j] * h_prev[j]).collect();
+                            // The device's second phase reads z and r*h back as stored.
+                            z.iter_mut().for_each(|v| *v = store(*v));
+                            let rh: Vec<R> = (0..h).map(|j| store(r[j] * h_prev[j])).collect();
                             matvec_acc(&p.w_hh[2 * h * h..], &rh, &mut gh[2 * h..]);
                             rh
                         }
@@ -113,12 +153,12 @@ pub fn forward<R: Real>(w: &GruWeights<R>, input: &SequenceInput<R>) -> Result<C
                             GruVariant::ResetBefore => gx[2 * h + j] + gh[2 * h + j],
                         };
                         let n = pre.tanh();
-                        let h_new = (one - z[j]) * n + z[j] * h_prev[j];
+                        let h_new = store((one - z[j]) * n + z[j] * h_prev[j]);
                         let k = s * bh + b * h + j;
-                        c.r[k] = r[j];
-                        c.z[k] = z[j];
-                        c.n[k] = n;
-                        c.extra[k] = extra[j];
+                        c.r[k] = store(r[j]);
+                        c.z[k] = store(z[j]);
+                        c.n[k] = store(n);
+                        c.extra[k] = store(extra[j]);
                         c.hs[k + bh] = h_new;
                         out[(t * b_len + b) * nd * h + d * h + j] = h_new;
                     }

@@ -8,6 +8,6 @@ mod math;
 
 pub use crate::real::Real;
 pub use backward::backward;
-pub use forward::{cell_step, forward, CpuForward};
+pub use forward::{cell_step, forward, forward_f16, CpuForward};
 pub use math::sigmoid;
 pub(crate) use math::{matvec_acc, matvec_t_acc, outer_acc};

@@ -262,6 +262,7 @@ impl Generation<'_> {
                     buffer: weights.clone(),
                     offset: 4 * to as u64,
                     len: rows * cols,
+                    half: false,
                 };
                 transpose(ctx, "generate_pack", rows, cols, tensors[t], &dst)
             })

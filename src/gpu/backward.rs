@@ -9,7 +9,7 @@ use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
 use crate::gpu::flat::ALIGN;
 use crate::gpu::forward::step_runs;
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Elems, Kernel};
 use crate::gpu::ops::gemm::gemm_deferred;
 use crate::gpu::ops::reduce::{colsum_deferred, reduce_pending, reduce_slices, Slices};
 use crate::gpu::ops::{
@@ -176,7 +176,16 @@ fn steps(
                     &[]
                 };
                 let slots = &ws.step_slots;
-                StepKernel::new(ctx, k, constants, slots, &dims_buf, &dims, &bufs, paired)
+                StepKernel::new(
+                    ctx,
+                    (k, Elems::F32),
+                    constants,
+                    slots,
+                    &dims_buf,
+                    &dims,
+                    &bufs,
+                    paired,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let stride = ws.slot_stride;

@@ -3,6 +3,8 @@
 
 use std::num::NonZeroU64;
 
+use crate::gpu::context::value_bytes;
+
 /// A storage or uniform binding. Kernels index from the binding's start, so the same
 /// kernel reads a tensor whether it owns its buffer or sits at an offset in a flat one.
 pub(crate) trait Bind {
@@ -19,6 +21,10 @@ pub(crate) trait Bind {
     }
     /// Bytes the binding covers (for the plan's traffic counts).
     fn bytes(&self) -> u64;
+    /// Whether it holds f16 values (a whole buffer: f32).
+    fn half(&self) -> bool {
+        false
+    }
 }
 
 impl Bind for wgpu::Buffer {
@@ -36,19 +42,26 @@ impl Bind for wgpu::Buffer {
     }
 }
 
-/// `len` f32 values of `buffer` from byte `offset` (a multiple of 256, which every
-/// adapter accepts as a storage or uniform binding offset).
+/// `len` values of `buffer` from byte `offset` (a multiple of 256, which every adapter
+/// accepts as a storage or uniform binding offset): f32 values, or f16 ones where
+/// `half`.
 #[derive(Debug, Clone)]
 pub(crate) struct Range {
     pub buffer: wgpu::Buffer,
     pub offset: u64,
     pub len: usize,
+    pub half: bool,
 }
 
 impl Range {
-    /// The range's first value as an index into its buffer's f32 values.
+    /// Bytes of one value.
+    pub(crate) fn value_bytes(&self) -> u64 {
+        value_bytes(self.half)
+    }
+
+    /// The range's first value as an index into its buffer's values (of its type).
     pub(crate) fn first(&self) -> usize {
-        (self.offset / 4) as usize
+        (self.offset / self.value_bytes()) as usize
     }
 }
 
@@ -61,7 +74,7 @@ impl Bind for Range {
     }
     fn binding(&self) -> wgpu::BindingResource<'_> {
         // Whole 16-byte words: the tensors' padding (`flat::ALIGN`) holds them.
-        let bytes = (4 * self.len as u64).max(16).div_ceil(16) * 16;
+        let bytes = (self.value_bytes() * self.len as u64).max(16).div_ceil(16) * 16;
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
             offset: self.offset,
@@ -69,7 +82,10 @@ impl Bind for Range {
         })
     }
     fn bytes(&self) -> u64 {
-        4 * self.len as u64
+        self.value_bytes() * self.len as u64
+    }
+    fn half(&self) -> bool {
+        self.half
     }
 }
 
@@ -78,18 +94,19 @@ impl Bind for Range {
 /// bidirectional layer at once. `None` where they lie in different buffers or out of
 /// order, or where the span would bind more than `limit` bytes.
 pub(crate) fn span(a: &Range, b: &Range, limit: u64) -> Option<(Range, u32)> {
-    if a.buffer != b.buffer || b.offset < a.offset {
+    if a.buffer != b.buffer || b.offset < a.offset || a.half != b.half {
         return None;
     }
-    let gap = (b.offset - a.offset) / 4;
+    let gap = (b.offset - a.offset) / a.value_bytes();
     let len = gap as usize + b.len;
-    if (4 * len as u64).div_ceil(16) * 16 > limit {
+    if (a.value_bytes() * len as u64).div_ceil(16) * 16 > limit {
         return None;
     }
     let range = Range {
         buffer: a.buffer.clone(),
         offset: a.offset,
         len,
+        half: a.half,
     };
     Some((range, u32::try_from(gap).ok()?))
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GruError, Result};
-use crate::gpu::kernels::{Kernel, KernelCache, Pipeline, Slot};
+use crate::gpu::kernels::{Elems, Kernel, KernelCache, Pipeline, Slot};
 
 /// What `gru devices` prints about one adapter.
 #[derive(Debug, Clone)]
@@ -316,7 +316,9 @@ impl GpuContext {
         }
         // Subgroup operations where offered: the software adapter's GEMM shares loaded
         // values between lanes with them.
-        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        // f16 storage where offered: `--precision f16` builds need it
+        // (`GpuContext::supports_f16`), and asking costs the f32 builds nothing.
+        let features = adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16);
         let desc = wgpu::DeviceDescriptor {
             label: Some("gru-engine"),
             required_features: features,
@@ -441,6 +443,25 @@ impl GpuContext {
     /// values.
     pub(crate) fn uniform_windows(&self) -> bool {
         self.builds().1
+    }
+
+    /// Whether the device runs f16 storage builds (`wgpu::Features::SHADER_F16`, which
+    /// `gru devices` lists per adapter): what [`crate::Precision::F16`] needs.
+    pub fn supports_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// `Ok` where the device runs `precision`, else the typed error naming the missing
+    /// feature and the adapter.
+    pub fn check_precision(&self, precision: crate::Precision) -> Result<()> {
+        if precision.is_half() && !self.supports_f16() {
+            return Err(GruError::MissingFeature {
+                adapter: self.info.name.clone(),
+                feature: "SHADER_F16",
+                needed_by: format!("--precision {precision}"),
+            });
+        }
+        Ok(())
     }
 
     /// The limits the device was opened with.
@@ -569,12 +590,18 @@ impl GpuContext {
     /// A storage buffer of `len` f32 values (see [`Self::uniform_windows`] for what
     /// software adapters add).
     pub(crate) fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        self.storage_as(label, len, false)
+    }
+
+    /// A storage buffer of `len` f16 values where `half`, else f32 ones.
+    pub(crate) fn storage_as(&self, label: &str, len: usize, half: bool) -> Result<wgpu::Buffer> {
         use wgpu::BufferUsages as U;
-        let bytes = 4 * len as u64;
+        let bytes = value_bytes(half) * len as u64;
         let usage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         // Slack only where the whole buffer still binds as storage; a GEMM whose window
         // would pass the end of a buffer without it reads op(B) from storage instead.
-        if self.uniform_windows() && bytes + UNIFORM_WINDOW <= self.storage_limit() {
+        // f16 tensors are never read through windows (they hold f32).
+        if !half && self.uniform_windows() && bytes + UNIFORM_WINDOW <= self.storage_limit() {
             return self.buffer(label, bytes + UNIFORM_WINDOW, usage | U::UNIFORM);
         }
         self.buffer(label, bytes, usage)
@@ -609,15 +636,39 @@ impl GpuContext {
         crate::gpu::wait::blocking(self.read_f32_async(staging, parts))
     }
 
-    /// [`GpuContext::read_f32`], awaited: the one implementation. Natively the device is
-    /// polled until the copy is done; in a browser the mapping's callback completes the
-    /// wait when the browser runs it.
+    /// [`GpuContext::read_f32`], awaited. Natively the device is polled until the copy
+    /// is done; in a browser the mapping's callback completes the wait when the browser
+    /// runs it.
     pub(crate) async fn read_f32_async(
         &self,
         staging: &wgpu::Buffer,
         parts: &[(&wgpu::Buffer, usize, usize)],
     ) -> Result<Vec<Vec<f32>>> {
-        let total: usize = parts.iter().map(|p| p.2).sum();
+        self.read_as_async(staging, parts, false).await
+    }
+
+    /// [`GpuContext::read_f32_async`] of parts holding f16 values where `half` (`first`
+    /// and `len` then count f16 values), widened to f32: the one implementation.
+    pub(crate) async fn read_as_async(
+        &self,
+        staging: &wgpu::Buffer,
+        parts: &[(&wgpu::Buffer, usize, usize)],
+        half: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        let size = value_bytes(half);
+        // A copy moves whole 4-byte words: an f16 part of odd length or start is widened
+        // to the words around it, and its values are picked out below.
+        let words = |first: usize, len: usize| -> (u64, u64) {
+            let (a, b) = (first as u64 * size, (first + len) as u64 * size);
+            (a / 4 * 4, b.div_ceil(4) * 4)
+        };
+        let total: u64 = parts
+            .iter()
+            .map(|p| {
+                let (a, b) = words(p.1, p.2);
+                b - a
+            })
+            .sum();
         if total == 0 {
             return Ok(parts.iter().map(|_| Vec::new()).collect());
         }
@@ -629,11 +680,12 @@ impl GpuContext {
                 });
             let mut at = 0u64;
             for (buf, first, len) in parts {
-                enc.copy_buffer_to_buffer(buf, 4 * *first as u64, staging, at, 4 * *len as u64);
-                at += 4 * *len as u64;
+                let (a, b) = words(*first, *len);
+                enc.copy_buffer_to_buffer(buf, a, staging, at, b - a);
+                at += b - a;
             }
             self.queue.submit([enc.finish()]);
-            let slice = staging.slice(..4 * total as u64);
+            let slice = staging.slice(..total);
             let (tx, rx) = crate::gpu::wait::oneshot();
             slice.map_async(wgpu::MapMode::Read, move |r| tx.send(r));
             #[cfg(not(target_arch = "wasm32"))]
@@ -645,14 +697,25 @@ impl GpuContext {
                 let view = slice
                     .get_mapped_range()
                     .map_err(|e| GruError::DeviceLost(format!("buffer mapping failed: {e:?}")))?;
-                let all: &[f32] = bytemuck::cast_slice(&view);
-                let mut at = 0;
+                let mut at = 0usize;
                 parts
                     .iter()
                     .map(|p| {
-                        let v = all[at..at + p.2].to_vec();
-                        at += p.2;
-                        v
+                        let (a, b) = words(p.1, p.2);
+                        let bytes = &view[at..at + (b - a) as usize];
+                        at += (b - a) as usize;
+                        let skip = (p.1 as u64 * size - a) as usize;
+                        if half {
+                            let all: &[u16] = bytemuck::cast_slice(bytes);
+                            let first = skip / 2;
+                            all[first..first + p.2]
+                                .iter()
+                                .map(|&v| half::f16::from_bits(v).to_f32())
+                                .collect()
+                        } else {
+                            let all: &[f32] = bytemuck::cast_slice(bytes);
+                            all[..p.2].to_vec()
+                        }
                     })
                     .collect()
             };
@@ -660,6 +723,15 @@ impl GpuContext {
             Ok(out)
         })
         .await
+    }
+}
+
+/// Bytes of one stored value: 2 for f16 (`half`), 4 for f32.
+pub(crate) fn value_bytes(half: bool) -> u64 {
+    if half {
+        2
+    } else {
+        4
     }
 }
 
@@ -721,7 +793,22 @@ impl GpuContext {
         kernel: Kernel,
         constants: &[(&'static str, u32)],
     ) -> Result<Arc<Pipeline>> {
-        let key = (kernel, constants.to_vec());
+        self.pipeline_as(kernel, Elems::F32, constants)
+    }
+
+    /// [`GpuContext::pipeline`] of the build with storage types `elems`
+    /// (`kernels::Elems`); an f16 build on a device without SHADER_F16 is refused
+    /// before wgpu sees it.
+    pub(crate) fn pipeline_as(
+        &self,
+        kernel: Kernel,
+        elems: Elems,
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<Pipeline>> {
+        if elems.half() {
+            self.check_precision(crate::Precision::F16)?;
+        }
+        let key = (kernel, elems, constants.to_vec());
         if let Some(p) = self
             .kernels
             .pipelines
@@ -735,11 +822,11 @@ impl GpuContext {
             let module = {
                 let mut modules = self.kernels.modules.lock().map_err(|_| poisoned())?;
                 modules
-                    .entry(kernel.shader())
+                    .entry((kernel.shader(), elems))
                     .or_insert_with(|| {
                         let desc = wgpu::ShaderModuleDescriptor {
                             label: Some(kernel.shader().label()),
-                            source: wgpu::ShaderSource::Wgsl(kernel.shader().source().into()),
+                            source: wgpu::ShaderSource::Wgsl(kernel.shader().source_as(elems)),
                         };
                         // SAFETY: loop bounding only guards against loops that never end;
                         // every loop in shaders/ runs over a bound fixed by its uniform

@@ -87,6 +87,7 @@ impl Flat {
             buffer: self.buffers[s].clone(),
             offset: 4 * first as u64,
             len,
+            half: false,
         }
     }
 

@@ -6,7 +6,8 @@ use crate::config::{GruConfig, GruVariant};
 use crate::error::Result;
 use crate::gpu::bind::{Bind, Range};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::gemm::gemm_scratch;
 use crate::gpu::ops::{
     gemm, step, transpose, Dispatch, GemmFlags, GemmParams, StepDims, StepKernel,
 };
@@ -26,6 +27,17 @@ pub(crate) fn step_dims(cfg: &GruConfig, ws: &Workspace, dir: usize) -> StepDims
     }
 }
 
+/// f32 values of split-K scratch the forward of this shape needs (its input GEMMs).
+pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize {
+    let h = cfg.hidden_size;
+    (0..cfg.num_layers)
+        .map(|l| gemm_scratch(ctx, tb, 3 * h, cfg.layer_input_size(l)))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The forward list of `ws`: f32 throughout, or every tensor f16 where the workspace
+/// is an f16 one (`Workspace::half`; `params` then f16 too).
 pub(crate) fn plan(
     ctx: &GpuContext,
     cfg: &GruConfig,
@@ -35,6 +47,7 @@ pub(crate) fn plan(
     let h = cfg.hidden_size;
     let nd = cfg.num_directions();
     let tb = ws.t_len * ws.batch;
+    let elems = Elems::all(ws.half);
     let mut list = Vec::new();
     for l in 0..cfg.num_layers {
         let i = cfg.layer_input_size(l);
@@ -60,6 +73,7 @@ pub(crate) fn plan(
             };
             let flags = GemmFlags {
                 trans_b: true,
+                elems,
                 ..Default::default()
             };
             list.extend(gemm(
@@ -76,7 +90,12 @@ pub(crate) fn plan(
         }
         let per_step = match cfg.variant {
             GruVariant::ResetAfter => {
-                vec![step::for_device(ctx, Kernel::StepFused, cfg.hidden_size)]
+                vec![step::for_device_as(
+                    ctx,
+                    Kernel::StepFused,
+                    cfg.hidden_size,
+                    ws.half,
+                )]
             }
             GruVariant::ResetBefore => vec![Kernel::StepGates, Kernel::StepCandidate],
         };
@@ -105,7 +124,16 @@ pub(crate) fn plan(
             let kernels = kernels
                 .iter()
                 .map(|&k| {
-                    StepKernel::new(ctx, k, &[], &ws.step_slots, &dims_buf, &dims, &bufs, paired)
+                    StepKernel::new(
+                        ctx,
+                        (k, elems),
+                        &[],
+                        &ws.step_slots,
+                        &dims_buf,
+                        &dims,
+                        &bufs,
+                        paired,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?;
             // One dispatch per step, or per chunk of steps for a sequence entry.

@@ -96,17 +96,90 @@ shaders! {
     Roofline => "roofline" [Workgroup, LabParams],
 }
 
+/// The storage types of a build: the element type of each binding role a shader
+/// declares through an alias (`act_t`, `wt_t`, `out_t`), f16 where set. Kernels convert
+/// on load and round on store, so every sum stays f32 whatever the storage (DESIGN §10).
+/// A pipeline is cached per (kernel, storage types, overrides).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Elems {
+    /// Activations: the input a GEMM multiplies (op(A)), gx, states, outputs and saved
+    /// values of a step kernel.
+    pub act: bool,
+    /// Parameters: a GEMM's op(B) and bias, a step kernel's W_hh and b_hh, what a
+    /// transpose moves.
+    pub wt: bool,
+    /// What a GEMM or a reduction writes (a GEMM's split-K slices stay f32).
+    pub out: bool,
+}
+
+impl Elems {
+    /// Every role f32 (what every build had before f16 storage).
+    pub(crate) const F32: Elems = Elems {
+        act: false,
+        wt: false,
+        out: false,
+    };
+    /// Every role f16.
+    pub(crate) const F16: Elems = Elems {
+        act: true,
+        wt: true,
+        out: true,
+    };
+
+    /// Every role f16 or every role f32.
+    pub(crate) fn all(half: bool) -> Elems {
+        if half {
+            Elems::F16
+        } else {
+            Elems::F32
+        }
+    }
+
+    /// Whether some role is f16 (the build needs `enable f16;` and SHADER_F16).
+    pub(crate) fn half(self) -> bool {
+        self.act || self.wt || self.out
+    }
+
+    /// The aliases, after any directive.
+    fn aliases(self) -> String {
+        let t = |h: bool| if h { "f16" } else { "f32" };
+        format!(
+            "alias act_t = {};\nalias wt_t = {};\nalias out_t = {};\n",
+            t(self.act),
+            t(self.wt),
+            t(self.out)
+        )
+    }
+}
+
 impl Shader {
-    /// Prelude and file: what the device compiles. Built once per process.
+    /// Prelude and file with every storage type f32: what the device compiles for the
+    /// f32 builds (and what tools validate). Built once per process.
     pub(crate) fn source(self) -> &'static str {
         static SOURCES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
         let all = SOURCES.get_or_init(|| {
             ALL_SHADERS
                 .iter()
-                .map(|s| format!("{}{}", s.prelude(), s.file()))
+                .map(|s| format!("{}{}{}", s.prelude(), Elems::F32.aliases(), s.file()))
                 .collect()
         });
         &all[self as usize]
+    }
+
+    /// The build with storage types `elems`: `enable f16;` first where some role is
+    /// f16 (a directive precedes every declaration), then the prelude, the aliases and
+    /// the file.
+    pub(crate) fn source_as(self, elems: Elems) -> std::borrow::Cow<'static, str> {
+        if !elems.half() {
+            return self.source().into();
+        }
+        format!(
+            "enable f16;\n{}{}{}",
+            self.prelude(),
+            elems.aliases(),
+            self.file()
+        )
+        .into()
     }
 }
 
@@ -343,12 +416,12 @@ pub(crate) struct Pipeline {
     pub kernel: Kernel,
 }
 
-type PipelineKey = (Kernel, Vec<(&'static str, u32)>);
+type PipelineKey = (Kernel, Elems, Vec<(&'static str, u32)>);
 
 /// Shader modules and pipelines of one device.
 #[derive(Default)]
 pub(crate) struct KernelCache {
-    pub(crate) modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pub(crate) modules: Mutex<HashMap<(Shader, Elems), wgpu::ShaderModule>>,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
@@ -626,6 +699,28 @@ mod tests {
             }
             check_layout(&wgsl, name, &layout).unwrap();
         }
+    }
+
+    /// Every build parses and validates with every mix of f16 storage types the ops ask
+    /// for (naga, with f16 on), and binds the same slots as its f32 build.
+    #[test]
+    fn every_shader_builds_with_f16_storage() {
+        for k in ALL_KERNELS {
+            for bits in 1..8u8 {
+                let elems = Elems {
+                    act: bits & 1 != 0,
+                    wt: bits & 2 != 0,
+                    out: bits & 4 != 0,
+                };
+                let src = k.shader().source_as(elems);
+                assert!(src.starts_with("enable f16;"));
+                check_slots(&src, k.entry(), k.slots())
+                    .unwrap_or_else(|e| panic!("{} {elems:?}: {e}", k.shader().label()));
+            }
+        }
+        // The f32 builds are unchanged by the aliases: no directive.
+        assert!(!Shader::Gemm.source().contains("enable f16"));
+        assert!(Shader::Gemm.source().contains("alias act_t = f32;"));
     }
 
     /// The checks fail on a mismatch: a binding declared read-only in the shader but

@@ -12,9 +12,10 @@ use crate::gpu::cache::ShapeCache;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{encode, Dispatch};
 use crate::gpu::params::{weights_from_parts, GpuParams};
-use crate::gpu::plan::BackwardNeeds;
+use crate::gpu::plan::{self, BackwardNeeds};
 use crate::gpu::wait::blocking;
 use crate::gpu::workspace::Workspace;
+use crate::precision::{device_bytes, Precision};
 use crate::sequence::{swap_leading_axes, validate_cell, GruGrads, SequenceInput};
 use crate::weights::GruWeights;
 
@@ -84,6 +85,7 @@ fn scatter_rows(
 pub struct GpuGru {
     ctx: Arc<GpuContext>,
     config: GruConfig,
+    precision: Precision,
     params: GpuParams,
     runs: ShapeCache<Run>,
     last: Option<LastForward>,
@@ -109,12 +111,44 @@ impl Drop for GpuGru {
 impl GpuGru {
     /// Allocates the parameter buffers on `ctx` and uploads `weights`.
     pub fn new(ctx: Arc<GpuContext>, weights: &GruWeights) -> Result<Self> {
+        Self::with_precision(ctx, weights, Precision::F32)
+    }
+
+    /// [`GpuGru::new`] storing tensors as `precision` says. With [`Precision::F16`] the
+    /// weights, the input, gx, the states between steps, the outputs and the saved gate
+    /// values are f16 on the device (half the bytes every kernel moves and the layer
+    /// holds), every sum f32, and results come back as f32; such a layer runs forward
+    /// only (its backward is an error). It needs `SHADER_F16`: without it, this is
+    /// [`GruError::MissingFeature`].
+    ///
+    /// ```no_run
+    /// use gru_engine::{GpuContext, GpuGru, GruConfig, GruWeights, Precision, SequenceInput};
+    /// # fn main() -> gru_engine::Result<()> {
+    /// let w = GruWeights::init(GruConfig::new(4, 8), 1);
+    /// let mut gru = GpuGru::with_precision(GpuContext::new_default()?, &w, Precision::F16)?;
+    /// gru.forward(&SequenceInput::new(&vec![0.5f32; 10 * 2 * 4], 10, 2))?;
+    /// let out = gru.read_output()?; // f32, within f16 rounding of the f32 layer's
+    /// # Ok(()) }
+    /// ```
+    pub fn with_precision(
+        ctx: Arc<GpuContext>,
+        weights: &GruWeights,
+        precision: Precision,
+    ) -> Result<Self> {
         weights.config.validate()?;
+        ctx.check_precision(precision)?;
         let config = weights.config;
-        let params = ctx.scoped(|| GpuParams::new(&ctx, &config))?;
+        let params = ctx.scoped(|| {
+            if precision.is_half() {
+                GpuParams::new_f16(&ctx, &config)
+            } else {
+                GpuParams::new(&ctx, &config)
+            }
+        })?;
         let mut gru = GpuGru {
             ctx,
             config,
+            precision,
             params,
             runs: ShapeCache::new(MAX_RUNS),
             last: None,
@@ -128,6 +162,11 @@ impl GpuGru {
     /// The configuration the layer was built with.
     pub fn config(&self) -> &GruConfig {
         &self.config
+    }
+
+    /// What the layer stores its tensors as.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The device the layer runs on.
@@ -166,7 +205,8 @@ impl GpuGru {
     pub async fn read_weights_async(&mut self) -> Result<GruWeights> {
         let parts = self.params.parts(false);
         let staging = self.ctx.staging(parts.iter().map(|p| p.2).sum())?;
-        let data = self.ctx.read_f32_async(&staging, &parts).await?;
+        let half = self.params.half();
+        let data = self.ctx.read_as_async(&staging, &parts, half).await?;
         Ok(weights_from_parts(self.config, data.into_iter()))
     }
 
@@ -199,13 +239,17 @@ impl GpuGru {
                     .step_by(rows)
                     .map(|b0| {
                         let bc = rows.min(batch - b0);
-                        let ws = crate::gpu::plan::workspace(
-                            ctx,
-                            cfg,
-                            params,
-                            (t_len, bc),
-                            BackwardNeeds::layer(b0 > 0),
-                        )?;
+                        let ws = if params.half() {
+                            plan::inference_workspace(ctx, cfg, params, (t_len, bc))?
+                        } else {
+                            plan::workspace(
+                                ctx,
+                                cfg,
+                                params,
+                                (t_len, bc),
+                                BackwardNeeds::layer(b0 > 0),
+                            )?
+                        };
                         Ok((b0, ws))
                     })
                     .collect::<Result<Vec<_>>>()
@@ -264,11 +308,8 @@ impl GpuGru {
             for (b0, ws) in &run.chunks {
                 let (b0, bc) = (*b0, ws.batch);
                 let bh = bc * h;
-                q.write_buffer(
-                    &ws.x,
-                    0,
-                    bytemuck::cast_slice(&gather_rows(&x, t_len, batch, cfg.input_size, b0, bc)),
-                );
+                let rows = gather_rows(&x, t_len, batch, cfg.input_size, b0, bc);
+                q.write_buffer(&ws.x, 0, &device_bytes(&rows, ws.half));
                 let lengths: Vec<u32> = (b0..b0 + bc).map(|b| input.length_of(b) as u32).collect();
                 q.write_buffer(&ws.lengths, 0, bytemuck::cast_slice(&lengths));
                 let h0 = input.h0.map(|h0| gather_rows(h0, ld, batch, h, b0, bc));
@@ -277,9 +318,14 @@ impl GpuGru {
                         Some(h0) => q.write_buffer(
                             dir.hs.raw(),
                             dir.hs.start(),
-                            bytemuck::cast_slice(&h0[i * bh..(i + 1) * bh]),
+                            &device_bytes(&h0[i * bh..(i + 1) * bh], ws.half),
                         ),
-                        None => enc.clear_buffer(dir.hs.raw(), dir.hs.start(), Some(4 * bh as u64)),
+                        // Whole 4-byte words: an odd f16 count also clears the first
+                        // value of step 1's states, which step 0 writes.
+                        None => {
+                            let bytes = (dir.hs.value_bytes() * bh as u64).next_multiple_of(4);
+                            enc.clear_buffer(dir.hs.raw(), dir.hs.start(), Some(bytes))
+                        }
                     }
                 }
                 encode(&mut enc, "gru_forward", &ws.forward);
@@ -309,7 +355,7 @@ impl GpuGru {
             let top = &ws.outs[self.config.num_layers - 1];
             let part = self
                 .ctx
-                .read_f32_async(&ws.staging, &[(top, 0, last.t_len * ws.batch * f)])
+                .read_as_async(&ws.staging, &[(top, 0, last.t_len * ws.batch * f)], ws.half)
                 .await?
                 .concat();
             scatter_rows(&mut out, &part, last.t_len, last.batch, f, *b0, ws.batch);
@@ -339,7 +385,11 @@ impl GpuGru {
                 .iter()
                 .map(|d| (d.hs.raw(), d.hs.first() + last.t_len * bh, bh))
                 .collect();
-            let part = self.ctx.read_f32_async(&ws.staging, &parts).await?.concat();
+            let part = self
+                .ctx
+                .read_as_async(&ws.staging, &parts, ws.half)
+                .await?
+                .concat();
             scatter_rows(&mut h_n, &part, ld, last.batch, h, *b0, ws.batch);
         }
         Ok(h_n)
@@ -365,6 +415,12 @@ impl GpuGru {
     /// Like [`GpuGru::backward`] but leaves the gradients on the device (one submission,
     /// no readback); read them with [`GpuGru::read_grads`].
     pub fn backward_on_device(&mut self, d_output: &[f32], d_h_n: Option<&[f32]>) -> Result<()> {
+        if self.precision.is_half() {
+            return Err(GruError::State(format!(
+                "this layer stores its tensors as {}, for inference: it has no backward (train in f32)",
+                self.precision
+            )));
+        }
         let (run, last) = self.current()?;
         let cfg = self.config;
         let (t_len, batch, h) = (last.t_len, last.batch, cfg.hidden_size);

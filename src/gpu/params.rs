@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::flat::{Flat, Layout};
-use crate::gpu::workspace::slabs;
+use crate::gpu::workspace::slabs_as;
+use crate::precision::device_bytes;
 use crate::weights::{DirWeights, GruWeights};
 
 /// Device tensors of one layer and direction.
@@ -50,8 +51,36 @@ impl GpuParams {
         Self::within(ctx, config, &values, &grads)
     }
 
+    /// An inference stack whose values are f16, in one buffer (each tensor at a
+    /// multiple of 256 bytes). It has no gradients: its `d_*` ranges are its values,
+    /// which nothing binds, since f16 workspaces record no backward.
+    pub(crate) fn new_f16(ctx: &GpuContext, config: &GruConfig) -> Result<Self> {
+        let lens = tensor_lens(config);
+        // 256 bytes: 128 f16 values.
+        let align = 128;
+        let mut firsts = Vec::with_capacity(lens.len());
+        let mut total = 0;
+        for &n in &lens {
+            firsts.push(total);
+            total += n.max(1).div_ceil(align) * align;
+        }
+        let buffer = ctx.storage_as("gru_weights_f16", total, true)?;
+        let values: Vec<Range> = firsts
+            .iter()
+            .zip(&lens)
+            .map(|(&first, &len)| Range {
+                buffer: buffer.clone(),
+                offset: 2 * first as u64,
+                len,
+                half: true,
+            })
+            .collect();
+        Self::within(ctx, config, &values, &values)
+    }
+
     /// A stack whose tensors are `values` and `grads` (in [`tensor_lens`] order, ranges
-    /// of a model's flat buffers); only W_hhᵀ gets a buffer of its own.
+    /// of a model's flat buffers); only W_hhᵀ gets a buffer of its own (f16 when the
+    /// values are).
     pub(crate) fn within(
         ctx: &GpuContext,
         config: &GruConfig,
@@ -60,10 +89,12 @@ impl GpuParams {
     ) -> Result<Self> {
         let h = config.hidden_size;
         let nd = config.num_directions();
+        let half = values.first().is_some_and(|v| v.half);
         let mut dirs = Vec::new();
         let mut w_hh_t = Vec::new();
         for l in 0..config.num_layers {
-            w_hh_t.extend(slabs(ctx, &format!("weight_hh_t_l{l}"), nd, 3 * h * h)?);
+            let label = format!("weight_hh_t_l{l}");
+            w_hh_t.extend(slabs_as(ctx, &label, nd, 3 * h * h, half)?);
         }
         for ((v, g), w_hh_t) in values.chunks(4).zip(grads.chunks(4)).zip(w_hh_t) {
             dirs.push(DirParams {
@@ -92,13 +123,19 @@ impl GpuParams {
             ];
             for (r, data) in pairs {
                 ctx.queue
-                    .write_buffer(&r.buffer, r.offset, bytemuck::cast_slice(data));
+                    .write_buffer(&r.buffer, r.offset, &device_bytes(data, r.half));
             }
         }
     }
 
+    /// Whether the values are f16 (an inference stack, [`GpuParams::new_f16`]).
+    pub(crate) fn half(&self) -> bool {
+        self.dirs.first().is_some_and(|d| d.w_ih.half)
+    }
+
     /// (buffer, first, len) of the four values or the four gradients of every direction,
-    /// in `GruWeights` order, for one readback.
+    /// in `GruWeights` order, for one readback (values of their type: f16 where
+    /// [`GpuParams::half`]).
     pub(crate) fn parts(&self, grads: bool) -> Vec<(&wgpu::Buffer, usize, usize)> {
         let mut parts = Vec::new();
         for p in &self.dirs {

@@ -26,6 +26,20 @@ pub(crate) fn workspace(
     Ok(ws)
 }
 
+/// An f16 inference workspace of (T, B) ([`Workspace::half`]) with its forward list;
+/// `params` must be f16 too. No backward: f16 storage is for inference.
+pub(crate) fn inference_workspace(
+    ctx: &GpuContext,
+    cfg: &GruConfig,
+    params: &GpuParams,
+    (t_len, batch): (usize, usize),
+) -> Result<Workspace> {
+    let scratch = forward::scratch_len(ctx, cfg, t_len * batch);
+    let mut ws = Workspace::alloc_as(ctx, cfg, (t_len, batch), scratch, true)?;
+    ws.forward = forward::plan(ctx, cfg, params, &ws)?;
+    Ok(ws)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use crate::config::GruConfig;
 use crate::error::Result;
 use crate::gpu::bind::Range;
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{value_bytes, GpuContext};
 use crate::gpu::flat::ALIGN;
 use crate::gpu::ops::reduce::Slices;
 use crate::gpu::ops::{step_slots, Dispatch};
@@ -17,22 +17,36 @@ pub(crate) struct DirBuffers {
     pub d_hs: Range,  // [T+1, B, H] step order: d_hs[T] = d h_n, d_hs[0] = d h0
 }
 
-/// `count` tensors of `len` values in one buffer, each at an aligned offset.
+/// `count` tensors of `len` f32 values in one buffer, each at an aligned offset.
 pub(crate) fn slabs(ctx: &GpuContext, label: &str, count: usize, len: usize) -> Result<Vec<Range>> {
-    let stride = slab_stride(len);
-    let buffer = ctx.storage(label, count * stride)?;
+    slabs_as(ctx, label, count, len, false)
+}
+
+/// [`slabs`] of f16 values where `half`.
+pub(crate) fn slabs_as(
+    ctx: &GpuContext,
+    label: &str,
+    count: usize,
+    len: usize,
+    half: bool,
+) -> Result<Vec<Range>> {
+    let stride = slab_stride(len, half);
+    let buffer = ctx.storage_as(label, count * stride, half)?;
+    let bytes = value_bytes(half);
     Ok((0..count)
         .map(|i| Range {
             buffer: buffer.clone(),
-            offset: 4 * (i * stride) as u64,
+            offset: bytes * (i * stride) as u64,
             len,
+            half,
         })
         .collect())
 }
 
-/// Values from one slab's start to the next's.
-fn slab_stride(len: usize) -> usize {
-    len.max(1).div_ceil(ALIGN) * ALIGN
+/// Values from one slab's start to the next's: whole multiples of 256 bytes.
+fn slab_stride(len: usize, half: bool) -> usize {
+    let align = ALIGN * 4 / value_bytes(half) as usize;
+    len.max(1).div_ceil(align) * align
 }
 
 pub(crate) struct Workspace {
@@ -58,6 +72,9 @@ pub(crate) struct Workspace {
     pub step_slots: wgpu::Buffer,
     pub slot_stride: u32,
     pub staging: wgpu::Buffer,
+    /// An f16 inference workspace: the input, outputs, gx, states and saved values are
+    /// f16, and the backward's buffers have no room (no backward is recorded).
+    pub half: bool,
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
 }
@@ -71,20 +88,39 @@ impl Workspace {
         batch: usize,
         scratch: usize,
     ) -> Result<Self> {
+        Self::alloc_as(ctx, cfg, (t_len, batch), scratch, false)
+    }
+
+    /// [`Workspace::alloc`], or where `half` an f16 inference workspace
+    /// ([`Workspace::half`]).
+    pub(crate) fn alloc_as(
+        ctx: &GpuContext,
+        cfg: &GruConfig,
+        (t_len, batch): (usize, usize),
+        scratch: usize,
+        half: bool,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let nd = cfg.num_directions();
         let tb = t_len * batch;
+        // The backward's buffers: none in an inference workspace.
+        let grad = |n: usize| if half { 0 } else { n };
         let mut outs = Vec::new();
         let mut d_ins = Vec::new();
         for l in 0..cfg.num_layers {
-            outs.push(ctx.storage(&format!("output_l{l}"), tb * nd * h)?);
-            d_ins.push(ctx.storage(&format!("d_input_l{l}"), tb * cfg.layer_input_size(l))?);
+            outs.push(ctx.storage_as(&format!("output_l{l}"), tb * nd * h, half)?);
+            d_ins.push(ctx.storage(&format!("d_input_l{l}"), grad(tb * cfg.layer_input_size(l)))?);
         }
         let mut dirs = Vec::new();
         for l in 0..cfg.num_layers {
-            let hs = slabs(ctx, &format!("hs_l{l}"), nd, (t_len + 1) * batch * h)?;
-            let saved = slabs(ctx, &format!("saved_l{l}"), nd, tb * 4 * h)?;
-            let d_hs = slabs(ctx, &format!("d_hs_l{l}"), nd, (t_len + 1) * batch * h)?;
+            let hs = slabs_as(ctx, &format!("hs_l{l}"), nd, (t_len + 1) * batch * h, half)?;
+            let saved = slabs_as(ctx, &format!("saved_l{l}"), nd, tb * 4 * h, half)?;
+            let d_hs = slabs(
+                ctx,
+                &format!("d_hs_l{l}"),
+                nd,
+                grad((t_len + 1) * batch * h),
+            )?;
             for ((hs, saved), d_hs) in hs.into_iter().zip(saved).zip(d_hs) {
                 dirs.push(DirBuffers { hs, saved, d_hs });
             }
@@ -98,20 +134,21 @@ impl Workspace {
         Ok(Workspace {
             t_len,
             batch,
-            x: ctx.storage("input", tb * cfg.input_size)?,
+            x: ctx.storage_as("input", tb * cfg.input_size, half)?,
             lengths: ctx.storage("lengths", batch)?,
             outs,
             d_ins,
-            d_out_top: ctx.storage("d_output", tb * nd * h)?,
-            gx: slabs(ctx, "gx", nd, tb * 3 * h)?,
-            d_gx: slabs(ctx, "d_gx", nd, tb * 3 * h)?,
-            d_gh: slabs(ctx, "d_gh", nd, tb * 3 * h)?,
+            d_out_top: ctx.storage("d_output", grad(tb * nd * h))?,
+            gx: slabs_as(ctx, "gx", nd, tb * 3 * h, half)?,
+            d_gx: slabs(ctx, "d_gx", nd, grad(tb * 3 * h))?,
+            d_gh: slabs(ctx, "d_gh", nd, grad(tb * 3 * h))?,
             scratch: ctx.storage("scratch", scratch)?,
             d_input_slices: None,
             dirs,
             step_slots,
             slot_stride,
             staging: ctx.staging(staging_len)?,
+            half,
             forward: Vec::new(),
             backward: Vec::new(),
         })
@@ -178,7 +215,7 @@ impl Workspace {
     }
     /// Byte offset of the final state (row T) from the start of a states range.
     pub(crate) fn final_state_offset(&self, hidden: usize) -> u64 {
-        4 * (self.t_len * self.batch * hidden) as u64
+        value_bytes(self.half) * (self.t_len * self.batch * hidden) as u64
     }
     fn top_dir(&self, d: usize) -> usize {
         let nd = self.dirs.len() / self.outs.len();

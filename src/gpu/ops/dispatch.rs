@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::abi::WG;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Kernel, Pipeline, Slot};
+use crate::gpu::kernels::{Elems, Kernel, Pipeline, Slot};
 
 /// One recorded dispatch: pipeline, bind group, optional dynamic offset, grid, and the
 /// useful floating-point operations it does (0 where no one counts them; the kernel lab
@@ -146,7 +146,28 @@ pub(crate) fn param_dispatch(
     buffers: &[&dyn Bind],
     groups: [u32; 3],
 ) -> Result<Dispatch> {
-    let pipeline = ctx.pipeline(kernel, constants)?;
+    param_dispatch_as(
+        ctx,
+        (kernel, Elems::F32),
+        constants,
+        label,
+        params,
+        buffers,
+        groups,
+    )
+}
+
+/// [`param_dispatch`] of the build of `kernel` with storage types `elems`.
+pub(crate) fn param_dispatch_as(
+    ctx: &GpuContext,
+    (kernel, elems): (Kernel, Elems),
+    constants: &[(&'static str, u32)],
+    label: &str,
+    params: &[u8],
+    buffers: &[&dyn Bind],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let pipeline = ctx.pipeline_as(kernel, elems, constants)?;
     let params = ctx.uniform(label, params)?;
     let mut resources = vec![params.as_entire_binding()];
     resources.extend(buffers.iter().map(|b| b.binding()));

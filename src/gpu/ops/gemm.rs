@@ -5,9 +5,9 @@ pub(crate) use crate::gpu::abi::GemmParams;
 use crate::gpu::abi::WG;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{bind, groups, param_dispatch, Dispatch, Traffic};
-use crate::gpu::ops::reduce::{reduce_slices, Slices};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{bind, groups, param_dispatch_as, Dispatch, Traffic};
+use crate::gpu::ops::reduce::{reduce_slices_as, Slices};
 
 impl GemmParams {
     /// C [m, n] = op(A) · op(B) over k, with leading dimensions and no offsets.
@@ -24,12 +24,14 @@ impl GemmParams {
     }
 }
 
-/// Options of a GEMM, each a pipeline override.
+/// Options of a GEMM: pipeline overrides, and the storage types of A (`act`), B and
+/// the bias (`wt`) and C (`out`; split-K slices stay f32 and the reduction rounds).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct GemmFlags {
     pub trans_a: bool,
     pub trans_b: bool,
     pub accumulate: bool,
+    pub elems: Elems,
 }
 
 /// Rows per GEMM workgroup (`TM` in gemm.wgsl).
@@ -279,11 +281,15 @@ fn gemm_as(
 ) -> Result<Vec<Dispatch>> {
     let (mut list, split) = gemm_slices(ctx, kernel, label, (p, f), [a, b, c, scratch], bias, 0)?;
     if let Some(r) = split {
-        list.push(reduce_slices(
+        let elems = Elems {
+            act: false,
+            ..f.elems
+        };
+        list.push(reduce_slices_as(
             ctx,
             label,
             r,
-            f.accumulate,
+            (f.accumulate, elems),
             bias,
             scratch,
             c,
@@ -330,6 +336,9 @@ fn gemm_slices(
     src: usize,
 ) -> Result<(Vec<Dispatch>, Option<Slices>)> {
     let kernel = match kernel {
+        // The windows read f32 (a uniform array's stride is 16 bytes, so f16 would
+        // need packing); f16 builds read op(B) from storage, at half the bytes.
+        Kernel::GemmUb if f.elems.half() => Kernel::GemmSg,
         Kernel::GemmUb => match gemm_windowed(ctx, label, p, f, [a, b, c], bias)? {
             Some(list) => return Ok((list, None)),
             None => Kernel::GemmSg,
@@ -361,9 +370,14 @@ fn gemm_slices(
         groups(p.m as usize, rows),
         slices as u32,
     ];
-    let mut d = param_dispatch(
+    // Split-K slices are f32 whatever C is.
+    let elems = Elems {
+        out: f.elems.out && !split,
+        ..f.elems
+    };
+    let mut d = param_dispatch_as(
         ctx,
-        kernel,
+        (kernel, elems),
         &constants,
         label,
         bytemuck::bytes_of(&p),
@@ -481,6 +495,7 @@ mod tests {
                     trans_a: ta,
                     trans_b: tb,
                     accumulate: acc,
+                    ..Default::default()
                 };
                 let scratch = ctx
                     .storage("scratch", gemm_scratch(&ctx, m, n, k).max(1))

@@ -6,8 +6,8 @@ use crate::gpu::abi::{ColsumParams, ReduceParams, WG};
 use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::GpuContext;
 use crate::gpu::flat::ALIGN;
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch, Traffic};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{groups, param_dispatch, param_dispatch_as, Dispatch, Traffic};
 
 /// Rows per colsum slice on software adapters: each invocation's loop stays under
 /// llvmpipe's 65,535 iterations, and few slices keep its dispatches few.
@@ -70,7 +70,29 @@ pub(crate) fn reduce_slices(
     part: &dyn Bind,
     out: &dyn Bind,
 ) -> Result<Dispatch> {
-    reduce(ctx, label, (r, None), accumulate, bias, part, out)
+    reduce(
+        ctx,
+        label,
+        (r, None),
+        (accumulate, Elems::F32),
+        bias,
+        part,
+        out,
+    )
+}
+
+/// [`reduce_slices`] into an output (and from a bias) of the storage types `elems`
+/// (`out`, `wt`): the sums stay f32 and round once, on the store.
+pub(crate) fn reduce_slices_as(
+    ctx: &GpuContext,
+    label: &str,
+    r: Slices,
+    (accumulate, elems): (bool, Elems),
+    bias: Option<&dyn Bind>,
+    part: &dyn Bind,
+    out: &dyn Bind,
+) -> Result<Dispatch> {
+    reduce(ctx, label, (r, None), (accumulate, elems), bias, part, out)
 }
 
 /// Sums left in slices of `part` (by `gemm_deferred`, [`colsum_deferred`]) into
@@ -95,7 +117,7 @@ pub(crate) fn reduce_pending(
                     ctx,
                     label,
                     (a, Some(b)),
-                    accumulate,
+                    (accumulate, Elems::F32),
                     None,
                     part,
                     &both,
@@ -121,7 +143,7 @@ fn reduce(
     ctx: &GpuContext,
     label: &str,
     (a, b): (Slices, Option<Slices>),
-    accumulate: bool,
+    (accumulate, elems): (bool, Elems),
     bias: Option<&dyn Bind>,
     part: &dyn Bind,
     out: &dyn Bind,
@@ -150,9 +172,9 @@ fn reduce(
         ..Default::default()
     };
     let buffers = [part, bias.unwrap_or(part), out];
-    let mut d = param_dispatch(
+    let mut d = param_dispatch_as(
         ctx,
-        Kernel::ReduceSlices,
+        (Kernel::ReduceSlices, elems),
         &constants,
         label,
         bytemuck::bytes_of(&q),
@@ -224,6 +246,7 @@ pub(crate) fn colsum_deferred(
         buffer: scratch.raw().clone(),
         offset: scratch.start() + 4 * src as u64,
         len: slices * width,
+        half: false,
     };
     let target: &dyn Bind = if split { &part } else { out };
     let (kernel, buffers): (Kernel, Vec<&dyn Bind>) = match x2 {
@@ -336,6 +359,7 @@ mod tests {
                         buffer: ob.clone(),
                         offset: 4 * offset as u64,
                         len,
+                        half: false,
                     };
                     let (out_a, out_b) = (range(0, 10), range(ALIGN, width));
                     let mut s = other.clone();

@@ -8,7 +8,7 @@ pub(crate) use crate::gpu::abi::{StepDims, StepParams};
 use crate::gpu::abi::{TB, TB_SPLIT, TB_SUBGROUP, UT, WG, WG_SPLIT, WG_SPLIT_WIDE};
 use crate::gpu::bind::{span, Bind, Range};
 use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
-use crate::gpu::kernels::{Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
+use crate::gpu::kernels::{Elems, Kernel, Pipeline, Shader, STEP_PARAMS_BYTES};
 use crate::gpu::ops::dispatch::{bind, groups, Dispatch, Traffic};
 
 /// The uniform array of step slots `[T]` at `stride` bytes apart, written once per shape.
@@ -35,8 +35,16 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
 /// recurrent weights through uniform windows where the adapter takes them
 /// ([`GpuContext::uniform_windows`]) and `hidden` fits them.
 pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Kernel {
+    for_device_as(ctx, kernel, hidden, false)
+}
+
+/// [`for_device`] for weights stored as f16 where `half`: the windows read f32 (a
+/// uniform array's stride is 16 bytes), so f16 weights are read from storage, at half
+/// the bytes.
+pub(crate) fn for_device_as(ctx: &GpuContext, kernel: Kernel, hidden: usize, half: bool) -> Kernel {
     let subgroups = ctx.subgroup_builds();
-    let windows = ctx.uniform_windows() && 3 * hidden * hidden <= W_WINDOWS * WINDOW_FLOATS;
+    let windows =
+        !half && ctx.uniform_windows() && 3 * hidden * hidden <= W_WINDOWS * WINDOW_FLOATS;
     match kernel {
         Kernel::StepFused if windows => Kernel::StepFusedUb,
         Kernel::StepFused if subgroups => Kernel::StepFusedSg,
@@ -305,7 +313,7 @@ impl StepKernel {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: &GpuContext,
-        kernel: Kernel,
+        (kernel, elems): (Kernel, Elems),
         constants: &[(&'static str, u32)],
         slots: &wgpu::Buffer,
         dims: &wgpu::Buffer,
@@ -313,7 +321,7 @@ impl StepKernel {
         buffers: &[&dyn Bind],
         paired: bool,
     ) -> Result<Self> {
-        let pipeline = ctx.pipeline(kernel, constants)?;
+        let pipeline = ctx.pipeline_as(kernel, elems, constants)?;
         let mut res = vec![
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: slots,

@@ -1,11 +1,11 @@
 //! dst = srcᵀ (transpose.wgsl).
 
-use crate::error::Result;
+use crate::error::{GruError, Result};
 use crate::gpu::abi::TransposeParams;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{groups, param_dispatch, Dispatch};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{groups, param_dispatch_as, Dispatch};
 
 /// dst[C, R] = src[R, C]ᵀ.
 pub(crate) fn transpose(
@@ -22,9 +22,20 @@ pub(crate) fn transpose(
         ..Default::default()
     };
     let grid = [groups(cols, 16), groups(rows, 16), 1];
-    param_dispatch(
+    if src.half() != dst.half() {
+        return Err(GruError::State(format!(
+            "{label}: a transpose keeps the storage type (f16 source: {}, f16 destination: {})",
+            src.half(),
+            dst.half()
+        )));
+    }
+    let elems = Elems {
+        wt: src.half(),
+        ..Elems::F32
+    };
+    param_dispatch_as(
         ctx,
-        Kernel::Transpose,
+        (Kernel::Transpose, elems),
         &[],
         label,
         bytemuck::bytes_of(&params),

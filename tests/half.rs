@@ -1,0 +1,256 @@
+//! f16 storage (`Precision::F16`) against the CPU reference that rounds where the device
+//! stores (`cpu::forward_f16`), over awkward shapes, both variants, 1-3 layers, both
+//! directions, lengths, h0 and batch-first input, on every build the adapter can run
+//! (its own, the portable ones, the GPU split builds in both tiles).
+//!
+//! Tolerances (largest distances measured on llvmpipe over these cases in brackets):
+//! - against `cpu::forward_f16`: |gpu - ref| <= 1e-3 (3.2e-4). Both sum in f32 in
+//!   different orders, so a stored value can round to the neighbouring f16 (one step is
+//!   2^-11 ≈ 4.9e-4 at magnitudes in [0.5, 1)), and a flipped state carries on;
+//! - against f32 (`cpu::forward` in f64): |f16 - f32| <= 4e-3 (7.2e-4), the distance f16
+//!   storage itself puts between the two (README, "Half precision").
+
+mod common;
+
+use common::*;
+use gru_engine::precision::round_f16;
+use gru_engine::rng::Rng;
+use gru_engine::*;
+
+const TO_ROUNDED_REFERENCE: f64 = 1e-3;
+const TO_F32: f64 = 4e-3;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    variant: GruVariant,
+    i: usize,
+    h: usize,
+    t: usize,
+    b: usize,
+    layers: usize,
+    bidir: bool,
+    lengths: bool,
+    h0: bool,
+    batch_first: bool,
+}
+
+/// The largest |a - b| seen, for the report.
+fn worst(a: &[f32], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Runs one case in f16 on the device and checks it against both references; returns
+/// the largest distances (to the rounded reference, to f32).
+fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64) {
+    let name = format!("{c:?} seed {seed}");
+    let cfg = GruConfig::new(c.i, c.h)
+        .layers(c.layers)
+        .bidirectional(c.bidir)
+        .variant(c.variant);
+    let w = GruWeights::init(cfg, seed);
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let ld = c.layers * cfg.num_directions();
+    let x = random(&mut rng, c.t * c.b * c.i, 1.0);
+    let h0 = random(&mut rng, ld * c.b * c.h, 0.5);
+    let lengths: Vec<usize> = (0..c.b)
+        .map(|r| if r == 0 { c.t } else { 1 + (r * 7 + 3) % c.t })
+        .collect();
+    let mut input = SequenceInput::new(&x[..], c.t, c.b).batch_first(c.batch_first);
+    if c.h0 {
+        input = input.h0(&h0);
+    }
+    if c.lengths {
+        input = input.lengths(&lengths);
+    }
+    let mut gpu = GpuGru::with_precision(ctx.clone(), &w, Precision::F16).unwrap();
+    assert_eq!(gpu.precision(), Precision::F16);
+    gpu.forward(&input).unwrap();
+    let out = gpu.read_output().unwrap();
+    let h_n = gpu.read_h_n().unwrap();
+    // What came back was stored as f16: every value is one.
+    for (what, v) in [("output", &out), ("h_n", &h_n)] {
+        if let Some(i) = v.iter().position(|&x| round_f16(x) != x) {
+            panic!("{what}[{i}] = {} is no f16 value ({name})", v[i]);
+        }
+    }
+
+    let half = cpu::forward_f16(&w, &input).unwrap();
+    assert_close(
+        "output",
+        &out,
+        &to_f64(&half.output),
+        TO_ROUNDED_REFERENCE,
+        0.0,
+        &name,
+    );
+    assert_close(
+        "h_n",
+        &h_n,
+        &to_f64(&half.h_n),
+        TO_ROUNDED_REFERENCE,
+        0.0,
+        &name,
+    );
+
+    let w64 = w.cast::<f64>();
+    let (x64, h064) = (to_f64(&x), to_f64(&h0));
+    let mut input64 = SequenceInput::new(&x64[..], c.t, c.b).batch_first(c.batch_first);
+    if c.h0 {
+        input64 = input64.h0(&h064);
+    }
+    if c.lengths {
+        input64 = input64.lengths(&lengths);
+    }
+    let full = cpu::forward(&w64, &input64).unwrap();
+    assert_close("output vs f32", &out, &full.output, TO_F32, 0.0, &name);
+    assert_close("h_n vs f32", &h_n, &full.h_n, TO_F32, 0.0, &name);
+    (
+        worst(&out, &to_f64(&half.output)).max(worst(&h_n, &to_f64(&half.h_n))),
+        worst(&out, &full.output).max(worst(&h_n, &full.h_n)),
+    )
+}
+
+/// Sizes of 1, primes, past one workgroup of units (64) and batch tile (8 or 16), both
+/// variants, with layers, directions, lengths, h0 and layout rotating.
+fn matrix(ctx: &std::sync::Arc<GpuContext>, hs: &[usize], seed: u64) {
+    if !ctx.supports_f16() {
+        eprintln!("skipping: {} has no SHADER_F16", ctx.adapter_info().name);
+        return;
+    }
+    let (mut to_ref, mut to_f32) = (0.0f64, 0.0f64);
+    let mut n = 0;
+    for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
+        for &h in hs {
+            for &(b, t) in &[(1, 7), (5, 33), (17, 2)] {
+                let c = Case {
+                    variant,
+                    i: if h == 3 { 5 } else { h + 2 },
+                    h,
+                    t,
+                    b,
+                    layers: 1 + n % 3,
+                    bidir: n % 2 == 1,
+                    lengths: n % 4 != 0,
+                    h0: n % 3 != 1,
+                    batch_first: n % 7 == 3,
+                };
+                let (a, b) = run_case(ctx, c, seed + n as u64);
+                (to_ref, to_f32) = (to_ref.max(a), to_f32.max(b));
+                n += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{} f16 cases on {}: largest distance {to_ref:.2e} to the rounded reference, {to_f32:.2e} to f32",
+        n,
+        ctx.adapter_info().name
+    );
+}
+
+fn context(request: gpu::DeviceRequest) -> Option<std::sync::Arc<GpuContext>> {
+    match GpuContext::new(&request) {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("no adapter under CI: {e}"),
+        Err(_) => None,
+    }
+}
+
+/// The adapter's own builds (on llvmpipe: subgroup GEMMs and steps, whole chunks of
+/// steps per dispatch; the f16 builds read weights from storage, not uniform windows).
+#[test]
+fn f16_forward_matches_the_rounded_reference() {
+    let Some(ctx) = gpu() else { return };
+    matrix(&ctx, &[1, 3, 17, 64, 130], 900);
+}
+
+/// The portable builds (what GPUs and browsers run): one dispatch per step past H 64.
+#[test]
+fn f16_portable_builds_match_the_rounded_reference() {
+    let Some(ctx) = context(gpu::DeviceRequest {
+        subgroup_kernels: false,
+        sequence_kernels: false,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    matrix(&ctx, &[1, 17, 130], 1000);
+}
+
+/// The GPU split builds in both tiles (split-K GEMMs whose f32 slices a reduction
+/// rounds once; the step's k loop over many threads).
+#[test]
+fn f16_split_builds_match_the_rounded_reference() {
+    for wide in [false, true] {
+        let Some(ctx) = context(gpu::DeviceRequest {
+            subgroup_kernels: false,
+            sequence_kernels: false,
+            split_steps: Some(true),
+            wide_steps: Some(wide),
+            ..Default::default()
+        }) else {
+            return;
+        };
+        matrix(&ctx, &[3, 67, 130], 1100 + wide as u64);
+    }
+}
+
+/// An f16 layer reads its weights back as their f16 rounding, refuses backward with a
+/// message that says why, and takes half the parameter bytes of an f32 one.
+#[test]
+fn an_f16_layer_holds_rounded_weights_and_runs_no_backward() {
+    // A context of its own: the others' tests allocate on the shared one meanwhile.
+    let Some(ctx) = context(gpu::DeviceRequest::default()) else {
+        return;
+    };
+    if !ctx.supports_f16() {
+        return;
+    }
+    let cfg = GruConfig::new(7, 33).layers(2).bidirectional(true);
+    let w = GruWeights::init(cfg, 4);
+    let before = ctx.allocated_bytes();
+    let mut g = GpuGru::with_precision(ctx.clone(), &w, Precision::F16).unwrap();
+    let half_bytes = ctx.allocated_bytes() - before;
+    let back = g.read_weights().unwrap();
+    for id in w.tensor_ids() {
+        let want: Vec<f32> = w.tensor(id).iter().map(|&x| round_f16(x)).collect();
+        assert_eq!(back.tensor(id), &want[..], "{}", id.name());
+    }
+    let x = vec![0.25f32; 4 * 3 * 7];
+    g.forward(&SequenceInput::new(&x, 4, 3)).unwrap();
+    let e = g.backward(&vec![1.0; 4 * 3 * 66], None).unwrap_err();
+    assert!(
+        e.to_string().contains("f16") && e.to_string().contains("inference"),
+        "{e}"
+    );
+    let before = ctx.allocated_bytes();
+    let _full = GpuGru::new(ctx.clone(), &w).unwrap();
+    let full_bytes = ctx.allocated_bytes() - before;
+    // f32: values and gradients; f16: values only, at half the bytes.
+    assert!(
+        half_bytes * 3 < full_bytes,
+        "f16 layer {half_bytes} bytes, f32 {full_bytes}"
+    );
+}
+
+/// The typed error of an adapter without SHADER_F16 names the feature and the way out.
+#[test]
+fn the_missing_feature_error_names_it() {
+    let e = GruError::MissingFeature {
+        adapter: "SwiftShader Device".into(),
+        feature: "SHADER_F16",
+        needed_by: "--precision f16".into(),
+    };
+    let s = e.to_string();
+    assert!(
+        s.contains("SHADER_F16") && s.contains("SwiftShader") && s.contains("--precision f32"),
+        "{s}"
+    );
+    assert!("f64"
+        .parse::<Precision>()
+        .unwrap_err()
+        .to_string()
+        .contains("f32, f16"));
+}

@@ -1034,6 +1034,93 @@ fn forward_h0_lengths_and_batch_first() {
     );
 }
 
+/// `gru forward --precision f16`: f16 storage on the device (every value an f16, within
+/// 1e-3 of the reference that rounds where the device stores), the emulated reference
+/// with --device cpu (said in one line), an unknown value refused with the choices;
+/// `gru bench --precision f16` adds f16 forward rows and refuses the CPU reference.
+#[test]
+fn forward_and_bench_precision() {
+    use gru_engine::interop::{
+        read_tensors, save_gru, write_safetensors, Tensor, Tensors, WeightFormat,
+    };
+    use gru_engine::precision::round_f16;
+    use gru_engine::{cpu, GruConfig, GruWeights, SequenceInput};
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    let w = GruWeights::init(GruConfig::new(3, 5).bidirectional(true), 9);
+    save_gru(&p("w.safetensors"), &w, WeightFormat::PyTorch).unwrap();
+    let (t, b) = (6, 2);
+    let x = gru_engine::rng::Rng::new(3).uniform_vec(t * b * 3, -1.0, 1.0);
+    let mut m = Tensors::new();
+    m.insert(
+        "input".into(),
+        Tensor {
+            shape: vec![t, b, 3],
+            data: x.clone(),
+        },
+    );
+    write_safetensors(&p("x.safetensors"), &m, Default::default()).unwrap();
+    let (wf, xf, yf) = (p("w.safetensors"), p("x.safetensors"), p("y.safetensors"));
+    let base = [
+        "forward",
+        "--weights",
+        s(&wf),
+        "--input",
+        s(&xf),
+        "--output",
+        s(&yf),
+    ];
+    let half = cpu::forward_f16(&w, &SequenceInput::new(&x, t, b)).unwrap();
+    let full = cpu::forward(&w, &SequenceInput::new(&x, t, b)).unwrap();
+    // On the CPU: the emulation, exactly, and said.
+    let out = ok(&[&base[..], &["--device", "cpu", "--precision", "f16"]].concat());
+    assert!(out.contains("emulated"), "{out}");
+    let y = read_tensors(&yf, false).unwrap();
+    assert_eq!(y["output"].data, half.output);
+    assert_ne!(half.output, full.output);
+    // On the device (where it has SHADER_F16): f16 values near the emulation.
+    let dev = common::cli_device();
+    if dev == "gpu" && common::gpu().is_some_and(|c| c.supports_f16()) {
+        let out = ok(&[&base[..], &["--device", dev, "--precision", "f16"]].concat());
+        assert!(out.contains("f16)"), "{out}");
+        let y = read_tensors(&yf, false).unwrap();
+        for (g, h) in y["output"].data.iter().zip(&half.output) {
+            assert_eq!(round_f16(*g), *g);
+            assert!((g - h).abs() <= 1e-3, "{g} vs {h}");
+        }
+        let js = stdout_of(&[
+            "bench",
+            "--shape",
+            "2,3,4,5",
+            "--precision",
+            "f16",
+            "--json",
+            "--seconds",
+            "0.01",
+            "--no-cpu",
+            "--device",
+            dev,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let rows = v["results"].as_array().unwrap();
+        let f16: Vec<_> = rows.iter().filter(|r| r["precision"] == "f16").collect();
+        assert_eq!((rows.len(), f16.len()), (3, 1), "{js}");
+        assert_eq!(f16[0]["pass"], "forward");
+        assert!(f16[0]["device_ms"].as_f64().unwrap() > 0.0, "{js}");
+    }
+    let e = stderr_of(&[&base[..], &["--precision", "f8"]].concat());
+    assert!(
+        e.contains("f8") && e.contains("f32") && e.contains("f16"),
+        "{e}"
+    );
+    let e = stderr_of(&["bench", "--quick", "--precision", "f16", "--device", "cpu"]);
+    assert!(
+        e.contains("--precision f16") && e.contains("CPU reference"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
+
 /// `--quiet` drops the device line and the progress rows; `--json` prints one JSON
 /// object per evaluation with the step and losses.
 #[test]

@@ -96,6 +96,25 @@ pub enum SavePrecisionArg {
     F16,
 }
 
+/// `--precision`: what the device stores tensors as while it computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// Every tensor f32 (the default; results unchanged).
+    F32,
+    /// Weights, states and activations f16 on the device, every sum f32 (inference;
+    /// needs the adapter feature SHADER_F16, see `gru devices`).
+    F16,
+}
+
+impl PrecisionArg {
+    pub fn to_lib(self) -> gru_engine::Precision {
+        match self {
+            PrecisionArg::F32 => gru_engine::Precision::F32,
+            PrecisionArg::F16 => gru_engine::Precision::F16,
+        }
+    }
+}
+
 impl SavePrecisionArg {
     pub fn to_lib(self) -> SavePrecision {
         match self {

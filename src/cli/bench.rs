@@ -12,9 +12,9 @@ use gru_engine::gpu::lab::{self, KernelTime, Roofline};
 use gru_engine::model::{Batch, ModelConfig, ModelParams};
 use gru_engine::rng::Rng;
 use gru_engine::train::{CpuTrainer, GpuTrainer, Split, TrainOptions, Trainer};
-use gru_engine::{cpu, GpuGru, GruConfig, GruWeights, Result, SequenceInput};
+use gru_engine::{cpu, GpuGru, GruConfig, GruError, GruWeights, Precision, Result, SequenceInput};
 
-use crate::cli::args::StackArgs;
+use crate::cli::args::{PrecisionArg, StackArgs};
 use crate::cli::device::{Choice, DeviceArgs};
 
 #[derive(Args, Debug)]
@@ -66,6 +66,11 @@ pub struct BenchArgs {
     /// --train: sequences per batch (B).
     #[arg(long, short = 'B', default_value_t = 32)]
     pub batch: usize,
+    /// Layer shapes: with f16, also time the forward with f16 storage on the device,
+    /// alternating with the f32 forward in the same run (three rounds each, the best
+    /// round of each reported), and print their ratio.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["train", "generate", "roofline", "plan"])]
+    pub precision: PrecisionArg,
     /// Skip the CPU reference.
     #[arg(long)]
     pub no_cpu: bool,
@@ -120,6 +125,10 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         let shape = a.shape.first().copied();
         return crate::cli::bench_plan::plan(&a.plan, (shape, a.train, a.vocab), a.json, a.seconds);
     }
+    let half = a.precision.to_lib().is_half();
+    if half && a.device.device == "cpu" {
+        return Err(cpu_has_no_f16());
+    }
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
         return bench_train(&a, &choice);
@@ -131,6 +140,12 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         Choice::Gpu(ctx) => adapter_label(ctx),
         Choice::Cpu => "CPU reference".into(),
     };
+    match &choice {
+        Choice::Gpu(ctx) => ctx.check_precision(a.precision.to_lib())?,
+        Choice::Cpu if half => return Err(cpu_has_no_f16()),
+        Choice::Cpu => {}
+    }
+    let mut ratios = Vec::new();
     let shapes: Vec<(usize, usize, usize, usize)> = if a.shape.is_empty() {
         let n = if a.quick { 2 } else { 3 };
         BENCH_SHAPES[..n]
@@ -161,6 +176,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             .map(|l| 6.0 * (nd * b * t * h * (cfg.layer_input_size(l) + h)) as f64)
             .sum();
         let mut gpu_times = [None, None];
+        let mut f16_time = None;
         if let Choice::Gpu(ctx) = &choice {
             let mut g = GpuGru::new(ctx.clone(), &w)?;
             if roofline.is_some() {
@@ -168,10 +184,30 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                     kernels.push(((b, t, i, h), k));
                 }
             }
-            gpu_times[0] = Some(time(a.seconds, || {
-                g.forward(&input)?;
-                ctx.wait_idle()
-            })?);
+            if half {
+                // f32 and f16 in alternating rounds, so that drift in the machine's speed
+                // reaches both; the best round of each.
+                let mut h16 = GpuGru::with_precision(ctx.clone(), &w, Precision::F16)?;
+                let (mut best32, mut best16) = (f64::INFINITY, f64::INFINITY);
+                for _ in 0..3 {
+                    best32 = best32.min(time(a.seconds / 3.0, || {
+                        g.forward(&input)?;
+                        ctx.wait_idle()
+                    })?);
+                    best16 = best16.min(time(a.seconds / 3.0, || {
+                        h16.forward(&input)?;
+                        ctx.wait_idle()
+                    })?);
+                }
+                gpu_times[0] = Some(best32);
+                f16_time = Some(best16);
+                ratios.push(((b, t, i, h), best16 / best32));
+            } else {
+                gpu_times[0] = Some(time(a.seconds, || {
+                    g.forward(&input)?;
+                    ctx.wait_idle()
+                })?);
+            }
             gpu_times[1] = Some(time(a.seconds, || {
                 g.forward(&input)?;
                 g.backward_on_device(&dy, None)?;
@@ -186,20 +222,27 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                 cpu::backward(&w, &f, &dy, None).map(|_| ())
             })?);
         }
-        for (k, pass) in ["forward", "forward+backward"].into_iter().enumerate() {
-            let fl = flops * if k == 0 { 1.0 } else { 3.0 };
+        let passes = [
+            ("forward", "f32", gpu_times[0], cpu_times[0]),
+            ("forward+backward", "f32", gpu_times[1], cpu_times[1]),
+            ("forward", "f16", f16_time, cpu_times[0]),
+        ];
+        let passes = &passes[..if half { 3 } else { 2 }];
+        for (k, &(pass, precision, device_s, cpu_s)) in passes.iter().enumerate() {
+            let fl = flops * if k == 1 { 3.0 } else { 1.0 };
             rows.push(serde_json::json!({
                 "shape": {"B": b, "T": t, "I": i, "H": h},
                 "layers": cfg.num_layers,
                 "directions": nd,
                 "variant": format!("{:?}", cfg.variant),
                 "pass": pass,
-                "device_ms": gpu_times[k].map(|s| s * 1e3),
-                "device_gflops": gpu_times[k].map(|s| fl / s / 1e9),
-                "device_tokens_per_s": gpu_times[k].map(|s| (b * t) as f64 / s),
-                "cpu_ms": cpu_times[k].map(|s| s * 1e3),
-                "cpu_gflops": cpu_times[k].map(|s| fl / s / 1e9),
-                "speedup_vs_cpu": match (gpu_times[k], cpu_times[k]) { (Some(g), Some(c)) => Some(c / g), _ => None },
+                "precision": precision,
+                "device_ms": device_s.map(|s| s * 1e3),
+                "device_gflops": device_s.map(|s| fl / s / 1e9),
+                "device_tokens_per_s": device_s.map(|s| (b * t) as f64 / s),
+                "cpu_ms": cpu_s.map(|s| s * 1e3),
+                "cpu_gflops": cpu_s.map(|s| fl / s / 1e9),
+                "speedup_vs_cpu": match (device_s, cpu_s) { (Some(g), Some(c)) => Some(c / g), _ => None },
             }));
         }
     }
@@ -219,19 +262,23 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         "device: {device}; CPU: the reference (one thread, f32); {layers} layer(s) x {nd} direction(s), {:?}; FLOPs 6·B·T·H·(I+H) forward per layer and direction, x3 with backward",
         a.stack.gru_variant()
     )?;
-    outln!("| shape (B, T, I, H) | pass | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |")?;
-    outln!("| --- | --- | --- | --- | --- | --- | --- | --- |")?;
+    if half {
+        outln!("forward in f32 and f16 storage timed in three alternating rounds each, the best round shown")?;
+    }
+    outln!("| shape (B, T, I, H) | pass | storage | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |")?;
+    outln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")?;
     let num =
         |v: &serde_json::Value, p: usize| v.as_f64().map_or("-".into(), |x| format!("{x:.p$}"));
     for r in &rows {
         let s = &r["shape"];
         outln!(
-            "| ({}, {}, {}, {}) | {} | {} | {} | {} | {} | {} | {} |",
+            "| ({}, {}, {}, {}) | {} | {} | {} | {} | {} | {} | {} | {} |",
             s["B"],
             s["T"],
             s["I"],
             s["H"],
             r["pass"].as_str().unwrap_or(""),
+            r["precision"].as_str().unwrap_or(""),
             num(&r["device_ms"], 2),
             num(&r["device_gflops"], 2),
             num(&r["device_tokens_per_s"], 0),
@@ -242,7 +289,17 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                 .map_or("-".into(), |x| format!("{x:.2}x")),
         )?;
     }
+    for ((b, t, i, h), ratio) in ratios {
+        outln!("f16 / f32 forward time at ({b}, {t}, {i}, {h}): {ratio:.2}")?;
+    }
     Ok(0)
+}
+
+/// `--precision f16` where the bench would time the CPU reference.
+fn cpu_has_no_f16() -> GruError {
+    GruError::Input(
+        "--precision f16 times the device's f16 storage, and the CPU reference computes in f32: choose a device (see `gru devices`)".into(),
+    )
 }
 
 /// A kernel family's time at a shape (B, T, I, H).

@@ -12,6 +12,7 @@ use gru_engine::interop::{
 };
 use gru_engine::{cpu, GpuGru, GruError, Result, SequenceInput};
 
+use crate::cli::args::PrecisionArg;
 use crate::cli::device::{Choice, DeviceArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -73,6 +74,11 @@ pub struct ForwardArgs {
     /// Input and output are [B, T, ...] (always so for --format keras).
     #[arg(long)]
     pub batch_first: bool,
+    /// What the device stores weights, states and activations as: f32, or f16 (every
+    /// sum still f32; outputs written as f32). With --device cpu, f16 runs the CPU
+    /// reference rounding to f16 where a device stores (an emulation, said in one line).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
@@ -153,11 +159,19 @@ pub fn forward(a: ForwardArgs) -> Result<u8> {
     if let Some(l) = &lengths {
         input = input.lengths(l);
     }
+    let precision = a.precision.to_lib();
     let (output, h_n) = match a.device.open(a.quiet)? {
         Choice::Gpu(ctx) => {
-            let mut g = GpuGru::new(ctx, &w)?;
+            let mut g = GpuGru::with_precision(ctx, &w, precision)?;
             g.forward(&input)?;
             (g.read_output()?, g.read_h_n()?)
+        }
+        Choice::Cpu if precision.is_half() => {
+            if !a.quiet {
+                eprintln!("note: --precision f16 on the CPU reference is emulated: f32 arithmetic, values rounded to f16 where a device stores them");
+            }
+            let f = cpu::forward_f16(&w, &input)?;
+            (f.output, f.h_n)
         }
         Choice::Cpu => {
             let f = cpu::forward(&w, &input)?;
@@ -189,7 +203,7 @@ pub fn forward(a: ForwardArgs) -> Result<u8> {
     write_safetensors(&a.output, &t, BTreeMap::new())?;
     if !a.quiet {
         eprintln!(
-            "{}: output {:?}, h_n [{ld}, {b}, {}] ({} layer(s), {}, I = {}, H = {}, {:?})",
+            "{}: output {:?}, h_n [{ld}, {b}, {}] ({} layer(s), {}, I = {}, H = {}, {:?}, {precision})",
             a.output.display(),
             out_shape,
             cfg.hidden_size,

@@ -71,7 +71,8 @@ fn subgroup_builds_enable_subgroups() {
 
 /// Writes every assembled build and its entry points where Dawn's validator
 /// (scripts/dawn_validate.mjs, run by .ci/run) reads them: `$GRU_SHADER_DUMP`, default
-/// target/shaders/: `<build>.wgsl` and kernels.json, `[{"shader", "entry", "subgroups"}]`.
+/// target/shaders/: `<build>.wgsl` and kernels.json, `[{"shader", "entry", "subgroups",
+/// "f16"}]`, the f16 storage builds included (`<build>__<mix>.wgsl`, "f16": true).
 #[test]
 fn dump_the_assembled_kernels_for_dawn() {
     let dir = std::env::var_os("GRU_SHADER_DUMP")
@@ -81,12 +82,19 @@ fn dump_the_assembled_kernels_for_dawn() {
     for (name, src) in gru_engine::gpu::shader_sources() {
         std::fs::write(dir.join(format!("{name}.wgsl")), src).unwrap();
     }
-    let kernels: Vec<serde_json::Value> = gru_engine::gpu::kernel_entry_points()
+    let mut kernels: Vec<serde_json::Value> = gru_engine::gpu::kernel_entry_points()
         .into_iter()
         .map(|(shader, entry, subgroups)| {
-            serde_json::json!({ "shader": shader, "entry": entry, "subgroups": subgroups })
+            serde_json::json!({ "shader": shader, "entry": entry, "subgroups": subgroups, "f16": false })
         })
         .collect();
+    // The f16 storage builds, which Dawn checks on a device with shader-f16.
+    for (name, src, entries) in gru_engine::gpu::half_builds() {
+        std::fs::write(dir.join(format!("{name}.wgsl")), src).unwrap();
+        for (entry, subgroups) in entries {
+            kernels.push(serde_json::json!({ "shader": name, "entry": entry, "subgroups": subgroups, "f16": true }));
+        }
+    }
     assert!(!kernels.is_empty());
     std::fs::write(
         dir.join("kernels.json"),

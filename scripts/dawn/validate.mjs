@@ -21,7 +21,16 @@ const subgroups = adapter.features.has("subgroups");
 // pipelines, which no such adapter is given, are listed as not made.
 const WINDOW_UNIFORMS = 14;
 const requiredFeatures = subgroups ? ["subgroups"] : [];
+// The f16 storage builds ("f16": true) get a device with shader-f16, as the engine
+// builds them only where the adapter has it (SHADER_F16).
+const f16 = adapter.features.has("shader-f16");
 const portable = await adapter.requestDevice({ requiredFeatures });
+// (An adapter makes one device: this one comes from an adapter of its own.)
+const halfDevice = f16
+  ? await (await gpu.requestAdapter()).requestDevice({
+      requiredFeatures: [...requiredFeatures, "shader-f16"],
+    })
+  : null;
 const windowLimitOk = adapter.limits.maxUniformBuffersPerShaderStage >= WINDOW_UNIFORMS;
 const windows = windowLimitOk
   ? await adapter.requestDevice({
@@ -37,12 +46,16 @@ for (const k of kernels) {
     failures.push(`${k.shader}: needs the subgroups feature, which Dawn's adapter lacks`);
     continue;
   }
-  const device = k.shader.endsWith("_uniform") ? windows : portable;
+  if (k.f16 && !halfDevice) {
+    failures.push(`${k.shader}: an f16 build, and Dawn's adapter lacks shader-f16`);
+    continue;
+  }
+  const device = k.f16 ? halfDevice : k.shader.split("__")[0].endsWith("_uniform") ? windows : portable;
   let module = modules.get(k.shader);
   if (!module) {
     let code = readFileSync(join(dir, `${k.shader}.wgsl`), "utf8");
     // Native builds carry a marker where the browser build has the directive.
-    if (k.subgroups) code = "enable subgroups;\n" + code.replace(/^\/\/ enable subgroups;[^\n]*\n/, "");
+    if (k.subgroups) code = "enable subgroups;\n" + code.replace(/^\/\/ enable subgroups;[^\n]*\n/m, "");
     device.pushErrorScope("validation");
     module = device.createShaderModule({ code, label: k.shader });
     const info = await module.getCompilationInfo();
@@ -72,6 +85,7 @@ for (const k of kernels) {
   if (error) failures.push(`${k.shader}:${k.entry}: ${error.message}`);
 }
 portable.destroy();
+if (halfDevice) halfDevice.destroy();
 if (windows !== portable) windows.destroy();
 for (const n of notMade) console.log(`module compiled, pipeline not made: ${n}`);
 if (failures.length) {
@@ -79,6 +93,8 @@ if (failures.length) {
   console.error(`Dawn refused ${failures.length} of ${kernels.length} kernel builds`);
   process.exit(1);
 }
-console.log(`Dawn (Tint, null backend, WebGPU default limits${subgroups ? ", subgroups" : ""}) compiled ` +
+const halves = kernels.filter((k) => k.f16).length;
+console.log(`Dawn (Tint, null backend, WebGPU default limits${subgroups ? ", subgroups" : ""}, ` +
+  `shader-f16 for the ${halves} f16 storage pipelines) compiled ` +
   `all ${modules.size} modules and made ${kernels.length - notMade.length} of ${kernels.length} pipelines ` +
   `(${notMade.length} listed above need more than Dawn's adapter allows)`);

@@ -177,17 +177,28 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             .sum();
         let mut gpu_times = [None, None];
         let mut f16_time = None;
+        let mut memory = [None, None];
         if let Choice::Gpu(ctx) = &choice {
+            let before = ctx.allocated_bytes();
             let mut g = GpuGru::new(ctx.clone(), &w)?;
+            g.forward(&input)?;
+            g.backward_on_device(&dy, None)?;
+            memory[0] = Some(ctx.allocated_bytes() - before);
             if roofline.is_some() {
                 for k in lab::profile(&mut g, &input, &dy, a.seconds.min(1.0))? {
                     kernels.push(((b, t, i, h), k));
                 }
             }
             if half {
+                // The device memory of each: its parameters and its workspace for this
+                // shape (the f32 layer's has the backward's buffers too).
+                g.forward(&input)?;
+                let before = ctx.allocated_bytes();
+                let mut h16 = GpuGru::with_precision(ctx.clone(), &w, Precision::F16)?;
+                h16.forward(&input)?;
+                memory[1] = Some(ctx.allocated_bytes() - before);
                 // f32 and f16 in alternating rounds, so that drift in the machine's speed
                 // reaches both; the best round of each.
-                let mut h16 = GpuGru::with_precision(ctx.clone(), &w, Precision::F16)?;
                 let (mut best32, mut best16) = (f64::INFINITY, f64::INFINITY);
                 for _ in 0..3 {
                     best32 = best32.min(time(a.seconds / 3.0, || {
@@ -223,12 +234,18 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             })?);
         }
         let passes = [
-            ("forward", "f32", gpu_times[0], cpu_times[0]),
-            ("forward+backward", "f32", gpu_times[1], cpu_times[1]),
-            ("forward", "f16", f16_time, cpu_times[0]),
+            ("forward", "f32", gpu_times[0], cpu_times[0], memory[0]),
+            (
+                "forward+backward",
+                "f32",
+                gpu_times[1],
+                cpu_times[1],
+                memory[0],
+            ),
+            ("forward", "f16", f16_time, cpu_times[0], memory[1]),
         ];
         let passes = &passes[..if half { 3 } else { 2 }];
-        for (k, &(pass, precision, device_s, cpu_s)) in passes.iter().enumerate() {
+        for (k, &(pass, precision, device_s, cpu_s, bytes)) in passes.iter().enumerate() {
             let fl = flops * if k == 1 { 3.0 } else { 1.0 };
             rows.push(serde_json::json!({
                 "shape": {"B": b, "T": t, "I": i, "H": h},
@@ -237,6 +254,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                 "variant": format!("{:?}", cfg.variant),
                 "pass": pass,
                 "precision": precision,
+                "device_memory_bytes": bytes,
                 "device_ms": device_s.map(|s| s * 1e3),
                 "device_gflops": device_s.map(|s| fl / s / 1e9),
                 "device_tokens_per_s": device_s.map(|s| (b * t) as f64 / s),
@@ -263,16 +281,16 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         a.stack.gru_variant()
     )?;
     if half {
-        outln!("forward in f32 and f16 storage timed in three alternating rounds each, the best round shown")?;
+        outln!("forward in f32 and f16 storage timed in three alternating rounds each, the best round shown; device memory: the layer's parameters and its buffers for the shape (the f32 layer's include its gradients and the backward's buffers; the f16 layer runs forward only)")?;
     }
-    outln!("| shape (B, T, I, H) | pass | storage | device ms | GFLOP/s | tokens/s | CPU ms | CPU GFLOP/s | vs CPU |")?;
-    outln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")?;
+    outln!("| shape (B, T, I, H) | pass | storage | device ms | GFLOP/s | tokens/s | device MB | CPU ms | CPU GFLOP/s | vs CPU |")?;
+    outln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")?;
     let num =
         |v: &serde_json::Value, p: usize| v.as_f64().map_or("-".into(), |x| format!("{x:.p$}"));
     for r in &rows {
         let s = &r["shape"];
         outln!(
-            "| ({}, {}, {}, {}) | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| ({}, {}, {}, {}) | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s["B"],
             s["T"],
             s["I"],
@@ -282,6 +300,9 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             num(&r["device_ms"], 2),
             num(&r["device_gflops"], 2),
             num(&r["device_tokens_per_s"], 0),
+            r["device_memory_bytes"]
+                .as_f64()
+                .map_or("-".into(), |b| format!("{:.1}", b / 1e6)),
             num(&r["cpu_ms"], 2),
             num(&r["cpu_gflops"], 2),
             r["speedup_vs_cpu"]

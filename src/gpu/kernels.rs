@@ -98,7 +98,7 @@ shaders! {
 
 /// The storage types of a build: the element type of each binding role a shader
 /// declares through an alias (`act_t`, `wt_t`, `out_t`), f16 where set. Kernels convert
-/// on load and round on store, so every sum stays f32 whatever the storage (DESIGN §10).
+/// on load and round on store, so every sum stays f32 whatever the storage (docs/design.md §10).
 /// A pipeline is cached per (kernel, storage types, overrides).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Elems {
@@ -125,6 +125,37 @@ impl Elems {
         wt: true,
         out: true,
     };
+
+    /// The mixes of f16 roles the ops build, named: every role (`f16`), a GEMM whose
+    /// split-K slices stay f32 (`f16_slices`), the reduction of those slices into f16
+    /// (`f16_reduce`), a transpose of f16 weights (`f16_wt`).
+    pub(crate) const HALF_MIXES: [(&'static str, Elems); 4] = [
+        ("f16", Elems::F16),
+        (
+            "f16_slices",
+            Elems {
+                act: true,
+                wt: true,
+                out: false,
+            },
+        ),
+        (
+            "f16_reduce",
+            Elems {
+                act: false,
+                wt: true,
+                out: true,
+            },
+        ),
+        (
+            "f16_wt",
+            Elems {
+                act: false,
+                wt: true,
+                out: false,
+            },
+        ),
+    ];
 
     /// Every role f16 or every role f32.
     pub(crate) fn all(half: bool) -> Elems {

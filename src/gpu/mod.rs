@@ -51,3 +51,27 @@ pub fn kernel_entry_points() -> Vec<(&'static str, &'static str, bool)> {
         })
         .collect()
 }
+
+/// The f16 storage builds ([`crate::Precision::F16`]) of every shader, in each mix of
+/// f16 roles the ops ask for: (build label `<label>__<mix>`, source, entry points with
+/// whether they need `enable subgroups;`). For validators outside the engine (Dawn's,
+/// on a device with shader-f16, in CI).
+#[doc(hidden)]
+pub fn half_builds() -> Vec<(String, String, Vec<(&'static str, bool)>)> {
+    let mut out = Vec::new();
+    for s in kernels::ALL_SHADERS {
+        let entries: Vec<(&'static str, bool)> = kernel_entry_points()
+            .into_iter()
+            .filter(|k| k.0 == s.label())
+            .map(|k| (k.1, k.2))
+            .collect();
+        for (mix, elems) in kernels::Elems::HALF_MIXES {
+            out.push((
+                format!("{}__{mix}", s.label()),
+                s.source_as(elems).into_owned(),
+                entries.clone(),
+            ));
+        }
+    }
+    out
+}

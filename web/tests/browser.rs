@@ -158,6 +158,63 @@ async fn reset_before_layers_match_the_reference() {
     layer_matrix(GruVariant::ResetBefore).await;
 }
 
+/// f16 storage where the adapter has SHADER_F16: the forward within tests/half.rs's
+/// 1e-3 of the reference that rounds where the device stores, both variants,
+/// bidirectional, lengths. Where it has not (Chromium's SwiftShader), the typed error
+/// naming the feature, before any buffer is made.
+#[wasm_bindgen_test]
+async fn f16_storage_follows_the_adapters_shader_f16() {
+    let ctx = ctx().await;
+    let w = GruWeights::init(GruConfig::new(5, 17).bidirectional(true), 3);
+    console_log!(
+        "f16 storage on {}: SHADER_F16 {}",
+        ctx.adapter_info().name,
+        if ctx.supports_f16() {
+            "yes, forward checked"
+        } else {
+            "no, refusal checked"
+        }
+    );
+    if !ctx.supports_f16() {
+        let e = GpuGru::with_precision(ctx.clone(), &w, gru_engine::Precision::F16).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                gru_engine::GruError::MissingFeature {
+                    feature: "SHADER_F16",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--precision f32"), "{e}");
+        return;
+    }
+    for (n, variant) in [GruVariant::ResetAfter, GruVariant::ResetBefore]
+        .into_iter()
+        .enumerate()
+    {
+        let cfg = GruConfig::new(5, 17).bidirectional(true).variant(variant);
+        let w = GruWeights::init(cfg, 3 + n as u64);
+        let (t, b) = (9, 5);
+        let x = Rng::new(7).uniform_vec(t * b * 5, -1.0, 1.0);
+        let lens = [9, 2, 5, 1, 8];
+        let input = SequenceInput::new(&x[..], t, b).lengths(&lens);
+        let mut g = GpuGru::with_precision(ctx.clone(), &w, gru_engine::Precision::F16).unwrap();
+        g.forward(&input).unwrap();
+        let out = g.read_output_async().await.unwrap();
+        let want = cpu::forward_f16(&w, &input).unwrap();
+        assert_close(
+            "f16 output",
+            &out,
+            &to_f64(&want.output),
+            1e-3,
+            0.0,
+            &format!("{variant:?}"),
+        );
+    }
+}
+
 #[wasm_bindgen_test]
 async fn twenty_training_steps_match_the_reference() {
     let ctx = ctx().await;

@@ -120,6 +120,23 @@ fn bench(c: &mut Criterion) {
                 &mut fb,
                 &sync,
             );
+            // The same forward with f16 storage, where the adapter has SHADER_F16; its
+            // row's ratio column compares it with the f32 forward of this run.
+            if ctx.supports_f16() {
+                let half =
+                    GpuGru::with_precision(ctx.clone(), &w, gru_engine::Precision::F16).unwrap();
+                let half = std::cell::RefCell::new(half);
+                half.borrow_mut().forward(&input).unwrap();
+                ctx.wait_idle().unwrap();
+                case(
+                    "gpu_forward_f16",
+                    "forward, f16 storage",
+                    "gpu",
+                    1,
+                    &mut || half.borrow_mut().forward(&input).unwrap(),
+                    &sync,
+                );
+            }
         }
         if with_cpu {
             let none = || {};
@@ -147,11 +164,16 @@ fn bench(c: &mut Criterion) {
 
 fn print_table(device: &str) {
     let r = RESULTS.lock().unwrap();
-    println!("\nGPU: {device}; CPU: the reference (one thread, f32)");
+    println!("\nGPU: {device}; CPU: the reference (one thread, f32); in the f16 rows, the CPU columns hold the f32 forward on the GPU (the ratio is f32 time / f16 time)");
     println!("| shape (B, T, I, H) | pass | GPU ms/seq | GPU GFLOP/s | CPU ms/seq | CPU GFLOP/s | GPU/CPU speed-up |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (si, (_, b, t, i, h)) in shapes().into_iter().enumerate() {
-        for (pass, mult) in [("forward", 1), ("forward+backward", 3)] {
+        let passes = [
+            ("forward", 1),
+            ("forward+backward", 3),
+            ("forward, f16 storage", 1),
+        ];
+        for (pass, mult) in passes {
             let f = (mult * flops(b, t, i, h)) as f64;
             let mean = |dev| {
                 r.get(&(si, pass, dev))
@@ -161,6 +183,13 @@ fn print_table(device: &str) {
             if g.is_none() && c.is_none() {
                 continue;
             }
+            // The f16 row: the CPU columns hold the f32 forward on the device instead.
+            let c = if pass.contains("f16") {
+                r.get(&(si, "forward", "gpu"))
+                    .map(|(d, n)| d.as_secs_f64() / *n as f64)
+            } else {
+                c
+            };
             let ms = |v: Option<f64>| v.map_or("-".into(), |s| format!("{:.2}", s * 1e3));
             let gf = |v: Option<f64>| v.map_or("-".into(), |s| format!("{:.2}", f / s / 1e9));
             let ratio = match (g, c) {

@@ -20,6 +20,8 @@
 // matvec entries run WG / UT threads of UT units each. Their loop reads dGh at
 // addresses shared by the workgroup (broadcast) and W_hh along k (neighbouring threads,
 // neighbouring addresses), with no shared memory or barriers.
+// Storage types (prelude aliases): the saved values and states act_t, W_hh wt_t (f16
+// in mixed precision, widened on load); every gradient f32.
 
 
 override RESET_BEFORE: bool = false;
@@ -27,9 +29,9 @@ override RESET_BEFORE: bool = false;
 @group(0) @binding(0) var<uniform> sp: StepParams;
 @group(0) @binding(1) var<uniform> dims: StepDims;
 @group(0) @binding(2) var<storage, read> d_out: array<f32>;        // [T, B, out_stride] time order
-@group(0) @binding(3) var<storage, read> saved: array<f32>;        // [T, B, 4H] step order: r, z, n, extra
-@group(0) @binding(4) var<storage, read> hs: array<f32>;           // [T+1, B, H] step order
-@group(0) @binding(5) var<storage, read> w_hh: array<f32>;         // [3H, H]
+@group(0) @binding(3) var<storage, read> saved: array<act_t>;      // [T, B, 4H] step order: r, z, n, extra
+@group(0) @binding(4) var<storage, read> hs: array<act_t>;         // [T+1, B, H] step order
+@group(0) @binding(5) var<storage, read> w_hh: array<wt_t>;        // [3H, H]
 @group(0) @binding(6) var<storage, read> lengths: array<u32>;      // [B]
 @group(0) @binding(7) var<storage, read_write> d_hs: array<f32>;   // [T+1, B, H] step order
 @group(0) @binding(8) var<storage, read_write> d_gx: array<f32>;   // [T, B, 3H] time order
@@ -48,11 +50,11 @@ fn dh_total(s: u32, t: u32, b: u32, j: u32) -> f32 {
 }
 
 fn saved_at(s: u32, b: u32, slot: u32, j: u32) -> f32 {
-    return saved[at_saved() + (s * dims.batch + b) * 4u * dims.hidden + slot * dims.hidden + j];
+    return f32(saved[at_saved() + (s * dims.batch + b) * 4u * dims.hidden + slot * dims.hidden + j]);
 }
 
 fn h_prev(s: u32, b: u32, j: u32) -> f32 {
-    return hs[at_hs() + (s * dims.batch + b) * dims.hidden + j];
+    return f32(hs[at_hs() + (s * dims.batch + b) * dims.hidden + j]);
 }
 
 // Writes gate slot `g` (0 r, 1 z, 2 n) of dGx[t] and dGh[s] for row b, unit j.

@@ -26,24 +26,25 @@ pub enum Precision {
     /// f32 and results come back as f32. Needs `SHADER_F16`
     /// ([`crate::GpuContext::supports_f16`]).
     F16,
+    /// Training in mixed precision: the weights the kernels read and the activations
+    /// the backward reads are f16 copies (the f32 master weights are kept apart: by the
+    /// caller for a layer), and every gradient is f32, so no gradient can underflow
+    /// f16's range and no loss scaling is needed. Needs `SHADER_F16`.
+    Mixed,
 }
 
 impl Precision {
     /// Every value this type parses.
-    pub const NAMES: &'static [&'static str] = &["f32", "f16"];
+    pub const NAMES: &'static [&'static str] = &["f32", "f16", "mixed"];
 
-    /// Whether tensors are stored as f16.
+    /// Whether the kernels read f16 weights and activations (f16 and mixed).
     pub fn is_half(self) -> bool {
-        self == Precision::F16
+        self != Precision::F32
     }
 
-    /// Bytes of one stored value.
-    pub fn value_bytes(self) -> usize {
-        if self.is_half() {
-            2
-        } else {
-            4
-        }
+    /// Whether a layer of this precision has a backward (f32 and mixed).
+    pub fn trains(self) -> bool {
+        self != Precision::F16
     }
 }
 
@@ -52,6 +53,7 @@ impl fmt::Display for Precision {
         f.write_str(match self {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
+            Precision::Mixed => "mixed",
         })
     }
 }
@@ -62,6 +64,7 @@ impl FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "f16" => Ok(Precision::F16),
+            "mixed" => Ok(Precision::Mixed),
             other => Err(GruError::Input(format!(
                 "unknown precision `{other}`; expected one of: {}",
                 Precision::NAMES.join(", ")

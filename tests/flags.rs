@@ -1107,6 +1107,29 @@ fn forward_and_bench_precision() {
         assert_eq!((rows.len(), f16.len()), (3, 1), "{js}");
         assert_eq!(f16[0]["pass"], "forward");
         assert!(f16[0]["device_ms"].as_f64().unwrap() > 0.0, "{js}");
+        // mixed: forward and forward+backward, each beside its f32 twin.
+        let js = stdout_of(&[
+            "bench",
+            "--shape",
+            "2,3,4,5",
+            "--precision",
+            "mixed",
+            "--json",
+            "--seconds",
+            "0.01",
+            "--no-cpu",
+            "--device",
+            dev,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let rows = v["results"].as_array().unwrap();
+        let mixed: Vec<_> = rows.iter().filter(|r| r["precision"] == "mixed").collect();
+        assert_eq!((rows.len(), mixed.len()), (4, 2), "{js}");
+        assert_eq!(mixed[1]["pass"], "forward+backward", "{js}");
+        // A forward-only command runs mixed as f16.
+        ok(&[&base[..], &["--device", dev, "--precision", "mixed"]].concat());
+        let again = read_tensors(&yf, false).unwrap();
+        assert_eq!(again["output"].data, y["output"].data);
     }
     let e = stderr_of(&[&base[..], &["--precision", "f8"]].concat());
     assert!(

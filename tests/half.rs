@@ -1,7 +1,8 @@
-//! f16 storage (`Precision::F16`) against the CPU reference that rounds where the device
-//! stores (`cpu::forward_f16`), over awkward shapes, both variants, 1-3 layers, both
-//! directions, lengths, h0 and batch-first input, on every build the adapter can run
-//! (its own, the portable ones, the GPU split builds in both tiles).
+//! f16 storage (`Precision::F16`, `Precision::Mixed`) against the CPU reference that
+//! rounds where the device stores (`cpu::forward_f16`, and `cpu::backward` on its
+//! result), over awkward shapes, both variants, 1-3 layers, both directions, lengths,
+//! h0 and batch-first input, on every build the adapter can run (its own, the portable
+//! ones, the GPU split builds in both tiles).
 //!
 //! Tolerances (largest distances measured on llvmpipe over these cases in brackets):
 //! - against `cpu::forward_f16`: |gpu - ref| <= 1e-3 (3.2e-4). Both sum in f32 in
@@ -9,6 +10,12 @@
 //!   2^-11 ≈ 4.9e-4 at magnitudes in [0.5, 1)), and a flipped state carries on;
 //! - against f32 (`cpu::forward` in f64): |f16 - f32| <= 4e-3 (7.2e-4), the distance f16
 //!   storage itself puts between the two (README, "Half precision").
+//!
+//! Mixed precision (`Precision::Mixed`: the same f16 forward, f32 gradients) on the same
+//! cases, every gradient scaled by max(1, max|reference|):
+//! - against `cpu::backward` on the f16 forward's saved values with the f16-rounded
+//!   weights (what the device's backward reads): <= 2e-3 (4.7e-4);
+//! - against the f32 gradients: <= 4e-3 (9.1e-4).
 
 mod common;
 
@@ -19,6 +26,8 @@ use gru_engine::*;
 
 const TO_ROUNDED_REFERENCE: f64 = 1e-3;
 const TO_F32: f64 = 4e-3;
+const GRAD_TO_ROUNDED_REFERENCE: f64 = 2e-3;
+const GRAD_TO_F32: f64 = 4e-3;
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -113,6 +122,110 @@ fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64) 
     )
 }
 
+/// `w` with every tensor rounded to f16: what an f16 layer holds.
+fn rounded(w: &GruWeights) -> GruWeights {
+    let mut r = w.clone();
+    for d in &mut r.dirs {
+        for t in [&mut d.w_ih, &mut d.w_hh, &mut d.b_ih, &mut d.b_hh] {
+            *t = gru_engine::precision::round_all_f16(t);
+        }
+    }
+    r
+}
+
+/// The worst |got - want| relative to the tensor's scale max(1, max|want|).
+fn scaled_worst(got: &[f32], want: &[f32]) -> f64 {
+    let scale = want.iter().fold(1.0f64, |m, &v| m.max(v.abs() as f64));
+    worst(got, &to_f64(want)) / scale
+}
+
+/// One case in mixed precision: the forward as in f16, then every gradient (f32)
+/// against `cpu::backward` run on the f16 forward's saved values with the rounded
+/// weights (what the device's backward reads); returns the largest scaled distances
+/// (to that reference, to the f32 reference's gradients).
+fn mixed_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64) {
+    let name = format!("mixed {c:?} seed {seed}");
+    let cfg = GruConfig::new(c.i, c.h)
+        .layers(c.layers)
+        .bidirectional(c.bidir)
+        .variant(c.variant);
+    let w = GruWeights::init(cfg, seed);
+    let mut rng = Rng::new(seed ^ 0x31);
+    let ld = c.layers * cfg.num_directions();
+    let x = random(&mut rng, c.t * c.b * c.i, 1.0);
+    let h0 = random(&mut rng, ld * c.b * c.h, 0.5);
+    let dy = random(&mut rng, c.t * c.b * cfg.output_size(), 1.0);
+    let dhn = random(&mut rng, ld * c.b * c.h, 1.0);
+    let lengths: Vec<usize> = (0..c.b)
+        .map(|r| if r == 0 { c.t } else { 1 + (r * 5 + 2) % c.t })
+        .collect();
+    let mut input = SequenceInput::new(&x[..], c.t, c.b).batch_first(c.batch_first);
+    if c.h0 {
+        input = input.h0(&h0);
+    }
+    if c.lengths {
+        input = input.lengths(&lengths);
+    }
+    let mut gpu = GpuGru::with_precision(ctx.clone(), &w, Precision::Mixed).unwrap();
+    gpu.forward(&input).unwrap();
+    let out = gpu.read_output().unwrap();
+    let grads = gpu.backward(&dy, Some(&dhn)).unwrap();
+
+    let half = cpu::forward_f16(&w, &input).unwrap();
+    assert_close(
+        "output",
+        &out,
+        &to_f64(&half.output),
+        TO_ROUNDED_REFERENCE,
+        0.0,
+        &name,
+    );
+    let w16 = rounded(&w);
+    let want = cpu::backward(&w16, &half, &dy, Some(&dhn)).unwrap();
+    let full = cpu::forward(&w, &input).unwrap();
+    let want32 = cpu::backward(&w, &full, &dy, Some(&dhn)).unwrap();
+    let mut pairs: Vec<(String, &[f32], &[f32], &[f32])> = vec![
+        (
+            "d_input".to_string(),
+            &grads.d_input,
+            &want.d_input,
+            &want32.d_input,
+        ),
+        ("d_h0".to_string(), &grads.d_h0, &want.d_h0, &want32.d_h0),
+    ];
+    for id in want.d_weights.tensor_ids() {
+        pairs.push((
+            format!("d_{}", id.name()),
+            grads.d_weights.get(&id.name()).unwrap(),
+            want.d_weights.get(&id.name()).unwrap(),
+            want32.d_weights.get(&id.name()).unwrap(),
+        ));
+    }
+    let (mut to_ref, mut to_f32) = (0.0f64, 0.0f64);
+    for (what, got, reference, f32_ref) in pairs {
+        let scale = reference.iter().fold(1.0f64, |m, &v| m.max(v.abs() as f64));
+        assert_close(
+            &what,
+            got,
+            &to_f64(reference),
+            GRAD_TO_ROUNDED_REFERENCE * scale,
+            0.0,
+            &name,
+        );
+        assert_close(
+            &format!("{what} vs f32"),
+            got,
+            &to_f64(f32_ref),
+            GRAD_TO_F32 * scale,
+            0.0,
+            &name,
+        );
+        to_ref = to_ref.max(scaled_worst(got, reference));
+        to_f32 = to_f32.max(scaled_worst(got, f32_ref));
+    }
+    (to_ref, to_f32)
+}
+
 /// Sizes of 1, primes, past one workgroup of units (64) and batch tile (8 or 16), both
 /// variants, with layers, directions, lengths, h0 and layout rotating.
 fn matrix(ctx: &std::sync::Arc<GpuContext>, hs: &[usize], seed: u64) {
@@ -121,6 +234,7 @@ fn matrix(ctx: &std::sync::Arc<GpuContext>, hs: &[usize], seed: u64) {
         return;
     }
     let (mut to_ref, mut to_f32) = (0.0f64, 0.0f64);
+    let (mut g_ref, mut g_f32) = (0.0f64, 0.0f64);
     let mut n = 0;
     for variant in [GruVariant::ResetAfter, GruVariant::ResetBefore] {
         for &h in hs {
@@ -139,12 +253,14 @@ fn matrix(ctx: &std::sync::Arc<GpuContext>, hs: &[usize], seed: u64) {
                 };
                 let (a, b) = run_case(ctx, c, seed + n as u64);
                 (to_ref, to_f32) = (to_ref.max(a), to_f32.max(b));
+                let (a, b) = mixed_case(ctx, c, seed + n as u64);
+                (g_ref, g_f32) = (g_ref.max(a), g_f32.max(b));
                 n += 1;
             }
         }
     }
     eprintln!(
-        "{} f16 cases on {}: largest distance {to_ref:.2e} to the rounded reference, {to_f32:.2e} to f32",
+        "{} f16 cases on {}: largest distance {to_ref:.2e} to the rounded reference, {to_f32:.2e} to f32; mixed gradients (scaled by max(1, max|ref|)) {g_ref:.2e} to the rounded reference, {g_f32:.2e} to f32",
         n,
         ctx.adapter_info().name
     );

@@ -104,6 +104,9 @@ pub enum PrecisionArg {
     /// Weights, states and activations f16 on the device, every sum f32 (inference;
     /// needs the adapter feature SHADER_F16, see `gru devices`).
     F16,
+    /// f16 weights and activations, f32 gradients (training in mixed precision; where
+    /// a command only runs forward, the same as f16). Needs SHADER_F16.
+    Mixed,
 }
 
 impl PrecisionArg {
@@ -111,6 +114,7 @@ impl PrecisionArg {
         match self {
             PrecisionArg::F32 => gru_engine::Precision::F32,
             PrecisionArg::F16 => gru_engine::Precision::F16,
+            PrecisionArg::Mixed => gru_engine::Precision::Mixed,
         }
     }
 }

@@ -66,9 +66,11 @@ pub struct BenchArgs {
     /// --train: sequences per batch (B).
     #[arg(long, short = 'B', default_value_t = 32)]
     pub batch: usize,
-    /// Layer shapes: with f16, also time the forward with f16 storage on the device,
-    /// alternating with the f32 forward in the same run (three rounds each, the best
-    /// round of each reported), and print their ratio.
+    /// Layer shapes: with f16, also time the forward with f16 storage on the device;
+    /// with mixed, the forward and forward+backward in mixed precision (f16 weights
+    /// and activations, f32 gradients). Each alternates with its f32 twin in the same
+    /// run (three rounds each, the best round of each reported), and the ratios are
+    /// printed.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["train", "generate", "roofline", "plan"])]
     pub precision: PrecisionArg,
     /// Skip the CPU reference.
@@ -125,9 +127,10 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         let shape = a.shape.first().copied();
         return crate::cli::bench_plan::plan(&a.plan, (shape, a.train, a.vocab), a.json, a.seconds);
     }
-    let half = a.precision.to_lib().is_half();
+    let precision = a.precision.to_lib();
+    let half = precision.is_half();
     if half && a.device.device == "cpu" {
-        return Err(cpu_has_no_f16());
+        return Err(cpu_has_no_f16(precision));
     }
     let choice = a.device.open_adapter(a.json)?;
     if a.train {
@@ -141,8 +144,8 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         Choice::Cpu => "CPU reference".into(),
     };
     match &choice {
-        Choice::Gpu(ctx) => ctx.check_precision(a.precision.to_lib())?,
-        Choice::Cpu if half => return Err(cpu_has_no_f16()),
+        Choice::Gpu(ctx) => ctx.check_precision(precision)?,
+        Choice::Cpu if half => return Err(cpu_has_no_f16(precision)),
         Choice::Cpu => {}
     }
     let mut ratios = Vec::new();
@@ -176,7 +179,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             .map(|l| 6.0 * (nd * b * t * h * (cfg.layer_input_size(l) + h)) as f64)
             .sum();
         let mut gpu_times = [None, None];
-        let mut f16_time = None;
+        let mut half_times = [None, None];
         let mut memory = [None, None];
         if let Choice::Gpu(ctx) = &choice {
             let before = ctx.allocated_bytes();
@@ -191,39 +194,54 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
             }
             if half {
                 // The device memory of each: its parameters and its workspace for this
-                // shape (the f32 layer's has the backward's buffers too).
-                g.forward(&input)?;
+                // shape (the f32 layer's has the backward's buffers too, as a mixed one).
                 let before = ctx.allocated_bytes();
-                let mut h16 = GpuGru::with_precision(ctx.clone(), &w, Precision::F16)?;
+                let mut h16 = GpuGru::with_precision(ctx.clone(), &w, precision)?;
                 h16.forward(&input)?;
+                if precision.trains() {
+                    h16.backward_on_device(&dy, None)?;
+                }
                 memory[1] = Some(ctx.allocated_bytes() - before);
                 // f32 and f16 in alternating rounds, so that drift in the machine's speed
                 // reaches both; the best round of each.
-                let (mut best32, mut best16) = (f64::INFINITY, f64::INFINITY);
+                let mut best = [[f64::INFINITY; 2]; 2];
+                let passes = if precision.trains() { 2 } else { 1 };
                 for _ in 0..3 {
-                    best32 = best32.min(time(a.seconds / 3.0, || {
-                        g.forward(&input)?;
-                        ctx.wait_idle()
-                    })?);
-                    best16 = best16.min(time(a.seconds / 3.0, || {
-                        h16.forward(&input)?;
-                        ctx.wait_idle()
-                    })?);
+                    for (pass, row) in best.iter_mut().enumerate().take(passes) {
+                        for (k, layer) in [&mut g, &mut h16].into_iter().enumerate() {
+                            let s = time(a.seconds / 3.0, || {
+                                layer.forward(&input)?;
+                                if pass == 1 {
+                                    layer.backward_on_device(&dy, None)?;
+                                }
+                                ctx.wait_idle()
+                            })?;
+                            row[k] = row[k].min(s);
+                        }
+                    }
                 }
-                gpu_times[0] = Some(best32);
-                f16_time = Some(best16);
-                ratios.push(((b, t, i, h), best16 / best32));
+                gpu_times[0] = Some(best[0][0]);
+                half_times[0] = Some(best[0][1]);
+                ratios.push(((b, t, i, h), "forward", best[0][1] / best[0][0]));
+                if precision.trains() {
+                    gpu_times[1] = Some(best[1][0]);
+                    half_times[1] = Some(best[1][1]);
+                    let ratio = best[1][1] / best[1][0];
+                    ratios.push(((b, t, i, h), "forward+backward", ratio));
+                }
             } else {
                 gpu_times[0] = Some(time(a.seconds, || {
                     g.forward(&input)?;
                     ctx.wait_idle()
                 })?);
             }
-            gpu_times[1] = Some(time(a.seconds, || {
-                g.forward(&input)?;
-                g.backward_on_device(&dy, None)?;
-                ctx.wait_idle()
-            })?);
+            if gpu_times[1].is_none() {
+                gpu_times[1] = Some(time(a.seconds, || {
+                    g.forward(&input)?;
+                    g.backward_on_device(&dy, None)?;
+                    ctx.wait_idle()
+                })?);
+            }
         }
         let mut cpu_times = [None, None];
         if !a.no_cpu {
@@ -233,6 +251,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                 cpu::backward(&w, &f, &dy, None).map(|_| ())
             })?);
         }
+        let name = precision.to_string();
         let passes = [
             ("forward", "f32", gpu_times[0], cpu_times[0], memory[0]),
             (
@@ -242,18 +261,35 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                 cpu_times[1],
                 memory[0],
             ),
-            ("forward", "f16", f16_time, cpu_times[0], memory[1]),
+            (
+                "forward",
+                name.as_str(),
+                half_times[0],
+                cpu_times[0],
+                memory[1],
+            ),
+            (
+                "forward+backward",
+                name.as_str(),
+                half_times[1],
+                cpu_times[1],
+                memory[1],
+            ),
         ];
-        let passes = &passes[..if half { 3 } else { 2 }];
-        for (k, &(pass, precision, device_s, cpu_s, bytes)) in passes.iter().enumerate() {
-            let fl = flops * if k == 1 { 3.0 } else { 1.0 };
+        let rows_here = match precision {
+            Precision::F32 => 2,
+            Precision::F16 => 3,
+            Precision::Mixed => 4,
+        };
+        for &(pass, storage, device_s, cpu_s, bytes) in &passes[..rows_here] {
+            let fl = flops * if pass == "forward" { 1.0 } else { 3.0 };
             rows.push(serde_json::json!({
                 "shape": {"B": b, "T": t, "I": i, "H": h},
                 "layers": cfg.num_layers,
                 "directions": nd,
                 "variant": format!("{:?}", cfg.variant),
                 "pass": pass,
-                "precision": precision,
+                "precision": storage,
                 "device_memory_bytes": bytes,
                 "device_ms": device_s.map(|s| s * 1e3),
                 "device_gflops": device_s.map(|s| fl / s / 1e9),
@@ -281,7 +317,7 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
         a.stack.gru_variant()
     )?;
     if half {
-        outln!("forward in f32 and f16 storage timed in three alternating rounds each, the best round shown; device memory: the layer's parameters and its buffers for the shape (the f32 layer's include its gradients and the backward's buffers; the f16 layer runs forward only)")?;
+        outln!("f32 and {precision} timed in three alternating rounds each, the best round shown; device memory: the layer's parameters and its buffers for the shape (gradients and the backward's buffers included, but for the f16 layer, which runs forward only)")?;
     }
     outln!("| shape (B, T, I, H) | pass | storage | device ms | GFLOP/s | tokens/s | device MB | CPU ms | CPU GFLOP/s | vs CPU |")?;
     outln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")?;
@@ -310,17 +346,17 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                 .map_or("-".into(), |x| format!("{x:.2}x")),
         )?;
     }
-    for ((b, t, i, h), ratio) in ratios {
-        outln!("f16 / f32 forward time at ({b}, {t}, {i}, {h}): {ratio:.2}")?;
+    for ((b, t, i, h), pass, ratio) in ratios {
+        outln!("{precision} / f32 {pass} time at ({b}, {t}, {i}, {h}): {ratio:.2}")?;
     }
     Ok(0)
 }
 
-/// `--precision f16` where the bench would time the CPU reference.
-fn cpu_has_no_f16() -> GruError {
-    GruError::Input(
-        "--precision f16 times the device's f16 storage, and the CPU reference computes in f32: choose a device (see `gru devices`)".into(),
-    )
+/// `--precision f16` or `mixed` where the bench would time the CPU reference.
+fn cpu_has_no_f16(precision: Precision) -> GruError {
+    GruError::Input(format!(
+        "--precision {precision} times the device's f16 storage, and the CPU reference computes in f32: choose a device (see `gru devices`)"
+    ))
 }
 
 /// A kernel family's time at a shape (B, T, I, H).

@@ -117,23 +117,27 @@ fn steps(
         &ws.d_ins[l + 1]
     };
     let hid = cfg.hidden_size;
+    // Mixed precision: the saved values, states and W_hh f16, the gradients f32.
+    let half = ws.half;
+    let elems = Elems {
+        act: half,
+        wt: half,
+        out: false,
+    };
+    let for_device = |k| step::for_device(ctx, k, hid, half);
     let sequence = match cfg.variant {
-        GruVariant::ResetAfter => {
-            step::sequence_of(ctx, step::for_device(ctx, Kernel::BwdStateGates, hid), hid)
-        }
+        GruVariant::ResetAfter => step::sequence_of(ctx, for_device(Kernel::BwdStateGates), hid),
         GruVariant::ResetBefore => step::sequence_of(ctx, Kernel::BwdCandidate, hid),
     };
     let reset_before = cfg.variant == GruVariant::ResetBefore;
     let kernels = match (cfg.variant, sequence) {
-        (GruVariant::ResetAfter, Some(k)) => vec![
-            Kernel::BwdGates,
-            k,
-            step::for_device(ctx, Kernel::BwdState, hid),
-        ],
+        (GruVariant::ResetAfter, Some(k)) => {
+            vec![Kernel::BwdGates, k, for_device(Kernel::BwdState)]
+        }
         (GruVariant::ResetAfter, None) => [
             Kernel::BwdGates,
-            step::for_device(ctx, Kernel::BwdStateGates, hid),
-            step::for_device(ctx, Kernel::BwdState, hid),
+            for_device(Kernel::BwdStateGates),
+            for_device(Kernel::BwdState),
         ]
         .map(|k| step::split_of(ctx, k))
         .to_vec(),
@@ -178,7 +182,7 @@ fn steps(
                 let slots = &ws.step_slots;
                 StepKernel::new(
                     ctx,
-                    (k, Elems::F32),
+                    (k, elems),
                     constants,
                     slots,
                     &dims_buf,
@@ -236,9 +240,16 @@ fn weight_grads(
         let p = &params.dirs[idx];
         let buf = &ws.dirs[idx];
         let (d_gx, d_gh) = (&ws.d_gx[d], &ws.d_gh[d]);
+        // Mixed precision: op(B) (the layer input, the states, r*h, W_ih) is f16, the
+        // gradients and their sums f32.
+        let elems = Elems {
+            wt: ws.half,
+            ..Elems::F32
+        };
         let at = GemmFlags {
             trans_a: true,
             accumulate: accumulate_grads,
+            elems,
             ..Default::default()
         };
         // d_w_ih [3H, I] = d_gxᵀ [3H, T·B] · X [T·B, I]
@@ -382,6 +393,7 @@ fn weight_grads(
         };
         let flags = GemmFlags {
             accumulate: d == 1,
+            elems,
             ..Default::default()
         };
         let (gemm_list, slices) = gemm_deferred(

@@ -90,7 +90,7 @@ pub(crate) fn plan(
         }
         let per_step = match cfg.variant {
             GruVariant::ResetAfter => {
-                vec![step::for_device_as(
+                vec![step::for_device(
                     ctx,
                     Kernel::StepFused,
                     cfg.hidden_size,

@@ -140,7 +140,7 @@ impl GpuGru {
         let config = weights.config;
         let params = ctx.scoped(|| {
             if precision.is_half() {
-                GpuParams::new_f16(&ctx, &config)
+                GpuParams::new_f16(&ctx, &config, precision.trains())
             } else {
                 GpuParams::new(&ctx, &config)
             }
@@ -221,6 +221,7 @@ impl GpuGru {
 
     fn run_index(&mut self, t_len: usize, batch: usize) -> Result<usize> {
         let (ctx, cfg, params, cap) = (&self.ctx, &self.config, &self.params, self.batch_chunk);
+        let precision = self.precision;
         self.runs.index(t_len, batch, || {
             let mut rows = Workspace::max_rows(ctx, cfg, t_len);
             if let Some(cap) = cap {
@@ -239,7 +240,7 @@ impl GpuGru {
                     .step_by(rows)
                     .map(|b0| {
                         let bc = rows.min(batch - b0);
-                        let ws = if params.half() {
+                        let ws = if !precision.trains() {
                             plan::inference_workspace(ctx, cfg, params, (t_len, bc))?
                         } else {
                             plan::workspace(
@@ -415,9 +416,9 @@ impl GpuGru {
     /// Like [`GpuGru::backward`] but leaves the gradients on the device (one submission,
     /// no readback); read them with [`GpuGru::read_grads`].
     pub fn backward_on_device(&mut self, d_output: &[f32], d_h_n: Option<&[f32]>) -> Result<()> {
-        if self.precision.is_half() {
+        if !self.precision.trains() {
             return Err(GruError::State(format!(
-                "this layer stores its tensors as {}, for inference: it has no backward (train in f32)",
+                "this layer stores its tensors as {}, for inference: it has no backward (train with f32 or mixed)",
                 self.precision
             )));
         }

@@ -51,10 +51,11 @@ impl GpuParams {
         Self::within(ctx, config, &values, &grads)
     }
 
-    /// An inference stack whose values are f16, in one buffer (each tensor at a
-    /// multiple of 256 bytes). It has no gradients: its `d_*` ranges are its values,
-    /// which nothing binds, since f16 workspaces record no backward.
-    pub(crate) fn new_f16(ctx: &GpuContext, config: &GruConfig) -> Result<Self> {
+    /// A stack whose values are f16, in one buffer (each tensor at a multiple of 256
+    /// bytes), with f32 gradients in a flat buffer where `grads` (mixed precision).
+    /// Without, it has none: its `d_*` ranges are its values, which nothing binds, since
+    /// inference workspaces record no backward.
+    pub(crate) fn new_f16(ctx: &GpuContext, config: &GruConfig, grads: bool) -> Result<Self> {
         let lens = tensor_lens(config);
         // 256 bytes: 128 f16 values.
         let align = 128;
@@ -75,6 +76,11 @@ impl GpuParams {
                 half: true,
             })
             .collect();
+        if grads {
+            let layout = Layout::for_device(ctx, &lens, None);
+            let grads = Flat::new(ctx, "gru_grads", &layout)?.ranges(&layout, &lens);
+            return Self::within(ctx, config, &values, &grads);
+        }
         Self::within(ctx, config, &values, &values)
     }
 

@@ -9,6 +9,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::forward;
 use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
+use crate::precision::Precision;
 
 /// The workspace of (T, B) with its lists, the backward's as `needs` says.
 pub(crate) fn workspace(
@@ -18,7 +19,14 @@ pub(crate) fn workspace(
     (t_len, batch): (usize, usize),
     needs: BackwardNeeds,
 ) -> Result<Workspace> {
-    let mut ws = Workspace::alloc(ctx, cfg, t_len, batch, scratch_len(ctx, cfg, t_len * batch))?;
+    // f16 parameters here are a mixed-precision stack's: f16 activations, f32 gradients.
+    let precision = if params.half() {
+        Precision::Mixed
+    } else {
+        Precision::F32
+    };
+    let scratch = scratch_len(ctx, cfg, t_len * batch);
+    let mut ws = Workspace::alloc(ctx, cfg, (t_len, batch), scratch, precision)?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
     let (list, slices) = backward::plan(ctx, cfg, params, &ws, needs)?;
     ws.backward = list;
@@ -35,7 +43,7 @@ pub(crate) fn inference_workspace(
     (t_len, batch): (usize, usize),
 ) -> Result<Workspace> {
     let scratch = forward::scratch_len(ctx, cfg, t_len * batch);
-    let mut ws = Workspace::alloc_as(ctx, cfg, (t_len, batch), scratch, true)?;
+    let mut ws = Workspace::alloc(ctx, cfg, (t_len, batch), scratch, Precision::F16)?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
     Ok(ws)
 }

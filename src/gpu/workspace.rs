@@ -8,6 +8,7 @@ use crate::gpu::context::{value_bytes, GpuContext};
 use crate::gpu::flat::ALIGN;
 use crate::gpu::ops::reduce::Slices;
 use crate::gpu::ops::{step_slots, Dispatch};
+use crate::precision::Precision;
 
 /// Buffers of one layer and direction that backward needs from forward. A layer's
 /// directions share each buffer (`slabs`), so that one step dispatch can bind both.
@@ -72,8 +73,8 @@ pub(crate) struct Workspace {
     pub step_slots: wgpu::Buffer,
     pub slot_stride: u32,
     pub staging: wgpu::Buffer,
-    /// An f16 inference workspace: the input, outputs, gx, states and saved values are
-    /// f16, and the backward's buffers have no room (no backward is recorded).
+    /// The input, outputs, gx, states and saved values are f16 (f16 inference and mixed
+    /// precision; the gradients stay f32).
     pub half: bool,
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
@@ -81,30 +82,21 @@ pub(crate) struct Workspace {
 
 impl Workspace {
     /// The buffers, with empty dispatch lists; `scratch` f32 values of split-K scratch.
+    /// f16 activations where `precision` is half ([`Workspace::half`]), and no room for
+    /// the backward's buffers in an f16 inference workspace.
     pub(crate) fn alloc(
-        ctx: &GpuContext,
-        cfg: &GruConfig,
-        t_len: usize,
-        batch: usize,
-        scratch: usize,
-    ) -> Result<Self> {
-        Self::alloc_as(ctx, cfg, (t_len, batch), scratch, false)
-    }
-
-    /// [`Workspace::alloc`], or where `half` an f16 inference workspace
-    /// ([`Workspace::half`]).
-    pub(crate) fn alloc_as(
         ctx: &GpuContext,
         cfg: &GruConfig,
         (t_len, batch): (usize, usize),
         scratch: usize,
-        half: bool,
+        precision: Precision,
     ) -> Result<Self> {
         let h = cfg.hidden_size;
         let nd = cfg.num_directions();
         let tb = t_len * batch;
+        let half = precision.is_half();
         // The backward's buffers: none in an inference workspace.
-        let grad = |n: usize| if half { 0 } else { n };
+        let grad = |n: usize| if precision.trains() { n } else { 0 };
         let mut outs = Vec::new();
         let mut d_ins = Vec::new();
         for l in 0..cfg.num_layers {

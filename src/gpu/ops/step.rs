@@ -33,15 +33,10 @@ pub(crate) fn step_slots(ctx: &GpuContext, t_len: usize) -> Result<(wgpu::Buffer
 /// (shaders/parts/*_subgroup.wgsl). Only the reset-after matvec kernels have one.
 /// The fused forward step (W_hhᵀ) and the backward state kernels (W_hh) also read the
 /// recurrent weights through uniform windows where the adapter takes them
-/// ([`GpuContext::uniform_windows`]) and `hidden` fits them.
-pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize) -> Kernel {
-    for_device_as(ctx, kernel, hidden, false)
-}
-
-/// [`for_device`] for weights stored as f16 where `half`: the windows read f32 (a
-/// uniform array's stride is 16 bytes), so f16 weights are read from storage, at half
-/// the bytes.
-pub(crate) fn for_device_as(ctx: &GpuContext, kernel: Kernel, hidden: usize, half: bool) -> Kernel {
+/// ([`GpuContext::uniform_windows`]) and `hidden` fits them, but never where `half`
+/// (f16 weights): the windows read f32 (a uniform array's stride is 16 bytes), so f16
+/// weights are read from storage, at half the bytes.
+pub(crate) fn for_device(ctx: &GpuContext, kernel: Kernel, hidden: usize, half: bool) -> Kernel {
     let subgroups = ctx.subgroup_builds();
     let windows =
         !half && ctx.uniform_windows() && 3 * hidden * hidden <= W_WINDOWS * WINDOW_FLOATS;

@@ -184,7 +184,9 @@ fn mixed_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64
     let want = cpu::backward(&w16, &half, &dy, Some(&dhn)).unwrap();
     let full = cpu::forward(&w, &input).unwrap();
     let want32 = cpu::backward(&w, &full, &dy, Some(&dhn)).unwrap();
-    let mut pairs: Vec<(String, &[f32], &[f32], &[f32])> = vec![
+    // (what, device, rounding reference, f32 reference)
+    type Pair<'a> = (String, &'a [f32], &'a [f32], &'a [f32]);
+    let mut pairs: Vec<Pair> = vec![
         (
             "d_input".to_string(),
             &grads.d_input,

@@ -52,12 +52,17 @@ pub fn kernel_entry_points() -> Vec<(&'static str, &'static str, bool)> {
         .collect()
 }
 
+/// One f16 storage build: its label, its source, and its entry points with whether each
+/// needs `enable subgroups;`.
+#[doc(hidden)]
+pub type HalfBuild = (String, String, Vec<(&'static str, bool)>);
+
 /// The f16 storage builds ([`crate::Precision::F16`]) of every shader, in each mix of
 /// f16 roles the ops ask for: (build label `<label>__<mix>`, source, entry points with
 /// whether they need `enable subgroups;`). For validators outside the engine (Dawn's,
 /// on a device with shader-f16, in CI).
 #[doc(hidden)]
-pub fn half_builds() -> Vec<(String, String, Vec<(&'static str, bool)>)> {
+pub fn half_builds() -> Vec<HalfBuild> {
     let mut out = Vec::new();
     for s in kernels::ALL_SHADERS {
         let entries: Vec<(&'static str, bool)> = kernel_entry_points()

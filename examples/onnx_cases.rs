@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use gru_engine::checkpoint::SavePrecision;
 use gru_engine::config::GruVariant;
 use gru_engine::io::onnx::write_model;
 use gru_engine::io::{write_npz, Tensor, Tensors};
@@ -67,16 +68,43 @@ fn main() -> gru_engine::Result<()> {
         ),
         ("forecaster", ModelConfig::forecaster(2, 7, 3), false),
     ];
+    // Two of them again with float16 initializers (`--precision f16`): ONNX Runtime's
+    // logits against the reference's on the f16-rounded weights.
+    let halves = [
+        (
+            "lm_reset_after_2_layers_f16",
+            ModelConfig::language_model(30, 5, 8).layers(2),
+            false,
+        ),
+        (
+            "classifier_bidirectional_lengths_f16",
+            ModelConfig::classifier(tokens, 6, 3)
+                .layers(2)
+                .bidirectional(true),
+            true,
+        ),
+    ];
     let mut rng = Rng::new(21);
-    for (name, cfg, lengths) in cases {
+    for (name, cfg, lengths) in cases.into_iter().chain(halves) {
         let (b, t) = (5, 9);
-        let params = ModelParams::init(cfg, 7)?;
+        let half = name.ends_with("_f16");
+        let mut params = ModelParams::init(cfg, 7)?;
         let options = ExportOptions {
             lengths,
             initial_state: name.contains("stateful"),
             probabilities: true,
+            precision: if half {
+                SavePrecision::F16
+            } else {
+                SavePrecision::F32
+            },
             ..Default::default()
         };
+        if half {
+            for t in params.tensors_mut() {
+                *t = gru_engine::precision::round_all_f16(t);
+            }
+        }
         export(&params, &options, &dir.join(format!("{name}.onnx")))?;
         let lens: Vec<usize> = (0..b)
             .map(|r| if lengths { 1 + (r * 4 + 3) % t } else { t })

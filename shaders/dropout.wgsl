@@ -8,8 +8,8 @@
 
 @group(0) @binding(0) var<uniform> p: DropoutSite;
 @group(0) @binding(1) var<uniform> step: TrainStep;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<act_t>;
+@group(0) @binding(3) var<storage, read_write> dst: array<out_t>; // src and dst: f16 activations in mixed precision
 
 // PCG-style integer hash; rng.rs has the same function for the CPU reference.
 fn pcg(v: u32) -> u32 {
@@ -24,5 +24,5 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= p.n) { return; }
     let g = (i / p.span) * p.stride + p.offset + i % p.span;
     let h = pcg(g ^ pcg(step.seed ^ pcg(p.site)));
-    dst[i] = select(0.0, src[i] * p.scale, h >= p.threshold);
+    dst[i] = out_t(select(0.0, f32(src[i]) * p.scale, h >= p.threshold));
 }

@@ -19,8 +19,8 @@ override SLICES: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: EmbedParams;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<act_t>;   // the table, or d_x (f16 table in mixed precision)
+@group(0) @binding(3) var<storage, read_write> dst: array<out_t>; // the lookup, or d_table
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     // A 2-D grid when the elements pass 65535 workgroups of 64.
@@ -33,18 +33,18 @@ fn embed_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (e >= p.n * p.dim) { return; }
     let row = e / p.dim;
     let j = e % p.dim;
-    dst[e] = src[ids[row] * p.dim + j];
+    dst[e] = out_t(src[ids[row] * p.dim + j]);
 }
 
 // d_x[pos, j]: the sum of its slices in order.
 fn d_x(pos: u32, j: u32) -> f32 {
     let at = pos * p.dim + j;
-    var s = src[at];
+    var s = f32(src[at]);
     // A pipeline constant, not a uniform: with one slice the loop is compiled away, and
     // llvmpipe, which counts even an empty loop against an invocation's 65,535
     // iterations, never sees it (a token may occur at 70,000 positions).
     for (var z = 1u; z < SLICES; z++) {
-        s += src[z * p.n * p.dim + at];
+        s += f32(src[z * p.n * p.dim + at]);
     }
     return s;
 }
@@ -71,6 +71,6 @@ fn embed_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         if (k + 3u < k1) { s += d_x(ids[base + k + 3u], j); }
     }
     let at = v * p.dim + j;
-    if (p.accumulate != 0u) { s += dst[at]; }
-    dst[at] = s;
+    if (p.accumulate != 0u) { s += f32(dst[at]); }
+    dst[at] = out_t(s);
 }

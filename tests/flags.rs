@@ -121,6 +121,77 @@ fn save_precision_stores_the_parameters_as_asked() {
     assert!(err.contains("f8") && err.contains("f16"), "{err}");
 }
 
+/// `train --precision mixed` on a device: it says so in the memory line, saves f32
+/// master weights, resumes from an F16 checkpoint (which it reads widened); the same
+/// run differs from f32's. f16 is refused for training, and mixed on the CPU reference,
+/// each in one line.
+#[test]
+fn train_precision_mixed_trains_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let text = corpus(d.path());
+    let small = [
+        "train",
+        "--text",
+        s(&text),
+        "--hidden",
+        "6",
+        "--embed",
+        "4",
+        "--seq-len",
+        "5",
+        "--batch",
+        "2",
+    ];
+    let e = stderr_of(&[&small[..], &["--precision", "f16", "--steps", "1"]].concat());
+    assert!(
+        e.contains("--precision mixed") && e.contains("inference"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let e = stderr_of(&[&small[..], &["--precision", "mixed", "--device", "cpu"]].concat());
+    assert!(e.contains("CPU reference") && e.contains("f32"), "{e}");
+    let dev = common::cli_device();
+    if dev != "gpu" || !common::gpu().is_some_and(|c| c.supports_f16()) {
+        return;
+    }
+    let (mixed, full) = (d.path().join("mixed"), d.path().join("full"));
+    let run = |dir: &Path, extra: &[&str]| {
+        let a = [
+            &small[..],
+            &["--device", dev, "--checkpoint-dir", s(dir)],
+            extra,
+        ]
+        .concat();
+        ok(&a)
+    };
+    let out = run(
+        &mixed,
+        &[
+            "--precision",
+            "mixed",
+            "--steps",
+            "3",
+            "--save-precision",
+            "f16",
+        ],
+    );
+    assert!(
+        out.contains("device memory: ") && out.contains("mixed precision"),
+        "{out}"
+    );
+    run(&full, &["--steps", "3", "--save-precision", "f16"]);
+    let (a, b) = (last(&mixed), last(&full));
+    assert_ne!(a.params.tensors(), b.params.tensors());
+    // Resume the F16 checkpoint in mixed precision.
+    run(
+        &mixed,
+        &["--resume", "--precision", "mixed", "--steps", "5"],
+    );
+    let c = last(&mixed);
+    assert_eq!(c.optimizer.unwrap().step, 5);
+    assert!(c.params.tensors().into_iter().flatten().all(|v| v.is_finite()));
+}
+
 /// The language model's flags land in the saved model, optimiser and options.
 #[test]
 fn train_flags_reach_the_model_and_the_optimiser() {

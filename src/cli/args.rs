@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// weights' rounding). Every command reads either.
     #[arg(long, value_enum, default_value_t = SavePrecisionArg::F32)]
     pub save_precision: SavePrecisionArg,
+    /// What training computes in: f32, or mixed (f32 master weights and optimiser
+    /// state, f16 weight copies and activations on the device, f32 gradients; needs a
+    /// device with SHADER_F16). f16 alone stores for inference and is refused here.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
 }
 
 /// `--save-precision`.
@@ -129,6 +134,16 @@ impl SavePrecisionArg {
 }
 
 impl RunArgs {
+    /// `--precision` for a training run: f32 or mixed; f16 refused with the reason.
+    pub fn precision(&self) -> Result<gru_engine::Precision> {
+        match self.precision {
+            PrecisionArg::F16 => Err(GruError::Input(
+                "--precision f16 stores for inference and cannot train: use --precision mixed (f16 weights and activations, f32 gradients and master weights)".into(),
+            )),
+            p => Ok(p.to_lib()),
+        }
+    }
+
     /// The run folder for task `base`, chosen and checked; nothing is created until
     /// [`RunPlan::start`].
     /// The run folder of task `base`; `leader`: this process writes it (alone, or rank 0

@@ -601,6 +601,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     // Every flag is checked before anything is read, built or written.
     at_least_one("--batch", a.batch)?;
     a.device.local_rank = ranks.local_rank();
+    a.device.precision = a.run.precision()?;
     at_least_one("--features", a.features)?;
     at_least_one("--max-len", a.max_len)?;
     at_least_one("--epochs", a.epochs as usize)?;

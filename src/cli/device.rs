@@ -113,6 +113,9 @@ pub struct DeviceArgs {
     /// machine's hardware GPU of that number (modulo their count).
     #[arg(skip)]
     pub local_rank: usize,
+    /// What a training run computes in (`RunArgs::precision`; f32 elsewhere).
+    #[arg(skip)]
+    pub precision: gru_engine::Precision,
 }
 
 /// Where to run.
@@ -270,15 +273,25 @@ impl DeviceArgs {
             Choice::Gpu(ctx) => Some((ctx.clone(), ctx.allocated_bytes())),
             Choice::Cpu => None,
         };
+        let precision = self.precision;
         let mut t: Box<dyn Trainer> = match choice {
-            Choice::Gpu(ctx) => Box::new(GpuTrainer::new(ctx, &params, opts)?),
+            Choice::Gpu(ctx) => Box::new(GpuTrainer::with_precision(ctx, &params, opts, precision)?),
+            Choice::Cpu if precision != gru_engine::Precision::F32 => {
+                return Err(GruError::Input(format!(
+                    "--precision {precision} trains on a device with SHADER_F16, and this run is on the CPU reference, which trains in f32: use --precision f32 or a GPU (see `gru devices`)"
+                )))
+            }
             Choice::Cpu => Box::new(CpuTrainer::new(params, opts)?),
         };
         t.prepare(seq_len, batch)?;
         if let Some((ctx, before)) = gpu.filter(|_| !quiet) {
             let mb = (ctx.allocated_bytes() - before) as f64 / 1e6;
+            let what = match precision {
+                gru_engine::Precision::Mixed => "mixed precision: f32 parameters, gradients and optimiser state, their f16 copies, and the workspace of f16 activations and f32 gradients",
+                _ => "parameters, gradients, optimiser state, and the workspace",
+            };
             eprintln!(
-                "device memory: {mb:.1} MB of buffers (parameters, gradients, optimiser state, and the workspace of batches of {batch} x {seq_len})"
+                "device memory: {mb:.1} MB of buffers ({what} of batches of {batch} x {seq_len})"
             );
         }
         Ok(t)

@@ -250,6 +250,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     catch_interrupt();
     at_least_one("--batch", a.batch)?;
     a.device.local_rank = ranks.local_rank();
+    a.device.precision = a.run.precision()?;
     at_least_one("--window", a.window)?;
     at_least_one("--horizon", a.horizon)?;
     at_least_one("--epochs", a.epochs as usize)?;

@@ -196,6 +196,7 @@ fn train_ranked(mut a: TrainArgs, ranks: &Ranks) -> Result<u8> {
     at_least_one("--batch", a.batch)?;
     at_least_one("--seq-len", a.seq_len)?;
     a.device.local_rank = ranks.local_rank();
+    a.device.precision = a.run.precision()?;
     at_least_one("--embed", a.embed)?;
     at_least_one("--layers", a.stack.layers)?;
     at_least_one("--eval-every", a.eval_every as usize)?;

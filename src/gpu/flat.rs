@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::gpu::bind::Range;
-use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
+use crate::gpu::context::{value_bytes, GpuContext, UNIFORM_WINDOW};
 
 /// Tensor offsets are multiples of this many f32 values (256 bytes, the largest storage
 /// and uniform offset alignment WebGPU lets an adapter ask for). The padding between
@@ -28,11 +28,17 @@ impl Layout {
     /// (a tensor longer than that gets a segment of its own, which the buffer's size
     /// check then refuses with the tensor's name). Tensor `alone` gets a segment of its
     /// own (the embedding table, whose update is not the dense one).
+    #[cfg(test)]
     pub(crate) fn new(lens: &[usize], capacity: usize, alone: Option<usize>) -> Self {
+        Self::aligned(lens, capacity, alone, ALIGN)
+    }
+
+    /// [`Layout::new`] with tensors at multiples of `align` values.
+    fn aligned(lens: &[usize], capacity: usize, alone: Option<usize>, align: usize) -> Self {
         let mut places = Vec::with_capacity(lens.len());
         let mut segments: Vec<usize> = Vec::new();
         for (i, &n) in lens.iter().enumerate() {
-            let padded = n.max(1).div_ceil(ALIGN) * ALIGN;
+            let padded = n.max(1).div_ceil(align) * align;
             let last = segments.len().wrapping_sub(1);
             let joins = alone != Some(i) && alone.is_none_or(|a| a + 1 != i);
             match segments.last_mut() {
@@ -52,8 +58,21 @@ impl Layout {
     /// The layout of `lens` on `ctx`: segments as long as one storage binding allows,
     /// less the slack a uniform window past a tensor's end reads.
     pub(crate) fn for_device(ctx: &GpuContext, lens: &[usize], alone: Option<usize>) -> Self {
+        Self::for_device_as(ctx, lens, alone, false)
+    }
+
+    /// [`Layout::for_device`]; with `mirror`, every offset is also a multiple of 256
+    /// bytes in an f16 copy of the same layout (twice [`ALIGN`] values), so that the f32
+    /// values and their f16 copies share the tensors' places (mixed precision).
+    pub(crate) fn for_device_as(
+        ctx: &GpuContext,
+        lens: &[usize],
+        alone: Option<usize>,
+        mirror: bool,
+    ) -> Self {
+        let align = if mirror { 2 * ALIGN } else { ALIGN };
         let bytes = ctx.storage_limit().saturating_sub(UNIFORM_WINDOW);
-        Self::new(lens, (bytes / 4) as usize / ALIGN * ALIGN, alone)
+        Self::aligned(lens, (bytes / 4) as usize / align * align, alone, align)
     }
 
     /// The segment of tensor `i`.
@@ -66,18 +85,30 @@ impl Layout {
 #[derive(Debug)]
 pub(crate) struct Flat {
     pub buffers: Vec<wgpu::Buffer>,
+    /// f16 values (an f16 copy), else f32.
+    pub half: bool,
 }
 
 impl Flat {
     /// Zeroed buffers for every segment of `layout`, labelled `label`.
     pub(crate) fn new(ctx: &GpuContext, label: &str, layout: &Layout) -> Result<Self> {
+        Self::new_as(ctx, label, layout, false)
+    }
+
+    /// [`Flat::new`] of f16 values where `half` (the f16 copy of mixed precision).
+    pub(crate) fn new_as(
+        ctx: &GpuContext,
+        label: &str,
+        layout: &Layout,
+        half: bool,
+    ) -> Result<Self> {
         let buffers = layout
             .segments
             .iter()
             .enumerate()
-            .map(|(s, &n)| ctx.storage(&format!("{label}_{s}"), n))
+            .map(|(s, &n)| ctx.storage_as(&format!("{label}_{s}"), n, half))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Flat { buffers })
+        Ok(Flat { buffers, half })
     }
 
     /// Tensor `i` of `len` values.
@@ -85,9 +116,9 @@ impl Flat {
         let (s, first) = layout.places[i];
         Range {
             buffer: self.buffers[s].clone(),
-            offset: 4 * first as u64,
+            offset: value_bytes(self.half) * first as u64,
             len,
-            half: false,
+            half: self.half,
         }
     }
 

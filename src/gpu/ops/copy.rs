@@ -4,8 +4,8 @@ use crate::error::Result;
 use crate::gpu::abi::CopyParams;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch_as, Dispatch};
 
 impl CopyParams {
     /// Between direction `d`'s final state, row T of its [T+1, B, H] state buffer, and
@@ -39,10 +39,26 @@ pub(crate) fn strided_copy(
     src: &dyn Bind,
     dst: &dyn Bind,
 ) -> Result<Dispatch> {
+    strided_copy_as(ctx, p, (src, dst), (false, false))
+}
+
+/// [`strided_copy`] from f16 values where `src_half`, into f16 ones where `dst_half`
+/// (rounding to nearest: the refresh of mixed precision's f16 weight copies).
+pub(crate) fn strided_copy_as(
+    ctx: &GpuContext,
+    p: CopyParams,
+    (src, dst): (&dyn Bind, &dyn Bind),
+    (src_half, dst_half): (bool, bool),
+) -> Result<Dispatch> {
     let grid = flat_grid(ctx, (p.rows * p.width) as usize);
-    param_dispatch(
+    let elems = Elems {
+        act: src_half,
+        out: dst_half,
+        ..Elems::F32
+    };
+    param_dispatch_as(
         ctx,
-        Kernel::StridedCopy,
+        (Kernel::StridedCopy, elems),
         &[],
         "strided_copy",
         bytemuck::bytes_of(&p),

@@ -4,8 +4,8 @@
 use crate::error::Result;
 use crate::gpu::abi::DropoutSite;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch_as, Dispatch};
 use crate::rng::dropout_threshold;
 
 /// dst = src ⊙ mask / (1 − p) over `n` values at dropout site `site`; `step` is the
@@ -20,6 +20,25 @@ pub(crate) fn dropout(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Result<Dispatch> {
+    dropout_as(
+        ctx,
+        step,
+        (site, p, n),
+        (span, stride, offset),
+        (src, dst),
+        false,
+    )
+}
+
+/// [`dropout`] of f16 activations where `half` (mixed precision's forward).
+pub(crate) fn dropout_as(
+    ctx: &GpuContext,
+    step: &wgpu::Buffer,
+    (site, p, n): (u32, f32, usize),
+    (span, stride, offset): (usize, usize, usize),
+    (src, dst): (&wgpu::Buffer, &wgpu::Buffer),
+    half: bool,
+) -> Result<Dispatch> {
     let (threshold, scale) = dropout_threshold(p);
     let q = DropoutSite {
         n: n as u32,
@@ -32,9 +51,9 @@ pub(crate) fn dropout(
         _p0: 0,
     };
     let grid = flat_grid(ctx, n);
-    param_dispatch(
+    param_dispatch_as(
         ctx,
-        Kernel::Dropout,
+        (Kernel::Dropout, Elems::all(half)),
         &[],
         "dropout",
         bytemuck::bytes_of(&q),

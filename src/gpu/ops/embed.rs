@@ -4,8 +4,8 @@ use crate::error::Result;
 use crate::gpu::abi::EmbedParams;
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, Dispatch, Traffic};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, param_dispatch_as, Dispatch, Traffic};
 
 fn params(n: usize, dim: usize, vocab: usize, accumulate: bool) -> EmbedParams {
     EmbedParams {
@@ -17,19 +17,19 @@ fn params(n: usize, dim: usize, vocab: usize, accumulate: bool) -> EmbedParams {
 }
 
 /// out[n, j] = table[tokens[n], j] for `n` positions of `dim` values.
+/// From an f16 table into f16 activations where `half` (mixed precision).
 pub(crate) fn embed_forward(
     ctx: &GpuContext,
     (n, dim, vocab): (usize, usize, usize),
-    tokens: &dyn Bind,
-    table: &dyn Bind,
-    out: &dyn Bind,
+    (tokens, table, out): (&dyn Bind, &dyn Bind, &dyn Bind),
+    half: bool,
 ) -> Result<Dispatch> {
     let q = params(n, dim, vocab, false);
     let grid = flat_grid(ctx, n * dim);
     let bufs = [tokens, table, out];
-    param_dispatch(
+    param_dispatch_as(
         ctx,
-        Kernel::EmbedFwd,
+        (Kernel::EmbedFwd, Elems::all(half)),
         &[],
         "embed_fwd",
         bytemuck::bytes_of(&q),
@@ -151,7 +151,7 @@ mod tests {
         let out = upload(&ctx, &vec![0.0; n * dim]);
         run(
             &ctx,
-            &[embed_forward(&ctx, (n, dim, vocab), &ids, &t, &out).unwrap()],
+            &[embed_forward(&ctx, (n, dim, vocab), (&ids, &t, &out), false).unwrap()],
         );
         let want: Vec<f64> = tokens
             .iter()

@@ -104,7 +104,8 @@ impl Trainer for GpuTrainer {
         check_same_config(&self.config, &params.config)?;
         // The moments of lagging rows first take the steps they missed.
         self.flush_embedding()?;
-        tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)
+        tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)?;
+        self.refresh_copies()
     }
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
         blocking(self.optimizer_state_async())

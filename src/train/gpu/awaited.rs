@@ -118,6 +118,15 @@ impl GpuTrainer {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
         use crate::generate::gpu::{generate, Route};
+        if self.precision == crate::Precision::Mixed {
+            // Generation carries states between passes and into generate.wgsl as f32;
+            // a mixed trainer generates from its f32 master weights in an f32 trainer
+            // of its own (made per call: generation is not a training step).
+            let params = self.params_async().await?;
+            let mut t = GpuTrainer::new(self.ctx.clone(), &params, self.options.clone())?;
+            let run = t.generate_with_async(prompt, n, sampling, fused, on_token);
+            return Box::pin(run).await;
+        }
         self.flush_embedding()?;
         // The step shape first: building the prompt's shape can then only evict older ones.
         if fused.is_none() {

@@ -33,6 +33,7 @@ use crate::gpu::ops::embed::TableRows;
 use crate::gpu::ops::Dispatch;
 use crate::gpu::params::GpuParams;
 use crate::model::{batch_first_logits, check_same_config, ModelConfig, ModelParams, ParamRole};
+use crate::precision::Precision;
 use crate::train::options::{Optimizer, TrainOptions};
 use crate::train::trainer::Trainer;
 
@@ -91,6 +92,11 @@ pub struct GpuTrainer {
     step: u64,
     /// Stateful training's carried state.
     carry: Option<Carry>,
+    /// f32, or mixed precision.
+    precision: Precision,
+    /// Mixed precision: the refresh of the f16 weight copies (the update's last
+    /// dispatches, and what follows a write of the values).
+    refresh: Vec<Dispatch>,
 }
 
 impl std::fmt::Debug for GpuTrainer {
@@ -119,9 +125,54 @@ impl Drop for GpuTrainer {
 impl GpuTrainer {
     /// Uploads `params` to `ctx` and prepares the optimiser (fresh state).
     pub fn new(ctx: Arc<GpuContext>, params: &ModelParams, options: TrainOptions) -> Result<Self> {
+        Self::with_precision(ctx, params, options, Precision::F32)
+    }
+
+    /// [`GpuTrainer::new`] training in `precision`: f32, or [`Precision::Mixed`], where
+    /// the optimiser updates f32 master weights with f32 moments, and every update ends
+    /// by refreshing their f16 copies, which the model's kernels read (the embedding,
+    /// the GRU layers and the head); activations are f16 and every gradient f32, so no
+    /// loss scaling is needed. Parameters, checkpoints and generation use the f32
+    /// master weights. `Precision::F16` (storage for inference) trains nothing and is
+    /// refused, as are stateful training in mixed precision and a device without
+    /// `SHADER_F16`.
+    ///
+    /// ```no_run
+    /// use gru_engine::model::{Batch, ModelConfig, ModelParams};
+    /// use gru_engine::train::{GpuTrainer, TrainOptions, Trainer};
+    /// use gru_engine::{GpuContext, Precision};
+    /// # fn main() -> gru_engine::Result<()> {
+    /// let params = ModelParams::init(ModelConfig::language_model(4, 8, 16), 1)?;
+    /// let ctx = GpuContext::new_default()?;
+    /// let mut t = GpuTrainer::with_precision(ctx, &params, TrainOptions::adam(1e-2), Precision::Mixed)?;
+    /// let (x, y) = ([0u32, 1, 2, 3], [1u32, 2, 3, 0]);
+    /// t.train_step(&Batch::tokens(&x, 1, 4).classes(&y))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_precision(
+        ctx: Arc<GpuContext>,
+        params: &ModelParams,
+        options: TrainOptions,
+        precision: Precision,
+    ) -> Result<Self> {
         let config = params.config;
         config.validate()?;
         options.validate()?;
+        let mixed = match precision {
+            Precision::F32 => false,
+            Precision::Mixed => true,
+            Precision::F16 => {
+                return Err(GruError::Config(
+                    "f16 storage is for inference: a trainer takes f32 or mixed precision".into(),
+                ))
+            }
+        };
+        ctx.check_precision(precision)?;
+        if mixed && options.stateful {
+            return Err(GruError::Config(
+                "stateful training in mixed precision is not supported yet; train it in f32".into(),
+            ));
+        }
         if options.stateful && config.bidirectional {
             return Err(GruError::Config(
                 "a stateful model must be unidirectional (the reverse direction has no next batch to carry into)".into(),
@@ -138,9 +189,11 @@ impl GpuTrainer {
                 })
                 .collect();
             let table = infos.iter().find(|i| i.role == ParamRole::Embedding);
-            let lazy_table = table.is_some_and(|t| lazy::wanted(&ctx, t.len()));
+            // Mixed precision takes the dense update for the table: its rows' f16
+            // copies are refreshed with every other value's after each update.
+            let lazy_table = !mixed && table.is_some_and(|t| lazy::wanted(&ctx, t.len()));
             let (flats, tensors, layers) =
-                tensors::allocate(&ctx, &layer_configs, &infos, lazy_table)?;
+                tensors::allocate(&ctx, &layer_configs, &infos, (lazy_table, mixed))?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
             let norms = ctx.storage("grad_norms", update::norm_slots(&flats) + 2)?;
@@ -188,6 +241,8 @@ impl GpuTrainer {
             grad_staging: None,
             step: 0,
             carry: None,
+            precision,
+            refresh: Vec::new(),
         };
         t.update = t.ctx.scoped(|| {
             update::plan(
@@ -198,6 +253,8 @@ impl GpuTrainer {
                 &t.norms,
             )
         })?;
+        t.refresh = t.ctx.scoped(|| update::refresh(&t.ctx, &t.flats))?;
+        t.update.extend(t.refresh.iter().cloned());
         t.set_params(params)?;
         Ok(t)
     }
@@ -205,6 +262,26 @@ impl GpuTrainer {
     /// The device the trainer runs on.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
+    }
+
+    /// What the trainer computes in: f32 or mixed precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Mixed precision: submits the refresh of the f16 weight copies (after the f32
+    /// values were written).
+    fn refresh_copies(&self) -> Result<()> {
+        if self.refresh.is_empty() {
+            return Ok(());
+        }
+        let ctx = &self.ctx;
+        ctx.scoped(|| {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            crate::gpu::ops::encode(&mut enc, "refresh_f16", &self.refresh);
+            ctx.queue.submit([enc.finish()]);
+            Ok(())
+        })
     }
 
     /// Caps the batch rows one device workspace holds (`None`: as many as the device's
@@ -297,8 +374,9 @@ impl GpuTrainer {
     /// What every model plan binds besides its own buffers.
     fn buffers(&self) -> ModelBuffers<'_> {
         let n = self.tensors.len();
+        // The kernels read the f16 copies in mixed precision.
         fn pair(t: &GpuTensor) -> (&Range, &Range) {
-            (&t.value, &t.grad)
+            (t.kernel_value(), &t.grad)
         }
         ModelBuffers {
             layers: &self.layers,

@@ -5,11 +5,13 @@
 use crate::config::GruConfig;
 use crate::error::{GruError, Result};
 use crate::gpu::abi::{CopyParams, LossParams};
+use crate::gpu::bind::Bind;
 use crate::gpu::bind::Range;
 use crate::gpu::context::GpuContext;
 use crate::gpu::flat::ALIGN;
-use crate::gpu::ops::copy::strided_copy;
-use crate::gpu::ops::dropout::dropout;
+use crate::gpu::kernels::Elems;
+use crate::gpu::ops::copy::{strided_copy, strided_copy_as};
+use crate::gpu::ops::dropout::{dropout, dropout_as};
 use crate::gpu::ops::embed::{
     embed_backward, embed_forward, token_index, token_index_len, TableRows,
 };
@@ -22,6 +24,7 @@ use crate::gpu::plan::BackwardNeeds;
 use crate::gpu::workspace::Workspace;
 use crate::model::batch::Prepared;
 use crate::model::{Head, Loss, ModelConfig, ModelInput, HEAD_SITE};
+use crate::precision::device_bytes;
 
 use super::place::Place;
 
@@ -42,6 +45,9 @@ pub(crate) struct ModelBuffers<'a> {
 /// Everything of one (T, B), or of one chunk of its rows.
 pub(crate) struct ModelPlan {
     pub t_len: usize,
+    /// Mixed precision: the layers read f16 weights and keep f16 activations, and so
+    /// do the embedding's output, the gathered last states and the head's input.
+    half: bool,
     /// Rows of this plan (`place.rows`).
     pub batch: usize,
     pub place: Place,
@@ -88,6 +94,7 @@ impl ModelPlan {
         let batch = place.rows;
         let tb = t_len * batch;
         let (f, c) = (cfg.head_input_size(), cfg.outputs);
+        let half = bufs.layers.first().is_some_and(|(_, p)| p.half());
         let rows = match cfg.head {
             Head::EveryStep => tb,
             Head::LastState => batch,
@@ -119,7 +126,7 @@ impl ModelPlan {
         let last = match cfg.head {
             Head::EveryStep => None,
             Head::LastState => Some((
-                ctx.storage("last_state", rows * f)?,
+                ctx.storage_as("last_state", rows * f, half)?,
                 ctx.storage("d_last_state", rows * f)?,
             )),
         };
@@ -129,7 +136,7 @@ impl ModelPlan {
         };
         let input = if cfg.dropout > 0.0 {
             (
-                ctx.storage("head_input", rows * f)?,
+                ctx.storage_as("head_input", rows * f, half)?,
                 ctx.storage("d_head_input", rows * f)?,
             )
         } else {
@@ -160,6 +167,7 @@ impl ModelPlan {
         };
         let mut plan = ModelPlan {
             t_len,
+            half,
             batch,
             place,
             layers,
@@ -208,24 +216,20 @@ impl ModelPlan {
             (cfg.input, bufs.embedding)
         {
             let dims = (tb, embed_dim, vocab);
-            list.push(embed_forward(
-                ctx,
-                dims,
-                &self.tokens,
-                table,
-                self.layers[0].input(),
-            )?);
+            let out = self.layers[0].input();
+            let bufs: (&dyn Bind, &dyn Bind, &dyn Bind) = (&self.tokens, table, out);
+            list.push(embed_forward(ctx, dims, bufs, self.half)?);
         }
         for (l, ws) in self.layers.iter().enumerate() {
             if l > 0 {
                 let below = self.layers[l - 1].output();
-                list.push(dropout(
+                list.push(dropout_as(
                     ctx,
                     bufs.step,
                     (l as u32, p, tb * f),
                     self.place.dropout(f),
-                    below,
-                    ws.input(),
+                    (below, ws.input()),
+                    self.half,
                 )?);
             }
             list.extend(ws.forward.iter().cloned());
@@ -235,26 +239,33 @@ impl ModelPlan {
             Some((last, _)) => {
                 for d in 0..cfg.gru_config().num_directions() {
                     let cp = CopyParams::last_state(self.copy_dims(cfg), d, true);
-                    list.push(strided_copy(ctx, cp, top.states(d), last)?);
+                    let half = (self.half, self.half);
+                    list.push(strided_copy_as(ctx, cp, (top.states(d), last), half)?);
                 }
                 last
             }
             None => top.output(),
         };
         if cfg.dropout > 0.0 {
-            list.push(dropout(
+            list.push(dropout_as(
                 ctx,
                 bufs.step,
                 (HEAD_SITE, p, head.rows * f),
                 self.place.dropout(f),
-                gathered,
-                &head.input.0,
+                (gathered, &head.input.0),
+                self.half,
             )?);
         }
-        // logits [rows, C] = head_in [rows, F] · fc_wᵀ + fc_b
+        // logits [rows, C] = head_in [rows, F] · fc_wᵀ + fc_b (f32 logits in mixed
+        // precision, from the f16 input, weight and bias)
         let gp = GemmParams::dims(head.rows, c, f, f, f, c);
         let flags = GemmFlags {
             trans_b: true,
+            elems: Elems {
+                act: self.half,
+                wt: self.half,
+                out: false,
+            },
             ..Default::default()
         };
         let (w, b) = (bufs.fc_weight.0, bufs.fc_bias.0);
@@ -311,9 +322,15 @@ impl ModelPlan {
         let mut list = Vec::new();
         // d_fc_w [C, F] = d_logitsᵀ · head_in; d_fc_b = column sums; d_head_in = d_logits · fc_w
         let later = self.place.later();
+        // Mixed precision: op(B) (the head's input, the weight) is f16.
+        let elems = Elems {
+            wt: self.half,
+            ..Elems::F32
+        };
         let ta = GemmFlags {
             trans_a: true,
             accumulate: later,
+            elems,
             ..Default::default()
         };
         let (d_w, d_b) = (bufs.fc_weight.1, bufs.fc_bias.1);
@@ -353,7 +370,10 @@ impl ModelPlan {
             ctx,
             "gemm_d_head_input",
             gp,
-            GemmFlags::default(),
+            GemmFlags {
+                elems,
+                ..Default::default()
+            },
             &head.d_logits,
             w,
             None,
@@ -428,11 +448,8 @@ impl ModelPlan {
                 q.write_buffer(&self.token_index, 0, bytemuck::cast_slice(&index));
             }
             ModelInput::Features(_) => {
-                q.write_buffer(
-                    self.layers[0].input(),
-                    0,
-                    bytemuck::cast_slice(&prep.features),
-                );
+                let bytes = device_bytes(&prep.features, self.half);
+                q.write_buffer(self.layers[0].input(), 0, &bytes);
             }
         }
         let lengths: Vec<u32> = prep.lengths.iter().map(|&l| l as u32).collect();

@@ -14,10 +14,20 @@ use crate::model::{ModelConfig, ModelParams, ParamInfo, ParamRole};
 /// range of its role's flat buffer.
 pub(crate) struct GpuTensor {
     pub info: ParamInfo,
+    /// The f32 value (the master weights in mixed precision).
     pub value: Range,
+    /// Mixed precision: its f16 copy, which the forward and backward kernels read.
+    pub value16: Option<Range>,
     pub grad: Range,
     pub m: Range,
     pub v: Range,
+}
+
+impl GpuTensor {
+    /// What the model's kernels read: the f16 copy in mixed precision, else the value.
+    pub(crate) fn kernel_value(&self) -> &Range {
+        self.value16.as_ref().unwrap_or(&self.value)
+    }
 }
 
 /// The model's flat buffers: every tensor's value, gradient and moments.
@@ -27,6 +37,8 @@ pub(crate) struct Flats {
     /// one (`super::lazy`; a table the dense update takes shares the others' segment).
     pub lazy: Option<usize>,
     pub value: Flat,
+    /// Mixed precision: the f16 copy of `value`, in the same layout.
+    pub value16: Option<Flat>,
     pub grad: Flat,
     pub m: Flat,
     pub v: Flat,
@@ -50,22 +62,27 @@ pub(crate) type Layers = Vec<(GruConfig, GpuParams)>;
 
 /// Every parameter tensor of `infos` in flat buffers (zeroed), and the GRU stack's
 /// layers (one config each) over their ranges; with `lazy_table` an embedding table
-/// gets a segment of its own for the lazy update.
+/// gets a segment of its own for the lazy update; with `mixed` the values get an f16
+/// copy, which the layers read.
 pub(crate) fn allocate(
     ctx: &GpuContext,
     layer_configs: &[GruConfig],
     infos: &[ParamInfo],
-    lazy_table: bool,
+    (lazy_table, mixed): (bool, bool),
 ) -> Result<(Flats, Vec<GpuTensor>, Layers)> {
     let lens: Vec<usize> = infos.iter().map(ParamInfo::len).collect();
     let table = infos
         .iter()
         .position(|i| i.role == ParamRole::Embedding)
         .filter(|_| lazy_table);
-    let layout = Layout::for_device(ctx, &lens, table);
+    let layout = Layout::for_device_as(ctx, &lens, table, mixed);
+    let value16 = mixed
+        .then(|| Flat::new_as(ctx, "model_values_f16", &layout, true))
+        .transpose()?;
     let flats = Flats {
         lazy: table.map(|i| layout.segment_of(i)),
         value: Flat::new(ctx, "model_values", &layout)?,
+        value16,
         grad: Flat::new(ctx, "model_grads", &layout)?,
         m: Flat::new(ctx, "model_adam_m", &layout)?,
         v: Flat::new(ctx, "model_adam_v", &layout)?,
@@ -80,6 +97,7 @@ pub(crate) fn allocate(
             GpuTensor {
                 info: info.clone(),
                 value: flats.value.range(l, i, n),
+                value16: flats.value16.as_ref().map(|f| f.range(l, i, n)),
                 grad: flats.grad.range(l, i, n),
                 m: flats.m.range(l, i, n),
                 v: flats.v.range(l, i, n),
@@ -102,7 +120,7 @@ pub(crate) fn allocate(
         let mine = gru.get(at..at + n).ok_or_else(|| {
             crate::error::GruError::State("GRU tensors out of step with the layers".into())
         })?;
-        let values: Vec<Range> = mine.iter().map(|t| t.value.clone()).collect();
+        let values: Vec<Range> = mine.iter().map(|t| t.kernel_value().clone()).collect();
         let grads: Vec<Range> = mine.iter().map(|t| t.grad.clone()).collect();
         layers.push((*lc, GpuParams::within(ctx, lc, &values, &grads)?));
         at += n;

@@ -7,9 +7,10 @@ use super::lazy::LazyEmbedding;
 use super::tensors::{Flats, GpuTensor};
 
 use crate::error::Result;
-use crate::gpu::abi::TrainStep;
+use crate::gpu::abi::{CopyParams, TrainStep};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::copy::strided_copy_as;
 use crate::gpu::ops::embed_update::{rows_sumsq, rows_update};
 use crate::gpu::ops::optim::{
     clip_scale, max_norm_pairs, max_norm_rows, optimizer_step, sum_squares, sumsq_slots,
@@ -78,6 +79,32 @@ pub(crate) fn plan(
         }
     }
     Ok(list)
+}
+
+/// Mixed precision: the f16 copies of every segment of values refreshed from the f32
+/// master values (one rounding copy per segment), what the update ends with and what
+/// follows a write of the values; nothing in f32.
+pub(crate) fn refresh(ctx: &GpuContext, flats: &Flats) -> Result<Vec<Dispatch>> {
+    let Some(value16) = &flats.value16 else {
+        return Ok(Vec::new());
+    };
+    flats
+        .layout
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(s, &n)| {
+            let p = CopyParams {
+                rows: 1,
+                width: n as u32,
+                src_stride: n as u32,
+                dst_stride: n as u32,
+                ..Default::default()
+            };
+            let (src, dst) = (&flats.value.buffers[s], &value16.buffers[s]);
+            strided_copy_as(ctx, p, (src, dst), (false, true))
+        })
+        .collect()
 }
 
 /// The training uniform of update number `step`: hyperparameters, Adam's bias

@@ -389,7 +389,7 @@ fn mixed_vs_f32(
     let mut rng = Rng::new(seed);
     let d = data(&cfg, b, t, true, &mut rng);
     let opts = TrainOptions::adam(1e-2).clip_norm(1.0);
-    let mut full = GpuTrainer::new(ctx.clone(), &params, opts.clone()).unwrap();
+    let mut full = GpuTrainer::new(ctx.clone(), &params, opts).unwrap();
     let mut mixed =
         GpuTrainer::with_precision(ctx.clone(), &params, opts, Precision::Mixed).unwrap();
     assert_eq!(mixed.precision(), Precision::Mixed);
@@ -463,13 +463,13 @@ fn a_mixed_trainer_refreshes_its_copies_and_refuses_the_rest() {
     );
     let opts = TrainOptions::adam(1e-2);
     let mut mixed =
-        GpuTrainer::with_precision(ctx.clone(), &a, opts.clone(), Precision::Mixed).unwrap();
+        GpuTrainer::with_precision(ctx.clone(), &a, opts, Precision::Mixed).unwrap();
     let x = [1u32, 4, 2, 9, 0, 3];
     let batch = Batch::tokens(&x, 1, 6);
     let before = mixed.predict(&batch).unwrap();
     mixed.set_params(&b).unwrap();
     let after = mixed.predict(&batch).unwrap();
-    let want = GpuTrainer::new(ctx.clone(), &b, opts.clone())
+    let want = GpuTrainer::new(ctx.clone(), &b, opts)
         .unwrap()
         .predict(&batch)
         .unwrap();
@@ -490,7 +490,7 @@ fn a_mixed_trainer_refreshes_its_copies_and_refuses_the_rest() {
         })
         .unwrap();
     assert_eq!((n, got.len()), (12, 12));
-    let e = GpuTrainer::with_precision(ctx.clone(), &a, opts.clone(), Precision::F16).unwrap_err();
+    let e = GpuTrainer::with_precision(ctx.clone(), &a, opts, Precision::F16).unwrap_err();
     assert!(e.to_string().contains("inference"), "{e}");
     let stateful = TrainOptions {
         stateful: true,

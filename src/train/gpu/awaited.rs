@@ -123,7 +123,7 @@ impl GpuTrainer {
             // a mixed trainer generates from its f32 master weights in an f32 trainer
             // of its own (made per call: generation is not a training step).
             let params = self.params_async().await?;
-            let mut t = GpuTrainer::new(self.ctx.clone(), &params, self.options.clone())?;
+            let mut t = GpuTrainer::new(self.ctx.clone(), &params, self.options)?;
             let run = t.generate_with_async(prompt, n, sampling, fused, on_token);
             return Box::pin(run).await;
         }

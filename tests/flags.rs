@@ -189,7 +189,12 @@ fn train_precision_mixed_trains_and_resumes() {
     );
     let c = last(&mixed);
     assert_eq!(c.optimizer.unwrap().step, 5);
-    assert!(c.params.tensors().into_iter().flatten().all(|v| v.is_finite()));
+    assert!(c
+        .params
+        .tensors()
+        .into_iter()
+        .flatten()
+        .all(|v| v.is_finite()));
 }
 
 /// The language model's flags land in the saved model, optimiser and options.
@@ -1197,6 +1202,37 @@ fn forward_and_bench_precision() {
         let mixed: Vec<_> = rows.iter().filter(|r| r["precision"] == "mixed").collect();
         assert_eq!((rows.len(), mixed.len()), (4, 2), "{js}");
         assert_eq!(mixed[1]["pass"], "forward+backward", "{js}");
+        // --train: the mixed trainer beside the f32 one.
+        let js = stdout_of(&[
+            "bench",
+            "--train",
+            "--precision",
+            "mixed",
+            "--json",
+            "--seconds",
+            "0.01",
+            "--no-cpu",
+            "--device",
+            dev,
+            "-B",
+            "2",
+            "-T",
+            "3",
+            "--hidden",
+            "5",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let names: Vec<&str> = v["train"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["device"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{js}");
+        assert!(
+            names[0].ends_with(", f32") && names[1].ends_with(", mixed"),
+            "{js}"
+        );
         // A forward-only command runs mixed as f16.
         ok(&[&base[..], &["--device", dev, "--precision", "mixed"]].concat());
         let again = read_tensors(&yf, false).unwrap();

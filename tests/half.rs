@@ -462,8 +462,7 @@ fn a_mixed_trainer_refreshes_its_copies_and_refuses_the_rest() {
         ModelParams::init(cfg, 2).unwrap(),
     );
     let opts = TrainOptions::adam(1e-2);
-    let mut mixed =
-        GpuTrainer::with_precision(ctx.clone(), &a, opts, Precision::Mixed).unwrap();
+    let mut mixed = GpuTrainer::with_precision(ctx.clone(), &a, opts, Precision::Mixed).unwrap();
     let x = [1u32, 4, 2, 9, 0, 3];
     let batch = Batch::tokens(&x, 1, 6);
     let before = mixed.predict(&batch).unwrap();

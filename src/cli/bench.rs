@@ -71,7 +71,9 @@ pub struct BenchArgs {
     /// and activations, f32 gradients). Each alternates with its f32 twin in the same
     /// run (three rounds each, the best round of each reported), and the ratios are
     /// printed.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["train", "generate", "roofline", "plan"])]
+    /// --train with mixed: the mixed-precision trainer beside the f32 one, in
+    /// alternating rounds.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["generate", "roofline", "plan"])]
     pub precision: PrecisionArg,
     /// Skip the CPU reference.
     #[arg(long)]
@@ -525,38 +527,74 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);
     let mut rows = Vec::new();
-    let mut step = |name: String,
-                    tr: &mut dyn Trainer,
-                    dispatches: Option<usize>,
-                    sync: &dyn Fn() -> Result<()>|
-     -> Result<()> {
+    let step = |name: String,
+                tr: &mut dyn Trainer,
+                dispatches: Option<usize>,
+                sync: &dyn Fn() -> Result<()>|
+     -> Result<serde_json::Value> {
         let s = time(a.seconds, || {
             tr.train_step(&batch)?;
             sync()
         })?;
         tr.take_metrics(Split::Train)?;
-        rows.push(serde_json::json!({
+        Ok(serde_json::json!({
             "device": name,
             "steps_per_s": 1.0 / s,
             "tokens_per_s": (b * t) as f64 / s,
             "ms_per_step": s * 1e3,
             "dispatches_per_step": dispatches,
-        }));
-        Ok(())
+        }))
     };
     let mut kernels = Vec::new();
+    let precision = a.precision.to_lib();
     if let Choice::Gpu(ctx) = choice {
         let mut g = GpuTrainer::new(ctx.clone(), &params, opts)?;
         let n = g.dispatches_per_step(t, b)?;
         let name = adapter_label(ctx);
-        step(name, &mut g, Some(n), &|| ctx.wait_idle())?;
+        if precision == Precision::F32 {
+            rows.push(step(name, &mut g, Some(n), &|| ctx.wait_idle())?);
+        } else {
+            // f32 and mixed in alternating rounds, the best round of each, with the
+            // device memory each trainer took for this shape.
+            let mut trainers = Vec::new();
+            for p in [Precision::F32, precision] {
+                let before = ctx.allocated_bytes();
+                let mut tr = GpuTrainer::with_precision(ctx.clone(), &params, opts, p)?;
+                tr.prepare(t, b)?;
+                let bytes = ctx.allocated_bytes() - before;
+                let n = tr.dispatches_per_step(t, b)?;
+                trainers.push((p, tr, bytes, n, f64::INFINITY));
+            }
+            for _ in 0..3 {
+                for (_, tr, _, _, best) in trainers.iter_mut() {
+                    let s = time(a.seconds / 3.0, || {
+                        tr.train_step(&batch)?;
+                        ctx.wait_idle()
+                    })?;
+                    tr.take_metrics(Split::Train)?;
+                    *best = best.min(s);
+                }
+            }
+            for (p, _, bytes, n, s) in &trainers {
+                rows.push(serde_json::json!({
+                    "device": format!("{name}, {p}"),
+                    "steps_per_s": 1.0 / s,
+                    "tokens_per_s": (b * t) as f64 / s,
+                    "ms_per_step": s * 1e3,
+                    "dispatches_per_step": n,
+                    "device_memory_bytes": bytes,
+                }));
+            }
+        }
         if a.roofline {
             kernels = lab::profile_training(&mut g, &batch, a.seconds.min(1.0))?;
         }
+    } else if precision != Precision::F32 {
+        return Err(cpu_has_no_f16(precision));
     }
     if !a.no_cpu || matches!(choice, Choice::Cpu) {
         let mut c = CpuTrainer::new(params.clone(), opts)?;
-        step("CPU reference".into(), &mut c, None, &|| Ok(()))?;
+        rows.push(step("CPU reference".into(), &mut c, None, &|| Ok(()))?);
     }
     let model = serde_json::json!({
         "vocab": v, "embed": a.embed, "hidden": hidden, "layers": cfg.num_layers,
@@ -585,11 +623,14 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
         cfg.num_layers,
         gru_engine::model::group_digits(cfg.param_count())
     )?;
-    outln!("| device | steps/s | tokens/s | ms/step | dispatches/step |")?;
-    outln!("| --- | --- | --- | --- | --- |")?;
+    if precision != Precision::F32 {
+        outln!("f32 and {precision} trainers timed in three alternating rounds each, the best round shown; device memory: the trainer's buffers for this shape")?;
+    }
+    outln!("| device | steps/s | tokens/s | ms/step | dispatches/step | device MB |")?;
+    outln!("| --- | --- | --- | --- | --- | --- |")?;
     for r in &rows {
         outln!(
-            "| {} | {:.2} | {:.0} | {:.1} | {} |",
+            "| {} | {:.2} | {:.0} | {:.1} | {} | {} |",
             r["device"].as_str().unwrap_or(""),
             r["steps_per_s"].as_f64().unwrap_or(0.0),
             r["tokens_per_s"].as_f64().unwrap_or(0.0),
@@ -597,6 +638,9 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
             r["dispatches_per_step"]
                 .as_u64()
                 .map_or("-".into(), |n| n.to_string()),
+            r["device_memory_bytes"]
+                .as_f64()
+                .map_or("-".into(), |b| format!("{:.1}", b / 1e6)),
         )?;
     }
     Ok(0)

@@ -369,6 +369,30 @@ fn classify_train_eval_predict() {
         want += &format!("{},{},{:.4}\n", i + 1, labels[arg], 1.0 / z);
     }
     assert_eq!(out, want);
+    // --precision f16: the same labels, probabilities within 1e-2 of f32's (f16 weight
+    // copies and activations on the device); refused on the CPU reference.
+    let f16 = ["--precision", "f16"];
+    let args = [
+        &["classify", "predict", "-c", s(&run), "--input", s(&input)][..],
+        &f16,
+    ]
+    .concat();
+    if common::cli_device() == "gpu" && common::gpu().is_some_and(|c| c.supports_f16()) {
+        let half = ok(&args);
+        for (a, b) in half.lines().zip(want.lines()).skip(1) {
+            let (a, b): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+            assert_eq!(a[..2], b[..2], "{half}");
+            let (pa, pb): (f32, f32) = (a[2].parse().unwrap(), b[2].parse().unwrap());
+            assert!((pa - pb).abs() <= 1e-2, "{half}");
+        }
+        let ev = ok(&[
+            &["classify", "eval", "-c", s(&run), "--data", s(&data)][..],
+            &f16,
+        ]
+        .concat());
+        assert!(ev.contains("120 rows: loss"), "{ev}");
+    }
+    fails(&[&args[..], &["--device", "cpu"]].concat(), "CPU reference");
     // Text rows, word tokens, a binary head.
     let text = dir.path().join("reviews.csv");
     ok(&[
@@ -460,6 +484,27 @@ fn forecast_train_predict() {
     ]);
     assert!(out.contains("naive last value MSE"), "{out}");
     let out = ok(&["forecast", "predict", "-c", s(&run), "--data", s(&data)]);
+    // --precision f16 on the device: as many forecasts, each near f32's.
+    if common::cli_device() == "gpu" && common::gpu().is_some_and(|c| c.supports_f16()) {
+        let half = ok(&[
+            "forecast",
+            "predict",
+            "-c",
+            s(&run),
+            "--data",
+            s(&data),
+            "--precision",
+            "f16",
+        ]);
+        assert_eq!(half.lines().count(), out.lines().count(), "{half}");
+        for (a, b) in half.lines().zip(out.lines()).skip(1) {
+            let v = |l: &str| -> f32 { l.split(',').nth(1).unwrap().parse().unwrap() };
+            assert!(
+                (v(a) - v(b)).abs() <= 2e-2 * v(b).abs().max(1.0),
+                "{half}\n{out}"
+            );
+        }
+    }
     // The last 12 rows, normalised with the saved statistics, through the CPU reference.
     let c = best_checkpoint(&run);
     let meta: serde_json::Value = serde_json::from_str(&c.extra["forecast"]).unwrap();

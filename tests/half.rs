@@ -446,7 +446,7 @@ fn mixed_precision_trains_like_f32() {
 
 /// A mixed trainer reads its f16 copies fresh after `set_params` (its predictions follow
 /// the new values), generates (from its f32 master weights), and refuses what it does
-/// not do: f16 training, stateful mixed training.
+/// not do: training an f16 trainer (which predicts like it), stateful mixed training.
 #[test]
 fn a_mixed_trainer_refreshes_its_copies_and_refuses_the_rest() {
     use gru_engine::generate::Sampling;
@@ -489,7 +489,11 @@ fn a_mixed_trainer_refreshes_its_copies_and_refuses_the_rest() {
         })
         .unwrap();
     assert_eq!((n, got.len()), (12, 12));
-    let e = GpuTrainer::with_precision(ctx.clone(), &a, opts, Precision::F16).unwrap_err();
+    // An f16 trainer predicts as the mixed one does (the same copies and activations)
+    // and refuses to train.
+    let mut f16 = GpuTrainer::with_precision(ctx.clone(), &b, opts, Precision::F16).unwrap();
+    assert_eq!(f16.predict(&batch).unwrap(), after);
+    let e = f16.train_step(&batch.classes(&x)).unwrap_err();
     assert!(e.to_string().contains("inference"), "{e}");
     let stateful = TrainOptions {
         stateful: true,

@@ -115,6 +115,14 @@ pub enum PrecisionArg {
 }
 
 impl PrecisionArg {
+    /// For a command that only predicts: mixed means f16.
+    pub fn inference(self) -> gru_engine::Precision {
+        match self {
+            PrecisionArg::F32 => gru_engine::Precision::F32,
+            _ => gru_engine::Precision::F16,
+        }
+    }
+
     pub fn to_lib(self) -> gru_engine::Precision {
         match self {
             PrecisionArg::F32 => gru_engine::Precision::F32,

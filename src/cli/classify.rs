@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{
     at_least_one, check_resume, epochs_to_run, load_checkpoint, model_path, resumed_value,
-    save_run, OptimArgs, RunArgs, StackArgs,
+    save_run, OptimArgs, PrecisionArg, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
@@ -168,6 +168,10 @@ pub struct EvalArgs {
     pub batch: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// What the device computes in: f32, or f16 (f16 weight copies and activations,
+    /// f32 logits; mixed means the same here). Needs SHADER_F16.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -187,6 +191,10 @@ pub struct PredictArgs {
     pub batch: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// What the device computes in: f32, or f16 (f16 weight copies and activations,
+    /// f32 logits; mixed means the same here). Needs SHADER_F16.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -797,9 +805,9 @@ fn load_trained(checkpoint: Option<&Path>) -> Result<Trained> {
 }
 
 /// A trainer for eval or predict over `ex` in batches of up to `b` rows, checked to fit
-/// (see `DeviceArgs::build`) for the longest row.
+/// (see `DeviceArgs::build`) for the longest row, computing in `precision`.
 fn inference_trainer(
-    device: &DeviceArgs,
+    (device, precision): (&DeviceArgs, PrecisionArg),
     params: ModelParams,
     quiet: bool,
     b: usize,
@@ -807,6 +815,8 @@ fn inference_trainer(
 ) -> Result<Box<dyn Trainer>> {
     let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
     let cfg = params.config;
+    let mut device = device.clone();
+    device.precision = precision.inference();
     device.build(
         &cfg,
         || Ok(params),
@@ -837,7 +847,7 @@ fn eval(a: EvalArgs) -> Result<u8> {
     );
     let ex = examples(&a.data, &rows, true, &f, &vocab)?;
     let ids = class_ids(&a.data, &rows, &ex, &f.labels)?;
-    let mut t = inference_trainer(&a.device, params, a.quiet, b, &ex)?;
+    let mut t = inference_trainer((&a.device, a.precision), params, a.quiet, b, &ex)?;
     let (loss, acc) = eval_set(t.as_mut(), &ex, &ids, &f, b)?;
     let pred = predict_set(t.as_mut(), &ex, &f, b)?;
     let n = f.labels.len();
@@ -924,7 +934,7 @@ fn predict(a: PredictArgs) -> Result<u8> {
         a.quiet,
     );
     let ex = examples(&a.input, &rows, false, &f, &vocab)?;
-    let mut t = inference_trainer(&a.device, params, a.quiet, b, &ex)?;
+    let mut t = inference_trainer((&a.device, a.precision), params, a.quiet, b, &ex)?;
     outln!("row,label,probability")?;
     for (i, (p, prob)) in predict_set(t.as_mut(), &ex, &f, b)?.into_iter().enumerate() {
         outln!("{},{},{prob:.4}", i + 1, f.labels[p])?;

@@ -278,7 +278,7 @@ impl DeviceArgs {
             Choice::Gpu(ctx) => Box::new(GpuTrainer::with_precision(ctx, &params, opts, precision)?),
             Choice::Cpu if precision != gru_engine::Precision::F32 => {
                 return Err(GruError::Input(format!(
-                    "--precision {precision} trains on a device with SHADER_F16, and this run is on the CPU reference, which trains in f32: use --precision f32 or a GPU (see `gru devices`)"
+                    "--precision {precision} runs on a device with SHADER_F16, and this run is on the CPU reference, which computes in f32: use --precision f32 or a GPU (see `gru devices`)"
                 )))
             }
             Choice::Cpu => Box::new(CpuTrainer::new(params, opts)?),

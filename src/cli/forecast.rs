@@ -15,7 +15,7 @@ use gru_engine::{GruError, Result};
 
 use crate::cli::args::{
     at_least_one, check_resume, epochs_to_run, load_checkpoint, model_path, resumed_value,
-    save_run, OptimArgs, RunArgs, StackArgs,
+    save_run, OptimArgs, PrecisionArg, RunArgs, StackArgs,
 };
 use crate::cli::device::DeviceArgs;
 use crate::cli::ranks::{fingerprint, run_items, Ranks};
@@ -84,6 +84,10 @@ pub struct PredictArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// What the device computes in: f32, or f16 (f16 weight copies and activations,
+    /// f32 outputs; mixed means the same here). Needs SHADER_F16.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -481,7 +485,9 @@ fn predict(a: PredictArgs) -> Result<u8> {
         )));
     }
     let cfg = c.params.config;
-    let mut t = a.device.build(
+    let mut device = a.device.clone();
+    device.precision = a.precision.inference();
+    let mut t = device.build(
         &cfg,
         || Ok(c.params),
         Default::default(),

@@ -118,7 +118,7 @@ impl GpuTrainer {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
         use crate::generate::gpu::{generate, Route};
-        if self.precision == crate::Precision::Mixed {
+        if self.precision.is_half() {
             // Generation carries states between passes and into generate.wgsl as f32;
             // a mixed trainer generates from its f32 master weights in an f32 trainer
             // of its own (made per call: generation is not a training step).

@@ -133,9 +133,10 @@ impl GpuTrainer {
     /// by refreshing their f16 copies, which the model's kernels read (the embedding,
     /// the GRU layers and the head); activations are f16 and every gradient f32, so no
     /// loss scaling is needed. Parameters, checkpoints and generation use the f32
-    /// master weights. `Precision::F16` (storage for inference) trains nothing and is
-    /// refused, as are stateful training in mixed precision and a device without
-    /// `SHADER_F16`.
+    /// master weights. With [`Precision::F16`] the trainer predicts and evaluates in
+    /// f16 (the same copies and activations, f32 logits) and refuses to train; its
+    /// device memory still holds the f32 values, gradients and moments. Stateful
+    /// training in mixed precision and a device without `SHADER_F16` are refused.
     ///
     /// ```no_run
     /// use gru_engine::model::{Batch, ModelConfig, ModelParams};
@@ -158,15 +159,7 @@ impl GpuTrainer {
         let config = params.config;
         config.validate()?;
         options.validate()?;
-        let mixed = match precision {
-            Precision::F32 => false,
-            Precision::Mixed => true,
-            Precision::F16 => {
-                return Err(GruError::Config(
-                    "f16 storage is for inference: a trainer takes f32 or mixed precision".into(),
-                ))
-            }
-        };
+        let mixed = precision.is_half();
         ctx.check_precision(precision)?;
         if mixed && options.stateful {
             return Err(GruError::Config(

@@ -22,6 +22,11 @@ impl GpuTrainer {
     /// [`Self::submit_update`] (data-parallel training sums them across ranks between).
     pub(super) fn submit_with(&mut self, i: usize, pass: Pass, update: bool) -> Result<()> {
         let training = matches!(pass, Pass::Train | Pass::Gradients);
+        if training && self.precision == crate::Precision::F16 {
+            return Err(crate::error::GruError::State(
+                "this trainer stores f16 for inference: it predicts and evaluates, but trains only in f32 or mixed precision".into(),
+            ));
+        }
         let carry = self.options.stateful && pass == Pass::Train;
         if carry {
             self.carry_for(self.shapes.get(i).batch)?;

@@ -1233,6 +1233,31 @@ fn forward_and_bench_precision() {
             names[0].ends_with(", f32") && names[1].ends_with(", mixed"),
             "{js}"
         );
+        // --generate: the f16 trainer's per-token passes after the f32 routes.
+        let js = stdout_of(&[
+            "bench",
+            "--generate",
+            "--precision",
+            "f16",
+            "--json",
+            "--tokens",
+            "5",
+            "--no-cpu",
+            "--device",
+            dev,
+            "--hidden",
+            "5",
+            "--vocab",
+            "7",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let routes: Vec<&str> = v["generate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["route"].as_str().unwrap())
+            .collect();
+        assert_eq!(routes.last(), Some(&"per-token passes, f16"), "{js}");
         // A forward-only command runs mixed as f16.
         ok(&[&base[..], &["--device", dev, "--precision", "mixed"]].concat());
         let again = read_tensors(&yf, false).unwrap();

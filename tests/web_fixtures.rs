@@ -53,6 +53,39 @@ fn greedy_generation_prints_the_fixture_text() {
     assert_eq!(got, want);
 }
 
+/// The same text in f16 (`gru generate --precision f16`: f16 weight copies and states,
+/// one pass of the model's kernels per token), where the device has SHADER_F16: the
+/// margins checked below leave f16's rounding far from any decision.
+#[test]
+fn greedy_generation_in_f16_prints_the_fixture_text() {
+    let Ok(ctx) = gru_engine::GpuContext::new_default() else {
+        assert!(std::env::var_os("CI").is_none(), "no adapter under CI");
+        return;
+    };
+    if !ctx.supports_f16() {
+        return;
+    }
+    let ckpt = fixture("lm.safetensors");
+    let want = std::fs::read_to_string(fixture("lm.generate.txt")).unwrap();
+    let got = gru(&[
+        "generate",
+        "--device",
+        "gpu",
+        "--precision",
+        "f16",
+        "--quiet",
+        "-c",
+        ckpt.to_str().unwrap(),
+        "--temperature",
+        "0",
+        "--prompt",
+        "The ",
+        "--length",
+        "120",
+    ]);
+    assert_eq!(got, want);
+}
+
 #[test]
 fn no_near_tie_decides_a_fixture_character() {
     let c = Checkpoint::load(&fixture("lm.safetensors")).unwrap();

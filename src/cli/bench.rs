@@ -72,8 +72,9 @@ pub struct BenchArgs {
     /// run (three rounds each, the best round of each reported), and the ratios are
     /// printed.
     /// --train with mixed: the mixed-precision trainer beside the f32 one, in
-    /// alternating rounds.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["generate", "roofline", "plan"])]
+    /// alternating rounds. --generate with f16 (or mixed): also the f16 trainer's
+    /// per-token passes.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["roofline", "plan"])]
     pub precision: PrecisionArg,
     /// Skip the CPU reference.
     #[arg(long)]
@@ -465,12 +466,23 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
             "ms_per_token": s * 1e3,
         }));
     };
+    let precision = a.precision.inference();
     if let Choice::Gpu(ctx) = choice {
-        let mut g = GpuTrainer::new(ctx.clone(), &params, TrainOptions::default())?;
         let name = adapter_label(ctx);
-        for r in lab::generation_routes(&mut g, n)? {
-            push(name.clone(), r.route, r.seconds_per_token);
+        // With --precision f16, the f16 trainer's per-token passes after the f32 routes.
+        let mut precisions = vec![Precision::F32];
+        if precision.is_half() {
+            precisions.push(precision);
         }
+        for p in precisions {
+            let mut g =
+                GpuTrainer::with_precision(ctx.clone(), &params, TrainOptions::default(), p)?;
+            for r in lab::generation_routes(&mut g, n)? {
+                push(name.clone(), r.route, r.seconds_per_token);
+            }
+        }
+    } else if precision.is_half() {
+        return Err(cpu_has_no_f16(precision));
     }
     if !a.no_cpu || matches!(choice, Choice::Cpu) {
         let mut c = CpuTrainer::new(params.clone(), TrainOptions::default())?;

@@ -14,7 +14,7 @@ use gru_engine::{GruError, Result};
 
 use crate::cli::args::{
     at_least_one, check_resume, load_checkpoint, model_path, resumed_value, save_run, total_steps,
-    OptimArgs, RunArgs, StackArgs,
+    OptimArgs, PrecisionArg, RunArgs, StackArgs,
 };
 use crate::cli::corpus;
 use crate::cli::device::DeviceArgs;
@@ -473,6 +473,10 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// What the device computes in: f32, or f16 (f16 weight copies and states, one pass
+    /// of the model's kernels per token; mixed means the same here). Needs SHADER_F16.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     /// No device line on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -486,7 +490,9 @@ pub fn generate(a: GenerateArgs) -> Result<u8> {
     let sampling = Sampling::new(a.temperature).top_k(a.top_k).seed(a.seed);
     sampling.validate()?;
     let cfg = c.params.config;
-    let mut t = a.device.build(
+    let mut device = a.device.clone();
+    device.precision = a.precision.inference();
+    let mut t = device.build(
         &cfg,
         || Ok(c.params),
         Default::default(),

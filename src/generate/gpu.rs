@@ -7,11 +7,13 @@
 
 use crate::error::{GruError, Result};
 use crate::generate::Sampling;
+use crate::gpu::abi::CopyParams;
 use crate::gpu::abi::GenParams;
 use crate::gpu::bind::Bind;
 use crate::gpu::bind::Range;
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{value_bytes, GpuContext};
 use crate::gpu::kernels::Kernel;
+use crate::gpu::ops::copy::strided_copy_as;
 use crate::gpu::ops::generate::{fused_route, generate_tokens, Fused, GenDims};
 use crate::gpu::ops::sample::sample;
 use crate::gpu::ops::{encode, transpose};
@@ -139,9 +141,40 @@ struct Generation<'a> {
 }
 
 impl Generation<'_> {
-    /// Bytes of one layer's state.
+    /// Bytes of one layer's state (f32; an f16 one's rounded up to whole 4-byte words,
+    /// what a clear needs: the value after it is step 1's, which step 0 writes).
     fn state_bytes(&self) -> u64 {
-        4 * self.cfg.hidden_size as u64
+        let h = self.cfg.hidden_size as u64;
+        (value_bytes(self.half()) * h).next_multiple_of(4)
+    }
+
+    /// Whether the model's plans keep f16 states (an f16 or mixed trainer's).
+    fn half(&self) -> bool {
+        self.warm.layers.first().is_some_and(|ws| ws.half)
+    }
+
+    /// f16 states cannot move with buffer copies (their offsets and lengths need not be
+    /// whole 4-byte words): the copies of one layer's state as dispatches, made once per
+    /// request, from `(src, first value)` to `(dst, first value)` of each layer.
+    fn state_copies(
+        &self,
+        pairs: impl Iterator<Item = ((Range, u32), (Range, u32))>,
+    ) -> Result<Vec<crate::gpu::ops::Dispatch>> {
+        let h = self.cfg.hidden_size as u32;
+        pairs
+            .map(|((src, from), (dst, to))| {
+                let p = CopyParams {
+                    rows: 1,
+                    width: h,
+                    src_stride: h,
+                    src_off: from,
+                    dst_stride: h,
+                    dst_off: to,
+                    ..Default::default()
+                };
+                strided_copy_as(self.ctx, p, (&src, &dst), (true, true))
+            })
+            .collect()
     }
 
     /// The prompt's pass, whose last step's logits pick the first token (written to
@@ -311,9 +344,34 @@ impl Generation<'_> {
             ctx.queue
                 .write_buffer(ws.lengths(), 0, bytemuck::bytes_of(&1u32));
         }
+        let half = self.half();
         let carry = (0..cfg.num_layers)
-            .map(|l| ctx.storage(&format!("gen_carry_l{l}"), h))
+            .map(|l| ctx.storage_as(&format!("gen_carry_l{l}"), h, half))
             .collect::<Result<Vec<_>>>()?;
+        // f16 states: the carry's copies as dispatches (prompt's final state into the
+        // carry; the carry into the step's initial state; the step's final state back).
+        let ranges: Vec<Range> = carry
+            .iter()
+            .map(|b| Range {
+                buffer: b.clone(),
+                offset: 0,
+                len: h,
+                half: true,
+            })
+            .collect();
+        let (warm_t, h32) = (self.warm.t_len as u32, h as u32);
+        let copies = if half {
+            let warm = self.warm.layers.iter().map(|ws| ws.states(0).clone());
+            let steps = || step.layers.iter().map(|ws| ws.states(0).clone());
+            let c = || ranges.iter().cloned();
+            Some((
+                self.state_copies(warm.map(|s| (s, warm_t * h32)).zip(c().map(|r| (r, 0))))?,
+                self.state_copies(c().map(|r| (r, 0)).zip(steps().map(|s| (s, 0))))?,
+                self.state_copies(steps().map(|s| (s, h32)).zip(c().map(|r| (r, 0))))?,
+            ))
+        } else {
+            None
+        };
         let prompt = self.warm_list(&step.tokens)?;
         let mut step_list = step.predict.clone();
         step_list.push(sample(
@@ -331,6 +389,17 @@ impl Generation<'_> {
             let k = GEN_CHUNK.min(n - done);
             let mut enc = self.encoder();
             for i in done..done + k {
+                if let Some((from_warm, into_step, from_step)) = &copies {
+                    if i == 0 {
+                        self.warm_pass(&mut enc, &prompt);
+                        encode(&mut enc, "generate_carry", from_warm);
+                        continue;
+                    }
+                    encode(&mut enc, "generate_carry", into_step);
+                    encode(&mut enc, "generate_step", &step_list);
+                    encode(&mut enc, "generate_carry", from_step);
+                    continue;
+                }
                 if i == 0 {
                     self.warm_pass(&mut enc, &prompt);
                     self.copy_final_states(&mut enc, |l| (&carry[l], 0));

@@ -118,10 +118,11 @@ impl GpuTrainer {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
         use crate::generate::gpu::{generate, Route};
-        if self.precision.is_half() {
-            // Generation carries states between passes and into generate.wgsl as f32;
-            // a mixed trainer generates from its f32 master weights in an f32 trainer
-            // of its own (made per call: generation is not a training step).
+        if self.precision.is_half() && fused.is_some() {
+            // generate.wgsl reads f32 weights and carries f32 states: the one-dispatch
+            // route of an f16 or mixed trainer runs from its f32 master weights in an f32
+            // trainer of its own (made per call: generation is not a training step). The
+            // per-token route below runs the trainer's own f16 kernels.
             let params = self.params_async().await?;
             let mut t = GpuTrainer::new(self.ctx.clone(), &params, self.options)?;
             let run = t.generate_with_async(prompt, n, sampling, fused, on_token);
@@ -174,7 +175,11 @@ impl GpuTrainer {
         if n == 0 {
             return Ok(0);
         }
-        let fused = crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling);
+        // f16 and mixed trainers generate with their f16 kernels, one pass per token.
+        let fused = match self.precision.is_half() {
+            true => None,
+            false => crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling),
+        };
         self.generate_with_async(prompt, n, sampling, fused, on_token)
             .await
     }

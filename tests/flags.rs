@@ -1110,7 +1110,21 @@ fn forward_h0_lengths_and_batch_first() {
     );
 }
 
-/// `gru forward --precision f16`: f16 storage on the device (every value an f16, within
+/// `gru <args> --json --no-cpu` (a bench): `field` of every entry of its list `list`,
+/// and the JSON.
+fn bench_field(args: &[&str], list: &str, field: &str) -> (Vec<String>, String) {
+    let js = stdout_of(&[args, &["--json", "--no-cpu"]].concat());
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let values = v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{list}` in {js}"))
+        .iter()
+        .map(|r| r[field].as_str().unwrap_or_default().to_string())
+        .collect();
+    (values, js)
+}
+
+/// `gru forward --precision f16`:/// `gru forward --precision f16`: f16 storage on the device (every value an f16, within
 /// 1e-3 of the reference that rounds where the device stores), the emulated reference
 /// with --device cpu (said in one line), an unknown value refused with the choices;
 /// `gru bench --precision f16` adds f16 forward rows and refuses the CPU reference.
@@ -1203,61 +1217,50 @@ fn forward_and_bench_precision() {
         assert_eq!((rows.len(), mixed.len()), (4, 2), "{js}");
         assert_eq!(mixed[1]["pass"], "forward+backward", "{js}");
         // --train: the mixed trainer beside the f32 one.
-        let js = stdout_of(&[
+        let train = [
             "bench",
             "--train",
             "--precision",
             "mixed",
-            "--json",
             "--seconds",
             "0.01",
-            "--no-cpu",
-            "--device",
-            dev,
             "-B",
             "2",
             "-T",
             "3",
             "--hidden",
             "5",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
-        let names: Vec<&str> = v["train"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["device"].as_str().unwrap())
-            .collect();
+        ];
+        let (names, js) = bench_field(
+            &[&train[..], &["--device", dev]].concat(),
+            "train",
+            "device",
+        );
         assert_eq!(names.len(), 2, "{js}");
         assert!(
             names[0].ends_with(", f32") && names[1].ends_with(", mixed"),
             "{js}"
         );
         // --generate: the f16 trainer's per-token passes after the f32 routes.
-        let js = stdout_of(&[
+        let generate = [
             "bench",
             "--generate",
             "--precision",
             "f16",
-            "--json",
             "--tokens",
             "5",
-            "--no-cpu",
-            "--device",
-            dev,
             "--hidden",
             "5",
             "--vocab",
             "7",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
-        let routes: Vec<&str> = v["generate"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["route"].as_str().unwrap())
-            .collect();
-        assert_eq!(routes.last(), Some(&"per-token passes, f16"), "{js}");
+        ];
+        let args = [&generate[..], &["--device", dev]].concat();
+        let (routes, js) = bench_field(&args, "generate", "route");
+        assert_eq!(
+            routes.last().map(String::as_str),
+            Some("per-token passes, f16"),
+            "{js}"
+        );
         // A forward-only command runs mixed as f16.
         ok(&[&base[..], &["--device", dev, "--precision", "mixed"]].concat());
         let again = read_tensors(&yf, false).unwrap();
@@ -1265,7 +1268,7 @@ fn forward_and_bench_precision() {
     }
     let e = stderr_of(&[&base[..], &["--precision", "f8"]].concat());
     assert!(
-        e.contains("f8") && e.contains("f32") && e.contains("f16"),
+        e.contains("f8") && e.contains("f32") && e.contains("f16") && e.contains("mixed"),
         "{e}"
     );
     let e = stderr_of(&["bench", "--quick", "--precision", "f16", "--device", "cpu"]);

@@ -34,12 +34,20 @@ fn gru(args: &[&str]) -> String {
 
 #[test]
 fn greedy_generation_prints_the_fixture_text() {
+    assert_eq!(greedy_text(&["--device", "cpu"]), fixture_text());
+}
+
+/// The fixture's expected text.
+fn fixture_text() -> String {
+    std::fs::read_to_string(fixture("lm.generate.txt")).unwrap()
+}
+
+/// `gru generate` of 120 greedy characters after "The " from the fixture checkpoint,
+/// with `extra` flags.
+fn greedy_text(extra: &[&str]) -> String {
     let ckpt = fixture("lm.safetensors");
-    let want = std::fs::read_to_string(fixture("lm.generate.txt")).unwrap();
-    let got = gru(&[
+    let args = [
         "generate",
-        "--device",
-        "cpu",
         "--quiet",
         "-c",
         ckpt.to_str().unwrap(),
@@ -49,8 +57,8 @@ fn greedy_generation_prints_the_fixture_text() {
         "The ",
         "--length",
         "120",
-    ]);
-    assert_eq!(got, want);
+    ];
+    gru(&[&args[..], extra].concat())
 }
 
 /// The same text in f16 (`gru generate --precision f16`: f16 weight copies and states,
@@ -65,32 +73,15 @@ fn greedy_generation_in_f16_prints_the_fixture_text() {
     if !ctx.supports_f16() {
         return;
     }
-    let ckpt = fixture("lm.safetensors");
-    let want = std::fs::read_to_string(fixture("lm.generate.txt")).unwrap();
-    let got = gru(&[
-        "generate",
-        "--device",
-        "gpu",
-        "--precision",
-        "f16",
-        "--quiet",
-        "-c",
-        ckpt.to_str().unwrap(),
-        "--temperature",
-        "0",
-        "--prompt",
-        "The ",
-        "--length",
-        "120",
-    ]);
-    assert_eq!(got, want);
+    let got = greedy_text(&["--device", "gpu", "--precision", "f16"]);
+    assert_eq!(got, fixture_text());
 }
 
 #[test]
 fn no_near_tie_decides_a_fixture_character() {
     let c = Checkpoint::load(&fixture("lm.safetensors")).unwrap();
     let vocab = CharVocab::from_checkpoint(&c, "lm.safetensors").unwrap();
-    let text = std::fs::read_to_string(fixture("lm.generate.txt")).unwrap();
+    let text = fixture_text();
     let ids = vocab.encode(text.trim_end_matches('\n')).unwrap();
     let prompt = "The ".chars().count();
     let mut t = CpuTrainer::new(c.params, TrainOptions::default()).unwrap();

@@ -191,6 +191,18 @@ impl GruWeights<f32> {
         w
     }
 
+    /// Every value rounded to the nearest f16: what a layer storing f16 holds
+    /// ([`crate::Precision::F16`], `GpuGru::read_weights` of such a layer).
+    pub fn rounded_to_f16(&self) -> Self {
+        let mut w = self.clone();
+        for d in &mut w.dirs {
+            for t in [&mut d.w_ih, &mut d.w_hh, &mut d.b_ih, &mut d.b_hh] {
+                *t = crate::precision::round_all_f16(t);
+            }
+        }
+        w
+    }
+
     /// Overwrites every value with [`GruWeights::init`]'s draws for `seed`.
     pub(crate) fn fill_init(&mut self, seed: u64) {
         let k = 1.0 / (self.config.hidden_size.max(1) as f32).sqrt();

@@ -1110,11 +1110,16 @@ fn forward_h0_lengths_and_batch_first() {
     );
 }
 
+/// `gru <args> --json --no-cpu` (a bench), parsed, and its text.
+fn bench_json(args: &[&str]) -> (serde_json::Value, String) {
+    let js = stdout_of(&[args, &["--json", "--no-cpu"]].concat());
+    (serde_json::from_str(&js).unwrap(), js)
+}
+
 /// `gru <args> --json --no-cpu` (a bench): `field` of every entry of its list `list`,
 /// and the JSON.
 fn bench_field(args: &[&str], list: &str, field: &str) -> (Vec<String>, String) {
-    let js = stdout_of(&[args, &["--json", "--no-cpu"]].concat());
-    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let (v, js) = bench_json(args);
     let values = v[list]
         .as_array()
         .unwrap_or_else(|| panic!("no `{list}` in {js}"))
@@ -1178,40 +1183,26 @@ fn forward_and_bench_precision() {
             assert_eq!(round_f16(*g), *g);
             assert!((g - h).abs() <= 1e-3, "{g} vs {h}");
         }
-        let js = stdout_of(&[
-            "bench",
-            "--shape",
-            "2,3,4,5",
-            "--precision",
-            "f16",
-            "--json",
-            "--seconds",
-            "0.01",
-            "--no-cpu",
-            "--device",
-            dev,
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let layer = |p: &str| {
+            let args = [
+                "bench",
+                "--shape",
+                "2,3,4,5",
+                "--seconds",
+                "0.01",
+                "--device",
+                dev,
+            ];
+            bench_json(&[&args[..], &["--precision", p]].concat())
+        };
+        let (v, js) = layer("f16");
         let rows = v["results"].as_array().unwrap();
         let f16: Vec<_> = rows.iter().filter(|r| r["precision"] == "f16").collect();
         assert_eq!((rows.len(), f16.len()), (3, 1), "{js}");
         assert_eq!(f16[0]["pass"], "forward");
         assert!(f16[0]["device_ms"].as_f64().unwrap() > 0.0, "{js}");
         // mixed: forward and forward+backward, each beside its f32 twin.
-        let js = stdout_of(&[
-            "bench",
-            "--shape",
-            "2,3,4,5",
-            "--precision",
-            "mixed",
-            "--json",
-            "--seconds",
-            "0.01",
-            "--no-cpu",
-            "--device",
-            dev,
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let (v, js) = layer("mixed");
         let rows = v["results"].as_array().unwrap();
         let mixed: Vec<_> = rows.iter().filter(|r| r["precision"] == "mixed").collect();
         assert_eq!((rows.len(), mixed.len()), (4, 2), "{js}");

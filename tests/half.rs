@@ -114,22 +114,8 @@ fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64) 
     }
 
     let half = cpu::forward_f16(w, &input).unwrap();
-    assert_close(
-        "output",
-        &out,
-        &to_f64(&half.output),
-        TO_ROUNDED_REFERENCE,
-        0.0,
-        &name,
-    );
-    assert_close(
-        "h_n",
-        &h_n,
-        &to_f64(&half.h_n),
-        TO_ROUNDED_REFERENCE,
-        0.0,
-        &name,
-    );
+    near_rounded("output", &out, &half.output, &name);
+    near_rounded("h_n", &h_n, &half.h_n, &name);
 
     let w64 = w.cast::<f64>();
     let (x64, h064) = (to_f64(&data.x), to_f64(&data.h0));
@@ -149,15 +135,10 @@ fn run_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64) 
     )
 }
 
-/// `w` with every tensor rounded to f16: what an f16 layer holds.
-fn rounded(w: &GruWeights) -> GruWeights {
-    let mut r = w.clone();
-    for d in &mut r.dirs {
-        for t in [&mut d.w_ih, &mut d.w_hh, &mut d.b_ih, &mut d.b_hh] {
-            *t = gru_engine::precision::round_all_f16(t);
-        }
-    }
-    r
+/// `got` within [`TO_ROUNDED_REFERENCE`] of the rounding reference's `want`.
+#[track_caller]
+fn near_rounded(what: &str, got: &[f32], want: &[f32], case: &str) {
+    assert_close(what, got, &to_f64(want), TO_ROUNDED_REFERENCE, 0.0, case);
 }
 
 /// The worst |got - want| relative to the tensor's scale max(1, max|want|).
@@ -181,15 +162,8 @@ fn mixed_case(ctx: &std::sync::Arc<GpuContext>, c: Case, seed: u64) -> (f64, f64
     let grads = gpu.backward(dy, Some(dhn)).unwrap();
 
     let half = cpu::forward_f16(w, &input).unwrap();
-    assert_close(
-        "output",
-        &out,
-        &to_f64(&half.output),
-        TO_ROUNDED_REFERENCE,
-        0.0,
-        &name,
-    );
-    let w16 = rounded(w);
+    near_rounded("output", &out, &half.output, &name);
+    let w16 = w.rounded_to_f16();
     let want = cpu::backward(&w16, &half, dy, Some(dhn)).unwrap();
     let full = cpu::forward(w, &input).unwrap();
     let want32 = cpu::backward(w, &full, dy, Some(dhn)).unwrap();

@@ -124,6 +124,19 @@ fn time(budget: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() / n as f64)
 }
 
+/// Mean seconds per call of each of `runs`, timed in three alternating rounds of a third
+/// of `budget` each (so that drift in the machine's speed reaches them all), the best
+/// round of each.
+fn alternate(budget: f64, runs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
+    let mut best = vec![f64::INFINITY; runs.len()];
+    for _ in 0..3 {
+        for (run, b) in runs.iter_mut().zip(&mut best) {
+            *b = b.min(time(budget / 3.0, &mut **run)?);
+        }
+    }
+    Ok(best)
+}
+
 /// `gru bench` in one process (under mpirun: `bench_ranks::bench`).
 pub fn bench(a: BenchArgs) -> Result<u8> {
     if a.plan.plan {
@@ -205,32 +218,26 @@ pub fn bench(a: BenchArgs) -> Result<u8> {
                     h16.backward_on_device(&dy, None)?;
                 }
                 memory[1] = Some(ctx.allocated_bytes() - before);
-                // f32 and f16 in alternating rounds, so that drift in the machine's speed
-                // reaches both; the best round of each.
-                let mut best = [[f64::INFINITY; 2]; 2];
-                let passes = if precision.trains() { 2 } else { 1 };
-                for _ in 0..3 {
-                    for (pass, row) in best.iter_mut().enumerate().take(passes) {
-                        for (k, layer) in [&mut g, &mut h16].into_iter().enumerate() {
-                            let s = time(a.seconds / 3.0, || {
-                                layer.forward(&input)?;
-                                if pass == 1 {
-                                    layer.backward_on_device(&dy, None)?;
-                                }
-                                ctx.wait_idle()
-                            })?;
-                            row[k] = row[k].min(s);
+                // f32 and f16 in alternating rounds: the forward, and with mixed the
+                // forward+backward.
+                let passes: &[(usize, &str)] = if precision.trains() {
+                    &[(0, "forward"), (1, "forward+backward")]
+                } else {
+                    &[(0, "forward")]
+                };
+                for &(pass, label) in passes {
+                    let run = |layer: &mut GpuGru| -> Result<()> {
+                        layer.forward(&input)?;
+                        if pass == 1 {
+                            layer.backward_on_device(&dy, None)?;
                         }
-                    }
-                }
-                gpu_times[0] = Some(best[0][0]);
-                half_times[0] = Some(best[0][1]);
-                ratios.push(((b, t, i, h), "forward", best[0][1] / best[0][0]));
-                if precision.trains() {
-                    gpu_times[1] = Some(best[1][0]);
-                    half_times[1] = Some(best[1][1]);
-                    let ratio = best[1][1] / best[1][0];
-                    ratios.push(((b, t, i, h), "forward+backward", ratio));
+                        ctx.wait_idle()
+                    };
+                    let (g, h16) = (&mut g, &mut h16);
+                    let best = alternate(a.seconds, &mut [&mut || run(g), &mut || run(h16)])?;
+                    gpu_times[pass] = Some(best[0]);
+                    half_times[pass] = Some(best[1]);
+                    ratios.push(((b, t, i, h), label, best[1] / best[0]));
                 }
             } else {
                 gpu_times[0] = Some(time(a.seconds, || {
@@ -560,34 +567,36 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let mut kernels = Vec::new();
     let precision = a.precision.to_lib();
     if let Choice::Gpu(ctx) = choice {
-        let mut g = GpuTrainer::new(ctx.clone(), &params, opts)?;
-        let n = g.dispatches_per_step(t, b)?;
+        // Each trainer's device memory: its buffers for this shape.
+        let made = |p: Precision| -> Result<(GpuTrainer, u64, usize)> {
+            let before = ctx.allocated_bytes();
+            let mut tr = GpuTrainer::with_precision(ctx.clone(), &params, opts, p)?;
+            tr.prepare(t, b)?;
+            let bytes = ctx.allocated_bytes() - before;
+            let n = tr.dispatches_per_step(t, b)?;
+            Ok((tr, bytes, n))
+        };
+        let (mut g, g_bytes, n) = made(Precision::F32)?;
         let name = adapter_label(ctx);
         if precision == Precision::F32 {
             rows.push(step(name, &mut g, Some(n), &|| ctx.wait_idle())?);
         } else {
-            // f32 and mixed in alternating rounds, the best round of each, with the
-            // device memory each trainer took for this shape.
-            let mut trainers = Vec::new();
-            for p in [Precision::F32, precision] {
-                let before = ctx.allocated_bytes();
-                let mut tr = GpuTrainer::with_precision(ctx.clone(), &params, opts, p)?;
-                tr.prepare(t, b)?;
-                let bytes = ctx.allocated_bytes() - before;
-                let n = tr.dispatches_per_step(t, b)?;
-                trainers.push((p, tr, bytes, n, f64::INFINITY));
-            }
-            for _ in 0..3 {
-                for (_, tr, _, _, best) in trainers.iter_mut() {
-                    let s = time(a.seconds / 3.0, || {
-                        tr.train_step(&batch)?;
-                        ctx.wait_idle()
-                    })?;
-                    tr.take_metrics(Split::Train)?;
-                    *best = best.min(s);
-                }
-            }
-            for (p, _, bytes, n, s) in &trainers {
+            // f32 and mixed in alternating rounds, the best round of each.
+            let (mut m, m_bytes, m_n) = made(precision)?;
+            let run = |tr: &mut GpuTrainer| -> Result<()> {
+                tr.train_step(&batch)?;
+                ctx.wait_idle()
+            };
+            let (gr, mr) = (&mut g, &mut m);
+            let best = alternate(a.seconds, &mut [&mut || run(gr), &mut || run(mr)])?;
+            // The running metrics, read once after the timing, not per step.
+            g.take_metrics(Split::Train)?;
+            m.take_metrics(Split::Train)?;
+            let trainers = [
+                (Precision::F32, g_bytes, n, best[0]),
+                (precision, m_bytes, m_n, best[1]),
+            ];
+            for (p, bytes, n, s) in &trainers {
                 rows.push(serde_json::json!({
                     "device": format!("{name}, {p}"),
                     "steps_per_s": 1.0 / s,

@@ -65,12 +65,7 @@ pub fn forward<R: Real>(w: &GruWeights<R>, input: &SequenceInput<R>) -> Result<C
 /// ```
 pub fn forward_f16(w: &GruWeights, input: &SequenceInput) -> Result<CpuForward> {
     let q = crate::precision::round_all_f16;
-    let mut w16 = w.clone();
-    for d in &mut w16.dirs {
-        for t in [&mut d.w_ih, &mut d.w_hh, &mut d.b_ih, &mut d.b_hh] {
-            *t = q(t);
-        }
-    }
+    let w16 = w.rounded_to_f16();
     let x = q(input.data);
     let h0 = input.h0.map(q);
     let mut rounded = SequenceInput { data: &x, ..*input };

@@ -49,11 +49,10 @@ impl BackwardNeeds {
 /// f32 values of split-K / long-colsum scratch the plans of this shape need.
 pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize {
     let h = cfg.hidden_size;
-    (0..cfg.num_layers)
+    let backward = (0..cfg.num_layers)
         .flat_map(|l| {
             let i = cfg.layer_input_size(l);
             [
-                gemm_scratch(ctx, tb, 3 * h, i), // forward input projection
                 gemm_scratch(ctx, 3 * h, i, tb),
                 gemm_scratch(ctx, 3 * h, h, tb),
                 gemm_scratch(ctx, tb, i, 3 * h),
@@ -64,7 +63,9 @@ pub(crate) fn scratch_len(ctx: &GpuContext, cfg: &GruConfig, tb: usize) -> usize
             ]
         })
         .max()
-        .unwrap_or(0)
+        .unwrap_or(0);
+    // The forward's input projections share the scratch.
+    backward.max(crate::gpu::forward::scratch_len(ctx, cfg, tb))
 }
 
 /// The backward dispatch list of a workspace: per layer from the top, its reverse steps

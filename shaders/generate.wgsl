@@ -22,10 +22,15 @@
 // gen: [count, ring of `ring` tokens] (sample.wgsl's): draw n is at gen[1 + n % ring],
 // and the last draw is the next input.
 // Row sums run in k order from zero and add the bias after, as the CPU reference does.
+//
+// Storage types (prelude aliases): the weights are wt_t. The f16 build (wt_t and act_t
+// f16) reads f16 weights and rounds to f16 what the model's f16 kernels store between
+// steps (`keep`): the input gates, each new state, and reset-before's r·h and z, so its
+// tokens follow the per-kernel f16 path and the f16 reference. Sums and logits stay f32.
 
 
 @group(0) @binding(0) var<uniform> gp: GenParams;
-@group(0) @binding(1) var<storage, read> weights: array<f32>;
+@group(0) @binding(1) var<storage, read> weights: array<wt_t>;
 @group(0) @binding(2) var<storage, read_write> state: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gen: array<u32>;
 
@@ -33,6 +38,11 @@ var<workgroup> wg_count: u32;
 
 fn logit(c: u32) -> f32 {
     return state[gp.layers * gp.hidden + 4u * gp.hidden + gp.embed + c];
+}
+
+// What an activation buffer of act_t keeps of x (x itself in the f32 build).
+fn keep(x: f32) -> f32 {
+    return f32(act_t(x));
 }
 
 fn a64(x: u32) -> u32 {
@@ -82,19 +92,20 @@ fn generate_tokens(@builtin(local_invocation_index) lid: u32) {
             // subgroup takes part in the row sums' shuffles.
             for (var j0 = 0u; j0 < nh; j0 += WG) {
                 let j = min(j0 + lid, nh - 1u);
-                let gi = bias3(at.b_ih, j) + gates_ih(l, at, j, src, ni);
+                let si = bias3(at.b_ih, j) + gates_ih(l, at, j, src, ni);
+                let gi = vec3<f32>(keep(si.x), keep(si.y), keep(si.z));
                 let gh = bias3(at.b_hh, j) + gates_hh(l, at, j, hl);
                 let r = sigmoid(gi.x + gh.x);
                 let z = sigmoid(gi.y + gh.y);
                 let h = state[hl + j];
                 if (gp.reset_after == 1u) {
                     let cand = tanh_(gi.z + r * gh.z);
-                    if (j0 + lid < nh) { state[hn + j] = (1.0 - z) * cand + z * h; }
+                    if (j0 + lid < nh) { state[hn + j] = keep((1.0 - z) * cand + z * h); }
                 } else if (j0 + lid < nh) {
                     // The n row needs r of every unit first: keep what the second
                     // phase needs (gh.z, from h, is not used).
-                    state[hn + nh + j] = r * h;
-                    state[hn + 2u * nh + j] = z;
+                    state[hn + nh + j] = keep(r * h);
+                    state[hn + 2u * nh + j] = keep(z);
                     state[hn + 3u * nh + j] = gi.z;
                 }
             }
@@ -105,7 +116,7 @@ fn generate_tokens(@builtin(local_invocation_index) lid: u32) {
                     let ghn = w_at(at.b_hh + 2u * nh + j) + n_row_hh(l, at, j, hn + nh);
                     let cand = tanh_(state[hn + 3u * nh + j] + ghn);
                     let z = state[hn + 2u * nh + j];
-                    if (j0 + lid < nh) { state[hn + j] = (1.0 - z) * cand + z * state[hl + j]; }
+                    if (j0 + lid < nh) { state[hn + j] = keep((1.0 - z) * cand + z * state[hl + j]); }
                 }
                 storageBarrier();
             }

@@ -78,6 +78,23 @@ pub fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
 
+/// Refuses a finite value of tensor `name` that f16 cannot hold (|v| past 65,504
+/// rounds to infinity), naming the tensor, the index and the value.
+pub(crate) fn check_f16_range(name: &str, values: &[f32]) -> Result<()> {
+    let max = half::f16::MAX.to_f32();
+    // Values just past the largest f16 still round down to it.
+    match values
+        .iter()
+        .position(|&v| v.is_finite() && half::f16::from_f32(v).is_infinite())
+    {
+        Some(i) => Err(GruError::Config(format!(
+            "tensor `{name}` holds {} at index {i}, past f16's largest value ({max}): it cannot be stored as f16; keep it f32",
+            values[i]
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Every value of `v` rounded to f16 ([`round_f16`]).
 pub fn round_all_f16(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| round_f16(x)).collect()

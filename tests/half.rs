@@ -326,6 +326,12 @@ fn an_f16_layer_holds_rounded_weights_and_runs_no_backward() {
         e.to_string().contains("f16") && e.to_string().contains("inference"),
         "{e}"
     );
+    // A weight past f16's range is refused by name, not stored as infinity.
+    let mut big = w.clone();
+    let id = big.tensor_ids()[1];
+    big.tensor_mut(id)[2] = -7e4;
+    let e = g.set_weights(&big).unwrap_err().to_string();
+    assert!(e.contains(&id.name()) && e.contains("-70000"), "{e}");
     let before = ctx.allocated_bytes();
     let _full = GpuGru::new(ctx.clone(), &w).unwrap();
     let full_bytes = ctx.allocated_bytes() - before;
@@ -484,4 +490,94 @@ fn a_mixed_trainer_refreshes_its_copies_and_refuses_the_rest() {
     };
     let e = GpuTrainer::with_precision(ctx.clone(), &a, stateful, Precision::Mixed).unwrap_err();
     assert!(e.to_string().contains("stateful"), "{e}");
+}
+
+/// An f16 trainer is for inference: f16 values and nothing else of the parameters (no
+/// gradients, no moments), so it takes a fraction of an f32 trainer's device memory for
+/// the same shape; it reads back the f16-rounded values, generates as the mixed trainer
+/// does, refuses what needs gradients, and refuses values f16 cannot hold by name.
+#[test]
+fn an_f16_trainer_holds_f16_values_and_no_gradients() {
+    use gru_engine::generate::Sampling;
+    use gru_engine::model::{Batch, ModelConfig, ModelParams};
+    use gru_engine::precision::round_all_f16;
+    use gru_engine::train::{GpuTrainer, Split, TrainOptions, Trainer};
+    // A context of its own: the others' tests allocate on the shared one meanwhile.
+    let Some(ctx) = context(gpu::DeviceRequest::default()) else {
+        return;
+    };
+    if !ctx.supports_f16() {
+        return;
+    }
+    let cfg = ModelConfig::language_model(37, 16, 131).layers(2);
+    let params = ModelParams::init(cfg, 3).unwrap();
+    let opts = TrainOptions::adam(1e-2);
+    let (t_len, b) = (13, 5);
+    let mut bytes = Vec::new();
+    let mut trainers = Vec::new();
+    for p in [Precision::F32, Precision::Mixed, Precision::F16] {
+        let before = ctx.allocated_bytes();
+        let mut t = GpuTrainer::with_precision(ctx.clone(), &params, opts, p).unwrap();
+        t.prepare(t_len, b).unwrap();
+        bytes.push(ctx.allocated_bytes() - before);
+        trainers.push(t);
+    }
+    let [f32_bytes, mixed_bytes, f16_bytes] = [bytes[0], bytes[1], bytes[2]];
+    eprintln!("device bytes: f32 {f32_bytes}, mixed {mixed_bytes}, f16 {f16_bytes}");
+    assert!(
+        4 * f16_bytes < f32_bytes && 3 * f16_bytes < mixed_bytes,
+        "f16 {f16_bytes} bytes against f32 {f32_bytes} and mixed {mixed_bytes}"
+    );
+    let [_, mut mixed, mut f16]: [GpuTrainer; 3] = trainers.try_into().unwrap();
+    // The values it holds are the parameters rounded to f16.
+    let got = f16.params().unwrap();
+    for ((name, g), w) in cfg_names(&params)
+        .iter()
+        .zip(got.tensors())
+        .zip(params.tensors())
+    {
+        assert_eq!(g, round_all_f16(w).as_slice(), "{name}");
+    }
+    // Prediction, evaluation and generation run on it as on the mixed trainer's copies.
+    let x: Vec<u32> = (0..t_len * b).map(|i| (i * 7 % 37) as u32).collect();
+    let batch = Batch::tokens(&x, b, t_len);
+    assert_eq!(f16.predict(&batch).unwrap(), mixed.predict(&batch).unwrap());
+    f16.evaluate(&batch.classes(&x)).unwrap();
+    mixed.evaluate(&batch.classes(&x)).unwrap();
+    let (lf, lm) = (
+        f16.take_metrics(Split::Eval).unwrap().loss,
+        mixed.take_metrics(Split::Eval).unwrap().loss,
+    );
+    assert!(lf.is_finite() && lf == lm, "eval loss f16 {lf}, mixed {lm}");
+    let greedy = |t: &mut GpuTrainer| {
+        let mut got = Vec::new();
+        t.generate_stream(&[1, 2, 3], 20, &Sampling::new(0.0), &mut |k| {
+            got.push(k);
+            true
+        })
+        .unwrap();
+        got
+    };
+    assert_eq!(greedy(&mut f16), greedy(&mut mixed));
+    // Nothing that needs gradients or moments.
+    for e in [
+        f16.gradients(&batch.classes(&x)).unwrap_err(),
+        f16.optimizer_state().unwrap_err(),
+        f16.train_step(&batch.classes(&x)).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("inference"), "{e}");
+    }
+    // A value past f16's range is refused by name, in f16 and in mixed precision.
+    let mut big = params.clone();
+    big.tensors_mut()[3][5] = 1e5;
+    let name = cfg_names(&params)[3].clone();
+    for t in [&mut f16, &mut mixed] {
+        let e = t.set_params(&big).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("f16"), "{e}");
+    }
+}
+
+/// The parameter names of `p`, in its tensors' order.
+fn cfg_names(p: &gru_engine::model::ModelParams) -> Vec<String> {
+    p.infos().into_iter().map(|i| i.name).collect()
 }

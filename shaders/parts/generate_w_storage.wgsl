@@ -2,7 +2,7 @@
 // summed by dot3/dot1 (shaders/parts/generate_dot_subgroup.wgsl).
 
 fn w_at(x: u32) -> f32 {
-    return weights[x];
+    return f32(weights[x]);
 }
 
 // Unit j's three W_ih rows (layer input of ni values at state[v0]).

@@ -8,7 +8,7 @@
 fn lane_setup() {}
 
 fn w_at(x: u32) -> f32 {
-    return weights[x];
+    return f32(weights[x]);
 }
 
 // Columns c, c + H and c + 2H of the [len, 3H] matrix at m times state[v0 .. v0 + len],
@@ -19,7 +19,7 @@ fn cols3(m: u32, c: u32, v0: u32, len: u32) -> vec3<f32> {
     for (var k = 0u; k < len; k++) {
         let x = state[v0 + k];
         let o = m + k * 3u * nh + c;
-        a += weights[o] * x; b += weights[o + nh] * x; d += weights[o + 2u * nh] * x;
+        a += w_at(o) * x; b += w_at(o + nh) * x; d += w_at(o + 2u * nh) * x;
     }
     return vec3<f32>(a, b, d);
 }
@@ -28,7 +28,7 @@ fn cols3(m: u32, c: u32, v0: u32, len: u32) -> vec3<f32> {
 fn col1(m: u32, c: u32, stride: u32, v0: u32, len: u32) -> f32 {
     var a = 0.0;
     for (var k = 0u; k < len; k++) {
-        a += weights[m + k * stride + c] * state[v0 + k];
+        a += w_at(m + k * stride + c) * state[v0 + k];
     }
     return a;
 }

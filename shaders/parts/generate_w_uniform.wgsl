@@ -11,7 +11,7 @@
 // values shared by shuffle.
 
 fn w_at(x: u32) -> f32 {
-    return weights[x];
+    return f32(weights[x]);
 }
 
 @group(0) @binding(4) var<uniform> w0_ih0: array<vec4<f32>, 4096>;

@@ -288,7 +288,8 @@ impl DeviceArgs {
             let mb = (ctx.allocated_bytes() - before) as f64 / 1e6;
             let what = match precision {
                 gru_engine::Precision::Mixed => "mixed precision: f32 parameters, gradients and optimiser state, their f16 copies, and the workspace of f16 activations and f32 gradients",
-                _ => "parameters, gradients, optimiser state, and the workspace",
+                gru_engine::Precision::F16 => "f16 inference: f16 parameters and the workspace of f16 activations, no gradients or optimiser state",
+                gru_engine::Precision::F32 => "parameters, gradients, optimiser state, and the workspace",
             };
             eprintln!(
                 "device memory: {mb:.1} MB of buffers ({what} of batches of {batch} x {seq_len})"

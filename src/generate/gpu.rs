@@ -32,8 +32,9 @@ pub(crate) enum Route<'a> {
     Steps(&'a ModelPlan),
 }
 
-/// generate.wgsl's sizes for a language model (`None` for other models).
-pub(crate) fn dims(cfg: &ModelConfig) -> Option<GenDims> {
+/// generate.wgsl's sizes for a language model (`None` for other models), its weights
+/// f16 where `half`.
+pub(crate) fn dims(cfg: &ModelConfig, half: bool) -> Option<GenDims> {
     let ModelInput::Tokens { vocab, embed_dim } = cfg.input else {
         return None;
     };
@@ -44,12 +45,19 @@ pub(crate) fn dims(cfg: &ModelConfig) -> Option<GenDims> {
         layers: cfg.num_layers,
         cols: cfg.outputs,
         reset_after: cfg.variant == crate::config::GruVariant::ResetAfter,
+        half,
     })
 }
 
-/// The fused route for this model and sampling on `ctx`, if one workgroup can run it.
-pub(crate) fn fused_for(ctx: &GpuContext, cfg: &ModelConfig, sampling: &Sampling) -> Option<Fused> {
-    fused_route(ctx, &dims(cfg)?, sampling.top_k, GEN_CHUNK)
+/// The fused route for this model (f16 weights where `half`) and sampling on `ctx`, if
+/// one workgroup can run it.
+pub(crate) fn fused_for(
+    ctx: &GpuContext,
+    cfg: &ModelConfig,
+    sampling: &Sampling,
+    half: bool,
+) -> Option<Fused> {
+    fused_route(ctx, &dims(cfg, half)?, sampling.top_k, GEN_CHUNK)
 }
 
 /// Where generated tokens are read back from: the ring `gen` the kernels append to.
@@ -155,10 +163,12 @@ impl Generation<'_> {
 
     /// f16 states cannot move with buffer copies (their offsets and lengths need not be
     /// whole 4-byte words): the copies of one layer's state as dispatches, made once per
-    /// request, from `(src, first value)` to `(dst, first value)` of each layer.
+    /// request, from `(src, first value)` to `(dst, first value)` of each layer, into
+    /// f16 values where `dst_half` (else widened to f32).
     fn state_copies(
         &self,
         pairs: impl Iterator<Item = ((Range, u32), (Range, u32))>,
+        dst_half: bool,
     ) -> Result<Vec<crate::gpu::ops::Dispatch>> {
         let h = self.cfg.hidden_size as u32;
         pairs
@@ -172,7 +182,7 @@ impl Generation<'_> {
                     dst_off: to,
                     ..Default::default()
                 };
-                strided_copy_as(self.ctx, p, (&src, &dst), (true, true))
+                strided_copy_as(self.ctx, p, (&src, &dst), (true, dst_half))
             })
             .collect()
     }
@@ -242,7 +252,8 @@ impl Generation<'_> {
         }
     }
 
-    /// generate.wgsl: many tokens per dispatch from a packed copy of the weights.
+    /// generate.wgsl: many tokens per dispatch from a packed copy of the weights (f16
+    /// where the tensors are: the f16 build).
     async fn fused(
         &self,
         fused: Fused,
@@ -251,10 +262,15 @@ impl Generation<'_> {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
         let (ctx, cfg, sampling) = (self.ctx, self.cfg, self.sampling);
-        let dims = dims(cfg).ok_or_else(|| {
-            crate::error::GruError::State("fused generation of a non-token model".into())
-        })?;
-        let weights = ctx.storage("gen_weights", dims.weights_len())?;
+        let half = tensors.first().is_some_and(|t| t.half);
+        if half != self.half() || tensors.iter().any(|t| t.half != half) {
+            return Err(GruError::State(
+                "fused generation over weights and states of different storage types".into(),
+            ));
+        }
+        let dims = dims(cfg, half)
+            .ok_or_else(|| GruError::State("fused generation of a non-token model".into()))?;
+        let weights = ctx.storage_as("gen_weights", dims.weights_len(), half)?;
         let state = ctx.storage("gen_state", dims.state_len())?;
         let params = GenParams {
             vocab: dims.vocab as u32,
@@ -293,13 +309,60 @@ impl Generation<'_> {
             .map(|&(t, rows, cols, to)| {
                 let dst = Range {
                     buffer: weights.clone(),
-                    offset: 4 * to as u64,
+                    offset: value_bytes(half) * to as u64,
                     len: rows * cols,
-                    half: false,
+                    half,
                 };
                 transpose(ctx, "generate_pack", rows, cols, tensors[t], &dst)
             })
             .collect::<Result<Vec<_>>>()?;
+        let pieces: Vec<_> = dims
+            .layout()
+            .0
+            .into_iter()
+            .filter(|p| !matrices.iter().any(|m| m.0 == p.tensor))
+            .collect();
+        // f16 pieces and states move by dispatches (an f16 offset or length need not be
+        // a whole 4-byte word); the prompt's final f16 states widen into the f32 state.
+        let (copies, states) = if half {
+            let all = Range {
+                buffer: weights.clone(),
+                offset: 0,
+                len: dims.weights_len(),
+                half,
+            };
+            let copies = pieces
+                .iter()
+                .map(|p| {
+                    let cp = CopyParams {
+                        rows: 1,
+                        width: p.len as u32,
+                        src_stride: p.len as u32,
+                        src_off: p.from as u32,
+                        dst_stride: p.len as u32,
+                        dst_off: p.to as u32,
+                        ..Default::default()
+                    };
+                    strided_copy_as(ctx, cp, (tensors[p.tensor], &all), (true, true))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (h, warm_t) = (cfg.hidden_size as u32, self.warm.t_len as u32);
+            let into = Range {
+                buffer: state.clone(),
+                offset: 0,
+                len: dims.state_len(),
+                half: false,
+            };
+            let pairs = self.warm.layers.iter().enumerate().map(|(l, ws)| {
+                (
+                    (ws.states(0).clone(), warm_t * h),
+                    (into.clone(), l as u32 * h),
+                )
+            });
+            (copies, self.state_copies(pairs, false)?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         // Dispatches per submission: about a chunk of tokens between readbacks.
         let per_submit = GEN_CHUNK.div_ceil(fused.per_dispatch);
         let stream = self.stream();
@@ -309,17 +372,23 @@ impl Generation<'_> {
             let mut enc = self.encoder();
             let mut k = 0;
             if first {
-                for p in &dims.layout().0 {
-                    if matrices.iter().any(|m| m.0 == p.tensor) {
-                        continue;
+                if !half {
+                    for p in &pieces {
+                        let r = tensors[p.tensor];
+                        let (from, to) = (4 * p.from as u64, 4 * p.to as u64);
+                        let len = 4 * p.len as u64;
+                        enc.copy_buffer_to_buffer(&r.buffer, r.offset + from, &weights, to, len);
                     }
-                    let r = tensors[p.tensor];
-                    let (from, to, len) = (4 * p.from as u64, 4 * p.to as u64, 4 * p.len as u64);
-                    enc.copy_buffer_to_buffer(&r.buffer, r.offset + from, &weights, to, len);
                 }
+                encode(&mut enc, "generate_pack", &copies);
                 encode(&mut enc, "generate_pack", &packs);
                 self.warm_pass(&mut enc, &prompt);
-                self.copy_final_states(&mut enc, |l| (&state, l as u64 * self.state_bytes()));
+                if half {
+                    encode(&mut enc, "generate_state", &states);
+                } else {
+                    let bytes = self.state_bytes();
+                    self.copy_final_states(&mut enc, |l| (&state, l as u64 * bytes));
+                }
                 (k, first) = (1, false);
             }
             let dispatches = per_submit.min((n - done - k).div_ceil(fused.per_dispatch));
@@ -365,9 +434,12 @@ impl Generation<'_> {
             let steps = || step.layers.iter().map(|ws| ws.states(0).clone());
             let c = || ranges.iter().cloned();
             Some((
-                self.state_copies(warm.map(|s| (s, warm_t * h32)).zip(c().map(|r| (r, 0))))?,
-                self.state_copies(c().map(|r| (r, 0)).zip(steps().map(|s| (s, 0))))?,
-                self.state_copies(steps().map(|s| (s, h32)).zip(c().map(|r| (r, 0))))?,
+                self.state_copies(
+                    warm.map(|s| (s, warm_t * h32)).zip(c().map(|r| (r, 0))),
+                    true,
+                )?,
+                self.state_copies(c().map(|r| (r, 0)).zip(steps().map(|s| (s, 0))), true)?,
+                self.state_copies(steps().map(|s| (s, h32)).zip(c().map(|r| (r, 0))), true)?,
             ))
         } else {
             None

@@ -601,7 +601,12 @@ impl GpuContext {
         // Slack only where the whole buffer still binds as storage; a GEMM whose window
         // would pass the end of a buffer without it reads op(B) from storage instead.
         // f16 tensors are never read through windows (they hold f32).
-        if !half && self.uniform_windows() && bytes + UNIFORM_WINDOW <= self.storage_limit() {
+        // (An empty buffer, an inference workspace's gradient, is never read.)
+        if !half
+            && bytes > 0
+            && self.uniform_windows()
+            && bytes + UNIFORM_WINDOW <= self.storage_limit()
+        {
             return self.buffer(label, bytes + UNIFORM_WINDOW, usage | U::UNIFORM);
         }
         self.buffer(label, bytes, usage)

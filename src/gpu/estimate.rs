@@ -321,7 +321,7 @@ fn layer_list(ctx: &Arc<GpuContext>, s: &Shape) -> Result<Vec<Dispatch>> {
         ctx,
         &cfg,
         &params,
-        (s.seq_len, s.batch),
+        (s.seq_len, s.batch, false),
         BackwardNeeds::layer(false),
     )?;
     Ok(ws.forward.iter().chain(&ws.backward).cloned().collect())

@@ -203,14 +203,14 @@ pub fn generation_routes(trainer: &mut GpuTrainer, n: usize) -> Result<Vec<Gener
     use crate::generate::gpu::fused_for;
     use crate::generate::Sampling;
     let sampling = Sampling::new(0.8).seed(1);
-    // An f16 or mixed trainer's own kernels are the per-token passes (its one-dispatch
-    // route would run f32 weights).
+    // An f16 or mixed trainer's routes read its f16 weights.
     let half = trainer.precision().is_half();
-    let fused = fused_for(trainer.context(), trainer.config(), &sampling).filter(|_| !half);
+    let fused = fused_for(trainer.context(), trainer.config(), &sampling, half);
     let mut out = Vec::new();
     let routes = fused.map(Some).into_iter().chain([None]);
     for route in routes {
         let name = match route {
+            Some(f) if half => format!("{}, {}", f.kernel.shader().label(), trainer.precision()),
             Some(f) => f.kernel.shader().label().to_string(),
             None if half => format!("per-token passes, {}", trainer.precision()),
             None => "per-token passes".to_string(),

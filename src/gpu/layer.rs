@@ -191,6 +191,10 @@ impl GpuGru {
                 &shape,
                 &format!("{shape:?}"),
             )?;
+            if self.params.half() {
+                // An f16 value would hold infinity.
+                crate::precision::check_f16_range(&id.name(), weights.tensor(id))?;
+            }
         }
         self.params.upload(&self.ctx, weights);
         Ok(())
@@ -241,13 +245,13 @@ impl GpuGru {
                     .map(|b0| {
                         let bc = rows.min(batch - b0);
                         let ws = if !precision.trains() {
-                            plan::inference_workspace(ctx, cfg, params, (t_len, bc))?
+                            plan::inference_workspace(ctx, cfg, params, (t_len, bc, true))?
                         } else {
                             plan::workspace(
                                 ctx,
                                 cfg,
                                 params,
-                                (t_len, bc),
+                                (t_len, bc, true),
                                 BackwardNeeds::layer(b0 > 0),
                             )?
                         };

@@ -11,12 +11,14 @@ use crate::gpu::params::GpuParams;
 use crate::gpu::workspace::Workspace;
 use crate::precision::Precision;
 
-/// The workspace of (T, B) with its lists, the backward's as `needs` says.
+/// The workspace of (T, B) with its lists, the backward's as `needs` says; with
+/// `readback` a staging buffer for reading its outputs and gradients back (a layer's; a
+/// model's plans read their logits instead).
 pub(crate) fn workspace(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
-    (t_len, batch): (usize, usize),
+    (t_len, batch, readback): (usize, usize, bool),
     needs: BackwardNeeds,
 ) -> Result<Workspace> {
     // f16 parameters here are a mixed-precision stack's: f16 activations, f32 gradients.
@@ -26,7 +28,8 @@ pub(crate) fn workspace(
         Precision::F32
     };
     let scratch = scratch_len(ctx, cfg, t_len * batch);
-    let mut ws = Workspace::alloc(ctx, cfg, (t_len, batch), scratch, precision)?;
+    let shape = (t_len, batch, readback);
+    let mut ws = Workspace::alloc(ctx, cfg, shape, scratch, precision)?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
     let (list, slices) = backward::plan(ctx, cfg, params, &ws, needs)?;
     ws.backward = list;
@@ -34,16 +37,17 @@ pub(crate) fn workspace(
     Ok(ws)
 }
 
-/// An f16 inference workspace of (T, B) ([`Workspace::half`]) with its forward list;
-/// `params` must be f16 too. No backward: f16 storage is for inference.
+/// An f16 inference workspace of (T, B) ([`Workspace::half`]) with its forward list
+/// (and `readback` as in [`workspace`]); `params` must be f16 too. No backward: f16
+/// storage is for inference.
 pub(crate) fn inference_workspace(
     ctx: &GpuContext,
     cfg: &GruConfig,
     params: &GpuParams,
-    (t_len, batch): (usize, usize),
+    shape: (usize, usize, bool),
 ) -> Result<Workspace> {
-    let scratch = forward::scratch_len(ctx, cfg, t_len * batch);
-    let mut ws = Workspace::alloc(ctx, cfg, (t_len, batch), scratch, Precision::F16)?;
+    let scratch = forward::scratch_len(ctx, cfg, shape.0 * shape.1);
+    let mut ws = Workspace::alloc(ctx, cfg, shape, scratch, Precision::F16)?;
     ws.forward = forward::plan(ctx, cfg, params, &ws)?;
     Ok(ws)
 }
@@ -58,7 +62,7 @@ mod tests {
     /// offset), with a grid z of 2 (both directions) or 1.
     fn step_dispatches(ctx: &GpuContext, cfg: &GruConfig) -> (usize, usize) {
         let params = GpuParams::new(ctx, cfg).unwrap();
-        let ws = workspace(ctx, cfg, &params, (6, 3), BackwardNeeds::layer(false)).unwrap();
+        let ws = workspace(ctx, cfg, &params, (6, 3, true), BackwardNeeds::layer(false)).unwrap();
         let steps = ws.forward.iter().chain(&ws.backward);
         let steps: Vec<_> = steps.filter(|d| d.offset.is_some()).collect();
         let paired = steps.iter().filter(|d| d.groups[2] == 2).count();

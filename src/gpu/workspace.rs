@@ -31,7 +31,8 @@ pub(crate) fn slabs_as(
     len: usize,
     half: bool,
 ) -> Result<Vec<Range>> {
-    let stride = slab_stride(len, half);
+    // Empty slabs (an inference workspace's gradients) take no room.
+    let stride = if len == 0 { 0 } else { slab_stride(len, half) };
     let buffer = ctx.storage_as(label, count * stride, half)?;
     let bytes = value_bytes(half);
     Ok((0..count)
@@ -83,11 +84,12 @@ pub(crate) struct Workspace {
 impl Workspace {
     /// The buffers, with empty dispatch lists; `scratch` f32 values of split-K scratch.
     /// f16 activations where `precision` is half ([`Workspace::half`]), and no room for
-    /// the backward's buffers in an f16 inference workspace.
+    /// the backward's buffers in an f16 inference workspace; an empty staging buffer
+    /// without `readback`.
     pub(crate) fn alloc(
         ctx: &GpuContext,
         cfg: &GruConfig,
-        (t_len, batch): (usize, usize),
+        (t_len, batch, readback): (usize, usize, bool),
         scratch: usize,
         precision: Precision,
     ) -> Result<Self> {
@@ -119,9 +121,12 @@ impl Workspace {
         }
         let param_total = cfg.param_count() + cfg.num_layers * nd * 6 * h; // biases even when off
         let ld_bh = cfg.num_layers * nd * batch * h;
-        let staging_len = (tb * nd * h + ld_bh)
-            .max(tb * cfg.input_size + ld_bh)
-            .max(param_total);
+        let staging_len = match readback {
+            true => (tb * nd * h + ld_bh)
+                .max(tb * cfg.input_size + ld_bh)
+                .max(param_total),
+            false => 0,
+        };
         let (step_slots, slot_stride) = step_slots(ctx, t_len)?;
         Ok(Workspace {
             t_len,

@@ -10,7 +10,7 @@ mod tensor;
 
 use std::path::Path;
 
-use crate::error::{GruError, Result};
+use crate::error::Result;
 
 pub use self::atomic::write_atomic;
 pub use self::npy::{parse_npy, write_npz};
@@ -47,16 +47,9 @@ pub fn read_tensors_with_metadata(
 /// `values` as little-endian F16 bytes (rounded to nearest), refusing a finite value
 /// that f16 cannot hold (|v| past 65,504 rounds to infinity) with `name`.
 pub(crate) fn f16_bytes(name: &str, values: &[f32]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(2 * values.len());
-    for (i, &v) in values.iter().enumerate() {
-        let h = half::f16::from_f32(v);
-        if h.is_infinite() && v.is_finite() {
-            return Err(GruError::Config(format!(
-                "tensor `{name}` holds {v} at index {i}, past f16's largest value ({}): it cannot be stored as f16; keep it f32",
-                half::f16::MAX
-            )));
-        }
-        out.extend_from_slice(&h.to_le_bytes());
-    }
-    Ok(out)
+    crate::precision::check_f16_range(name, values)?;
+    Ok(values
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect())
 }

@@ -3,8 +3,8 @@
 
 use crate::error::Result;
 use crate::gpu::abi::{GenParams, WG, WG_SOFTWARE};
-use crate::gpu::context::{GpuContext, UNIFORM_WINDOW};
-use crate::gpu::kernels::Kernel;
+use crate::gpu::context::{value_bytes, GpuContext, UNIFORM_WINDOW};
+use crate::gpu::kernels::{Elems, Kernel};
 use crate::gpu::ops::dispatch::{bind, Dispatch, Traffic};
 
 /// The sizes generate.wgsl walks per token.
@@ -17,6 +17,9 @@ pub(crate) struct GenDims {
     /// The head's outputs (= vocab for a language model).
     pub cols: usize,
     pub reset_after: bool,
+    /// f16 weights (an f16 or mixed model's): the f16 build, which also rounds to f16
+    /// what the model's f16 kernels store between steps.
+    pub half: bool,
 }
 
 impl GenDims {
@@ -103,10 +106,29 @@ impl GenDims {
     }
 
     /// Whether the "generate_uniform" build's windows hold this model: one or two
-    /// layers whose gate blocks and head fit a window each.
+    /// layers of f32 weights (a window holds f32) whose gate blocks and head fit a
+    /// window each.
     fn fits_windows(&self) -> bool {
         let (h, w) = (self.hidden, WINDOW_FLOATS);
-        (1..=2).contains(&self.layers) && h * self.embed <= w && h * h <= w && self.cols * h <= w
+        !self.half
+            && (1..=2).contains(&self.layers)
+            && h * self.embed <= w
+            && h * h <= w
+            && self.cols * h <= w
+    }
+
+    /// Bytes of the packed weights.
+    pub(crate) fn weights_bytes(&self) -> u64 {
+        value_bytes(self.half) * self.weights_len() as u64
+    }
+
+    /// The storage types of the build: f16 weights and f16 rounding where `half`.
+    pub(crate) fn elems(&self) -> Elems {
+        Elems {
+            act: self.half,
+            wt: self.half,
+            out: false,
+        }
     }
 
     /// Floats of the state buffer: [L, H] states, four [H] scratch rows, the embedded
@@ -209,7 +231,7 @@ pub(crate) fn fused_route(
     chunk: usize,
 ) -> Option<Fused> {
     let sg = ctx.subgroup_builds();
-    let bytes = 4 * dims.weights_len() as u64;
+    let bytes = dims.weights_bytes();
     if bytes + UNIFORM_WINDOW > ctx.storage_limit() || !fused_fits(ctx.is_software(), bytes) {
         return None;
     }
@@ -259,7 +281,7 @@ pub(crate) fn generate_tokens(
     params: &GenParams,
     (weights, state, generated): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Dispatch> {
-    let pipeline = ctx.pipeline(kernel, &[])?;
+    let pipeline = ctx.pipeline_as(kernel, dims.elems(), &[])?;
     let uniform = ctx.uniform("generate", bytemuck::bytes_of(params))?;
     let mut res = vec![
         uniform.as_entire_binding(),
@@ -332,6 +354,7 @@ mod tests {
             layers: 1,
             cols: 113,
             reset_after: true,
+            half: false,
         };
         // Every parameter once (gru summary's count), each piece on a 64-value
         // boundary, none overlapping.

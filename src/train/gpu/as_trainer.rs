@@ -8,6 +8,7 @@ use crate::error::{check_len, Result};
 use crate::generate::Sampling;
 use crate::gpu::wait::blocking;
 use crate::model::{Batch, ModelConfig, ModelInput, ModelParams};
+use crate::precision::check_f16_range;
 use crate::train::cpu::shared_batch;
 use crate::train::options::{OptimizerState, TrainOptions};
 use crate::train::trainer::{Metrics, Split, Trainer};
@@ -82,7 +83,7 @@ impl Trainer for GpuTrainer {
             &self.ctx,
             self.config,
             &self.tensors,
-            |t| &t.grad,
+            |t| Ok(&t.train()?.grad),
         ))
     }
     fn evaluate(&mut self, batch: &Batch) -> Result<()> {
@@ -104,7 +105,18 @@ impl Trainer for GpuTrainer {
         check_same_config(&self.config, &params.config)?;
         // The moments of lagging rows first take the steps they missed.
         self.flush_embedding()?;
-        tensors::write(&self.ctx, &self.tensors, &params.tensors(), |t| &t.value)?;
+        if self.precision.is_half() {
+            // An f16 value or copy would hold infinity.
+            for (t, v) in self.tensors.iter().zip(params.tensors()) {
+                check_f16_range(&t.info.name, v)?;
+            }
+        }
+        tensors::write(
+            &self.ctx,
+            &self.tensors,
+            &params.tensors(),
+            |t| Ok(&t.value),
+        )?;
         self.refresh_copies()
     }
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
@@ -117,8 +129,8 @@ impl Trainer for GpuTrainer {
         self.flush_embedding()?;
         let m: Vec<&[f32]> = state.m.iter().map(Vec::as_slice).collect();
         let v: Vec<&[f32]> = state.v.iter().map(Vec::as_slice).collect();
-        tensors::write(&self.ctx, &self.tensors, &m, |t| &t.m)?;
-        tensors::write(&self.ctx, &self.tensors, &v, |t| &t.v)?;
+        tensors::write(&self.ctx, &self.tensors, &m, |t| Ok(&t.train()?.m))?;
+        tensors::write(&self.ctx, &self.tensors, &v, |t| Ok(&t.train()?.v))?;
         self.step = state.step;
         if let Some(l) = &mut self.lazy {
             l.set_current(&self.ctx, state.step);

@@ -94,7 +94,7 @@ impl GpuTrainer {
     /// [`Trainer::params`](crate::train::Trainer::params), awaited.
     pub async fn params_async(&mut self) -> Result<ModelParams> {
         self.flush_embedding()?;
-        tensors::read_params(&self.ctx, self.config, &self.tensors, |t| &t.value).await
+        tensors::read_params(&self.ctx, self.config, &self.tensors, |t| Ok(&t.value)).await
     }
 
     /// [`Trainer::optimizer_state`](crate::train::Trainer::optimizer_state), awaited.
@@ -102,8 +102,8 @@ impl GpuTrainer {
         self.flush_embedding()?;
         Ok(OptimizerState {
             step: self.step,
-            m: tensors::read(&self.ctx, &self.tensors, |t| &t.m).await?,
-            v: tensors::read(&self.ctx, &self.tensors, |t| &t.v).await?,
+            m: tensors::read(&self.ctx, &self.tensors, |t| Ok(&t.train()?.m)).await?,
+            v: tensors::read(&self.ctx, &self.tensors, |t| Ok(&t.train()?.v)).await?,
         })
     }
 
@@ -118,16 +118,6 @@ impl GpuTrainer {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<usize> {
         use crate::generate::gpu::{generate, Route};
-        if self.precision.is_half() && fused.is_some() {
-            // generate.wgsl reads f32 weights and carries f32 states: the one-dispatch
-            // route of an f16 or mixed trainer runs from its f32 master weights in an f32
-            // trainer of its own (made per call: generation is not a training step). The
-            // per-token route below runs the trainer's own f16 kernels.
-            let params = self.params_async().await?;
-            let mut t = GpuTrainer::new(self.ctx.clone(), &params, self.options)?;
-            let run = t.generate_with_async(prompt, n, sampling, fused, on_token);
-            return Box::pin(run).await;
-        }
         self.flush_embedding()?;
         // The step shape first: building the prompt's shape can then only evict older ones.
         if fused.is_none() {
@@ -141,7 +131,8 @@ impl GpuTrainer {
         let prep = Batch::tokens(prompt, 1, prompt.len()).prepare(&self.config, false)?;
         self.write_inputs(wi, &prep);
         let warm = self.shapes.get(wi).single()?;
-        let tensors: Vec<&Range> = self.tensors.iter().map(|t| &t.value).collect();
+        // What the kernels read: an f16 or mixed trainer's f16 values take the f16 build.
+        let tensors: Vec<&Range> = self.tensors.iter().map(|t| t.kernel_value()).collect();
         let route = match (fused, si) {
             (Some(f), _) => Route::Fused(f, &tensors),
             (None, Some(si)) => Route::Steps(self.shapes.get(si).single()?),
@@ -175,11 +166,9 @@ impl GpuTrainer {
         if n == 0 {
             return Ok(0);
         }
-        // f16 and mixed trainers generate with their f16 kernels, one pass per token.
-        let fused = match self.precision.is_half() {
-            true => None,
-            false => crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling),
-        };
+        // f16 and mixed trainers generate from their f16 weights.
+        let half = self.precision.is_half();
+        let fused = crate::generate::gpu::fused_for(&self.ctx, &self.config, sampling, half);
         self.generate_with_async(prompt, n, sampling, fused, on_token)
             .await
     }

@@ -36,7 +36,7 @@ fn every_route_draws_the_reference_tokens() {
             let p = params(layers, variant, sizes);
             let mut cpu = CpuTrainer::new(p.clone(), TrainOptions::default()).unwrap();
             let mut gpu = GpuTrainer::new(ctx.clone(), &p, TrainOptions::default()).unwrap();
-            let dims = dims(&p.config).unwrap();
+            let dims = dims(&p.config, false).unwrap();
             let auto = fused_route(&ctx, &dims, 4, GEN_CHUNK);
             assert!(auto.is_some(), "{sizes:?} fits one workgroup");
             let mut routes = vec![None];
@@ -82,6 +82,64 @@ fn every_route_draws_the_reference_tokens() {
                     assert_eq!((n, &first[..]), (7, &want[..7]), "{what}: stopped");
                 }
             }
+            if ctx.supports_f16() {
+                // The initialisation's own logits: margins small enough that a state
+                // left unrounded changes some token (checked by removing the fused
+                // build's rounding). Both paths sum in k order on a software adapter;
+                // a GPU's tiles sum in other orders, which can move a stored value to
+                // the neighbouring f16, so there the sharper model is compared.
+                let plain = match ctx.is_software() {
+                    true => ModelParams::init(p.config, 11).unwrap(),
+                    false => p.clone(),
+                };
+                f16_routes_agree(&ctx, &plain, &samplings);
+            }
+        }
+    }
+}
+
+/// An f16 trainer's fused builds (f16 weights, rounding where the f16 kernels store)
+/// draw the tokens of its per-kernel f16 path, at every chunking.
+fn f16_routes_agree(
+    ctx: &std::sync::Arc<crate::GpuContext>,
+    p: &ModelParams,
+    samplings: &[Sampling],
+) {
+    let opts = TrainOptions::default();
+    let mut f16 = GpuTrainer::with_precision(ctx.clone(), p, opts, crate::Precision::F16).unwrap();
+    let auto = fused_route(ctx, &dims(&p.config, true).unwrap(), 4, GEN_CHUNK);
+    assert!(auto.is_some_and(|f| f.kernel != Kernel::GenTokensUb));
+    let mut routes = Vec::new();
+    for (kernel, usable) in [
+        (Kernel::GenTokens, true),
+        (Kernel::GenTokensSg, ctx.subgroup_builds()),
+    ] {
+        for per_dispatch in [1, 7, GEN_CHUNK] {
+            if usable {
+                routes.push(Fused {
+                    kernel,
+                    per_dispatch,
+                });
+            }
+        }
+    }
+    for s in samplings {
+        let mut want = Vec::new();
+        f16.generate_with(&[1, 5, 2], 150, s, None, &mut |t| {
+            want.push(t);
+            true
+        })
+        .unwrap();
+        for route in &routes {
+            let mut got = Vec::new();
+            let n = f16
+                .generate_with(&[1, 5, 2], 150, s, Some(*route), &mut |t| {
+                    got.push(t);
+                    true
+                })
+                .unwrap();
+            let what = format!("f16 {:?} {s:?} {route:?}", p.config);
+            assert_eq!((n, &got), (150, &want), "{what}");
         }
     }
 }
@@ -91,7 +149,7 @@ fn every_route_draws_the_reference_tokens() {
 #[test]
 fn routes_follow_the_model() {
     let Some(ctx) = ctx() else { return };
-    let lm = |v, e, h| dims(&ModelConfig::language_model(v, e, h)).unwrap();
+    let lm = |v, e, h| dims(&ModelConfig::language_model(v, e, h), false).unwrap();
     let default = fused_route(&ctx, &lm(113, 32, 128), 0, GEN_CHUNK).unwrap();
     if ctx.uniform_windows() {
         assert_eq!(default.kernel, Kernel::GenTokensUb);

@@ -87,7 +87,7 @@ impl LazyEmbedding {
             prev: Vec::new(),
             lagging: false,
         };
-        let t = lazy.table(table, step, norms);
+        let t = lazy.table(table, step, norms)?;
         let before = embed_update::before_pass(ctx, &t, adam, (&lazy.rows, &lazy.zero))?;
         let flush = embed_update::flush(ctx, &t, adam, &lazy.rows)?;
         lazy.before = before;
@@ -101,19 +101,20 @@ impl LazyEmbedding {
         t: &'a GpuTensor,
         step: &'a wgpu::Buffer,
         norms: &'a wgpu::Buffer,
-    ) -> LazyTable<'a> {
-        LazyTable {
+    ) -> Result<LazyTable<'a>> {
+        let train = t.train()?;
+        Ok(LazyTable {
             dims: (self.vocab, self.dim),
             step,
             history: &self.history,
             norms,
-            grad: &t.grad,
+            grad: &train.grad,
             table: &t.value,
-            m: &t.m,
-            v: &t.v,
+            m: &train.m,
+            v: &train.v,
             last: &self.last,
             args: &self.args,
-        }
+        })
     }
 
     /// Writes the rows of a pass with a backward over `tokens` (ids already checked

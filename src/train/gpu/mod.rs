@@ -92,7 +92,7 @@ pub struct GpuTrainer {
     step: u64,
     /// Stateful training's carried state.
     carry: Option<Carry>,
-    /// f32, or mixed precision.
+    /// f32, mixed precision, or f16 inference.
     precision: Precision,
     /// Mixed precision: the refresh of the f16 weight copies (the update's last
     /// dispatches, and what follows a write of the values).
@@ -133,9 +133,10 @@ impl GpuTrainer {
     /// by refreshing their f16 copies, which the model's kernels read (the embedding,
     /// the GRU layers and the head); activations are f16 and every gradient f32, so no
     /// loss scaling is needed. Parameters, checkpoints and generation use the f32
-    /// master weights. With [`Precision::F16`] the trainer predicts and evaluates in
-    /// f16 (the same copies and activations, f32 logits) and refuses to train; its
-    /// device memory still holds the f32 values, gradients and moments. Stateful
+    /// master weights. With [`Precision::F16`] the trainer is for inference: it holds
+    /// the values in f16 and no gradients or moments, runs f16 activations with f32
+    /// logits, predicts, evaluates and generates, and refuses to train. Parameters that
+    /// f16 cannot hold (past 65,504) are refused by tensor name in both. Stateful
     /// training in mixed precision and a device without `SHADER_F16` are refused.
     ///
     /// ```no_run
@@ -159,12 +160,12 @@ impl GpuTrainer {
         let config = params.config;
         config.validate()?;
         options.validate()?;
-        let mixed = precision.is_half();
+        let half = precision.is_half();
         ctx.check_precision(precision)?;
-        if mixed && options.stateful {
-            return Err(GruError::Config(
-                "stateful training in mixed precision is not supported yet; train it in f32".into(),
-            ));
+        if half && options.stateful {
+            return Err(GruError::Config(format!(
+                "a stateful model in {precision} precision is not supported yet; run it in f32"
+            )));
         }
         if options.stateful && config.bidirectional {
             return Err(GruError::Config(
@@ -184,9 +185,9 @@ impl GpuTrainer {
             let table = infos.iter().find(|i| i.role == ParamRole::Embedding);
             // Mixed precision takes the dense update for the table: its rows' f16
             // copies are refreshed with every other value's after each update.
-            let lazy_table = !mixed && table.is_some_and(|t| lazy::wanted(&ctx, t.len()));
+            let lazy_table = !half && table.is_some_and(|t| lazy::wanted(&ctx, t.len()));
             let (flats, tensors, layers) =
-                tensors::allocate(&ctx, &layer_configs, &infos, (lazy_table, mixed))?;
+                tensors::allocate(&ctx, &layer_configs, &infos, (lazy_table, precision))?;
             let step_uniform =
                 ctx.uniform("train_step", bytemuck::bytes_of(&TrainStep::default()))?;
             let norms = ctx.storage("grad_norms", update::norm_slots(&flats) + 2)?;
@@ -237,7 +238,11 @@ impl GpuTrainer {
             precision,
             refresh: Vec::new(),
         };
+        // An f16 inference trainer has no update.
         t.update = t.ctx.scoped(|| {
+            if !precision.trains() {
+                return Ok(Vec::new());
+            }
             update::plan(
                 &t.ctx,
                 (&t.flats, &t.tensors, t.lazy.as_ref()),
@@ -257,7 +262,7 @@ impl GpuTrainer {
         &self.ctx
     }
 
-    /// What the trainer computes in: f32 or mixed precision.
+    /// What the trainer computes in: f32, mixed precision, or f16 (inference).
     pub fn precision(&self) -> Precision {
         self.precision
     }
@@ -367,9 +372,10 @@ impl GpuTrainer {
     /// What every model plan binds besides its own buffers.
     fn buffers(&self) -> ModelBuffers<'_> {
         let n = self.tensors.len();
-        // The kernels read the f16 copies in mixed precision.
-        fn pair(t: &GpuTensor) -> (&Range, &Range) {
-            (t.kernel_value(), &t.grad)
+        // The kernels read the f16 copies in mixed precision; an f16 inference
+        // trainer has no gradients.
+        fn pair(t: &GpuTensor) -> (&Range, Option<&Range>) {
+            (t.kernel_value(), t.train.as_ref().map(|t| &t.grad))
         }
         ModelBuffers {
             layers: &self.layers,

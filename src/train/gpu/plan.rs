@@ -29,15 +29,16 @@ use crate::precision::device_bytes;
 use super::place::Place;
 
 /// The device buffers a model plan reads and writes besides its own: parameters (value
-/// and gradient of the embedding and the dense head), the training uniform, the running
+/// and gradient of the embedding and the dense head; no gradients for an f16 inference
+/// model, whose plans record no training pass), the training uniform, the running
 /// totals of each split.
 pub(crate) struct ModelBuffers<'a> {
     pub layers: &'a [(GruConfig, GpuParams)],
-    pub embedding: Option<(&'a Range, &'a Range)>,
+    pub embedding: Option<(&'a Range, Option<&'a Range>)>,
     /// The embedding gradient's rows: those a batch holds (the lazy update) or all.
     pub table_rows: TableRows,
-    pub fc_weight: (&'a Range, &'a Range),
-    pub fc_bias: (&'a Range, &'a Range),
+    pub fc_weight: (&'a Range, Option<&'a Range>),
+    pub fc_bias: (&'a Range, Option<&'a Range>),
     pub step: &'a wgpu::Buffer,
     pub totals: [&'a wgpu::Buffer; 2],
 }
@@ -45,8 +46,8 @@ pub(crate) struct ModelBuffers<'a> {
 /// Everything of one (T, B), or of one chunk of its rows.
 pub(crate) struct ModelPlan {
     pub t_len: usize,
-    /// Mixed precision: the layers read f16 weights and keep f16 activations, and so
-    /// do the embedding's output, the gathered last states and the head's input.
+    /// Mixed precision and f16: the layers read f16 weights and keep f16 activations,
+    /// and so do the embedding's output, the gathered last states and the head's input.
     half: bool,
     /// Rows of this plan (`place.rows`).
     pub batch: usize,
@@ -54,14 +55,16 @@ pub(crate) struct ModelPlan {
     pub layers: Vec<Workspace>,
     /// Token ids [T, B] (token models).
     pub tokens: wgpu::Buffer,
-    /// Where each token occurs, for the embedding gradient (`embed::token_index`).
-    token_index: wgpu::Buffer,
+    /// Where each token occurs, for the embedding gradient (`embed::token_index`;
+    /// empty without a backward).
+    token_index: Option<wgpu::Buffer>,
     table_rows: TableRows,
     targets: wgpu::Buffer,
     pub logits: wgpu::Buffer,
     loss_params: wgpu::Buffer,
     pub staging: wgpu::Buffer,
-    /// Forward with dropout, loss counted under training, backward: the gradients.
+    /// Forward with dropout, loss counted under training, backward: the gradients
+    /// (empty for an f16 inference model).
     pub train: Vec<Dispatch>,
     /// Forward without dropout and the loss counted under evaluation.
     pub eval: Vec<Dispatch>,
@@ -95,6 +98,10 @@ impl ModelPlan {
         let tb = t_len * batch;
         let (f, c) = (cfg.head_input_size(), cfg.outputs);
         let half = bufs.layers.first().is_some_and(|(_, p)| p.half());
+        // An f16 inference model: no backward, so no gradient buffers (as in an
+        // inference workspace, they are allocated empty).
+        let trains = bufs.fc_weight.1.is_some();
+        let grad = |n: usize| if trains { n } else { 0 };
         let rows = match cfg.head {
             Head::EveryStep => tb,
             Head::LastState => batch,
@@ -112,13 +119,12 @@ impl ModelPlan {
                 d_h0: false,
                 d_input_slices: layers.is_empty() && tokens && ctx.gpu_builds(),
             };
-            layers.push(crate::gpu::plan::workspace(
-                ctx,
-                lc,
-                p,
-                (t_len, batch),
-                needs,
-            )?);
+            // The plan reads back its logits, not the layers' outputs.
+            let shape = (t_len, batch, false);
+            layers.push(match trains {
+                true => crate::gpu::plan::workspace(ctx, lc, p, shape, needs)?,
+                false => crate::gpu::plan::inference_workspace(ctx, lc, p, shape)?,
+            });
         }
         let top = layers
             .last()
@@ -127,7 +133,7 @@ impl ModelPlan {
             Head::EveryStep => None,
             Head::LastState => Some((
                 ctx.storage_as("last_state", rows * f, half)?,
-                ctx.storage("d_last_state", rows * f)?,
+                ctx.storage("d_last_state", grad(rows * f))?,
             )),
         };
         let gathered = match &last {
@@ -137,7 +143,7 @@ impl ModelPlan {
         let input = if cfg.dropout > 0.0 {
             (
                 ctx.storage_as("head_input", rows * f, half)?,
-                ctx.storage("d_head_input", rows * f)?,
+                ctx.storage("d_head_input", grad(rows * f))?,
             )
         } else {
             gathered
@@ -151,9 +157,11 @@ impl ModelPlan {
             scratch: ctx.storage(
                 "head_scratch",
                 // The weight gradient's slices, then the bias's, reduced together.
-                (gemm_scratch(ctx, c, f, rows).next_multiple_of(ALIGN)
-                    + colsum_scratch(ctx, rows, c))
-                .max(gemm_scratch(ctx, rows, f, c))
+                grad(
+                    (gemm_scratch(ctx, c, f, rows).next_multiple_of(ALIGN)
+                        + colsum_scratch(ctx, rows, c))
+                    .max(gemm_scratch(ctx, rows, f, c)),
+                )
                 .max(gemm_scratch(ctx, rows, c, f)),
             )?,
         };
@@ -172,7 +180,12 @@ impl ModelPlan {
             place,
             layers,
             tokens: ctx.storage("tokens", tb)?,
-            token_index: ctx.storage("token_index", token_index_len(tb, vocab, bufs.table_rows))?,
+            token_index: trains
+                .then(|| {
+                    let n = token_index_len(tb, vocab, bufs.table_rows);
+                    ctx.storage("token_index", n)
+                })
+                .transpose()?,
             table_rows: bufs.table_rows,
             targets: ctx.storage("targets", target_len)?,
             logits: ctx.storage("logits", rows * c)?,
@@ -189,10 +202,12 @@ impl ModelPlan {
             eval: Vec::new(),
             predict: Vec::new(),
         };
-        plan.train = plan.forward(ctx, cfg, bufs, &head, true)?;
-        plan.train
-            .extend(plan.loss(ctx, cfg, &head, bufs.totals[0])?);
-        plan.train.extend(plan.backward(ctx, cfg, bufs, &head)?);
+        if trains {
+            plan.train = plan.forward(ctx, cfg, bufs, &head, true)?;
+            plan.train
+                .extend(plan.loss(ctx, cfg, &head, bufs.totals[0])?);
+            plan.train.extend(plan.backward(ctx, cfg, bufs, &head)?);
+        }
         plan.eval = plan.forward(ctx, cfg, bufs, &head, false)?;
         plan.eval
             .extend(plan.loss(ctx, cfg, &head, bufs.totals[1])?);
@@ -333,7 +348,9 @@ impl ModelPlan {
             elems,
             ..Default::default()
         };
-        let (d_w, d_b) = (bufs.fc_weight.1, bufs.fc_bias.1);
+        let no_grads = || GruError::State("a backward without gradient buffers".into());
+        let d_w = bufs.fc_weight.1.ok_or_else(no_grads)?;
+        let d_b = bufs.fc_bias.1.ok_or_else(no_grads)?;
         let gp = GemmParams::dims(c, f, rows, c, f, f);
         let (gemm_list, w_slices) = gemm_deferred(
             ctx,
@@ -418,13 +435,14 @@ impl ModelPlan {
         if let (ModelInput::Tokens { embed_dim, vocab }, Some((_, d_table))) =
             (cfg.input, bufs.embedding)
         {
+            let d_table = d_table.ok_or_else(no_grads)?;
             let dims = (tb, embed_dim, vocab);
             let (d_x, slices) = self.layers[0].d_input_slices();
             list.push(embed_backward(
                 ctx,
                 dims,
                 (self.table_rows, later),
-                &self.token_index,
+                self.token_index.as_ref().ok_or_else(no_grads)?,
                 (d_x, slices),
                 d_table,
             )?);
@@ -444,8 +462,10 @@ impl ModelPlan {
         match cfg.input {
             ModelInput::Tokens { vocab, .. } => {
                 q.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&prep.tokens));
-                let index = token_index(&prep.tokens, vocab, self.table_rows);
-                q.write_buffer(&self.token_index, 0, bytemuck::cast_slice(&index));
+                if let Some(buf) = &self.token_index {
+                    let index = token_index(&prep.tokens, vocab, self.table_rows);
+                    q.write_buffer(buf, 0, bytemuck::cast_slice(&index));
+                }
             }
             ModelInput::Features(_) => {
                 let bytes = device_bytes(&prep.features, self.half);

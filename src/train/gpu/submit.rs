@@ -22,10 +22,8 @@ impl GpuTrainer {
     /// [`Self::submit_update`] (data-parallel training sums them across ranks between).
     pub(super) fn submit_with(&mut self, i: usize, pass: Pass, update: bool) -> Result<()> {
         let training = matches!(pass, Pass::Train | Pass::Gradients);
-        if training && self.precision == crate::Precision::F16 {
-            return Err(crate::error::GruError::State(
-                "this trainer stores f16 for inference: it predicts and evaluates, but trains only in f32 or mixed precision".into(),
-            ));
+        if training && !self.precision.trains() {
+            return Err(super::tensors::inference_only());
         }
         let carry = self.options.stateful && pass == Pass::Train;
         if carry {
@@ -110,9 +108,8 @@ impl GpuTrainer {
             .grad_staging
             .as_ref()
             .ok_or_else(|| GruError::State("no staging buffer for the gradient".into()))?;
-        let parts: Vec<_> = self
-            .flats
-            .grad
+        let grads = &self.flats.train()?.grad;
+        let parts: Vec<_> = grads
             .buffers
             .iter()
             .zip(segments)
@@ -121,7 +118,7 @@ impl GpuTrainer {
         let mut flat = self.ctx.read_f32(staging, &parts)?.concat();
         comm.sum_f32(&mut flat)?;
         let mut at = 0;
-        for (b, &n) in self.flats.grad.buffers.iter().zip(segments) {
+        for (b, &n) in grads.buffers.iter().zip(segments) {
             self.ctx
                 .queue
                 .write_buffer(b, 0, bytemuck::cast_slice(&flat[at..at + n]));

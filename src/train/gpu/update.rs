@@ -38,11 +38,12 @@ pub(crate) fn plan(
     // The embedding's segment holds the table alone (tensor 0).
     let lazy = lazy
         .zip(flats.lazy)
-        .map(|(l, s)| (s, l.table(&tensors[0], step, norms), l));
+        .map(|(l, s)| Ok::<_, crate::error::GruError>((s, l.table(&tensors[0], step, norms)?, l)))
+        .transpose()?;
     let mut list = Vec::new();
     let mut first = 0;
     for s in 0..segments {
-        let t = flats.segment(s);
+        let t = flats.segment(s)?;
         let slots = sumsq_slots(t.len);
         list.push(match &lazy {
             Some((ls, table, l)) if *ls == s => rows_sumsq(ctx, table, (first, slots), &l.rows)?,
@@ -50,13 +51,14 @@ pub(crate) fn plan(
         });
         first += slots;
     }
-    list.push(clip_scale(ctx, step, count, &flats.grad.buffers[0], norms)?);
+    let grads = &flats.train()?.grad;
+    list.push(clip_scale(ctx, step, count, &grads.buffers[0], norms)?);
     let kernel = match options.optimizer {
         Optimizer::Sgd { .. } => Kernel::Sgd,
         Optimizer::Adam | Optimizer::AdamW => Kernel::Adam,
     };
     for s in 0..segments {
-        let t = flats.segment(s);
+        let t = flats.segment(s)?;
         list.push(match &lazy {
             Some((ls, table, l)) if *ls == s => rows_update(ctx, table, l.adam, count, &l.rows)?,
             _ => optimizer_step(ctx, kernel, step, norms, &t, count)?,

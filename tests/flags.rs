@@ -1232,7 +1232,8 @@ fn forward_and_bench_precision() {
             names[0].ends_with(", f32") && names[1].ends_with(", mixed"),
             "{js}"
         );
-        // --generate: the f16 trainer's per-token passes after the f32 routes.
+        // --generate: the f16 trainer's routes after the f32 routes: the f16 build of the
+        // one-dispatch kernel, then its per-token passes.
         let generate = [
             "bench",
             "--generate",
@@ -1247,11 +1248,13 @@ fn forward_and_bench_precision() {
         ];
         let args = [&generate[..], &["--device", dev]].concat();
         let (routes, js) = bench_field(&args, "generate", "route");
-        assert_eq!(
-            routes.last().map(String::as_str),
-            Some("per-token passes, f16"),
+        let n = routes.len();
+        assert!(n >= 4, "{js}");
+        assert!(
+            routes[n - 2].starts_with("generate") && routes[n - 2].ends_with(", f16"),
             "{js}"
         );
+        assert_eq!(routes[n - 1], "per-token passes, f16", "{js}");
         // A forward-only command runs mixed as f16.
         ok(&[&base[..], &["--device", dev, "--precision", "mixed"]].concat());
         let again = read_tensors(&yf, false).unwrap();

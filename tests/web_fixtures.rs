@@ -61,8 +61,8 @@ fn greedy_text(extra: &[&str]) -> String {
     gru(&[&args[..], extra].concat())
 }
 
-/// The same text in f16 (`gru generate --precision f16`: f16 weight copies and states,
-/// one pass of the model's kernels per token), where the device has SHADER_F16: the
+/// The same text in f16 (`gru generate --precision f16`: f16 weights and states, the
+/// one-dispatch kernel's f16 build), where the device has SHADER_F16: the
 /// margins checked below leave f16's rounding far from any decision.
 #[test]
 fn greedy_generation_in_f16_prints_the_fixture_text() {

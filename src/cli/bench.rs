@@ -476,7 +476,7 @@ fn bench_generate(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let precision = a.precision.inference();
     if let Choice::Gpu(ctx) = choice {
         let name = adapter_label(ctx);
-        // With --precision f16, the f16 trainer's per-token passes after the f32 routes.
+        // With --precision f16, the f16 trainer's routes after the f32 routes.
         let mut precisions = vec![Precision::F32];
         if precision.is_half() {
             precisions.push(precision);

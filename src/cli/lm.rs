@@ -473,8 +473,8 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// What the device computes in: f32, or f16 (f16 weight copies and states, one pass
-    /// of the model's kernels per token; mixed means the same here). Needs SHADER_F16.
+    /// What the device computes in: f32, or f16 (f16 weights and states, f32 sums and
+    /// logits; mixed means the same here). Needs SHADER_F16.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub precision: PrecisionArg,
     /// No device line on stderr.

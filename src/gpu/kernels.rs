@@ -128,7 +128,9 @@ impl Elems {
 
     /// The mixes of f16 roles the ops build, named: every role (`f16`), a GEMM whose
     /// split-K slices stay f32 (`f16_slices`), the reduction of those slices into f16
-    /// (`f16_reduce`), a transpose of f16 weights (`f16_wt`).
+    /// (`f16_reduce`; also the text of every build that writes f16 from f32 alone, the
+    /// refresh copy and the optimiser's copy, which declare no wt_t), a transpose of
+    /// f16 weights (`f16_wt`).
     pub(crate) const HALF_MIXES: [(&'static str, Elems); 4] = [
         ("f16", Elems::F16),
         (
@@ -296,6 +298,8 @@ kernels! {
     ClipScale => GradNorm."clip_scale" [U, U, R, W],
     Sgd => Optimizer."sgd" [U, U, R, R, W, W, W],
     Adam => Optimizer."adam" [U, U, R, R, W, W, W],
+    SgdCopy => Optimizer."sgd_copy" [U, U, R, R, W, W, W, W],
+    AdamCopy => Optimizer."adam_copy" [U, U, R, R, W, W, W, W],
     EmbedRowsZero => EmbedUpdate."rows_zero" [U, U, U, R, W, W, W, W, W, W],
     EmbedCatchUp => EmbedUpdate."catch_up" [U, U, U, R, W, W, W, W, W, W],
     EmbedMark => EmbedUpdate."mark" [U, U, U, R, W, W, W, W, W, W],

@@ -5,17 +5,22 @@ use crate::error::Result;
 use crate::gpu::abi::{NormParams, TensorParams, SUMSQ_SPAN};
 use crate::gpu::bind::Bind;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::Kernel;
-use crate::gpu::ops::dispatch::{flat_grid, param_dispatch, row_grid, Dispatch, Traffic};
+use crate::gpu::kernels::{Elems, Kernel};
+use crate::gpu::ops::dispatch::{
+    flat_grid, param_dispatch, param_dispatch_as, row_grid, Dispatch, Traffic,
+};
 
 /// What one optimiser dispatch updates: `len` values of a value buffer, its gradient
-/// and its moments (a segment of the model's flat buffers).
+/// and its moments (a segment of the model's flat buffers), and in mixed precision the
+/// f16 copy it refreshes in the same pass.
 pub(crate) struct UpdateTensor<'a> {
     pub len: usize,
     pub value: &'a dyn Bind,
     pub grad: &'a dyn Bind,
     pub m: &'a dyn Bind,
     pub v: &'a dyn Bind,
+    /// The copy, and whether it holds f16.
+    pub copy: Option<(&'a dyn Bind, bool)>,
 }
 
 fn tensor_params(t: &UpdateTensor, count: usize) -> TensorParams {
@@ -86,7 +91,9 @@ pub(crate) fn clip_scale(
     Ok(d)
 }
 
-/// One optimiser step over `t` (every tensor of a segment at once): `kernel` is `Sgd` or `Adam` (AdamW by the uniform).
+/// One optimiser step over `t` (every tensor of a segment at once): `kernel` is `Sgd` or
+/// `Adam` (AdamW by the uniform); with `t.copy`, its `_copy` entry, which also writes
+/// each new value rounded to the f16 copy.
 pub(crate) fn optimizer_step(
     ctx: &GpuContext,
     kernel: Kernel,
@@ -96,19 +103,37 @@ pub(crate) fn optimizer_step(
     count: usize,
 ) -> Result<Dispatch> {
     let q = tensor_params(t, count);
-    let bufs = [step, norms, t.grad, t.value, t.m, t.v];
-    let mut d = param_dispatch(
+    let mut bufs = vec![step, norms, t.grad, t.value, t.m, t.v];
+    let (kernel, elems) = match t.copy {
+        Some((copy, half)) => {
+            bufs.push(copy);
+            let k = match kernel {
+                Kernel::Sgd => Kernel::SgdCopy,
+                _ => Kernel::AdamCopy,
+            };
+            let elems = Elems {
+                out: half,
+                ..Elems::F32
+            };
+            (k, elems)
+        }
+        None => (kernel, Elems::F32),
+    };
+    let mut d = param_dispatch_as(
         ctx,
-        kernel,
+        (kernel, elems),
         &[],
         "optimizer",
         bytemuck::bytes_of(&q),
         &bufs,
         flat_grid(ctx, t.len),
     )?;
-    // Gradient, value and moments read, value and moments written (SGD: one moment).
-    let (n, moments) = (t.len as u64, if kernel == Kernel::Adam { 2 } else { 1 });
-    d.traffic = Traffic::floats((2 + moments) * n, (1 + moments) * n);
+    // Gradient, value and moments read, value and moments written (SGD: one moment),
+    // and an f16 copy: half a float a value.
+    let adam = matches!(kernel, Kernel::Adam | Kernel::AdamCopy);
+    let (n, moments) = (t.len as u64, if adam { 2 } else { 1 });
+    let copy = if t.copy.is_some() { n.div_ceil(2) } else { 0 };
+    d.traffic = Traffic::floats((2 + moments) * n, (1 + moments) * n + copy);
     Ok(d)
 }
 

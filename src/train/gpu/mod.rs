@@ -94,8 +94,8 @@ pub struct GpuTrainer {
     carry: Option<Carry>,
     /// f32, mixed precision, or f16 inference.
     precision: Precision,
-    /// Mixed precision: the refresh of the f16 weight copies (the update's last
-    /// dispatches, and what follows a write of the values).
+    /// Mixed precision: the refresh of the f16 weight copies after a write of the
+    /// values (the update's optimiser writes them itself).
     refresh: Vec<Dispatch>,
 }
 
@@ -129,11 +129,11 @@ impl GpuTrainer {
     }
 
     /// [`GpuTrainer::new`] training in `precision`: f32, or [`Precision::Mixed`], where
-    /// the optimiser updates f32 master weights with f32 moments, and every update ends
-    /// by refreshing their f16 copies, which the model's kernels read (the embedding,
-    /// the GRU layers and the head); activations are f16 and every gradient f32, so no
-    /// loss scaling is needed. Parameters, checkpoints and generation use the f32
-    /// master weights. With [`Precision::F16`] the trainer is for inference: it holds
+    /// the optimiser updates f32 master weights with f32 moments and, in the same
+    /// pass, their f16 copies, which the model's kernels read (the embedding, the GRU
+    /// layers and the head); activations are f16 and every gradient f32, so no loss
+    /// scaling is needed. Parameters and checkpoints are the f32 master weights;
+    /// generation reads the f16 copies. With [`Precision::F16`] the trainer is for inference: it holds
     /// the values in f16 and no gradients or moments, runs f16 activations with f32
     /// logits, predicts, evaluates and generates, and refuses to train. Parameters that
     /// f16 cannot hold (past 65,504) are refused by tensor name in both. Stateful
@@ -184,7 +184,7 @@ impl GpuTrainer {
                 .collect();
             let table = infos.iter().find(|i| i.role == ParamRole::Embedding);
             // Mixed precision takes the dense update for the table: its rows' f16
-            // copies are refreshed with every other value's after each update.
+            // copies are written with every other value's by the optimiser.
             let lazy_table = !half && table.is_some_and(|t| lazy::wanted(&ctx, t.len()));
             let (flats, tensors, layers) =
                 tensors::allocate(&ctx, &layer_configs, &infos, (lazy_table, precision))?;
@@ -252,7 +252,6 @@ impl GpuTrainer {
             )
         })?;
         t.refresh = t.ctx.scoped(|| update::refresh(&t.ctx, &t.flats))?;
-        t.update.extend(t.refresh.iter().cloned());
         t.set_params(params)?;
         Ok(t)
     }
@@ -418,6 +417,47 @@ mod tests {
     use super::*;
     use crate::gpu::ops::testutil;
     use crate::model::{Batch, ModelParams};
+
+    /// Mixed precision: after every update the f16 copies the kernels read are the
+    /// master values rounded (the optimiser writes them, and max-norm's refresh after
+    /// it), for Adam and SGD with momentum, with and without max-norm.
+    #[test]
+    fn mixed_copies_follow_every_update() {
+        let Some(ctx) = testutil::ctx() else { return };
+        if !ctx.supports_f16() {
+            return;
+        }
+        let params = ModelParams::init(ModelConfig::language_model(13, 6, 9), 2).unwrap();
+        let sgd = TrainOptions {
+            optimizer: Optimizer::Sgd { momentum: 0.9 },
+            ..TrainOptions::adam(0.5)
+        };
+        for opts in [
+            TrainOptions::adam(5e-2),
+            TrainOptions::adam(5e-2).max_norm(0.3),
+            sgd,
+            sgd.max_norm(0.3),
+        ] {
+            let mut t =
+                GpuTrainer::with_precision(ctx.clone(), &params, opts, Precision::Mixed).unwrap();
+            let x: Vec<u32> = (0..24).map(|i| (i * 5 % 13) as u32).collect();
+            for _ in 0..3 {
+                t.train_step(&Batch::tokens(&x, 3, 8).classes(&x)).unwrap();
+            }
+            let values = blocking(tensors::read(&ctx, &t.tensors, |t| Ok(&t.value))).unwrap();
+            let copies = blocking(tensors::read(&ctx, &t.tensors, |t| {
+                t.value16
+                    .as_ref()
+                    .ok_or_else(|| GruError::State("no copy".into()))
+            }))
+            .unwrap();
+            assert_ne!(values, params.tensors(), "{opts:?}: trained");
+            for ((v, c), info) in values.iter().zip(&copies).zip(params.infos()) {
+                let want = crate::precision::round_all_f16(v);
+                assert_eq!(c, &want, "{opts:?}: {}", info.name);
+            }
+        }
+    }
 
     /// As for `GpuGru`: a trainer's last step may still be queued when it is dropped.
     #[test]

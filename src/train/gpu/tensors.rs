@@ -82,6 +82,10 @@ impl Flats {
             grad: &t.grad.buffers[s],
             m: &t.m.buffers[s],
             v: &t.v.buffers[s],
+            copy: self
+                .value16
+                .as_ref()
+                .map(|c| (&c.buffers[s] as &dyn crate::gpu::bind::Bind, c.half)),
         })
     }
 

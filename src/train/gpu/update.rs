@@ -1,7 +1,9 @@
 //! The update after backward, the same for every shape: the global gradient norm and
 //! clip factor, then the optimiser over each segment of the flat buffers (one dispatch
 //! for most models, whatever their tensor count; the embedding table's segment takes
-//! the lazy update over the rows its batch holds), then Keras' max-norm per tensor.
+//! the lazy update over the rows its batch holds), then Keras' max-norm per tensor. In
+//! mixed precision the optimiser also writes the f16 copies, which max-norm, where it
+//! is on, makes refresh again.
 
 use super::lazy::LazyEmbedding;
 use super::tensors::{Flats, GpuTensor};
@@ -79,13 +81,15 @@ pub(crate) fn plan(
                 _ => {}
             }
         }
+        // Max-norm changed values the optimiser already copied.
+        list.extend(refresh(ctx, flats)?);
     }
     Ok(list)
 }
 
 /// Mixed precision: the f16 copies of every segment of values refreshed from the f32
-/// master values (one rounding copy per segment), what the update ends with and what
-/// follows a write of the values; nothing in f32.
+/// master values (one rounding copy per segment): what follows a write of the values,
+/// and max-norm; nothing in f32.
 pub(crate) fn refresh(ctx: &GpuContext, flats: &Flats) -> Result<Vec<Dispatch>> {
     let Some(value16) = &flats.value16 else {
         return Ok(Vec::new());

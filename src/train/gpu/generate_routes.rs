@@ -83,16 +83,12 @@ fn every_route_draws_the_reference_tokens() {
                 }
             }
             if ctx.supports_f16() {
-                // The initialisation's own logits: margins small enough that a state
-                // left unrounded changes some token (checked by removing the fused
-                // build's rounding). Both paths sum in k order on a software adapter;
-                // a GPU's tiles sum in other orders, which can move a stored value to
-                // the neighbouring f16, so there the sharper model is compared.
-                let plain = match ctx.is_software() {
-                    true => ModelParams::init(p.config, 11).unwrap(),
-                    false => p.clone(),
-                };
-                f16_routes_agree(&ctx, &plain, &samplings);
+                // The sharpened model: with the initialisation's own logits the margins
+                // are so small that a sum taken in another order, which can move a
+                // stored value to the neighbouring f16, changes tokens (Mesa 25's
+                // llvmpipe does; on Mesa 22.3 those logits also show that leaving the
+                // build's f16 rounding out changes tokens).
+                f16_routes_agree(&ctx, &p, &samplings);
             }
         }
     }

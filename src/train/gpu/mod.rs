@@ -133,11 +133,12 @@ impl GpuTrainer {
     /// pass, their f16 copies, which the model's kernels read (the embedding, the GRU
     /// layers and the head); activations are f16 and every gradient f32, so no loss
     /// scaling is needed. Parameters and checkpoints are the f32 master weights;
-    /// generation reads the f16 copies. With [`Precision::F16`] the trainer is for inference: it holds
-    /// the values in f16 and no gradients or moments, runs f16 activations with f32
-    /// logits, predicts, evaluates and generates, and refuses to train. Parameters that
-    /// f16 cannot hold (past 65,504) are refused by tensor name in both. Stateful
-    /// training in mixed precision and a device without `SHADER_F16` are refused.
+    /// generation reads the f16 copies. With [`Precision::F16`] the trainer is for
+    /// inference: it holds the values in f16 and no gradients or moments, runs f16
+    /// activations with f32 logits, predicts, evaluates and generates, and refuses to
+    /// train. Parameters that f16 cannot hold (past 65,504) are refused by tensor name
+    /// in both. A stateful model in either and a device without `SHADER_F16` are
+    /// refused.
     ///
     /// ```no_run
     /// use gru_engine::model::{Batch, ModelConfig, ModelParams};

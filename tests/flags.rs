@@ -70,6 +70,18 @@ fn corpus(dir: &Path) -> PathBuf {
     p
 }
 
+/// A language model small enough for a few steps in any test: `train`'s flags.
+const SMALL_LM: [&str; 8] = [
+    "--hidden",
+    "6",
+    "--embed",
+    "4",
+    "--seq-len",
+    "5",
+    "--batch",
+    "2",
+];
+
 /// `--save-precision f16`: the run's checkpoints hold F16 parameters (the moments F32),
 /// a resume reads them, and without the flag the resumed run saves F32 again; an
 /// unknown value is refused in one line.
@@ -87,17 +99,7 @@ fn save_precision_stores_the_parameters_as_asked() {
             .collect()
     };
     let base = ["train", "--text", s(&text), "--checkpoint-dir", s(&run)];
-    let small = [
-        "--hidden",
-        "6",
-        "--embed",
-        "4",
-        "--seq-len",
-        "5",
-        "--batch",
-        "2",
-    ];
-    let mut args: Vec<&str> = base.iter().chain(&small).copied().collect();
+    let mut args: Vec<&str> = base.iter().chain(&SMALL_LM).copied().collect();
     args.extend(["--steps", "3", "--save-precision", "f16"]);
     let out = ok(&args);
     // On a device, the memory its buffers take, before the first step.
@@ -129,19 +131,7 @@ fn save_precision_stores_the_parameters_as_asked() {
 fn train_precision_mixed_trains_and_resumes() {
     let d = tempfile::tempdir().unwrap();
     let text = corpus(d.path());
-    let small = [
-        "train",
-        "--text",
-        s(&text),
-        "--hidden",
-        "6",
-        "--embed",
-        "4",
-        "--seq-len",
-        "5",
-        "--batch",
-        "2",
-    ];
+    let small = [&["train", "--text", s(&text)][..], &SMALL_LM].concat();
     let e = stderr_of(&[&small[..], &["--precision", "f16", "--steps", "1"]].concat());
     assert!(
         e.contains("--precision mixed") && e.contains("inference"),

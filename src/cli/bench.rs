@@ -73,7 +73,7 @@ pub struct BenchArgs {
     /// printed.
     /// --train with mixed: the mixed-precision trainer beside the f32 one, in
     /// alternating rounds. --generate with f16 (or mixed): also the f16 trainer's
-    /// per-token passes.
+    /// routes (the one-dispatch kernel's f16 build, the per-token passes).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32, conflicts_with_all = ["roofline", "plan"])]
     pub precision: PrecisionArg,
     /// Skip the CPU reference.
@@ -546,6 +546,20 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
     let (x, y) = random_tokens(a);
     let batch = Batch::tokens(&x, b, t).classes(&y);
     let mut rows = Vec::new();
+    // One row: seconds a step, dispatches a step and device memory where known.
+    let row = |name: String, s: f64, dispatches: Option<usize>, bytes: Option<u64>| {
+        let mut r = serde_json::json!({
+            "device": name,
+            "steps_per_s": 1.0 / s,
+            "tokens_per_s": (b * t) as f64 / s,
+            "ms_per_step": s * 1e3,
+            "dispatches_per_step": dispatches,
+        });
+        if let Some(bytes) = bytes {
+            r["device_memory_bytes"] = bytes.into();
+        }
+        r
+    };
     let step = |name: String,
                 tr: &mut dyn Trainer,
                 dispatches: Option<usize>,
@@ -556,13 +570,7 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
             sync()
         })?;
         tr.take_metrics(Split::Train)?;
-        Ok(serde_json::json!({
-            "device": name,
-            "steps_per_s": 1.0 / s,
-            "tokens_per_s": (b * t) as f64 / s,
-            "ms_per_step": s * 1e3,
-            "dispatches_per_step": dispatches,
-        }))
+        Ok(row(name, s, dispatches, None))
     };
     let mut kernels = Vec::new();
     let precision = a.precision.to_lib();
@@ -596,15 +604,8 @@ fn bench_train(a: &BenchArgs, choice: &Choice) -> Result<u8> {
                 (Precision::F32, g_bytes, n, best[0]),
                 (precision, m_bytes, m_n, best[1]),
             ];
-            for (p, bytes, n, s) in &trainers {
-                rows.push(serde_json::json!({
-                    "device": format!("{name}, {p}"),
-                    "steps_per_s": 1.0 / s,
-                    "tokens_per_s": (b * t) as f64 / s,
-                    "ms_per_step": s * 1e3,
-                    "dispatches_per_step": n,
-                    "device_memory_bytes": bytes,
-                }));
+            for (p, bytes, n, s) in trainers {
+                rows.push(row(format!("{name}, {p}"), s, Some(n), Some(bytes)));
             }
         }
         if a.roofline {

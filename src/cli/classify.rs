@@ -815,9 +815,7 @@ fn inference_trainer(
 ) -> Result<Box<dyn Trainer>> {
     let tmax = ex.iter().map(|e| e.len).max().unwrap_or(1);
     let cfg = params.config;
-    let mut device = device.clone();
-    device.precision = precision.inference();
-    device.build(
+    device.inferring(precision.inference()).build(
         &cfg,
         || Ok(params),
         Default::default(),

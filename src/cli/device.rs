@@ -125,6 +125,15 @@ pub enum Choice {
 }
 
 impl DeviceArgs {
+    /// These choices for a command that only predicts, computing in `precision`
+    /// (`PrecisionArg::inference`).
+    pub fn inferring(&self, precision: gru_engine::Precision) -> Self {
+        DeviceArgs {
+            precision,
+            ..self.clone()
+        }
+    }
+
     /// Opens the device to run models on. Unless `quiet`, says in one line (stderr) when
     /// the pick is a software adapter or the CPU reference, so nobody mistakes it for
     /// their GPU.

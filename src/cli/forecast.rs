@@ -485,9 +485,7 @@ fn predict(a: PredictArgs) -> Result<u8> {
         )));
     }
     let cfg = c.params.config;
-    let mut device = a.device.clone();
-    device.precision = a.precision.inference();
-    let mut t = device.build(
+    let mut t = a.device.inferring(a.precision.inference()).build(
         &cfg,
         || Ok(c.params),
         Default::default(),

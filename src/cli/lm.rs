@@ -490,9 +490,7 @@ pub fn generate(a: GenerateArgs) -> Result<u8> {
     let sampling = Sampling::new(a.temperature).top_k(a.top_k).seed(a.seed);
     sampling.validate()?;
     let cfg = c.params.config;
-    let mut device = a.device.clone();
-    device.precision = a.precision.inference();
-    let mut t = device.build(
+    let mut t = a.device.inferring(a.precision.inference()).build(
         &cfg,
         || Ok(c.params),
         Default::default(),

@@ -167,21 +167,13 @@ impl Generation<'_> {
     /// f16 values where `dst_half` (else widened to f32).
     fn state_copies(
         &self,
-        pairs: impl Iterator<Item = ((Range, u32), (Range, u32))>,
+        pairs: impl Iterator<Item = ((Range, usize), (Range, usize))>,
         dst_half: bool,
     ) -> Result<Vec<crate::gpu::ops::Dispatch>> {
-        let h = self.cfg.hidden_size as u32;
+        let h = self.cfg.hidden_size;
         pairs
             .map(|((src, from), (dst, to))| {
-                let p = CopyParams {
-                    rows: 1,
-                    width: h,
-                    src_stride: h,
-                    src_off: from,
-                    dst_stride: h,
-                    dst_off: to,
-                    ..Default::default()
-                };
+                let p = CopyParams::run(h, from, to);
                 strided_copy_as(self.ctx, p, (&src, &dst), (true, dst_half))
             })
             .collect()
@@ -325,40 +317,22 @@ impl Generation<'_> {
         // f16 pieces and states move by dispatches (an f16 offset or length need not be
         // a whole 4-byte word); the prompt's final f16 states widen into the f32 state.
         let (copies, states) = if half {
-            let all = Range {
-                buffer: weights.clone(),
-                offset: 0,
-                len: dims.weights_len(),
-                half,
-            };
+            let all = Range::whole(&weights, dims.weights_len(), half);
             let copies = pieces
                 .iter()
                 .map(|p| {
-                    let cp = CopyParams {
-                        rows: 1,
-                        width: p.len as u32,
-                        src_stride: p.len as u32,
-                        src_off: p.from as u32,
-                        dst_stride: p.len as u32,
-                        dst_off: p.to as u32,
-                        ..Default::default()
-                    };
+                    let cp = CopyParams::run(p.len, p.from, p.to);
                     strided_copy_as(ctx, cp, (tensors[p.tensor], &all), (true, true))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (h, warm_t) = (cfg.hidden_size as u32, self.warm.t_len as u32);
-            let into = Range {
-                buffer: state.clone(),
-                offset: 0,
-                len: dims.state_len(),
-                half: false,
-            };
-            let pairs = self.warm.layers.iter().enumerate().map(|(l, ws)| {
-                (
-                    (ws.states(0).clone(), warm_t * h),
-                    (into.clone(), l as u32 * h),
-                )
-            });
+            let (h, warm_t) = (cfg.hidden_size, self.warm.t_len);
+            let into = Range::whole(&state, dims.state_len(), false);
+            let pairs = self
+                .warm
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(l, ws)| ((ws.states(0).clone(), warm_t * h), (into.clone(), l * h)));
             (copies, self.state_copies(pairs, false)?)
         } else {
             (Vec::new(), Vec::new())
@@ -419,27 +393,15 @@ impl Generation<'_> {
             .collect::<Result<Vec<_>>>()?;
         // f16 states: the carry's copies as dispatches (prompt's final state into the
         // carry; the carry into the step's initial state; the step's final state back).
-        let ranges: Vec<Range> = carry
-            .iter()
-            .map(|b| Range {
-                buffer: b.clone(),
-                offset: 0,
-                len: h,
-                half: true,
-            })
-            .collect();
-        let (warm_t, h32) = (self.warm.t_len as u32, h as u32);
         let copies = if half {
+            let warm_t = self.warm.t_len;
             let warm = self.warm.layers.iter().map(|ws| ws.states(0).clone());
             let steps = || step.layers.iter().map(|ws| ws.states(0).clone());
-            let c = || ranges.iter().cloned();
+            let c = || carry.iter().map(|b| (Range::whole(b, h, true), 0));
             Some((
-                self.state_copies(
-                    warm.map(|s| (s, warm_t * h32)).zip(c().map(|r| (r, 0))),
-                    true,
-                )?,
-                self.state_copies(c().map(|r| (r, 0)).zip(steps().map(|s| (s, 0))), true)?,
-                self.state_copies(steps().map(|s| (s, h32)).zip(c().map(|r| (r, 0))), true)?,
+                self.state_copies(warm.map(|s| (s, warm_t * h)).zip(c()), true)?,
+                self.state_copies(c().zip(steps().map(|s| (s, 0))), true)?,
+                self.state_copies(steps().map(|s| (s, h)).zip(c()), true)?,
             ))
         } else {
             None

@@ -54,6 +54,16 @@ pub(crate) struct Range {
 }
 
 impl Range {
+    /// The first `len` values of `buffer` (f16 where `half`).
+    pub(crate) fn whole(buffer: &wgpu::Buffer, len: usize, half: bool) -> Self {
+        Range {
+            buffer: buffer.clone(),
+            offset: 0,
+            len,
+            half,
+        }
+    }
+
     /// Bytes of one value.
     pub(crate) fn value_bytes(&self) -> u64 {
         value_bytes(self.half)

@@ -8,6 +8,20 @@ use crate::gpu::kernels::{Elems, Kernel};
 use crate::gpu::ops::dispatch::{flat_grid, param_dispatch_as, Dispatch};
 
 impl CopyParams {
+    /// One contiguous run: `len` values from value `from` of the source to value `to`
+    /// of the destination.
+    pub(crate) fn run(len: usize, from: usize, to: usize) -> Self {
+        CopyParams {
+            rows: 1,
+            width: len as u32,
+            src_stride: len as u32,
+            src_off: from as u32,
+            dst_stride: len as u32,
+            dst_off: to as u32,
+            ..Default::default()
+        }
+    }
+
     /// Between direction `d`'s final state, row T of its [T+1, B, H] state buffer, and
     /// columns [d·H, (d+1)·H) of the head's [B, dirs·H] input: `gather` copies the state
     /// to the head, otherwise the head's gradient goes back to that row of dh.

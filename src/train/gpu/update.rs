@@ -100,13 +100,7 @@ pub(crate) fn refresh(ctx: &GpuContext, flats: &Flats) -> Result<Vec<Dispatch>> 
         .iter()
         .enumerate()
         .map(|(s, &n)| {
-            let p = CopyParams {
-                rows: 1,
-                width: n as u32,
-                src_stride: n as u32,
-                dst_stride: n as u32,
-                ..Default::default()
-            };
+            let p = CopyParams::run(n, 0, 0);
             let (src, dst) = (&flats.value.buffers[s], &value16.buffers[s]);
             strided_copy_as(ctx, p, (src, dst), (false, true))
         })
